@@ -1,0 +1,162 @@
+//! The command line: clap definitions, and each command mapped onto the
+//! library. Printing and exit codes live here, nowhere else.
+
+mod plan;
+mod validate;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::manifest::Invalid;
+
+/// Exit codes, as documented in the README and `--help`.
+pub mod exit {
+    /// Every task complete and no escalation.
+    pub const OK: u8 = 0;
+    /// A task failed, timed out, was skipped or left items undone.
+    pub const TASK_FAILED: u8 = 1;
+    /// Bad usage or an invalid manifest.
+    pub const USAGE: u8 = 2;
+    /// An escalation rule fired (a rule may set its own code).
+    pub const ESCALATED: u8 = 3;
+    /// A question was left unanswered.
+    pub const UNANSWERED: u8 = 4;
+    /// Interrupted (Ctrl-C or SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every task complete, no escalation (for validate and plan: the manifest is valid)
+  1    a task failed, timed out, was skipped or left items undone
+  2    bad usage or an invalid manifest
+  3    an escalation rule fired (a rule may set its own code)
+  4    a question was left unanswered
+  130  interrupted";
+
+/// Run a sweep of AI coding-agent tasks described in a YAML manifest.
+#[derive(Debug, Parser)]
+#[command(name = "dispatch", version, about, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests against the schema and for meaning (names, cycles,
+    /// templates); print every problem with its file:line:column.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Validate(ValidateArgs),
+    /// Show what a sweep would do, without running anything: each task's
+    /// plan, worker prompt, backend command, worktree and place in the
+    /// schedule.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+    /// Print the manifest's JSON Schema (for editors and other tools).
+    Schema,
+}
+
+/// Template variables given on the command line.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set a template variable, overriding the manifest's `vars:`
+    /// (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The manifests to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Show only this task (a task id, or the id of a matrix task for all its
+    /// entries). Repeatable.
+    #[arg(long = "task", value_name = "ID")]
+    pub tasks: Vec<String>,
+    /// Also write each task's plan.md, prompt.md and task.json under
+    /// DIR/<task-id>/, and the whole plan as DIR/plan.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Parse the arguments and run the command; the process's exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(run(cli))
+}
+
+fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Schema => {
+            print_stdout(&crate::manifest::schema::manifest_schema_text());
+            exit::OK
+        }
+    }
+}
+
+/// Print to stdout; a closed pipe (`dispatch plan | head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Print diagnostics to stderr.
+fn report(invalid: &Invalid) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{invalid}");
+}

@@ -1,0 +1,239 @@
+//! `dispatch plan FILE`: the dry run, as text for people (and pull-request
+//! review) or JSON for tools.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{exit, print_stdout, report, PlanArgs};
+use crate::diagnostic::{list_names, Diagnostic};
+use crate::fsutil::write_atomic;
+use crate::manifest::{self, types::PromptMode, Invalid};
+use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
+
+pub fn run(args: &PlanArgs) -> u8 {
+    match plan_for(args) {
+        Ok(plan) => {
+            if let Some(dir) = &args.out {
+                if let Err(e) = write_out(&plan, dir) {
+                    eprintln!(
+                        "error: cannot write the plan under {}: {e}\n  = help: check that the folder is writable",
+                        dir.display()
+                    );
+                    return exit::USAGE;
+                }
+            }
+            let text = if args.json {
+                let mut json = serde_json::to_string_pretty(&plan).unwrap_or_default();
+                json.push('\n');
+                json
+            } else {
+                render_text(&plan)
+            };
+            print_stdout(&text);
+            exit::OK
+        }
+        Err(invalid) => {
+            report(&invalid);
+            exit::USAGE
+        }
+    }
+}
+
+fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
+    let loaded = manifest::load(&args.file)?;
+    let options = PlanOptions {
+        vars: args.vars.vars.clone(),
+        run_id: "dry-run".to_owned(),
+        root: None,
+    };
+    let mut plan = plan::build(&loaded, &options)?;
+    if !args.tasks.is_empty() {
+        let unknown: Vec<&String> = args
+            .tasks
+            .iter()
+            .filter(|want| {
+                !plan
+                    .tasks
+                    .iter()
+                    .any(|t| t.id == **want || t.source_id == **want)
+            })
+            .collect();
+        if let Some(first) = unknown.first() {
+            let known: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+            return Err(Invalid::one(
+                Diagnostic::new(
+                    args.file.display().to_string(),
+                    format!(
+                        "--task {first}: no such task (known: {})",
+                        list_names(known, 10)
+                    ),
+                )
+                .with_help("name a task id from the manifest"),
+            ));
+        }
+        plan.tasks.retain(|t| {
+            args.tasks
+                .iter()
+                .any(|want| *want == t.id || *want == t.source_id)
+        });
+    }
+    Ok(plan)
+}
+
+/// `DIR/<id>/plan.md`, `prompt.md`, `task.json` and `DIR/plan.json`.
+fn write_out(plan: &SweepPlan, dir: &Path) -> std::io::Result<()> {
+    for task in &plan.tasks {
+        let task_dir = dir.join(&task.id);
+        write_atomic(&task_dir.join("plan.md"), task.plan.as_bytes())?;
+        write_atomic(&task_dir.join("prompt.md"), task.prompt.as_bytes())?;
+        let json = serde_json::to_string_pretty(task).unwrap_or_default();
+        write_atomic(&task_dir.join("task.json"), json.as_bytes())?;
+    }
+    let json = serde_json::to_string_pretty(plan).unwrap_or_default();
+    write_atomic(&dir.join("plan.json"), json.as_bytes())
+}
+
+/// The plan as text: a header for the sweep, then each task in the order it
+/// would start.
+pub fn render_text(plan: &SweepPlan) -> String {
+    let mut out = String::new();
+    let name = if plan.name.is_empty() {
+        "(unnamed)"
+    } else {
+        &plan.name
+    };
+    let count = plan.tasks.len();
+    let _ = writeln!(
+        out,
+        "Sweep {name} ({}): {count} task{}, concurrency {}",
+        plan.manifest,
+        if count == 1 { "" } else { "s" },
+        plan.concurrency
+    );
+    for task in &plan.tasks {
+        out.push('\n');
+        render_task(&mut out, task);
+    }
+    out
+}
+
+fn render_task(out: &mut String, task: &PlannedTask) {
+    let _ = writeln!(out, "== {}. {} ==", task.position, task.id);
+    let field = |out: &mut String, name: &str, value: &str| {
+        let _ = writeln!(out, "{:<10}{value}", format!("{name}:"));
+    };
+    field(out, "title", &task.title);
+    field(
+        out,
+        "schedule",
+        &format!("stage {}, priority {}", task.stage, task.priority),
+    );
+    if !task.needs.is_empty() {
+        field(out, "needs", &task.needs.join(", "));
+    }
+    if !task.matrix.is_empty() {
+        let values: Vec<String> = task
+            .matrix
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
+            .collect();
+        field(out, "matrix", &values.join(", "));
+    }
+    let model = match &task.model {
+        Some(m) if m.id == m.name => format!("{} via {}", m.name, task.backend),
+        Some(m) => format!("{} ({}) via {}", m.name, m.id, task.backend),
+        None => format!("none, backend {}", task.backend),
+    };
+    field(out, "model", &model);
+    match &task.worktree {
+        Some(w) => field(
+            out,
+            "worktree",
+            &format!("{} on branch {} from {}", w.path, w.branch, w.base),
+        ),
+        None => field(out, "workdir", &task.paths.workdir),
+    }
+    let mut limits = vec![format!(
+        "timeout {}",
+        task.timeout.as_deref().unwrap_or("none")
+    )];
+    limits.push(format!("retries {}", task.retries));
+    field(out, "limits", &limits.join(", "));
+    if !task.tags.is_empty() {
+        field(out, "tags", &task.tags.join(", "));
+    }
+    field(out, "command", &command_line(task));
+    for (name, value) in &task.env {
+        field(out, "env", &format!("{name}={value}"));
+    }
+    let _ = writeln!(out, "\n--- {} ---", task.paths.plan);
+    out.push_str(&task.plan);
+    ensure_newline(out);
+    let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
+    out.push_str(&task.prompt);
+    ensure_newline(out);
+}
+
+fn via(mode: PromptMode) -> &'static str {
+    match mode {
+        PromptMode::Stdin => "on standard input",
+        PromptMode::Arg => "as an argument",
+        PromptMode::File => "in a file",
+    }
+}
+
+fn ensure_newline(out: &mut String) {
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+/// The argv as a shell would read it, with the prompt shown as a marker
+/// rather than repeated in full.
+fn command_line(task: &PlannedTask) -> String {
+    let mut words: Vec<String> = task
+        .argv
+        .iter()
+        .map(|arg| {
+            if arg == &task.prompt && !arg.is_empty() {
+                "<worker prompt>".to_owned()
+            } else {
+                shell_quote(arg)
+            }
+        })
+        .collect();
+    if task.prompt_via == PromptMode::Stdin {
+        words.push("< <worker prompt>".to_owned());
+    }
+    words.join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("--model"), "--model");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

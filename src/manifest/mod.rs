@@ -1,0 +1,203 @@
+//! Reading a manifest: bytes → YAML with locations → JSON Schema → Rust
+//! types → checks of meaning. Every problem becomes a [`Diagnostic`] that
+//! points at the place in the file.
+
+pub mod duration;
+pub mod schema;
+pub mod types;
+pub mod validate;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use types::Manifest;
+
+use crate::diagnostic::{render_all, Diagnostic, Location, SourceFile};
+use yaml::Node;
+
+/// Manifests are written by people; anything larger than this is a mistake
+/// (a log, a dump) and would only make the loader slow.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// A manifest that loaded and passed the schema and the checks of meaning.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    /// The path as the user gave it.
+    pub path: PathBuf,
+    /// The folder relative paths in the manifest are resolved against.
+    pub dir: PathBuf,
+    pub source: SourceFile,
+    /// The YAML tree, kept to locate later errors (templates, expansion).
+    pub root: Node,
+    pub manifest: Manifest,
+}
+
+/// One or more problems with a user's input, ready to print.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render_all(.0))]
+pub struct Invalid(pub Vec<Diagnostic>);
+
+impl Invalid {
+    pub fn one(diagnostic: Diagnostic) -> Self {
+        Invalid(vec![diagnostic])
+    }
+}
+
+/// Read and check the manifest at `path`.
+pub fn load(path: &Path) -> Result<LoadedManifest, Invalid> {
+    let name = path.display().to_string();
+    let text = read_text(path, &name)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut loaded = parse(&name, &text)?;
+    loaded.path = path.to_path_buf();
+    loaded.dir = dir;
+    validate::check(&loaded)?;
+    Ok(loaded)
+}
+
+/// Check a manifest given as text (the folder for relative paths is `.`).
+pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
+    let source = SourceFile::new(name, text);
+    let root = parse_yaml(&source)?;
+    let json = root.to_json();
+    let problems = schema::check(&json, &root, &source);
+    if !problems.is_empty() {
+        return Err(Invalid(problems));
+    }
+    let manifest: Manifest = serde_json::from_value(json).map_err(|e| {
+        Invalid::one(
+            Diagnostic::new(name, format!("the manifest does not fit its format: {e}"))
+                .with_help("run `dispatch schema` to see the format"),
+        )
+    })?;
+    Ok(LoadedManifest {
+        path: PathBuf::from(name),
+        dir: PathBuf::from("."),
+        source,
+        root,
+        manifest,
+    })
+}
+
+fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
+    let whole_file = |message: String, help: &str| {
+        Invalid::one(Diagnostic::new(name, message).with_help(help.to_owned()))
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        whole_file(
+            format!("cannot read the manifest: {e}"),
+            "check the path; manifests are usually checked in beside the code, e.g. `manifests/sweep.yaml`",
+        )
+    })?;
+    if metadata.is_dir() {
+        return Err(whole_file(
+            "this is a folder, not a manifest file".to_owned(),
+            "name the YAML file, e.g. `manifests/sweep.yaml`",
+        ));
+    }
+    if metadata.len() > MAX_MANIFEST_BYTES {
+        return Err(whole_file(
+            format!(
+                "the file is {:.1} MB; a manifest may be at most 1 MiB",
+                metadata.len() as f64 / 1_000_000.0
+            ),
+            "is this the right file? Split a very large sweep into several manifests",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        whole_file(
+            format!("cannot read the manifest: {e}"),
+            "check the file's permissions",
+        )
+    })?;
+    decode(name, bytes)
+}
+
+/// UTF-8 text, or a diagnostic at the first byte that is not.
+fn decode(name: &str, bytes: Vec<u8>) -> Result<String, Invalid> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = String::from_utf8_lossy(valid);
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let source = SourceFile::new(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Invalid::one(
+            Diagnostic::new(name, "the file is not valid UTF-8 text")
+                .at(&source, Location::new(line, column, 1))
+                .with_help(
+                    "save the manifest as UTF-8 (it may be UTF-16, Latin-1 or a binary file)",
+                ),
+        )
+    })
+}
+
+/// The YAML tree, which must be a mapping.
+fn parse_yaml(source: &SourceFile) -> Result<Node, Invalid> {
+    let text = source.text.strip_prefix('\u{feff}').unwrap_or(&source.text);
+    let root = yaml::load(text).map_err(|e| {
+        let mut d = Diagnostic::new(&source.name, e.message);
+        if let Some(location) = e.location {
+            d = d.at(source, location);
+        }
+        if let Some(help) = e.help {
+            d = d.with_help(help);
+        }
+        Invalid::one(d)
+    })?;
+    let Some(root) = root else {
+        return Err(Invalid::one(
+            Diagnostic::new(&source.name, "the manifest is empty").with_help(
+                "start with `version: 1` and a `tasks:` mapping; see manifests/ for examples",
+            ),
+        ));
+    };
+    if !matches!(root.value, yaml::Value::Map(_)) {
+        return Err(Invalid::one(
+            Diagnostic::new(
+                &source.name,
+                "the manifest must be a mapping of keys (`version:`, `tasks:`, …)",
+            )
+            .at(source, root.location)
+            .with_help(
+                "start with `version: 1` and a `tasks:` mapping; see manifests/ for examples",
+            ),
+        ));
+    }
+    Ok(root)
+}
+
+impl LoadedManifest {
+    /// A diagnostic at the value under `segments` (or its nearest ancestor
+    /// that is in the file).
+    pub fn error_at<S: AsRef<str>>(
+        &self,
+        segments: &[S],
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let located = self.root.locate(segments);
+        let owned: Vec<String> = segments.iter().map(|s| s.as_ref().to_owned()).collect();
+        Diagnostic::new(&self.source.name, message)
+            .at(&self.source, located.node.location)
+            .with_path(schema::dotted(&owned))
+    }
+
+    /// A diagnostic at the key of the entry under `segments`.
+    pub fn error_at_key<S: AsRef<str>>(
+        &self,
+        segments: &[S],
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let located = self.root.locate(segments);
+        let location = match located.key {
+            Some(key) if located.complete => key.location,
+            _ => located.node.location,
+        };
+        let owned: Vec<String> = segments.iter().map(|s| s.as_ref().to_owned()).collect();
+        Diagnostic::new(&self.source.name, message)
+            .at(&self.source, location)
+            .with_path(schema::dotted(&owned))
+    }
+}

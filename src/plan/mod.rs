@@ -1,0 +1,821 @@
+//! From a checked manifest to the plan of a sweep: matrix entries expanded
+//! into tasks, dependencies resolved and ordered, and for each task its
+//! checklist, worker prompt, backend argv and worktree, all rendered.
+//!
+//! `dispatch plan` prints this; `dispatch run` executes it. Rendering here
+//! also catches what only rendering can: undefined template variables, unknown
+//! templates, ids that collide after expansion.
+
+pub mod matrix;
+pub mod templates;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
+use crate::manifest::types::{CommitPolicy, KeepPolicy, PromptMode, Task, WorktreeSetting};
+use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
+use crate::manifest::{Invalid, LoadedManifest};
+use crate::schedule;
+use crate::workers::backends::{self, Backend, Model};
+use templates::{describe_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
+
+/// The folder, relative to the project root, that holds all of dispatch's
+/// state (the dispatch skill's layout).
+pub const STATE_DIR: &str = ".dispatch";
+
+/// Settings of one expansion that do not come from the manifest.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// `--var NAME=VALUE`, overriding every `vars:` of the manifest.
+    pub vars: Vec<(String, String)>,
+    /// The run the plan is for; `dry-run` for `dispatch plan`.
+    pub run_id: String,
+    /// The project root that paths are made absolute against; `None` keeps
+    /// them relative (`.dispatch/tasks/ID/plan.md`) for reviewable output.
+    pub root: Option<PathBuf>,
+}
+
+/// Everything a sweep will do, in the order it starts.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepPlan {
+    pub name: String,
+    pub manifest: String,
+    pub run_id: String,
+    pub concurrency: u32,
+    pub tasks: Vec<PlannedTask>,
+}
+
+/// One task, ready to launch.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedTask {
+    pub id: String,
+    /// The manifest task it came from (differs from `id` for matrix entries).
+    pub source_id: String,
+    pub title: String,
+    /// 1-based position in the schedule.
+    pub position: usize,
+    /// 1 for tasks that need nothing; one more than the latest of its needs.
+    pub stage: usize,
+    pub priority: String,
+    pub rank: i64,
+    pub needs: Vec<String>,
+    pub tags: Vec<String>,
+    pub matrix: IndexMap<String, Json>,
+    pub model: Option<ModelInfo>,
+    pub backend: String,
+    /// The program and its arguments, with the prompt in place.
+    pub argv: Vec<String>,
+    pub prompt_via: PromptMode,
+    pub env: IndexMap<String, String>,
+    pub timeout: Option<String>,
+    pub retries: u32,
+    pub worktree: Option<WorktreePlan>,
+    pub paths: TaskPaths,
+    pub context: Vec<String>,
+    /// The checklist, as written to `plan.md`.
+    pub plan: String,
+    /// The full worker prompt.
+    pub prompt: String,
+}
+
+/// The model a task runs on.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub id: String,
+    pub backend: String,
+}
+
+/// Where a task's worktree goes and what it starts from.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorktreePlan {
+    pub path: String,
+    pub branch: String,
+    pub base: String,
+    pub keep: Option<KeepPolicy>,
+    pub commit: CommitPolicy,
+}
+
+/// A task's files, compatible with the dispatch skill.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskPaths {
+    /// The project root (`.` in dry runs).
+    pub root: String,
+    pub task_dir: String,
+    pub plan: String,
+    pub output: String,
+    pub context: String,
+    pub ipc: String,
+    pub prompt: String,
+    /// Where the worker runs: the project root or its worktree.
+    pub workdir: String,
+}
+
+impl TaskPaths {
+    fn new(root: &str, id: &str, workdir: String) -> Self {
+        let task_dir = join(root, &format!("{STATE_DIR}/tasks/{id}"));
+        Self {
+            plan: format!("{task_dir}/plan.md"),
+            output: format!("{task_dir}/output.md"),
+            context: format!("{task_dir}/context.md"),
+            ipc: format!("{task_dir}/ipc"),
+            prompt: format!("{task_dir}/prompt.md"),
+            root: if root.is_empty() {
+                ".".to_owned()
+            } else {
+                root.to_owned()
+            },
+            task_dir,
+            workdir,
+        }
+    }
+}
+
+fn join(root: &str, relative: &str) -> String {
+    if root.is_empty() || root == "." {
+        relative.to_owned()
+    } else {
+        format!("{}/{relative}", root.trim_end_matches('/'))
+    }
+}
+
+/// A task after matrix expansion, before rendering.
+struct Instance<'a> {
+    id: String,
+    source_id: &'a str,
+    task: &'a Task,
+    matrix: IndexMap<String, Json>,
+    needs: Vec<usize>,
+    rank: i64,
+}
+
+/// What is known of a task before its prompt is rendered; downstream tasks
+/// see it as `needs.ID`.
+struct Basics {
+    title: String,
+    model: Option<Model>,
+    backend: String,
+    paths: TaskPaths,
+    worktree: bool,
+    branch: Option<String>,
+}
+
+/// Expand and render the whole sweep.
+pub fn build(loaded: &LoadedManifest, options: &PlanOptions) -> Result<SweepPlan, Invalid> {
+    Builder::new(loaded, options).build()
+}
+
+struct Builder<'a> {
+    loaded: &'a LoadedManifest,
+    options: &'a PlanOptions,
+    templates: Templates,
+    backends: IndexMap<String, Backend>,
+    root: String,
+    problems: Vec<Diagnostic>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(loaded: &'a LoadedManifest, options: &'a PlanOptions) -> Self {
+        let override_dir = match &loaded.manifest.templates {
+            Some(dir) => loaded.dir.join(dir),
+            None => loaded.dir.join("templates"),
+        };
+        Self {
+            loaded,
+            options,
+            templates: Templates::new(Some(override_dir)),
+            backends: backends::backends(&loaded.manifest),
+            root: options
+                .root
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            problems: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, d: Diagnostic) {
+        self.problems.push(d);
+    }
+
+    fn finish<T>(&mut self, value: T) -> Result<T, Invalid> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            let mut problems = std::mem::take(&mut self.problems);
+            problems.sort_by_key(|d| d.location);
+            problems.dedup();
+            Err(Invalid(problems))
+        }
+    }
+
+    fn build(mut self) -> Result<SweepPlan, Invalid> {
+        let mut instances = self.expand();
+        let instances_ok = self.finish(())?;
+        let _ = instances_ok;
+        self.resolve_needs(&mut instances);
+        self.finish(())?;
+        let slots = self.order(&instances)?;
+        let basics: Vec<Basics> = instances.iter().map(|i| self.basics(i)).collect();
+        self.finish(())?;
+        let mut tasks = Vec::with_capacity(instances.len());
+        for (position, slot) in slots.iter().enumerate() {
+            if let Some(task) =
+                self.render(&instances, &basics, slot.index, position + 1, slot.stage)
+            {
+                tasks.push(task);
+            }
+        }
+        let manifest = &self.loaded.manifest;
+        let plan = SweepPlan {
+            name: manifest.name.clone().unwrap_or_default(),
+            manifest: self.loaded.path.display().to_string(),
+            run_id: self.options.run_id.clone(),
+            concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            tasks,
+        };
+        self.finish(plan)
+    }
+
+    /// Matrix entries become tasks; ids must stay unique and short.
+    fn expand(&mut self) -> Vec<Instance<'a>> {
+        let manifest = &self.loaded.manifest;
+        let default_rank = manifest.defaults.priority.unwrap_or_default();
+        let mut instances: Vec<Instance<'a>> = Vec::new();
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        let mut total = 0usize;
+        for (source_id, task) in &manifest.tasks {
+            let count = matrix::entry_count(task);
+            if count > matrix::MAX_ENTRIES_PER_TASK {
+                let d = self
+                    .loaded
+                    .error_at(
+                        &["tasks", source_id, "matrix"],
+                        format!(
+                            "the matrix expands to {count} tasks; the limit is {}",
+                            matrix::MAX_ENTRIES_PER_TASK
+                        ),
+                    )
+                    .with_help("split the task, or use fewer values per key");
+                self.fail(d);
+                continue;
+            }
+            total += count;
+            if total > matrix::MAX_TASKS {
+                let d = self
+                    .loaded
+                    .error_at(
+                        &["tasks", source_id],
+                        format!("the sweep expands to more than {} tasks", matrix::MAX_TASKS),
+                    )
+                    .with_help("split the sweep into several manifests");
+                self.fail(d);
+                break;
+            }
+            for entry in matrix::entries(source_id, task) {
+                if entry.id.len() > MAX_ID_LEN {
+                    let d = self
+                        .loaded
+                        .error_at(
+                            &["tasks", source_id, "matrix"],
+                            format!(
+                                "the matrix entry id `{}` is longer than {MAX_ID_LEN} characters",
+                                entry.id
+                            ),
+                        )
+                        .with_help("use shorter matrix values or a shorter task id");
+                    self.fail(d);
+                    continue;
+                }
+                if let Some(first) = seen.get(&entry.id) {
+                    let d = self
+                        .loaded
+                        .error_at_key(&["tasks", source_id], format!("the task id `{}` is produced twice (also by task `{first}`)", entry.id))
+                        .with_help("rename one task, or change the matrix values so the derived ids differ");
+                    self.fail(d);
+                    continue;
+                }
+                seen.insert(entry.id.clone(), source_id);
+                instances.push(Instance {
+                    id: entry.id,
+                    source_id,
+                    task,
+                    matrix: entry.values,
+                    needs: Vec::new(),
+                    rank: task.priority.unwrap_or(default_rank).rank(),
+                });
+            }
+        }
+        instances
+    }
+
+    /// `needs` names a task id (all its matrix entries) or one entry's id.
+    fn resolve_needs(&mut self, instances: &mut [Instance<'a>]) {
+        let by_id: HashMap<String, usize> = instances
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.id.clone(), i))
+            .collect();
+        for index in 0..instances.len() {
+            let task = instances[index].task;
+            let source_id = instances[index].source_id;
+            let single = matches!(task.needs, crate::manifest::types::Needs::One(_));
+            let mut resolved = Vec::new();
+            for (n, name) in task.needs.ids().iter().enumerate() {
+                let position = n.to_string();
+                let path: Vec<&str> = if single {
+                    vec!["tasks", source_id, "needs"]
+                } else {
+                    vec!["tasks", source_id, "needs", &position]
+                };
+                let mut targets: Vec<usize> = instances
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| x.source_id == name)
+                    .map(|(i, _)| i)
+                    .collect();
+                if targets.is_empty() {
+                    if let Some(&i) = by_id.get(name) {
+                        targets.push(i);
+                    }
+                }
+                if targets.is_empty() {
+                    let d = unknown_task(self.loaded, &path, name);
+                    self.fail(d);
+                } else if targets.contains(&index) {
+                    let d = self
+                        .loaded
+                        .error_at(
+                            &path,
+                            format!("task `{}` needs itself", instances[index].id),
+                        )
+                        .with_help("remove it from `needs`");
+                    self.fail(d);
+                } else {
+                    for t in targets {
+                        if !resolved.contains(&t) {
+                            resolved.push(t);
+                        }
+                    }
+                }
+            }
+            instances[index].needs = resolved;
+        }
+    }
+
+    fn order(&mut self, instances: &[Instance<'a>]) -> Result<Vec<schedule::Slot>, Invalid> {
+        let items: Vec<schedule::Item> = instances
+            .iter()
+            .map(|i| schedule::Item {
+                needs: i.needs.clone(),
+                rank: i.rank,
+            })
+            .collect();
+        schedule::order(&items).map_err(|cycle| {
+            let names: Vec<&str> = cycle.iter().map(|&i| instances[i].id.as_str()).collect();
+            let first = cycle.get(1).map_or(0, |&i| i);
+            let d = self
+                .loaded
+                .error_at(&["tasks", instances[first].source_id, "needs"], format!("dependency cycle: {}", names.join(" → ")))
+                .with_help("a task cannot wait, directly or through others, for itself; remove one of these `needs`");
+            Invalid::one(d)
+        })
+    }
+
+    fn basics(&mut self, instance: &Instance<'a>) -> Basics {
+        let manifest = &self.loaded.manifest;
+        let task = instance.task;
+        let model = backends::task_model_name(manifest, task)
+            .and_then(|name| backends::resolve_model(manifest, name));
+        let backend =
+            backends::task_backend_name(manifest, task, model.as_ref()).unwrap_or_default();
+        let worktree = match task
+            .worktree
+            .as_ref()
+            .or(manifest.defaults.worktree.as_ref())
+        {
+            Some(WorktreeSetting::Enabled(on)) => *on,
+            Some(WorktreeSetting::Options(_)) => true,
+            None => false,
+        };
+        let workdir = if worktree {
+            join(
+                &self.root,
+                &format!("{STATE_DIR}/worktrees/{}", instance.id),
+            )
+        } else if self.root.is_empty() {
+            ".".to_owned()
+        } else {
+            self.root.clone()
+        };
+        let paths = TaskPaths::new(&self.root, &instance.id, workdir);
+        let mut basics = Basics {
+            title: instance.id.clone(),
+            model,
+            backend,
+            paths,
+            worktree,
+            branch: None,
+        };
+        let context = self.context(instance, &basics, json!({}));
+        if let Some(title) = &task.title {
+            basics.title =
+                self.render_field(&["tasks", instance.source_id, "title"], title, &context);
+        }
+        if worktree {
+            let template = worktree_options(task, manifest)
+                .and_then(|o| o.branch.clone())
+                .unwrap_or_else(|| "dispatch/{{ task.id }}".to_owned());
+            let context = self.context(instance, &basics, json!({}));
+            basics.branch = Some(self.render_field(
+                &["tasks", instance.source_id, "worktree", "branch"],
+                &template,
+                &context,
+            ));
+        }
+        basics
+    }
+
+    /// The variables every template of this task sees.
+    fn context(&self, instance: &Instance<'a>, basics: &Basics, needs: Json) -> Json {
+        let manifest = &self.loaded.manifest;
+        let task = instance.task;
+        let mut vars: serde_json::Map<String, Json> = manifest.vars.clone().into_iter().collect();
+        vars.extend(task.vars.clone());
+        for (name, value) in &self.options.vars {
+            vars.insert(name.clone(), Json::String(value.clone()));
+        }
+        let priority = task
+            .priority
+            .or(manifest.defaults.priority)
+            .unwrap_or_default();
+        json!({
+            "task": {
+                "id": instance.id,
+                "source_id": instance.source_id,
+                "title": basics.title,
+                "prompt": Json::Null,
+                "model": basics.model.as_ref().map(|m| m.name.clone()),
+                "backend": basics.backend,
+                "worktree": basics.worktree,
+                "branch": basics.branch,
+                "priority": priority.label(),
+                "tags": task.tags,
+                "plan": task.plan,
+                "context": task.context,
+                "timeout": task.timeout.as_ref().or(manifest.defaults.timeout.as_ref()).map(|t| t.0.clone()),
+            },
+            "vars": vars,
+            "matrix": instance.matrix,
+            "paths": basics.paths,
+            "run": {
+                "id": self.options.run_id,
+                "name": manifest.name.clone().unwrap_or_default(),
+                "manifest": self.loaded.path.display().to_string(),
+            },
+            "model": basics.model.as_ref().map(|m| json!({"name": m.name, "id": m.id, "backend": m.backend})),
+            "needs": needs,
+        })
+    }
+
+    /// Render a string from the manifest; a failure is reported at `path`.
+    fn render_field(&mut self, path: &[&str], source: &str, context: &Json) -> String {
+        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+            return source.to_owned();
+        }
+        let value = minijinja::Value::from(minijinja::value::Serde(context));
+        match self
+            .templates
+            .env()
+            .render_named_str(&path.join("."), source, value)
+        {
+            Ok(text) => text,
+            Err(e) => {
+                let d = self
+                    .loaded
+                    .error_at(path, describe_error(&e, Some(source)))
+                    .with_help(template_help(&e));
+                self.fail(d);
+                String::new()
+            }
+        }
+    }
+
+    /// Render a template file; a failure is reported at `path` (the key that
+    /// chose the template).
+    fn render_template(&mut self, path: &[&str], name: &str, context: &Json) -> String {
+        let value = minijinja::Value::from(minijinja::value::Serde(context));
+        let result = self
+            .templates
+            .env()
+            .get_template(name)
+            .and_then(|t| t.render(value));
+        match result {
+            Ok(text) => text,
+            Err(e) => {
+                let source = self
+                    .templates
+                    .env()
+                    .get_template(name)
+                    .ok()
+                    .map(|t| t.source().to_owned());
+                let d = self
+                    .loaded
+                    .error_at(path, describe_error(&e, source.as_deref()))
+                    .with_help(template_help(&e));
+                self.fail(d);
+                String::new()
+            }
+        }
+    }
+
+    fn render(
+        &mut self,
+        instances: &[Instance<'a>],
+        basics: &[Basics],
+        index: usize,
+        position: usize,
+        stage: usize,
+    ) -> Option<PlannedTask> {
+        let manifest = &self.loaded.manifest;
+        let instance = &instances[index];
+        let own = &basics[index];
+        let task = instance.task;
+        let src = instance.source_id;
+        let needs: serde_json::Map<String, Json> = instance
+            .needs
+            .iter()
+            .map(|&n| {
+                let up = &basics[n];
+                (
+                    instances[n].id.clone(),
+                    json!({
+                        "id": instances[n].id,
+                        "title": up.title,
+                        "output": up.paths.output,
+                        "plan": up.paths.plan,
+                        "branch": up.branch,
+                        "status": "pending",
+                    }),
+                )
+            })
+            .collect();
+        let mut context = self.context(instance, own, Json::Object(needs));
+
+        let prompt = match &task.prompt {
+            Some(p) => self.render_field(&["tasks", src, "prompt"], p, &context),
+            None => own.title.clone(),
+        };
+        context["task"]["prompt"] = Json::String(prompt);
+        let items: Vec<String> = task
+            .plan
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                self.render_field(&["tasks", src, "plan", &i.to_string()], item, &context)
+            })
+            .collect();
+        context["task"]["plan"] = json!(items);
+
+        let plan_text = self.render_plan(task, src, &context);
+        let role_prompt = match task
+            .role
+            .as_ref()
+            .and_then(|r| manifest.roles.get(r).map(|def| (r, def)))
+        {
+            Some((name, role)) => {
+                self.render_field(&["roles", name, "prompt"], &role.prompt, &context)
+            }
+            None => String::new(),
+        };
+        context["plan_text"] = Json::String(plan_text.clone());
+        context["role_prompt"] = Json::String(role_prompt);
+        let worker_prompt = self.render_template(&["tasks", src], WORKER_PROMPT, &context);
+
+        let worktree = self.worktree(instance, own, &context);
+        let (argv, prompt_via) = self.argv(instance, own, &context, &worker_prompt);
+        let env = self.env(instance, own, &context);
+        Some(PlannedTask {
+            id: instance.id.clone(),
+            source_id: src.to_owned(),
+            title: own.title.clone(),
+            position,
+            stage,
+            priority: task
+                .priority
+                .or(manifest.defaults.priority)
+                .unwrap_or_default()
+                .label(),
+            rank: instance.rank,
+            needs: instance
+                .needs
+                .iter()
+                .map(|&n| instances[n].id.clone())
+                .collect(),
+            tags: task.tags.clone(),
+            matrix: instance.matrix.clone(),
+            model: own.model.as_ref().map(|m| ModelInfo {
+                name: m.name.clone(),
+                id: m.id.clone(),
+                backend: m.backend.clone(),
+            }),
+            backend: own.backend.clone(),
+            argv,
+            prompt_via,
+            env,
+            timeout: task
+                .timeout
+                .as_ref()
+                .or(manifest.defaults.timeout.as_ref())
+                .map(|t| t.0.clone()),
+            retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
+            worktree,
+            paths: own.paths.clone(),
+            context: task.context.clone(),
+            plan: plan_text,
+            prompt: worker_prompt,
+        })
+    }
+
+    fn render_plan(&mut self, task: &Task, src: &str, context: &Json) -> String {
+        let name = task.template.as_deref().unwrap_or(DEFAULT_PLAN);
+        let template = plan_template_name(name);
+        let valid_name = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name || !self.templates.exists(&template) {
+            let known = self.templates.plan_names();
+            let mut d = self.loaded.error_at(
+                &["tasks", src, "template"],
+                format!(
+                    "unknown template \"{name}\" (known: {})",
+                    list_names(known.iter().map(String::as_str), 12)
+                ),
+            );
+            d = match did_you_mean(name, known.iter().map(String::as_str)) {
+                Some(close) => d.with_help(format!("did you mean `{close}`?")),
+                None => d.with_help(format!("add `plans/{name}.md.j2` to the project's templates folder, or use a built-in template")),
+            };
+            self.fail(d);
+            return String::new();
+        }
+        self.render_template(&["tasks", src, "template"], &template, context)
+    }
+
+    fn worktree(
+        &mut self,
+        instance: &Instance<'a>,
+        own: &Basics,
+        context: &Json,
+    ) -> Option<WorktreePlan> {
+        if !own.worktree {
+            return None;
+        }
+        let manifest = &self.loaded.manifest;
+        let options = worktree_options(instance.task, manifest);
+        let base = match options.and_then(|o| o.base.clone()) {
+            Some(base) => self.render_field(
+                &["tasks", instance.source_id, "worktree", "base"],
+                &base,
+                context,
+            ),
+            None => "HEAD".to_owned(),
+        };
+        Some(WorktreePlan {
+            path: own.paths.workdir.clone(),
+            branch: own.branch.clone().unwrap_or_default(),
+            base,
+            keep: options.and_then(|o| o.keep),
+            commit: options
+                .and_then(|o| o.commit)
+                .unwrap_or(CommitPolicy::Never),
+        })
+    }
+
+    /// The backend's argv with the prompt placed as the backend takes it.
+    fn argv(
+        &mut self,
+        instance: &Instance<'a>,
+        own: &Basics,
+        context: &Json,
+        prompt: &str,
+    ) -> (Vec<String>, PromptMode) {
+        let Some(backend) = self.backends.get(&own.backend).cloned() else {
+            return (Vec::new(), PromptMode::Stdin);
+        };
+        let src = instance.source_id;
+        let (templates, path_of): (Vec<String>, Box<dyn Fn(usize) -> Vec<String>>) =
+            match &instance.task.command {
+                Some(command) if backend.command.is_empty() => {
+                    let src = src.to_owned();
+                    (
+                        command.clone(),
+                        Box::new(move |i| {
+                            vec!["tasks".into(), src.clone(), "command".into(), i.to_string()]
+                        }),
+                    )
+                }
+                _ if backend.builtin => {
+                    let src = src.to_owned();
+                    (
+                        backend.command.clone(),
+                        Box::new(move |_| vec!["tasks".into(), src.clone()]),
+                    )
+                }
+                _ => {
+                    let name = own.backend.clone();
+                    (
+                        backend.command.clone(),
+                        Box::new(move |i| {
+                            vec![
+                                "backends".into(),
+                                name.clone(),
+                                "command".into(),
+                                i.to_string(),
+                            ]
+                        }),
+                    )
+                }
+            };
+        let mut context = context.clone();
+        context["prompt"] = Json::String(prompt.to_owned());
+        context["prompt_file"] = Json::String(own.paths.prompt.clone());
+        let placed = templates.iter().any(|a| a.contains("prompt"));
+        let mut argv: Vec<String> = Vec::with_capacity(templates.len() + 1);
+        for (i, arg) in templates.iter().enumerate() {
+            let path = path_of(i);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            argv.push(self.render_field(&path, arg, &context));
+        }
+        let mode = backend.prompt;
+        if !placed {
+            match mode {
+                PromptMode::Arg => argv.push(prompt.to_owned()),
+                PromptMode::File => argv.push(own.paths.prompt.clone()),
+                PromptMode::Stdin => {}
+            }
+        }
+        (argv, mode)
+    }
+
+    fn env(
+        &mut self,
+        instance: &Instance<'a>,
+        own: &Basics,
+        context: &Json,
+    ) -> IndexMap<String, String> {
+        let mut env = IndexMap::new();
+        if let Some(backend) = self.backends.get(&own.backend).cloned() {
+            for (name, value) in &backend.env {
+                let rendered =
+                    self.render_field(&["backends", &own.backend, "env", name], value, context);
+                env.insert(name.clone(), rendered);
+            }
+        }
+        for (name, value) in &instance.task.env {
+            let rendered =
+                self.render_field(&["tasks", instance.source_id, "env", name], value, context);
+            env.insert(name.clone(), rendered);
+        }
+        env
+    }
+}
+
+/// The default number of workers at once.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+
+fn worktree_options<'m>(
+    task: &'m Task,
+    manifest: &'m crate::manifest::Manifest,
+) -> Option<&'m crate::manifest::types::WorktreeOptions> {
+    match task
+        .worktree
+        .as_ref()
+        .or(manifest.defaults.worktree.as_ref())
+    {
+        Some(WorktreeSetting::Options(options)) => Some(options),
+        _ => None,
+    }
+}
+
+fn template_help(error: &minijinja::Error) -> String {
+    match error.kind() {
+        minijinja::ErrorKind::UndefinedError => {
+            "define it under `vars:` (the manifest's or the task's) or pass `--var NAME=VALUE`; `{{ x | default('') }}` makes it optional".to_owned()
+        }
+        minijinja::ErrorKind::SyntaxError => "check the `{{ }}` and `{% %}` pairs; write `{% raw %}...{% endraw %}` around literal braces".to_owned(),
+        _ => "see docs/templates.md for the variables templates can use".to_owned(),
+    }
+}
+
+/// Path of `file` relative to `base` when it is inside, for display.
+pub fn display_path(file: &Path, base: &Path) -> String {
+    file.strip_prefix(base)
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,209 @@
+//! The template engine: minijinja with strict undefined, the built-in
+//! templates embedded in the binary, and a project's own folder in front of
+//! them so a team can override any template by name.
+
+use std::path::{Component, Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// Templates shipped in `templates/`, embedded so an installed binary needs
+/// no files beside it.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "worker-prompt.md.j2",
+        include_str!("../../templates/worker-prompt.md.j2"),
+    ),
+    (
+        "plans/api-docs.md.j2",
+        include_str!("../../templates/plans/api-docs.md.j2"),
+    ),
+    (
+        "plans/checklist.md.j2",
+        include_str!("../../templates/plans/checklist.md.j2"),
+    ),
+    (
+        "plans/error-handling.md.j2",
+        include_str!("../../templates/plans/error-handling.md.j2"),
+    ),
+    (
+        "plans/fix.md.j2",
+        include_str!("../../templates/plans/fix.md.j2"),
+    ),
+    (
+        "plans/frontend-audit.md.j2",
+        include_str!("../../templates/plans/frontend-audit.md.j2"),
+    ),
+    (
+        "plans/implement.md.j2",
+        include_str!("../../templates/plans/implement.md.j2"),
+    ),
+    (
+        "plans/perf-audit.md.j2",
+        include_str!("../../templates/plans/perf-audit.md.j2"),
+    ),
+    (
+        "plans/refactor.md.j2",
+        include_str!("../../templates/plans/refactor.md.j2"),
+    ),
+    (
+        "plans/research.md.j2",
+        include_str!("../../templates/plans/research.md.j2"),
+    ),
+    (
+        "plans/security-audit.md.j2",
+        include_str!("../../templates/plans/security-audit.md.j2"),
+    ),
+    (
+        "plans/write-tests.md.j2",
+        include_str!("../../templates/plans/write-tests.md.j2"),
+    ),
+];
+
+/// The worker prompt's template name.
+pub const WORKER_PROMPT: &str = "worker-prompt.md.j2";
+/// The plan template used when a task names none.
+pub const DEFAULT_PLAN: &str = "checklist";
+
+/// The template name of the plan template called `name`.
+pub fn plan_template_name(name: &str) -> String {
+    format!("plans/{name}.md.j2")
+}
+
+/// Built-in templates plus an optional override folder.
+pub struct Templates {
+    env: Environment<'static>,
+    override_dir: Option<PathBuf>,
+}
+
+impl Templates {
+    /// `override_dir`: a project's templates folder, searched before the
+    /// built-ins (it need not exist).
+    pub fn new(override_dir: Option<PathBuf>) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters are a valid syntax");
+        env.set_syntax(syntax);
+        let dir = override_dir.clone();
+        env.set_loader(move |name| {
+            if let Some(text) = dir.as_deref().and_then(|d| read_override(d, name)) {
+                return Ok(Some(text));
+            }
+            Ok(BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| (*text).to_owned()))
+        });
+        Self { env, override_dir }
+    }
+
+    pub fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+
+    /// Whether a template of that name exists (built in or overridden).
+    pub fn exists(&self, name: &str) -> bool {
+        self.override_dir
+            .as_deref()
+            .is_some_and(|d| read_override(d, name).is_some())
+            || BUILTIN.iter().any(|(n, _)| *n == name)
+    }
+
+    /// The names of the plan templates a manifest can use.
+    pub fn plan_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = BUILTIN
+            .iter()
+            .filter_map(|(n, _)| n.strip_prefix("plans/")?.strip_suffix(".md.j2"))
+            .map(str::to_owned)
+            .collect();
+        if let Some(dir) = &self.override_dir {
+            if let Ok(entries) = std::fs::read_dir(dir.join("plans")) {
+                for entry in entries.flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    if let Some(name) = file.strip_suffix(".md.j2") {
+                        if !names.iter().any(|n| n == name) {
+                            names.push(name.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+}
+
+/// The text of `name` under `dir`, refusing names that climb out of it.
+fn read_override(dir: &Path, name: &str) -> Option<String> {
+    let relative = Path::new(name);
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(relative)).ok()
+}
+
+/// A template error in a few words: the kind, the template and line, and
+/// the expression that failed.
+pub fn describe_error(error: &minijinja::Error, source: Option<&str>) -> String {
+    let mut message = match error.kind() {
+        minijinja::ErrorKind::UndefinedError => "undefined value".to_owned(),
+        minijinja::ErrorKind::TemplateNotFound => "template not found".to_owned(),
+        minijinja::ErrorKind::SyntaxError => "template syntax error".to_owned(),
+        _ => "template error".to_owned(),
+    };
+    if let Some(detail) = error.detail() {
+        message.push_str(&format!(": {detail}"));
+    }
+    if let (Some(range), Some(source)) = (error.range(), source) {
+        if let Some(expression) = source.get(range) {
+            let expression = expression.trim();
+            if !expression.is_empty() && expression.len() <= 80 {
+                message.push_str(&format!(" in `{expression}`"));
+            }
+        }
+    }
+    if let (Some(name), Some(line)) = (error.name(), error.line()) {
+        if name.ends_with(".j2") {
+            message.push_str(&format!(" (templates/{name}:{line})"));
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_template_parses() {
+        let templates = Templates::new(None);
+        for (name, _) in BUILTIN {
+            templates
+                .env()
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_project_folder_overrides_by_name_and_cannot_escape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("plans")).expect("mkdir");
+        std::fs::write(dir.path().join("plans/fix.md.j2"), "# ours\n").expect("write");
+        std::fs::write(dir.path().join("plans/mine.md.j2"), "# mine\n").expect("write");
+        let templates = Templates::new(Some(dir.path().to_path_buf()));
+        let fix = templates
+            .env()
+            .get_template("plans/fix.md.j2")
+            .expect("found");
+        assert_eq!(fix.render(()).expect("renders"), "# ours\n");
+        assert!(templates.plan_names().contains(&"mine".to_owned()));
+        assert!(templates.exists("plans/mine.md.j2"));
+        assert!(!templates.exists("../plans/mine.md.j2"));
+    }
+}
