@@ -101,8 +101,8 @@ fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
     if metadata.len() > MAX_MANIFEST_BYTES {
         return Err(whole_file(
             format!(
-                "the file is {:.1} MB; a manifest may be at most 1 MiB",
-                metadata.len() as f64 / 1_000_000.0
+                "the file is {:.1} MiB; a manifest may be at most 1 MiB",
+                metadata.len() as f64 / (1024.0 * 1024.0)
             ),
             "is this the right file? Split a very large sweep into several manifests",
         ));

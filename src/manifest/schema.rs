@@ -16,7 +16,47 @@ pub fn manifest_schema() -> Json {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .into_generator()
         .into_root_schema_for::<Manifest>();
-    schema.to_value()
+    let mut value = schema.to_value();
+    tidy_schema(&mut value);
+    // `$schema` and `$id` first, where people and editors look for them.
+    if let Json::Object(map) = &mut value {
+        for key in ["$id", "$schema"] {
+            if let Some(v) = map.shift_remove(key) {
+                map.shift_insert(0, key.to_owned(), v);
+            }
+        }
+    }
+    value
+}
+
+/// Make the generated schema read well in an editor: doc comments' line
+/// wraps become spaces (paragraph breaks stay), and serde's `default`
+/// annotations, which only repeat "empty", go.
+fn tidy_schema(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            map.shift_remove("default");
+            if let Some(Json::String(text)) = map.get_mut("description") {
+                *text = text
+                    .split("\n\n")
+                    .map(|paragraph| paragraph.replace('\n', " "))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
+            }
+            for (key, child) in map.iter_mut() {
+                // Property names are data, not schema keywords.
+                if key == "properties" || key == "$defs" {
+                    if let Json::Object(children) = child {
+                        children.values_mut().for_each(tidy_schema);
+                    }
+                } else {
+                    tidy_schema(child);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(tidy_schema),
+        _ => {}
+    }
 }
 
 /// The schema as the text of `schemas/manifest.schema.json`.
@@ -46,9 +86,30 @@ pub fn check(instance: &Json, root: &Node, source: &SourceFile) -> Vec<Diagnosti
     for error in validator().iter_errors(instance) {
         mapper.explain(&error, &mut out);
     }
+    drop_consequences(&mut out);
     out.sort_by_key(|d| d.location);
-    out.dedup();
+    // One mistake, one message: a value that is wrong in two ways (a string
+    // where the number 1 must be) is reported once.
+    out.dedup_by_key(|d| d.location);
     out
+}
+
+/// A misspelt required key (`task:` for `tasks:`) shows up twice: as an
+/// unknown key and as a missing one. Keep the message that names both.
+fn drop_consequences(out: &mut Vec<Diagnostic>) {
+    let suggested: Vec<String> = out
+        .iter()
+        .filter_map(|d| d.help.as_deref()?.strip_prefix("did you mean `"))
+        .filter_map(|rest| rest.strip_suffix("`?"))
+        .map(str::to_owned)
+        .collect();
+    out.retain(|d| {
+        let missing = d
+            .message
+            .strip_prefix("missing required key `")
+            .and_then(|r| r.strip_suffix('`'));
+        !missing.is_some_and(|name| suggested.iter().any(|s| s == name))
+    });
 }
 
 /// Splits a JSON pointer into its unescaped segments.
@@ -64,8 +125,14 @@ pub fn pointer_segments(pointer: &str) -> Vec<String> {
 pub fn dotted(segments: &[String]) -> String {
     let mut out = String::new();
     for segment in segments {
+        let plain = !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{segment}]"));
+        } else if !plain {
+            out.push_str(&format!("[{segment:?}]"));
         } else {
             if !out.is_empty() {
                 out.push('.');
@@ -154,7 +221,7 @@ impl Mapper<'_> {
                         at_value,
                         format!("expected {expected}, found {}", describe(instance)),
                     )
-                    .with_help(type_help(&segments, &expected)),
+                    .with_help(type_help(&segments, &expected, instance)),
                 );
             }
             ValidationErrorKind::Enum { options } => {
@@ -165,14 +232,19 @@ impl Mapper<'_> {
                 let given = instance
                     .as_str()
                     .map_or_else(|| instance.to_string(), str::to_owned);
+                let mut listed = options.join(", ");
+                if segments.last().map(String::as_str) == Some("priority") {
+                    listed.push_str(", or a number (higher goes first)");
+                }
                 let mut d = self.diagnostic(
                     &segments,
                     at_value,
-                    format!("`{given}` is not one of: {}", options.join(", ")),
+                    format!("`{given}` is not one of: {listed}"),
                 );
-                if let Some(close) = did_you_mean(&given, options.iter().copied()) {
-                    d = d.with_help(format!("did you mean `{close}`?"));
-                }
+                d = match did_you_mean(&given, options.iter().copied()) {
+                    Some(close) => d.with_help(format!("did you mean `{close}`?")),
+                    None => d.with_help("write one of the values listed"),
+                };
                 out.push(d);
             }
             ValidationErrorKind::Pattern { pattern } => {
@@ -191,15 +263,13 @@ impl Mapper<'_> {
                     ValidationErrorKind::Pattern { pattern } => pattern_message(pattern, &name),
                     _ => (
                         format!("`{name}` is not allowed as a name here"),
-                        String::new(),
+                        "rename it".to_owned(),
                     ),
                 };
-                let d = self.diagnostic(&path, self.key_location(&path), message);
-                out.push(if help.is_empty() {
-                    d
-                } else {
-                    d.with_help(help)
-                });
+                out.push(
+                    self.diagnostic(&path, self.key_location(&path), message)
+                        .with_help(help),
+                );
             }
             ValidationErrorKind::Constant { expected_value } => {
                 let d = self.diagnostic(
@@ -213,7 +283,7 @@ impl Mapper<'_> {
                 out.push(if segments.first().map(String::as_str) == Some("version") {
                     d.with_help("this dispatch reads manifest format version 1; write `version: 1`")
                 } else {
-                    d
+                    d.with_help(format!("write {expected_value}"))
                 });
             }
             ValidationErrorKind::AnyOf { context }
@@ -233,8 +303,43 @@ impl Mapper<'_> {
                     .with_help("add a task under `tasks:`, e.g. `fix-typo: { prompt: ... }`"),
                 );
             }
+            ValidationErrorKind::Minimum { limit } => out.push(
+                self.diagnostic(
+                    &segments,
+                    at_value,
+                    format!(
+                        "must be at least {limit}, found {}",
+                        describe_short(instance)
+                    ),
+                )
+                .with_help(format!("write a number from {limit} up")),
+            ),
+            ValidationErrorKind::Maximum { limit } => out.push(
+                self.diagnostic(
+                    &segments,
+                    at_value,
+                    format!(
+                        "must be at most {limit}, found {}",
+                        describe_short(instance)
+                    ),
+                )
+                .with_help(format!("write a number up to {limit}")),
+            ),
+            ValidationErrorKind::MinItems { limit } | ValidationErrorKind::MinLength { limit } => {
+                out.push(
+                    self.diagnostic(
+                        &segments,
+                        at_value,
+                        format!("must not be empty (at least {limit} needed)"),
+                    )
+                    .with_help("fill it in, or remove the key"),
+                )
+            }
             _ => {
-                out.push(self.diagnostic(&segments, at_value, tidy_message(&error.to_string())));
+                out.push(
+                    self.diagnostic(&segments, at_value, tidy_message(&error.to_string()))
+                        .with_help("run `dispatch schema` to see what this key accepts"),
+                );
             }
         }
     }
@@ -287,7 +392,7 @@ impl Mapper<'_> {
                 self.value_location(segments),
                 format!("expected {expected}, found {}", describe(instance)),
             )
-            .with_help(type_help(segments, &expected)),
+            .with_help(type_help(segments, &expected, instance)),
         );
     }
 }
@@ -313,7 +418,7 @@ fn type_names(kind: &TypeKind) -> String {
             "string" => "a string",
             "integer" => "a whole number",
             "number" => "a number",
-            "boolean" => "true or false",
+            "boolean" => "`true`/`false`",
             _ => "a value",
         })
         .collect();
@@ -345,7 +450,16 @@ fn describe_short(value: &Json) -> String {
     }
 }
 
-fn type_help(segments: &[String], expected: &str) -> String {
+fn type_help(segments: &[String], expected: &str, found: &Json) -> String {
+    let yaml11_bool = found.as_str().is_some_and(|s| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "no" | "on" | "off" | "y" | "n"
+        )
+    });
+    if yaml11_bool && expected.contains("`true`") {
+        return format!("YAML 1.2 reads {found} as a string; write `true` or `false`");
+    }
     let field = segments.last().map(String::as_str).unwrap_or("");
     match field {
         "needs" => "write a task id, or a list of them: `needs: [research]`".to_owned(),
@@ -379,7 +493,7 @@ fn pattern_message(pattern: &str, given: &str) -> (String, String) {
     } else {
         (
             format!("`{given}` does not match the pattern {pattern}"),
-            String::new(),
+            "run `dispatch schema` to see what this key accepts".to_owned(),
         )
     }
 }
@@ -445,12 +559,18 @@ fn resolve<'a>(root: &'a Json, node: &'a Json) -> &'a Json {
     node
 }
 
+/// The node and, recursively, the alternatives of its `anyOf`/`oneOf`.
 fn alternatives<'a>(root: &'a Json, node: &'a Json) -> Vec<&'a Json> {
     let mut out = vec![node];
-    for key in ["anyOf", "oneOf"] {
-        if let Some(list) = node.get(key).and_then(Json::as_array) {
-            out.extend(list.iter().map(|alt| resolve(root, alt)));
+    let mut index = 0;
+    while index < out.len() && out.len() < 64 {
+        let here = out[index];
+        for key in ["anyOf", "oneOf"] {
+            if let Some(list) = here.get(key).and_then(Json::as_array) {
+                out.extend(list.iter().map(|alt| resolve(root, alt)));
+            }
         }
+        index += 1;
     }
     out
 }
@@ -478,5 +598,7 @@ mod tests {
     fn dotted_paths_read_like_yaml() {
         let segments = pointer_segments("/tasks/audit/plan/2");
         assert_eq!(dotted(&segments), "tasks.audit.plan[2]");
+        let odd = vec!["tasks".to_owned(), "../x".to_owned()];
+        assert_eq!(dotted(&odd), "tasks[\"../x\"]");
     }
 }

@@ -25,7 +25,7 @@ pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 /// they find.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "dispatch sweep manifest", extend("$id" = "https://dispatch.dev/schemas/manifest.schema.json"))]
+#[schemars(title = "dispatch sweep manifest")]
 pub struct Manifest {
     /// The manifest format version. Only `1` exists.
     #[schemars(extend("const" = 1))]

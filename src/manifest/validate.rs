@@ -186,7 +186,8 @@ impl Checker<'_> {
             .build()
         {
             let reason = e.to_string();
-            let reason = reason.lines().last().unwrap_or("invalid").trim().to_owned();
+            let reason = reason.lines().last().unwrap_or("invalid").trim();
+            let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_owned();
             let d = self
                 .loaded
                 .error_at(path, format!("not a valid regular expression: {reason}"))
@@ -309,11 +310,24 @@ impl Checker<'_> {
             }
         }
         if let Some(model) = &task.model {
-            if backends::resolve_model(manifest, model).is_none() {
+            if !backends::is_templated(model) && backends::resolve_model(manifest, model).is_none()
+            {
                 self.unknown_model(&["tasks", id, "model"], model);
             }
         }
         self.check_task_backend(id, task);
+        let has_work = task.prompt.is_some()
+            || task.title.is_some()
+            || !task.plan.is_empty()
+            || task.template.is_some()
+            || task.command.is_some();
+        if !has_work {
+            let d = self
+                .loaded
+                .error_at_key(&["tasks", id], "the task says nothing to do")
+                .with_help("add a `prompt:` (or a `title:`), a `plan:` list or a plan `template:`");
+            self.push(d);
+        }
         if let Some(timeout) = &task.timeout {
             self.check_duration(&["tasks", id, "timeout"], &timeout.0);
         }
@@ -339,6 +353,22 @@ impl Checker<'_> {
 
     fn check_task_backend(&mut self, id: &str, task: &Task) {
         let manifest = self.manifest;
+        let model_name = backends::task_model_name(manifest, task);
+        if model_name.is_some_and(backends::is_templated) {
+            // Known only once the matrix is expanded; checked by the plan.
+            return;
+        }
+        let role_unknown = task
+            .role
+            .as_ref()
+            .is_some_and(|r| !manifest.roles.contains_key(r));
+        let model_unknown =
+            model_name.is_some_and(|m| backends::resolve_model(manifest, m).is_none());
+        if role_unknown || model_unknown {
+            // Already reported where the name is written; what follows from
+            // it would only repeat the problem.
+            return;
+        }
         let model = backends::task_model_name(manifest, task)
             .and_then(|name| backends::resolve_model(manifest, name));
         let Some(backend_name) = backends::task_backend_name(manifest, task, model.as_ref()) else {

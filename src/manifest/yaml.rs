@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use crate::diagnostic::Location;
 
@@ -76,19 +76,40 @@ pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| {
-            let m = e.marker();
-            YamlError::at(
-                Location::new(m.line(), m.col() + 1, 1),
-                format!("YAML syntax error: {}", e.info()),
-            )
-            .help("check the indentation and quoting around this place")
-        })?;
+        let (event, span) = event.map_err(|e| syntax_error(text, &e))?;
         if builder.accept(event, span)? {
             break;
         }
     }
     Ok(builder.root)
+}
+
+/// The parser's error in words a user can act on.
+fn syntax_error(text: &str, error: &saphyr_parser::ScanError) -> YamlError {
+    let m = error.marker();
+    let line_text = text.lines().nth(m.line().saturating_sub(1)).unwrap_or("");
+    let indent: String = line_text
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
+    if indent.contains('\t') {
+        let column = indent.chars().position(|c| c == '\t').unwrap_or(0) + 1;
+        return YamlError::at(
+            Location::new(m.line(), column, 1),
+            "a tab character indents this line",
+        )
+        .help("YAML indents with spaces only; replace the tab with spaces");
+    }
+    let at = Location::new(m.line(), m.col() + 1, 1);
+    if error.info().contains("unknown anchor") {
+        return YamlError::at(
+            at,
+            "this alias (`*name`) names an anchor that is not defined",
+        )
+        .help("define the anchor with `&name` on a value above, or write the value out");
+    }
+    YamlError::at(at, format!("YAML syntax error: {}", error.info()))
+        .help("check the indentation, and that every `[`, `{` and quote is closed")
 }
 
 fn location_of(span: Span) -> Location {
@@ -143,11 +164,11 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let tag_suffix = tag.as_ref().map(|t| t.suffix.clone());
-                let value = resolve_scalar(&text, style, tag_suffix.as_deref(), location)?;
+                let value = resolve_scalar(&text, style, tag.as_deref(), location)?;
                 self.push(Node { value, location }, anchor, 1)?;
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                refuse_tag(tag.as_deref(), location)?;
                 self.open(
                     Open::Seq {
                         location,
@@ -157,7 +178,8 @@ impl Builder {
                     location,
                 )?;
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                refuse_tag(tag.as_deref(), location)?;
                 self.open(
                     Open::Map {
                         location,
@@ -292,7 +314,8 @@ fn key_of(node: Node) -> Result<Key, YamlError> {
             return Err(YamlError::at(
                 node.location,
                 "a mapping key must be a plain name, not a list or a mapping",
-            ))
+            )
+            .help("write the key as a name, e.g. `my-task:`; quote it if it contains `[` or `{`"))
         }
     };
     Ok(Key {
@@ -329,6 +352,11 @@ fn insert_entry(
     Ok(())
 }
 
+fn merge_error(location: Location) -> YamlError {
+    YamlError::at(location, "`<<` merges mappings only")
+        .help("write `<<: *anchor` where `&anchor` marks a mapping, or a list of such aliases")
+}
+
 /// `<<: *base` (or a list of them) copies the keys that are not set here.
 fn merge_into(
     entries: &mut Vec<(Key, Node)>,
@@ -341,10 +369,10 @@ fn merge_into(
             .into_iter()
             .map(|item| match item.value {
                 Value::Map(map) => Ok(map),
-                _ => Err(YamlError::at(item.location, "`<<` merges mappings only")),
+                _ => Err(merge_error(item.location)),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(YamlError::at(value.location, "`<<` merges mappings only")),
+        _ => return Err(merge_error(value.location)),
     };
     for map in sources {
         for (key, node) in map {
@@ -362,27 +390,46 @@ fn merge_into(
 fn resolve_scalar(
     text: &str,
     style: ScalarStyle,
-    tag: Option<&str>,
+    tag: Option<&Tag>,
     location: Location,
 ) -> Result<Value, YamlError> {
-    match tag {
-        None => {}
-        Some("str") => return Ok(Value::String(text.to_owned())),
-        Some("null") | Some("bool") | Some("int") | Some("float") => {
-            return Ok(resolve_plain(text));
-        }
-        Some(other) => {
-            return Err(YamlError::at(
-                location,
-                format!("the YAML tag `!{other}` is not supported here"),
-            )
-            .help("remove the tag; manifests use plain strings, numbers, lists and mappings"));
+    if let Some(tag) = tag {
+        match (tag.is_yaml_core_schema(), tag.suffix.as_str()) {
+            (true, "str") => return Ok(Value::String(text.to_owned())),
+            (true, "null" | "bool" | "int" | "float") => return Ok(resolve_plain(text)),
+            _ => return Err(unsupported_tag(tag, location)),
         }
     }
     if style != ScalarStyle::Plain {
         return Ok(Value::String(text.to_owned()));
     }
     Ok(resolve_plain(text))
+}
+
+/// Collections take no tags: `!!map` and `!!seq` say nothing new, and any
+/// other tag asks for a type a manifest does not have.
+fn refuse_tag(tag: Option<&Tag>, location: Location) -> Result<(), YamlError> {
+    match tag {
+        Some(tag)
+            if !(tag.is_yaml_core_schema() && matches!(tag.suffix.as_str(), "map" | "seq")) =>
+        {
+            Err(unsupported_tag(tag, location))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn unsupported_tag(tag: &Tag, location: Location) -> YamlError {
+    let written = if tag.is_yaml_core_schema() {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    };
+    YamlError::at(
+        location,
+        format!("the YAML tag `{written}` is not supported here"),
+    )
+    .help("remove the tag; manifests use plain strings, numbers, lists and mappings")
 }
 
 fn resolve_plain(text: &str) -> Value {
@@ -527,7 +574,7 @@ mod tests {
         let found = root.locate(&["a", "b", "1"]);
         assert!(found.complete);
         assert_eq!(found.node.value, Value::String("two".into()));
-        assert_eq!(found.node.location, Location::new(2, 11, 3));
+        assert_eq!(found.node.location, Location::new(2, 10, 3));
         let key = root.locate(&["a", "b"]).key.expect("key");
         assert_eq!(key.location, Location::new(2, 3, 1));
     }

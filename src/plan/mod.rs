@@ -10,7 +10,7 @@ pub mod matrix;
 pub mod templates;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -22,7 +22,7 @@ use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::schedule;
 use crate::workers::backends::{self, Backend, Model};
-use templates::{describe_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
+use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
 
 /// The folder, relative to the project root, that holds all of dispatch's
 /// state (the dispatch skill's layout).
@@ -215,8 +215,7 @@ impl<'a> Builder<'a> {
 
     fn build(mut self) -> Result<SweepPlan, Invalid> {
         let mut instances = self.expand();
-        let instances_ok = self.finish(())?;
-        let _ = instances_ok;
+        self.finish(())?;
         self.resolve_needs(&mut instances);
         self.finish(())?;
         let slots = self.order(&instances)?;
@@ -232,7 +231,13 @@ impl<'a> Builder<'a> {
         }
         let manifest = &self.loaded.manifest;
         let plan = SweepPlan {
-            name: manifest.name.clone().unwrap_or_default(),
+            name: manifest.name.clone().unwrap_or_else(|| {
+                self.loaded
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
             manifest: self.loaded.path.display().to_string(),
             run_id: self.options.run_id.clone(),
             concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
@@ -253,10 +258,15 @@ impl<'a> Builder<'a> {
             if count > matrix::MAX_ENTRIES_PER_TASK {
                 let d = self
                     .loaded
-                    .error_at(
+                    .error_at_key(
                         &["tasks", source_id, "matrix"],
                         format!(
-                            "the matrix expands to {count} tasks; the limit is {}",
+                            "the matrix expands to {} = {count} tasks; the limit is {}",
+                            task.matrix
+                                .values()
+                                .map(|v| v.len().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" × "),
                             matrix::MAX_ENTRIES_PER_TASK
                         ),
                     )
@@ -280,7 +290,7 @@ impl<'a> Builder<'a> {
                 if entry.id.len() > MAX_ID_LEN {
                     let d = self
                         .loaded
-                        .error_at(
+                        .error_at_key(
                             &["tasks", source_id, "matrix"],
                             format!(
                                 "the matrix entry id `{}` is longer than {MAX_ID_LEN} characters",
@@ -292,9 +302,16 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 if let Some(first) = seen.get(&entry.id) {
+                    let what = |source: &str| {
+                        if source == entry.id {
+                            format!("task `{source}`")
+                        } else {
+                            format!("an entry of task `{source}`'s matrix")
+                        }
+                    };
                     let d = self
                         .loaded
-                        .error_at_key(&["tasks", source_id], format!("the task id `{}` is produced twice (also by task `{first}`)", entry.id))
+                        .error_at_key(&["tasks", source_id], format!("the id `{}` of {} is already the id of {}", entry.id, what(source_id), what(first)))
                         .with_help("rename one task, or change the matrix values so the derived ids differ");
                     self.fail(d);
                     continue;
@@ -377,7 +394,7 @@ impl<'a> Builder<'a> {
             .collect();
         schedule::order(&items).map_err(|cycle| {
             let names: Vec<&str> = cycle.iter().map(|&i| instances[i].id.as_str()).collect();
-            let first = cycle.get(1).map_or(0, |&i| i);
+            let first = cycle.first().map_or(0, |&i| i);
             let d = self
                 .loaded
                 .error_at(&["tasks", instances[first].source_id, "needs"], format!("dependency cycle: {}", names.join(" → ")))
@@ -389,10 +406,6 @@ impl<'a> Builder<'a> {
     fn basics(&mut self, instance: &Instance<'a>) -> Basics {
         let manifest = &self.loaded.manifest;
         let task = instance.task;
-        let model = backends::task_model_name(manifest, task)
-            .and_then(|name| backends::resolve_model(manifest, name));
-        let backend =
-            backends::task_backend_name(manifest, task, model.as_ref()).unwrap_or_default();
         let worktree = match task
             .worktree
             .as_ref()
@@ -415,12 +428,15 @@ impl<'a> Builder<'a> {
         let paths = TaskPaths::new(&self.root, &instance.id, workdir);
         let mut basics = Basics {
             title: instance.id.clone(),
-            model,
-            backend,
+            model: None,
+            backend: String::new(),
             paths,
             worktree,
             branch: None,
         };
+        basics.model = self.model(instance, &basics);
+        basics.backend =
+            backends::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default();
         let context = self.context(instance, &basics, json!({}));
         if let Some(title) = &task.title {
             basics.title =
@@ -438,6 +454,37 @@ impl<'a> Builder<'a> {
             ));
         }
         basics
+    }
+
+    /// The task's model. A templated name (`model: "{{ matrix.model }}"`)
+    /// is rendered first, so a matrix can run the same task on several
+    /// models; its result is checked here, since only now is it known.
+    fn model(&mut self, instance: &Instance<'a>, basics: &Basics) -> Option<Model> {
+        let manifest = &self.loaded.manifest;
+        let name = backends::task_model_name(manifest, instance.task)?;
+        if !backends::is_templated(name) {
+            return backends::resolve_model(manifest, name);
+        }
+        let path = ["tasks", instance.source_id, "model"];
+        let context = self.context(instance, basics, json!({}));
+        let rendered = self.render_field(&path, name, &context);
+        let model = backends::resolve_model(manifest, &rendered);
+        if model.is_none() && !rendered.is_empty() {
+            let known = backends::known_models(manifest);
+            let d = self
+                .loaded
+                .error_at(
+                    &path,
+                    format!(
+                        "task `{}`: unknown model \"{rendered}\" (known: {})",
+                        instance.id,
+                        list_names(known.iter().map(String::as_str), 8)
+                    ),
+                )
+                .with_help("define it under `models:`, or change the matrix value");
+            self.fail(d);
+        }
+        model
     }
 
     /// The variables every template of this task sees.
@@ -495,10 +542,8 @@ impl<'a> Builder<'a> {
         {
             Ok(text) => text,
             Err(e) => {
-                let d = self
-                    .loaded
-                    .error_at(path, describe_error(&e, Some(source)))
-                    .with_help(template_help(&e));
+                let (message, help) = explain_error(&e, Some(source), context);
+                let d = self.loaded.error_at(path, message).with_help(help);
                 self.fail(d);
                 String::new()
             }
@@ -523,10 +568,8 @@ impl<'a> Builder<'a> {
                     .get_template(name)
                     .ok()
                     .map(|t| t.source().to_owned());
-                let d = self
-                    .loaded
-                    .error_at(path, describe_error(&e, source.as_deref()))
-                    .with_help(template_help(&e));
+                let (message, help) = explain_error(&e, source.as_deref(), context);
+                let d = self.loaded.error_at(path, message).with_help(help);
                 self.fail(d);
                 String::new()
             }
@@ -616,7 +659,14 @@ impl<'a> Builder<'a> {
                 .iter()
                 .map(|&n| instances[n].id.clone())
                 .collect(),
-            tags: task.tags.clone(),
+            tags: task
+                .tags
+                .iter()
+                .enumerate()
+                .map(|(i, tag)| {
+                    self.render_field(&["tasks", src, "tags", &i.to_string()], tag, &context)
+                })
+                .collect(),
             matrix: instance.matrix.clone(),
             model: own.model.as_ref().map(|m| ModelInfo {
                 name: m.name.clone(),
@@ -677,12 +727,19 @@ impl<'a> Builder<'a> {
         }
         let manifest = &self.loaded.manifest;
         let options = worktree_options(instance.task, manifest);
+        let path = ["tasks", instance.source_id, "worktree", "base"];
         let base = match options.and_then(|o| o.base.clone()) {
-            Some(base) => self.render_field(
-                &["tasks", instance.source_id, "worktree", "base"],
-                &base,
-                context,
-            ),
+            Some(base) => {
+                let rendered = self.render_field(&path, &base, context);
+                if rendered.trim().is_empty() || rendered == "none" {
+                    let d = self
+                        .loaded
+                        .error_at(&path, format!("the base `{base}` renders to nothing"))
+                        .with_help("a task that is not in a worktree has no branch; give that task `worktree: true`, or start from a ref such as `main`");
+                    self.fail(d);
+                }
+                rendered
+            }
             None => "HEAD".to_owned(),
         };
         Some(WorktreePlan {
@@ -707,48 +764,32 @@ impl<'a> Builder<'a> {
         let Some(backend) = self.backends.get(&own.backend).cloned() else {
             return (Vec::new(), PromptMode::Stdin);
         };
-        let src = instance.source_id;
-        let (templates, path_of): (Vec<String>, Box<dyn Fn(usize) -> Vec<String>>) =
-            match &instance.task.command {
-                Some(command) if backend.command.is_empty() => {
-                    let src = src.to_owned();
-                    (
-                        command.clone(),
-                        Box::new(move |i| {
-                            vec!["tasks".into(), src.clone(), "command".into(), i.to_string()]
-                        }),
-                    )
-                }
-                _ if backend.builtin => {
-                    let src = src.to_owned();
-                    (
-                        backend.command.clone(),
-                        Box::new(move |_| vec!["tasks".into(), src.clone()]),
-                    )
-                }
-                _ => {
-                    let name = own.backend.clone();
-                    (
-                        backend.command.clone(),
-                        Box::new(move |i| {
-                            vec![
-                                "backends".into(),
-                                name.clone(),
-                                "command".into(),
-                                i.to_string(),
-                            ]
-                        }),
-                    )
-                }
-            };
+        let src = instance.source_id.to_owned();
+        // Where each argument was written, so an error points there: the
+        // task's `command:`, the manifest's backend, or (for a built-in
+        // backend) the task that chose it.
+        let (templates, origin): (Vec<String>, Vec<String>) = match &instance.task.command {
+            Some(command) if backend.command.is_empty() => {
+                (command.clone(), vec!["tasks".into(), src, "command".into()])
+            }
+            _ if backend.builtin => (backend.command.clone(), vec!["tasks".into(), src]),
+            _ => (
+                backend.command.clone(),
+                vec!["backends".into(), own.backend.clone(), "command".into()],
+            ),
+        };
+        let indexed = !backend.builtin || instance.task.command.is_some();
         let mut context = context.clone();
         context["prompt"] = Json::String(prompt.to_owned());
         context["prompt_file"] = Json::String(own.paths.prompt.clone());
         let placed = templates.iter().any(|a| a.contains("prompt"));
         let mut argv: Vec<String> = Vec::with_capacity(templates.len() + 1);
         for (i, arg) in templates.iter().enumerate() {
-            let path = path_of(i);
-            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            let index = i.to_string();
+            let mut path: Vec<&str> = origin.iter().map(String::as_str).collect();
+            if indexed {
+                path.push(&index);
+            }
             argv.push(self.render_field(&path, arg, &context));
         }
         let mode = backend.prompt;
@@ -800,22 +841,4 @@ fn worktree_options<'m>(
         Some(WorktreeSetting::Options(options)) => Some(options),
         _ => None,
     }
-}
-
-fn template_help(error: &minijinja::Error) -> String {
-    match error.kind() {
-        minijinja::ErrorKind::UndefinedError => {
-            "define it under `vars:` (the manifest's or the task's) or pass `--var NAME=VALUE`; `{{ x | default('') }}` makes it optional".to_owned()
-        }
-        minijinja::ErrorKind::SyntaxError => "check the `{{ }}` and `{% %}` pairs; write `{% raw %}...{% endraw %}` around literal braces".to_owned(),
-        _ => "see docs/templates.md for the variables templates can use".to_owned(),
-    }
-}
-
-/// Path of `file` relative to `base` when it is inside, for display.
-pub fn display_path(file: &Path, base: &Path) -> String {
-    file.strip_prefix(base)
-        .unwrap_or(file)
-        .display()
-        .to_string()
 }

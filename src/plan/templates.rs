@@ -147,32 +147,66 @@ fn read_override(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(relative)).ok()
 }
 
-/// A template error in a few words: the kind, the template and line, and
-/// the expression that failed.
-pub fn describe_error(error: &minijinja::Error, source: Option<&str>) -> String {
-    let mut message = match error.kind() {
-        minijinja::ErrorKind::UndefinedError => "undefined value".to_owned(),
-        minijinja::ErrorKind::TemplateNotFound => "template not found".to_owned(),
-        minijinja::ErrorKind::SyntaxError => "template syntax error".to_owned(),
-        _ => "template error".to_owned(),
-    };
-    if let Some(detail) = error.detail() {
-        message.push_str(&format!(": {detail}"));
-    }
-    if let (Some(range), Some(source)) = (error.range(), source) {
-        if let Some(expression) = source.get(range) {
-            let expression = expression.trim();
-            if !expression.is_empty() && expression.len() <= 80 {
-                message.push_str(&format!(" in `{expression}`"));
+/// A template error in words a user can act on: what failed (the kind,
+/// the expression, the template file and line) and what to do.
+pub fn explain_error(
+    error: &minijinja::Error,
+    source: Option<&str>,
+    context: &serde_json::Value,
+) -> (String, String) {
+    use minijinja::ErrorKind;
+    let expression = error
+        .range()
+        .zip(source)
+        .and_then(|(range, source)| source.get(range))
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && e.len() <= 80);
+    let mut message = match (error.kind(), expression) {
+        (ErrorKind::UndefinedError, Some(expression)) => {
+            let mut m = format!("undefined variable `{expression}`");
+            if expression.starts_with("vars") {
+                let defined: Vec<&str> = context["vars"]
+                    .as_object()
+                    .map(|v| v.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                m.push_str(&format!(
+                    " (defined vars: {})",
+                    crate::diagnostic::list_names(defined, 10)
+                ));
             }
+            m
         }
-    }
+        (ErrorKind::UndefinedError, None) => "undefined variable".to_owned(),
+        (ErrorKind::SyntaxError, _) => format!(
+            "template syntax error: {}",
+            error.detail().unwrap_or("unexpected text")
+        ),
+        (_, Some(expression)) => format!(
+            "template error in `{expression}`: {}",
+            error.detail().unwrap_or("cannot render")
+        ),
+        (_, None) => format!(
+            "template error: {}",
+            error.detail().unwrap_or("cannot render")
+        ),
+    };
     if let (Some(name), Some(line)) = (error.name(), error.line()) {
         if name.ends_with(".j2") {
             message.push_str(&format!(" (templates/{name}:{line})"));
         }
     }
-    message
+    let help = match error.kind() {
+        ErrorKind::UndefinedError if expression.is_some_and(|e| e.starts_with("needs")) => {
+            "add that task to this task's `needs:`, so its output, plan and branch are known here".to_owned()
+        }
+        ErrorKind::UndefinedError if expression.is_some_and(|e| e.starts_with("matrix")) => {
+            "add the key to the task's `matrix:`".to_owned()
+        }
+        ErrorKind::UndefinedError => "define it under `vars:` (the manifest's or the task's) or pass `--var NAME=VALUE`; `{{ x | default('') }}` makes it optional".to_owned(),
+        ErrorKind::SyntaxError => "check the `{{ }}` and `{% %}` pairs; write `{% raw %}...{% endraw %}` around literal braces".to_owned(),
+        _ => "see templates/README.md for the variables templates can use".to_owned(),
+    };
+    (message, help)
 }
 
 #[cfg(test)]

@@ -212,6 +212,12 @@ pub fn resolve_model(manifest: &Manifest, name: &str) -> Option<Model> {
         })
 }
 
+/// Whether a name is a template (`"{{ matrix.model }}"`), resolved only
+/// when the plan is expanded.
+pub fn is_templated(name: &str) -> bool {
+    name.contains("{{") || name.contains("{%")
+}
+
 /// The model names a manifest can use, for "known: …" in messages.
 pub fn known_models(manifest: &Manifest) -> Vec<String> {
     let mut names: Vec<String> = manifest.models.keys().cloned().collect();
