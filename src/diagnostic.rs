@@ -76,7 +76,16 @@ impl Diagnostic {
     }
 
     /// Point the diagnostic at a place in `source`, keeping the line's text.
+    /// A place past the end of the file (the parser's "unexpected end")
+    /// moves to the end of the last line.
     pub fn at(mut self, source: &SourceFile, location: Location) -> Self {
+        let lines = source.text.split('\n').count();
+        let location = if location.line > lines {
+            let last = source.line(lines).unwrap_or("");
+            Location::new(lines, last.chars().count() + 1, 1)
+        } else {
+            location
+        };
         self.snippet = source.line(location.line).map(str::to_owned);
         self.location = Some(location);
         self

@@ -164,7 +164,12 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let value = resolve_scalar(&text, style, tag.as_deref(), location)?;
+                // A key is a name as written: `00:` is the key "00", not 0.
+                let value = if self.expects_key() && tag.is_none() {
+                    Value::String(text.into_owned())
+                } else {
+                    resolve_scalar(&text, style, tag.as_deref(), location)?
+                };
                 self.push(Node { value, location }, anchor, 1)?;
             }
             Event::SequenceStart(anchor, tag) => {
@@ -202,6 +207,17 @@ impl Builder {
             Event::Nothing | Event::DocumentEnd | Event::StreamStart => {}
         }
         Ok(false)
+    }
+
+    /// Whether the next value is a mapping key.
+    fn expects_key(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Open::Map {
+                pending_key: None,
+                ..
+            })
+        )
     }
 
     fn open(&mut self, open: Open, location: Location) -> Result<(), YamlError> {

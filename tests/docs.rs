@@ -1,0 +1,32 @@
+//! The docs a user reads first must not lie: the README's example manifest
+//! is valid, and the backend table matches the built-in backends.
+
+use dispatch::workers::backends::builtin_backends;
+
+#[test]
+fn readme_example_manifest_is_valid() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let start = readme.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").expect("closed block");
+    let loaded = dispatch::manifest::parse("README.md", &readme[start..end])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = dispatch::plan::build(&loaded, &dispatch::plan::PlanOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.tasks.len(), 3);
+}
+
+#[test]
+fn backend_docs_show_every_builtin_command() {
+    let docs = std::fs::read_to_string("docs/backends.md").expect("docs/backends.md");
+    for backend in builtin_backends() {
+        if backend.command.is_empty() {
+            continue;
+        }
+        let line = backend.command.join(" ");
+        assert!(
+            docs.contains(&format!("`{line}`")),
+            "docs/backends.md does not show the {} command `{line}`",
+            backend.name
+        );
+    }
+}
