@@ -2,13 +2,19 @@
 //! manifest.
 //!
 //! The modules follow the data: [`manifest`] (parse, schema, validate) →
-//! [`plan`] (templates, expansion) → [`schedule`] → [`workers`] (backends) →
+//! [`plan`] (templates, expansion) → [`schedule`] → [`workers`] (backends,
+//! processes) → [`monitor`] (plans) → [`run`] (the driver, its records and
+//! what the terminal shows), with [`state`] for the `.dispatch/` folder and
 //! the command line in [`cli`].
 
 pub mod cli;
+pub mod clock;
 pub mod diagnostic;
 pub mod fsutil;
 pub mod manifest;
+pub mod monitor;
 pub mod plan;
+pub mod run;
 pub mod schedule;
+pub mod state;
 pub mod workers;

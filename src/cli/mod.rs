@@ -2,6 +2,8 @@
 //! library. Printing and exit codes live here, nowhere else.
 
 mod plan;
+mod run;
+mod status;
 mod validate;
 
 use std::ffi::OsString;
@@ -57,8 +59,66 @@ pub enum Command {
     /// schedule.
     #[command(after_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
+    /// Run a sweep: write each task's plan, launch the workers (at most
+    /// `concurrency` at once, dependencies first, then priority), watch
+    /// their plans fill in, and exit with a code a pipeline can act on.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+    /// Show where a run stands (the latest, or RUN), from any terminal,
+    /// while it goes on or after it ended.
+    Status(StatusArgs),
     /// Print the manifest's JSON Schema (for editors and other tools).
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The manifest.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// How many workers run at once, overriding the manifest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
+    /// The project root that holds `.dispatch/` (default: the git work tree
+    /// around the current folder, or the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print only the end summary (and escalations).
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Stream the run's events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How long a stopped worker gets between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// The back-off before the first retry of a failed task (doubling for
+    /// each further one).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub retry_delay: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run id (default: the latest run).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Print the run as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every second until the run ends.
+    #[arg(long)]
+    pub watch: bool,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::manifest::duration::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 500ms, 10s, 2m)"))
 }
 
 /// Template variables given on the command line.
@@ -141,6 +201,8 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::Schema => {
             print_stdout(&crate::manifest::schema::manifest_schema_text());
             exit::OK

@@ -1,5 +1,7 @@
-//! Workers: the agent programs a sweep launches. For now, the backends and
-//! the models they serve; processes and worktrees join them as the runner
-//! lands.
+//! Workers: the agent programs a sweep launches, the models they serve, and
+//! the supervision of their processes.
 
 pub mod backends;
+pub mod events;
+pub mod process;
+pub mod redact;

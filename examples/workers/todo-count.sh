@@ -1,0 +1,19 @@
+#!/bin/sh
+# Demo worker: counts TODO and FIXME markers in a folder and reports where.
+set -eu
+. "$(dirname "$0")/lib.sh"
+dir=${1:-src}
+
+total=$(grep -rn -E 'TODO|FIXME' "$dir" 2>/dev/null | wc -l | tr -d ' ')
+pause
+check_next "$total marker(s) under $dir/"
+{
+    echo "# TODO and FIXME markers under $dir/"
+    echo
+    grep -rn -E 'TODO|FIXME' "$dir" 2>/dev/null | sed 's/^/- /' || true
+    echo
+    echo "Total: $total"
+} > "$DISPATCH_OUTPUT"
+pause
+check_next "list written to output.md"
+finish

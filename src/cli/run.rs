@@ -1,0 +1,34 @@
+//! `dispatch run FILE`: the main job.
+
+use super::{exit, report, RunArgs};
+use crate::run::{self, output::Mode, RunError, RunOptions};
+
+pub fn run(args: &RunArgs) -> u8 {
+    let mode = if args.json {
+        Mode::Json
+    } else if args.quiet {
+        Mode::Quiet
+    } else {
+        Mode::detect()
+    };
+    let options = RunOptions {
+        manifest: args.file.clone(),
+        vars: args.vars.vars.clone(),
+        root: args.root.clone(),
+        concurrency: args.concurrency,
+        grace: args.grace,
+        retry_delay: args.retry_delay,
+        mode,
+    };
+    match run::run(&options) {
+        Ok(result) => result.exit_code,
+        Err(RunError::Invalid(invalid)) => {
+            report(&invalid);
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}

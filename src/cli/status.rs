@@ -1,0 +1,117 @@
+//! `dispatch status [RUN]`: where a run stands, from any terminal.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use super::{exit, print_stdout, StatusArgs};
+use crate::monitor::checklist::ItemState;
+use crate::run::output::symbol;
+use crate::run::record::TaskStatus;
+use crate::run::snapshot::{self, Snapshot, TaskView};
+use crate::state::{find_root, StateDir};
+
+pub fn run(args: &StatusArgs) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let root = args
+        .root
+        .as_ref()
+        .map_or_else(|| find_root(&cwd), |r| cwd.join(r));
+    let state = StateDir::new(&root);
+    loop {
+        let snapshot = match snapshot::load(&state, args.run.as_deref()) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let text = if args.json {
+            let mut json = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+            json.push('\n');
+            json
+        } else {
+            render(&snapshot)
+        };
+        if args.watch && std::io::stdout().is_terminal() {
+            print_stdout("\x1b[2J\x1b[H");
+        }
+        print_stdout(&text);
+        if !args.watch || !snapshot.live {
+            return exit::OK;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if !std::io::stdout().is_terminal() {
+            print_stdout("\n");
+        }
+    }
+}
+
+/// The view of the seed: a line per task, then its items.
+pub fn render(snapshot: &Snapshot) -> String {
+    let run = &snapshot.run;
+    let mut out = String::new();
+    let state = if snapshot.live {
+        "running"
+    } else {
+        run.status.as_str()
+    };
+    let _ = writeln!(
+        out,
+        "Run {} ({}): {state}, started {}",
+        run.run_id, run.name, run.started_at
+    );
+    for task in &snapshot.tasks {
+        out.push('\n');
+        render_task(&mut out, task);
+    }
+    out
+}
+
+fn render_task(out: &mut String, view: &TaskView) {
+    let record = &view.record;
+    let mut tags: Vec<&str> = record.model.iter().map(String::as_str).collect();
+    if record.worktree {
+        tags.push("worktree");
+    }
+    let label = if tags.is_empty() {
+        record.id.clone()
+    } else {
+        format!("{} ({})", record.id, tags.join(", "))
+    };
+    let counts = view
+        .plan
+        .as_ref()
+        .map(|p| p.counts())
+        .unwrap_or(record.items);
+    let state = match record.status {
+        TaskStatus::Running | TaskStatus::Pending => {
+            format!("{}/{} items complete", counts.done, counts.total)
+        }
+        TaskStatus::Complete => "COMPLETE".to_owned(),
+        other => format!(
+            "{}: {}",
+            other.label().to_uppercase(),
+            record.reason.as_deref().unwrap_or("")
+        ),
+    };
+    let _ = writeln!(out, "● {label} — {state}");
+    let Some(plan) = &view.plan else { return };
+    let current = plan.current().map(|i| i.line);
+    for item in &plan.items {
+        let running = record.status == TaskStatus::Running;
+        let (mark, suffix) = match item.state {
+            ItemState::Pending | ItemState::InProgress if running && Some(item.line) == current => {
+                ("⋯", " (in progress)")
+            }
+            state => (symbol(state), ""),
+        };
+        let note = item
+            .note
+            .as_deref()
+            .map(|n| format!(" — {n}"))
+            .unwrap_or_default();
+        let indent = "  ".repeat(item.depth + 1);
+        let _ = writeln!(out, "{indent}{mark} {}{note}{suffix}", item.text);
+    }
+}

@@ -1,0 +1,104 @@
+//! What happens in a run, as events: appended to the run's `events.jsonl`
+//! (the record a later `status`, `report` or `resume` reads) and shown on
+//! the terminal, or streamed as JSON lines with `--json`.
+
+use std::fs::File;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::record::TaskStatus;
+use crate::monitor::checklist::ItemState;
+
+/// One thing that happened.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        name: String,
+        manifest: String,
+        tasks: usize,
+        concurrency: u32,
+    },
+    TaskStarted {
+        task: String,
+        attempt: u32,
+        model: Option<String>,
+        backend: String,
+        worktree: bool,
+        pid: u32,
+    },
+    /// A plan item changed state (checked, failed, blocked) or appeared.
+    Item {
+        task: String,
+        index: usize,
+        text: String,
+        state: ItemState,
+        note: Option<String>,
+        done: usize,
+        total: usize,
+        /// The item the worker is on now.
+        current: Option<String>,
+    },
+    TaskEnded {
+        task: String,
+        status: TaskStatus,
+        reason: String,
+        done: usize,
+        total: usize,
+        duration_ms: u64,
+        attempt: u32,
+        /// Another attempt follows after a back-off.
+        retrying: bool,
+    },
+    TaskSkipped {
+        task: String,
+        reason: String,
+    },
+    /// Ctrl-C or SIGTERM: workers are being stopped.
+    Interrupted {
+        /// A second interrupt: workers are killed at once.
+        force: bool,
+    },
+    Warning {
+        task: Option<String>,
+        message: String,
+    },
+    RunEnded {
+        run_id: String,
+        status: String,
+        exit_code: u8,
+        counts: IndexMap<String, usize>,
+        duration_ms: u64,
+    },
+}
+
+/// An event with its time, as written to `events.jsonl`.
+#[derive(Serialize)]
+pub struct Stamped<'a> {
+    pub ts: String,
+    #[serde(flatten)]
+    pub event: &'a Event,
+}
+
+/// The run's append-only event log.
+pub struct EventLog {
+    file: Option<File>,
+}
+
+impl EventLog {
+    pub fn new(file: Option<File>) -> Self {
+        Self { file }
+    }
+
+    /// Append an event; a log that cannot be written is dropped rather than
+    /// stopping the run (the terminal still shows the events).
+    pub fn append(&mut self, stamped: &Stamped<'_>) {
+        if let Some(file) = &mut self.file {
+            if crate::state::append_json_line(file, stamped).is_err() {
+                self.file = None;
+            }
+        }
+    }
+}

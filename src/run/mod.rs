@@ -1,0 +1,851 @@
+//! `dispatch run`: write each task's plan, launch its worker when its turn
+//! comes (at most `concurrency` at once, dependencies first, then
+//! priority), watch the plans fill in, and end with a status per task and an
+//! exit code a pipeline can act on.
+
+pub mod events;
+pub mod output;
+pub mod record;
+pub mod snapshot;
+pub mod verdict;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::exit;
+use crate::clock;
+use crate::diagnostic::Diagnostic;
+use crate::manifest::{self, Invalid, LoadedManifest};
+use crate::monitor::{self, checklist::Checklist, PlanWatch};
+use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
+use crate::state::lock::{Holder, Lock};
+use crate::state::{self, StateDir, StateError};
+use crate::workers::events::{EventFormat, Tracker};
+use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
+use crate::workers::redact::Redactor;
+use events::{Event, EventLog, Stamped};
+use output::{Mode, Screen};
+use record::{Attempt, RunRecord, TaskRecord, TaskStatus};
+
+/// How often running tasks' plans are looked at.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long output pipes may stay open after a worker exits.
+const LEAK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Settings of one run that do not come from the manifest.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub manifest: PathBuf,
+    pub vars: Vec<(String, String)>,
+    /// The project root holding `.dispatch/`; default: the git work tree
+    /// around the current folder, or the current folder.
+    pub root: Option<PathBuf>,
+    pub concurrency: Option<u32>,
+    /// Between SIGTERM and SIGKILL when a worker is stopped.
+    pub grace: Duration,
+    /// The first retry's back-off; each further retry doubles it.
+    pub retry_delay: Duration,
+    pub mode: Mode,
+}
+
+/// Why a run could not start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunResult {
+    pub run_id: String,
+    pub exit_code: u8,
+    pub records: Vec<TaskRecord>,
+}
+
+/// Run a sweep to its end.
+pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(run_async(options))
+}
+
+async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
+    let loaded = manifest::load(&options.manifest)?;
+    let root = project_root(options)?;
+    let run_id = clock::new_run_id();
+    let mut sweep_plan = plan::build(
+        &loaded,
+        &PlanOptions {
+            vars: options.vars.clone(),
+            run_id: run_id.clone(),
+            root: Some(root.clone()),
+        },
+    )?;
+    if let Some(concurrency) = options.concurrency {
+        sweep_plan.concurrency = concurrency;
+    }
+    preflight(&loaded, &sweep_plan)?;
+    let state = StateDir::new(&root);
+    state.prepare()?;
+    let started_at = clock::now();
+    let lock = Lock::acquire(
+        &state,
+        &Holder {
+            pid: std::process::id(),
+            run_id: run_id.clone(),
+            started_at: started_at.clone(),
+        },
+    )?;
+    let mut sweep = Sweep::prepare(&loaded, sweep_plan, state, options, started_at)?;
+    if let Some(old) = &lock.took_over {
+        sweep.emit(Event::Warning {
+            task: None,
+            message: format!(
+                "took over the lock left by run {} (pid {}), which is gone",
+                old.run_id, old.pid
+            ),
+        });
+    }
+    let result = sweep.drive().await;
+    drop(lock);
+    Ok(result)
+}
+
+fn project_root(options: &RunOptions) -> Result<PathBuf, RunError> {
+    let cwd = std::env::current_dir().map_err(|e| StateError::io(Path::new("."), e))?;
+    let root = match &options.root {
+        Some(root) => cwd.join(root),
+        None => state::find_root(&cwd),
+    };
+    std::fs::canonicalize(&root).map_err(|e| RunError::State(StateError::io(&root, e)))
+}
+
+/// Every worker's program must exist before anything launches: finding out
+/// after the first three tasks ran is too late.
+fn preflight(loaded: &LoadedManifest, plan: &SweepPlan) -> Result<(), Invalid> {
+    let mut problems = Vec::new();
+    let mut reported: Vec<&str> = Vec::new();
+    for task in &plan.tasks {
+        let Some(program) = task.argv.first() else {
+            continue;
+        };
+        if reported.contains(&program.as_str())
+            || program_exists(program, Path::new(&task.paths.root))
+        {
+            continue;
+        }
+        reported.push(program);
+        let mut d = loaded.error_at_key(
+            &["tasks", task.source_id.as_str()],
+            format!(
+                "backend \"{}\" needs the \"{program}\" command, which is not on PATH",
+                task.backend
+            ),
+        );
+        d = match &task.model {
+            Some(model) => d.with_help(format!(
+                "install {}, or map model \"{}\" to another backend under `models:`",
+                install_hint(&task.backend),
+                model.name
+            )),
+            None => d.with_help(format!("install `{program}`, or fix the task's `command:`")),
+        };
+        problems.push(d);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(problems))
+    }
+}
+
+fn install_hint(backend: &str) -> &'static str {
+    match backend {
+        "claude" => "Claude Code",
+        "codex" => "the Codex CLI",
+        "gemini" => "Gemini CLI",
+        "cursor" => "Cursor's agent CLI",
+        "opencode" => "opencode",
+        "aider" => "aider",
+        _ => "the program",
+    }
+}
+
+/// Whether `program` can be run: a path (relative to the project root) or
+/// a name on `PATH`.
+pub fn program_exists(program: &str, root: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(&root.join(program));
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
+        .unwrap_or(false)
+}
+
+/// What a finished worker future hands back.
+struct WorkerEnd {
+    index: usize,
+    attempt: u32,
+    finished: Result<Finished, SpawnError>,
+    tracker: Tracker,
+}
+
+/// A pid, as soon as a worker process exists.
+struct Started {
+    index: usize,
+    pid: u32,
+}
+
+/// The state of one run in progress.
+struct Sweep {
+    name: String,
+    run_id: String,
+    state: StateDir,
+    plan: SweepPlan,
+    records: Vec<TaskRecord>,
+    watches: Vec<Option<PlanWatch>>,
+    stops: Vec<Option<watch::Sender<Stop>>>,
+    retry_at: Vec<Option<Instant>>,
+    index_of: HashMap<String, usize>,
+    run_record: RunRecord,
+    log: EventLog,
+    screen: Screen,
+    redactor: Arc<Redactor>,
+    grace: Duration,
+    retry_delay: Duration,
+    dispatch_bin: String,
+    interrupted: u32,
+    started: Instant,
+}
+
+impl Sweep {
+    /// Archive an earlier run's task folders, write every plan and the run's
+    /// record, and open its event log.
+    fn prepare(
+        loaded: &LoadedManifest,
+        plan: SweepPlan,
+        state: StateDir,
+        options: &RunOptions,
+        started_at: String,
+    ) -> Result<Sweep, StateError> {
+        let run_id = plan.run_id.clone();
+        let run_dir = state.run_dir(&run_id);
+        state::ensure_dir(&run_dir)?;
+        state::write_state(
+            &run_dir.join("manifest.yaml"),
+            loaded.source.text.as_bytes(),
+        )?;
+        let redactor = Arc::new(Redactor::from_env(&[]));
+        let mut records = Vec::with_capacity(plan.tasks.len());
+        for task in &plan.tasks {
+            state.archive_task(&task.id)?;
+            let dir = state.task_dir(&task.id);
+            state::ensure_dir(&dir)?;
+            state::ensure_dir(&dir.join("ipc"))?;
+            state::write_state(&dir.join("plan.md"), task.plan.as_bytes())?;
+            state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
+            let record = new_record(task, &run_id, &redactor);
+            state::write_json(&dir.join("task.json"), &record)?;
+            records.push(record);
+        }
+        let run_record = RunRecord {
+            run_id: run_id.clone(),
+            name: plan.name.clone(),
+            manifest: plan.manifest.clone(),
+            root: state.root.display().to_string(),
+            pid: std::process::id(),
+            started_at,
+            ended_at: None,
+            concurrency: plan.concurrency,
+            vars: options.vars.clone(),
+            tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
+            status: "running".to_owned(),
+            exit_code: None,
+        };
+        state::write_json(&run_dir.join("run.json"), &run_record)?;
+        let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
+        let mut screen = Screen::new(options.mode);
+        for task in &plan.tasks {
+            screen.label(
+                &task.id,
+                task.model.as_ref().map(|m| m.name.as_str()),
+                task.worktree.is_some(),
+            );
+        }
+        let count = plan.tasks.len();
+        Ok(Sweep {
+            name: plan.name.clone(),
+            index_of: plan
+                .tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id.clone(), i))
+                .collect(),
+            run_id,
+            state,
+            plan,
+            records,
+            watches: (0..count).map(|_| None).collect(),
+            stops: (0..count).map(|_| None).collect(),
+            retry_at: vec![None; count],
+            run_record,
+            log,
+            screen,
+            redactor,
+            grace: options.grace,
+            retry_delay: options.retry_delay,
+            dispatch_bin: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "dispatch".to_owned()),
+            interrupted: 0,
+            started: Instant::now(),
+        })
+    }
+
+    fn emit(&mut self, event: Event) {
+        let stamped = Stamped {
+            ts: clock::now(),
+            event: &event,
+        };
+        self.log.append(&stamped);
+        self.screen.show(&stamped);
+    }
+
+    fn save(&self, index: usize) {
+        let record = &self.records[index];
+        let path = self.state.task_dir(&record.id).join("task.json");
+        if let Err(e) = state::write_json(&path, record) {
+            eprintln!("warning: cannot update {}: {e}", path.display());
+        }
+    }
+
+    async fn drive(mut self) -> RunResult {
+        let concurrency = self.plan.concurrency.max(1) as usize;
+        self.emit(Event::RunStarted {
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            manifest: self.plan.manifest.clone(),
+            tasks: self.plan.tasks.len(),
+            concurrency: self.plan.concurrency,
+        });
+        let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
+        let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Started>();
+        let mut interrupts = interrupt_signals();
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.start_ready(&mut workers, &started_tx, concurrency);
+            if workers.is_empty() {
+                match self.next_retry() {
+                    Some(at) if self.interrupted == 0 => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => continue,
+                            _ = interrupts.recv() => { self.interrupt(); continue; }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            tokio::select! {
+                // A worker's start is always shown before its end.
+                biased;
+                Some(started) = started_rx.recv() => self.mark_started(started),
+                Some(joined) = workers.join_next() => {
+                    if let Ok(end) = joined {
+                        self.finish(end);
+                    }
+                }
+                _ = ticker.tick() => self.poll_plans(),
+                _ = interrupts.recv() => self.interrupt(),
+            }
+        }
+        self.conclude()
+    }
+
+    /// Start ready tasks in schedule order while there is room; skip those
+    /// whose needs can no longer complete.
+    fn start_ready(
+        &mut self,
+        workers: &mut JoinSet<WorkerEnd>,
+        started: &mpsc::UnboundedSender<Started>,
+        concurrency: usize,
+    ) {
+        if self.interrupted > 0 {
+            // Nothing starts, and nothing is skipped: what never ran is
+            // cancelled when the run concludes.
+            return;
+        }
+        let now = Instant::now();
+        for index in 0..self.plan.tasks.len() {
+            if self.records[index].status != TaskStatus::Pending {
+                continue;
+            }
+            if let Some(reason) = self.blocked_by(index) {
+                self.skip(index, reason);
+                continue;
+            }
+            let ready = self.plan.tasks[index].needs.iter().all(|need| {
+                self.index_of
+                    .get(need)
+                    .is_some_and(|&n| self.records[n].status == TaskStatus::Complete)
+            });
+            let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
+            if !ready || waiting_retry || workers.len() >= concurrency {
+                continue;
+            }
+            self.launch(index, workers, started);
+        }
+    }
+
+    /// Why a pending task can never start: a need that ended other than
+    /// complete.
+    fn blocked_by(&self, index: usize) -> Option<String> {
+        self.plan.tasks[index].needs.iter().find_map(|need| {
+            let status = self.index_of.get(need).map(|&n| self.records[n].status)?;
+            (status.is_final() && status != TaskStatus::Complete)
+                .then(|| format!("needs {need}, which ended {}", status.label()))
+        })
+    }
+
+    fn skip(&mut self, index: usize, reason: String) {
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Skipped;
+        record.reason = Some(reason.clone());
+        record.ended_at = Some(clock::now());
+        self.save(index);
+        self.emit(Event::TaskSkipped {
+            task: self.plan.tasks[index].id.clone(),
+            reason,
+        });
+    }
+
+    fn next_retry(&self) -> Option<Instant> {
+        (0..self.plan.tasks.len())
+            .filter(|&i| self.records[i].status == TaskStatus::Pending)
+            .filter_map(|i| self.retry_at[i])
+            .min()
+    }
+
+    fn launch(
+        &mut self,
+        index: usize,
+        workers: &mut JoinSet<WorkerEnd>,
+        started: &mpsc::UnboundedSender<Started>,
+    ) {
+        let task = self.plan.tasks[index].clone();
+        let attempt = self.records[index].attempts.len() as u32 + 1;
+        let prompt = if attempt == 1 {
+            task.prompt.clone()
+        } else {
+            retry_prompt(&task, attempt, self.records[index].reason.as_deref())
+        };
+        if attempt > 1 {
+            let path = PathBuf::from(&task.paths.prompt);
+            if let Err(e) = state::write_state(&path, prompt.as_bytes()) {
+                self.emit(Event::Warning {
+                    task: Some(task.id.clone()),
+                    message: e.to_string(),
+                });
+            }
+        }
+        let argv: Vec<String> = task
+            .argv
+            .iter()
+            .map(|a| {
+                if *a == task.prompt {
+                    prompt.clone()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let redactor = Arc::new(self.redactor.with(task.env.iter(), &[]));
+        let launch = Launch {
+            argv,
+            env: self.worker_env(&task),
+            cwd: PathBuf::from(&task.paths.workdir),
+            stdin: (task.prompt_via == crate::manifest::types::PromptMode::Stdin)
+                .then(|| prompt.into_bytes()),
+            log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
+            timeout: task.timeout.as_deref().and_then(manifest::duration::parse),
+            grace: self.grace,
+            leak_timeout: LEAK_TIMEOUT,
+            redactor,
+        };
+        let (stop_tx, stop_rx) = watch::channel(Stop::No);
+        self.stops[index] = Some(stop_tx);
+        self.watches[index] = Some(PlanWatch::new(
+            PathBuf::from(&task.paths.plan),
+            monitor::read_plan(Path::new(&task.paths.plan)).unwrap_or_default(),
+        ));
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Running;
+        let now = clock::now();
+        record.started_at.get_or_insert_with(|| now.clone());
+        record.attempts.push(Attempt {
+            number: attempt,
+            started_at: now,
+            ended_at: None,
+            pid: None,
+            exit: None,
+            status: None,
+            reason: None,
+            duration_ms: None,
+        });
+        self.save(index);
+        let started = started.clone();
+        let format = EventFormat::for_backend(&task.backend);
+        workers.spawn(async move {
+            let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+            let tracking = tokio::spawn(async move {
+                let mut tracker = Tracker::new(format);
+                while let Some(line) = lines_rx.recv().await {
+                    tracker.feed(&line);
+                }
+                tracker
+            });
+            let finished = process::run(launch, stop_rx, Some(lines_tx), |pid| {
+                let _ = started.send(Started { index, pid });
+            })
+            .await;
+            let tracker = tracking.await.unwrap_or_else(|_| Tracker::new(format));
+            WorkerEnd {
+                index,
+                attempt,
+                finished,
+                tracker,
+            }
+        });
+    }
+
+    /// The `DISPATCH_*` variables every worker gets, then the task's own.
+    fn worker_env(&self, task: &PlannedTask) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DISPATCH_RUN_ID".to_owned(), self.run_id.clone()),
+            ("DISPATCH_TASK_ID".to_owned(), task.id.clone()),
+            ("DISPATCH_TASK_DIR".to_owned(), task.paths.task_dir.clone()),
+            ("DISPATCH_PLAN".to_owned(), task.paths.plan.clone()),
+            ("DISPATCH_OUTPUT".to_owned(), task.paths.output.clone()),
+            ("DISPATCH_IPC_DIR".to_owned(), task.paths.ipc.clone()),
+            (
+                "DISPATCH_MODEL".to_owned(),
+                task.model
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+            ),
+            ("DISPATCH_BIN".to_owned(), self.dispatch_bin.clone()),
+        ];
+        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    fn mark_started(&mut self, started: Started) {
+        let task = &self.plan.tasks[started.index];
+        let record = &mut self.records[started.index];
+        record.pid = Some(started.pid);
+        if let Some(attempt) = record.attempts.last_mut() {
+            attempt.pid = Some(started.pid);
+        }
+        let event = Event::TaskStarted {
+            task: task.id.clone(),
+            attempt: record.attempts.len() as u32,
+            model: task.model.as_ref().map(|m| m.name.clone()),
+            backend: task.backend.clone(),
+            worktree: task.worktree.is_some(),
+            pid: started.pid,
+        };
+        self.save(started.index);
+        self.emit(event);
+    }
+
+    /// Report items that changed in running tasks' plans.
+    fn poll_plans(&mut self) {
+        for index in 0..self.plan.tasks.len() {
+            let Some(watch) = self.watches[index].as_mut() else {
+                continue;
+            };
+            let Some((before, now)) = watch.poll() else {
+                continue;
+            };
+            self.plan_changed(index, &before, &now);
+        }
+    }
+
+    fn plan_changed(&mut self, index: usize, before: &Checklist, now: &Checklist) {
+        let counts = now.counts();
+        let current = now.current().map(|i| i.text.clone());
+        let task = self.plan.tasks[index].id.clone();
+        let changed: Vec<Event> = now
+            .changes_since(before)
+            .into_iter()
+            .map(|(i, item)| Event::Item {
+                task: task.clone(),
+                index: i,
+                text: item.text.clone(),
+                state: item.state,
+                note: item.note.clone(),
+                done: counts.done,
+                total: counts.total,
+                current: current.clone(),
+            })
+            .collect();
+        let record = &mut self.records[index];
+        record.items = counts;
+        record.current_item = current;
+        self.save(index);
+        for event in changed {
+            self.emit(event);
+        }
+    }
+
+    fn interrupt(&mut self) {
+        self.interrupted += 1;
+        let force = self.interrupted > 1;
+        let request = if force { Stop::Now } else { Stop::Graceful };
+        for stop in self.stops.iter().flatten() {
+            let _ = stop.send(request);
+        }
+        self.emit(Event::Interrupted { force });
+    }
+
+    fn finish(&mut self, end: WorkerEnd) {
+        let index = end.index;
+        let task = self.plan.tasks[index].clone();
+        self.stops[index] = None;
+        if let Some(mut watch) = self.watches[index].take() {
+            if let Some((before, now)) = watch.poll() {
+                self.plan_changed(index, &before, &now);
+            }
+        }
+        let plan = monitor::read_plan(Path::new(&task.paths.plan));
+        let (status, reason, finished) = match &end.finished {
+            Ok(finished) => {
+                let (status, reason) = verdict::decide(&verdict::Evidence {
+                    finished,
+                    plan: plan.as_ref(),
+                    done_marker: monitor::done_marker(Path::new(&task.paths.ipc)),
+                    outcome: end.tracker.outcome.as_ref(),
+                });
+                let reason = if finished.leaked {
+                    format!("{reason} (a process it started held its output open and was killed)")
+                } else {
+                    reason
+                };
+                (status, reason, Some(finished.clone()))
+            }
+            Err(e) => (TaskStatus::Failed, e.to_string(), None),
+        };
+        let retrying = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
+            && end.attempt <= task.retries
+            && self.interrupted == 0;
+        let duration = finished.as_ref().map_or(Duration::ZERO, |f| f.duration);
+        let record = &mut self.records[index];
+        if let Some(plan) = &plan {
+            record.items = plan.counts();
+            record.current_item = plan.current().map(|i| i.text.clone());
+        }
+        record.usage = end.tracker.usage.clone();
+        record.outcome = end.tracker.outcome.clone();
+        record.exit = finished.as_ref().map(|f| f.exit);
+        record.reason = Some(reason.clone());
+        let ended = clock::now();
+        if let Some(attempt) = record.attempts.last_mut() {
+            attempt.ended_at = Some(ended.clone());
+            attempt.exit = record.exit;
+            attempt.status = Some(status);
+            attempt.reason = Some(reason.clone());
+            attempt.duration_ms = Some(duration.as_millis() as u64);
+        }
+        if retrying {
+            record.status = TaskStatus::Pending;
+            let backoff = self
+                .retry_delay
+                .saturating_mul(1 << (end.attempt - 1).min(5));
+            self.retry_at[index] = Some(Instant::now() + backoff);
+        } else {
+            record.status = status;
+            record.ended_at = Some(ended);
+            record.duration_ms = Some(record.attempts.iter().filter_map(|a| a.duration_ms).sum());
+        }
+        let counts = record.items;
+        self.save(index);
+        self.emit(Event::TaskEnded {
+            task: task.id.clone(),
+            status,
+            reason,
+            done: counts.done,
+            total: counts.total,
+            duration_ms: duration.as_millis() as u64,
+            attempt: end.attempt,
+            retrying,
+        });
+    }
+
+    /// Tasks never started are cancelled (interrupted) or skipped; the run
+    /// record, the last event and the summary are written; the exit code is
+    /// decided.
+    fn conclude(mut self) -> RunResult {
+        for index in 0..self.plan.tasks.len() {
+            if self.records[index].status == TaskStatus::Pending {
+                let record = &mut self.records[index];
+                record.status = TaskStatus::Cancelled;
+                record.reason = Some("the run was interrupted before it started".to_owned());
+                record.ended_at = Some(clock::now());
+                self.save(index);
+            }
+        }
+        let exit_code = exit_code(&self.records, self.interrupted > 0);
+        let status = match exit_code {
+            exit::OK => "complete",
+            exit::INTERRUPTED => "interrupted",
+            exit::UNANSWERED => "blocked",
+            _ => "failed",
+        };
+        let mut counts: IndexMap<String, usize> = IndexMap::new();
+        for record in &self.records {
+            *counts.entry(record.status.label().to_owned()).or_default() += 1;
+        }
+        self.run_record.ended_at = Some(clock::now());
+        self.run_record.status = status.to_owned();
+        self.run_record.exit_code = Some(exit_code);
+        let run_json = self.state.run_dir(&self.run_id).join("run.json");
+        if let Err(e) = state::write_json(&run_json, &self.run_record) {
+            eprintln!("warning: cannot write {}: {e}", run_json.display());
+        }
+        let duration = self.started.elapsed();
+        self.emit(Event::RunEnded {
+            run_id: self.run_id.clone(),
+            status: status.to_owned(),
+            exit_code,
+            counts,
+            duration_ms: duration.as_millis() as u64,
+        });
+        self.screen
+            .summary(&self.name, &self.run_id, &self.records, duration, exit_code);
+        RunResult {
+            run_id: self.run_id,
+            exit_code,
+            records: self.records,
+        }
+    }
+}
+
+/// 130 when interrupted; 1 when a task failed, timed out, was skipped,
+/// cancelled or left items undone; else 4 when one is blocked on a
+/// question; else 0.
+pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
+    if interrupted {
+        return exit::INTERRUPTED;
+    }
+    let failed = records.iter().any(|r| {
+        matches!(
+            r.status,
+            TaskStatus::Failed
+                | TaskStatus::TimedOut
+                | TaskStatus::Skipped
+                | TaskStatus::Incomplete
+                | TaskStatus::Cancelled
+        )
+    });
+    if failed {
+        exit::TASK_FAILED
+    } else if records.iter().any(|r| r.status == TaskStatus::Blocked) {
+        exit::UNANSWERED
+    } else {
+        exit::OK
+    }
+}
+
+fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
+    let plan = monitor::checklist::parse(&task.plan);
+    TaskRecord {
+        id: task.id.clone(),
+        run_id: run_id.to_owned(),
+        title: task.title.clone(),
+        status: TaskStatus::Pending,
+        reason: None,
+        model: task.model.as_ref().map(|m| m.name.clone()),
+        backend: task.backend.clone(),
+        worktree: task.worktree.is_some(),
+        priority: task.priority.clone(),
+        needs: task.needs.clone(),
+        argv: task
+            .argv
+            .iter()
+            .map(|a| {
+                if *a == task.prompt {
+                    "<worker prompt>".to_owned()
+                } else {
+                    redactor.redact(a).into_owned()
+                }
+            })
+            .collect(),
+        pid: None,
+        started_at: None,
+        ended_at: None,
+        duration_ms: None,
+        exit: None,
+        items: plan.counts(),
+        current_item: plan.current().map(|i| i.text.clone()),
+        usage: Default::default(),
+        outcome: None,
+        attempts: Vec::new(),
+    }
+}
+
+/// The prompt of a retry: the task's prompt, then where the earlier attempt
+/// left off, as the dispatch skill's fallback does.
+fn retry_prompt(task: &PlannedTask, attempt: u32, reason: Option<&str>) -> String {
+    let why = reason
+        .map(|r| format!(" The previous attempt ended: {r}."))
+        .unwrap_or_default();
+    format!(
+        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.\n",
+        task.prompt.trim_end(),
+        task.paths.plan,
+        task.paths.context
+    )
+}
+
+/// Ctrl-C and SIGTERM, as one stream.
+fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::unbounded_channel();
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let tx = tx.clone();
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    rx
+}
+
+/// A missing-program problem for tasks not tied to a manifest location.
+pub fn plain_error(file: &str, message: String) -> Invalid {
+    Invalid::one(Diagnostic::new(file, message))
+}

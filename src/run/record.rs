@@ -1,0 +1,116 @@
+//! What a run records on disk: `task.json` per task and `run.json` per run.
+//! Both are read back by `dispatch status` (and later `resume` and
+//! `report`), so they hold everything needed to show a task without its
+//! worker.
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::checklist::Counts;
+use crate::workers::events::{Outcome, Usage};
+use crate::workers::process::Exit;
+
+/// Where a task stands. The end states are derived from the process *and*
+/// the plan: an exit code alone lies too often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    /// Every item `[x]`, or the worker touched `ipc/.done`.
+    Complete,
+    /// An item `[!]`, a non-zero exit with items left, an error reported by
+    /// the agent CLI, or a worker that could not start.
+    Failed,
+    /// An item `[?]`: the worker is waiting for an answer.
+    Blocked,
+    /// A clean exit with items left unchecked.
+    Incomplete,
+    TimedOut,
+    Cancelled,
+    /// Not started because something it needs did not complete.
+    Skipped,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Complete => "complete",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Blocked => "blocked",
+            TaskStatus::Incomplete => "incomplete",
+            TaskStatus::TimedOut => "timed-out",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One launch of a task's worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub pid: Option<u32>,
+    pub exit: Option<Exit>,
+    pub status: Option<TaskStatus>,
+    pub reason: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// `.dispatch/tasks/<id>/task.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub run_id: String,
+    pub title: String,
+    pub status: TaskStatus,
+    /// Why it ended as it did, in a sentence.
+    pub reason: Option<String>,
+    pub model: Option<String>,
+    pub backend: String,
+    pub worktree: bool,
+    pub priority: String,
+    pub needs: Vec<String>,
+    /// The command line, with secret values redacted and a long prompt
+    /// argument shortened.
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub exit: Option<Exit>,
+    pub items: Counts,
+    /// The item the worker is on (or stopped at).
+    pub current_item: Option<String>,
+    pub usage: Usage,
+    /// The agent CLI's own verdict, where its events give one.
+    pub outcome: Option<Outcome>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// `.dispatch/runs/<run-id>/run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub name: String,
+    pub manifest: String,
+    pub root: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub concurrency: u32,
+    pub vars: Vec<(String, String)>,
+    /// Task ids in schedule order.
+    pub tasks: Vec<String>,
+    /// `running` until the run ends, then `complete`, `failed`, `blocked` or
+    /// `interrupted`.
+    pub status: String,
+    pub exit_code: Option<u8>,
+}

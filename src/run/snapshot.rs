@@ -1,0 +1,87 @@
+//! A run as it stands on disk, for `dispatch status` from another terminal
+//! while the run goes on, or after it ended.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::record::{RunRecord, TaskRecord, TaskStatus};
+use crate::monitor::{self, checklist::Checklist};
+use crate::state::{lock::process_alive, read_bounded, StateDir};
+
+/// One task: its record and its plan as the worker has left it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskView {
+    pub record: TaskRecord,
+    pub plan: Option<Checklist>,
+}
+
+/// A run and its tasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    pub run: RunRecord,
+    /// Whether the process running it is still alive.
+    pub live: bool,
+    pub tasks: Vec<TaskView>,
+}
+
+/// Why a snapshot could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("no runs under {0}; start one with `dispatch run MANIFEST`")]
+    NoRuns(PathBuf),
+    #[error("no run `{0}` under {1}")]
+    NoSuchRun(String, PathBuf),
+    #[error("cannot read {0}: {1}")]
+    Unreadable(PathBuf, String),
+}
+
+/// Load run `run_id` (default: the latest).
+pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, SnapshotError> {
+    let run_id = match run_id {
+        Some(id) => id.to_owned(),
+        None => state
+            .latest_run()
+            .ok_or_else(|| SnapshotError::NoRuns(state.runs_dir()))?,
+    };
+    let run_dir = state.run_dir(&run_id);
+    let run_json = run_dir.join("run.json");
+    if !run_json.is_file() {
+        return Err(SnapshotError::NoSuchRun(run_id, state.runs_dir()));
+    }
+    let run: RunRecord = read_json(&run_json)?;
+    let mut tasks = Vec::new();
+    for id in &run.tasks {
+        // The task's folder is current unless a later run archived it into
+        // this run's folder.
+        let current = state.task_dir(id);
+        let archived = run_dir.join("tasks").join(id);
+        let dir = [current, archived].into_iter().find(|dir| {
+            read_json::<TaskRecord>(&dir.join("task.json")).is_ok_and(|r| r.run_id == run.run_id)
+        });
+        let Some(dir) = dir else { continue };
+        let record: TaskRecord = read_json(&dir.join("task.json"))?;
+        let plan = monitor::read_plan(&dir.join("plan.md"));
+        tasks.push(TaskView { record, plan });
+    }
+    let live = run.ended_at.is_none() && process_alive(run.pid);
+    let mut snapshot = Snapshot { run, live, tasks };
+    if !snapshot.live && snapshot.run.ended_at.is_none() {
+        // The run's process died without concluding (kill -9, reboot).
+        snapshot.run.status = "interrupted (its process is gone)".to_owned();
+        for task in &mut snapshot.tasks {
+            if task.record.status == TaskStatus::Running {
+                task.record.status = TaskStatus::Cancelled;
+                task.record.reason = Some("the run's process is gone".to_owned());
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
+    let text = read_bounded(path, 16 * 1024 * 1024)
+        .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))
+}

@@ -1,0 +1,342 @@
+//! The state folder, `.dispatch/`, laid out as the dispatch skill lays it out
+//! so a person (or the skill itself) can read a task's progress with `cat`:
+//!
+//! ```text
+//! .dispatch/
+//!   tasks/<id>/plan.md output.md context.md ipc/ prompt.md worker.log task.json
+//!   runs/<run-id>/run.json manifest.yaml events.jsonl tasks/<id>/ (archived)
+//!   lock
+//! ```
+//!
+//! Everything here treats the folder as shared with untrusted workers: state
+//! files are replaced atomically, never written through a symlink, and an
+//! earlier run's files are archived, never overwritten.
+
+pub mod lock;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::fsutil::write_atomic;
+
+/// The state folder's name under the project root.
+pub const DIR_NAME: &str = ".dispatch";
+
+/// Errors of the state folder: which file, and what the system said.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: refusing to write through a symbolic link")]
+    Symlink { path: PathBuf },
+    #[error("{0}")]
+    Locked(String),
+}
+
+impl StateError {
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The project's `.dispatch/` folder.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    /// The project root (the folder that holds `.dispatch/`).
+    pub root: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            dir: root.join(DIR_NAME),
+        }
+    }
+
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.dir.join("tasks")
+    }
+
+    pub fn task_dir(&self, id: &str) -> PathBuf {
+        self.tasks_dir().join(id)
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.runs_dir().join(run_id)
+    }
+
+    /// Create the folder and keep it out of `git status`.
+    pub fn prepare(&self) -> Result<(), StateError> {
+        ensure_dir(&self.dir)?;
+        ensure_dir(&self.tasks_dir())?;
+        ensure_dir(&self.runs_dir())?;
+        exclude_from_git(&self.root);
+        Ok(())
+    }
+
+    /// Move an earlier run's files of task `id` into that run's folder, so a
+    /// new run starts clean without destroying anything.
+    pub fn archive_task(&self, id: &str) -> Result<Option<PathBuf>, StateError> {
+        let current = self.task_dir(id);
+        match std::fs::symlink_metadata(&current) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StateError::io(&current, e)),
+            Ok(_) => {}
+        }
+        let owner = read_run_id(&current.join("task.json")).unwrap_or_else(|| "unknown".to_owned());
+        let archive = self.run_dir(&owner).join("tasks");
+        ensure_dir(&archive)?;
+        let mut target = archive.join(id);
+        let mut n = 1;
+        while target.exists() {
+            n += 1;
+            target = archive.join(format!("{id}.{n}"));
+        }
+        std::fs::rename(&current, &target).map_err(|e| StateError::io(&current, e))?;
+        Ok(Some(target))
+    }
+
+    /// The most recent run's id (run ids sort by time).
+    pub fn latest_run(&self) -> Option<String> {
+        let mut runs: Vec<String> = std::fs::read_dir(self.runs_dir())
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().join("run.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        runs.sort();
+        runs.pop()
+    }
+}
+
+fn read_run_id(task_json: &Path) -> Option<String> {
+    let text = read_bounded(task_json, 1 << 20).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = value.get("run_id")?.as_str()?;
+    let safe = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    safe.then(|| id.to_owned())
+}
+
+/// Create a folder (and its parents); a symlink where the folder should be
+/// is refused, since a worker could have planted it.
+pub fn ensure_dir(path: &Path) -> Result<(), StateError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(StateError::Symlink {
+            path: path.to_path_buf(),
+        }),
+        Ok(meta) if meta.is_dir() => Ok(()),
+        _ => std::fs::create_dir_all(path).map_err(|e| StateError::io(path, e)),
+    }
+}
+
+/// Replace a state file atomically; a symlink in the file's place is
+/// replaced, never followed.
+pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    write_atomic(path, bytes).map_err(|e| StateError::io(path, e))
+}
+
+/// Write a value as pretty JSON, atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    write_state(path, &text)
+}
+
+/// Open a file for appending without following a symlink.
+pub fn open_append(path: &Path) -> Result<File, StateError> {
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| StateError::io(path, e))
+}
+
+/// Append one JSON line (one `write` call, so concurrent appenders do not
+/// interleave within a line).
+pub fn append_json_line<T: Serialize>(file: &mut File, value: &T) -> io::Result<()> {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    file.write_all(&line)
+}
+
+/// Read at most `limit` bytes of a file as text (lossily), without
+/// following a symlink: what a worker writes is untrusted.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The project root for a run started in `start`: the nearest folder up
+/// that holds `.git` (file or folder), else `start` itself.
+pub fn find_root(start: &Path) -> PathBuf {
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .unwrap_or(start)
+        .to_path_buf()
+}
+
+/// Add `.dispatch/` to the repository's `.git/info/exclude`, so it never
+/// shows as untracked. Best effort: a project that is not a git repository,
+/// or a read-only one, just does not get the line.
+pub fn exclude_from_git(root: &Path) {
+    let Some(git_dir) = git_dir(root) else {
+        return;
+    };
+    let exclude = git_dir.join("info").join("exclude");
+    let existing = std::fs::read_to_string(&exclude).unwrap_or_default();
+    let line = format!("/{DIR_NAME}/");
+    if existing
+        .lines()
+        .any(|l| l.trim() == line || l.trim() == DIR_NAME || l.trim() == format!("{DIR_NAME}/"))
+    {
+        return;
+    }
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line);
+    text.push('\n');
+    let _ = std::fs::create_dir_all(git_dir.join("info"));
+    let _ = write_atomic(&exclude, text.as_bytes());
+}
+
+/// The git folder of a work tree: `.git` itself, or for a linked worktree
+/// the common folder its `.git` file points into.
+fn git_dir(root: &Path) -> Option<PathBuf> {
+    let dot_git = root.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let pointed = PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim());
+    let pointed = if pointed.is_absolute() {
+        pointed
+    } else {
+        root.join(pointed)
+    };
+    // A linked worktree's gitdir is `<common>/worktrees/<name>`; the exclude
+    // file that git reads lives in the common folder.
+    let common = std::fs::read_to_string(pointed.join("commondir"))
+        .ok()
+        .map(|c| pointed.join(c.trim()))
+        .unwrap_or(pointed);
+    Some(common)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_an_earlier_runs_task_folder_into_that_run() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(temp.path());
+        state.prepare().expect("prepare");
+        let task = state.task_dir("audit");
+        std::fs::create_dir_all(&task).expect("mkdir");
+        std::fs::write(
+            task.join("task.json"),
+            r#"{"run_id": "20260101-000000-aaaa"}"#,
+        )
+        .expect("write");
+        std::fs::write(task.join("plan.md"), "- [x] kept\n").expect("write");
+        let archived = state
+            .archive_task("audit")
+            .expect("archive")
+            .expect("moved");
+        assert_eq!(
+            archived,
+            state.run_dir("20260101-000000-aaaa").join("tasks/audit")
+        );
+        assert_eq!(
+            std::fs::read_to_string(archived.join("plan.md")).expect("read"),
+            "- [x] kept\n"
+        );
+        assert!(!task.exists());
+        assert_eq!(state.archive_task("audit").expect("nothing to do"), None);
+    }
+
+    #[test]
+    fn refuses_symlinked_folders_and_does_not_follow_symlinked_files() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let outside = temp.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        let link = temp.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+        assert!(matches!(ensure_dir(&link), Err(StateError::Symlink { .. })));
+        let secret = outside.join("secret");
+        std::fs::write(&secret, "keep").expect("write");
+        let planted = temp.path().join("task.json");
+        std::os::unix::fs::symlink(&secret, &planted).expect("symlink");
+        write_state(&planted, b"new").expect("replaces the link");
+        assert_eq!(std::fs::read_to_string(&secret).expect("read"), "keep");
+        assert!(
+            read_bounded(&link.join("secret"), 10).is_ok(),
+            "a real file reads"
+        );
+        let planted_read = temp.path().join("plan.md");
+        std::os::unix::fs::symlink(&secret, &planted_read).expect("symlink");
+        assert!(
+            read_bounded(&planted_read, 10).is_err(),
+            "a symlink is not followed"
+        );
+        assert!(open_append(&planted_read).is_err());
+    }
+
+    #[test]
+    fn excludes_the_state_folder_from_git_once() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(temp.path().join(".git/info")).expect("mkdir");
+        std::fs::write(temp.path().join(".git/info/exclude"), "# comment").expect("write");
+        exclude_from_git(temp.path());
+        exclude_from_git(temp.path());
+        let text = std::fs::read_to_string(temp.path().join(".git/info/exclude")).expect("read");
+        assert_eq!(text, "# comment\n/.dispatch/\n");
+        assert_eq!(find_root(&temp.path().join("a/b")), temp.path());
+    }
+
+    #[test]
+    fn reads_are_bounded() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let big = temp.path().join("plan.md");
+        std::fs::write(&big, vec![b'x'; 10_000]).expect("write");
+        assert_eq!(read_bounded(&big, 100).expect("read").len(), 100);
+    }
+}

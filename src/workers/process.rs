@@ -1,0 +1,520 @@
+//! One worker process, supervised the way cargo-nextest supervises a test:
+//! in its own process group, so a timeout or Ctrl-C stops the worker *and*
+//! everything it started (SIGTERM to the group, a grace period, then
+//! SIGKILL); with its output streamed to a bounded, redacted log; and with a
+//! short leak timeout so a grandchild that keeps the output pipes open
+//! cannot hang the run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+use super::redact::Redactor;
+use crate::state::{open_append, StateError};
+
+/// A log is rotated to `worker.log.1` past this size, so a worker that
+/// floods its output keeps at most twice this on disk and nothing in memory.
+pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest line kept whole; longer ones are split.
+const MAX_LINE: usize = 64 * 1024;
+
+/// What to launch and how to watch it.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub argv: Vec<String>,
+    /// Added to (and overriding) this process's environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Written to the worker's stdin, which is then closed; `None` gives it
+    /// `/dev/null`. Several agent CLIs wait for end of input on a pipe.
+    pub stdin: Option<Vec<u8>>,
+    pub log: PathBuf,
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// How long output pipes may stay open after the worker exits.
+    pub leak_timeout: Duration,
+    pub redactor: Arc<Redactor>,
+}
+
+/// A request to stop a running worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep running.
+    No,
+    /// SIGTERM to the group, then SIGKILL after the grace period.
+    Graceful,
+    /// SIGKILL to the group now (a second Ctrl-C).
+    Now,
+}
+
+/// How the worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// What happened to a worker, as far as its process goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub exit: Exit,
+    pub timed_out: bool,
+    /// Stopped on request (Ctrl-C, cancel).
+    pub stopped: bool,
+    /// Output pipes were still held open by a leftover process after the
+    /// worker exited; the group was killed to end them.
+    pub leaked: bool,
+    pub pid: u32,
+    pub duration: Duration,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start `{program}`: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("the command is empty")]
+    Empty,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Run the worker to its end. Stdout lines (lossily decoded, redacted) go to
+/// `lines` for the event parser; both streams go to the log. `on_start`
+/// receives the pid as soon as the process exists.
+pub async fn run(
+    launch: Launch,
+    mut stop: watch::Receiver<Stop>,
+    lines: Option<mpsc::UnboundedSender<String>>,
+    on_start: impl FnOnce(u32),
+) -> Result<Finished, SpawnError> {
+    let (program, args) = launch.argv.split_first().ok_or(SpawnError::Empty)?;
+    let log = Arc::new(std::sync::Mutex::new(LogWriter::open(launch.log.clone())?));
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&launch.cwd)
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(if launch.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|source| SpawnError::Start {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or(0);
+    on_start(pid);
+    let pgid = libc::pid_t::try_from(pid).unwrap_or(0);
+
+    let stdin_task = match (child.stdin.take(), launch.stdin.clone()) {
+        (Some(mut stdin), Some(bytes)) => Some(tokio::spawn(async move {
+            // A worker that exits without reading gives a broken pipe: fine.
+            let _ = stdin.write_all(&bytes).await;
+            let _ = stdin.shutdown().await;
+        })),
+        _ => None,
+    };
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(pump(
+            stdout,
+            log.clone(),
+            launch.redactor.clone(),
+            lines,
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(pump(
+            stderr,
+            log.clone(),
+            launch.redactor.clone(),
+            None,
+        )));
+    }
+
+    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut timed_out = false;
+    let mut stopped = false;
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = sleep_until(deadline) => {
+            timed_out = true;
+            terminate(pgid, &mut child, launch.grace, &mut stop).await
+        }
+        request = wait_for_stop(&mut stop) => {
+            stopped = true;
+            if request == Stop::Now {
+                kill_group(pgid, libc::SIGKILL);
+                child.wait().await
+            } else {
+                terminate(pgid, &mut child, launch.grace, &mut stop).await
+            }
+        }
+    };
+    let exit = match status {
+        Ok(status) => exit_of(status),
+        Err(_) => Exit::Signal(libc::SIGKILL),
+    };
+    let leaked = drain(pgid, readers, launch.leak_timeout).await;
+    if let Some(task) = stdin_task {
+        task.abort();
+    }
+    if leaked {
+        log_line(&log, "dispatch: the worker exited but a process it started kept its output open; its process group was killed");
+    }
+    if timed_out {
+        log_line(
+            &log,
+            "dispatch: the worker ran past its timeout and was stopped",
+        );
+    }
+    Ok(Finished {
+        exit,
+        timed_out,
+        stopped,
+        leaked,
+        pid,
+        duration: started.elapsed(),
+    })
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for_stop(stop: &mut watch::Receiver<Stop>) -> Stop {
+    loop {
+        let current = *stop.borrow_and_update();
+        if current != Stop::No {
+            return current;
+        }
+        if stop.changed().await.is_err() {
+            // The runner is gone; nobody can ask any more.
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL after `grace` (or at once when
+/// a second stop request says so).
+async fn terminate(
+    pgid: libc::pid_t,
+    child: &mut tokio::process::Child,
+    grace: Duration,
+    stop: &mut watch::Receiver<Stop>,
+) -> std::io::Result<std::process::ExitStatus> {
+    kill_group(pgid, libc::SIGTERM);
+    tokio::select! {
+        status = child.wait() => return status,
+        _ = tokio::time::sleep(grace) => {}
+        _ = async {
+            while *stop.borrow_and_update() != Stop::Now {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        } => {}
+    }
+    kill_group(pgid, libc::SIGKILL);
+    child.wait().await
+}
+
+/// Wait for the output readers; past the leak timeout, kill what is left of
+/// the group and stop waiting. Whatever the worker left running in its group
+/// is killed either way: nothing outlives its task.
+async fn drain(
+    pgid: libc::pid_t,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    leak_timeout: Duration,
+) -> bool {
+    let mut readers = readers;
+    let all_done = async {
+        for reader in readers.iter_mut() {
+            let _ = reader.await;
+        }
+    };
+    let in_time = tokio::time::timeout(leak_timeout, all_done).await.is_ok();
+    kill_group(pgid, libc::SIGKILL);
+    if in_time {
+        return false;
+    }
+    // The group is dead; a process that left it (setsid) may still hold the
+    // pipe. Give the kill a moment to close the pipes, then abandon them.
+    let settle = async {
+        for reader in readers.iter_mut() {
+            let _ = reader.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_millis(500), settle)
+        .await
+        .is_err()
+    {
+        for reader in &readers {
+            reader.abort();
+        }
+    }
+    true
+}
+
+fn kill_group(pgid: libc::pid_t, signal: libc::c_int) {
+    if pgid > 0 {
+        // SAFETY: killpg only sends a signal; a group that is gone is ESRCH.
+        unsafe {
+            libc::killpg(pgid, signal);
+        }
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Copy one output stream into the log line by line.
+async fn pump<R: AsyncRead + Unpin>(
+    stream: R,
+    log: Arc<std::sync::Mutex<LogWriter>>,
+    redactor: Arc<Redactor>,
+    lines: Option<mpsc::UnboundedSender<String>>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut buffer = Vec::with_capacity(4096);
+    loop {
+        buffer.clear();
+        match read_line_bounded(&mut reader, &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buffer);
+        let text = redactor.redact(&text);
+        if let Ok(mut log) = log.lock() {
+            log.write(text.as_bytes());
+        }
+        if let Some(lines) = &lines {
+            let _ = lines.send(text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+    }
+}
+
+/// Read up to a newline, or `MAX_LINE` bytes, whichever comes first.
+async fn read_line_bounded<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(buffer.len());
+        }
+        let room = MAX_LINE - buffer.len();
+        let (take, done) = match available.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len().min(room), available.len() >= room),
+        };
+        buffer.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done || buffer.len() >= MAX_LINE {
+            return Ok(buffer.len());
+        }
+    }
+}
+
+fn log_line(log: &std::sync::Mutex<LogWriter>, text: &str) {
+    if let Ok(mut log) = log.lock() {
+        log.write(format!("{text}\n").as_bytes());
+    }
+}
+
+/// `worker.log`, rotated to `worker.log.1` when it grows past
+/// [`LOG_ROTATE_BYTES`].
+struct LogWriter {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    written: u64,
+}
+
+impl LogWriter {
+    fn open(path: PathBuf) -> Result<Self, StateError> {
+        let file = open_append(&path)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self {
+            path,
+            file: Some(file),
+            written,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.written + bytes.len() as u64 > LOG_ROTATE_BYTES {
+            self.rotate();
+        }
+        if let Some(file) = &mut self.file {
+            if file.write_all(bytes).is_ok() {
+                self.written += bytes.len() as u64;
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&self.path, &old);
+        self.file = open_append(&self.path).ok();
+        self.written = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(dir: &std::path::Path, script: &str) -> Launch {
+        Launch {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![("SECRET_TOKEN".into(), "hunter2hunter2".into())],
+            cwd: dir.to_path_buf(),
+            stdin: Some(b"the prompt\n".to_vec()),
+            log: dir.join("worker.log"),
+            timeout: None,
+            grace: Duration::from_millis(200),
+            leak_timeout: Duration::from_millis(300),
+            redactor: Arc::new(Redactor::new(
+                vec![("SECRET_TOKEN".to_owned(), "hunter2hunter2".to_owned())],
+                &[],
+            )),
+        }
+    }
+
+    fn no_stop() -> watch::Receiver<Stop> {
+        let (tx, rx) = watch::channel(Stop::No);
+        std::mem::forget(tx);
+        rx
+    }
+
+    #[tokio::test]
+    async fn logs_both_streams_redacted_and_closes_stdin() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let script = "cat; echo err >&2; echo token=$SECRET_TOKEN; exit 3";
+        let finished = run(launch(temp.path(), script), no_stop(), None, |_| {})
+            .await
+            .expect("runs");
+        assert_eq!(finished.exit, Exit::Code(3));
+        let log = std::fs::read_to_string(temp.path().join("worker.log")).expect("log");
+        assert!(log.contains("the prompt"), "{log}");
+        assert!(log.contains("err"), "{log}");
+        assert!(log.contains("token=[redacted SECRET_TOKEN]"), "{log}");
+        assert!(!log.contains("hunter2"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group_even_if_sigterm_is_ignored() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut l = launch(
+            temp.path(),
+            "trap '' TERM; sleep 30 & echo $! > child.pid; wait",
+        );
+        l.timeout = Some(Duration::from_millis(300));
+        let finished = run(l, no_stop(), None, |_| {}).await.expect("runs");
+        assert!(finished.timed_out);
+        assert_eq!(finished.exit, Exit::Signal(libc::SIGKILL));
+        assert!(finished.duration < Duration::from_secs(5));
+        let child: u32 = std::fs::read_to_string(temp.path().join("child.pid"))
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("number");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !crate::state::lock::process_alive(child) || is_zombie(child),
+            "grandchild {child} outlived its task"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grandchild_holding_the_pipes_does_not_hang_the_run() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let finished = run(
+            launch(temp.path(), "sleep 30 & echo started"),
+            no_stop(),
+            None,
+            |_| {},
+        )
+        .await
+        .expect("runs");
+        assert_eq!(finished.exit, Exit::Code(0));
+        assert!(finished.leaked);
+        assert!(finished.duration < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_terminates_gracefully() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = watch::channel(Stop::No);
+        let handle = tokio::spawn(run(launch(temp.path(), "sleep 30"), rx, None, |_| {}));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Stop::Graceful).expect("send");
+        let finished = handle.await.expect("joins").expect("runs");
+        assert!(finished.stopped);
+        assert_eq!(finished.exit, Exit::Signal(libc::SIGTERM));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut l = launch(temp.path(), "");
+        l.argv = vec!["definitely-not-a-program-here".into()];
+        let err = run(l, no_stop(), None, |_| {})
+            .await
+            .expect_err("no such program");
+        assert!(err
+            .to_string()
+            .contains("cannot start `definitely-not-a-program-here`"));
+    }
+
+    #[tokio::test]
+    async fn long_output_is_rotated_not_kept() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let script = "head -c 20000000 /dev/zero | tr '\\0' 'x'";
+        let finished = run(launch(temp.path(), script), no_stop(), None, |_| {})
+            .await
+            .expect("runs");
+        assert_eq!(finished.exit, Exit::Code(0));
+        let size = std::fs::metadata(temp.path().join("worker.log"))
+            .expect("log")
+            .len();
+        assert!(size <= LOG_ROTATE_BYTES, "{size}");
+        assert!(temp.path().join("worker.log.1").exists());
+    }
+
+    fn is_zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    }
+}

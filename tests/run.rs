@@ -1,0 +1,640 @@
+//! `dispatch run` end to end, with the scripted test agent
+//! (`tests/agent/test_agent.rs`) as every worker, through the `command`
+//! backend: statuses, plans, logs, state files, exit codes, timeouts that
+//! kill whole process groups, Ctrl-C, the lock, and `dispatch status`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The test agent, built by `cargo test` as an example target (and built
+/// here when a filtered test run did not build it).
+fn agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let target = exe.parent().and_then(Path::parent).expect("target dir");
+            let agent = target.join("examples").join("test-agent");
+            if !agent.exists() {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--example", "test-agent"])
+                    .status()
+                    .expect("cargo builds the test agent");
+                assert!(status.success());
+            }
+            agent
+        })
+        .clone()
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `sweep.yaml`; `AGENT` in the text is replaced by the agent's path.
+    fn manifest(&self, text: &str) -> PathBuf {
+        let path = self.path().join("sweep.yaml");
+        let text = text.replace("AGENT", &agent().display().to_string());
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dispatch"));
+        command
+            .args(args)
+            .arg("--root")
+            .arg(self.path())
+            .current_dir(self.path())
+            .env_remove("CI");
+        command
+    }
+
+    /// `dispatch run sweep.yaml --json` and its events.
+    fn run(&self, extra: &[&str]) -> (Output, Vec<Value>) {
+        let mut args = vec![
+            "run",
+            "sweep.yaml",
+            "--json",
+            "--grace",
+            "300ms",
+            "--retry-delay",
+            "50ms",
+        ];
+        args.extend_from_slice(extra);
+        let output = self.command(&args).output().expect("dispatch runs");
+        let events = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (output, events)
+    }
+
+    fn task_file(&self, id: &str, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(".dispatch/tasks").join(id).join(name))
+            .unwrap_or_default()
+    }
+
+    fn task_json(&self, id: &str) -> Value {
+        serde_json::from_str(&self.task_file(id, "task.json")).expect("task.json")
+    }
+}
+
+fn status_of(project: &Project, id: &str) -> String {
+    project.task_json(id)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const TWO_ITEMS: &str = "plan: [First step, Second step]";
+
+#[test]
+fn a_worker_that_checks_every_item_completes() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  audit:\n    command: [AGENT, check, sleep:50ms, check, output:all good, done]\n    {TWO_ITEMS}\n"
+    ));
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(status_of(&project, "audit"), "complete");
+    let plan = project.task_file("audit", "plan.md");
+    assert!(
+        plan.contains("- [x] First step — done by test agent"),
+        "{plan}"
+    );
+    assert_eq!(project.task_file("audit", "output.md"), "all good\n");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"run-started"));
+    assert_eq!(kinds.last(), Some(&"run-ended"));
+    assert!(kinds.contains(&"task-started") && kinds.contains(&"task-ended"));
+    let checked = events
+        .iter()
+        .filter(|e| e["event"] == "item" && e["state"] == "done")
+        .count();
+    assert_eq!(checked, 2, "one event per checked item");
+    // The run's own record.
+    let run_id = events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["exit_code"], 0);
+    assert!(run_dir.join("manifest.yaml").is_file());
+    let logged = std::fs::read_to_string(run_dir.join("events.jsonl")).expect("events.jsonl");
+    assert_eq!(logged.lines().count(), events.len());
+}
+
+#[test]
+fn workers_get_the_dispatch_environment_and_run_in_the_project_root() {
+    let project = Project::new();
+    project.manifest("version: 1\ntasks:\n  env-task:\n    command: [AGENT, env, check-all]\n    plan: [Print the environment]\n");
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = project.task_file("env-task", "worker.log");
+    let root = std::fs::canonicalize(project.path()).expect("canonical");
+    let task_dir = root.join(".dispatch/tasks/env-task");
+    let run_id = events[0]["run_id"].as_str().expect("run id");
+    for expected in [
+        format!("DISPATCH_RUN_ID={run_id}"),
+        "DISPATCH_TASK_ID=env-task".to_owned(),
+        format!("DISPATCH_TASK_DIR={}", task_dir.display()),
+        format!("DISPATCH_PLAN={}", task_dir.join("plan.md").display()),
+        format!("DISPATCH_OUTPUT={}", task_dir.join("output.md").display()),
+        format!("DISPATCH_IPC_DIR={}", task_dir.join("ipc").display()),
+        format!("CWD={}", root.display()),
+    ] {
+        assert!(log.contains(&expected), "missing {expected} in\n{log}");
+    }
+    assert!(
+        log.contains("DISPATCH_BIN=") && log.contains("dispatch"),
+        "{log}"
+    );
+}
+
+#[test]
+fn statuses_come_from_the_plan_and_the_process() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  failed-item:
+    command: [AGENT, check, 'fail-item:database unreachable']
+    {TWO_ITEMS}
+  blocked:
+    command: [AGENT, 'block-item:which region?']
+    {TWO_ITEMS}
+  incomplete:
+    command: [AGENT, check]
+    {TWO_ITEMS}
+  crashed:
+    command: [AGENT, check, 'exit:3']
+    {TWO_ITEMS}
+  emptied:
+    command: [AGENT, empty-plan]
+    {TWO_ITEMS}
+  done-marker:
+    command: [AGENT, check, done]
+    {TWO_ITEMS}
+"
+    ));
+    let (output, _) = project.run(&["--concurrency", "6"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let expect = [
+        ("failed-item", "failed", "database unreachable"),
+        ("blocked", "blocked", "which region?"),
+        (
+            "incomplete",
+            "incomplete",
+            "exited cleanly with 1/2 items done",
+        ),
+        (
+            "crashed",
+            "failed",
+            "exited with code 3 with 1/2 items done",
+        ),
+        ("emptied", "failed", "without any checklist items"),
+        ("done-marker", "complete", "1/2 items done"),
+    ];
+    for (id, status, reason) in expect {
+        let record = project.task_json(id);
+        assert_eq!(record["status"], status, "{id}: {record}");
+        let actual = record["reason"].as_str().unwrap_or_default();
+        assert!(actual.contains(reason), "{id}: {actual}");
+    }
+}
+
+#[test]
+fn a_blocked_task_alone_exits_with_4() {
+    let project = Project::new();
+    project.manifest(&format!("version: 1\ntasks:\n  ask:\n    command: [AGENT, 'block-item:staging or prod?']\n    {TWO_ITEMS}\n"));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+}
+
+#[test]
+fn a_timeout_kills_the_worker_and_its_grandchildren() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  stuck:\n    command: [AGENT, check, ignore-term, spawn-hang, hang]\n    timeout: 1s\n    {TWO_ITEMS}\n"
+    ));
+    let started = Instant::now();
+    let (output, _) = project.run(&[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(status_of(&project, "stuck"), "timed-out");
+    let grandchild: i32 = project
+        .task_file("stuck", "grandchild.pid")
+        .trim()
+        .parse()
+        .expect("pid written");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !alive(grandchild),
+        "grandchild {grandchild} outlived its task"
+    );
+}
+
+#[test]
+fn a_grandchild_holding_the_output_open_does_not_hang_the_run() {
+    let project = Project::new();
+    project.manifest(&format!("version: 1\ntasks:\n  leaky:\n    command: [AGENT, spawn-hang, check-all]\n    {TWO_ITEMS}\n"));
+    let started = Instant::now();
+    let (output, _) = project.run(&[]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let record = project.task_json("leaky");
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("held its output open"),
+        "{record}"
+    );
+    let log = project.task_file("leaky", "worker.log");
+    assert!(log.contains("kept its output open"), "{log}");
+}
+
+#[test]
+fn concurrency_is_never_exceeded_and_priority_goes_first() {
+    let project = Project::new();
+    let mut manifest = String::from("version: 1\nconcurrency: 2\ntasks:\n");
+    for (id, priority) in [
+        ("t1", "low"),
+        ("t2", "normal"),
+        ("t3", "critical"),
+        ("t4", "high"),
+        ("t5", "normal"),
+    ] {
+        manifest.push_str(&format!(
+            "  {id}:\n    priority: {priority}\n    command: [AGENT, sleep:150ms, check-all]\n    {TWO_ITEMS}\n"
+        ));
+    }
+    project.manifest(&manifest);
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut running = 0;
+    let mut peak = 0;
+    let mut order = Vec::new();
+    for event in &events {
+        match event["event"].as_str() {
+            Some("task-started") => {
+                running += 1;
+                peak = peak.max(running);
+                order.push(event["task"].as_str().expect("task").to_owned());
+            }
+            Some("task-ended") => running -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(peak, 2, "at most two at once");
+    assert_eq!(order[..2].to_vec(), ["t3", "t4"], "critical and high first");
+    assert_eq!(order.last().map(String::as_str), Some("t1"), "low last");
+}
+
+#[test]
+fn a_failed_need_skips_what_depends_on_it() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  research:
+    command: [AGENT, 'exit:1']
+    {TWO_ITEMS}
+  implement:
+    needs: research
+    command: [AGENT, check-all]
+    {TWO_ITEMS}
+  tests:
+    needs: implement
+    command: [AGENT, check-all]
+    {TWO_ITEMS}
+"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(status_of(&project, "implement"), "skipped");
+    assert_eq!(
+        project.task_json("implement")["reason"],
+        "needs research, which ended failed"
+    );
+    assert_eq!(status_of(&project, "tests"), "skipped");
+    assert!(
+        project.task_file("implement", "worker.log").is_empty(),
+        "never launched"
+    );
+}
+
+#[test]
+fn a_retry_relaunches_with_a_prompt_that_points_at_the_plan_so_far() {
+    let project = Project::new();
+    // Fails on the first attempt after checking one item; the second
+    // attempt finishes the plan.
+    project.manifest(
+        "version: 1
+tasks:
+  flaky:
+    retries: 2
+    command:
+      - sh
+      - -c
+      - >-
+        if [ -f \"$DISPATCH_TASK_DIR/tried\" ]; then exec AGENT read-stdin check-all; fi;
+        touch \"$DISPATCH_TASK_DIR/tried\"; exec AGENT check exit:1
+    plan: [First step, Second step]
+",
+    );
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let record = project.task_json("flaky");
+    assert_eq!(record["status"], "complete");
+    assert_eq!(record["attempts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(record["attempts"][0]["status"], "failed");
+    let retried = events
+        .iter()
+        .any(|e| e["event"] == "task-ended" && e["retrying"] == true);
+    assert!(retried);
+    let prompt = project.task_file("flaky", "stdin.txt");
+    assert!(prompt.contains("This is attempt 2"), "{prompt}");
+    assert!(prompt.contains(".dispatch/tasks/flaky/plan.md"), "{prompt}");
+}
+
+#[test]
+fn the_prompt_arrives_on_stdin_which_is_then_closed() {
+    let project = Project::new();
+    project.manifest("version: 1\ntasks:\n  reader:\n    prompt: Read me carefully.\n    command: [AGENT, read-stdin, check-all]\n    plan: [Read]\n");
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdin = project.task_file("reader", "stdin.txt");
+    assert!(stdin.contains("Read me carefully."), "{stdin}");
+    assert!(
+        stdin.contains(".dispatch/tasks/reader/plan.md"),
+        "the worker prompt tells where the plan is"
+    );
+}
+
+#[test]
+fn floods_and_invalid_utf8_are_logged_without_trouble() {
+    let project = Project::new();
+    project.manifest("version: 1\ntasks:\n  noisy:\n    command: [AGENT, invalid-utf8, ansi, 'flood:3m', check-all]\n    plan: [Shout]\n");
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = std::fs::read(project.path().join(".dispatch/tasks/noisy/worker.log")).expect("log");
+    assert!(log.len() >= 3_000_000);
+    assert!(
+        String::from_utf8(log).is_ok(),
+        "the log is valid UTF-8 (lossy)"
+    );
+}
+
+#[test]
+fn secrets_are_redacted_from_logs_and_records() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  leak:\n    command: [sh, -c, 'echo key=$DEPLOY_TOKEN; . ./lib.sh; check_next ok']\n    plan: [Print]\n",
+    );
+    std::fs::copy("examples/workers/lib.sh", project.path().join("lib.sh")).expect("copy lib.sh");
+    let output = project
+        .command(&["run", "sweep.yaml", "--quiet"])
+        .env("DEPLOY_TOKEN", "tok-1234567890")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = project.task_file("leak", "worker.log");
+    assert!(log.contains("key=[redacted DEPLOY_TOKEN]"), "{log}");
+    assert!(!log.contains("tok-1234567890"));
+}
+
+#[test]
+fn a_missing_program_is_found_before_anything_launches() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  first:\n    command: [AGENT, check-all]\n    plan: [x]\n  audit:\n    model: opus\n    prompt: Audit.\n",
+    );
+    let output = project
+        .command(&["run", "sweep.yaml"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("backend \"claude\" needs the \"claude\" command, which is not on PATH"),
+        "{err}"
+    );
+    assert!(
+        err.contains("install Claude Code, or map model \"opus\" to another backend"),
+        "{err}"
+    );
+    assert!(
+        !project
+            .path()
+            .join(".dispatch/tasks/first/worker.log")
+            .exists(),
+        "nothing launched"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_folder_is_refused_and_a_stale_lock_is_taken_over() {
+    let project = Project::new();
+    project.manifest("version: 1\ntasks:\n  a:\n    command: [AGENT, check-all]\n    plan: [x]\n");
+    std::fs::create_dir_all(project.path().join(".dispatch")).expect("mkdir");
+    let lock = project.path().join(".dispatch/lock");
+    std::fs::write(
+        &lock,
+        r#"{"pid": 1, "run_id": "20260101-000000-beef", "started_at": "2026-01-01T00:00:00Z"}"#,
+    )
+    .expect("lock");
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("run 20260101-000000-beef (pid 1"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(
+        &lock,
+        r#"{"pid": 2147483646, "run_id": "20260101-000000-dead", "started_at": "x"}"#,
+    )
+    .expect("lock");
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(events.iter().any(|e| e["event"] == "warning"
+        && e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("20260101-000000-dead")));
+    assert!(!lock.exists(), "released at the end");
+}
+
+#[test]
+fn a_new_run_archives_the_previous_runs_task_files() {
+    let project = Project::new();
+    std::fs::create_dir(project.path().join(".git")).expect("fake git dir");
+    project.manifest(
+        "version: 1\ntasks:\n  a:\n    command: [AGENT, check-all, output:first]\n    plan: [x]\n",
+    );
+    let (_, first) = project.run(&[]);
+    let first_id = first[0]["run_id"].as_str().expect("id").to_owned();
+    project.manifest(
+        "version: 1\ntasks:\n  a:\n    command: [AGENT, check-all, output:second]\n    plan: [x]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(project.task_file("a", "output.md"), "second\n");
+    let archived = project
+        .path()
+        .join(".dispatch/runs")
+        .join(&first_id)
+        .join("tasks/a/output.md");
+    assert_eq!(
+        std::fs::read_to_string(archived).expect("archived"),
+        "first\n"
+    );
+    let exclude =
+        std::fs::read_to_string(project.path().join(".git/info/exclude")).expect("exclude");
+    assert!(exclude.contains("/.dispatch/"));
+}
+
+#[test]
+fn ctrl_c_stops_every_worker_records_the_state_and_exits_130() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  long:\n    command: [AGENT, check, spawn-hang, hang]\n    {TWO_ITEMS}\n  later:\n    needs: long\n    command: [AGENT, check-all]\n    {TWO_ITEMS}\n"
+    ));
+    let child = project
+        .command(&["run", "sweep.yaml", "--grace", "300ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !project.task_file("long", "plan.md").contains("[x]") {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never checked its first item"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    unsafe_kill(pid, 2);
+    let output = child.wait_with_output().expect("exits");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(status_of(&project, "long"), "cancelled");
+    assert_eq!(status_of(&project, "later"), "cancelled");
+    let grandchild: i32 = project
+        .task_file("long", "grandchild.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(grandchild));
+}
+
+#[test]
+fn status_shows_each_task_with_its_items() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  audit:\n    command: [AGENT, check, 'fail-item:no access']\n    {TWO_ITEMS}\n  docs:\n    command: [AGENT, check-all]\n    {TWO_ITEMS}\n"
+    ));
+    project.run(&[]);
+    let output = project.command(&["status"]).output().expect("status runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("● audit — FAILED: an item failed: Second step — no access"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ✓ First step — done by test agent"),
+        "{text}"
+    );
+    assert!(text.contains("  ! Second step — no access"), "{text}");
+    assert!(text.contains("● docs — COMPLETE"), "{text}");
+    let json = project
+        .command(&["status", "--json"])
+        .output()
+        .expect("status runs");
+    let value: Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(value["tasks"][1]["record"]["status"], "complete");
+}
+
+#[test]
+fn the_demo_manifest_runs_with_the_shipped_workers() {
+    let project = Project::new();
+    for path in [
+        "manifests/demo.yaml",
+        "examples/workers/lib.sh",
+        "examples/workers/spelling.sh",
+        "examples/workers/todo-count.sh",
+        "examples/workers/link-check.sh",
+        "examples/demo/notes.md",
+        "README.md",
+    ] {
+        let target = project.path().join(path);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(path, &target).expect("copy");
+    }
+    std::fs::create_dir_all(project.path().join("src")).expect("mkdir");
+    std::fs::write(
+        project.path().join("src/lib.rs"),
+        "// TODO: one\n// FIXME: two\n",
+    )
+    .expect("write");
+    let output = project
+        .command(&["run", "manifests/demo.yaml"])
+        .env("DEMO_PAUSE", "0")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let fixed = project.task_file("fix-spelling", "output.md");
+    assert!(
+        fixed.contains("will receive an email") && !fixed.contains("recieve"),
+        "{fixed}"
+    );
+    assert!(project
+        .task_file("count-todos", "output.md")
+        .contains("Total: 2"));
+    let summary = project.task_file("summarize", "output.md");
+    assert!(summary.contains("Relative links in README.md"), "{summary}");
+    let err = stderr(&output);
+    assert!(err.contains("Sweep demo: 4 complete"), "{err}");
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+fn unsafe_kill(pid: i32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
