@@ -5,7 +5,9 @@ use std::path::Path;
 
 /// Write `bytes` to `path` through a temporary file in the same folder and a
 /// rename, so a reader sees the old content or the new, never a mix, and a
-/// crash mid-write loses nothing that was there.
+/// crash of dispatch mid-write loses nothing that was there. There is no
+/// fsync: state files are rewritten many times a second in a large sweep,
+/// and surviving a power cut is not worth a disk flush each time.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -14,7 +16,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

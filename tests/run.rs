@@ -638,3 +638,98 @@ fn unsafe_kill(pid: i32, signal: i32) {
         .expect("kill");
     assert!(status.success());
 }
+
+#[test]
+fn a_worktree_task_fails_loudly_rather_than_running_in_the_main_checkout() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  isolated:\n    worktree: true\n    command: [AGENT, output:ran, check-all]\n    {TWO_ITEMS}\n  plain:\n    command: [AGENT, check-all]\n    {TWO_ITEMS}\n"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(status_of(&project, "isolated"), "failed");
+    assert!(project.task_json("isolated")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not run in the main checkout"));
+    assert!(
+        project.task_file("isolated", "output.md").is_empty(),
+        "the worker never ran"
+    );
+    assert_eq!(status_of(&project, "plain"), "complete");
+}
+
+/// A backend that prints Claude Code's stream-json, so the runner reads
+/// usage from it as it would from the real CLI. Each task gives the agent's
+/// script in `vars.script`.
+const FAKE_CLAUDE: &str = "backends:
+  fake-claude:
+    command: [sh, -c, 'exec {{ vars.script }}']
+    events: claude
+";
+
+fn assistant_turn(id: &str, tokens: u64) -> String {
+    format!(
+        "'print:{{\"type\":\"assistant\",\"message\":{{\"id\":\"{id}\",\"usage\":{{\"input_tokens\":{tokens},\"output_tokens\":0}}}}}}'"
+    )
+}
+
+/// A task on the fake Claude backend running `script` (agent steps).
+fn fake_claude_task(id: &str, extra: &str, script: &str) -> String {
+    format!("  {id}:\n    backend: fake-claude\n{extra}    {TWO_ITEMS}\n    vars:\n      script: |-\n        AGENT {script}\n")
+}
+
+#[test]
+fn a_worker_past_its_budget_is_stopped_and_keeps_its_plan() {
+    let project = Project::new();
+    let script = format!(
+        "check {} {} {} hang",
+        assistant_turn("m1", 10),
+        assistant_turn("m2", 10),
+        assistant_turn("m3", 10)
+    );
+    project.manifest(&format!(
+        "version: 1\n{FAKE_CLAUDE}tasks:\n{}",
+        fake_claude_task("spender", "    budget: { max_turns: 2 }\n", &script)
+    ));
+    let started = Instant::now();
+    let (output, _) = project.run(&[]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let record = project.task_json("spender");
+    assert_eq!(record["status"], "budget-exceeded", "{record}");
+    assert_eq!(record["reason"], "took 3 turns of a 2-turn budget");
+    assert_eq!(record["usage"]["turns"], 3);
+    assert!(
+        project
+            .task_file("spender", "plan.md")
+            .contains("- [x] First step"),
+        "the plan is kept"
+    );
+}
+
+#[test]
+fn once_the_sweeps_budget_is_spent_no_new_task_starts() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\nconcurrency: 1\nbudget: {{ max_tokens: 100 }}\n{FAKE_CLAUDE}tasks:\n{}{}",
+        fake_claude_task(
+            "first",
+            "    priority: high\n",
+            &format!("{} check-all", assistant_turn("m1", 150))
+        ),
+        fake_claude_task("second", "", "check-all"),
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        status_of(&project, "first"),
+        "complete",
+        "a running task finishes"
+    );
+    assert_eq!(status_of(&project, "second"), "skipped");
+    assert!(project.task_json("second")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("budget is spent"));
+}

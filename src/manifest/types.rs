@@ -77,6 +77,10 @@ pub struct Manifest {
     /// Where the Markdown, JSON and JUnit reports go.
     #[serde(default)]
     pub reports: Reports,
+    /// What the whole sweep may spend, summed over its tasks. Once it is
+    /// spent no new task starts; running ones finish.
+    #[serde(default)]
+    pub budget: Option<Budget>,
     /// The tasks, keyed by id. An id is lower-case letters, digits and `-`,
     /// and names the task's folder under `.dispatch/tasks/` and its branch.
     #[schemars(extend("propertyNames" = { "pattern": ID_PATTERN }, "minProperties" = 1))]
@@ -103,6 +107,9 @@ pub struct Defaults {
     #[serde(default)]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// What each task may spend, unless it sets its own budget.
+    #[serde(default)]
+    pub budget: Option<Budget>,
     /// The priority of tasks that set none (default `normal`).
     #[serde(default)]
     pub priority: Option<Priority>,
@@ -136,6 +143,12 @@ pub struct BackendDef {
     /// Extra environment variables for the program.
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// Which agent CLI's event stream the program prints on stdout, so
+    /// turns, tokens, cost and errors are read from it (for a wrapper around
+    /// a real CLI). Default: the built-in backend of the same name's, else
+    /// `none`.
+    #[serde(default)]
+    pub events: Option<crate::workers::events::EventFormat>,
 }
 
 /// How a backend takes its prompt: `stdin`, `arg` or `file`.
@@ -375,6 +388,10 @@ pub struct Task {
     #[serde(default)]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// What this task's worker may spend; past it, the worker is stopped and
+    /// the task ends `budget-exceeded` (its plan and commits are kept).
+    #[serde(default)]
+    pub budget: Option<Budget>,
     /// Labels for selecting tasks and scoping escalation rules.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -387,6 +404,26 @@ pub struct Task {
     /// Answer rules for this task's questions, tried before the manifest's.
     #[serde(default)]
     pub answers: Vec<AnswerRule>,
+}
+
+/// Limits on what workers spend, counted by dispatch from the backends'
+/// events (Claude Code, Codex, Gemini CLI, opencode and Cursor report them;
+/// a `command` worker reports nothing, so its budget never trips).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Most US dollars, as the backend reports cost.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Most model turns.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_turns: Option<u64>,
+    /// Most tokens, input and output together.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u64>,
 }
 
 /// `needs: other-task` or `needs: [a, b]`.

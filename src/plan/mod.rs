@@ -17,11 +17,12 @@ use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
-use crate::manifest::types::{CommitPolicy, KeepPolicy, PromptMode, Task, WorktreeSetting};
+use crate::manifest::types::{Budget, CommitPolicy, KeepPolicy, PromptMode, Task, WorktreeSetting};
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::schedule;
 use crate::workers::backends::{self, Backend, Model};
+use crate::workers::events::EventFormat;
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
 
 /// The folder, relative to the project root, that holds all of dispatch's
@@ -47,6 +48,8 @@ pub struct SweepPlan {
     pub manifest: String,
     pub run_id: String,
     pub concurrency: u32,
+    /// What the whole sweep may spend.
+    pub budget: Option<Budget>,
     pub tasks: Vec<PlannedTask>,
 }
 
@@ -71,7 +74,10 @@ pub struct PlannedTask {
     /// The program and its arguments, with the prompt in place.
     pub argv: Vec<String>,
     pub prompt_via: PromptMode,
+    /// How the worker's stdout is read for usage and errors.
+    pub events: EventFormat,
     pub env: IndexMap<String, String>,
+    pub budget: Option<Budget>,
     pub timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<WorktreePlan>,
@@ -241,6 +247,7 @@ impl<'a> Builder<'a> {
             manifest: self.loaded.path.display().to_string(),
             run_id: self.options.run_id.clone(),
             concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            budget: manifest.budget.clone(),
             tasks,
         };
         self.finish(plan)
@@ -676,7 +683,15 @@ impl<'a> Builder<'a> {
             backend: own.backend.clone(),
             argv,
             prompt_via,
+            events: self
+                .backends
+                .get(&own.backend)
+                .map_or(EventFormat::None, |b| b.events),
             env,
+            budget: task
+                .budget
+                .clone()
+                .or_else(|| manifest.defaults.budget.clone()),
             timeout: task
                 .timeout
                 .as_ref()

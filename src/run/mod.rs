@@ -3,6 +3,7 @@
 //! priority), watch the plans fill in, and end with a status per task and an
 //! exit code a pipeline can act on.
 
+pub mod budget;
 pub mod events;
 pub mod output;
 pub mod record;
@@ -26,7 +27,7 @@ use crate::monitor::{self, checklist::Checklist, PlanWatch};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::lock::{Holder, Lock};
 use crate::state::{self, StateDir, StateError};
-use crate::workers::events::{EventFormat, Tracker};
+use crate::workers::events::Tracker;
 use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
 use crate::workers::redact::Redactor;
 use events::{Event, EventLog, Stamped};
@@ -208,6 +209,12 @@ struct WorkerEnd {
     tracker: Tracker,
 }
 
+/// A worker's usage changed (read from its event stream).
+struct UsageUpdate {
+    index: usize,
+    usage: crate::workers::events::Usage,
+}
+
 /// A pid, as soon as a worker process exists.
 struct Started {
     index: usize,
@@ -224,6 +231,10 @@ struct Sweep {
     watches: Vec<Option<PlanWatch>>,
     stops: Vec<Option<watch::Sender<Stop>>>,
     retry_at: Vec<Option<Instant>>,
+    /// Why a worker was stopped for its budget.
+    over_budget: Vec<Option<String>>,
+    /// Why the sweep's budget stopped new launches.
+    sweep_spent: Option<String>,
     index_of: HashMap<String, usize>,
     run_record: RunRecord,
     log: EventLog,
@@ -306,6 +317,8 @@ impl Sweep {
             watches: (0..count).map(|_| None).collect(),
             stops: (0..count).map(|_| None).collect(),
             retry_at: vec![None; count],
+            over_budget: vec![None; count],
+            sweep_spent: None,
             run_record,
             log,
             screen,
@@ -348,11 +361,12 @@ impl Sweep {
         });
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
         let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Started>();
+        let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
         let mut interrupts = interrupt_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.start_ready(&mut workers, &started_tx, concurrency);
+            self.start_ready(&mut workers, &started_tx, &usage_tx, concurrency);
             if workers.is_empty() {
                 match self.next_retry() {
                     Some(at) if self.interrupted == 0 => {
@@ -368,6 +382,7 @@ impl Sweep {
                 // A worker's start is always shown before its end.
                 biased;
                 Some(started) = started_rx.recv() => self.mark_started(started),
+                Some(update) = usage_rx.recv() => self.usage_changed(update),
                 Some(joined) = workers.join_next() => {
                     if let Ok(end) = joined {
                         self.finish(end);
@@ -386,9 +401,10 @@ impl Sweep {
         &mut self,
         workers: &mut JoinSet<WorkerEnd>,
         started: &mpsc::UnboundedSender<Started>,
+        usage: &mpsc::UnboundedSender<UsageUpdate>,
         concurrency: usize,
     ) {
-        if self.interrupted > 0 {
+        if self.interrupted > 0 || self.sweep_spent.is_some() {
             // Nothing starts, and nothing is skipped: what never ran is
             // cancelled when the run concludes.
             return;
@@ -411,7 +427,7 @@ impl Sweep {
             if !ready || waiting_retry || workers.len() >= concurrency {
                 continue;
             }
-            self.launch(index, workers, started);
+            self.launch(index, workers, started, usage);
         }
     }
 
@@ -437,6 +453,26 @@ impl Sweep {
         });
     }
 
+    /// End a task that could not be launched at all.
+    fn fail_unlaunched(&mut self, index: usize, reason: String) {
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Failed;
+        record.reason = Some(reason.clone());
+        record.ended_at = Some(clock::now());
+        let counts = record.items;
+        self.save(index);
+        self.emit(Event::TaskEnded {
+            task: self.plan.tasks[index].id.clone(),
+            status: TaskStatus::Failed,
+            reason,
+            done: counts.done,
+            total: counts.total,
+            duration_ms: 0,
+            attempt: 0,
+            retrying: false,
+        });
+    }
+
     fn next_retry(&self) -> Option<Instant> {
         (0..self.plan.tasks.len())
             .filter(|&i| self.records[i].status == TaskStatus::Pending)
@@ -449,8 +485,17 @@ impl Sweep {
         index: usize,
         workers: &mut JoinSet<WorkerEnd>,
         started: &mpsc::UnboundedSender<Started>,
+        usage: &mpsc::UnboundedSender<UsageUpdate>,
     ) {
         let task = self.plan.tasks[index].clone();
+        if task.worktree.is_some() {
+            // Never a silent fallback to the main checkout.
+            self.fail_unlaunched(
+                index,
+                "worktree isolation is not available in this build yet, and the task was not run in the main checkout instead; remove `worktree:` to run it there".to_owned(),
+            );
+            return;
+        }
         let attempt = self.records[index].attempts.len() as u32 + 1;
         let prompt = if attempt == 1 {
             task.prompt.clone()
@@ -512,13 +557,21 @@ impl Sweep {
         });
         self.save(index);
         let started = started.clone();
-        let format = EventFormat::for_backend(&task.backend);
+        let usage = usage.clone();
+        let format = task.events;
         workers.spawn(async move {
             let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
             let tracking = tokio::spawn(async move {
                 let mut tracker = Tracker::new(format);
                 while let Some(line) = lines_rx.recv().await {
+                    let before = tracker.usage.clone();
                     tracker.feed(&line);
+                    if tracker.usage != before {
+                        let _ = usage.send(UsageUpdate {
+                            index,
+                            usage: tracker.usage.clone(),
+                        });
+                    }
                 }
                 tracker
             });
@@ -617,6 +670,47 @@ impl Sweep {
         }
     }
 
+    /// Record a worker's spend; stop it past its budget, and stop new
+    /// launches past the sweep's.
+    fn usage_changed(&mut self, update: UsageUpdate) {
+        let index = update.index;
+        self.records[index].usage = update.usage;
+        self.save(index);
+        let task = &self.plan.tasks[index];
+        if self.over_budget[index].is_none() {
+            let over = task
+                .budget
+                .as_ref()
+                .and_then(|b| budget::exceeded(b, &self.records[index].usage));
+            if let Some(reason) = over {
+                if let Some(stop) = &self.stops[index] {
+                    let _ = stop.send(Stop::Graceful);
+                }
+                let id = task.id.clone();
+                self.over_budget[index] = Some(reason.clone());
+                self.emit(Event::Warning {
+                    task: Some(id),
+                    message: format!("over budget ({reason}); stopping the worker"),
+                });
+            }
+        }
+        if self.sweep_spent.is_none() {
+            let spent = budget::total(self.records.iter().map(|r| &r.usage));
+            if let Some(reason) = self
+                .plan
+                .budget
+                .as_ref()
+                .and_then(|b| budget::exceeded(b, &spent))
+            {
+                self.sweep_spent = Some(reason.clone());
+                self.emit(Event::Warning {
+                    task: None,
+                    message: format!("the sweep's budget is spent ({reason}); no new task starts"),
+                });
+            }
+        }
+    }
+
     fn interrupt(&mut self) {
         self.interrupted += 1;
         let force = self.interrupted > 1;
@@ -653,6 +747,10 @@ impl Sweep {
                 (status, reason, Some(finished.clone()))
             }
             Err(e) => (TaskStatus::Failed, e.to_string(), None),
+        };
+        let (status, reason) = match self.over_budget[index].clone() {
+            Some(why) => (TaskStatus::BudgetExceeded, why),
+            None => (status, reason),
         };
         let retrying = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
             && end.attempt <= task.retries
@@ -706,9 +804,20 @@ impl Sweep {
     fn conclude(mut self) -> RunResult {
         for index in 0..self.plan.tasks.len() {
             if self.records[index].status == TaskStatus::Pending {
+                let (status, reason) = match (&self.sweep_spent, self.interrupted) {
+                    (_, 1..) => (
+                        TaskStatus::Cancelled,
+                        "the run was interrupted before it started".to_owned(),
+                    ),
+                    (Some(spent), _) => (
+                        TaskStatus::Skipped,
+                        format!("not started: the sweep's budget is spent ({spent})"),
+                    ),
+                    (None, _) => (TaskStatus::Cancelled, "never started".to_owned()),
+                };
                 let record = &mut self.records[index];
-                record.status = TaskStatus::Cancelled;
-                record.reason = Some("the run was interrupted before it started".to_owned());
+                record.status = status;
+                record.reason = Some(reason);
                 record.ended_at = Some(clock::now());
                 self.save(index);
             }
@@ -756,16 +865,7 @@ pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
     if interrupted {
         return exit::INTERRUPTED;
     }
-    let failed = records.iter().any(|r| {
-        matches!(
-            r.status,
-            TaskStatus::Failed
-                | TaskStatus::TimedOut
-                | TaskStatus::Skipped
-                | TaskStatus::Incomplete
-                | TaskStatus::Cancelled
-        )
-    });
+    let failed = records.iter().any(|r| r.status.is_failure());
     if failed {
         exit::TASK_FAILED
     } else if records.iter().any(|r| r.status == TaskStatus::Blocked) {

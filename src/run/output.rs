@@ -306,6 +306,7 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         TaskStatus::Failed
         | TaskStatus::TimedOut
         | TaskStatus::Incomplete
-        | TaskStatus::Cancelled => "✗",
+        | TaskStatus::Cancelled
+        | TaskStatus::BudgetExceeded => "✗",
     }
 }

@@ -26,6 +26,8 @@ pub enum TaskStatus {
     /// A clean exit with items left unchecked.
     Incomplete,
     TimedOut,
+    /// Stopped by the runner for spending past its budget.
+    BudgetExceeded,
     Cancelled,
     /// Not started because something it needs did not complete.
     Skipped,
@@ -34,6 +36,23 @@ pub enum TaskStatus {
 impl TaskStatus {
     pub fn is_final(self) -> bool {
         !matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+
+    /// Whether this end fails the sweep (exit code 1). Exhaustive, so a new
+    /// status has to be placed.
+    pub fn is_failure(self) -> bool {
+        match self {
+            TaskStatus::Pending
+            | TaskStatus::Running
+            | TaskStatus::Complete
+            | TaskStatus::Blocked => false,
+            TaskStatus::Failed
+            | TaskStatus::Incomplete
+            | TaskStatus::TimedOut
+            | TaskStatus::BudgetExceeded
+            | TaskStatus::Cancelled
+            | TaskStatus::Skipped => true,
+        }
     }
 
     pub fn label(self) -> &'static str {
@@ -45,6 +64,7 @@ impl TaskStatus {
             TaskStatus::Blocked => "blocked",
             TaskStatus::Incomplete => "incomplete",
             TaskStatus::TimedOut => "timed-out",
+            TaskStatus::BudgetExceeded => "budget-exceeded",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Skipped => "skipped",
         }

@@ -6,6 +6,7 @@
 
 use indexmap::IndexMap;
 
+use super::events::EventFormat;
 use crate::manifest::types::{BackendDef, Manifest, PromptMode, Task};
 
 /// The backend whose argv comes from the task's own `command:`.
@@ -21,6 +22,8 @@ pub struct Backend {
     pub env: IndexMap<String, String>,
     /// Whether the program is one of the agent CLIs this build knows.
     pub builtin: bool,
+    /// How its stdout is read for turns, tokens, cost and errors.
+    pub events: EventFormat,
 }
 
 impl Backend {
@@ -37,6 +40,7 @@ fn builtin(name: &str, command: &[&str], prompt: PromptMode) -> Backend {
         prompt,
         env: IndexMap::new(),
         builtin: true,
+        events: EventFormat::for_backend(name),
     }
 }
 
@@ -155,6 +159,7 @@ fn custom(name: &str, def: &BackendDef) -> Backend {
         prompt: def.prompt,
         env: def.env.clone(),
         builtin: false,
+        events: def.events.unwrap_or_else(|| EventFormat::for_backend(name)),
     }
 }
 
@@ -304,6 +309,7 @@ mod tests {
                 command: vec!["my-claude".into()],
                 prompt: PromptMode::Arg,
                 env: IndexMap::new(),
+                events: None,
             },
         );
         let all = backends(&manifest);

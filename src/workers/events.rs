@@ -65,21 +65,25 @@ const MAX_ERRORS: usize = 20;
 const MAX_TRACKED_MESSAGE_IDS: usize = 4096;
 
 /// Which CLI's event stream a worker prints, so [`Tracker`] knows how to read
-/// it. Chosen from the backend name with [`EventFormat::for_backend`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// it: `claude`, `codex`, `gemini`, `opencode`, `cursor` or `none`. Chosen
+/// from the backend name with [`EventFormat::for_backend`], or set by a
+/// manifest's backend with `events:`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EventFormat {
-    /// Claude Code `--output-format stream-json --verbose`.
+    // Claude Code `--output-format stream-json --verbose`.
     Claude,
-    /// `codex exec --json`.
+    // `codex exec --json`.
     Codex,
-    /// Gemini CLI `--output-format stream-json`.
+    // Gemini CLI `--output-format stream-json`.
     Gemini,
-    /// `opencode run --format json`.
+    // `opencode run --format json`.
     Opencode,
-    /// Cursor `agent -p --output-format stream-json`.
+    // Cursor `agent -p --output-format stream-json`.
     Cursor,
-    /// A backend without a known event stream: lines are only counted.
+    // A backend without a known event stream: lines are only counted.
     #[default]
     None,
 }

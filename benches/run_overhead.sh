@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Measure what `dispatch run` itself costs, in one go so the numbers are
+# comparable:
+#   1. spawn overhead: 1000 tasks whose worker exits at once, concurrency 8,
+#      against `xargs -P 8` running the same 1000 `sh -c` processes;
+#   2. peak memory (max RSS) of that dispatch run;
+#   3. idle cost: the CPU dispatch uses while 100 workers sleep.
+# Each measurement is repeated RUNS times and the median is reported. The
+# result is a Markdown table on stdout; progress goes to stderr.
+#
+# This is a benchmark, not a test: it fails only when a step fails (a run
+# that does not exit as expected, a worker that did not run), never because
+# a number is large.
+#
+# Environment:
+#   RUNS=5            repetitions of each measurement
+#   IDLE_SECONDS=30   length of the idle CPU window
+#   TASKS=1000        tasks in the spawn benchmark
+#   CONCURRENCY=8     concurrency of the spawn benchmark (dispatch and xargs)
+#   IDLE_TASKS=100    sleeping workers in the idle benchmark
+#   MEM_METHOD=auto   auto | time (GNU time -v) | proc (poll VmHWM) | skip
+#   DISPATCH=path     the binary to measure (default: target/release/dispatch)
+
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+IDLE_SECONDS=${IDLE_SECONDS:-30}
+TASKS=${TASKS:-1000}
+CONCURRENCY=${CONCURRENCY:-8}
+IDLE_TASKS=${IDLE_TASKS:-100}
+MEM_METHOD=${MEM_METHOD:-auto}
+GNU_TIME=/usr/bin/time
+# The command every worker runs, on both sides of the comparison.
+WORKER=': > "$DISPATCH_IPC_DIR/.done"'
+
+STEP="starting"
+TMPDIRS=()
+BGPIDS=()
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+for v in RUNS IDLE_SECONDS TASKS CONCURRENCY IDLE_TASKS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+
+# --- cleanup ----------------------------------------------------------------
+
+# Every descendant of a pid (children first found through /proc).
+descendants() {
+    local parent=$1 child
+    for child in $(children_of "$parent"); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
+children_of() {
+    if command -v pgrep >/dev/null 2>&1; then
+        pgrep -P "$1" || true
+    else
+        local stat rest state ppid pid
+        for stat in /proc/[0-9]*/stat; do
+            rest=$(cat "$stat" 2>/dev/null) || continue
+            rest=${rest##*) } # the fields after the command name
+            read -r state ppid _ <<<"$rest"
+            if [[ $ppid == "$1" ]]; then
+                pid=${stat#/proc/}
+                echo "${pid%/stat}"
+            fi
+        done
+    fi
+}
+
+# Stop a run that is still going: SIGINT (dispatch stops its workers), then
+# SIGKILL to it and to whatever it left behind.
+stop_tree() {
+    local pid=$1 i kids
+    kill -0 "$pid" 2>/dev/null || return 0
+    kids=$(descendants "$pid" || true)
+    kill -INT "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $kids; do
+        kill -KILL -- "-$i" 2>/dev/null || kill -KILL "$i" 2>/dev/null || true
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid dir
+    trap - EXIT INT TERM ERR
+    for pid in "${BGPIDS[@]+"${BGPIDS[@]}"}"; do
+        stop_tree "$pid"
+    done
+    for dir in "${TMPDIRS[@]+"${TMPDIRS[@]}"}"; do
+        rm -rf -- "$dir"
+    done
+    if ((status != 0)); then
+        log "error: benchmark failed during: $STEP (exit status $status)"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'log "error: command failed at line $LINENO: $BASH_COMMAND"' ERR
+
+new_tmp() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/dispatch-bench.XXXXXX")
+    TMPDIRS+=("$dir")
+    printf '%s\n' "$dir"
+}
+
+drop_tmp() {
+    local dir=$1 keep=() d
+    rm -rf -- "$dir"
+    for d in "${TMPDIRS[@]}"; do [[ $d == "$dir" ]] || keep+=("$d"); done
+    TMPDIRS=("${keep[@]+"${keep[@]}"}")
+}
+
+forget_pid() {
+    local pid=$1 keep=() p
+    for p in "${BGPIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    BGPIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# --- helpers ----------------------------------------------------------------
+
+# Microseconds since the epoch.
+now_us() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local t=${EPOCHREALTIME/,/.}
+        printf '%s\n' "${t/./}"
+    else
+        echo $(($(date +%s%N) / 1000))
+    fi
+}
+
+# Median of numbers given one per line on stdin (mean of the middle two for
+# an even count).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+minmax() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
+calc() { awk "BEGIN { printf \"%.${1}f\", $2 }"; }
+
+# utime + stime of one process, in clock ticks.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
+    stat=${stat##*) }          # the fields after the command name
+    # shellcheck disable=SC2086
+    set -- $stat               # $1 is field 3 (state): utime is 14, stime 15
+    echo $((${12} + ${13}))
+}
+
+write_spawn_manifest() {
+    local file=$1 i
+    {
+        printf 'version: 1\nname: spawn-bench\nconcurrency: %s\ntasks:\n' "$CONCURRENCY"
+        for ((i = 0; i < TASKS; i++)); do
+            printf '  t%04d:\n    command: [sh, -c, %s]\n    plan: [Do nothing]\n' \
+                "$i" "'$WORKER'"
+        done
+    } >"$file"
+}
+
+write_idle_manifest() {
+    local file=$1 seconds=$2 i
+    {
+        printf 'version: 1\nname: idle-bench\nconcurrency: %s\ntasks:\n' "$IDLE_TASKS"
+        for ((i = 0; i < IDLE_TASKS; i++)); do
+            printf '  s%04d:\n    command: [sleep, "%s"]\n    plan: [Sleep]\n' "$i" "$seconds"
+        done
+    } >"$file"
+}
+
+count_done() { find "$1/.dispatch/tasks" -path '*/ipc/.done' | wc -l; }
+
+# --- setup ------------------------------------------------------------------
+
+STEP="locating the dispatch binary"
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${DISPATCH:-$REPO/target/release/dispatch}
+if [[ ! -x $BIN ]]; then
+    [[ -z ${DISPATCH:-} ]] || die "DISPATCH=$BIN is not an executable"
+    STEP="building the release binary (cargo build --release)"
+    log "The release binary is missing; building it."
+    (cd "$REPO" && cargo build --release) >&2
+    [[ -x $BIN ]] || die "cargo build --release did not produce target/release/dispatch"
+fi
+for tool in xargs seq getconf sort awk find mktemp; do
+    command -v "$tool" >/dev/null 2>&1 || die "this benchmark needs '$tool'"
+done
+CLK_TCK=$(getconf CLK_TCK)
+
+case $MEM_METHOD in
+auto)
+    if [[ -x $GNU_TIME ]] && "$GNU_TIME" -v true >/dev/null 2>&1; then
+        MEM_METHOD=time
+    elif [[ -r /proc/self/status ]]; then
+        MEM_METHOD=proc
+    else
+        MEM_METHOD=skip
+    fi
+    ;;
+time) [[ -x $GNU_TIME ]] && "$GNU_TIME" -v true >/dev/null 2>&1 || die "MEM_METHOD=time needs GNU time at $GNU_TIME" ;;
+proc | skip) ;;
+*) die "MEM_METHOD must be auto, time, proc or skip" ;;
+esac
+
+log "dispatch: $BIN ($("$BIN" --version))"
+log "runs: $RUNS, spawn: $TASKS tasks at concurrency $CONCURRENCY, idle: $IDLE_TASKS tasks for ${IDLE_SECONDS}s, memory: $MEM_METHOD"
+
+# --- 1 + 2: spawn overhead and peak memory ------------------------------------
+
+# Run a command under GNU time when that is how memory is measured, so both
+# sides of the comparison pay the same (tiny) wrapper cost.
+timed() {
+    local out=$1
+    shift
+    if [[ $MEM_METHOD == time ]]; then
+        "$GNU_TIME" -v -o "$out" "$@"
+    else
+        "$@"
+    fi
+}
+
+DISPATCH_MS=()
+XARGS_MS=()
+RSS_KB=()
+
+for ((run = 1; run <= RUNS; run++)); do
+    STEP="spawn benchmark, dispatch, run $run"
+    dir=$(new_tmp)
+    write_spawn_manifest "$dir/sweep.yaml"
+    start=$(now_us)
+    status=0
+    (cd "$dir" && timed "$dir/time.txt" "$BIN" run --quiet --root "$dir" sweep.yaml \
+        >"$dir/stdout.txt" 2>"$dir/stderr.txt") || status=$?
+    end=$(now_us)
+    if ((status != 0)); then
+        log "--- dispatch stderr ---"
+        tail -n 20 "$dir/stderr.txt" >&2 || true
+        die "dispatch run exited with status $status (expected 0)"
+    fi
+    done_count=$(count_done "$dir")
+    ((done_count == TASKS)) || die "only $done_count of $TASKS dispatch workers ran"
+    DISPATCH_MS+=("$(calc 1 "($end - $start) / 1000")")
+    if [[ $MEM_METHOD == time ]]; then
+        rss=$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$dir/time.txt")
+        [[ -n $rss ]] || die "GNU time reported no maximum resident set size"
+        RSS_KB+=("$rss")
+    fi
+    drop_tmp "$dir"
+
+    STEP="spawn benchmark, xargs, run $run"
+    dir=$(new_tmp)
+    mkdir "$dir/ipc"
+    start=$(now_us)
+    status=0
+    (export DISPATCH_IPC_DIR="$dir/ipc" &&
+        seq 1 "$TASKS" | timed "$dir/time.txt" xargs -P "$CONCURRENCY" -n 1 sh -c "$WORKER" sh) ||
+        status=$?
+    end=$(now_us)
+    ((status == 0)) || die "xargs exited with status $status"
+    [[ -e $dir/ipc/.done ]] || die "the xargs workers did not run"
+    XARGS_MS+=("$(calc 1 "($end - $start) / 1000")")
+    drop_tmp "$dir"
+
+    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms, xargs ${XARGS_MS[-1]} ms${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
+done
+
+# Without GNU time: separate, untimed runs (the polling loop costs CPU that
+# would distort the wall times), reading the kernel's high-water mark of the
+# dispatch process until it exits. The last sample can miss a peak reached in
+# the final poll interval.
+if [[ $MEM_METHOD == proc ]]; then
+    for ((run = 1; run <= RUNS; run++)); do
+        STEP="peak memory (VmHWM polling), run $run"
+        dir=$(new_tmp)
+        write_spawn_manifest "$dir/sweep.yaml"
+        (cd "$dir" && exec "$BIN" run --quiet --root "$dir" sweep.yaml >"$dir/stdout.txt" 2>"$dir/stderr.txt") &
+        pid=$!
+        BGPIDS+=("$pid")
+        hwm=0
+        while kill -0 "$pid" 2>/dev/null; do
+            v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+            [[ -n $v ]] && ((v > hwm)) && hwm=$v
+            sleep 0.01
+        done
+        status=0
+        wait "$pid" || status=$?
+        forget_pid "$pid"
+        ((status == 0)) || die "dispatch run exited with status $status (expected 0)"
+        ((hwm > 0)) || die "could not read VmHWM of the dispatch process"
+        RSS_KB+=("$hwm")
+        log "memory run $run/$RUNS: VmHWM $hwm KiB"
+        drop_tmp "$dir"
+    done
+fi
+
+# --- 3: idle cost -----------------------------------------------------------
+
+IDLE_SLEEP=$((IDLE_SECONDS + 30 > 60 ? IDLE_SECONDS + 30 : 60))
+IDLE_CPU=()
+for ((run = 1; run <= RUNS; run++)); do
+    STEP="idle benchmark, run $run (starting $IDLE_TASKS workers)"
+    dir=$(new_tmp)
+    write_idle_manifest "$dir/sweep.yaml" "$IDLE_SLEEP"
+    # exec: $! is dispatch itself, so /proc/$!/stat is its own CPU time.
+    (cd "$dir" && exec "$BIN" run --quiet --root "$dir" sweep.yaml >"$dir/stdout.txt" 2>"$dir/stderr.txt") &
+    pid=$!
+    BGPIDS+=("$pid")
+    waited=0
+    until (($(children_of "$pid" | wc -l) >= IDLE_TASKS)); do
+        kill -0 "$pid" 2>/dev/null || die "dispatch exited before all $IDLE_TASKS workers started"
+        ((waited < 600)) || die "not all $IDLE_TASKS workers started within 60 s"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    sleep 1 # let the start-up bookkeeping settle
+
+    STEP="idle benchmark, run $run (measuring for ${IDLE_SECONDS}s)"
+    t0=$(now_us)
+    c0=$(cpu_ticks "$pid")
+    sleep "$IDLE_SECONDS"
+    c1=$(cpu_ticks "$pid")
+    t1=$(now_us)
+    window=$(calc 3 "($t1 - $t0) / 1000000")
+    cpu=$(calc 3 "($c1 - $c0) / $CLK_TCK")
+    IDLE_CPU+=("$(calc 4 "$cpu * 60 / $window")")
+    log "idle run $run/$RUNS: ${cpu} CPU-s in ${window}s (${IDLE_CPU[-1]} CPU-s/min)"
+
+    STEP="idle benchmark, run $run (stopping with SIGINT)"
+    kill -INT "$pid"
+    status=0
+    wait "$pid" || status=$?
+    forget_pid "$pid"
+    # 130 is dispatch's "interrupted"; anything else is worth a look.
+    ((status == 130)) || log "note: the interrupted run exited with status $status (expected 130)"
+    drop_tmp "$dir"
+done
+
+# --- report -----------------------------------------------------------------
+
+STEP="writing the report"
+d_ms=$(printf '%s\n' "${DISPATCH_MS[@]}" | median)
+x_ms=$(printf '%s\n' "${XARGS_MS[@]}" | median)
+idle=$(printf '%s\n' "${IDLE_CPU[@]}" | median)
+cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+
+echo
+echo "| Measurement | Median | Range ($RUNS runs) |"
+echo "|---|---|---|"
+echo "| dispatch run, $TASKS instant workers, concurrency $CONCURRENCY (wall) | $(calc 0 "$d_ms") ms | $(printf '%s\n' "${DISPATCH_MS[@]}" | minmax) ms |"
+echo "| xargs -P $CONCURRENCY, same $TASKS processes (wall) | $(calc 0 "$x_ms") ms | $(printf '%s\n' "${XARGS_MS[@]}" | minmax) ms |"
+echo "| dispatch per process | $(calc 3 "$d_ms / $TASKS") ms | |"
+echo "| xargs per process | $(calc 3 "$x_ms / $TASKS") ms | |"
+echo "| ratio dispatch / xargs | $(calc 2 "$d_ms / $x_ms")× | |"
+if ((${#RSS_KB[@]})); then
+    rss=$(printf '%s\n' "${RSS_KB[@]}" | median)
+    how=$([[ $MEM_METHOD == time ]] && echo "GNU time -v" || echo "VmHWM polling")
+    echo "| dispatch peak memory, $TASKS-task run (max RSS, $how) | $(calc 1 "$rss / 1024") MiB | $(printf '%s\n' "${RSS_KB[@]}" | minmax) KiB |"
+else
+    echo "| dispatch peak memory | skipped (MEM_METHOD=skip, or neither GNU time nor /proc) | |"
+fi
+echo "| dispatch idle CPU, $IDLE_TASKS sleeping workers, ${IDLE_SECONDS}s window | $(calc 3 "$idle") CPU-s/min ($(calc 2 "$idle / 60 * 100")% of one core) | $(printf '%s\n' "${IDLE_CPU[@]}" | minmax) CPU-s/min |"
+echo
+echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); $("$BIN" --version); $(date -u '+%Y-%m-%d %H:%M UTC')."
