@@ -203,6 +203,12 @@ for tool in xargs seq getconf sort awk find mktemp; do
     command -v "$tool" >/dev/null 2>&1 || die "this benchmark needs '$tool'"
 done
 CLK_TCK=$(getconf CLK_TCK)
+# The state dispatch writes (two folders and about five files per task, some
+# replaced atomically several times) lands in the temporary folders, so
+# their filesystem matters: report it.
+TMP_BASE=${TMPDIR:-/tmp}
+TMP_FS=$(df --output=fstype "$TMP_BASE" 2>/dev/null | tail -n 1 || true)
+[[ -n $TMP_FS ]] || TMP_FS=$(stat -f -c %T "$TMP_BASE" 2>/dev/null || echo unknown)
 
 case $MEM_METHOD in
 auto)
@@ -220,6 +226,7 @@ proc | skip) ;;
 esac
 
 log "dispatch: $BIN ($("$BIN" --version))"
+log "temporary folders: under TMPDIR ($TMP_FS)"
 log "runs: $RUNS, spawn: $TASKS tasks at concurrency $CONCURRENCY, idle: $IDLE_TASKS tasks for ${IDLE_SECONDS}s, memory: $MEM_METHOD"
 
 # --- 1 + 2: spawn overhead and peak memory ------------------------------------
@@ -377,4 +384,4 @@ else
 fi
 echo "| dispatch idle CPU, $IDLE_TASKS sleeping workers, ${IDLE_SECONDS}s window | $(calc 3 "$idle") CPU-s/min ($(calc 2 "$idle / 60 * 100")% of one core) | $(printf '%s\n' "${IDLE_CPU[@]}" | minmax) CPU-s/min |"
 echo
-echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); $("$BIN" --version); $(date -u '+%Y-%m-%d %H:%M UTC')."
+echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); temporary folders on $TMP_FS; $("$BIN" --version); $(date -u '+%Y-%m-%d %H:%M UTC')."

@@ -414,18 +414,23 @@ fn floods_and_invalid_utf8_are_logged_without_trouble() {
 fn secrets_are_redacted_from_logs_and_records() {
     let project = Project::new();
     project.manifest(
-        "version: 1\ntasks:\n  leak:\n    command: [sh, -c, 'echo key=$DEPLOY_TOKEN; . ./lib.sh; check_next ok']\n    plan: [Print]\n",
+        "version: 1\nsecrets: [DEPLOY_KEY]\ntasks:\n  leak:\n    command: [sh, -c, 'echo key=$DEPLOY_TOKEN listed=$DEPLOY_KEY; . ./lib.sh; check_next ok']\n    plan: [Print]\n",
     );
     std::fs::copy("examples/workers/lib.sh", project.path().join("lib.sh")).expect("copy lib.sh");
     let output = project
         .command(&["run", "sweep.yaml", "--quiet"])
         .env("DEPLOY_TOKEN", "tok-1234567890")
+        .env("DEPLOY_KEY", "listed-secret-value")
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let log = project.task_file("leak", "worker.log");
     assert!(log.contains("key=[redacted DEPLOY_TOKEN]"), "{log}");
-    assert!(!log.contains("tok-1234567890"));
+    assert!(
+        log.contains("listed=[redacted DEPLOY_KEY]"),
+        "names listed under `secrets:` too: {log}"
+    );
+    assert!(!log.contains("tok-1234567890") && !log.contains("listed-secret-value"));
 }
 
 #[test]
@@ -533,10 +538,14 @@ fn ctrl_c_stops_every_worker_records_the_state_and_exits_130() {
         .spawn()
         .expect("starts");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !project.task_file("long", "plan.md").contains("[x]") {
+    while project
+        .task_file("long", "grandchild.pid")
+        .trim()
+        .is_empty()
+    {
         assert!(
             Instant::now() < deadline,
-            "the worker never checked its first item"
+            "the worker never started its grandchild"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -732,4 +741,44 @@ fn once_the_sweeps_budget_is_spent_no_new_task_starts() {
         .as_str()
         .unwrap_or_default()
         .contains("budget is spent"));
+}
+
+#[test]
+fn symlinks_a_worker_plants_are_never_followed() {
+    let project = Project::new();
+    let outside = project.path().join("outside.txt");
+    std::fs::write(&outside, "precious").expect("write");
+    // The worker swaps task.json for a link to a file outside the state
+    // folder, then its plan for a link too.
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  sneaky:\n    command: [sh, -c, 'ln -sf {0} \"$DISPATCH_TASK_DIR/task.json\"; ln -sf {0} \"$DISPATCH_PLAN\"']\n    plan: [Behave]\n",
+        outside.display()
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&outside).expect("read"),
+        "precious",
+        "nothing was written through a link"
+    );
+    let record = project.task_json("sneaky");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["reason"], "plan.md is missing or unreadable");
+}
+
+#[test]
+fn a_huge_plan_is_read_only_so_far() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  big:\n    command: [sh, -c, 'yes \"* [x] again\" | head -c 5000000 >> \"$DISPATCH_PLAN\"']\n    plan: [Grow]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let record = project.task_json("big");
+    assert_eq!(record["status"], "incomplete", "its own item is still open");
+    let total = record["items"]["total"].as_u64().expect("total");
+    assert!(
+        total > 1000 && total < 200_000,
+        "only the first MiB is read: {total}"
+    );
 }

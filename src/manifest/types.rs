@@ -81,6 +81,11 @@ pub struct Manifest {
     /// spent no new task starts; running ones finish.
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// Names of environment variables whose values are secret: they are
+    /// redacted from logs, `task.json` and reports, besides the usual
+    /// `*_API_KEY`, `*_TOKEN`, `*_SECRET` and `*_PASSWORD`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// The tasks, keyed by id. An id is lower-case letters, digits and `-`,
     /// and names the task's folder under `.dispatch/tasks/` and its branch.
     #[schemars(extend("propertyNames" = { "pattern": ID_PATTERN }, "minProperties" = 1))]

@@ -50,6 +50,8 @@ pub struct SweepPlan {
     pub concurrency: u32,
     /// What the whole sweep may spend.
     pub budget: Option<Budget>,
+    /// Names of variables whose values are redacted.
+    pub secrets: Vec<String>,
     pub tasks: Vec<PlannedTask>,
 }
 
@@ -248,6 +250,7 @@ impl<'a> Builder<'a> {
             run_id: self.options.run_id.clone(),
             concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             budget: manifest.budget.clone(),
+            secrets: manifest.secrets.clone(),
             tasks,
         };
         self.finish(plan)

@@ -264,7 +264,7 @@ impl Sweep {
             &run_dir.join("manifest.yaml"),
             loaded.source.text.as_bytes(),
         )?;
-        let redactor = Arc::new(Redactor::from_env(&[]));
+        let redactor = Arc::new(Redactor::from_env(&plan.secrets));
         let mut records = Vec::with_capacity(plan.tasks.len());
         for task in &plan.tasks {
             state.archive_task(&task.id)?;
@@ -522,7 +522,7 @@ impl Sweep {
                 }
             })
             .collect();
-        let redactor = Arc::new(self.redactor.with(task.env.iter(), &[]));
+        let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
         let launch = Launch {
             argv,
             env: self.worker_env(&task),
