@@ -6,8 +6,22 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use predicates::prelude::*;
 
+/// An empty home folder, so a developer's own config files cannot change
+/// what the tests see.
+fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+}
+
 fn dispatch() -> Command {
-    Command::cargo_bin("dispatch").expect("binary builds")
+    dispatch_with_home(empty_home())
+}
+
+fn dispatch_with_home(home: &Path) -> Command {
+    let mut command = Command::cargo_bin("dispatch").expect("binary builds");
+    command.env("HOME", home).env_remove("XDG_CONFIG_HOME");
+    command
 }
 
 /// Every checked-in example manifest.
@@ -382,5 +396,140 @@ fn bad_usage_exits_2() {
         .code(2)
         .stderr(predicate::str::contains(
             "does-not-exist.yaml: cannot read the manifest",
+        ));
+}
+
+#[test]
+fn user_config_adds_models_and_roles_but_the_manifest_wins() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".config/dispatch")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".config/dispatch/config.yaml"),
+        "models:\n  fast: { backend: claude, id: haiku }\n  opus: { backend: codex, id: not-used }\nroles:\n  terse: { model: fast, prompt: Be brief. }\n",
+    )
+    .expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "sweep.yaml",
+        "version: 1\nmodels:\n  opus: { backend: claude, id: opus }\ntasks:\n  a: { model: fast, prompt: Go }\n  b: { role: terse, prompt: Go }\n  c: { model: opus, prompt: Go }\n",
+    );
+    let output = dispatch_with_home(home.path())
+        .args(["plan", "--json"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let task = |i: usize| plan["tasks"][i].clone();
+    assert_eq!(task(0)["model"]["id"], "haiku");
+    assert!(task(1)["prompt"]
+        .as_str()
+        .expect("prompt")
+        .starts_with("Be brief."));
+    assert_eq!(
+        task(2)["backend"],
+        "claude",
+        "the manifest's own `opus` wins"
+    );
+    assert!(plan["user_config"][0]
+        .as_str()
+        .expect("path")
+        .ends_with(".config/dispatch/config.yaml"));
+    // Without the user config, `fast` is unknown.
+    dispatch()
+        .arg("validate")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown model \"fast\""));
+}
+
+#[test]
+fn the_dispatch_skills_config_is_read_too() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".dispatch")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".dispatch/config.yaml"),
+        "default: security-reviewer\nbackends:\n  claude:\n    command: >\n      claude -p --dangerously-skip-permissions\n  mybot:\n    command: mybot --fast\nmodels:\n  opus: { backend: claude }\n  gpt-5.3-codex: { backend: cursor }\n  bot-large: { backend: mybot }\naliases:\n  security-reviewer:\n    model: opus\n    prompt: You are a security-focused reviewer.\n",
+    )
+    .expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "sweep.yaml",
+        "version: 1\ntasks:\n  review: { role: security-reviewer, prompt: Review auth }\n  plain: { prompt: Default model }\n  cursor: { model: gpt-5.3-codex, prompt: Go }\n  bot: { model: bot-large, prompt: Go }\n",
+    );
+    let output = dispatch_with_home(home.path())
+        .args(["plan", "--json"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let task = |id: &str| {
+        plan["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["id"] == id)
+            .expect("task")
+            .clone()
+    };
+    assert!(task("review")["prompt"]
+        .as_str()
+        .expect("prompt")
+        .starts_with("You are a security-focused reviewer."));
+    assert_eq!(
+        task("plain")["model"]["name"],
+        "opus",
+        "the skill's default (an alias) gives its model"
+    );
+    assert_eq!(
+        task("review")["argv"][0],
+        "claude",
+        "a skill backend named like a built-in is not imported"
+    );
+    assert_eq!(task("cursor")["backend"], "cursor");
+    let bot: Vec<String> = serde_json::from_value(task("bot")["argv"].clone()).expect("argv");
+    assert_eq!(
+        bot[..5],
+        [
+            "sh",
+            "-c",
+            "mybot --fast --model \"$1\" \"$2\"",
+            "dispatch-worker",
+            "bot-large"
+        ]
+    );
+    assert_eq!(bot[5], task("bot")["prompt"].as_str().expect("prompt"));
+}
+
+#[test]
+fn a_broken_user_config_is_reported_at_its_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join(".config/dispatch")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".config/dispatch/config.yaml"),
+        "models:\n  fast: [unclosed\n",
+    )
+    .expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "sweep.yaml", SMALL);
+    dispatch_with_home(home.path())
+        .arg("validate")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            ".config/dispatch/config.yaml:3:1: YAML syntax error",
         ));
 }

@@ -60,6 +60,8 @@ impl Project {
             .arg("--root")
             .arg(self.path())
             .current_dir(self.path())
+            .env("HOME", self.path())
+            .env_remove("XDG_CONFIG_HOME")
             .env_remove("CI");
         command
     }

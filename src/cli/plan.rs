@@ -40,7 +40,7 @@ pub fn run(args: &PlanArgs) -> u8 {
 }
 
 fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
-    let loaded = manifest::load(&args.file)?;
+    let loaded = manifest::load_with_user_config(&args.file)?;
     let options = PlanOptions {
         vars: args.vars.vars.clone(),
         run_id: "dry-run".to_owned(),
@@ -110,6 +110,9 @@ pub fn render_text(plan: &SweepPlan) -> String {
         if count == 1 { "" } else { "s" },
         plan.concurrency
     );
+    if !plan.user_config.is_empty() {
+        let _ = writeln!(out, "User config applied: {}", plan.user_config.join(", "));
+    }
     for task in &plan.tasks {
         out.push('\n');
         render_task(&mut out, task);

@@ -24,7 +24,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
 /// Load the manifest and expand it fully, as `run` would: the number of
 /// tasks it expands to.
 pub fn check(file: &std::path::Path, vars: &[(String, String)]) -> Result<usize, Invalid> {
-    let loaded = manifest::load(file)?;
+    let loaded = manifest::load_with_user_config(file)?;
     let options = PlanOptions {
         vars: vars.to_vec(),
         run_id: "dry-run".to_owned(),

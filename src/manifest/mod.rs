@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod schema;
 pub mod types;
+pub mod user_config;
 pub mod validate;
 pub mod yaml;
 
@@ -30,6 +31,8 @@ pub struct LoadedManifest {
     /// The YAML tree, kept to locate later errors (templates, expansion).
     pub root: Node,
     pub manifest: Manifest,
+    /// The user config files that filled in models, backends or roles.
+    pub user_config: Vec<PathBuf>,
 }
 
 /// One or more problems with a user's input, ready to print.
@@ -43,8 +46,19 @@ impl Invalid {
     }
 }
 
-/// Read and check the manifest at `path`.
+/// Read and check the manifest at `path`, on its own.
 pub fn load(path: &Path) -> Result<LoadedManifest, Invalid> {
+    load_inner(path, false)
+}
+
+/// Read and check the manifest at `path`, with the models, backends and
+/// roles of the user's config files filling in what it leaves undefined
+/// (see [`user_config`]). This is what the commands use.
+pub fn load_with_user_config(path: &Path) -> Result<LoadedManifest, Invalid> {
+    load_inner(path, true)
+}
+
+fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Invalid> {
     let name = path.display().to_string();
     let text = read_text(path, &name)?;
     let dir = path
@@ -54,6 +68,9 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Invalid> {
     let mut loaded = parse(&name, &text)?;
     loaded.path = path.to_path_buf();
     loaded.dir = dir;
+    if with_user_config {
+        loaded.user_config = user_config::apply(&mut loaded.manifest)?;
+    }
     validate::check(&loaded)?;
     Ok(loaded)
 }
@@ -79,6 +96,7 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
         source,
         root,
         manifest,
+        user_config: Vec::new(),
     })
 }
 
@@ -136,17 +154,7 @@ fn decode(name: &str, bytes: Vec<u8>) -> Result<String, Invalid> {
 
 /// The YAML tree, which must be a mapping.
 fn parse_yaml(source: &SourceFile) -> Result<Node, Invalid> {
-    let text = source.text.strip_prefix('\u{feff}').unwrap_or(&source.text);
-    let root = yaml::load(text).map_err(|e| {
-        let mut d = Diagnostic::new(&source.name, e.message);
-        if let Some(location) = e.location {
-            d = d.at(source, location);
-        }
-        if let Some(help) = e.help {
-            d = d.with_help(help);
-        }
-        Invalid::one(d)
-    })?;
+    let root = load_tree(source)?;
     let Some(root) = root else {
         return Err(Invalid::one(
             Diagnostic::new(&source.name, "the manifest is empty").with_help(
@@ -167,6 +175,22 @@ fn parse_yaml(source: &SourceFile) -> Result<Node, Invalid> {
         ));
     }
     Ok(root)
+}
+
+/// The YAML tree of a file, or `None` when it holds no document; syntax
+/// errors become located diagnostics.
+fn load_tree(source: &SourceFile) -> Result<Option<Node>, Invalid> {
+    let text = source.text.strip_prefix('\u{feff}').unwrap_or(&source.text);
+    yaml::load(text).map_err(|e| {
+        let mut d = Diagnostic::new(&source.name, e.message);
+        if let Some(location) = e.location {
+            d = d.at(source, location);
+        }
+        if let Some(help) = e.help {
+            d = d.with_help(help);
+        }
+        Invalid::one(d)
+    })
 }
 
 impl LoadedManifest {

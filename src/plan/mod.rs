@@ -52,6 +52,8 @@ pub struct SweepPlan {
     pub budget: Option<Budget>,
     /// Names of variables whose values are redacted.
     pub secrets: Vec<String>,
+    /// User config files that filled in models, backends or roles.
+    pub user_config: Vec<String>,
     pub tasks: Vec<PlannedTask>,
 }
 
@@ -251,6 +253,12 @@ impl<'a> Builder<'a> {
             concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             budget: manifest.budget.clone(),
             secrets: manifest.secrets.clone(),
+            user_config: self
+                .loaded
+                .user_config
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             tasks,
         };
         self.finish(plan)

@@ -85,7 +85,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
 }
 
 async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
-    let loaded = manifest::load(&options.manifest)?;
+    let loaded = manifest::load_with_user_config(&options.manifest)?;
     let root = project_root(options)?;
     let run_id = clock::new_run_id();
     let mut sweep_plan = plan::build(

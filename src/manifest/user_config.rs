@@ -1,0 +1,212 @@
+//! A person's own models, backends and roles, outside any manifest:
+//! `~/.config/dispatch/config.yaml` (this tool's format), and the dispatch
+//! skill's `~/.dispatch/config.yaml`, so the skill's users keep their setup.
+//!
+//! A manifest always wins: user settings only fill in names the manifest
+//! does not define. A team manifest that validates in CI (where no user
+//! config exists) therefore means the same on every laptop, plus whatever
+//! extra models a person has set up.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::types::{BackendDef, Manifest, ModelDef, PromptMode, RoleDef};
+use super::{load_tree, read_text, Invalid};
+use crate::diagnostic::{Diagnostic, SourceFile};
+
+/// `~/.config/dispatch/config.yaml`: the manifest's sections that describe
+/// a person's tools rather than a sweep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The model of tasks that name none, when the manifest sets no default.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    #[serde(default)]
+    pub models: IndexMap<String, ModelDef>,
+    #[serde(default)]
+    pub backends: IndexMap<String, BackendDef>,
+    #[serde(default)]
+    pub roles: IndexMap<String, RoleDef>,
+}
+
+/// The dispatch skill's `~/.dispatch/config.yaml`. Unknown keys are
+/// ignored: the skill owns that format.
+#[derive(Debug, Default, Deserialize)]
+pub struct SkillConfig {
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub backends: IndexMap<String, SkillBackend>,
+    #[serde(default)]
+    pub models: IndexMap<String, SkillModel>,
+    #[serde(default)]
+    pub aliases: IndexMap<String, SkillAlias>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SkillBackend {
+    /// A shell command line; the skill appends `--model ID` (except for its
+    /// `claude` backend) and the prompt as the last argument.
+    pub command: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SkillModel {
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SkillAlias {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+/// Where the two files are, from `XDG_CONFIG_HOME` and `HOME`.
+pub fn paths() -> (Option<PathBuf>, Option<PathBuf>) {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    (
+        config_home.map(|c| c.join("dispatch").join("config.yaml")),
+        home.map(|h| h.join(".dispatch").join("config.yaml")),
+    )
+}
+
+/// Fill in what the manifest leaves undefined from the user's config files.
+/// Returns the files that were applied.
+pub fn apply(manifest: &mut Manifest) -> Result<Vec<PathBuf>, Invalid> {
+    let (own, skill) = paths();
+    let mut applied = Vec::new();
+    if let Some(path) = own.filter(|p| p.is_file()) {
+        let config: UserConfig = load(&path)?;
+        merge_own(manifest, config);
+        applied.push(path);
+    }
+    if let Some(path) = skill.filter(|p| p.is_file()) {
+        let config: SkillConfig = load(&path)?;
+        merge_skill(manifest, config);
+        applied.push(path);
+    }
+    Ok(applied)
+}
+
+fn load<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Invalid> {
+    let name = path.display().to_string();
+    let text = read_text(path, &name)?;
+    let source = SourceFile::new(&name, text);
+    match load_tree(&source)? {
+        // An empty file configures nothing.
+        None => Ok(T::default()),
+        Some(root) => serde_json::from_value(root.to_json()).map_err(|e| serde_problem(&name, e)),
+    }
+}
+
+fn serde_problem(name: &str, error: serde_json::Error) -> Invalid {
+    Invalid::one(
+        Diagnostic::new(
+            name,
+            format!("this configuration file does not fit its format: {error}"),
+        )
+        .with_help(
+            "see docs/config.md; the keys are `default_model`, `models`, `backends` and `roles`",
+        ),
+    )
+}
+
+fn merge_own(manifest: &mut Manifest, config: UserConfig) {
+    if manifest.defaults.model.is_none() {
+        manifest.defaults.model = config.default_model;
+    }
+    fill(&mut manifest.models, config.models);
+    fill(&mut manifest.backends, config.backends);
+    fill(&mut manifest.roles, config.roles);
+}
+
+/// The skill's names, in this tool's terms. A skill backend named like a
+/// built-in one (claude, codex, cursor, …) is not imported: the built-in
+/// runs the same CLI and also reads its event stream.
+fn merge_skill(manifest: &mut Manifest, config: SkillConfig) {
+    let builtin: Vec<String> = crate::workers::backends::builtin_backends()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    let backends = config
+        .backends
+        .into_iter()
+        .filter(|(name, _)| !builtin.contains(name))
+        .map(|(name, backend)| {
+            let def = skill_backend(&backend.command);
+            (name, def)
+        })
+        .collect();
+    fill(&mut manifest.backends, backends);
+    let models = config
+        .models
+        .into_iter()
+        .filter_map(|(name, model)| {
+            let backend = model.backend?;
+            Some((name, ModelDef { backend, id: None }))
+        })
+        .collect();
+    fill(&mut manifest.models, models);
+    let default =
+        config.default.map(
+            |d| match config.aliases.get(&d).and_then(|a| a.model.clone()) {
+                Some(model) => model,
+                None => d,
+            },
+        );
+    let roles = config
+        .aliases
+        .into_iter()
+        .map(|(name, alias)| {
+            (
+                name,
+                RoleDef {
+                    model: alias.model,
+                    prompt: alias.prompt.unwrap_or_default(),
+                },
+            )
+        })
+        .collect();
+    fill(&mut manifest.roles, roles);
+    if manifest.defaults.model.is_none() {
+        manifest.defaults.model = default;
+    }
+}
+
+/// The skill's shell command as an argv: `sh -c 'COMMAND --model "$1" "$2"'`
+/// with the model id and the prompt as positional parameters, so neither
+/// is ever parsed by the shell.
+fn skill_backend(command: &str) -> BackendDef {
+    BackendDef {
+        command: vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("{} --model \"$1\" \"$2\"", command.trim()),
+            "dispatch-worker".to_owned(),
+            "{{ model.id }}".to_owned(),
+            "{{ prompt }}".to_owned(),
+        ],
+        prompt: PromptMode::Arg,
+        env: IndexMap::new(),
+        events: None,
+    }
+}
+
+/// Add the entries of `from` whose names `into` lacks.
+fn fill<V>(into: &mut IndexMap<String, V>, from: IndexMap<String, V>) {
+    for (name, value) in from {
+        into.entry(name).or_insert(value);
+    }
+}
