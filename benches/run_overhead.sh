@@ -36,6 +36,16 @@ WORKER=': > "$DISPATCH_IPC_DIR/.done"'
 STEP="starting"
 TMPDIRS=()
 BGPIDS=()
+PAUSE_PID=
+
+# A sleep the exit traps can interrupt (bash runs traps during `wait`, but
+# only after a foreground command ends).
+pause() {
+    sleep "$1" &
+    PAUSE_PID=$!
+    wait "$PAUSE_PID" || true
+    PAUSE_PID=
+}
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -96,6 +106,7 @@ stop_tree() {
 cleanup() {
     local status=$? pid dir
     trap - EXIT INT TERM ERR
+    [[ -z $PAUSE_PID ]] || kill "$PAUSE_PID" 2>/dev/null || true
     for pid in "${BGPIDS[@]+"${BGPIDS[@]}"}"; do
         stop_tree "$pid"
     done
@@ -112,11 +123,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'log "error: command failed at line $LINENO: $BASH_COMMAND"' ERR
 
+# Make a fresh temporary folder in $dir (not through $(...): the list the
+# exit trap cleans up must be updated in this shell).
 new_tmp() {
-    local dir
     dir=$(mktemp -d "${TMPDIR:-/tmp}/dispatch-bench.XXXXXX")
     TMPDIRS+=("$dir")
-    printf '%s\n' "$dir"
 }
 
 drop_tmp() {
@@ -225,7 +236,7 @@ proc | skip) ;;
 *) die "MEM_METHOD must be auto, time, proc or skip" ;;
 esac
 
-log "dispatch: $BIN ($("$BIN" --version))"
+log "dispatch: $BIN ($("$BIN" --version 2>&1 | head -n 1 || true))"
 log "temporary folders: under TMPDIR ($TMP_FS)"
 log "runs: $RUNS, spawn: $TASKS tasks at concurrency $CONCURRENCY, idle: $IDLE_TASKS tasks for ${IDLE_SECONDS}s, memory: $MEM_METHOD"
 
@@ -249,7 +260,7 @@ RSS_KB=()
 
 for ((run = 1; run <= RUNS; run++)); do
     STEP="spawn benchmark, dispatch, run $run"
-    dir=$(new_tmp)
+    new_tmp
     write_spawn_manifest "$dir/sweep.yaml"
     start=$(now_us)
     status=0
@@ -272,7 +283,7 @@ for ((run = 1; run <= RUNS; run++)); do
     drop_tmp "$dir"
 
     STEP="spawn benchmark, xargs, run $run"
-    dir=$(new_tmp)
+    new_tmp
     mkdir "$dir/ipc"
     start=$(now_us)
     status=0
@@ -295,7 +306,7 @@ done
 if [[ $MEM_METHOD == proc ]]; then
     for ((run = 1; run <= RUNS; run++)); do
         STEP="peak memory (VmHWM polling), run $run"
-        dir=$(new_tmp)
+        new_tmp
         write_spawn_manifest "$dir/sweep.yaml"
         (cd "$dir" && exec "$BIN" run --quiet --root "$dir" sweep.yaml >"$dir/stdout.txt" 2>"$dir/stderr.txt") &
         pid=$!
@@ -323,7 +334,7 @@ IDLE_SLEEP=$((IDLE_SECONDS + 30 > 60 ? IDLE_SECONDS + 30 : 60))
 IDLE_CPU=()
 for ((run = 1; run <= RUNS; run++)); do
     STEP="idle benchmark, run $run (starting $IDLE_TASKS workers)"
-    dir=$(new_tmp)
+    new_tmp
     write_idle_manifest "$dir/sweep.yaml" "$IDLE_SLEEP"
     # exec: $! is dispatch itself, so /proc/$!/stat is its own CPU time.
     (cd "$dir" && exec "$BIN" run --quiet --root "$dir" sweep.yaml >"$dir/stdout.txt" 2>"$dir/stderr.txt") &
@@ -333,15 +344,15 @@ for ((run = 1; run <= RUNS; run++)); do
     until (($(children_of "$pid" | wc -l) >= IDLE_TASKS)); do
         kill -0 "$pid" 2>/dev/null || die "dispatch exited before all $IDLE_TASKS workers started"
         ((waited < 600)) || die "not all $IDLE_TASKS workers started within 60 s"
-        sleep 0.1
+        pause 0.1
         waited=$((waited + 1))
     done
-    sleep 1 # let the start-up bookkeeping settle
+    pause 1 # let the start-up bookkeeping settle
 
     STEP="idle benchmark, run $run (measuring for ${IDLE_SECONDS}s)"
     t0=$(now_us)
     c0=$(cpu_ticks "$pid")
-    sleep "$IDLE_SECONDS"
+    pause "$IDLE_SECONDS"
     c1=$(cpu_ticks "$pid")
     t1=$(now_us)
     window=$(calc 3 "($t1 - $t0) / 1000000")

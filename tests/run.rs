@@ -784,3 +784,90 @@ fn a_huge_plan_is_read_only_so_far() {
         "only the first MiB is read: {total}"
     );
 }
+
+#[test]
+fn plans_rewritten_the_way_agents_write_them_are_understood() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  rewriter:\n    command: [AGENT, 'rewrite-plan:# Mine\\r\\n\\r\\n* [X] First step: done\\r\\n  * [x] a nested detail\\r\\n* [x] Second step\\r\\n']\n    {TWO_ITEMS}\n"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let record = project.task_json("rewriter");
+    assert_eq!(record["status"], "complete", "{record}");
+    assert_eq!(record["items"]["total"], 3);
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    let project = Project::new();
+    project.manifest(&format!("version: 1\ntasks:\n  stubborn:\n    command: [AGENT, ignore-term, check, hang]\n    {TWO_ITEMS}\n"));
+    let child = project
+        .command(&["run", "sweep.yaml", "--grace", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !project.task_file("stubborn", "plan.md").contains("[x]") {
+        assert!(Instant::now() < deadline, "the worker never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    let interrupted = Instant::now();
+    unsafe_kill(pid, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe_kill(pid, 2);
+    let output = child.wait_with_output().expect("exits");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(20),
+        "the 60s grace was cut short"
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("interrupted again: killing workers"), "{err}");
+    assert_eq!(status_of(&project, "stubborn"), "cancelled");
+}
+
+#[test]
+fn ci_output_is_plain_timestamped_lines() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  audit:\n    command: [AGENT, check, check]\n    {TWO_ITEMS}\n"
+    ));
+    let output = project
+        .command(&["run", "sweep.yaml"])
+        .env("CI", "true")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        !err.contains('\u{1b}'),
+        "no escape codes in CI logs: {err:?}"
+    );
+    let stamped = regex_like_time(&err);
+    assert!(
+        stamped >= 4,
+        "run, start, two items, end are timestamped lines:\n{err}"
+    );
+    assert!(
+        err.contains("audit: ✓ First step — done by test agent ("),
+        "{err}"
+    );
+    assert!(err.contains("Sweep sweep: 1 complete"), "{err}");
+}
+
+/// How many lines start with `HH:MM:SS `.
+fn regex_like_time(text: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            let b = l.as_bytes();
+            b.len() > 9
+                && b[2] == b':'
+                && b[5] == b':'
+                && b[8] == b' '
+                && b[..8].iter().filter(|c| c.is_ascii_digit()).count() == 6
+        })
+        .count()
+}

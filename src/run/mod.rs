@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::cli::exit;
 use crate::clock;
 use crate::diagnostic::Diagnostic;
+use crate::manifest::types::PromptMode;
 use crate::manifest::{self, Invalid, LoadedManifest};
 use crate::monitor::{self, checklist::Checklist, PlanWatch};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
@@ -36,6 +37,8 @@ use record::{Attempt, RunRecord, TaskRecord, TaskStatus};
 
 /// How often running tasks' plans are looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often a running task's `task.json` is rewritten for progress.
+const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long output pipes may stay open after a worker exits.
 const LEAK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -99,7 +102,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     if let Some(concurrency) = options.concurrency {
         sweep_plan.concurrency = concurrency;
     }
-    preflight(&loaded, &sweep_plan)?;
+    let programs = preflight(&loaded, &sweep_plan)?;
     let state = StateDir::new(&root);
     state.prepare()?;
     let started_at = clock::now();
@@ -111,7 +114,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
-    let mut sweep = Sweep::prepare(&loaded, sweep_plan, state, options, started_at)?;
+    let mut sweep = Sweep::prepare(&loaded, sweep_plan, programs, state, options, started_at)?;
     if let Some(old) = &lock.took_over {
         sweep.emit(Event::Warning {
             task: None,
@@ -137,16 +140,22 @@ fn project_root(options: &RunOptions) -> Result<PathBuf, RunError> {
 
 /// Every worker's program must exist before anything launches: finding out
 /// after the first three tasks ran is too late.
-fn preflight(loaded: &LoadedManifest, plan: &SweepPlan) -> Result<(), Invalid> {
+fn preflight(loaded: &LoadedManifest, plan: &SweepPlan) -> Result<Vec<Option<PathBuf>>, Invalid> {
     let mut problems = Vec::new();
     let mut reported: Vec<&str> = Vec::new();
+    let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
+    let mut programs = Vec::with_capacity(plan.tasks.len());
     for task in &plan.tasks {
         let Some(program) = task.argv.first() else {
+            programs.push(None);
             continue;
         };
-        if reported.contains(&program.as_str())
-            || program_exists(program, Path::new(&task.paths.root))
-        {
+        let path = found
+            .entry(program.as_str())
+            .or_insert_with(|| find_program(program, Path::new(&task.paths.root)))
+            .clone();
+        programs.push(path.clone());
+        if path.is_some() || reported.contains(&program.as_str()) {
             continue;
         }
         reported.push(program);
@@ -168,7 +177,7 @@ fn preflight(loaded: &LoadedManifest, plan: &SweepPlan) -> Result<(), Invalid> {
         problems.push(d);
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(programs)
     } else {
         Err(Invalid(problems))
     }
@@ -186,19 +195,22 @@ fn install_hint(backend: &str) -> &'static str {
     }
 }
 
-/// Whether `program` can be run: a path (relative to the project root) or
-/// a name on `PATH`.
-pub fn program_exists(program: &str, root: &Path) -> bool {
+/// Where `program` is: a path (relative to the project root) or a name on
+/// `PATH`; `None` when it is not an executable file. Workers are launched
+/// by this path, so `PATH` is searched once per program, not per launch.
+pub fn find_program(program: &str, root: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if program.contains('/') {
-        return executable(&root.join(program));
+        let path = root.join(program);
+        return executable(&path).then_some(path);
     }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
-        .unwrap_or(false)
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
 }
 
 /// What a finished worker future hands back.
@@ -215,22 +227,21 @@ struct UsageUpdate {
     usage: crate::workers::events::Usage,
 }
 
-/// A pid, as soon as a worker process exists.
-struct Started {
-    index: usize,
-    pid: u32,
-}
-
 /// The state of one run in progress.
 struct Sweep {
     name: String,
     run_id: String,
     state: StateDir,
     plan: SweepPlan,
+    /// Each task's program, found on `PATH` once before the run.
+    programs: Vec<Option<PathBuf>>,
     records: Vec<TaskRecord>,
     watches: Vec<Option<PlanWatch>>,
     stops: Vec<Option<watch::Sender<Stop>>>,
     retry_at: Vec<Option<Instant>>,
+    /// Records changed since they were last written, and when that was.
+    unsaved: Vec<bool>,
+    saved_at: Vec<Instant>,
     /// Why a worker was stopped for its budget.
     over_budget: Vec<Option<String>>,
     /// Why the sweep's budget stopped new launches.
@@ -253,6 +264,7 @@ impl Sweep {
     fn prepare(
         loaded: &LoadedManifest,
         plan: SweepPlan,
+        programs: Vec<Option<PathBuf>>,
         state: StateDir,
         options: &RunOptions,
         started_at: String,
@@ -272,7 +284,10 @@ impl Sweep {
             state::ensure_dir(&dir)?;
             state::ensure_dir(&dir.join("ipc"))?;
             state::write_state(&dir.join("plan.md"), task.plan.as_bytes())?;
-            state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
+            if task.prompt_via == PromptMode::File {
+                // The backend reads its prompt from this file.
+                state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
+            }
             let record = new_record(task, &run_id, &redactor);
             state::write_json(&dir.join("task.json"), &record)?;
             records.push(record);
@@ -313,10 +328,13 @@ impl Sweep {
             run_id,
             state,
             plan,
+            programs,
             records,
             watches: (0..count).map(|_| None).collect(),
             stops: (0..count).map(|_| None).collect(),
             retry_at: vec![None; count],
+            unsaved: vec![false; count],
+            saved_at: vec![Instant::now(); count],
             over_budget: vec![None; count],
             sweep_spent: None,
             run_record,
@@ -342,7 +360,28 @@ impl Sweep {
         self.screen.show(&stamped);
     }
 
-    fn save(&self, index: usize) {
+    /// Mark a record changed; progress is written at most once a second per
+    /// task (start and end are written at once). Every rewrite of a state
+    /// file costs a new inode, which adds up on ext4 in a large sweep.
+    fn save_soon(&mut self, index: usize) {
+        self.unsaved[index] = true;
+    }
+
+    /// Write the records changed more than a second after their last save.
+    fn flush_progress(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.records.len() {
+            if self.unsaved[index]
+                && now.duration_since(self.saved_at[index]) >= PROGRESS_SAVE_INTERVAL
+            {
+                self.save(index);
+            }
+        }
+    }
+
+    fn save(&mut self, index: usize) {
+        self.unsaved[index] = false;
+        self.saved_at[index] = Instant::now();
         let record = &self.records[index];
         let path = self.state.task_dir(&record.id).join("task.json");
         if let Err(e) = state::write_json(&path, record) {
@@ -360,13 +399,12 @@ impl Sweep {
             concurrency: self.plan.concurrency,
         });
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
-        let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Started>();
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
         let mut interrupts = interrupt_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.start_ready(&mut workers, &started_tx, &usage_tx, concurrency);
+            self.start_ready(&mut workers, &usage_tx, concurrency);
             if workers.is_empty() {
                 match self.next_retry() {
                     Some(at) if self.interrupted == 0 => {
@@ -379,16 +417,18 @@ impl Sweep {
                 }
             }
             tokio::select! {
-                // A worker's start is always shown before its end.
+                // Usage is counted before the worker's end is handled.
                 biased;
-                Some(started) = started_rx.recv() => self.mark_started(started),
                 Some(update) = usage_rx.recv() => self.usage_changed(update),
                 Some(joined) = workers.join_next() => {
                     if let Ok(end) = joined {
                         self.finish(end);
                     }
                 }
-                _ = ticker.tick() => self.poll_plans(),
+                _ = ticker.tick() => {
+                    self.poll_plans();
+                    self.flush_progress();
+                }
                 _ = interrupts.recv() => self.interrupt(),
             }
         }
@@ -400,10 +440,14 @@ impl Sweep {
     fn start_ready(
         &mut self,
         workers: &mut JoinSet<WorkerEnd>,
-        started: &mpsc::UnboundedSender<Started>,
         usage: &mpsc::UnboundedSender<UsageUpdate>,
         concurrency: usize,
     ) {
+        if workers.len() >= concurrency {
+            // Full: nothing can start. Skips wait for a free slot (at the
+            // latest when every worker has ended).
+            return;
+        }
         if self.interrupted > 0 || self.sweep_spent.is_some() {
             // Nothing starts, and nothing is skipped: what never ran is
             // cancelled when the run concludes.
@@ -427,7 +471,7 @@ impl Sweep {
             if !ready || waiting_retry || workers.len() >= concurrency {
                 continue;
             }
-            self.launch(index, workers, started, usage);
+            self.launch(index, workers, usage);
         }
     }
 
@@ -484,7 +528,6 @@ impl Sweep {
         &mut self,
         index: usize,
         workers: &mut JoinSet<WorkerEnd>,
-        started: &mpsc::UnboundedSender<Started>,
         usage: &mpsc::UnboundedSender<UsageUpdate>,
     ) {
         let task = self.plan.tasks[index].clone();
@@ -502,7 +545,7 @@ impl Sweep {
         } else {
             retry_prompt(&task, attempt, self.records[index].reason.as_deref())
         };
-        if attempt > 1 {
+        if attempt > 1 && task.prompt_via == PromptMode::File {
             let path = PathBuf::from(&task.paths.prompt);
             if let Err(e) = state::write_state(&path, prompt.as_bytes()) {
                 self.emit(Event::Warning {
@@ -511,7 +554,7 @@ impl Sweep {
                 });
             }
         }
-        let argv: Vec<String> = task
+        let mut argv: Vec<String> = task
             .argv
             .iter()
             .map(|a| {
@@ -522,13 +565,15 @@ impl Sweep {
                 }
             })
             .collect();
+        if let (Some(first), Some(path)) = (argv.first_mut(), &self.programs[index]) {
+            *first = path.display().to_string();
+        }
         let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
         let launch = Launch {
             argv,
             env: self.worker_env(&task),
             cwd: PathBuf::from(&task.paths.workdir),
-            stdin: (task.prompt_via == crate::manifest::types::PromptMode::Stdin)
-                .then(|| prompt.into_bytes()),
+            stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
             log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
             timeout: task.timeout.as_deref().and_then(manifest::duration::parse),
             grace: self.grace,
@@ -555,38 +600,51 @@ impl Sweep {
             reason: None,
             duration_ms: None,
         });
-        self.save(index);
-        let started = started.clone();
         let usage = usage.clone();
         let format = task.events;
-        workers.spawn(async move {
-            let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
-            let tracking = tokio::spawn(async move {
-                let mut tracker = Tracker::new(format);
-                while let Some(line) = lines_rx.recv().await {
-                    let before = tracker.usage.clone();
-                    tracker.feed(&line);
-                    if tracker.usage != before {
-                        let _ = usage.send(UsageUpdate {
-                            index,
-                            usage: tracker.usage.clone(),
-                        });
-                    }
+        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+        let tracking = tokio::spawn(async move {
+            let mut tracker = Tracker::new(format);
+            while let Some(line) = lines_rx.recv().await {
+                let before = tracker.usage.clone();
+                tracker.feed(&line);
+                if tracker.usage != before {
+                    let _ = usage.send(UsageUpdate {
+                        index,
+                        usage: tracker.usage.clone(),
+                    });
                 }
-                tracker
-            });
-            let finished = process::run(launch, stop_rx, Some(lines_tx), |pid| {
-                let _ = started.send(Started { index, pid });
-            })
-            .await;
-            let tracker = tracking.await.unwrap_or_else(|_| Tracker::new(format));
-            WorkerEnd {
-                index,
-                attempt,
-                finished,
-                tracker,
             }
+            tracker
         });
+        // Started here, synchronously: workers start in the order the
+        // schedule says, and their pid is recorded before anything else.
+        match process::start(launch, Some(lines_tx)) {
+            Ok(running) => {
+                self.mark_started(index, running.pid());
+                workers.spawn(async move {
+                    let finished = running.wait(stop_rx).await;
+                    let tracker = tracking.await.unwrap_or_else(|_| Tracker::new(format));
+                    WorkerEnd {
+                        index,
+                        attempt,
+                        finished: Ok(finished),
+                        tracker,
+                    }
+                });
+            }
+            Err(e) => {
+                tracking.abort();
+                workers.spawn(async move {
+                    WorkerEnd {
+                        index,
+                        attempt,
+                        finished: Err(e),
+                        tracker: Tracker::new(format),
+                    }
+                });
+            }
+        }
     }
 
     /// The `DISPATCH_*` variables every worker gets, then the task's own.
@@ -611,12 +669,12 @@ impl Sweep {
         env
     }
 
-    fn mark_started(&mut self, started: Started) {
-        let task = &self.plan.tasks[started.index];
-        let record = &mut self.records[started.index];
-        record.pid = Some(started.pid);
+    fn mark_started(&mut self, index: usize, pid: u32) {
+        let task = &self.plan.tasks[index];
+        let record = &mut self.records[index];
+        record.pid = Some(pid);
         if let Some(attempt) = record.attempts.last_mut() {
-            attempt.pid = Some(started.pid);
+            attempt.pid = Some(pid);
         }
         let event = Event::TaskStarted {
             task: task.id.clone(),
@@ -624,9 +682,9 @@ impl Sweep {
             model: task.model.as_ref().map(|m| m.name.clone()),
             backend: task.backend.clone(),
             worktree: task.worktree.is_some(),
-            pid: started.pid,
+            pid,
         };
-        self.save(started.index);
+        self.save(index);
         self.emit(event);
     }
 
@@ -664,7 +722,7 @@ impl Sweep {
         let record = &mut self.records[index];
         record.items = counts;
         record.current_item = current;
-        self.save(index);
+        self.save_soon(index);
         for event in changed {
             self.emit(event);
         }
@@ -675,7 +733,7 @@ impl Sweep {
     fn usage_changed(&mut self, update: UsageUpdate) {
         let index = update.index;
         self.records[index].usage = update.usage;
-        self.save(index);
+        self.save_soon(index);
         let task = &self.plan.tasks[index];
         if self.over_budget[index].is_none() {
             let over = task

@@ -90,15 +90,27 @@ pub enum SpawnError {
     State(#[from] StateError),
 }
 
-/// Run the worker to its end. Stdout lines (lossily decoded, redacted) go to
-/// `lines` for the event parser; both streams go to the log. `on_start`
-/// receives the pid as soon as the process exists.
-pub async fn run(
+/// A started worker, still to be watched to its end with [`Running::wait`].
+pub struct Running {
+    child: tokio::process::Child,
+    pid: u32,
+    started: Instant,
+    log: Arc<std::sync::Mutex<LogWriter>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    stdin_task: Option<tokio::task::JoinHandle<()>>,
+    timeout: Option<Duration>,
+    grace: Duration,
+    leak_timeout: Duration,
+}
+
+/// Start the worker (synchronously, so the caller knows its pid at once and
+/// launches happen in the order asked). Stdout lines (lossily decoded,
+/// redacted) go to `lines` for the event parser; both streams go to the
+/// log. Must be called inside a tokio runtime.
+pub fn start(
     launch: Launch,
-    mut stop: watch::Receiver<Stop>,
     lines: Option<mpsc::UnboundedSender<String>>,
-    on_start: impl FnOnce(u32),
-) -> Result<Finished, SpawnError> {
+) -> Result<Running, SpawnError> {
     let (program, args) = launch.argv.split_first().ok_or(SpawnError::Empty)?;
     let log = Arc::new(std::sync::Mutex::new(LogWriter::open(launch.log.clone())?));
     let mut command = Command::new(program);
@@ -121,10 +133,7 @@ pub async fn run(
         source,
     })?;
     let pid = child.id().unwrap_or(0);
-    on_start(pid);
-    let pgid = libc::pid_t::try_from(pid).unwrap_or(0);
-
-    let stdin_task = match (child.stdin.take(), launch.stdin.clone()) {
+    let stdin_task = match (child.stdin.take(), launch.stdin) {
         (Some(mut stdin), Some(bytes)) => Some(tokio::spawn(async move {
             // A worker that exits without reading gives a broken pipe: fine.
             let _ = stdin.write_all(&bytes).await;
@@ -149,51 +158,93 @@ pub async fn run(
             None,
         )));
     }
-
-    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut timed_out = false;
-    let mut stopped = false;
-    let status = tokio::select! {
-        status = child.wait() => status,
-        _ = sleep_until(deadline) => {
-            timed_out = true;
-            terminate(pgid, &mut child, launch.grace, &mut stop).await
-        }
-        request = wait_for_stop(&mut stop) => {
-            stopped = true;
-            if request == Stop::Now {
-                kill_group(pgid, libc::SIGKILL);
-                child.wait().await
-            } else {
-                terminate(pgid, &mut child, launch.grace, &mut stop).await
-            }
-        }
-    };
-    let exit = match status {
-        Ok(status) => exit_of(status),
-        Err(_) => Exit::Signal(libc::SIGKILL),
-    };
-    let leaked = drain(pgid, readers, launch.leak_timeout).await;
-    if let Some(task) = stdin_task {
-        task.abort();
-    }
-    if leaked {
-        log_line(&log, "dispatch: the worker exited but a process it started kept its output open; its process group was killed");
-    }
-    if timed_out {
-        log_line(
-            &log,
-            "dispatch: the worker ran past its timeout and was stopped",
-        );
-    }
-    Ok(Finished {
-        exit,
-        timed_out,
-        stopped,
-        leaked,
+    Ok(Running {
+        child,
         pid,
-        duration: started.elapsed(),
+        started,
+        log,
+        readers,
+        stdin_task,
+        timeout: launch.timeout,
+        grace: launch.grace,
+        leak_timeout: launch.leak_timeout,
     })
+}
+
+/// Start a worker and watch it to its end.
+pub async fn run(
+    launch: Launch,
+    stop: watch::Receiver<Stop>,
+    lines: Option<mpsc::UnboundedSender<String>>,
+) -> Result<Finished, SpawnError> {
+    Ok(start(launch, lines)?.wait(stop).await)
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait for the worker to end: by itself, past its timeout, or when a
+    /// stop is requested.
+    pub async fn wait(self, mut stop: watch::Receiver<Stop>) -> Finished {
+        let Running {
+            mut child,
+            pid,
+            started,
+            log,
+            readers,
+            stdin_task,
+            timeout,
+            grace,
+            leak_timeout,
+        } = self;
+        let pgid = libc::pid_t::try_from(pid).unwrap_or(0);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut timed_out = false;
+        let mut stopped = false;
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = sleep_until(deadline) => {
+                timed_out = true;
+                terminate(pgid, &mut child, grace, &mut stop).await
+            }
+            request = wait_for_stop(&mut stop) => {
+                stopped = true;
+                if request == Stop::Now {
+                    kill_group(pgid, libc::SIGKILL);
+                    child.wait().await
+                } else {
+                    terminate(pgid, &mut child, grace, &mut stop).await
+                }
+            }
+        };
+        let exit = match status {
+            Ok(status) => exit_of(status),
+            Err(_) => Exit::Signal(libc::SIGKILL),
+        };
+        let leaked = drain(pgid, readers, leak_timeout).await;
+        if let Some(task) = stdin_task {
+            task.abort();
+        }
+        if leaked {
+            log_line(&log, "dispatch: the worker exited but a process it started kept its output open; its process group was killed");
+        }
+        if timed_out {
+            log_line(
+                &log,
+                "dispatch: the worker ran past its timeout and was stopped",
+            );
+        }
+        Finished {
+            exit,
+            timed_out,
+            stopped,
+            leaked,
+            pid,
+            duration: started.elapsed(),
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -421,7 +472,7 @@ mod tests {
     async fn logs_both_streams_redacted_and_closes_stdin() {
         let temp = tempfile::tempdir().expect("tempdir");
         let script = "cat; echo err >&2; echo token=$SECRET_TOKEN; exit 3";
-        let finished = run(launch(temp.path(), script), no_stop(), None, |_| {})
+        let finished = run(launch(temp.path(), script), no_stop(), None)
             .await
             .expect("runs");
         assert_eq!(finished.exit, Exit::Code(3));
@@ -440,7 +491,7 @@ mod tests {
             "trap '' TERM; sleep 30 & echo $! > child.pid; wait",
         );
         l.timeout = Some(Duration::from_millis(300));
-        let finished = run(l, no_stop(), None, |_| {}).await.expect("runs");
+        let finished = run(l, no_stop(), None).await.expect("runs");
         assert!(finished.timed_out);
         assert_eq!(finished.exit, Exit::Signal(libc::SIGKILL));
         assert!(finished.duration < Duration::from_secs(5));
@@ -463,7 +514,6 @@ mod tests {
             launch(temp.path(), "sleep 30 & echo started"),
             no_stop(),
             None,
-            |_| {},
         )
         .await
         .expect("runs");
@@ -476,7 +526,7 @@ mod tests {
     async fn a_stop_request_terminates_gracefully() {
         let temp = tempfile::tempdir().expect("tempdir");
         let (tx, rx) = watch::channel(Stop::No);
-        let handle = tokio::spawn(run(launch(temp.path(), "sleep 30"), rx, None, |_| {}));
+        let handle = tokio::spawn(run(launch(temp.path(), "sleep 30"), rx, None));
         tokio::time::sleep(Duration::from_millis(200)).await;
         tx.send(Stop::Graceful).expect("send");
         let finished = handle.await.expect("joins").expect("runs");
@@ -489,9 +539,7 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let mut l = launch(temp.path(), "");
         l.argv = vec!["definitely-not-a-program-here".into()];
-        let err = run(l, no_stop(), None, |_| {})
-            .await
-            .expect_err("no such program");
+        let err = run(l, no_stop(), None).await.expect_err("no such program");
         assert!(err
             .to_string()
             .contains("cannot start `definitely-not-a-program-here`"));
@@ -501,7 +549,7 @@ mod tests {
     async fn long_output_is_rotated_not_kept() {
         let temp = tempfile::tempdir().expect("tempdir");
         let script = "head -c 20000000 /dev/zero | tr '\\0' 'x'";
-        let finished = run(launch(temp.path(), script), no_stop(), None, |_| {})
+        let finished = run(launch(temp.path(), script), no_stop(), None)
             .await
             .expect("runs");
         assert_eq!(finished.exit, Exit::Code(0));
