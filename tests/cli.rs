@@ -301,8 +301,22 @@ tasks:
     };
     assert_eq!(argv("by-claude")[..4], ["claude", "-p", "--model", "opus"]);
     assert_eq!(task("by-claude")["prompt_via"], "stdin");
+    assert_eq!(
+        task("by-claude")["env"]["IS_SANDBOX"],
+        "1",
+        "Claude Code runs as root in CI"
+    );
+    let claude = argv("by-claude");
+    assert_eq!(
+        claude[claude.len() - 2..],
+        ["--add-dir", ".dispatch"],
+        "leave to write the state folder"
+    );
     let gemini = argv("by-gemini");
-    assert_eq!(gemini[..3], ["gemini", "--model", "gemini-2.5-flash"]);
+    assert_eq!(
+        gemini[..4],
+        ["gemini", "--skip-trust", "--model", "gemini-2.5-flash"]
+    );
     assert_eq!(
         gemini.last().map(String::as_str),
         task("by-gemini")["prompt"].as_str()

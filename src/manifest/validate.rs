@@ -406,6 +406,16 @@ impl Checker<'_> {
                 .with_help("remove `command:`, or set `backend: command`");
             self.push(d);
         }
+        if let Some(model) = model
+            .as_ref()
+            .filter(|m| backend.builtin && backend_name == "opencode" && !m.id.contains('/'))
+        {
+            let d = self
+                .loaded
+                .error_at_key(&["tasks", id], format!("opencode takes models as `provider/model`, but model \"{}\" has the id \"{}\"", model.name, model.id))
+                .with_help(format!("define a model for opencode, e.g. `models: {{ {}: {{ backend: opencode, id: anthropic/claude-sonnet-4-5 }} }}`", model.name));
+            self.push(d);
+        }
         if model.is_none() && backend.needs_model() && task.model.is_none() {
             let d = self
                 .loaded

@@ -116,6 +116,9 @@ pub struct WorktreePlan {
 pub struct TaskPaths {
     /// The project root (`.` in dry runs).
     pub root: String,
+    /// The state folder, `ROOT/.dispatch` (agents in a worktree need leave
+    /// to write there).
+    pub state: String,
     pub task_dir: String,
     pub plan: String,
     pub output: String,
@@ -140,6 +143,7 @@ impl TaskPaths {
             } else {
                 root.to_owned()
             },
+            state: join(root, STATE_DIR),
             task_dir,
             workdir,
         }

@@ -44,25 +44,33 @@ fn builtin(name: &str, command: &[&str], prompt: PromptMode) -> Backend {
     }
 }
 
-/// The agent CLIs `dispatch` knows out of the box.
+/// The agent CLIs `dispatch` knows out of the box, with the flags that make
+/// each run unattended, checked against the CLIs' own `--help` (see
+/// `docs/backends.md` for why each flag is there).
 pub fn builtin_backends() -> Vec<Backend> {
     use PromptMode::*;
-    vec![
-        builtin(
+    let mut claude = builtin(
+        "claude",
+        &[
             "claude",
-            &[
-                "claude",
-                "-p",
-                "--model",
-                "{{ model.id }}",
-                "--permission-mode",
-                "bypassPermissions",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-            ],
-            Stdin,
-        ),
+            "-p",
+            "--model",
+            "{{ model.id }}",
+            "--permission-mode",
+            "bypassPermissions",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--add-dir",
+            "{{ paths.state }}",
+        ],
+        Stdin,
+    );
+    // Claude Code refuses bypassPermissions as root unless told it runs in
+    // a sandbox; a worker in CI often is root.
+    claude.env.insert("IS_SANDBOX".to_owned(), "1".to_owned());
+    vec![
+        claude,
         builtin(
             "codex",
             &[
@@ -74,6 +82,9 @@ pub fn builtin_backends() -> Vec<Backend> {
                 "workspace-write",
                 "--cd",
                 "{{ paths.workdir }}",
+                "--add-dir",
+                "{{ paths.state }}",
+                "--skip-git-repo-check",
                 "--json",
                 "-",
             ],
@@ -83,12 +94,15 @@ pub fn builtin_backends() -> Vec<Backend> {
             "gemini",
             &[
                 "gemini",
+                "--skip-trust",
                 "--model",
                 "{{ model.id }}",
                 "--approval-mode",
                 "yolo",
                 "--output-format",
                 "stream-json",
+                "--include-directories",
+                "{{ paths.state }}",
                 "--prompt",
                 "{{ prompt }}",
             ],
@@ -117,6 +131,7 @@ pub fn builtin_backends() -> Vec<Backend> {
                 "{{ model.id }}",
                 "--format",
                 "json",
+                "--auto",
                 "{{ prompt }}",
             ],
             Arg,
@@ -130,6 +145,10 @@ pub fn builtin_backends() -> Vec<Backend> {
                 "--yes-always",
                 "--no-pretty",
                 "--no-stream",
+                "--no-gitignore",
+                "--no-check-update",
+                "--no-show-release-notes",
+                "--analytics-disable",
                 "--message-file",
                 "{{ prompt_file }}",
             ],
