@@ -10,7 +10,9 @@
 pub mod cli;
 pub mod clock;
 pub mod diagnostic;
+pub mod escalation;
 pub mod fsutil;
+pub mod ipc;
 pub mod manifest;
 pub mod monitor;
 pub mod plan;

@@ -1,10 +1,12 @@
 //! The command line: clap definitions, and each command mapped onto the
 //! library. Printing and exit codes live here, nowhere else.
 
+mod answer;
 mod plan;
 mod run;
 mod status;
 mod validate;
+mod worker;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -67,8 +69,84 @@ pub enum Command {
     /// Show where a run stands (the latest, or RUN), from any terminal,
     /// while it goes on or after it ended.
     Status(StatusArgs),
+    /// List the questions workers are waiting on (higher priority first).
+    Questions(QuestionsArgs),
+    /// Answer a worker's question from any terminal.
+    Answer(AnswerArgs),
+    /// The worker side of the protocol, for agents that would rather run a
+    /// command than write files (uses the `DISPATCH_*` environment).
+    Worker(WorkerArgs),
     /// Print the manifest's JSON Schema (for editors and other tools).
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct QuestionsArgs {
+    /// The run id (default: the latest run).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Print the questions as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    /// The task whose question to answer.
+    #[arg(value_name = "TASK")]
+    pub task: String,
+    /// The answer.
+    #[arg(value_name = "TEXT")]
+    pub text: String,
+    /// Which question (default: the oldest one waiting).
+    #[arg(long, value_name = "N")]
+    pub seq: Option<u32>,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub command: WorkerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Ask a question and wait for the answer, which is printed. Exits 4
+    /// after marking the current plan item `[?]` if none comes in time.
+    Ask {
+        /// The question.
+        #[arg(value_name = "QUESTION")]
+        question: String,
+        /// How long to wait (default: until answered).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Report a finding as soon as it is found.
+    Finding {
+        /// critical, high, medium, low or info.
+        #[arg(long, value_parser = parse_severity)]
+        severity: crate::manifest::types::Severity,
+        /// One line saying what was found.
+        #[arg(value_name = "TITLE")]
+        title: String,
+        /// Where: FILE or FILE:LINE.
+        #[arg(long, value_name = "FILE:LINE")]
+        location: Option<String>,
+        /// More detail.
+        #[arg(long, value_name = "TEXT")]
+        detail: Option<String>,
+    },
+}
+
+fn parse_severity(text: &str) -> Result<crate::manifest::types::Severity, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase()))
+        .map_err(|_| format!("`{text}` is not a severity (critical, high, medium, low, info)"))
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +176,15 @@ pub struct RunArgs {
     /// each further one).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub retry_delay: std::time::Duration,
+    /// Ask for answers to questions no rule answers on this terminal's
+    /// standard input, one line each (the default when stdin is a terminal
+    /// and the live view is on).
+    #[arg(long)]
+    pub answer_here: bool,
+    /// How long an escalation rule's `run:` command may take before it is
+    /// killed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub hook_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +290,9 @@ fn run(cli: Cli) -> u8 {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Questions(args) => answer::questions(&args),
+        Command::Answer(args) => answer::answer(&args),
+        Command::Worker(args) => worker::run(&args),
         Command::Schema => {
             print_stdout(&crate::manifest::schema::manifest_schema_text());
             exit::OK

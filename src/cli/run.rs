@@ -1,5 +1,7 @@
 //! `dispatch run FILE`: the main job.
 
+use std::io::IsTerminal;
+
 use super::{exit, report, RunArgs};
 use crate::run::{self, output::Mode, RunError, RunOptions};
 
@@ -19,6 +21,8 @@ pub fn run(args: &RunArgs) -> u8 {
         grace: args.grace,
         retry_delay: args.retry_delay,
         mode,
+        interactive: args.answer_here || (mode == Mode::Live && std::io::stdin().is_terminal()),
+        hook_timeout: args.hook_timeout,
     };
     match run::run(&options) {
         Ok(result) => result.exit_code,

@@ -6,6 +6,7 @@
 //! system, and a plan is only read again when its size or mtime changed.
 
 pub mod checklist;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

@@ -17,7 +17,10 @@ use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
-use crate::manifest::types::{Budget, CommitPolicy, KeepPolicy, PromptMode, Task, WorktreeSetting};
+use crate::manifest::types::{
+    AnswerRule, Budget, CommitPolicy, EscalationRule, KeepPolicy, PromptMode, Questions, Task,
+    WorktreeSetting,
+};
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::schedule;
@@ -54,6 +57,10 @@ pub struct SweepPlan {
     pub secrets: Vec<String>,
     /// User config files that filled in models, backends or roles.
     pub user_config: Vec<String>,
+    /// How questions are answered, and the rules that answer them.
+    pub questions: Questions,
+    /// The escalation rules (the built-in one when the manifest has none).
+    pub escalation: Vec<EscalationRule>,
     pub tasks: Vec<PlannedTask>,
 }
 
@@ -82,6 +89,8 @@ pub struct PlannedTask {
     pub events: EventFormat,
     pub env: IndexMap<String, String>,
     pub budget: Option<Budget>,
+    /// This task's own answer rules, tried before the manifest's.
+    pub answers: Vec<AnswerRule>,
     pub timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<WorktreePlan>,
@@ -256,6 +265,12 @@ impl<'a> Builder<'a> {
             run_id: self.options.run_id.clone(),
             concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             budget: manifest.budget.clone(),
+            questions: manifest.questions.clone(),
+            escalation: if manifest.escalation.is_empty() {
+                crate::escalation::default_rules()
+            } else {
+                manifest.escalation.clone()
+            },
             secrets: manifest.secrets.clone(),
             user_config: self
                 .loaded
@@ -707,6 +722,7 @@ impl<'a> Builder<'a> {
                 .budget
                 .clone()
                 .or_else(|| manifest.defaults.budget.clone()),
+            answers: task.answers.clone(),
             timeout: task
                 .timeout
                 .as_ref()

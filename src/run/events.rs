@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::record::TaskStatus;
+use crate::manifest::types::{Action, Severity};
 use crate::monitor::checklist::ItemState;
 
 /// One thing that happened.
@@ -64,6 +65,37 @@ pub enum Event {
     Warning {
         task: Option<String>,
         message: String,
+    },
+    /// A worker asked a question (`ipc/NNN.question`).
+    Question {
+        task: String,
+        seq: u32,
+        text: String,
+    },
+    /// A question got its answer: from a rule, a person at this terminal,
+    /// the manifest's default, or elsewhere (`dispatch answer`).
+    Answered {
+        task: String,
+        seq: u32,
+        answer: String,
+        by: String,
+    },
+    /// A worker reported a finding.
+    Finding {
+        task: String,
+        severity: Severity,
+        title: String,
+        location: Option<String>,
+        detail: Option<String>,
+    },
+    /// An escalation rule fired.
+    Escalation {
+        rule: String,
+        action: Action,
+        exit_code: u8,
+        summary: String,
+        /// Whether a banner is shown.
+        notify: bool,
     },
     RunEnded {
         run_id: String,

@@ -4,13 +4,14 @@
 //! exit code a pipeline can act on.
 
 pub mod budget;
+mod conversation;
 pub mod events;
 pub mod output;
 pub mod record;
 pub mod snapshot;
 pub mod verdict;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +23,11 @@ use tokio::task::JoinSet;
 use crate::cli::exit;
 use crate::clock;
 use crate::diagnostic::Diagnostic;
+use crate::escalation::Fired;
+use crate::ipc::findings::FindingsReader;
 use crate::manifest::types::PromptMode;
 use crate::manifest::{self, Invalid, LoadedManifest};
+use crate::monitor::watch::FolderWatch;
 use crate::monitor::{self, checklist::Checklist, PlanWatch};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::lock::{Holder, Lock};
@@ -56,6 +60,10 @@ pub struct RunOptions {
     /// The first retry's back-off; each further retry doubles it.
     pub retry_delay: Duration,
     pub mode: Mode,
+    /// Ask the person at this terminal to answer questions no rule answers.
+    pub interactive: bool,
+    /// How long an escalation rule's `run:` hook may take.
+    pub hook_timeout: Duration,
 }
 
 /// Why a run could not start (exit code 2).
@@ -246,6 +254,26 @@ struct Sweep {
     over_budget: Vec<Option<String>>,
     /// Why the sweep's budget stopped new launches.
     sweep_spent: Option<String>,
+    /// Watched task folders and `ipc/` folders, and whose they are.
+    folder_watch: Option<FolderWatch>,
+    folders: HashMap<PathBuf, usize>,
+    findings: Vec<Option<FindingsReader>>,
+    seen_questions: HashSet<(usize, u32)>,
+    /// Questions no rule answered, most urgent first.
+    pending: Vec<conversation::Pending>,
+    warned_waiting: HashSet<(usize, u32)>,
+    /// A status the runner decided for a worker it stopped (an unanswered
+    /// question, an escalation's cancel).
+    ended_by: Vec<Option<(TaskStatus, String)>>,
+    fired: Vec<Fired>,
+    /// The escalation rule that halted the sweep.
+    halted: Option<String>,
+    interactive: bool,
+    /// The question shown to the person at this terminal.
+    prompted: Option<(usize, u32)>,
+    hook_reports: mpsc::UnboundedSender<String>,
+    hook_problems: Option<mpsc::UnboundedReceiver<String>>,
+    hook_timeout: Duration,
     index_of: HashMap<String, usize>,
     run_record: RunRecord,
     log: EventLog,
@@ -305,6 +333,7 @@ impl Sweep {
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
             status: "running".to_owned(),
             exit_code: None,
+            escalations: Vec::new(),
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
         let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
@@ -317,6 +346,7 @@ impl Sweep {
             );
         }
         let count = plan.tasks.len();
+        let (hook_reports, hook_problems) = mpsc::unbounded_channel();
         Ok(Sweep {
             name: plan.name.clone(),
             index_of: plan
@@ -337,6 +367,20 @@ impl Sweep {
             saved_at: vec![Instant::now(); count],
             over_budget: vec![None; count],
             sweep_spent: None,
+            folder_watch: None,
+            folders: HashMap::new(),
+            findings: (0..count).map(|_| None).collect(),
+            seen_questions: HashSet::new(),
+            pending: Vec::new(),
+            warned_waiting: HashSet::new(),
+            ended_by: vec![None; count],
+            fired: Vec::new(),
+            halted: None,
+            interactive: options.interactive,
+            prompted: None,
+            hook_reports,
+            hook_problems: Some(hook_problems),
+            hook_timeout: options.hook_timeout,
             run_record,
             log,
             screen,
@@ -403,6 +447,17 @@ impl Sweep {
         let mut interrupts = interrupt_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (folder_watch, mut folder_changes) = FolderWatch::new();
+        self.folder_watch = Some(folder_watch);
+        let mut hook_problems = self
+            .hook_problems
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let mut typed = if self.interactive {
+            conversation::stdin_lines()
+        } else {
+            mpsc::unbounded_channel().1
+        };
         loop {
             self.start_ready(&mut workers, &usage_tx, concurrency);
             if workers.is_empty() {
@@ -425,10 +480,15 @@ impl Sweep {
                         self.finish(end);
                     }
                 }
+                Some(folder) = folder_changes.recv() => self.folder_changed(folder),
                 _ = ticker.tick() => {
                     self.poll_plans();
+                    self.poll_running();
+                    self.question_deadlines();
                     self.flush_progress();
                 }
+                Some(problem) = hook_problems.recv() => self.emit(Event::Warning { task: None, message: problem }),
+                Some(line) = typed.recv() => self.typed(line),
                 _ = interrupts.recv() => self.interrupt(),
             }
         }
@@ -448,7 +508,7 @@ impl Sweep {
             // latest when every worker has ended).
             return;
         }
-        if self.interrupted > 0 || self.sweep_spent.is_some() {
+        if self.interrupted > 0 || self.sweep_spent.is_some() || self.halted.is_some() {
             // Nothing starts, and nothing is skipped: what never ran is
             // cancelled when the run concludes.
             return;
@@ -495,6 +555,7 @@ impl Sweep {
             task: self.plan.tasks[index].id.clone(),
             reason,
         });
+        self.escalate_end(index, TaskStatus::Skipped);
     }
 
     /// End a task that could not be launched at all.
@@ -580,6 +641,17 @@ impl Sweep {
             leak_timeout: LEAK_TIMEOUT,
             redactor,
         };
+        let task_dir = PathBuf::from(&task.paths.task_dir);
+        let ipc_dir = PathBuf::from(&task.paths.ipc);
+        if let Some(folder_watch) = self.folder_watch.as_mut() {
+            folder_watch.watch(&task_dir);
+            folder_watch.watch(&ipc_dir);
+        }
+        self.folders.insert(task_dir.clone(), index);
+        self.folders.insert(ipc_dir, index);
+        if self.findings[index].is_none() {
+            self.findings[index] = Some(FindingsReader::new(task_dir.join("findings.jsonl")));
+        }
         let (stop_tx, stop_rx) = watch::channel(Stop::No);
         self.stops[index] = Some(stop_tx);
         self.watches[index] = Some(PlanWatch::new(
@@ -701,6 +773,17 @@ impl Sweep {
         }
     }
 
+    /// The regular look at running tasks' questions and findings, for what
+    /// file-system events missed.
+    fn poll_running(&mut self) {
+        for index in 0..self.plan.tasks.len() {
+            if self.stops[index].is_some() {
+                self.check_questions(index);
+                self.read_findings(index);
+            }
+        }
+    }
+
     fn plan_changed(&mut self, index: usize, before: &Checklist, now: &Checklist) {
         let counts = now.counts();
         let current = now.current().map(|i| i.text.clone());
@@ -782,7 +865,14 @@ impl Sweep {
     fn finish(&mut self, end: WorkerEnd) {
         let index = end.index;
         let task = self.plan.tasks[index].clone();
+        self.check_questions(index);
+        self.read_findings(index);
         self.stops[index] = None;
+        // Its questions can no longer be answered usefully.
+        self.pending.retain(|p| p.index != index);
+        if self.prompted.is_some_and(|(i, _)| i == index) {
+            self.prompted = None;
+        }
         if let Some(mut watch) = self.watches[index].take() {
             if let Some((before, now)) = watch.poll() {
                 self.plan_changed(index, &before, &now);
@@ -806,11 +896,16 @@ impl Sweep {
             }
             Err(e) => (TaskStatus::Failed, e.to_string(), None),
         };
-        let (status, reason) = match self.over_budget[index].clone() {
-            Some(why) => (TaskStatus::BudgetExceeded, why),
-            None => (status, reason),
+        let decided_by_runner = self.ended_by[index].take();
+        let stopped_by_runner = decided_by_runner.is_some();
+        let (status, reason) = match (self.over_budget[index].clone(), decided_by_runner) {
+            (Some(why), _) => (TaskStatus::BudgetExceeded, why),
+            (None, Some((status, why))) if self.interrupted == 0 => (status, why),
+            _ => (status, reason),
         };
-        let retrying = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
+        let retrying = !stopped_by_runner
+            && self.halted.is_none()
+            && matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
             && end.attempt <= task.retries
             && self.interrupted == 0;
         let duration = finished.as_ref().map_or(Duration::ZERO, |f| f.duration);
@@ -854,6 +949,9 @@ impl Sweep {
             attempt: end.attempt,
             retrying,
         });
+        if !retrying {
+            self.escalate_end(index, status);
+        }
     }
 
     /// Tasks never started are cancelled (interrupted) or skipped; the run
@@ -863,6 +961,13 @@ impl Sweep {
         for index in 0..self.plan.tasks.len() {
             if self.records[index].status == TaskStatus::Pending {
                 let (status, reason) = match (&self.sweep_spent, self.interrupted) {
+                    (_, 0) if self.halted.is_some() => (
+                        TaskStatus::Skipped,
+                        format!(
+                            "not started: the sweep was halted by escalation rule {}",
+                            self.halted.as_deref().unwrap_or_default()
+                        ),
+                    ),
                     (_, 1..) => (
                         TaskStatus::Cancelled,
                         "the run was interrupted before it started".to_owned(),
@@ -880,13 +985,21 @@ impl Sweep {
                 self.save(index);
             }
         }
-        let exit_code = exit_code(&self.records, self.interrupted > 0);
+        let escalated = crate::escalation::exit_code(&self.fired).filter(|_| self.interrupted == 0);
+        let exit_code = escalated.unwrap_or_else(|| exit_code(&self.records, self.interrupted > 0));
         let status = match exit_code {
+            _ if escalated.is_some() => "escalated",
             exit::OK => "complete",
             exit::INTERRUPTED => "interrupted",
             exit::UNANSWERED => "blocked",
             _ => "failed",
         };
+        let escalations: Vec<String> = self
+            .fired
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.summary))
+            .collect();
+        self.run_record.escalations = escalations.clone();
         let mut counts: IndexMap<String, usize> = IndexMap::new();
         for record in &self.records {
             *counts.entry(record.status.label().to_owned()).or_default() += 1;
@@ -906,8 +1019,14 @@ impl Sweep {
             counts,
             duration_ms: duration.as_millis() as u64,
         });
-        self.screen
-            .summary(&self.name, &self.run_id, &self.records, duration, exit_code);
+        self.screen.summary(&output::Summary {
+            name: &self.name,
+            run_id: &self.run_id,
+            records: &self.records,
+            escalations: &escalations,
+            duration,
+            exit_code,
+        });
         RunResult {
             run_id: self.run_id,
             exit_code,
@@ -945,6 +1064,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         backend: task.backend.clone(),
         worktree: task.worktree.is_some(),
         priority: task.priority.clone(),
+        rank: task.rank,
         needs: task.needs.clone(),
         argv: task
             .argv
@@ -966,6 +1086,8 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         current_item: plan.current().map(|i| i.text.clone()),
         usage: Default::default(),
         outcome: None,
+        findings: Vec::new(),
+        questions: Vec::new(),
         attempts: Vec::new(),
     }
 }

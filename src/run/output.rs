@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::events::{Event, Stamped};
 use super::record::{TaskRecord, TaskStatus};
 use crate::clock;
+use crate::manifest::types::{Action, Severity};
 use crate::monitor::checklist::ItemState;
 
 /// How the run is shown.
@@ -91,11 +92,16 @@ impl Screen {
             }
             Mode::Live => self.live(stamped.event),
             Mode::Quiet => {
-                if let Event::Warning { task, message } = stamped.event {
-                    eprintln!(
-                        "warning: {}{message}",
-                        task.as_ref().map(|t| format!("{t}: ")).unwrap_or_default()
-                    );
+                // Escalations and findings show even when quiet.
+                if matches!(
+                    stamped.event,
+                    Event::Warning { .. }
+                        | Event::Finding { .. }
+                        | Event::Escalation { notify: true, .. }
+                ) {
+                    if let Some(line) = self.plain_line(stamped.event) {
+                        eprintln!("{line}");
+                    }
                 }
             }
         }
@@ -166,6 +172,39 @@ impl Screen {
                     task.as_ref().map(|t| format!("{t}: ")).unwrap_or_default()
                 )
             }
+            Event::Question { task, seq, text } => {
+                format!("{}: asks (#{seq}): {text}", self.name(task))
+            }
+            Event::Answered {
+                task,
+                seq,
+                answer,
+                by,
+            } => format!("{task}: #{seq} answered by {by}: {answer}"),
+            Event::Finding {
+                task,
+                severity,
+                title,
+                location,
+                ..
+            } => {
+                let at = location
+                    .as_deref()
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
+                format!("! {task} {}: {title}{at}", severity_label(*severity))
+            }
+            Event::Escalation { notify: false, .. } => return None,
+            Event::Escalation {
+                rule,
+                action,
+                summary,
+                exit_code,
+                ..
+            } => format!(
+                "!!! ESCALATION ({rule}, {}, exit code {exit_code}): {summary}",
+                action_label(*action)
+            ),
             Event::RunEnded { .. } => return None,
         })
     }
@@ -220,14 +259,7 @@ impl Screen {
     }
 
     /// The end of the run: what became of each task, and the exit code.
-    pub fn summary(
-        &mut self,
-        name: &str,
-        run_id: &str,
-        records: &[TaskRecord],
-        duration: Duration,
-        exit_code: u8,
-    ) {
+    pub fn summary(&mut self, summary: &Summary<'_>) {
         if let Some(multi) = self.multi.take() {
             let _ = multi.clear();
         }
@@ -235,54 +267,114 @@ impl Screen {
             return;
         }
         let mut out = std::io::stderr().lock();
-        let _ = writeln!(
-            out,
-            "\n{}",
-            summary_text(name, run_id, records, duration, exit_code)
-        );
+        let _ = writeln!(out, "\n{}", summary.text());
+    }
+
+    /// Show a question to the person at this terminal.
+    pub fn prompt(&self, text: &str) {
+        match &self.multi {
+            Some(multi) => multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
     }
 }
 
-/// The end-of-run summary as text.
-pub fn summary_text(
-    name: &str,
-    run_id: &str,
-    records: &[TaskRecord],
-    duration: Duration,
-    exit_code: u8,
-) -> String {
-    let mut counts: Vec<(TaskStatus, usize)> = Vec::new();
-    for record in records {
-        match counts.iter_mut().find(|(s, _)| *s == record.status) {
+/// What the end-of-run summary says.
+pub struct Summary<'a> {
+    pub name: &'a str,
+    pub run_id: &'a str,
+    pub records: &'a [TaskRecord],
+    /// The escalation rules that fired, one line each.
+    pub escalations: &'a [String],
+    pub duration: Duration,
+    pub exit_code: u8,
+}
+
+impl Summary<'_> {
+    /// Escalations first (the launch blocker), then the tally and a line per
+    /// task with its findings.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for escalation in self.escalations {
+            text.push_str(&format!("ESCALATED {escalation}\n"));
+        }
+        let mut counts: Vec<(TaskStatus, usize)> = Vec::new();
+        for record in self.records {
+            match counts.iter_mut().find(|(s, _)| *s == record.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((record.status, 1)),
+            }
+        }
+        let tally: Vec<String> = counts
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.label()))
+            .collect();
+        text.push_str(&format!(
+            "Sweep {}: {} in {} (run {}, exit code {})\n",
+            self.name,
+            tally.join(", "),
+            clock::human(self.duration),
+            self.run_id,
+            self.exit_code
+        ));
+        for record in self.records {
+            let model = record
+                .model
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            let reason = record.reason.as_deref().unwrap_or("");
+            text.push_str(&format!(
+                "{} {}{model} — {}: {reason}{}\n",
+                status_symbol(record.status),
+                record.id,
+                record.status.label(),
+                findings_tally(record)
+            ));
+        }
+        text.push_str("Plans, outputs and logs: .dispatch/tasks/<id>/\n");
+        text
+    }
+}
+
+/// `; 3 findings (1 critical, 2 high)`, or nothing.
+fn findings_tally(record: &TaskRecord) -> String {
+    if record.findings.is_empty() {
+        return String::new();
+    }
+    let mut by: Vec<(Severity, usize)> = Vec::new();
+    for finding in &record.findings {
+        match by.iter_mut().find(|(s, _)| *s == finding.severity) {
             Some((_, n)) => *n += 1,
-            None => counts.push((record.status, 1)),
+            None => by.push((finding.severity, 1)),
         }
     }
-    let tally: Vec<String> = counts
+    by.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    let parts: Vec<String> = by
         .iter()
-        .map(|(s, n)| format!("{n} {}", s.label()))
+        .map(|(s, n)| format!("{n} {}", severity_label(*s).to_lowercase()))
         .collect();
-    let mut text = format!(
-        "Sweep {name}: {} in {} (run {run_id}, exit code {exit_code})\n",
-        tally.join(", "),
-        clock::human(duration)
-    );
-    for record in records {
-        let model = record
-            .model
-            .as_deref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default();
-        let reason = record.reason.as_deref().unwrap_or("");
-        text.push_str(&format!(
-            "{} {}{model} — {}: {reason}\n",
-            status_symbol(record.status),
-            record.id,
-            record.status.label()
-        ));
-    }
-    text.push_str("Plans, outputs and logs: .dispatch/tasks/<id>/\n");
-    text
+    let n = record.findings.len();
+    format!(
+        "; {n} finding{} ({})",
+        if n == 1 { "" } else { "s" },
+        parts.join(", ")
+    )
+}
+
+/// A severity as a banner shows it: `CRITICAL`.
+pub fn severity_label(severity: Severity) -> String {
+    serde_json::to_value(severity)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_uppercase))
+        .unwrap_or_default()
+}
+
+fn action_label(action: Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The seed's symbols: ✓ done, ⋯ in progress, ○ pending, ? blocked, ! error.

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ipc::findings::Finding;
 use crate::monitor::checklist::Counts;
 use crate::workers::events::{Outcome, Usage};
 use crate::workers::process::Exit;
@@ -97,6 +98,9 @@ pub struct TaskRecord {
     pub backend: String,
     pub worktree: bool,
     pub priority: String,
+    /// The priority as a number (higher first), for ordering questions.
+    #[serde(default)]
+    pub rank: i64,
     pub needs: Vec<String>,
     /// The command line, with secret values redacted and a long prompt
     /// argument shortened.
@@ -112,7 +116,23 @@ pub struct TaskRecord {
     pub usage: Usage,
     /// The agent CLI's own verdict, where its events give one.
     pub outcome: Option<Outcome>,
+    /// What the worker reported with `dispatch worker finding`, in order.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The questions it asked and how they were answered.
+    #[serde(default)]
+    pub questions: Vec<QuestionRecord>,
     pub attempts: Vec<Attempt>,
+}
+
+/// A question a worker asked, and its answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuestionRecord {
+    pub seq: u32,
+    pub text: String,
+    pub answer: Option<String>,
+    /// `rule N`, `a person`, `the default answer`, `dispatch answer`.
+    pub answered_by: Option<String>,
 }
 
 /// `.dispatch/runs/<run-id>/run.json`.
@@ -129,8 +149,11 @@ pub struct RunRecord {
     pub vars: Vec<(String, String)>,
     /// Task ids in schedule order.
     pub tasks: Vec<String>,
-    /// `running` until the run ends, then `complete`, `failed`, `blocked` or
-    /// `interrupted`.
+    /// `running` until the run ends, then `complete`, `failed`, `blocked`,
+    /// `escalated` or `interrupted`.
     pub status: String,
     pub exit_code: Option<u8>,
+    /// The escalation rules that fired, as one-line summaries.
+    #[serde(default)]
+    pub escalations: Vec<String>,
 }
