@@ -3,98 +3,14 @@
 //! backend: statuses, plans, logs, state files, exit codes, timeouts that
 //! kill whole process groups, Ctrl-C, the lock, and `dispatch status`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The test agent, built by `cargo test` as an example target (and built
-/// here when a filtered test run did not build it).
-fn agent() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test binary path");
-            let target = exe.parent().and_then(Path::parent).expect("target dir");
-            let agent = target.join("examples").join("test-agent");
-            if !agent.exists() {
-                let status = Command::new(env!("CARGO"))
-                    .args(["build", "--example", "test-agent"])
-                    .status()
-                    .expect("cargo builds the test agent");
-                assert!(status.success());
-            }
-            agent
-        })
-        .clone()
-}
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Write `sweep.yaml`; `AGENT` in the text is replaced by the agent's path.
-    fn manifest(&self, text: &str) -> PathBuf {
-        let path = self.path().join("sweep.yaml");
-        let text = text.replace("AGENT", &agent().display().to_string());
-        std::fs::write(&path, text).expect("write manifest");
-        path
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dispatch"));
-        command
-            .args(args)
-            .arg("--root")
-            .arg(self.path())
-            .current_dir(self.path())
-            .env("HOME", self.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("CI");
-        command
-    }
-
-    /// `dispatch run sweep.yaml --json` and its events.
-    fn run(&self, extra: &[&str]) -> (Output, Vec<Value>) {
-        let mut args = vec![
-            "run",
-            "sweep.yaml",
-            "--json",
-            "--grace",
-            "300ms",
-            "--retry-delay",
-            "50ms",
-        ];
-        args.extend_from_slice(extra);
-        let output = self.command(&args).output().expect("dispatch runs");
-        let events = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        (output, events)
-    }
-
-    fn task_file(&self, id: &str, name: &str) -> String {
-        std::fs::read_to_string(self.path().join(".dispatch/tasks").join(id).join(name))
-            .unwrap_or_default()
-    }
-
-    fn task_json(&self, id: &str) -> Value {
-        serde_json::from_str(&self.task_file(id, "task.json")).expect("task.json")
-    }
-}
+use common::Project;
 
 fn status_of(project: &Project, id: &str) -> String {
     project.task_json(id)["status"]
@@ -624,9 +540,16 @@ fn the_demo_manifest_runs_with_the_shipped_workers() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let fixed = project.task_file("fix-spelling", "output.md");
     assert!(
-        fixed.contains("will receive an email") && !fixed.contains("recieve"),
-        "{fixed}"
+        fixed.contains("will receive an email") && !fixed.to_lowercase().contains("recieve"),
+        "the question was answered by the rule, so capitals are fixed too: {fixed}"
     );
+    let spelling = project.task_json("fix-spelling");
+    assert!(spelling["questions"][0]["answered_by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+    let todos = project.task_json("count-todos");
+    assert_eq!(todos["findings"][0]["title"], "A FIXME is left in the code");
     assert!(project
         .task_file("count-todos", "output.md")
         .contains("Total: 2"));

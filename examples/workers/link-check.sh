@@ -11,7 +11,10 @@ checked=0
 broken=""
 for link in $links; do
     checked=$((checked + 1))
-    [ -e "$base/$link" ] || broken="$broken $link"
+    if [ ! -e "$base/$link" ]; then
+        broken="$broken $link"
+        "$DISPATCH_BIN" worker finding --severity medium "Broken link to $link" --location "$file"
+    fi
 done
 pause
 check_next "$checked relative link(s) found in $file"

@@ -8,7 +8,12 @@ file=${1:-examples/demo/notes.md}
 count=$(grep -o -i 'recieve' "$file" | wc -l | tr -d ' ')
 pause
 check_next "found $count misspelling(s) of \"receive\" in $file"
-sed 's/recieve/receive/g; s/Recieve/Receive/g' "$file" > "$DISPATCH_OUTPUT"
+# Ask, as an agent would when unsure; the manifest's answer rule replies.
+answer=$("$DISPATCH_BIN" worker ask "Should I also correct the capitalised spelling \"Recieve\"?")
+sed 's/recieve/receive/g' "$file" > "$DISPATCH_OUTPUT"
+case "$answer" in
+    [Yy]*) sed -i 's/Recieve/Receive/g' "$DISPATCH_OUTPUT" ;;
+esac
 pause
 check_next "corrected text written to output.md"
 finish

@@ -395,13 +395,14 @@ impl Sweep {
         let timeout = self.hook_timeout;
         let rule = rule.to_owned();
         let cwd = self.state.root.clone();
-        tokio::spawn(async move {
+        self.hook_tasks.retain(|h| !h.is_finished());
+        self.hook_tasks.push(tokio::spawn(async move {
             if let Some(problem) = hook(argv, event, env, &cwd, timeout).await {
                 let _ = report.send(format!(
                     "the hook of escalation rule {rule} {problem}; the sweep goes on"
                 ));
             }
-        });
+        }));
     }
 }
 

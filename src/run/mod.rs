@@ -273,6 +273,9 @@ struct Sweep {
     prompted: Option<(usize, u32)>,
     hook_reports: mpsc::UnboundedSender<String>,
     hook_problems: Option<mpsc::UnboundedReceiver<String>>,
+    /// Hooks still running; the run waits for them (each is bounded by the
+    /// hook timeout) before it concludes.
+    hook_tasks: Vec<tokio::task::JoinHandle<()>>,
     hook_timeout: Duration,
     index_of: HashMap<String, usize>,
     run_record: RunRecord,
@@ -380,6 +383,7 @@ impl Sweep {
             prompted: None,
             hook_reports,
             hook_problems: Some(hook_problems),
+            hook_tasks: Vec::new(),
             hook_timeout: options.hook_timeout,
             run_record,
             log,
@@ -491,6 +495,15 @@ impl Sweep {
                 Some(line) = typed.recv() => self.typed(line),
                 _ = interrupts.recv() => self.interrupt(),
             }
+        }
+        for hook in std::mem::take(&mut self.hook_tasks) {
+            let _ = hook.await;
+        }
+        while let Ok(problem) = hook_problems.try_recv() {
+            self.emit(Event::Warning {
+                task: None,
+                message: problem,
+            });
         }
         self.conclude()
     }

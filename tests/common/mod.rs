@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests that run `dispatch run` with the
+//! scripted test agent.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The test agent, built by `cargo test` as an example target (and built
+/// here when a filtered test run did not build it).
+pub fn agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let target = exe.parent().and_then(Path::parent).expect("target dir");
+            let agent = target.join("examples").join("test-agent");
+            if !agent.exists() {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--example", "test-agent"])
+                    .status()
+                    .expect("cargo builds the test agent");
+                assert!(status.success());
+            }
+            agent
+        })
+        .clone()
+}
+
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `sweep.yaml`; `AGENT` in the text is replaced by the agent's path.
+    pub fn manifest(&self, text: &str) -> PathBuf {
+        let path = self.path().join("sweep.yaml");
+        let text = text.replace("AGENT", &agent().display().to_string());
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dispatch"));
+        command
+            .args(args)
+            .arg("--root")
+            .arg(self.path())
+            .current_dir(self.path())
+            .env("HOME", self.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CI");
+        command
+    }
+
+    /// `dispatch run sweep.yaml --json` and its events.
+    pub fn run(&self, extra: &[&str]) -> (Output, Vec<Value>) {
+        let mut args = vec![
+            "run",
+            "sweep.yaml",
+            "--json",
+            "--grace",
+            "300ms",
+            "--retry-delay",
+            "50ms",
+        ];
+        args.extend_from_slice(extra);
+        let output = self.command(&args).output().expect("dispatch runs");
+        let events = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (output, events)
+    }
+
+    pub fn task_file(&self, id: &str, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(".dispatch/tasks").join(id).join(name))
+            .unwrap_or_default()
+    }
+
+    pub fn task_json(&self, id: &str) -> Value {
+        serde_json::from_str(&self.task_file(id, "task.json")).expect("task.json")
+    }
+}
