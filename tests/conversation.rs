@@ -159,6 +159,12 @@ fn dispatch_answer_from_another_terminal_reaches_the_worker() {
         .expect("questions --json");
     let waiting: Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(waiting[0]["task"], "deploy");
+    let status = project.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("question #1 waiting: Which region?"),
+        "{text}"
+    );
     let answered = project
         .command(&["answer", "deploy", "eu-west-1"])
         .output()
@@ -317,6 +323,12 @@ fn findings_show_live_even_when_quiet_and_a_critical_one_fails_the_sweep_by_defa
     let record = project.task_json("audit");
     assert_eq!(record["findings"].as_array().map(Vec::len), Some(2));
     assert_eq!(record["status"], "complete");
+    let status = project.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("finding CRITICAL: Stripe webhook signature verification disabled (config/stripe.ts:31)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{exit, print_stdout, StatusArgs};
 use crate::monitor::checklist::ItemState;
-use crate::run::output::symbol;
+use crate::run::output::{severity_label, symbol};
 use crate::run::record::TaskStatus;
 use crate::run::snapshot::{self, Snapshot, TaskView};
 use crate::state::{find_root, StateDir};
@@ -96,6 +96,26 @@ fn render_task(out: &mut String, view: &TaskView) {
         ),
     };
     let _ = writeln!(out, "● {label} — {state}");
+    for finding in &record.findings {
+        let at = finding
+            .location
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  finding {}: {}{at}",
+            severity_label(finding.severity),
+            finding.title
+        );
+    }
+    for question in &view.waiting {
+        let _ = writeln!(
+            out,
+            "  question #{} waiting: {}",
+            question.seq, question.text
+        );
+    }
     let Some(plan) = &view.plan else { return };
     let current = plan.current().map(|i| i.line);
     for item in &plan.items {

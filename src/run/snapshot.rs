@@ -14,6 +14,16 @@ use crate::state::{lock::process_alive, read_bounded, StateDir};
 pub struct TaskView {
     pub record: TaskRecord,
     pub plan: Option<Checklist>,
+    /// Questions waiting for an answer, read from its `ipc/` folder (the
+    /// files are the truth, even when the run that saw them is gone).
+    pub waiting: Vec<WaitingQuestion>,
+}
+
+/// A question without an answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitingQuestion {
+    pub seq: u32,
+    pub text: String,
 }
 
 /// A run and its tasks.
@@ -62,7 +72,19 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
         let Some(dir) = dir else { continue };
         let record: TaskRecord = read_json(&dir.join("task.json"))?;
         let plan = monitor::read_plan(&dir.join("plan.md"));
-        tasks.push(TaskView { record, plan });
+        let waiting = crate::ipc::questions::waiting(&dir.join("ipc"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|q| WaitingQuestion {
+                seq: q.seq,
+                text: q.text,
+            })
+            .collect();
+        tasks.push(TaskView {
+            record,
+            plan,
+            waiting,
+        });
     }
     let live = run.ended_at.is_none() && process_alive(run.pid);
     let mut snapshot = Snapshot { run, live, tasks };
