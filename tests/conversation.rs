@@ -486,3 +486,48 @@ tasks:
         "{env}"
     );
 }
+
+/// On a real terminal (a pseudo-terminal made by `script`), the live view
+/// is on and the person there is asked, without any flag.
+#[test]
+fn on_a_real_terminal_the_person_is_asked_without_a_flag() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  ask:\n    command: [AGENT, 'ask:Staging or production?', check-all]\n    {PLAN}\n"
+    ));
+    let dispatch = env!("CARGO_BIN_EXE_dispatch");
+    let command_line = format!(
+        "{dispatch} run sweep.yaml --root {}",
+        project.path().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command_line, "/dev/null"])
+        .current_dir(project.path())
+        .env("HOME", project.path())
+        .env_remove("CI")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux runs the command on a pseudo-terminal");
+    wait_for(&project, "ask", "ipc/001.question");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"staging\r").expect("type");
+    let output = child.wait_with_output().expect("exits");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("? ask asks: Staging or production?"),
+        "{screen}"
+    );
+    assert!(project.task_file("ask", "output.md").contains("A: staging"));
+    assert_eq!(
+        project.task_json("ask")["questions"][0]["answered_by"],
+        "a person"
+    );
+}

@@ -43,6 +43,9 @@ impl Mode {
 pub struct Screen {
     mode: Mode,
     multi: Option<MultiProgress>,
+    /// The last line of the live view: how many tasks stand where.
+    tally_bar: Option<ProgressBar>,
+    tally: Tally,
     bars: HashMap<String, ProgressBar>,
     labels: HashMap<String, String>,
 }
@@ -54,6 +57,8 @@ impl Screen {
         Self {
             mode,
             multi,
+            tally_bar: None,
+            tally: Tally::default(),
             bars: HashMap::new(),
             labels: HashMap::new(),
         }
@@ -90,7 +95,10 @@ impl Screen {
                     eprintln!("{time} {line}");
                 }
             }
-            Mode::Live => self.live(stamped.event),
+            Mode::Live => {
+                self.live(stamped.event);
+                self.show_tally();
+            }
             Mode::Quiet => {
                 // Escalations and findings show even when quiet.
                 if matches!(
@@ -213,9 +221,21 @@ impl Screen {
         let Some(multi) = self.multi.clone() else {
             return;
         };
+        self.tally.count(event);
         match event {
-            Event::TaskStarted { task, .. } => {
+            Event::RunStarted { .. } => {
                 let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                self.tally_bar = Some(bar);
+            }
+            Event::TaskStarted { task, .. } => {
+                let bar = match &self.tally_bar {
+                    Some(tally) => multi.insert_before(tally, ProgressBar::new_spinner()),
+                    None => multi.add(ProgressBar::new_spinner()),
+                };
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -258,6 +278,12 @@ impl Screen {
         }
     }
 
+    fn show_tally(&self) {
+        if let Some(bar) = &self.tally_bar {
+            bar.set_message(self.tally.line());
+        }
+    }
+
     /// The end of the run: what became of each task, and the exit code.
     pub fn summary(&mut self, summary: &Summary<'_>) {
         if let Some(multi) = self.multi.take() {
@@ -276,6 +302,56 @@ impl Screen {
             Some(multi) => multi.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
         }
+    }
+}
+
+/// How many tasks stand where, for the live view's last line.
+#[derive(Debug, Default)]
+struct Tally {
+    total: usize,
+    running: usize,
+    complete: usize,
+    not_complete: usize,
+    findings: usize,
+}
+
+impl Tally {
+    fn count(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { tasks, .. } => self.total = *tasks,
+            Event::TaskStarted { .. } => self.running += 1,
+            Event::TaskEnded {
+                status, retrying, ..
+            } => {
+                self.running = self.running.saturating_sub(1);
+                if !retrying {
+                    if *status == TaskStatus::Complete {
+                        self.complete += 1;
+                    } else {
+                        self.not_complete += 1;
+                    }
+                }
+            }
+            Event::TaskSkipped { .. } => self.not_complete += 1,
+            Event::Finding { .. } => self.findings += 1,
+            _ => {}
+        }
+    }
+
+    fn line(&self) -> String {
+        let waiting = self
+            .total
+            .saturating_sub(self.running + self.complete + self.not_complete);
+        format!(
+            "{} tasks: {} running, {} complete, {} not complete, {} waiting · {} finding{}",
+            self.total,
+            self.running,
+            self.complete,
+            self.not_complete,
+            waiting,
+            self.findings,
+            if self.findings == 1 { "" } else { "s" }
+        )
     }
 }
 
