@@ -6,9 +6,8 @@
 //! the reader ([`FindingsReader`]) tails the file, takes only complete
 //! lines, and reports a malformed line without losing the ones around it.
 
-use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,18 +68,7 @@ pub struct Malformed {
 pub fn append(path: &Path, finding: &Finding) -> io::Result<()> {
     let mut line = serde_json::to_vec(finding)?;
     line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    file.write_all(&line)
+    crate::state::open_append_regular(path)?.write_all(&line)
 }
 
 /// Tails one findings file across polls, so the runner sees each finding
@@ -248,7 +236,7 @@ mod tests {
     }
 
     fn append_raw(path: &Path, bytes: &[u8]) {
-        let mut file = OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)

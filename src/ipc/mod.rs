@@ -10,9 +10,7 @@
 pub mod findings;
 pub mod questions;
 
-use std::fs::OpenOptions;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use regex::{Regex, RegexBuilder};
@@ -43,22 +41,7 @@ pub(crate) fn read_text(file: std::fs::File) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
-/// Open `path` for reading without following a symlink and without blocking
-/// on a FIFO, and refuse anything that is not a regular file, so a worker
-/// cannot point the runner at a device, a pipe or another task's files.
-pub(crate) fn open_regular(path: &Path) -> io::Result<std::fs::File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
-}
+pub(crate) use crate::state::open_regular;
 
 /// Compile a rule's pattern the way the manifest validator checks it
 /// (case-insensitive, bounded size), so the two never disagree. `None` for

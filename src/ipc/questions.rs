@@ -144,10 +144,18 @@ fn scan(ipc_dir: &Path) -> io::Result<(BTreeMap<u32, Entry>, u32)> {
 /// A question file that vanishes or turns into a symlink between the listing
 /// and the read is skipped, not an error: it is the worker's to change.
 pub fn list(ipc_dir: &Path) -> io::Result<Vec<Question>> {
+    list_where(ipc_dir, |_| true)
+}
+
+/// Like [`list`], but reads only the questions whose number `wanted`
+/// accepts: a runner that has already seen most of a long conversation
+/// reads just the new questions and the ones still waiting, so each look
+/// costs the same however many questions came before.
+pub fn list_where(ipc_dir: &Path, wanted: impl Fn(u32) -> bool) -> io::Result<Vec<Question>> {
     let (entries, _) = scan(ipc_dir)?;
     let mut questions = Vec::new();
     for (seq, entry) in entries {
-        if !entry.question {
+        if !entry.question || !wanted(seq) {
             continue;
         }
         let path = ipc_dir.join(file_name(seq, "question"));
@@ -333,6 +341,20 @@ mod tests {
     use proptest::prelude::*;
     use std::fs;
     use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn list_where_reads_only_the_wanted_questions() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        for text in ["one?", "two?", "three?"] {
+            ask(temp.path(), text).expect("ask");
+        }
+        answer(temp.path(), 2, "yes").expect("answer");
+        let some = list_where(temp.path(), |seq| seq != 1).expect("list");
+        let seqs: Vec<u32> = some.iter().map(|q| q.seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(some[0].answer.as_deref(), Some("yes"));
+        assert_eq!(list(temp.path()).expect("list").len(), 3);
+    }
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)

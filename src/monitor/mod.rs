@@ -56,9 +56,3 @@ impl PlanWatch {
         Some((before, now))
     }
 }
-
-/// Whether the worker said it is finished (`ipc/.done`), as the skill's
-/// workers do.
-pub fn done_marker(ipc_dir: &Path) -> bool {
-    std::fs::symlink_metadata(ipc_dir.join(".done")).is_ok()
-}

@@ -45,7 +45,13 @@ impl Sweep {
     /// Look for new questions and for answers written elsewhere.
     pub(super) fn check_questions(&mut self, index: usize) {
         let ipc = PathBuf::from(&self.plan.tasks[index].paths.ipc);
-        let Ok(all) = questions::list(&ipc) else {
+        let seen = &self.seen_questions;
+        let pending = &self.pending;
+        let wanted = |seq: u32| {
+            !seen.contains(&(index, seq))
+                || pending.iter().any(|p| p.index == index && p.seq == seq)
+        };
+        let Ok(all) = questions::list_where(&ipc, wanted) else {
             return;
         };
         for question in all {

@@ -484,7 +484,19 @@ impl Sweep {
                         self.finish(end);
                     }
                 }
-                Some(folder) = folder_changes.recv() => self.folder_changed(folder),
+                Some(folder) = folder_changes.recv() => {
+                    // One look per folder for a burst of events (a question
+                    // is a create, a write and a rename).
+                    let mut folders = vec![folder];
+                    while let Ok(more) = folder_changes.try_recv() {
+                        if !folders.contains(&more) {
+                            folders.push(more);
+                        }
+                    }
+                    for folder in folders {
+                        self.folder_changed(folder);
+                    }
+                }
                 _ = ticker.tick() => {
                     self.poll_plans();
                     self.poll_running();
@@ -897,7 +909,7 @@ impl Sweep {
                 let (status, reason) = verdict::decide(&verdict::Evidence {
                     finished,
                     plan: plan.as_ref(),
-                    done_marker: monitor::done_marker(Path::new(&task.paths.ipc)),
+                    done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
                 });
                 let reason = if finished.leaked {

@@ -166,12 +166,40 @@ pub fn open_append(path: &Path) -> Result<File, StateError> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    OpenOptions::new()
+    open_append_regular(path).map_err(|e| StateError::io(path, e))
+}
+
+/// Open (creating) a file for appending: never through a symlink, never
+/// blocking on a FIFO planted in its place, and only a regular file.
+pub fn open_append_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| StateError::io(path, e))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    require_regular(file)
+}
+
+/// Open a file for reading: never through a symlink, never blocking on a
+/// FIFO, and only a regular file, so a worker cannot point dispatch at a
+/// device, a pipe or a file elsewhere.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    require_regular(file)
+}
+
+fn require_regular(file: File) -> io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
 }
 
 /// Append one JSON line (one `write` call, so concurrent appenders do not
@@ -186,18 +214,8 @@ pub fn append_json_line<T: Serialize>(file: &mut File, value: &T) -> io::Result<
 /// following a symlink: what a worker writes is untrusted.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
     use std::io::Read;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
     let mut bytes = Vec::new();
-    file.take(limit).read_to_end(&mut bytes)?;
+    open_regular(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
