@@ -3,9 +3,10 @@
 //!
 //! The modules follow the data: [`manifest`] (parse, schema, validate) →
 //! [`plan`] (templates, expansion) → [`schedule`] → [`workers`] (backends,
-//! processes) → [`monitor`] (plans) → [`run`] (the driver, its records and
-//! what the terminal shows), with [`state`] for the `.dispatch/` folder and
-//! the command line in [`cli`].
+//! processes, event streams) → [`monitor`] (plans, folder events) and
+//! [`ipc`] (questions, findings) → [`escalation`] → [`run`] (the driver, its
+//! records and what the terminal shows), with [`state`] for the
+//! `.dispatch/` folder and the command line in [`cli`].
 
 pub mod cli;
 pub mod clock;

@@ -36,10 +36,10 @@ pub mod exit {
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    every task complete, no escalation (for validate and plan: the manifest is valid)
-  1    a task failed, timed out, was skipped or left items undone
-  2    bad usage or an invalid manifest
+  1    a task failed, timed out, went over budget, was skipped or left items undone
+  2    bad usage, an invalid manifest, a missing agent CLI, or a state folder in use
   3    an escalation rule fired (a rule may set its own code)
-  4    a question was left unanswered
+  4    a question was left unanswered (and nothing failed)
   130  interrupted";
 
 /// Run a sweep of AI coding-agent tasks described in a YAML manifest.

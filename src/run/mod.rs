@@ -22,7 +22,6 @@ use tokio::task::JoinSet;
 
 use crate::cli::exit;
 use crate::clock;
-use crate::diagnostic::Diagnostic;
 use crate::escalation::Fired;
 use crate::ipc::findings::FindingsReader;
 use crate::manifest::types::PromptMode;
@@ -1148,9 +1147,4 @@ fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
         }
     }
     rx
-}
-
-/// A missing-program problem for tasks not tied to a manifest location.
-pub fn plain_error(file: &str, message: String) -> Invalid {
-    Invalid::one(Diagnostic::new(file, message))
 }
