@@ -17,6 +17,7 @@ pub mod ipc;
 pub mod manifest;
 pub mod monitor;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod state;

@@ -76,8 +76,36 @@ pub enum Command {
     /// The worker side of the protocol, for agents that would rather run a
     /// command than write files (uses the `DISPATCH_*` environment).
     Worker(WorkerArgs),
-    /// Print the manifest's JSON Schema (for editors and other tools).
-    Schema,
+    /// Render a run's report again from its state (the latest, or RUN).
+    Report(ReportArgs),
+    /// Print the manifest's JSON Schema (for editors and other tools), or
+    /// with --report the JSON report's.
+    Schema {
+        /// The schema of `report.json` instead of the manifest's.
+        #[arg(long)]
+        report: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run id (default: the latest run).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Which report.
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: ReportFormat,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// The formats of `dispatch report`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+    Junit,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +213,12 @@ pub struct RunArgs {
     /// killed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub hook_timeout: std::time::Duration,
+    /// Also write the JUnit file here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Also write report.md, report.json and junit.xml into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -293,9 +327,38 @@ fn run(cli: Cli) -> u8 {
         Command::Questions(args) => answer::questions(&args),
         Command::Answer(args) => answer::answer(&args),
         Command::Worker(args) => worker::run(&args),
-        Command::Schema => {
-            print_stdout(&crate::manifest::schema::manifest_schema_text());
+        Command::Report(args) => report_command(&args),
+        Command::Schema { report } => {
+            print_stdout(&if report {
+                crate::report::schema_text()
+            } else {
+                crate::manifest::schema::manifest_schema_text()
+            });
             exit::OK
+        }
+    }
+}
+
+fn report_command(args: &ReportArgs) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let root = args
+        .root
+        .as_ref()
+        .map_or_else(|| crate::state::find_root(&cwd), |r| cwd.join(r));
+    let state = crate::state::StateDir::new(&root);
+    match crate::run::snapshot::load(&state, args.run.as_deref()) {
+        Ok(snapshot) => {
+            let rendered = crate::report::write::render(&state, &snapshot);
+            print_stdout(match args.format {
+                ReportFormat::Md => &rendered.markdown,
+                ReportFormat::Json => &rendered.json,
+                ReportFormat::Junit => &rendered.junit,
+            });
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
         }
     }
 }

@@ -23,6 +23,8 @@ pub fn run(args: &RunArgs) -> u8 {
         mode,
         interactive: args.answer_here || (mode == Mode::Live && std::io::stdin().is_terminal()),
         hook_timeout: args.hook_timeout,
+        junit: args.junit.clone(),
+        report_dir: args.report_dir.clone(),
     };
     match run::run(&options) {
         Ok(result) => result.exit_code,

@@ -315,7 +315,7 @@ pub enum CommandLine {
 }
 
 /// Where reports are written.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reports {
     /// A folder (relative to the manifest) that receives copies of all three

@@ -9,6 +9,7 @@ use minijinja::{Environment, UndefinedBehavior};
 /// Templates shipped in `templates/`, embedded so an installed binary needs
 /// no files beside it.
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("report.md.j2", include_str!("../../templates/report.md.j2")),
     (
         "worker-prompt.md.j2",
         include_str!("../../templates/worker-prompt.md.j2"),

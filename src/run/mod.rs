@@ -29,6 +29,7 @@ use crate::manifest::{self, Invalid, LoadedManifest};
 use crate::monitor::watch::FolderWatch;
 use crate::monitor::{self, checklist::Checklist, PlanWatch};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
+use crate::report;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{self, StateDir, StateError};
 use crate::workers::events::Tracker;
@@ -63,6 +64,10 @@ pub struct RunOptions {
     pub interactive: bool,
     /// How long an escalation rule's `run:` hook may take.
     pub hook_timeout: Duration,
+    /// `--junit PATH`: a copy of the JUnit file.
+    pub junit: Option<PathBuf>,
+    /// `--report-dir DIR`: copies of all three reports.
+    pub report_dir: Option<PathBuf>,
 }
 
 /// Why a run could not start (exit code 2).
@@ -283,6 +288,8 @@ struct Sweep {
     redactor: Arc<Redactor>,
     grace: Duration,
     retry_delay: Duration,
+    /// Extra places for the reports, from the command line.
+    report_targets: report::write::Targets,
     dispatch_bin: String,
     interrupted: u32,
     started: Instant,
@@ -336,6 +343,11 @@ impl Sweep {
             status: "running".to_owned(),
             exit_code: None,
             escalations: Vec::new(),
+            manifest_dir: std::fs::canonicalize(&loaded.dir)
+                .unwrap_or_else(|_| loaded.dir.clone())
+                .display()
+                .to_string(),
+            reports: loaded.manifest.reports.clone(),
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
         let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
@@ -384,6 +396,10 @@ impl Sweep {
             hook_problems: Some(hook_problems),
             hook_tasks: Vec::new(),
             hook_timeout: options.hook_timeout,
+            report_targets: report::write::Targets {
+                junit: options.junit.clone(),
+                dir: options.report_dir.clone(),
+            },
             run_record,
             log,
             screen,
@@ -1034,6 +1050,17 @@ impl Sweep {
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
             eprintln!("warning: cannot write {}: {e}", run_json.display());
+        }
+        for index in 0..self.records.len() {
+            if self.unsaved[index] {
+                self.save(index);
+            }
+        }
+        for problem in report::write::after_run(&self.state, &self.run_id, &self.report_targets) {
+            self.emit(Event::Warning {
+                task: None,
+                message: problem,
+            });
         }
         let duration = self.started.elapsed();
         self.emit(Event::RunEnded {

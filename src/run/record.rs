@@ -156,4 +156,10 @@ pub struct RunRecord {
     /// The escalation rules that fired, as one-line summaries.
     #[serde(default)]
     pub escalations: Vec<String>,
+    /// The manifest's folder (absolute), for its templates and report paths.
+    #[serde(default)]
+    pub manifest_dir: String,
+    /// Where the manifest asked reports to go, and which findings fail JUnit.
+    #[serde(default)]
+    pub reports: crate::manifest::types::Reports,
 }

@@ -1,0 +1,137 @@
+//! The JUnit file: one `<testsuite>` per task, one `<testcase>` per plan
+//! item, and a failed test case for each finding at or above the manifest's
+//! `reports.junit_fail_severity`.
+//!
+//! Written with quick-junit (the crate cargo-nextest writes its JUnit
+//! with): it strips the characters XML cannot hold, which agent logs are
+//! full of (ANSI escapes, BEL). junit-report 0.9.1 wrote them verbatim and
+//! its files did not parse.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestSuite};
+
+use super::{clean, severity_name, Report, TaskReport};
+use crate::manifest::types::Severity;
+
+/// The JUnit XML of a report.
+pub fn render(report: &Report, fail_severity: Severity) -> String {
+    let mut junit = JUnit::new(format!("dispatch {}", report.name));
+    if let Some(time) = rfc3339(&report.started_at) {
+        junit.set_timestamp(time);
+    }
+    let mut total = Duration::ZERO;
+    for task in &report.tasks {
+        let suite = suite(report, task, fail_severity);
+        total += Duration::from_millis(task.duration_ms.unwrap_or(0));
+        junit.add_test_suite(suite);
+    }
+    junit.set_time(total);
+    junit.to_string().unwrap_or_default()
+}
+
+fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSuite {
+    let mut suite = TestSuite::new(task.id.clone());
+    if let Some(time) = task.started_at.as_deref().and_then(rfc3339) {
+        suite.set_timestamp(time);
+    }
+    suite.set_time(Duration::from_millis(task.duration_ms.unwrap_or(0)));
+    suite.add_properties([
+        Property::new("model", task.model.clone().unwrap_or_default()),
+        Property::new("backend", task.backend.clone()),
+        Property::new("worktree", task.worktree.to_string()),
+        Property::new("priority", task.priority.clone()),
+        Property::new("status", task.status.clone()),
+        Property::new("run_id", report.run_id.clone()),
+    ]);
+    for item in &task.plan {
+        suite.add_test_case(item_case(
+            task,
+            &item.text,
+            &item.state,
+            item.note.as_deref(),
+        ));
+    }
+    let mut listed = Vec::new();
+    for finding in &task.findings {
+        let at = finding
+            .location
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        if finding.severity >= fail_severity {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_type(severity_name(finding.severity));
+            status.set_message(format!("{}{at}", finding.title));
+            if let Some(detail) = &finding.detail {
+                status.set_description(detail.clone());
+            }
+            let mut case = TestCase::new(format!("finding: {}", finding.title), status);
+            case.set_classname(task.id.clone());
+            suite.add_test_case(case);
+        } else {
+            listed.push(format!(
+                "finding {}: {}{at}",
+                severity_name(finding.severity),
+                finding.title
+            ));
+        }
+    }
+    let mut out = listed.join("\n");
+    if !task.log_tail.is_empty() {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&task.log_tail);
+    }
+    if !out.is_empty() {
+        suite.set_system_out(clean(&out));
+    }
+    suite
+}
+
+/// One plan item as a test case: `[x]` passes, `[!]` fails with the note,
+/// `[?]` is an error with the question, an open item fails (or is skipped,
+/// for a task that never ran) with the reason.
+fn item_case(task: &TaskReport, text: &str, state: &str, note: Option<&str>) -> TestCase {
+    let status = match state {
+        "done" => TestCaseStatus::success(),
+        // The worker said the whole plan is done (`ipc/.done`).
+        _ if task.status == "complete" => TestCaseStatus::success(),
+        "failed" => with_message(
+            TestCaseStatus::non_success(NonSuccessKind::Failure),
+            note.unwrap_or("the item failed"),
+        ),
+        "blocked" => with_message(
+            TestCaseStatus::non_success(NonSuccessKind::Error),
+            note.unwrap_or("waiting for an answer"),
+        ),
+        _ if task.status == "skipped" => with_message(
+            TestCaseStatus::skipped(),
+            task.reason.as_deref().unwrap_or("the task was skipped"),
+        ),
+        _ => with_message(
+            TestCaseStatus::non_success(NonSuccessKind::Failure),
+            &format!(
+                "not done: task {}{}",
+                task.status,
+                task.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    let mut case = TestCase::new(text.to_owned(), status);
+    case.set_classname(task.id.clone());
+    case
+}
+
+fn with_message(mut status: TestCaseStatus, message: &str) -> TestCaseStatus {
+    status.set_message(clean(message));
+    status
+}
+
+fn rfc3339(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok()
+}

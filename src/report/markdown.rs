@@ -1,0 +1,78 @@
+//! The Markdown report, rendered from `templates/report.md.j2` (a project can
+//! override it by name). Worker-written text goes through the `md` filter,
+//! so a finding titled `<script>` is shown, never run as HTML.
+
+use minijinja::value::Value;
+
+use super::Report;
+use crate::plan::templates::Templates;
+
+/// The report template's name.
+pub const TEMPLATE: &str = "report.md.j2";
+
+/// Render the Markdown report; a broken override template gives a plain
+/// error text rather than no report.
+pub fn render(report: &Report, templates: &Templates) -> String {
+    let mut env = templates.env().clone();
+    env.add_filter("md", escape);
+    env.add_filter("fence", fence);
+    env.add_filter("duration", |ms: Option<u64>| {
+        ms.map_or_else(
+            || "—".to_owned(),
+            |ms| crate::clock::human(std::time::Duration::from_millis(ms)),
+        )
+    });
+    let result = env
+        .get_template(TEMPLATE)
+        .and_then(|t| t.render(Value::from(minijinja::value::Serde(report))));
+    match result {
+        Ok(text) => text,
+        Err(e) => format!(
+            "# Sweep {}\n\nThe report template failed: {e}\n",
+            report.name
+        ),
+    }
+}
+
+/// Escape what Markdown (and the HTML it allows) would interpret.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A fenced code block that no backtick run inside the text can close.
+pub fn fence(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let ticks = "`".repeat(longest.max(2) + 1);
+    format!("{ticks}text\n{}\n{ticks}", text.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html_and_markdown() {
+        assert_eq!(escape("<script>&\"'"), "&lt;script&gt;&amp;\"'");
+        assert_eq!(escape("a|b *c* [d](e)"), "a\\|b \\*c\\* \\[d\\](e)");
+    }
+
+    #[test]
+    fn fences_survive_backticks_inside() {
+        let fenced = fence("x ```` y");
+        assert!(fenced.starts_with("`````text\n"), "{fenced}");
+    }
+}

@@ -1,0 +1,386 @@
+//! What a team and a pipeline read after a sweep: a JSON report (the data,
+//! with a published schema), a Markdown report (for people, rendered from an
+//! overridable template) and a JUnit file (for CI dashboards), all built from
+//! the run's state on disk, so any past run can be reported again.
+
+pub mod junit;
+pub mod markdown;
+pub mod write;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::types::Severity;
+use crate::monitor::checklist::ItemState;
+use crate::run::snapshot::Snapshot;
+use crate::state::StateDir;
+
+/// The JSON report's format version; bumped when a field changes meaning.
+pub const FORMAT_VERSION: u32 = 1;
+/// How much of a task's `output.md` a report quotes.
+pub const OUTPUT_HEAD_BYTES: u64 = 2048;
+/// How much of the end of a worker's log a report keeps.
+pub const LOG_TAIL_BYTES: u64 = 4096;
+
+/// A sweep's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    /// The version of this format (1).
+    pub format_version: u32,
+    /// The run's id (`YYYYMMDD-HHMMSS-xxxx`).
+    pub run_id: String,
+    /// The sweep's name.
+    pub name: String,
+    /// The manifest path as given to `dispatch run`.
+    pub manifest: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub ended_at: Option<String>,
+    /// `running`, `complete`, `failed`, `blocked`, `escalated` or `interrupted`.
+    pub status: String,
+    /// The exit code of `dispatch run`, once it ended.
+    pub exit_code: Option<u8>,
+    /// The escalation rules that fired, one line each, most important first.
+    pub escalations: Vec<String>,
+    /// Counts over all tasks.
+    pub totals: Totals,
+    /// The tasks in schedule order.
+    pub tasks: Vec<TaskReport>,
+}
+
+/// Counts over the whole sweep.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Totals {
+    /// How many tasks.
+    pub tasks: usize,
+    /// Tasks per status.
+    pub statuses: IndexMap<String, usize>,
+    /// Findings per severity.
+    pub findings: IndexMap<String, usize>,
+    /// Usage summed over the tasks.
+    pub usage: UsageReport,
+}
+
+/// What the agent CLIs reported using.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UsageReport {
+    /// Model turns.
+    pub turns: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars, where the CLI reports one.
+    pub cost_usd: Option<f64>,
+}
+
+/// One task of the sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskReport {
+    /// The task id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its status (see docs/state.md).
+    pub status: String,
+    /// Why it ended as it did.
+    pub reason: Option<String>,
+    /// The model name, if any.
+    pub model: Option<String>,
+    /// The backend.
+    pub backend: String,
+    /// Whether it ran in a worktree.
+    pub worktree: bool,
+    /// Its priority.
+    pub priority: String,
+    /// When it started and ended (RFC 3339).
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub ended_at: Option<String>,
+    /// Time spent over all attempts, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// How many times its worker was launched.
+    pub attempts: usize,
+    /// Items done out of all.
+    pub items_done: usize,
+    /// All plan items.
+    pub items_total: usize,
+    /// The plan as the worker left it.
+    pub plan: Vec<ItemReport>,
+    /// What its worker used.
+    pub usage: UsageReport,
+    /// Its findings, most severe first.
+    pub findings: Vec<FindingReport>,
+    /// The questions it asked.
+    pub questions: Vec<QuestionReport>,
+    /// The path of its `output.md`, relative to the project root.
+    pub output_path: String,
+    /// The start of `output.md` (at most 2 KiB), if it wrote one.
+    pub output_head: Option<String>,
+    /// The end of its worker's log (at most 4 KiB), control characters removed.
+    pub log_tail: String,
+}
+
+/// One plan item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ItemReport {
+    /// The item's text.
+    pub text: String,
+    /// `pending`, `in-progress`, `done`, `blocked` or `failed`.
+    pub state: String,
+    /// The worker's note after the item.
+    pub note: Option<String>,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FindingReport {
+    /// critical, high, medium, low or info.
+    pub severity: Severity,
+    /// What was found.
+    pub title: String,
+    /// Where (`file:line`).
+    pub location: Option<String>,
+    /// More detail.
+    pub detail: Option<String>,
+}
+
+/// One question and its answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QuestionReport {
+    /// The question.
+    pub text: String,
+    /// The answer, if it got one.
+    pub answer: Option<String>,
+    /// Who answered.
+    pub answered_by: Option<String>,
+}
+
+/// Build the report of a run from its state.
+pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
+    let run = &snapshot.run;
+    let mut totals = Totals {
+        tasks: snapshot.tasks.len(),
+        ..Totals::default()
+    };
+    let mut tasks = Vec::with_capacity(snapshot.tasks.len());
+    for view in &snapshot.tasks {
+        let record = &view.record;
+        *totals
+            .statuses
+            .entry(record.status.label().to_owned())
+            .or_default() += 1;
+        let task_dir = state.task_dir(&record.id);
+        let dir = if task_dir.join("task.json").is_file() {
+            task_dir
+        } else {
+            state.run_dir(&run.run_id).join("tasks").join(&record.id)
+        };
+        let mut findings: Vec<FindingReport> = record
+            .findings
+            .iter()
+            .map(|f| FindingReport {
+                severity: f.severity,
+                title: f.title.clone(),
+                location: f.location.clone(),
+                detail: f.detail.clone(),
+            })
+            .collect();
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        for finding in &findings {
+            *totals
+                .findings
+                .entry(severity_name(finding.severity))
+                .or_default() += 1;
+        }
+        let usage = UsageReport {
+            turns: record.usage.turns,
+            input_tokens: record.usage.input_tokens,
+            output_tokens: record.usage.output_tokens,
+            cost_usd: record.usage.cost_usd,
+        };
+        add_usage(&mut totals.usage, &usage);
+        let plan: Vec<ItemReport> = view
+            .plan
+            .as_ref()
+            .map(|p| {
+                p.items
+                    .iter()
+                    .map(|i| ItemReport {
+                        text: i.text.clone(),
+                        state: item_state_name(i.state),
+                        note: i.note.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let counts = view
+            .plan
+            .as_ref()
+            .map(|p| p.counts())
+            .unwrap_or(record.items);
+        tasks.push(TaskReport {
+            id: record.id.clone(),
+            title: record.title.clone(),
+            status: record.status.label().to_owned(),
+            reason: record.reason.clone(),
+            model: record.model.clone(),
+            backend: record.backend.clone(),
+            worktree: record.worktree,
+            priority: record.priority.clone(),
+            started_at: record.started_at.clone(),
+            ended_at: record.ended_at.clone(),
+            duration_ms: record.duration_ms,
+            attempts: record.attempts.len(),
+            items_done: counts.done,
+            items_total: counts.total,
+            plan,
+            usage,
+            findings,
+            questions: record
+                .questions
+                .iter()
+                .map(|q| QuestionReport {
+                    text: q.text.clone(),
+                    answer: q.answer.clone(),
+                    answered_by: q.answered_by.clone(),
+                })
+                .collect(),
+            output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
+            output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
+            log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
+        });
+    }
+    Report {
+        format_version: FORMAT_VERSION,
+        run_id: run.run_id.clone(),
+        name: run.name.clone(),
+        manifest: run.manifest.clone(),
+        started_at: run.started_at.clone(),
+        ended_at: run.ended_at.clone(),
+        status: run.status.clone(),
+        exit_code: run.exit_code,
+        escalations: run.escalations.clone(),
+        totals,
+        tasks,
+    }
+}
+
+fn add_usage(sum: &mut UsageReport, usage: &UsageReport) {
+    sum.turns += usage.turns;
+    sum.input_tokens += usage.input_tokens;
+    sum.output_tokens += usage.output_tokens;
+    if let Some(cost) = usage.cost_usd {
+        sum.cost_usd = Some(sum.cost_usd.unwrap_or(0.0) + cost);
+    }
+}
+
+/// `critical`, `high`, … as written in manifests.
+pub fn severity_name(severity: Severity) -> String {
+    serde_json::to_value(severity)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn item_state_name(state: ItemState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The start of a file a worker wrote (bounded, lossy, never through a
+/// symlink).
+fn head(path: &Path, limit: u64) -> Option<String> {
+    let text = crate::state::read_bounded(path, limit).ok()?;
+    Some(clean(&text))
+}
+
+/// The end of a (possibly huge) log: only the last `limit` bytes are read.
+fn tail(path: &Path, limit: u64) -> String {
+    let Ok(mut file) = crate::state::open_regular(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(limit)))
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(limit).read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    clean(&String::from_utf8_lossy(&bytes))
+}
+
+/// Text fit for any report: ANSI escape sequences and control characters
+/// (other than newline and tab) removed.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte; other escapes: one more char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for next in chars.by_ref() {
+                    if ('@'..='~').contains(&next) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+            continue;
+        }
+        if c == '\n' || c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JSON Schema of the JSON report.
+pub fn schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Report>();
+    schema.to_value()
+}
+
+/// The schema as the text of `schemas/report.schema.json`.
+pub fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_strips_ansi_and_control_characters() {
+        assert_eq!(
+            clean("\u{1b}[31mred\u{1b}[0m \u{7} bell\r\nnext\tcol"),
+            "red  bell\nnext\tcol"
+        );
+    }
+
+    #[test]
+    fn tail_reads_only_the_end() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let log = temp.path().join("worker.log");
+        std::fs::write(&log, format!("{}END", "x".repeat(100_000))).expect("write");
+        let t = tail(&log, 10);
+        assert_eq!(t, "xxxxxxxEND");
+    }
+}

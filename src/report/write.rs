@@ -1,0 +1,179 @@
+//! Where reports go: always into the run's folder, and also wherever the
+//! manifest's `reports:` and the command line (`--junit`, `--report-dir`)
+//! say; on GitHub Actions, into the job summary and as annotations.
+
+use std::path::{Path, PathBuf};
+
+use super::{build, junit, markdown, Report};
+use crate::fsutil::write_atomic;
+use crate::manifest::types::Severity;
+use crate::plan::templates::Templates;
+use crate::run::snapshot::{self, Snapshot};
+use crate::state::StateDir;
+
+/// Extra places for the reports, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    pub junit: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+}
+
+/// A run's reports, rendered.
+pub struct Rendered {
+    pub report: Report,
+    pub markdown: String,
+    pub json: String,
+    pub junit: String,
+}
+
+/// Render the three reports of a run from its state.
+pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
+    let report = build(state, snapshot);
+    let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
+    let templates = Templates::new(Some(manifest_dir.join("templates")));
+    let fail_severity = snapshot
+        .run
+        .reports
+        .junit_fail_severity
+        .unwrap_or(Severity::High);
+    let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    json.push('\n');
+    Rendered {
+        markdown: markdown::render(&report, &templates),
+        json,
+        junit: junit::render(&report, fail_severity),
+        report,
+    }
+}
+
+/// Write the reports of a finished run; the problems, if any, as messages
+/// (a report that cannot be written never changes the run's outcome).
+pub fn after_run(state: &StateDir, run_id: &str, targets: &Targets) -> Vec<String> {
+    let snapshot = match snapshot::load(state, Some(run_id)) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return vec![format!("no report: {e}")],
+    };
+    let rendered = render(state, &snapshot);
+    let mut problems = Vec::new();
+    let mut put = |path: &Path, text: &str| {
+        if let Err(e) = write_atomic(path, text.as_bytes()) {
+            problems.push(format!("cannot write {}: {e}", path.display()));
+        }
+    };
+    let run_dir = state.run_dir(run_id);
+    put(&run_dir.join("report.md"), &rendered.markdown);
+    put(&run_dir.join("report.json"), &rendered.json);
+    put(&run_dir.join("junit.xml"), &rendered.junit);
+    let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
+    let reports = &snapshot.run.reports;
+    let mut dirs: Vec<PathBuf> = reports.dir.iter().map(|d| manifest_dir.join(d)).collect();
+    dirs.extend(targets.dir.clone());
+    for dir in dirs {
+        put(&dir.join("report.md"), &rendered.markdown);
+        put(&dir.join("report.json"), &rendered.json);
+        put(&dir.join("junit.xml"), &rendered.junit);
+    }
+    for (path, text) in [
+        (&reports.markdown, &rendered.markdown),
+        (&reports.json, &rendered.json),
+        (&reports.junit, &rendered.junit),
+    ] {
+        if let Some(path) = path {
+            put(&manifest_dir.join(path), text);
+        }
+    }
+    if let Some(path) = &targets.junit {
+        put(path, &rendered.junit);
+    }
+    problems.extend(github(&rendered));
+    problems
+}
+
+/// On GitHub Actions: the Markdown report into the job summary, and an
+/// annotation for each finding with a location, so it shows on the diff.
+fn github(rendered: &Rendered) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .and_then(|mut f| f.write_all(rendered.markdown.as_bytes()));
+        if let Err(e) = appended {
+            problems.push(format!("cannot append to GITHUB_STEP_SUMMARY: {e}"));
+        }
+    }
+    if std::env::var_os("GITHUB_ACTIONS").is_some() {
+        for line in annotations(&rendered.report) {
+            println!("{line}");
+        }
+    }
+    problems
+}
+
+/// `::error file=F,line=L,title=T::message` for each finding with a
+/// location (`::warning` below high).
+pub fn annotations(report: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for task in &report.tasks {
+        for finding in &task.findings {
+            let Some(location) = &finding.location else {
+                continue;
+            };
+            let (file, line) = match location.rsplit_once(':') {
+                Some((file, line))
+                    if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() =>
+                {
+                    (file, Some(line))
+                }
+                _ => (location.as_str(), None),
+            };
+            let level = if finding.severity >= Severity::High {
+                "error"
+            } else {
+                "warning"
+            };
+            let mut properties = format!("file={}", property(file));
+            if let Some(line) = line {
+                properties.push_str(&format!(",line={line}"));
+            }
+            properties.push_str(&format!(
+                ",title={}",
+                property(&format!(
+                    "{} {}",
+                    task.id,
+                    super::severity_name(finding.severity)
+                ))
+            ));
+            out.push(format!(
+                "::{level} {properties}::{}",
+                message(&finding.title)
+            ));
+        }
+    }
+    out
+}
+
+/// Workflow-command escaping of a property value.
+fn property(text: &str) -> String {
+    message(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Workflow-command escaping of a message.
+fn message(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_commands_escape_what_github_reads() {
+        assert_eq!(property("a:b,c%"), "a%3Ab%2Cc%25");
+        assert_eq!(message("x\ny"), "x%0Ay");
+    }
+}
