@@ -473,6 +473,20 @@ fn ctrl_c_stops_every_worker_records_the_state_and_exits_130() {
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert_eq!(status_of(&project, "long"), "cancelled");
     assert_eq!(status_of(&project, "later"), "cancelled");
+    // An interrupted run still gets its reports.
+    let runs = project.path().join(".dispatch/runs");
+    let run = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    assert_eq!(report["status"], "interrupted");
+    assert!(run.join("junit.xml").is_file() && run.join("report.md").is_file());
     let grandchild: i32 = project
         .task_file("long", "grandchild.pid")
         .trim()
