@@ -304,3 +304,29 @@ fn checked_in_report_schema_matches_the_types() {
         "schemas/report.schema.json is out of date: run `cargo run -- schema --report > schemas/report.schema.json`"
     );
 }
+
+#[test]
+fn a_projects_report_template_overrides_the_built_in_one() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("templates")).expect("mkdir");
+    std::fs::write(
+        project.path().join("templates/report.md.j2"),
+        "Our report for {{ name }}: {% for t in tasks %}{{ t.id }}={{ t.status }} {% endfor %}\n",
+    )
+    .expect("write");
+    project.manifest(
+        "version: 1\nname: ours\ntasks:\n  a:\n    command: [AGENT, check-all]\n    plan: [x]\n",
+    );
+    let output = project
+        .command(&["run", "sweep.yaml", "--quiet"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let md = std::fs::read_to_string(run_dir(&project).join("report.md")).expect("md");
+    assert_eq!(md, "Our report for ours: a=complete \n");
+}

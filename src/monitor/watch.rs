@@ -45,12 +45,6 @@ impl FolderWatch {
             .as_mut()
             .is_some_and(|w| w.watch(folder, RecursiveMode::NonRecursive).is_ok())
     }
-
-    pub fn unwatch(&mut self, folder: &Path) {
-        if let Some(watcher) = self.watcher.as_mut() {
-            let _ = watcher.unwatch(folder);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,13 @@ impl Sweep {
     /// Something changed in a watched folder: a task's `ipc/` (questions,
     /// answers) or its folder (findings).
     pub(super) fn folder_changed(&mut self, folder: PathBuf) {
-        if let Some(&index) = self.folders.get(&folder) {
+        // A finished task's folder stays watched (unwatching costs a round
+        // trip to the watcher per task); its late events are ignored.
+        if let Some(&index) = self
+            .folders
+            .get(&folder)
+            .filter(|&&i| self.stops[i].is_some())
+        {
             self.check_questions(index);
             self.read_findings(index);
         }

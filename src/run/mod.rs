@@ -41,6 +41,10 @@ use record::{Attempt, RunRecord, TaskRecord, TaskStatus};
 
 /// How often running tasks' plans are looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Running tasks' questions and findings are looked at every this many
+/// poll ticks (1 s): questions arrive by file-system events, so this is
+/// only the fallback, and findings are live enough at a second.
+const RUNNING_POLL_TICKS: u64 = 5;
 /// How often a running task's `task.json` is rewritten for progress.
 const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long output pipes may stay open after a worker exits.
@@ -472,6 +476,7 @@ impl Sweep {
             .hook_problems
             .take()
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()
         } else {
@@ -514,7 +519,10 @@ impl Sweep {
                 }
                 _ = ticker.tick() => {
                     self.poll_plans();
-                    self.poll_running();
+                    ticks += 1;
+                    if ticks % RUNNING_POLL_TICKS == 0 {
+                        self.poll_running();
+                    }
                     self.question_deadlines();
                     self.flush_progress();
                 }
@@ -683,21 +691,26 @@ impl Sweep {
         };
         let task_dir = PathBuf::from(&task.paths.task_dir);
         let ipc_dir = PathBuf::from(&task.paths.ipc);
+        // Questions need an answer at once, so `ipc/` is watched; findings
+        // and plans are read on the regular poll, which is live enough and
+        // saves a watch per task.
         if let Some(folder_watch) = self.folder_watch.as_mut() {
-            folder_watch.watch(&task_dir);
             folder_watch.watch(&ipc_dir);
         }
-        self.folders.insert(task_dir.clone(), index);
         self.folders.insert(ipc_dir, index);
         if self.findings[index].is_none() {
             self.findings[index] = Some(FindingsReader::new(task_dir.join("findings.jsonl")));
         }
         let (stop_tx, stop_rx) = watch::channel(Stop::No);
         self.stops[index] = Some(stop_tx);
-        self.watches[index] = Some(PlanWatch::new(
-            PathBuf::from(&task.paths.plan),
-            monitor::read_plan(Path::new(&task.paths.plan)).unwrap_or_default(),
-        ));
+        // The first attempt's plan is the one just written; a retry's is
+        // whatever the earlier attempt left.
+        let plan_now = if attempt == 1 {
+            monitor::checklist::parse(&task.plan)
+        } else {
+            monitor::read_plan(Path::new(&task.paths.plan)).unwrap_or_default()
+        };
+        self.watches[index] = Some(PlanWatch::new(PathBuf::from(&task.paths.plan), plan_now));
         let record = &mut self.records[index];
         record.status = TaskStatus::Running;
         let now = clock::now();
@@ -908,6 +921,7 @@ impl Sweep {
         self.check_questions(index);
         self.read_findings(index);
         self.stops[index] = None;
+
         // Its questions can no longer be answered usefully.
         self.pending.retain(|p| p.index != index);
         if self.prompted.is_some_and(|(i, _)| i == index) {
