@@ -113,11 +113,51 @@ pub fn render_text(plan: &SweepPlan) -> String {
     if !plan.user_config.is_empty() {
         let _ = writeln!(out, "User config applied: {}", plan.user_config.join(", "));
     }
+    render_rules(&mut out, plan);
     for task in &plan.tasks {
         out.push('\n');
         render_task(&mut out, task);
     }
     out
+}
+
+/// How questions are answered and what escalates, so a reviewer sees the
+/// rules next to the tasks they act on.
+fn render_rules(out: &mut String, plan: &SweepPlan) {
+    let questions = &plan.questions;
+    let timeout = questions.timeout.as_ref().map_or("10m", |t| t.0.as_str());
+    let policy = questions
+        .on_unanswered
+        .and_then(|p| serde_json::to_value(p).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "wait".to_owned());
+    let _ = writeln!(out, "Questions: unanswered after {timeout} → {policy}");
+    for rule in &questions.answers {
+        let matcher = match (&rule.pattern, rule.keywords.is_empty()) {
+            (Some(pattern), _) => format!("match /{pattern}/"),
+            (None, false) => format!("keywords {}", rule.keywords.join(", ")),
+            (None, true) => "nothing".to_owned(),
+        };
+        let _ = writeln!(out, "  answer {matcher} → {}", one_line(&rule.answer));
+    }
+    let _ = writeln!(out, "Escalation (first match wins):");
+    for (i, rule) in plan.escalation.iter().enumerate() {
+        let name = rule
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("rule {}", i + 1));
+        let when = describe_condition(&rule.when);
+        let action = rule
+            .action
+            .and_then(|a| serde_json::to_value(a).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "notify".to_owned());
+        let _ = writeln!(
+            out,
+            "  {name}: when {when} → {action}, exit code {}",
+            rule.exit_code.unwrap_or(3)
+        );
+    }
 }
 
 fn render_task(out: &mut String, task: &PlannedTask) {
@@ -180,6 +220,51 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
     out.push_str(&task.prompt);
     ensure_newline(out);
+}
+
+/// A condition in words: `severity ≥ high, tags security`.
+fn describe_condition(when: &crate::manifest::types::Condition) -> String {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut parts = Vec::new();
+    if let Some(severity) = when.severity {
+        parts.push(format!(
+            "a finding ≥ {}",
+            name(serde_json::to_value(severity))
+        ));
+    }
+    if !when.status.is_empty() {
+        let statuses: Vec<String> = when
+            .status
+            .iter()
+            .map(|s| name(serde_json::to_value(s)))
+            .collect();
+        parts.push(format!("a task ends {}", statuses.join("/")));
+    }
+    if let Some(question) = &when.question {
+        parts.push(format!("a question matches /{question}/"));
+    }
+    if !when.tasks.is_empty() {
+        parts.push(format!("in {}", when.tasks.join(", ")));
+    }
+    if !when.tags.is_empty() {
+        parts.push(format!("tagged {}", when.tags.join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// The first line of a text, marked when there is more.
+fn one_line(text: &str) -> String {
+    let mut lines = text.trim().lines();
+    let first = lines.next().unwrap_or_default().to_owned();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
 }
 
 fn via(mode: PromptMode) -> &'static str {
