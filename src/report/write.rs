@@ -8,7 +8,7 @@ use super::{build, junit, markdown, Report};
 use crate::fsutil::write_atomic;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
-use crate::run::snapshot::{self, Snapshot};
+use crate::run::snapshot::Snapshot;
 use crate::state::StateDir;
 
 /// Extra places for the reports, from the command line.
@@ -48,12 +48,11 @@ pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
 
 /// Write the reports of a finished run; the problems, if any, as messages
 /// (a report that cannot be written never changes the run's outcome).
-pub fn after_run(state: &StateDir, run_id: &str, targets: &Targets) -> Vec<String> {
-    let snapshot = match snapshot::load(state, Some(run_id)) {
-        Ok(snapshot) => snapshot,
-        Err(e) => return vec![format!("no report: {e}")],
-    };
-    let rendered = render(state, &snapshot);
+/// The runner passes the run as it holds it in memory, rather than have
+/// every task's files read back.
+pub fn after_run(state: &StateDir, snapshot: &Snapshot, targets: &Targets) -> Vec<String> {
+    let run_id = snapshot.run.run_id.as_str();
+    let rendered = render(state, snapshot);
     let mut problems = Vec::new();
     let mut put = |path: &Path, text: &str| {
         if let Err(e) = write_atomic(path, text.as_bytes()) {

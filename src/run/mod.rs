@@ -255,6 +255,9 @@ struct Sweep {
     watches: Vec<Option<PlanWatch>>,
     stops: Vec<Option<watch::Sender<Stop>>>,
     retry_at: Vec<Option<Instant>>,
+    /// Each task's plan as it last read it (for the reports); the planned
+    /// one for tasks that never ran.
+    final_plans: Vec<Option<Checklist>>,
     /// Records changed since they were last written, and when that was.
     unsaved: Vec<bool>,
     saved_at: Vec<Instant>,
@@ -365,6 +368,11 @@ impl Sweep {
         }
         let count = plan.tasks.len();
         let (hook_reports, hook_problems) = mpsc::unbounded_channel();
+        let final_plans = plan
+            .tasks
+            .iter()
+            .map(|t| Some(monitor::checklist::parse(&t.plan)))
+            .collect();
         Ok(Sweep {
             name: plan.name.clone(),
             index_of: plan
@@ -381,6 +389,7 @@ impl Sweep {
             watches: (0..count).map(|_| None).collect(),
             stops: (0..count).map(|_| None).collect(),
             retry_at: vec![None; count],
+            final_plans,
             unsaved: vec![false; count],
             saved_at: vec![Instant::now(); count],
             over_budget: vec![None; count],
@@ -933,6 +942,7 @@ impl Sweep {
             }
         }
         let plan = monitor::read_plan(Path::new(&task.paths.plan));
+        self.final_plans[index] = plan.clone();
         let (status, reason, finished) = match &end.finished {
             Ok(finished) => {
                 let (status, reason) = verdict::decide(&verdict::Evidence {
@@ -1070,7 +1080,21 @@ impl Sweep {
                 self.save(index);
             }
         }
-        for problem in report::write::after_run(&self.state, &self.run_id, &self.report_targets) {
+        let snapshot = snapshot::Snapshot {
+            run: self.run_record.clone(),
+            live: false,
+            tasks: self
+                .records
+                .iter()
+                .zip(std::mem::take(&mut self.final_plans))
+                .map(|(record, plan)| snapshot::TaskView {
+                    record: record.clone(),
+                    plan,
+                    waiting: Vec::new(),
+                })
+                .collect(),
+        };
+        for problem in report::write::after_run(&self.state, &snapshot, &self.report_targets) {
             self.emit(Event::Warning {
                 task: None,
                 message: problem,
