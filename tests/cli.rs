@@ -413,6 +413,21 @@ fn bad_usage_exits_2() {
         ));
 }
 
+/// `dispatch plan --json` with `home` as the home folder (and its config).
+fn plan_json_with_home(home: &Path, file: &Path) -> serde_json::Value {
+    let output = dispatch_with_home(home)
+        .args(["plan", "--json"])
+        .arg(file)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
 #[test]
 fn user_config_adds_models_and_roles_but_the_manifest_wins() {
     let home = tempfile::tempdir().expect("tempdir");
@@ -428,17 +443,7 @@ fn user_config_adds_models_and_roles_but_the_manifest_wins() {
         "sweep.yaml",
         "version: 1\nmodels:\n  opus: { backend: claude, id: opus }\ntasks:\n  a: { model: fast, prompt: Go }\n  b: { role: terse, prompt: Go }\n  c: { model: opus, prompt: Go }\n",
     );
-    let output = dispatch_with_home(home.path())
-        .args(["plan", "--json"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let plan = plan_json_with_home(home.path(), &file);
     let task = |i: usize| plan["tasks"][i].clone();
     assert_eq!(task(0)["model"]["id"], "haiku");
     assert!(task(1)["prompt"]
@@ -478,17 +483,7 @@ fn the_dispatch_skills_config_is_read_too() {
         "sweep.yaml",
         "version: 1\ntasks:\n  review: { role: security-reviewer, prompt: Review auth }\n  plain: { prompt: Default model }\n  cursor: { model: gpt-5.3-codex, prompt: Go }\n  bot: { model: bot-large, prompt: Go }\n",
     );
-    let output = dispatch_with_home(home.path())
-        .args(["plan", "--json"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let plan = plan_json_with_home(home.path(), &file);
     let task = |id: &str| {
         plan["tasks"]
             .as_array()

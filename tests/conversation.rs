@@ -18,6 +18,14 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The messages of the run's warning events.
+fn warnings(events: &[Value]) -> Vec<String> {
+    events_of(events, "warning")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
@@ -264,10 +272,9 @@ fn on_unanswered_wait_keeps_waiting_and_says_so() {
     let (output, events) = project.run(&[]);
     // The worker gave up waiting after a second and left its item [?].
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    assert!(events_of(&events, "warning").iter().any(|e| e["message"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("still unanswered")));
+    assert!(warnings(&events)
+        .iter()
+        .any(|w| w.contains("still unanswered")));
     assert_eq!(project.task_json("lonely")["status"], "blocked");
 }
 
@@ -339,10 +346,7 @@ fn malformed_finding_lines_are_reported_and_skipped() {
     );
     let (output, events) = project.run(&[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let warnings: Vec<String> = events_of(&events, "warning")
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let warnings = warnings(&events);
     assert!(
         warnings
             .iter()
@@ -458,10 +462,7 @@ tasks:
     let (output, events) = project.run(&["--hook-timeout", "500ms"]);
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    let warnings: Vec<String> = events_of(&events, "warning")
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let warnings = warnings(&events);
     assert!(
         warnings
             .iter()
