@@ -5,3 +5,4 @@ pub mod backends;
 pub mod events;
 pub mod process;
 pub mod redact;
+pub mod worktree;
