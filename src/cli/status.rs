@@ -96,6 +96,14 @@ fn render_task(out: &mut String, view: &TaskView) {
         ),
     };
     let _ = writeln!(out, "● {label} — {state}");
+    if let Some(branch) = &record.branch {
+        let status = if branch.head.is_some() {
+            format!("{}; {}", branch.summary(), branch.folder.describe())
+        } else {
+            format!("in {}", branch.path)
+        };
+        let _ = writeln!(out, "  branch {}: {status}", branch.name);
+    }
     for finding in &record.findings {
         let at = finding
             .location

@@ -474,6 +474,14 @@ pub struct WorktreeOptions {
     /// `dispatch/{{ task.id }}`.
     #[serde(default)]
     pub branch: Option<String>,
+    /// Where the worktree folder goes, relative to the project root (a
+    /// template). Default: `.dispatch/worktrees/{{ task.id }}`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Continue on a branch or in a folder an earlier run left, instead of
+    /// refusing to start. Default: false.
+    #[serde(default)]
+    pub reuse: Option<bool>,
     /// When the worktree folder is kept after the task: `always`,
     /// `on-failure` or `never` (the branch is always kept).
     #[serde(default)]

@@ -10,7 +10,7 @@ pub mod matrix;
 pub mod templates;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -117,6 +117,8 @@ pub struct WorktreePlan {
     pub branch: String,
     pub base: String,
     pub keep: Option<KeepPolicy>,
+    /// Continue on a branch or folder left from before.
+    pub reuse: bool,
     pub commit: CommitPolicy,
 }
 
@@ -200,6 +202,9 @@ struct Builder<'a> {
     backends: IndexMap<String, Backend>,
     root: String,
     problems: Vec<Diagnostic>,
+    /// Worktree branches and folders taken so far, and by which task: two
+    /// tasks cannot share either.
+    worktrees_taken: HashMap<String, String>,
 }
 
 impl<'a> Builder<'a> {
@@ -218,6 +223,7 @@ impl<'a> Builder<'a> {
                 .as_deref()
                 .map_or_else(String::new, |p| p.display().to_string()),
             problems: Vec::new(),
+            worktrees_taken: HashMap::new(),
         }
     }
 
@@ -453,6 +459,7 @@ impl<'a> Builder<'a> {
             None => false,
         };
         let workdir = if worktree {
+            // A templated path is rendered below, once the context exists.
             join(
                 &self.root,
                 &format!("{STATE_DIR}/worktrees/{}", instance.id),
@@ -480,10 +487,23 @@ impl<'a> Builder<'a> {
                 self.render_field(&["tasks", instance.source_id, "title"], title, &context);
         }
         if worktree {
-            let template = worktree_options(task, manifest)
+            let options = worktree_options(task, manifest);
+            let context = self.context(instance, &basics, json!({}));
+            if let Some(path) = options.and_then(|o| o.path.clone()) {
+                let rendered = self.render_field(
+                    &["tasks", instance.source_id, "worktree", "path"],
+                    &path,
+                    &context,
+                );
+                basics.paths.workdir = if Path::new(&rendered).is_absolute() {
+                    rendered
+                } else {
+                    join(&self.root, &rendered)
+                };
+            }
+            let template = options
                 .and_then(|o| o.branch.clone())
                 .unwrap_or_else(|| "dispatch/{{ task.id }}".to_owned());
-            let context = self.context(instance, &basics, json!({}));
             basics.branch = Some(self.render_field(
                 &["tasks", instance.source_id, "worktree", "branch"],
                 &template,
@@ -788,11 +808,33 @@ impl<'a> Builder<'a> {
             }
             None => "HEAD".to_owned(),
         };
+        for (what, value) in [
+            ("branch", own.branch.clone().unwrap_or_default()),
+            ("path", own.paths.workdir.clone()),
+        ] {
+            let key = format!("{what}\0{value}");
+            match self.worktrees_taken.get(&key) {
+                Some(other) => {
+                    let d = self
+                        .loaded
+                        .error_at(
+                            &["tasks", instance.source_id, "worktree"],
+                            format!("task `{}` gets the worktree {what} `{value}`, which task `{other}` has too", instance.id),
+                        )
+                        .with_help(format!("give each task its own {what}, for example with `{{{{ task.id }}}}` in `worktree.{what}`"));
+                    self.fail(d);
+                }
+                None => {
+                    self.worktrees_taken.insert(key, instance.id.clone());
+                }
+            }
+        }
         Some(WorktreePlan {
             path: own.paths.workdir.clone(),
             branch: own.branch.clone().unwrap_or_default(),
             base,
             keep: options.and_then(|o| o.keep),
+            reuse: options.and_then(|o| o.reuse).unwrap_or(false),
             commit: options
                 .and_then(|o| o.commit)
                 .unwrap_or(CommitPolicy::Never),

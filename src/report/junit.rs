@@ -44,6 +44,14 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
         Property::new("status", task.status.clone()),
         Property::new("run_id", report.run_id.clone()),
     ]);
+    if let Some(branch) = &task.branch {
+        suite.add_properties([
+            Property::new("branch", branch.name.clone()),
+            Property::new("branch_head", branch.head.clone().unwrap_or_default()),
+            Property::new("commits_ahead", branch.ahead.to_string()),
+            Property::new("uncommitted_files", branch.uncommitted.to_string()),
+        ]);
+    }
     for item in &task.plan {
         suite.add_test_case(item_case(
             task,

@@ -18,6 +18,7 @@ use crate::manifest::types::Severity;
 use crate::monitor::checklist::ItemState;
 use crate::run::snapshot::Snapshot;
 use crate::state::StateDir;
+use crate::workers::worktree::BranchRecord;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -96,6 +97,9 @@ pub struct TaskReport {
     pub backend: String,
     /// Whether it ran in a worktree.
     pub worktree: bool,
+    /// A worktree task's branch, ready for review: commits ahead of its
+    /// base, diff stat, uncommitted files, and what became of the folder.
+    pub branch: Option<BranchRecord>,
     /// Its priority.
     pub priority: String,
     /// When it started and ended (RFC 3339).
@@ -232,6 +236,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             model: record.model.clone(),
             backend: record.backend.clone(),
             worktree: record.worktree,
+            branch: record.branch.clone(),
             priority: record.priority.clone(),
             started_at: record.started_at.clone(),
             ended_at: record.ended_at.clone(),

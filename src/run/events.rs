@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::record::TaskStatus;
 use crate::manifest::types::{Action, Severity};
 use crate::monitor::checklist::ItemState;
+use crate::workers::worktree::FolderState;
 
 /// One thing that happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -52,6 +53,29 @@ pub enum Event {
         attempt: u32,
         /// Another attempt follows after a back-off.
         retrying: bool,
+    },
+    /// A task's worktree is ready for its worker.
+    WorktreeReady {
+        task: String,
+        path: String,
+        branch: String,
+        base_commit: String,
+        /// An existing branch or folder was taken up.
+        reused: bool,
+        duration_ms: u64,
+    },
+    /// A worktree task ended: what its branch holds for review, and what
+    /// became of its folder.
+    BranchReviewed {
+        task: String,
+        branch: String,
+        ahead: usize,
+        files_changed: usize,
+        insertions: usize,
+        deletions: usize,
+        uncommitted: usize,
+        folder: FolderState,
+        path: String,
     },
     TaskSkipped {
         task: String,

@@ -6,6 +6,7 @@
 pub mod budget;
 mod conversation;
 pub mod events;
+mod isolation;
 pub mod output;
 pub mod record;
 pub mod snapshot;
@@ -35,6 +36,7 @@ use crate::state::{self, StateDir, StateError};
 use crate::workers::events::Tracker;
 use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
 use crate::workers::redact::Redactor;
+use crate::workers::worktree::{Checkout, Created};
 use events::{Event, EventLog, Stamped};
 use output::{Mode, Screen};
 use record::{Attempt, RunRecord, TaskRecord, TaskStatus};
@@ -119,6 +121,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         sweep_plan.concurrency = concurrency;
     }
     let programs = preflight(&loaded, &sweep_plan)?;
+    let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root)?;
     let state = StateDir::new(&root);
     state.prepare()?;
     let started_at = clock::now();
@@ -131,6 +134,12 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         },
     )?;
     let mut sweep = Sweep::prepare(&loaded, sweep_plan, programs, state, options, started_at)?;
+    for note in worktree_notes {
+        sweep.emit(Event::Warning {
+            task: None,
+            message: note,
+        });
+    }
     if let Some(old) = &lock.took_over {
         sweep.emit(Event::Warning {
             task: None,
@@ -298,6 +307,14 @@ struct Sweep {
     /// Extra places for the reports, from the command line.
     report_targets: report::write::Targets,
     dispatch_bin: String,
+    /// How worktrees are checked out (`git`, or libgit2 without it).
+    checkout: Checkout,
+    /// Each worktree task's worktree, once made.
+    worktrees: Vec<Option<Created>>,
+    /// Tasks whose worktree is being made (they hold a worker slot).
+    preparing: Vec<bool>,
+    prepared_tx: mpsc::UnboundedSender<isolation::Prepared>,
+    prepared_rx: Option<mpsc::UnboundedReceiver<isolation::Prepared>>,
     interrupted: u32,
     started: Instant,
 }
@@ -368,6 +385,7 @@ impl Sweep {
         }
         let count = plan.tasks.len();
         let (hook_reports, hook_problems) = mpsc::unbounded_channel();
+        let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         let final_plans = plan
             .tasks
             .iter()
@@ -422,6 +440,11 @@ impl Sweep {
             dispatch_bin: std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "dispatch".to_owned()),
+            checkout: Checkout::detect(),
+            worktrees: vec![None; count],
+            preparing: vec![false; count],
+            prepared_tx,
+            prepared_rx: Some(prepared_rx),
             interrupted: 0,
             started: Instant::now(),
         })
@@ -485,6 +508,10 @@ impl Sweep {
             .hook_problems
             .take()
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let mut prepared = self
+            .prepared_rx
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()
@@ -493,7 +520,7 @@ impl Sweep {
         };
         loop {
             self.start_ready(&mut workers, &usage_tx, concurrency);
-            if workers.is_empty() {
+            if workers.is_empty() && !self.preparing.contains(&true) {
                 match self.next_retry() {
                     Some(at) if self.interrupted == 0 => {
                         tokio::select! {
@@ -511,6 +538,12 @@ impl Sweep {
                 Some(joined) = workers.join_next() => {
                     if let Ok(end) = joined {
                         self.finish(end);
+                    }
+                }
+                Some(ready) = prepared.recv() => {
+                    let index = ready.index;
+                    if self.worktree_prepared(ready) {
+                        self.launch(index, &mut workers, &usage_tx);
                     }
                 }
                 Some(folder) = folder_changes.recv() => {
@@ -560,7 +593,10 @@ impl Sweep {
         usage: &mpsc::UnboundedSender<UsageUpdate>,
         concurrency: usize,
     ) {
-        if workers.len() >= concurrency {
+        let busy = |workers: &JoinSet<WorkerEnd>, preparing: &[bool]| {
+            workers.len() + preparing.iter().filter(|p| **p).count()
+        };
+        if busy(workers, &self.preparing) >= concurrency {
             // Full: nothing can start. Skips wait for a free slot (at the
             // latest when every worker has ended).
             return;
@@ -572,7 +608,7 @@ impl Sweep {
         }
         let now = Instant::now();
         for index in 0..self.plan.tasks.len() {
-            if self.records[index].status != TaskStatus::Pending {
+            if self.records[index].status != TaskStatus::Pending || self.preparing[index] {
                 continue;
             }
             if let Some(reason) = self.blocked_by(index) {
@@ -585,7 +621,7 @@ impl Sweep {
                     .is_some_and(|&n| self.records[n].status == TaskStatus::Complete)
             });
             let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
-            if !ready || waiting_retry || workers.len() >= concurrency {
+            if !ready || waiting_retry || busy(workers, &self.preparing) >= concurrency {
                 continue;
             }
             self.launch(index, workers, usage);
@@ -648,15 +684,13 @@ impl Sweep {
         workers: &mut JoinSet<WorkerEnd>,
         usage: &mpsc::UnboundedSender<UsageUpdate>,
     ) {
-        let task = self.plan.tasks[index].clone();
-        if task.worktree.is_some() {
-            // Never a silent fallback to the main checkout.
-            self.fail_unlaunched(
-                index,
-                "worktree isolation is not available in this build yet, and the task was not run in the main checkout instead; remove `worktree:` to run it there".to_owned(),
-            );
+        if self.needs_worktree(index) {
+            // The worker launches once its worktree is ready.
+            let ready = self.prepared_tx.clone();
+            self.prepare_worktree(index, &ready);
             return;
         }
+        let task = self.plan.tasks[index].clone();
         let attempt = self.records[index].attempts.len() as u32 + 1;
         let prompt = if attempt == 1 {
             task.prompt.clone()
@@ -1014,6 +1048,7 @@ impl Sweep {
             retrying,
         });
         if !retrying {
+            self.settle_worktree(index, status);
             self.escalate_end(index, status);
         }
     }
@@ -1152,6 +1187,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         model: task.model.as_ref().map(|m| m.name.clone()),
         backend: task.backend.clone(),
         worktree: task.worktree.is_some(),
+        branch: None,
         priority: task.priority.clone(),
         rank: task.rank,
         needs: task.needs.clone(),

@@ -170,6 +170,39 @@ impl Screen {
             Event::TaskSkipped { task, reason } => {
                 format!("{}: skipped — {reason}", self.name(task))
             }
+            Event::WorktreeReady {
+                task,
+                path,
+                branch,
+                base_commit,
+                reused,
+                ..
+            } => {
+                let how = if *reused { "reusing" } else { "new" };
+                let base: String = base_commit.chars().take(8).collect();
+                format!("{task}: worktree {path} ({how} branch {branch} from {base})")
+            }
+            Event::BranchReviewed {
+                task,
+                branch,
+                ahead,
+                files_changed,
+                insertions,
+                deletions,
+                uncommitted,
+                folder,
+                ..
+            } => format!(
+                "{task}: branch {branch}: {}; {}",
+                crate::workers::worktree::change_summary(
+                    *ahead,
+                    *files_changed,
+                    *insertions,
+                    *deletions,
+                    *uncommitted
+                ),
+                folder.describe()
+            ),
             Event::Interrupted { force: false } => {
                 "interrupted: stopping workers (Ctrl-C again to kill them at once)".to_owned()
             }

@@ -9,6 +9,7 @@ use crate::ipc::findings::Finding;
 use crate::monitor::checklist::Counts;
 use crate::workers::events::{Outcome, Usage};
 use crate::workers::process::Exit;
+use crate::workers::worktree::BranchRecord;
 
 /// Where a task stands. The end states are derived from the process *and*
 /// the plan: an exit code alone lies too often.
@@ -97,6 +98,10 @@ pub struct TaskRecord {
     pub model: Option<String>,
     pub backend: String,
     pub worktree: bool,
+    /// A worktree task's branch: where it started, what was committed on
+    /// it, and what became of its folder.
+    #[serde(default)]
+    pub branch: Option<BranchRecord>,
     pub priority: String,
     /// The priority as a number (higher first), for ordering questions.
     #[serde(default)]

@@ -203,6 +203,55 @@ pub struct BranchRecord {
     pub reused: bool,
 }
 
+impl BranchRecord {
+    /// `2 commits, 3 files +40 -2, 1 uncommitted file`, for status lines.
+    pub fn summary(&self) -> String {
+        change_summary(
+            self.ahead,
+            self.files_changed,
+            self.insertions,
+            self.deletions,
+            self.uncommitted,
+        )
+    }
+}
+
+/// What a branch holds, in a few words (see `BranchRecord::summary`).
+pub fn change_summary(
+    ahead: usize,
+    files: usize,
+    insertions: usize,
+    deletions: usize,
+    uncommitted: usize,
+) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut parts = vec![if ahead == 0 {
+        "no commits".to_owned()
+    } else {
+        format!(
+            "{}, {} +{insertions} -{deletions}",
+            plural(ahead, "commit"),
+            plural(files, "file")
+        )
+    }];
+    if uncommitted > 0 {
+        parts.push(format!("{} uncommitted", plural(uncommitted, "file")));
+    }
+    parts.join(", ")
+}
+
+impl FolderState {
+    /// What became of the folder, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FolderState::Present => "worktree kept",
+            FolderState::Removed => "worktree removed",
+            FolderState::KeptWithChanges => "worktree kept: it has uncommitted changes",
+            FolderState::Missing => "worktree folder was deleted while the task ran",
+        }
+    }
+}
+
 /// A repository that tasks get worktrees of.
 pub struct Repo {
     repo: Repository,

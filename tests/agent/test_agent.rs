@@ -75,6 +75,10 @@ Output:
   ansi                    write a line with ANSI colour codes and a BEL byte
   env                     print DISPATCH_* variables (sorted) and CWD=...
   read-stdin              copy stdin to DISPATCH_TASK_DIR/stdin.txt, print `stdin: N bytes`
+Files (in the working directory, e.g. a worktree):
+  write:PATH=TEXT         write TEXT and a newline to PATH, relative to the working directory
+  commit:MESSAGE          `git add -A` and `git commit -m MESSAGE` in the working directory
+  delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
   hang                    sleep forever
@@ -87,6 +91,27 @@ Process:
 Exit codes: 2 usage, 95 I/O error, 96 finding failed, 97 missing environment
 variable, 98 question timed out, 99 unknown step or bad argument.
 ";
+
+/// Commit everything in the working directory, as an agent would.
+fn git_commit(message: &str) -> Outcome {
+    for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", message]] {
+        let status = Command::new("git")
+            .args(&args)
+            .env("GIT_AUTHOR_NAME", "test agent")
+            .env("GIT_AUTHOR_EMAIL", "agent@example.invalid")
+            .env("GIT_COMMITTER_NAME", "test agent")
+            .env("GIT_COMMITTER_EMAIL", "agent@example.invalid")
+            .status()
+            .map_err(|e| Failure::io("git", e))?;
+        if !status.success() {
+            return Err(Failure::new(
+                EXIT_IO,
+                format!("git {} failed", args.join(" ")),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Why the agent stops early: the exit code and a message for stderr.
 struct Failure {
@@ -130,6 +155,9 @@ enum Step {
     Ansi,
     Env,
     ReadStdin,
+    Write { path: String, text: String },
+    Commit(String),
+    DeleteCwd,
     Sleep(Duration),
     Hang,
     IgnoreTerm,
@@ -198,6 +226,16 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "ansi" => Step::Ansi,
         "env" => Step::Env,
         "read-stdin" => Step::ReadStdin,
+        "write" => {
+            let arg = text()?;
+            let (path, text) = arg.split_once('=').ok_or("needs `:PATH=TEXT`".to_owned())?;
+            Step::Write {
+                path: path.to_owned(),
+                text: text.to_owned(),
+            }
+        }
+        "commit" => Step::Commit(text()?),
+        "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
         "hang" => Step::Hang,
         "ignore-term" => Step::IgnoreTerm,
@@ -320,6 +358,14 @@ impl Agent {
             Step::Ansi => write_stdout(b"\x1b[31mred\x1b[0m \x07 bell\n"),
             Step::Env => print_env(),
             Step::ReadStdin => copy_stdin(),
+            Step::Write { path, text } => {
+                fs::write(path, format!("{text}\n")).map_err(|e| Failure::io(path, e))
+            }
+            Step::Commit(message) => git_commit(message),
+            Step::DeleteCwd => {
+                let cwd = std::env::current_dir().map_err(|e| Failure::io("cwd", e))?;
+                fs::remove_dir_all(&cwd).map_err(|e| Failure::io(cwd.display(), e))
+            }
             Step::Sleep(duration) => {
                 thread::sleep(*duration);
                 Ok(())
