@@ -2,6 +2,7 @@
 //! library. Printing and exit codes live here, nowhere else.
 
 mod answer;
+mod clean;
 mod plan;
 mod run;
 mod status;
@@ -78,6 +79,10 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Render a run's report again from its state (the latest, or RUN).
     Report(ReportArgs),
+    /// Remove the worktrees (and with --branches, the branches) that runs
+    /// left. Never removes uncommitted work or deletes a branch whose
+    /// commits are not merged anywhere, unless told --force.
+    Clean(CleanArgs),
     /// Print the manifest's JSON Schema (for editors and other tools), or
     /// with --report the JSON report's.
     Schema {
@@ -237,6 +242,33 @@ pub struct StatusArgs {
     pub root: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Remove the runs' worktree folders that hold no uncommitted work (the
+    /// default when neither --worktrees nor --branches is given).
+    #[arg(long)]
+    pub worktrees: bool,
+    /// Delete the runs' branches whose commits are merged somewhere else
+    /// (another branch, a remote, a tag). A branch whose worktree is still
+    /// there is kept.
+    #[arg(long)]
+    pub branches: bool,
+    /// Only what this run left (default: every run's).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Also remove worktrees with uncommitted changes and delete branches
+    /// with unmerged commits. That work is lost.
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would be removed, and how much disk it holds; change
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::manifest::duration::parse(text)
         .ok_or_else(|| format!("`{text}` is not a duration (e.g. 500ms, 10s, 2m)"))
@@ -328,6 +360,7 @@ fn run(cli: Cli) -> u8 {
         Command::Answer(args) => answer::answer(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Report(args) => report_command(&args),
+        Command::Clean(args) => clean::run(&args),
         Command::Schema { report } => {
             print_stdout(&if report {
                 crate::report::schema_text()

@@ -4,6 +4,7 @@
 //! exit code a pipeline can act on.
 
 pub mod budget;
+pub mod clean;
 mod conversation;
 pub mod events;
 mod isolation;

@@ -337,7 +337,7 @@ impl Repo {
     /// included): work a worktree, which starts from the commit, will not
     /// see.
     pub fn uncommitted_in_main(&self) -> Result<usize, WorktreeError> {
-        count_changes(&self.repo)
+        changed_files(&self.repo)
     }
 
     /// Whether the repository has submodules (a worktree gets them as empty
@@ -563,7 +563,7 @@ impl Repo {
         };
         if created.path.exists() {
             let worktree = Repository::open(&created.path)?;
-            record.uncommitted = count_changes(&worktree)?;
+            record.uncommitted = changed_files(&worktree)?;
         } else {
             record.folder = FolderState::Missing;
         }
@@ -612,7 +612,7 @@ impl Repo {
         }
         if !force {
             let worktree = Repository::open(path)?;
-            if count_changes(&worktree)? > 0 {
+            if changed_files(&worktree)? > 0 {
                 return Ok(FolderState::KeptWithChanges);
             }
         }
@@ -663,7 +663,7 @@ impl Repo {
 /// `.gitignore`); `None` when there was nothing to commit.
 pub fn commit_all(path: &Path, message: &str) -> Result<Option<String>, WorktreeError> {
     let repo = Repository::open(path)?;
-    if count_changes(&repo)? == 0 {
+    if changed_files(&repo)? == 0 {
         return Ok(None);
     }
     let mut index = repo.index()?;
@@ -686,8 +686,9 @@ pub fn commit_all(path: &Path, message: &str) -> Result<Option<String>, Worktree
     Ok(Some(oid.to_string()))
 }
 
-/// Changed, staged and untracked files (not ignored ones).
-fn count_changes(repo: &Repository) -> Result<usize, WorktreeError> {
+/// Changed, staged and untracked files (not ignored ones, nor the state
+/// folder).
+pub fn changed_files(repo: &Repository) -> Result<usize, WorktreeError> {
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
