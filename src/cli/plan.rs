@@ -7,7 +7,11 @@ use std::path::Path;
 use super::{exit, print_stdout, report, PlanArgs};
 use crate::diagnostic::{list_names, Diagnostic};
 use crate::fsutil::write_atomic;
-use crate::manifest::{self, types::PromptMode, Invalid};
+use crate::manifest::{
+    self,
+    types::{CommitPolicy, KeepPolicy, PromptMode},
+    Invalid,
+};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 
 pub fn run(args: &PlanArgs) -> u8 {
@@ -197,7 +201,23 @@ fn render_task(out: &mut String, task: &PlannedTask) {
         Some(w) => field(
             out,
             "worktree",
-            &format!("{} on branch {} from {}", w.path, w.branch, w.base),
+            &format!(
+                "{} on branch {} from {}; folder {}{}{}",
+                w.path,
+                w.branch,
+                w.base,
+                match w.keep {
+                    Some(KeepPolicy::Always) => "kept",
+                    Some(KeepPolicy::OnFailure) => "kept if the task fails",
+                    Some(KeepPolicy::Never) | None => "removed when clean",
+                },
+                if w.commit == CommitPolicy::Auto {
+                    ", commit: auto"
+                } else {
+                    ""
+                },
+                if w.reuse { ", reuse" } else { "" }
+            ),
         ),
         None => field(out, "workdir", &task.paths.workdir),
     }
