@@ -590,8 +590,32 @@ fn unsafe_kill(pid: i32, signal: i32) {
 #[test]
 fn a_worktree_task_fails_loudly_rather_than_running_in_the_main_checkout() {
     let project = Project::new();
+    // A worktree that cannot be made once the run is under way: its
+    // folder would go under a regular file.
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(project.path())
+            .status()
+            .expect("git runs");
+        assert!(status.success());
+    }
+    std::fs::write(project.path().join("blocker"), "a file").expect("write");
     project.manifest(&format!(
-        "version: 1\ntasks:\n  isolated:\n    worktree: true\n    command: [AGENT, output:ran, check-all]\n    {TWO_ITEMS}\n  plain:\n    command: [AGENT, check-all]\n    {TWO_ITEMS}\n"
+        "version: 1\ntasks:\n  isolated:\n    worktree: {{ path: blocker/isolated }}\n    command: [AGENT, output:ran, check-all]\n    {TWO_ITEMS}\n  plain:\n    command: [AGENT, check-all]\n    {TWO_ITEMS}\n"
     ));
     let (output, _) = project.run(&[]);
     assert_eq!(output.status.code(), Some(1));
@@ -599,7 +623,7 @@ fn a_worktree_task_fails_loudly_rather_than_running_in_the_main_checkout() {
     assert!(project.task_json("isolated")["reason"]
         .as_str()
         .unwrap_or_default()
-        .contains("not run in the main checkout"));
+        .contains("could not be made, so it did not run (and not in the main checkout instead)"));
     assert!(
         project.task_file("isolated", "output.md").is_empty(),
         "the worker never ran"
