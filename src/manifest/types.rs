@@ -482,6 +482,10 @@ pub struct WorktreeOptions {
     /// refusing to start. Default: false.
     #[serde(default)]
     pub reuse: Option<bool>,
+    /// What the worktree needs before the worker starts: files git ignores
+    /// copied in, folders linked, a setup command.
+    #[serde(default)]
+    pub setup: Option<WorktreeSetup>,
     /// When the worktree folder is kept after the task: `always`,
     /// `on-failure` or `never` (the branch is always kept).
     #[serde(default)]
@@ -490,6 +494,30 @@ pub struct WorktreeOptions {
     /// the task; `never` (the default) leaves it for review.
     #[serde(default)]
     pub commit: Option<CommitPolicy>,
+}
+
+/// Making a fresh worktree a place a real project can work in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeSetup {
+    /// Files or folders copied from the main checkout, relative to the
+    /// project root (`.env`, local config git ignores). A missing one fails
+    /// the task before its worker starts.
+    #[serde(default)]
+    pub copy: Vec<String>,
+    /// Folders linked (symbolic links) to the main checkout's, relative to
+    /// the project root (`node_modules`, `target`, caches), so they are not
+    /// rebuilt per task.
+    #[serde(default)]
+    pub link: Vec<String>,
+    /// A shell command run in the worktree after copying and linking (with
+    /// the worker's environment); if it fails, the task fails with its
+    /// output, before any tokens are spent.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// How long the command may take (`90s`, `10m`). Default: 10m.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// When a worktree folder is kept: `always`, `on-failure` or `never`.

@@ -119,6 +119,7 @@ pub struct WorktreePlan {
     pub keep: Option<KeepPolicy>,
     /// Continue on a branch or folder left from before.
     pub reuse: bool,
+    pub setup: Option<crate::manifest::types::WorktreeSetup>,
     pub commit: CommitPolicy,
 }
 
@@ -488,6 +489,7 @@ impl<'a> Builder<'a> {
         }
         if worktree {
             let options = worktree_options(task, manifest);
+            let options = options.as_ref();
             let context = self.context(instance, &basics, json!({}));
             if let Some(path) = options.and_then(|o| o.path.clone()) {
                 let rendered = self.render_field(
@@ -793,6 +795,7 @@ impl<'a> Builder<'a> {
         }
         let manifest = &self.loaded.manifest;
         let options = worktree_options(instance.task, manifest);
+        let options = options.as_ref();
         let path = ["tasks", instance.source_id, "worktree", "base"];
         let base = match options.and_then(|o| o.base.clone()) {
             Some(base) => {
@@ -808,6 +811,9 @@ impl<'a> Builder<'a> {
             }
             None => "HEAD".to_owned(),
         };
+        if let Some(setup) = options.and_then(|o| o.setup.as_ref()) {
+            self.check_setup(instance.source_id, setup);
+        }
         for (what, value) in [
             ("branch", own.branch.clone().unwrap_or_default()),
             ("path", own.paths.workdir.clone()),
@@ -835,10 +841,42 @@ impl<'a> Builder<'a> {
             base,
             keep: options.and_then(|o| o.keep),
             reuse: options.and_then(|o| o.reuse).unwrap_or(false),
+            setup: options.and_then(|o| o.setup.clone()),
             commit: options
                 .and_then(|o| o.commit)
                 .unwrap_or(CommitPolicy::Never),
         })
+    }
+
+    /// Setup paths must stay inside the project, and its timeout parse.
+    fn check_setup(&mut self, source_id: &str, setup: &crate::manifest::types::WorktreeSetup) {
+        for (key, paths) in [("copy", &setup.copy), ("link", &setup.link)] {
+            for (i, path) in paths.iter().enumerate() {
+                if !crate::workers::setup::is_inside(path) {
+                    let index = i.to_string();
+                    let d = self
+                        .loaded
+                        .error_at(
+                            &["tasks", source_id, "worktree", "setup", key, &index],
+                            format!("`{path}` is not a path inside the project"),
+                        )
+                        .with_help("give a path relative to the project root, without `..` (e.g. `.env`, `node_modules`)");
+                    self.fail(d);
+                }
+            }
+        }
+        if let Some(timeout) = &setup.timeout {
+            if crate::manifest::duration::parse(timeout).is_none() {
+                let d = self
+                    .loaded
+                    .error_at(
+                        &["tasks", source_id, "worktree", "setup", "timeout"],
+                        format!("`{timeout}` is not a duration"),
+                    )
+                    .with_help("write a duration such as `90s`, `10m` or `1h30m`");
+                self.fail(d);
+            }
+        }
     }
 
     /// The backend's argv with the prompt placed as the backend takes it.
@@ -917,16 +955,30 @@ impl<'a> Builder<'a> {
 /// The default number of workers at once.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
-fn worktree_options<'m>(
-    task: &'m Task,
-    manifest: &'m crate::manifest::Manifest,
-) -> Option<&'m crate::manifest::types::WorktreeOptions> {
-    match task
-        .worktree
-        .as_ref()
-        .or(manifest.defaults.worktree.as_ref())
-    {
+/// A task's worktree settings: its own, each missing one taken from
+/// `defaults.worktree` (so `worktree: true` gets the defaults' setup).
+fn worktree_options(
+    task: &Task,
+    manifest: &crate::manifest::Manifest,
+) -> Option<crate::manifest::types::WorktreeOptions> {
+    let defaults = match &manifest.defaults.worktree {
         Some(WorktreeSetting::Options(options)) => Some(options),
         _ => None,
+    };
+    let own = match &task.worktree {
+        Some(WorktreeSetting::Options(options)) => Some(options),
+        _ => None,
+    };
+    match (own, defaults) {
+        (Some(own), Some(defaults)) => Some(crate::manifest::types::WorktreeOptions {
+            base: own.base.clone().or_else(|| defaults.base.clone()),
+            branch: own.branch.clone().or_else(|| defaults.branch.clone()),
+            path: own.path.clone().or_else(|| defaults.path.clone()),
+            reuse: own.reuse.or(defaults.reuse),
+            keep: own.keep.or(defaults.keep),
+            commit: own.commit.or(defaults.commit),
+            setup: own.setup.clone().or_else(|| defaults.setup.clone()),
+        }),
+        (own, defaults) => own.or(defaults).cloned(),
     }
 }

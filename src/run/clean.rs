@@ -218,7 +218,7 @@ fn remove_worktree(repo: &Repo, path: &Path, options: &CleanOptions) -> Outcome 
             bytes,
         };
     }
-    match repo.remove(path, options.force) {
+    match repo.remove(path, options.force, &[]) {
         Ok(FolderState::Removed | FolderState::Missing) => Outcome::RemovedWorktree {
             path: path.to_path_buf(),
             bytes,

@@ -13,6 +13,7 @@ use super::Sweep;
 use crate::manifest::types::{CommitPolicy, KeepPolicy};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::plan::{PlannedTask, SweepPlan, WorktreePlan};
+use crate::workers::setup;
 use crate::workers::worktree::{
     self, BranchRecord, Created, FolderState, Repo, Spec, WorktreeError,
 };
@@ -120,10 +121,32 @@ impl Sweep {
         let root = self.state.root.clone();
         let checkout = self.checkout.clone();
         let ready = ready.clone();
+        let task = &self.plan.tasks[index];
+        let env = self.worker_env(task);
+        let log = Path::new(&task.paths.task_dir).join("worker.log");
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let made =
-                Repo::open(&root).and_then(|repo| repo.create(&spec(&plan, reuse), &checkout));
+            let made = Repo::open(&root)
+                .and_then(|repo| repo.create(&spec(&plan, reuse), &checkout))
+                .and_then(|made| match &plan.setup {
+                    Some(how) if made.fresh => {
+                        match setup::apply(how, &root, &made.path, &env, &log) {
+                            Ok(()) => Ok(made),
+                            Err(e) => {
+                                // Nothing of the worker's is in it yet: take it
+                                // away, so a fixed setup can run again at once.
+                                if let Ok(repo) = Repo::open(&root) {
+                                    let _ = repo.remove(&made.path, true, &[]);
+                                    if !made.reused {
+                                        let _ = repo.delete_branch(&made.branch);
+                                    }
+                                }
+                                Err(e.into())
+                            }
+                        }
+                    }
+                    _ => Ok(made),
+                });
             let _ = ready.send(Prepared {
                 index,
                 made,
@@ -165,10 +188,16 @@ impl Sweep {
             }
             Err(e) => {
                 // Never a silent fallback to the main checkout.
-                let reason = format!(
-                    "its worktree could not be made, so it did not run (and not in the main checkout instead): {e}; {}",
-                    e.help()
-                );
+                let reason = match &e {
+                    WorktreeError::Setup(_) => format!(
+                        "its worktree setup failed, so the worker did not start: {e}\n{}",
+                        e.help()
+                    ),
+                    _ => format!(
+                        "its worktree could not be made, so it did not run (and not in the main checkout instead): {e}; {}",
+                        e.help()
+                    ),
+                };
                 self.fail_unlaunched(index, reason);
                 self.escalate_end(index, TaskStatus::Failed);
                 false
@@ -185,13 +214,18 @@ impl Sweep {
         let (Some(plan), Some(made)) = (&task.worktree, self.worktrees[index].clone()) else {
             return;
         };
+        let ignored: Vec<String> = plan
+            .setup
+            .as_ref()
+            .map(|s| s.copy.clone())
+            .unwrap_or_default();
         let mut auto_commit = None;
         if plan.commit == CommitPolicy::Auto && made.path.exists() {
             let message = format!(
                 "dispatch: {} — {}\n\nWhat the worker left uncommitted, committed by dispatch (run {}, task {}).",
                 task.id, task.title, self.run_id, task.id
             );
-            match worktree::commit_all(&made.path, &message) {
+            match worktree::commit_all(&made.path, &message, &ignored) {
                 Ok(commit) => auto_commit = commit,
                 Err(e) => self.warn(
                     &task.id,
@@ -206,7 +240,7 @@ impl Sweep {
                 return;
             }
         };
-        let mut record = match repo.review(&made, &plan.base) {
+        let mut record = match repo.review(&made, &plan.base, &ignored) {
             Ok(record) => record,
             Err(e) => {
                 self.warn(&task.id, format!("cannot review its branch: {e}"));
@@ -225,7 +259,7 @@ impl Sweep {
             );
             let _ = repo.prune_stale(made.path.parent().unwrap_or(&made.path));
         } else if removes_folder(plan.keep, status) {
-            match repo.remove(&made.path, false) {
+            match repo.remove(&made.path, false, &ignored) {
                 Ok(state) => record.folder = state,
                 Err(e) => self.warn(&task.id, format!("could not remove its worktree: {e}")),
             }

@@ -5,4 +5,5 @@ pub mod backends;
 pub mod events;
 pub mod process;
 pub mod redact;
+pub mod setup;
 pub mod worktree;

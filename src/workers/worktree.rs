@@ -53,6 +53,8 @@ pub enum WorktreeError {
     NeedsGitForLfs,
     #[error("`{command}` failed: {stderr}")]
     GitCommand { command: String, stderr: String },
+    #[error("{0}")]
+    Setup(#[from] crate::workers::setup::SetupError),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
     #[error("{}: {source}", path.display())]
@@ -86,6 +88,7 @@ impl WorktreeError {
             }
             WorktreeError::NeedsGitForLfs => "install git (with git-lfs), so worktrees get the real files".to_owned(),
             WorktreeError::GitCommand { .. } => "fix what git says above, or run `git worktree prune` if a stale worktree is in the way".to_owned(),
+            WorktreeError::Setup(_) => "fix `worktree.setup` in the manifest; the command's whole output is in the task's setup.log".to_owned(),
             WorktreeError::Git(_) | WorktreeError::Io { .. } => {
                 "check that the repository is readable and writable, and that `git status` works in it".to_owned()
             }
@@ -141,6 +144,9 @@ pub struct Created {
     pub base_commit: String,
     /// Whether an existing branch or folder was taken up.
     pub reused: bool,
+    /// Whether the folder was checked out now (not an existing worktree
+    /// taken up): only a fresh folder gets the setup.
+    pub fresh: bool,
 }
 
 /// What happened to a worktree's folder after its task.
@@ -391,11 +397,12 @@ impl Repo {
     /// again and an existing worktree of it is taken as it is.
     pub fn create(&self, spec: &Spec<'_>, checkout: &Checkout) -> Result<Created, WorktreeError> {
         let base = self.resolve(spec.base)?;
-        let created = |reused| Created {
+        let created = |reused, fresh| Created {
             path: spec.path.to_path_buf(),
             branch: spec.branch.to_owned(),
             base_commit: base.to_string(),
             reused,
+            fresh,
         };
         let existing_branch;
         {
@@ -406,7 +413,7 @@ impl Repo {
                 && existing_branch.is_some()
                 && self.is_worktree_of(spec.path, spec.branch)
             {
-                return Ok(created(true));
+                return Ok(created(true, false));
             }
             self.check(spec, false)?;
             if spec.path.exists() {
@@ -427,7 +434,7 @@ impl Repo {
             Checkout::Libgit2 => self.checkout_with_libgit2(spec),
         };
         match made {
-            Ok(()) => Ok(created(existing_branch.is_some())),
+            Ok(()) => Ok(created(existing_branch.is_some(), true)),
             Err(e) => {
                 // A branch made for this worktree and never used is not
                 // left behind to block the next run.
@@ -551,7 +558,14 @@ impl Repo {
     }
 
     /// What the task left on its branch, for review.
-    pub fn review(&self, created: &Created, base: &str) -> Result<BranchRecord, WorktreeError> {
+    /// `ignored`: paths the worktree's setup copied in, which are not the
+    /// worker's changes.
+    pub fn review(
+        &self,
+        created: &Created,
+        base: &str,
+        ignored: &[String],
+    ) -> Result<BranchRecord, WorktreeError> {
         let base_commit = Oid::from_str(&created.base_commit)?;
         let mut record = BranchRecord {
             name: created.branch.clone(),
@@ -562,7 +576,7 @@ impl Repo {
             ..BranchRecord::default()
         };
         if created.path.exists() {
-            let worktree = Repository::open(&created.path)?;
+            let worktree = open_worktree(&created.path, ignored)?;
             record.uncommitted = changed_files(&worktree)?;
         } else {
             record.folder = FolderState::Missing;
@@ -604,14 +618,19 @@ impl Repo {
 
     /// Remove a worktree's folder and git's record of it. A folder with
     /// uncommitted work is kept unless `force`.
-    pub fn remove(&self, path: &Path, force: bool) -> Result<FolderState, WorktreeError> {
+    pub fn remove(
+        &self,
+        path: &Path,
+        force: bool,
+        ignored: &[String],
+    ) -> Result<FolderState, WorktreeError> {
         if !path.exists() {
             let _admin = GIT_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
             self.prune_stale(path.parent().unwrap_or(path))?;
             return Ok(FolderState::Missing);
         }
         if !force {
-            let worktree = Repository::open(path)?;
+            let worktree = open_worktree(path, ignored)?;
             if changed_files(&worktree)? > 0 {
                 return Ok(FolderState::KeptWithChanges);
             }
@@ -661,13 +680,24 @@ impl Repo {
 
 /// Commit everything the worker left in its worktree (respecting
 /// `.gitignore`); `None` when there was nothing to commit.
-pub fn commit_all(path: &Path, message: &str) -> Result<Option<String>, WorktreeError> {
-    let repo = Repository::open(path)?;
+pub fn commit_all(
+    path: &Path,
+    message: &str,
+    ignored: &[String],
+) -> Result<Option<String>, WorktreeError> {
+    let repo = open_worktree(path, ignored)?;
     if changed_files(&repo)? == 0 {
         return Ok(None);
     }
     let mut index = repo.index()?;
-    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+    let workdir = path.to_path_buf();
+    let mut skip_setup_links =
+        |entry: &Path, _: &[u8]| -> i32 { i32::from(is_link_out_of(&workdir, entry)) };
+    index.add_all(
+        ["*"],
+        git2::IndexAddOption::DEFAULT,
+        Some(&mut skip_setup_links),
+    )?;
     index.update_all(["*"], None)?;
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
@@ -686,8 +716,31 @@ pub fn commit_all(path: &Path, message: &str) -> Result<Option<String>, Worktree
     Ok(Some(oid.to_string()))
 }
 
-/// Changed, staged and untracked files (not ignored ones, nor the state
-/// folder).
+/// A worktree, with `ignored` paths (what its setup copied in) ignored
+/// for this look only.
+pub fn open_worktree(path: &Path, ignored: &[String]) -> Result<Repository, WorktreeError> {
+    let repo = Repository::open(path)?;
+    if !ignored.is_empty() {
+        let rules: Vec<String> = ignored
+            .iter()
+            .map(|p| format!("/{}", p.trim_start_matches("./").trim_end_matches('/')))
+            .collect();
+        repo.add_ignore_rule(&rules.join("\n"))?;
+    }
+    Ok(repo)
+}
+
+/// Whether `relative` in `workdir` is a symbolic link to somewhere outside
+/// it: what `worktree.setup.link` makes, never the worker's work.
+fn is_link_out_of(workdir: &Path, relative: &Path) -> bool {
+    let path = workdir.join(relative);
+    std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::read_link(&path)
+            .is_ok_and(|target| target.is_absolute() && !target.starts_with(workdir))
+}
+
+/// Changed, staged and untracked files (not ignored ones, links setup made,
+/// nor the state folder).
 pub fn changed_files(repo: &Repository) -> Result<usize, WorktreeError> {
     let mut options = StatusOptions::new();
     options
@@ -698,11 +751,16 @@ pub fn changed_files(repo: &Repository) -> Result<usize, WorktreeError> {
     Ok(statuses
         .iter()
         .filter(|entry| {
+            let Ok(path) = entry.path() else {
+                return true;
+            };
             // The state folder lives in the main checkout; it is never
             // the user's uncommitted work.
-            !entry
-                .path()
-                .is_ok_and(|p| p.starts_with(crate::state::DIR_NAME))
+            !path.starts_with(crate::state::DIR_NAME)
+                && !(entry.status().is_wt_new()
+                    && repo
+                        .workdir()
+                        .is_some_and(|w| is_link_out_of(w, Path::new(path))))
         })
         .count())
 }
@@ -789,20 +847,20 @@ mod tests {
             git(&path, &["add", "b.txt"]);
             git(&path, &["commit", "-q", "-m", "add b"]);
             std::fs::write(path.join("a.txt"), "one\n").expect("write");
-            let review = repo.review(&created, "HEAD").expect("review");
+            let review = repo.review(&created, "HEAD", &[]).expect("review");
             assert_eq!(review.ahead, 1, "{checkout:?}");
             assert_eq!(review.commits[0].subject, "add b");
             assert_eq!((review.files_changed, review.insertions), (1, 1));
             assert_eq!(review.uncommitted, 1);
             assert_eq!(
-                repo.remove(&path, false).expect("remove"),
+                repo.remove(&path, false, &[]).expect("remove"),
                 FolderState::KeptWithChanges
             );
-            let commit = commit_all(&path, "dispatch: t1").expect("commit");
+            let commit = commit_all(&path, "dispatch: t1", &[]).expect("commit");
             assert!(commit.is_some());
-            assert_eq!(repo.review(&created, "HEAD").expect("review").ahead, 2);
+            assert_eq!(repo.review(&created, "HEAD", &[]).expect("review").ahead, 2);
             assert_eq!(
-                repo.remove(&path, false).expect("remove"),
+                repo.remove(&path, false, &[]).expect("remove"),
                 FolderState::Removed
             );
             assert!(!path.exists());
