@@ -1,16 +1,20 @@
-//! `dispatch clean`: what runs left, removed safely.
+//! `dispatch clean` and `dispatch merge-check`: what runs left, removed
+//! safely, and whether their branches can be merged.
 
-use super::{exit, print_stdout, CleanArgs};
+use super::{exit, print_stdout, CleanArgs, MergeCheckArgs};
 use crate::run::clean::{self, human_bytes, CleanError, CleanOptions};
+use crate::run::merge_check;
+use crate::run::snapshot;
 use crate::state::{find_root, StateDir};
 
-pub fn run(args: &CleanArgs) -> u8 {
+fn state_dir(root: Option<&std::path::PathBuf>) -> StateDir {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let root = args
-        .root
-        .as_ref()
-        .map_or_else(|| find_root(&cwd), |r| cwd.join(r));
-    let state = StateDir::new(&root);
+    let root = root.map_or_else(|| find_root(&cwd), |r| cwd.join(r));
+    StateDir::new(&root)
+}
+
+pub fn run(args: &CleanArgs) -> u8 {
+    let state = state_dir(args.root.as_ref());
     let options = CleanOptions {
         worktrees: args.worktrees,
         branches: args.branches,
@@ -54,5 +58,40 @@ pub fn run(args: &CleanArgs) -> u8 {
         exit::TASK_FAILED
     } else {
         exit::OK
+    }
+}
+
+pub fn merge_check(args: &MergeCheckArgs) -> u8 {
+    let state = state_dir(args.root.as_ref());
+    let snapshot = match snapshot::load(&state, args.run.as_deref()) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let branches: Vec<_> = snapshot
+        .tasks
+        .into_iter()
+        .filter_map(|t| t.record.branch.map(|b| (t.record.id, b)))
+        .collect();
+    let readiness = match merge_check::assess(&state.root, &branches) {
+        Ok(readiness) => readiness,
+        Err(e) => {
+            eprintln!("error: {e}\n  help: {}", e.help());
+            return exit::USAGE;
+        }
+    };
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&readiness).unwrap_or_default();
+        text.push('\n');
+        print_stdout(&text);
+    } else {
+        print_stdout(&merge_check::render(&readiness));
+    }
+    if readiness.all_clean() {
+        exit::OK
+    } else {
+        exit::TASK_FAILED
     }
 }

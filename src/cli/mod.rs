@@ -83,6 +83,10 @@ pub enum Command {
     /// left. Never removes uncommitted work or deletes a branch whose
     /// commits are not merged anywhere, unless told --force.
     Clean(CleanArgs),
+    /// Whether each worktree branch of a run (the latest, or RUN) merges
+    /// cleanly into its base, and which branches conflict with each other,
+    /// as the repository is now. Exit 1 when something conflicts.
+    MergeCheck(MergeCheckArgs),
     /// Print the manifest's JSON Schema (for editors and other tools), or
     /// with --report the JSON report's.
     Schema {
@@ -243,6 +247,19 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeCheckArgs {
+    /// The run id (default: the latest run).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanArgs {
     /// Remove the runs' worktree folders that hold no uncommitted work (the
     /// default when neither --worktrees nor --branches is given).
@@ -361,6 +378,7 @@ fn run(cli: Cli) -> u8 {
         Command::Worker(args) => worker::run(&args),
         Command::Report(args) => report_command(&args),
         Command::Clean(args) => clean::run(&args),
+        Command::MergeCheck(args) => clean::merge_check(&args),
         Command::Schema { report } => {
             print_stdout(&if report {
                 crate::report::schema_text()

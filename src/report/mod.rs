@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::types::Severity;
 use crate::monitor::checklist::ItemState;
+use crate::run::merge_check::MergeReadiness;
 use crate::run::snapshot::Snapshot;
 use crate::state::StateDir;
 use crate::workers::worktree::BranchRecord;
@@ -48,6 +49,9 @@ pub struct Report {
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, one line each, most important first.
     pub escalations: Vec<String>,
+    /// Whether the worktree tasks' branches merge into their bases, and
+    /// which of them conflict with each other (when the run ended).
+    pub merge_readiness: Option<MergeReadiness>,
     /// Counts over all tasks.
     pub totals: Totals,
     /// The tasks in schedule order.
@@ -271,6 +275,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         status: run.status.clone(),
         exit_code: run.exit_code,
         escalations: run.escalations.clone(),
+        merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,
     }

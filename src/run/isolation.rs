@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::events::Event;
+use super::merge_check::{self, MergeReadiness};
 use super::record::TaskStatus;
 use super::Sweep;
 use crate::manifest::types::{CommitPolicy, KeepPolicy};
@@ -280,6 +281,43 @@ impl Sweep {
         });
         self.records[index].branch = Some(record);
         self.save(index);
+    }
+
+    /// How the run's branches merge, once every task ended; `None` when no
+    /// task has a branch.
+    pub(super) fn merge_readiness(&mut self) -> Option<MergeReadiness> {
+        let branches: Vec<(String, BranchRecord)> = self
+            .records
+            .iter()
+            .filter_map(|r| r.branch.clone().map(|b| (r.id.clone(), b)))
+            .filter(|(_, b)| b.head.is_some())
+            .collect();
+        if branches.is_empty() {
+            return None;
+        }
+        match merge_check::assess(&self.state.root, &branches) {
+            Ok(readiness) => {
+                for conflict in &readiness.conflicts {
+                    self.emit(Event::Warning {
+                        task: None,
+                        message: format!(
+                            "branches {} and {} conflict in {}",
+                            conflict.branch,
+                            conflict.other_branch,
+                            conflict.files.join(", ")
+                        ),
+                    });
+                }
+                Some(readiness)
+            }
+            Err(e) => {
+                self.emit(Event::Warning {
+                    task: None,
+                    message: format!("cannot check how the branches merge: {e}"),
+                });
+                None
+            }
+        }
     }
 
     fn warn(&mut self, task: &str, message: String) {

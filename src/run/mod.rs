@@ -8,6 +8,7 @@ pub mod clean;
 mod conversation;
 pub mod events;
 mod isolation;
+pub mod merge_check;
 pub mod output;
 pub mod record;
 pub mod snapshot;
@@ -373,6 +374,7 @@ impl Sweep {
                 .display()
                 .to_string(),
             reports: loaded.manifest.reports.clone(),
+            merge_readiness: None,
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
         let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
@@ -1100,6 +1102,7 @@ impl Sweep {
             .map(|f| format!("{}: {}", f.name, f.summary))
             .collect();
         self.run_record.escalations = escalations.clone();
+        self.run_record.merge_readiness = self.merge_readiness();
         let mut counts: IndexMap<String, usize> = IndexMap::new();
         for record in &self.records {
             *counts.entry(record.status.label().to_owned()).or_default() += 1;

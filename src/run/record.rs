@@ -167,4 +167,8 @@ pub struct RunRecord {
     /// Where the manifest asked reports to go, and which findings fail JUnit.
     #[serde(default)]
     pub reports: crate::manifest::types::Reports,
+    /// Whether the worktree tasks' branches merge into their bases and
+    /// with each other, checked when the run ended.
+    #[serde(default)]
+    pub merge_readiness: Option<crate::run::merge_check::MergeReadiness>,
 }

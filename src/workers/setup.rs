@@ -74,7 +74,7 @@ pub fn apply(
     Ok(())
 }
 
-fn checked<'p>(main: &Path, path: &'p str) -> Result<std::path::PathBuf, SetupError> {
+fn checked(main: &Path, path: &str) -> Result<std::path::PathBuf, SetupError> {
     if !is_inside(path) {
         return Err(SetupError::Outside(path.to_owned()));
     }

@@ -258,6 +258,17 @@ impl FolderState {
     }
 }
 
+/// Whether a branch merges cleanly into its base.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MergeCheck {
+    /// What it was merged into (the base, as it is now).
+    pub into: String,
+    /// No conflicts.
+    pub clean: bool,
+    /// The files that conflict.
+    pub conflicts: Vec<String>,
+}
+
 /// A repository that tasks get worktrees of.
 pub struct Repo {
     repo: Repository,
@@ -286,6 +297,12 @@ impl Repo {
         Ok(Repo { repo, workdir })
     }
 
+    /// Whether HEAD names a branch with no commit yet (a fresh `git init`,
+    /// whatever the default branch is called).
+    fn is_unborn(&self) -> bool {
+        matches!(self.repo.head(), Err(e) if e.code() == git2::ErrorCode::UnbornBranch)
+    }
+
     /// The main checkout's top folder.
     pub fn workdir(&self) -> &Path {
         &self.workdir
@@ -294,7 +311,7 @@ impl Repo {
     /// The commit `base` names. An unborn HEAD and a missing ref get their
     /// own errors, with the nearest branch names as suggestions.
     pub fn resolve(&self, base: &str) -> Result<Oid, WorktreeError> {
-        if self.repo.head().is_err() && self.repo.is_empty().unwrap_or(false) {
+        if self.is_unborn() {
             return Err(WorktreeError::Unborn);
         }
         match self
@@ -367,7 +384,7 @@ impl Repo {
     pub fn check(&self, spec: &Spec<'_>, base_made_by_run: bool) -> Result<(), WorktreeError> {
         if !base_made_by_run {
             self.resolve(spec.base)?;
-        } else if self.repo.head().is_err() && self.repo.is_empty().unwrap_or(false) {
+        } else if self.is_unborn() {
             return Err(WorktreeError::Unborn);
         }
         if !git2::Branch::name_is_valid(spec.branch).unwrap_or(false) {
@@ -430,7 +447,13 @@ impl Repo {
             }
         }
         let made = match checkout {
-            Checkout::GitCommand(git) => self.checkout_with_git(git, spec),
+            Checkout::GitCommand(git) => {
+                // `git worktree add` reads every other worktree's record
+                // and fails on one that another `git worktree add` is half
+                // way through writing, so checkouts take turns.
+                let _admin = GIT_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
+                self.checkout_with_git(git, spec)
+            }
             Checkout::Libgit2 => self.checkout_with_libgit2(spec),
         };
         match made {
@@ -669,6 +692,51 @@ impl Repo {
             .any(|other| other == tip || self.repo.graph_descendant_of(other, tip).unwrap_or(false))
     }
 
+    /// Whether `branch` merges into `into` (a branch, tag or commit, as it
+    /// is now) without conflicts, and which files conflict. Nothing is
+    /// written: the merge is made in memory.
+    pub fn merge_check(&self, branch: &str, into: &str) -> Result<MergeCheck, WorktreeError> {
+        let theirs = self
+            .branch_tip(branch)
+            .ok_or_else(|| WorktreeError::BaseNotFound {
+                base: branch.to_owned(),
+                suggestions: Vec::new(),
+            })?;
+        let ours = self.resolve(into)?;
+        let conflicts = self.conflicting_files(ours, theirs)?;
+        Ok(MergeCheck {
+            into: into.to_owned(),
+            clean: conflicts.is_empty(),
+            conflicts,
+        })
+    }
+
+    /// The files that conflict when `a` and `b` are merged (in memory).
+    pub fn conflicts_between(&self, a: &str, b: &str) -> Result<Vec<String>, WorktreeError> {
+        let (Some(a), Some(b)) = (self.branch_tip(a), self.branch_tip(b)) else {
+            return Ok(Vec::new());
+        };
+        self.conflicting_files(a, b)
+    }
+
+    fn conflicting_files(&self, ours: Oid, theirs: Oid) -> Result<Vec<String>, WorktreeError> {
+        let ours = self.repo.find_commit(ours)?;
+        let theirs = self.repo.find_commit(theirs)?;
+        let index = self.repo.merge_commits(&ours, &theirs, None)?;
+        if !index.has_conflicts() {
+            return Ok(Vec::new());
+        }
+        let mut files: Vec<String> = index
+            .conflicts()?
+            .flatten()
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+            .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
     /// Delete a local branch (refused by git while a worktree has it out).
     pub fn delete_branch(&self, name: &str) -> Result<(), WorktreeError> {
         let _admin = GIT_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
@@ -756,11 +824,11 @@ pub fn changed_files(repo: &Repository) -> Result<usize, WorktreeError> {
             };
             // The state folder lives in the main checkout; it is never
             // the user's uncommitted work.
-            !path.starts_with(crate::state::DIR_NAME)
-                && !(entry.status().is_wt_new()
-                    && repo
-                        .workdir()
-                        .is_some_and(|w| is_link_out_of(w, Path::new(path))))
+            let setup_link = entry.status().is_wt_new()
+                && repo
+                    .workdir()
+                    .is_some_and(|w| is_link_out_of(w, Path::new(path)));
+            !path.starts_with(crate::state::DIR_NAME) && !setup_link
         })
         .count())
 }
@@ -907,6 +975,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn merge_check_names_the_conflicting_files() {
+        let temp = repository();
+        for (branch, text) in [
+            ("left", "one\nLEFT\n"),
+            ("right", "one\nRIGHT\n"),
+            ("other", "one\ntwo\n"),
+        ] {
+            git(temp.path(), &["checkout", "-q", "-b", branch, "main"]);
+            std::fs::write(temp.path().join("a.txt"), text).expect("write");
+            std::fs::write(temp.path().join(format!("{branch}.txt")), "x").expect("write");
+            git(temp.path(), &["add", "."]);
+            git(temp.path(), &["commit", "-q", "-m", branch]);
+        }
+        git(temp.path(), &["checkout", "-q", "main"]);
+        let repo = Repo::open(temp.path()).expect("open");
+        assert!(repo.merge_check("left", "main").expect("check").clean);
+        assert_eq!(
+            repo.conflicts_between("left", "right").expect("merge"),
+            vec!["a.txt".to_owned()]
+        );
+        assert!(repo
+            .conflicts_between("left", "other")
+            .expect("merge")
+            .is_empty());
+        // main moves on and now conflicts with left.
+        std::fs::write(temp.path().join("a.txt"), "one\nMAIN\n").expect("write");
+        git(temp.path(), &["commit", "-q", "-am", "main moves"]);
+        let check = repo.merge_check("left", "main").expect("check");
+        assert!(!check.clean);
+        assert_eq!(check.conflicts, vec!["a.txt".to_owned()]);
     }
 
     #[test]

@@ -93,3 +93,57 @@ impl Project {
         serde_json::from_str(&self.task_file(id, "task.json")).expect("task.json")
     }
 }
+
+/// A project whose folder name starts with `prefix` (for paths with spaces
+/// or non-ASCII characters).
+pub fn project_named(prefix: &str) -> Project {
+    Project {
+        dir: tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir"),
+    }
+}
+
+/// `git` in `dir`, with a fixed identity and neither the user's nor the
+/// system's configuration.
+pub fn git_command(dir: &Path) -> Command {
+    let mut command = Command::new("git");
+    command
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "dispatch tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@example.invalid")
+        .env("GIT_COMMITTER_NAME", "dispatch tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@example.invalid")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_CEILING_DIRECTORIES");
+    command
+}
+
+/// Run `git ARGS` in `dir`, which must succeed; its stdout, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = git_command(dir).args(args).output().expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned()
+}
+
+/// `git init -b main` in `dir` and a first commit of everything there (plus
+/// a one-line `README.md`).
+pub fn init_repo(dir: &Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README.md"), "# project\n").expect("write README");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "first commit"]);
+}

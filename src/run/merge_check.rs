@@ -1,0 +1,119 @@
+//! Merge readiness: whether each worktree task's branch merges cleanly into
+//! its base, and which sibling branches of a run conflict with each other,
+//! so a team knows what it can merge before it opens a pull request. Every
+//! merge is made in memory; nothing in the repository changes.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::workers::worktree::{BranchRecord, MergeCheck, Repo, WorktreeError};
+
+/// Two branches of the same run that conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SiblingConflict {
+    /// One task and its branch.
+    pub task: String,
+    pub branch: String,
+    /// The other.
+    pub other_task: String,
+    pub other_branch: String,
+    /// The files both changed in ways that do not merge.
+    pub files: Vec<String>,
+}
+
+/// A task's branch and how it merges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BranchReadiness {
+    pub task: String,
+    pub branch: String,
+    pub merge: MergeCheck,
+}
+
+/// What `dispatch merge-check` prints and the reports show.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MergeReadiness {
+    pub branches: Vec<BranchReadiness>,
+    pub conflicts: Vec<SiblingConflict>,
+}
+
+impl MergeReadiness {
+    /// Every branch merges into its base and no two conflict.
+    pub fn all_clean(&self) -> bool {
+        self.conflicts.is_empty() && self.branches.iter().all(|b| b.merge.clean)
+    }
+}
+
+/// Check the branches of a run's tasks (`(task id, branch)`) as the
+/// repository at `root` is now. A branch that no longer exists is left out.
+pub fn assess(
+    root: &Path,
+    tasks: &[(String, BranchRecord)],
+) -> Result<MergeReadiness, WorktreeError> {
+    let repo = Repo::open(root)?;
+    let present: Vec<&(String, BranchRecord)> = tasks
+        .iter()
+        .filter(|(_, b)| repo.branch_tip(&b.name).is_some())
+        .collect();
+    let mut readiness = MergeReadiness::default();
+    for (task, branch) in &present {
+        // A base that is gone (a stage's branch deleted since) is checked
+        // against the commit the branch started from.
+        let merge = repo
+            .merge_check(&branch.name, &branch.base)
+            .or_else(|_| repo.merge_check(&branch.name, &branch.base_commit))?;
+        readiness.branches.push(BranchReadiness {
+            task: task.clone(),
+            branch: branch.name.clone(),
+            merge,
+        });
+    }
+    for (i, (task, branch)) in present.iter().enumerate() {
+        for (other_task, other) in &present[i + 1..] {
+            let files = repo.conflicts_between(&branch.name, &other.name)?;
+            if !files.is_empty() {
+                readiness.conflicts.push(SiblingConflict {
+                    task: task.clone(),
+                    branch: branch.name.clone(),
+                    other_task: other_task.clone(),
+                    other_branch: other.name.clone(),
+                    files,
+                });
+            }
+        }
+    }
+    Ok(readiness)
+}
+
+/// The readiness as lines for the terminal.
+pub fn render(readiness: &MergeReadiness) -> String {
+    let mut out = String::new();
+    if readiness.branches.is_empty() {
+        out.push_str("no worktree branches to check\n");
+        return out;
+    }
+    for branch in &readiness.branches {
+        let verdict = if branch.merge.clean {
+            "merges cleanly".to_owned()
+        } else {
+            format!("conflicts in {}", branch.merge.conflicts.join(", "))
+        };
+        out.push_str(&format!(
+            "{} ({}) into {}: {verdict}\n",
+            branch.branch, branch.task, branch.merge.into
+        ));
+    }
+    for conflict in &readiness.conflicts {
+        out.push_str(&format!(
+            "{} and {} conflict in {}\n",
+            conflict.branch,
+            conflict.other_branch,
+            conflict.files.join(", ")
+        ));
+    }
+    if readiness.all_clean() {
+        out.push_str("every branch merges cleanly, and no two conflict\n");
+    }
+    out
+}
