@@ -832,3 +832,67 @@ fn regex_like_time(text: &str) -> usize {
         })
         .count()
 }
+
+#[test]
+fn caps_per_backend_are_never_exceeded_and_priority_goes_first_within_a_cap() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+concurrency: { total: 4, slow: 1 }
+backends:
+  slow: { command: [AGENT, sleep:120ms, check-all] }
+  fast: { command: [AGENT, sleep:120ms, check-all] }
+tasks:
+  s1: { backend: slow, plan: [Work] }
+  s2: { backend: slow, plan: [Work] }
+  s3: { backend: slow, plan: [Work], priority: high }
+  f1: { backend: fast, plan: [Work] }
+  f2: { backend: fast, plan: [Work] }
+  f3: { backend: fast, plan: [Work] }
+",
+    );
+    let (output, events) = project.run(&[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let backend_of = |task: &str| {
+        if task.starts_with('s') {
+            "slow"
+        } else {
+            "fast"
+        }
+    };
+    let mut running: std::collections::HashMap<&str, usize> = Default::default();
+    let mut most: std::collections::HashMap<&str, usize> = Default::default();
+    let mut first_slow = None;
+    for event in &events {
+        let task = event["task"].as_str().unwrap_or_default();
+        match event["event"].as_str() {
+            Some("task-started") => {
+                let backend = backend_of(task);
+                let now = running.entry(backend).or_default();
+                *now += 1;
+                let most = most.entry(backend).or_default();
+                *most = (*most).max(*now);
+                if backend == "slow" && first_slow.is_none() {
+                    first_slow = Some(task.to_owned());
+                }
+            }
+            Some("task-ended") => *running.entry(backend_of(task)).or_default() -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(most["slow"], 1, "the cap of 1 holds: {events:?}");
+    assert!(
+        most["fast"] >= 2,
+        "an uncapped backend runs alongside: {most:?}"
+    );
+    assert_eq!(
+        first_slow.as_deref(),
+        Some("s3"),
+        "priority first within the cap"
+    );
+}

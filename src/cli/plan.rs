@@ -109,10 +109,14 @@ pub fn render_text(plan: &SweepPlan) -> String {
     let count = plan.tasks.len();
     let _ = writeln!(
         out,
-        "Sweep {name} ({}): {count} task{}, concurrency {}",
+        "Sweep {name} ({}): {count} task{}, concurrency {}{}",
         plan.manifest,
         if count == 1 { "" } else { "s" },
-        plan.concurrency
+        plan.concurrency,
+        plan.caps
+            .iter()
+            .map(|(name, cap)| format!(", at most {cap} on {name}"))
+            .collect::<String>()
     );
     if !plan.user_config.is_empty() {
         let _ = writeln!(out, "User config applied: {}", plan.user_config.join(", "));

@@ -36,11 +36,12 @@ pub struct Manifest {
     /// What the sweep is for, shown at the top of reports.
     #[serde(default)]
     pub description: Option<String>,
-    /// How many workers run at once (default 4). `dispatch run --concurrency`
-    /// overrides it.
+    /// How many workers run at once (default 4): a number, or a map with
+    /// `total` and caps per backend or model (`{ total: 8, claude: 3,
+    /// gemini: 5 }`), so a sweep respects each provider's rate limits.
+    /// `dispatch run --concurrency` overrides the total.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1024))]
-    pub concurrency: Option<u32>,
+    pub concurrency: Option<Concurrency>,
     /// Settings every task gets unless it sets its own.
     #[serde(default)]
     pub defaults: Defaults,
@@ -450,6 +451,43 @@ impl Needs {
         match self {
             Needs::One(id) => std::slice::from_ref(id),
             Needs::Many(ids) => ids,
+        }
+    }
+}
+
+/// `concurrency: 8`, or `{ total: 8, claude: 3, opus: 1 }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Concurrency {
+    Total(#[schemars(range(min = 1, max = 1024))] u32),
+    /// `total` (default 4), and at most this many workers at once per
+    /// backend name or model name.
+    Caps(IndexMap<String, CapValue>),
+}
+
+/// One cap of a concurrency map.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct CapValue(#[schemars(range(min = 1, max = 1024))] pub u32);
+
+impl Concurrency {
+    /// The total, if given.
+    pub fn total(&self) -> Option<u32> {
+        match self {
+            Concurrency::Total(n) => Some(*n),
+            Concurrency::Caps(caps) => caps.get("total").map(|c| c.0),
+        }
+    }
+
+    /// The caps per backend or model (everything but `total`).
+    pub fn caps(&self) -> IndexMap<String, u32> {
+        match self {
+            Concurrency::Total(_) => IndexMap::new(),
+            Concurrency::Caps(caps) => caps
+                .iter()
+                .filter(|(k, _)| k.as_str() != "total")
+                .map(|(k, v)| (k.clone(), v.0))
+                .collect(),
         }
     }
 }

@@ -38,6 +38,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn run(&mut self) {
         self.check_models_and_backends();
+        self.check_concurrency();
         self.check_defaults();
         self.check_questions();
         self.check_escalation();
@@ -114,6 +115,35 @@ impl Checker<'_> {
                     self.unknown_model(&["roles", name, "model"], model);
                 }
             }
+        }
+    }
+
+    /// Each cap of a concurrency map names a backend or a model.
+    fn check_concurrency(&mut self) {
+        let Some(super::types::Concurrency::Caps(caps)) = &self.manifest.concurrency else {
+            return;
+        };
+        let backends = backends::backends(self.manifest);
+        let models = backends::known_models(self.manifest);
+        let mut known: Vec<&str> = vec!["total"];
+        known.extend(backends.keys().map(String::as_str));
+        known.extend(models.iter().map(String::as_str));
+        for name in caps.keys() {
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            let mut d = self.loaded.error_at_key(
+                &["concurrency", name],
+                format!("`{name}` is neither `total`, a backend nor a model, so it caps nothing"),
+            );
+            d = match did_you_mean(name, known.iter().copied()) {
+                Some(close) => d.with_help(format!("did you mean `{close}`?")),
+                None => d.with_help(format!(
+                    "cap a backend ({}) or a model by its name",
+                    list_names(backends.keys().map(String::as_str), 8)
+                )),
+            };
+            self.push(d);
         }
     }
 

@@ -51,6 +51,8 @@ pub struct SweepPlan {
     pub manifest: String,
     pub run_id: String,
     pub concurrency: u32,
+    /// At most this many workers at once per backend or model name.
+    pub caps: IndexMap<String, u32>,
     /// What the whole sweep may spend.
     pub budget: Option<Budget>,
     /// Names of variables whose values are redacted.
@@ -270,7 +272,16 @@ impl<'a> Builder<'a> {
             }),
             manifest: self.loaded.path.display().to_string(),
             run_id: self.options.run_id.clone(),
-            concurrency: manifest.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            concurrency: manifest
+                .concurrency
+                .as_ref()
+                .and_then(|c| c.total())
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            caps: manifest
+                .concurrency
+                .as_ref()
+                .map(|c| c.caps())
+                .unwrap_or_default(),
             budget: manifest.budget.clone(),
             questions: manifest.questions.clone(),
             escalation: if manifest.escalation.is_empty() {

@@ -624,11 +624,42 @@ impl Sweep {
                     .is_some_and(|&n| self.records[n].status == TaskStatus::Complete)
             });
             let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
-            if !ready || waiting_retry || busy(workers, &self.preparing) >= concurrency {
+            if !ready
+                || waiting_retry
+                || busy(workers, &self.preparing) >= concurrency
+                || self.capped(index)
+            {
                 continue;
             }
             self.launch(index, workers, usage);
         }
+    }
+
+    /// Whether a cap of its backend or model is full: as many of the
+    /// sweep's workers on it as the cap allows are running (or having
+    /// their worktree made). A capped task waits; the next one in schedule
+    /// order may start in its place.
+    fn capped(&self, index: usize) -> bool {
+        let caps = &self.plan.caps;
+        if caps.is_empty() {
+            return false;
+        }
+        let names = |i: usize| {
+            let task = &self.plan.tasks[i];
+            [
+                Some(task.backend.as_str()),
+                task.model.as_ref().map(|m| m.name.as_str()),
+            ]
+        };
+        let active = |i: usize| self.records[i].status == TaskStatus::Running || self.preparing[i];
+        names(index).into_iter().flatten().any(|name| {
+            caps.get(name).is_some_and(|&cap| {
+                let running = (0..self.plan.tasks.len())
+                    .filter(|&i| active(i) && names(i).contains(&Some(name)))
+                    .count();
+                running >= cap as usize
+            })
+        })
     }
 
     /// Why a pending task can never start: a need that ended other than
