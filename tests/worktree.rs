@@ -1192,3 +1192,43 @@ tasks:
     );
     run_ok(&project);
 }
+
+#[test]
+fn status_warns_when_worktrees_of_earlier_runs_pile_up() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  first:
+    command: [AGENT, check-all]
+    plan: [Look]
+    worktree: { keep: always }
+",
+    );
+    init_repo(project.path());
+    run_ok(&project);
+    let output = project.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("earlier runs"),
+        "its own worktree is not old: {text}"
+    );
+    project.manifest(
+        "version: 1
+tasks:
+  second:
+    command: [AGENT, check-all]
+    plan: [Look]
+",
+    );
+    run_ok(&project);
+    let output = project.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(
+            "warning: 1 worktree from earlier runs is still under .dispatch/worktrees, holding"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("dispatch clean --dry-run"), "{text}");
+}

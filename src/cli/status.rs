@@ -31,7 +31,11 @@ pub fn run(args: &StatusArgs) -> u8 {
             json.push('\n');
             json
         } else {
-            render(&snapshot)
+            let mut text = render(&snapshot);
+            if let Some(warning) = old_worktrees(&state, &snapshot, !args.watch) {
+                text.push_str(&warning);
+            }
+            text
         };
         if args.watch && std::io::stdout().is_terminal() {
             print_stdout("\x1b[2J\x1b[H");
@@ -142,4 +146,40 @@ fn render_task(out: &mut String, view: &TaskView) {
         let indent = "  ".repeat(item.depth + 1);
         let _ = writeln!(out, "{indent}{mark} {}{note}{suffix}", item.text);
     }
+}
+
+/// A warning when worktrees of other runs pile up under
+/// `.dispatch/worktrees/` (with the disk they hold, unless `sized` is off:
+/// sizing walks every file, too slow to repeat every second).
+fn old_worktrees(state: &StateDir, snapshot: &Snapshot, sized: bool) -> Option<String> {
+    let own: Vec<std::path::PathBuf> = snapshot
+        .tasks
+        .iter()
+        .filter_map(|t| t.record.branch.as_ref())
+        .map(|b| std::path::PathBuf::from(&b.path))
+        .collect();
+    let old: Vec<std::path::PathBuf> = std::fs::read_dir(state.dir.join("worktrees"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(".git").is_file() && !own.contains(p))
+        .collect();
+    if old.is_empty() {
+        return None;
+    }
+    let size = if sized {
+        let bytes: u64 = old
+            .iter()
+            .map(|p| crate::workers::worktree::disk_usage(p))
+            .sum();
+        format!(", holding {}", crate::run::clean::human_bytes(bytes))
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "\nwarning: {} worktree{} from earlier runs {} still under .dispatch/worktrees{size}; `dispatch clean --dry-run` shows what can go\n",
+        old.len(),
+        if old.len() == 1 { "" } else { "s" },
+        if old.len() == 1 { "is" } else { "are" },
+    ))
 }
