@@ -896,3 +896,50 @@ tasks:
         "priority first within the cap"
     );
 }
+
+#[test]
+fn once_a_models_budget_is_spent_no_new_task_on_it_starts() {
+    let project = Project::new();
+    let task = |id: &str, model: &str, extra: &str, script: &str| {
+        format!("  {id}:\n    model: {model}\n{extra}    {TWO_ITEMS}\n    vars:\n      script: |-\n        AGENT {script}\n")
+    };
+    project.manifest(&format!(
+        "version: 1\nconcurrency: 1\nmodels:\n  cheap: {{ backend: fake-claude, budget: {{ max_tokens: 100 }} }}\n  other: {{ backend: fake-claude }}\n{FAKE_CLAUDE}tasks:\n{}{}{}",
+        task("first", "cheap", "    priority: high\n", &format!("{} check-all", assistant_turn("m1", 150))),
+        task("second", "cheap", "", "check-all"),
+        task("third", "other", "    priority: low\n", "check-all"),
+    ));
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        status_of(&project, "first"),
+        "complete",
+        "a running task finishes"
+    );
+    assert_eq!(status_of(&project, "second"), "skipped");
+    assert_eq!(
+        project.task_json("second")["reason"],
+        "not started: model cheap's budget is spent (used 150 tokens of a 100-token budget)"
+    );
+    assert_eq!(
+        status_of(&project, "third"),
+        "complete",
+        "other models go on"
+    );
+    let run_id = events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    let cheap = &report["totals"]["models"][0];
+    assert_eq!(cheap["model"], "cheap");
+    assert_eq!(cheap["usage"]["input_tokens"], 150);
+    assert_eq!(cheap["budget"]["max_tokens"], 100);
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    assert!(markdown.contains("## Spend against budget"), "{markdown}");
+    assert!(
+        markdown.contains("| model cheap | 1 | 150 | — | 100 tokens |"),
+        "{markdown}"
+    );
+}

@@ -130,6 +130,10 @@ pub struct ModelDef {
     /// The model id passed to the backend (`--model ID`). Default: the name.
     #[serde(default)]
     pub id: Option<String>,
+    /// What all the sweep's tasks on this model may spend together; once
+    /// spent, no new task on it starts.
+    #[serde(default)]
+    pub budget: Option<Budget>,
 }
 
 /// An agent program and how to talk to it.

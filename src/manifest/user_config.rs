@@ -155,7 +155,14 @@ fn merge_skill(manifest: &mut Manifest, config: SkillConfig) {
         .into_iter()
         .filter_map(|(name, model)| {
             let backend = model.backend?;
-            Some((name, ModelDef { backend, id: None }))
+            Some((
+                name,
+                ModelDef {
+                    backend,
+                    id: None,
+                    budget: None,
+                },
+            ))
         })
         .collect();
     fill(&mut manifest.models, models);

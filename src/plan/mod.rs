@@ -51,6 +51,8 @@ pub struct SweepPlan {
     pub manifest: String,
     pub run_id: String,
     pub concurrency: u32,
+    /// What the tasks on each model may spend together.
+    pub model_budgets: IndexMap<String, Budget>,
     /// At most this many workers at once per backend or model name.
     pub caps: IndexMap<String, u32>,
     /// What the whole sweep may spend.
@@ -283,6 +285,11 @@ impl<'a> Builder<'a> {
                 .map(|c| c.caps())
                 .unwrap_or_default(),
             budget: manifest.budget.clone(),
+            model_budgets: manifest
+                .models
+                .iter()
+                .filter_map(|(name, def)| def.budget.clone().map(|b| (name.clone(), b)))
+                .collect(),
             questions: manifest.questions.clone(),
             escalation: if manifest.escalation.is_empty() {
                 crate::escalation::default_rules()

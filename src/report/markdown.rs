@@ -22,6 +22,12 @@ pub fn render(report: &Report, templates: &Templates) -> String {
             |ms| crate::clock::human(std::time::Duration::from_millis(ms)),
         )
     });
+    env.add_filter("budget", |budget: Option<Value>| {
+        let budget: Option<crate::manifest::types::Budget> = budget
+            .and_then(|b| serde_json::to_value(&b).ok())
+            .and_then(|j| serde_json::from_value(j).ok());
+        budget.map_or_else(|| "—".to_owned(), |b| describe_budget(&b))
+    });
     let result = env
         .get_template(TEMPLATE)
         .and_then(|t| t.render(Value::from(minijinja::value::Serde(report))));
@@ -31,6 +37,25 @@ pub fn render(report: &Report, templates: &Templates) -> String {
             "# Sweep {}\n\nThe report template failed: {e}\n",
             report.name
         ),
+    }
+}
+
+/// `$5.00, 200 turns, 1000000 tokens`: the limits a budget sets.
+pub fn describe_budget(budget: &crate::manifest::types::Budget) -> String {
+    let mut parts = Vec::new();
+    if let Some(cost) = budget.max_cost_usd {
+        parts.push(format!("${cost:.2}"));
+    }
+    if let Some(turns) = budget.max_turns {
+        parts.push(format!("{turns} turns"));
+    }
+    if let Some(tokens) = budget.max_tokens {
+        parts.push(format!("{tokens} tokens"));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 

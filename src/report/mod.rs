@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::types::Severity;
+use crate::manifest::types::{Budget, Severity};
 use crate::monitor::checklist::ItemState;
 use crate::run::merge_check::MergeReadiness;
 use crate::run::snapshot::Snapshot;
@@ -69,6 +69,23 @@ pub struct Totals {
     pub findings: IndexMap<String, usize>,
     /// Usage summed over the tasks.
     pub usage: UsageReport,
+    /// What the whole sweep was allowed to spend.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// Spend per model, against the model's budget where it has one.
+    #[serde(default)]
+    pub models: Vec<ModelSpend>,
+}
+
+/// What the tasks on one model used together.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelSpend {
+    /// The model name.
+    pub model: String,
+    /// Its tasks' usage, summed.
+    pub usage: UsageReport,
+    /// Its budget, if the manifest gave one.
+    pub budget: Option<Budget>,
 }
 
 /// What the agent CLIs reported using.
@@ -122,6 +139,8 @@ pub struct TaskReport {
     pub plan: Vec<ItemReport>,
     /// What its worker used.
     pub usage: UsageReport,
+    /// What it was allowed to spend, if it had a budget.
+    pub budget: Option<Budget>,
     /// Its findings, most severe first.
     pub findings: Vec<FindingReport>,
     /// The questions it asked.
@@ -174,6 +193,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let run = &snapshot.run;
     let mut totals = Totals {
         tasks: snapshot.tasks.len(),
+        budget: run.budget.clone(),
         ..Totals::default()
     };
     let mut tasks = Vec::with_capacity(snapshot.tasks.len());
@@ -213,6 +233,21 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             cost_usd: record.usage.cost_usd,
         };
         add_usage(&mut totals.usage, &usage);
+        if let Some(model) = &record.model {
+            let spend = match totals.models.iter_mut().position(|m| &m.model == model) {
+                Some(i) => &mut totals.models[i],
+                None => {
+                    totals.models.push(ModelSpend {
+                        model: model.clone(),
+                        budget: run.model_budgets.get(model).cloned(),
+                        ..ModelSpend::default()
+                    });
+                    let last = totals.models.len() - 1;
+                    &mut totals.models[last]
+                }
+            };
+            add_usage(&mut spend.usage, &usage);
+        }
         let plan: Vec<ItemReport> = view
             .plan
             .as_ref()
@@ -250,6 +285,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             items_total: counts.total,
             plan,
             usage,
+            budget: record.budget.clone(),
             findings,
             questions: record
                 .questions

@@ -276,6 +276,8 @@ struct Sweep {
     over_budget: Vec<Option<String>>,
     /// Why the sweep's budget stopped new launches.
     sweep_spent: Option<String>,
+    /// Models whose budget is spent (no new task on them starts), and why.
+    model_spent: HashMap<String, String>,
     /// Watched task folders and `ipc/` folders, and whose they are.
     folder_watch: Option<FolderWatch>,
     folders: HashMap<PathBuf, usize>,
@@ -375,6 +377,8 @@ impl Sweep {
                 .to_string(),
             reports: loaded.manifest.reports.clone(),
             merge_readiness: None,
+            budget: plan.budget.clone(),
+            model_budgets: plan.model_budgets.clone(),
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
         let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
@@ -415,6 +419,7 @@ impl Sweep {
             saved_at: vec![Instant::now(); count],
             over_budget: vec![None; count],
             sweep_spent: None,
+            model_spent: HashMap::new(),
             folder_watch: None,
             folders: HashMap::new(),
             findings: (0..count).map(|_| None).collect(),
@@ -611,7 +616,10 @@ impl Sweep {
         }
         let now = Instant::now();
         for index in 0..self.plan.tasks.len() {
-            if self.records[index].status != TaskStatus::Pending || self.preparing[index] {
+            if self.records[index].status != TaskStatus::Pending
+                || self.preparing[index]
+                || self.model_budget_spent(index).is_some()
+            {
                 continue;
             }
             if let Some(reason) = self.blocked_by(index) {
@@ -965,6 +973,7 @@ impl Sweep {
                 });
             }
         }
+        self.check_model_budget(index);
         if self.sweep_spent.is_none() {
             let spent = budget::total(self.records.iter().map(|r| &r.usage));
             if let Some(reason) = self
@@ -980,6 +989,46 @@ impl Sweep {
                 });
             }
         }
+    }
+
+    /// Once the tasks on a model have spent its budget together, no new
+    /// task on it starts (running ones go on, within their own budgets).
+    fn check_model_budget(&mut self, index: usize) {
+        let Some(model) = self.plan.tasks[index]
+            .model
+            .as_ref()
+            .map(|m| m.name.clone())
+        else {
+            return;
+        };
+        let Some(limit) = self.plan.model_budgets.get(&model) else {
+            return;
+        };
+        if self.model_spent.contains_key(&model) {
+            return;
+        }
+        let spent = budget::total(
+            self.records
+                .iter()
+                .filter(|r| r.model.as_deref() == Some(model.as_str()))
+                .map(|r| &r.usage),
+        );
+        if let Some(reason) = budget::exceeded(limit, &spent) {
+            self.emit(Event::Warning {
+                task: None,
+                message: format!(
+                    "model {model}'s budget is spent ({reason}); no new task on it starts"
+                ),
+            });
+            self.model_spent.insert(model, reason);
+        }
+    }
+
+    /// Why a task's model can start no more tasks, if it cannot.
+    fn model_budget_spent(&self, index: usize) -> Option<(String, String)> {
+        let model = self.plan.tasks[index].model.as_ref()?;
+        let reason = self.model_spent.get(&model.name)?;
+        Some((model.name.clone(), reason.clone()))
     }
 
     fn interrupt(&mut self) {
@@ -1093,7 +1142,15 @@ impl Sweep {
     fn conclude(mut self) -> RunResult {
         for index in 0..self.plan.tasks.len() {
             if self.records[index].status == TaskStatus::Pending {
+                let model_spent = self.model_budget_spent(index);
                 let (status, reason) = match (&self.sweep_spent, self.interrupted) {
+                    (_, 0) if model_spent.is_some() => {
+                        let (model, why) = model_spent.unwrap_or_default();
+                        (
+                            TaskStatus::Skipped,
+                            format!("not started: model {model}'s budget is spent ({why})"),
+                        )
+                    }
                     (_, 0) if self.halted.is_some() => (
                         TaskStatus::Skipped,
                         format!(
@@ -1245,6 +1302,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         items: plan.counts(),
         current_item: plan.current().map(|i| i.text.clone()),
         usage: Default::default(),
+        budget: task.budget.clone(),
         outcome: None,
         findings: Vec::new(),
         questions: Vec::new(),

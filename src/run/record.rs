@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ipc::findings::Finding;
+use crate::manifest::types::Budget;
 use crate::monitor::checklist::Counts;
 use crate::workers::events::{Outcome, Usage};
 use crate::workers::process::Exit;
@@ -119,6 +120,9 @@ pub struct TaskRecord {
     /// The item the worker is on (or stopped at).
     pub current_item: Option<String>,
     pub usage: Usage,
+    /// What it may spend (its own budget, or the defaults').
+    #[serde(default)]
+    pub budget: Option<Budget>,
     /// The agent CLI's own verdict, where its events give one.
     pub outcome: Option<Outcome>,
     /// What the worker reported with `dispatch worker finding`, in order.
@@ -171,4 +175,10 @@ pub struct RunRecord {
     /// with each other, checked when the run ended.
     #[serde(default)]
     pub merge_readiness: Option<crate::run::merge_check::MergeReadiness>,
+    /// What the whole sweep may spend.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// What the tasks on each model may spend together.
+    #[serde(default)]
+    pub model_budgets: indexmap::IndexMap<String, Budget>,
 }

@@ -310,6 +310,7 @@ mod tests {
             ModelDef {
                 backend: "opencode".into(),
                 id: Some("anthropic/claude-opus".into()),
+                budget: None,
             },
         );
         let model = resolve_model(&manifest, "opus").expect("resolves");
