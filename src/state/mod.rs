@@ -109,7 +109,9 @@ impl StateDir {
         Ok(Some(target))
     }
 
-    /// The most recent run's id (run ids sort by time).
+    /// The most recent run's id. Run ids sort by the second they started
+    /// in; two runs in the same second are told apart by the start time
+    /// in their `run.json`, to the millisecond.
     pub fn latest_run(&self) -> Option<String> {
         let mut runs: Vec<String> = std::fs::read_dir(self.runs_dir())
             .ok()?
@@ -118,7 +120,19 @@ impl StateDir {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         runs.sort();
-        runs.pop()
+        let last = runs.pop()?;
+        let second = last.get(..15).unwrap_or(&last).to_owned();
+        let started = |run: &str| {
+            read_bounded(&self.run_dir(run).join("run.json"), 16 * 1024 * 1024)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v["started_at"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        runs.into_iter()
+            .filter(|r| r.starts_with(&second))
+            .chain([last])
+            .max_by_key(|r| (started(r), r.clone()))
     }
 }
 
@@ -281,6 +295,26 @@ fn git_dir(root: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_latest_of_two_runs_in_one_second_is_the_one_that_started_last() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(temp.path());
+        for (id, started) in [
+            ("20261125-184736-ffff", "2026-11-25T18:47:36.100Z"),
+            ("20261125-184736-0001", "2026-11-25T18:47:36.900Z"),
+            ("20261125-184735-ffff", "2026-11-25T18:47:35.999Z"),
+        ] {
+            let dir = state.run_dir(id);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(
+                dir.join("run.json"),
+                format!("{{\"started_at\":\"{started}\"}}"),
+            )
+            .expect("write");
+        }
+        assert_eq!(state.latest_run().as_deref(), Some("20261125-184736-0001"));
+    }
 
     #[test]
     fn archives_an_earlier_runs_task_folder_into_that_run() {
