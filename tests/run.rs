@@ -943,3 +943,121 @@ fn once_a_models_budget_is_spent_no_new_task_on_it_starts() {
         "{markdown}"
     );
 }
+
+/// A sweep where `flaky` fails the first time it runs and succeeds after,
+/// `after` needs it, and every worker notes its run in `runs.log`.
+const FLAKY_SWEEP: &str = "version: 1
+tasks:
+  steady:
+    command: [sh, -c, 'echo steady >> runs.log; exec AGENT check-all']
+    plan: [Work]
+  flaky:
+    command: [sh, -c, 'echo flaky >> runs.log; if [ -f tried ]; then exec AGENT check-all; else touch tried; exec AGENT check fail-item:boom; fi']
+    plan: [First, Second]
+  after:
+    needs: flaky
+    command: [sh, -c, 'echo after >> runs.log; exec AGENT check-all']
+    plan: [Work]
+";
+
+fn runs_log(project: &Project) -> Vec<String> {
+    std::fs::read_to_string(project.path().join("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn report_of(project: &Project, run_id: &str) -> Value {
+    let path = project
+        .path()
+        .join(".dispatch/runs")
+        .join(run_id)
+        .join("report.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report.json")).expect("json")
+}
+
+#[test]
+fn retry_failed_reruns_only_what_failed_and_carries_the_rest_over() {
+    let project = Project::new();
+    project.manifest(FLAKY_SWEEP);
+    let (output, first) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    let first_id = first[0]["run_id"].as_str().expect("run id").to_owned();
+    assert_eq!(status_of(&project, "after"), "skipped");
+
+    let (output, second) = project.run(&["--retry-failed", "latest"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let second_id = second[0]["run_id"].as_str().expect("run id").to_owned();
+    assert_eq!(
+        runs_log(&project),
+        ["steady", "flaky", "flaky", "after"],
+        "steady never ran again"
+    );
+    assert!(second.iter().any(|e| e["event"] == "task-carried"
+        && e["task"] == "steady"
+        && e["from_run"] == first_id.as_str()));
+    let flaky = project.task_json("flaky");
+    assert_eq!(flaky["status"], "complete");
+    let attempts = flaky["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "both attempts stay visible: {flaky}");
+    assert_eq!(attempts[0]["status"], "failed");
+    assert_eq!(attempts[1]["status"], "complete");
+    assert!(project
+        .task_file("flaky", "plan.md")
+        .contains("- [x] First"));
+    assert_eq!(
+        project.task_json("steady")["carried_from"],
+        first_id.as_str()
+    );
+
+    // The rerun's report covers the whole sweep; the first one is intact.
+    let merged = report_of(&project, &second_id);
+    assert_eq!(merged["exit_code"], 0);
+    assert_eq!(merged["continues"], first_id.as_str());
+    assert_eq!(merged["tasks"][0]["carried_from"], first_id.as_str());
+    assert_eq!(merged["totals"]["statuses"]["complete"], 3, "{merged}");
+    let original = report_of(&project, &first_id);
+    assert_eq!(original["exit_code"], 1);
+    let statuses: Vec<&str> = original["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["complete", "failed", "skipped"]);
+    let status = project
+        .command(&["status", &first_id])
+        .output()
+        .expect("status");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("● flaky — FAILED"));
+}
+
+#[test]
+fn rerun_runs_the_named_tasks_again_and_keeps_their_earlier_attempts() {
+    let project = Project::new();
+    project.manifest(FLAKY_SWEEP);
+    project.run(&[]);
+    let (output, _) = project.run(&["--rerun", "steady"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "flaky is carried over, failed"
+    );
+    assert_eq!(runs_log(&project), ["steady", "flaky", "steady"]);
+    let steady = project.task_json("steady");
+    assert_eq!(
+        steady["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "{steady}"
+    );
+    assert_eq!(status_of(&project, "flaky"), "failed");
+
+    let (output, _) = project.run(&["--rerun", "stedy"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("`stedy`, which is not a task of this manifest; did you mean `steady`?"),
+        "{text}"
+    );
+}

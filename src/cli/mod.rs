@@ -228,6 +228,19 @@ pub struct RunArgs {
     /// Also write report.md, report.json and junit.xml into this folder.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
+    /// `latest`) from where they stopped, and the tasks they kept from
+    /// starting; every other task is carried over as it ended, so this
+    /// run's reports cover the whole sweep.
+    #[arg(long, value_name = "RUN", conflicts_with = "rerun")]
+    pub retry_failed: Option<String>,
+    /// Run TASK again from a fresh plan (repeatable), carrying every other
+    /// task over from the latest run (or --from RUN).
+    #[arg(long, value_name = "TASK")]
+    pub rerun: Vec<String>,
+    /// The run --rerun starts from (default: the latest).
+    #[arg(long, value_name = "RUN", requires = "rerun")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,9 @@ pub struct Report {
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, one line each, most important first.
     pub escalations: Vec<String>,
+    /// The earlier run this one reran part of (`--retry-failed`, `--rerun`);
+    /// its other tasks are carried over, so this report covers the sweep.
+    pub continues: Option<String>,
     /// Whether the worktree tasks' branches merge into their bases, and
     /// which of them conflict with each other (when the run ended).
     pub merge_readiness: Option<MergeReadiness>,
@@ -141,6 +144,8 @@ pub struct TaskReport {
     pub usage: UsageReport,
     /// What it was allowed to spend, if it had a budget.
     pub budget: Option<Budget>,
+    /// The earlier run whose result it carries unchanged.
+    pub carried_from: Option<String>,
     /// Its findings, most severe first.
     pub findings: Vec<FindingReport>,
     /// The questions it asked.
@@ -286,6 +291,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             plan,
             usage,
             budget: record.budget.clone(),
+            carried_from: record.carried_from.clone(),
             findings,
             questions: record
                 .questions
@@ -311,6 +317,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         status: run.status.clone(),
         exit_code: run.exit_code,
         escalations: run.escalations.clone(),
+        continues: run.continues.clone(),
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,

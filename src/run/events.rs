@@ -77,6 +77,13 @@ pub enum Event {
         folder: FolderState,
         path: String,
     },
+    /// A task carried over as it ended in an earlier run (`--retry-failed`,
+    /// `--rerun`).
+    TaskCarried {
+        task: String,
+        status: TaskStatus,
+        from_run: String,
+    },
     TaskSkipped {
         task: String,
         reason: String,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::carry::Fate;
 use super::events::Event;
 use super::merge_check::{self, MergeReadiness};
 use super::record::TaskStatus;
@@ -44,9 +45,17 @@ pub(super) fn preflight(
     loaded: &LoadedManifest,
     plan: &SweepPlan,
     root: &Path,
+    fates: &[Fate],
 ) -> Result<Vec<String>, Invalid> {
-    let tasks: Vec<&PlannedTask> = plan.tasks.iter().filter(|t| t.worktree.is_some()).collect();
-    let Some(first) = tasks.first() else {
+    // A carried task makes no worktree; a rerun one takes up its own.
+    let tasks: Vec<(&PlannedTask, bool)> = plan
+        .tasks
+        .iter()
+        .zip(fates)
+        .filter(|(t, fate)| t.worktree.is_some() && fate.runs())
+        .map(|(t, fate)| (t, fate.reuses_worktree()))
+        .collect();
+    let Some((first, _)) = tasks.first() else {
         return Ok(Vec::new());
     };
     let at = |task: &PlannedTask, e: &WorktreeError| {
@@ -60,15 +69,15 @@ pub(super) fn preflight(
     let repo = Repo::open(root).map_err(|e| Invalid(vec![at(first, &e)]))?;
     let branches_of_run: Vec<&str> = tasks
         .iter()
-        .filter_map(|t| t.worktree.as_ref().map(|w| w.branch.as_str()))
+        .filter_map(|(t, _)| t.worktree.as_ref().map(|w| w.branch.as_str()))
         .collect();
     let mut problems = Vec::new();
-    for task in &tasks {
+    for (task, reuse) in &tasks {
         let Some(worktree) = &task.worktree else {
             continue;
         };
         let made_by_run = branches_of_run.contains(&worktree.base.as_str());
-        if let Err(e) = repo.check(&spec(worktree, false), made_by_run) {
+        if let Err(e) = repo.check(&spec(worktree, *reuse), made_by_run) {
             problems.push(at(task, &e));
         }
     }
@@ -117,8 +126,9 @@ impl Sweep {
             return;
         };
         self.preparing[index] = true;
-        // A second attempt takes up what the first one made.
-        let reuse = self.worktrees[index].is_some();
+        // A second attempt takes up what the first one made, and a task
+        // rerun from an earlier run what that run made.
+        let reuse = self.worktrees[index].is_some() || self.earlier.reuse_worktree[index];
         let root = self.state.root.clone();
         let checkout = self.checkout.clone();
         let ready = ready.clone();

@@ -4,6 +4,7 @@
 //! exit code a pipeline can act on.
 
 pub mod budget;
+pub mod carry;
 pub mod clean;
 mod conversation;
 pub mod events;
@@ -76,6 +77,9 @@ pub struct RunOptions {
     pub junit: Option<PathBuf>,
     /// `--report-dir DIR`: copies of all three reports.
     pub report_dir: Option<PathBuf>,
+    /// `--retry-failed RUN` / `--rerun TASK...`: rerun part of an earlier
+    /// run and carry the rest over.
+    pub carry: Option<carry::CarryOptions>,
 }
 
 /// Why a run could not start (exit code 2).
@@ -85,6 +89,8 @@ pub enum RunError {
     Invalid(#[from] Invalid),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Carry(#[from] carry::CarryError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -123,8 +129,16 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         sweep_plan.concurrency = concurrency;
     }
     let programs = preflight(&loaded, &sweep_plan)?;
-    let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root)?;
     let state = StateDir::new(&root);
+    let carried = match &options.carry {
+        Some(how) => Some(carry::decide(&state, &sweep_plan, how)?),
+        None => None,
+    };
+    let fates: Vec<carry::Fate> = match &carried {
+        Some((_, fates)) => fates.clone(),
+        None => vec![carry::Fate::Fresh; sweep_plan.tasks.len()],
+    };
+    let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
     let lock = Lock::acquire(
@@ -135,7 +149,16 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
-    let mut sweep = Sweep::prepare(&loaded, sweep_plan, programs, state, options, started_at)?;
+    let from = carried.map(|(from, _)| from);
+    let mut sweep = Sweep::prepare(
+        &loaded,
+        sweep_plan,
+        programs,
+        state,
+        options,
+        started_at,
+        (from, fates),
+    )?;
     for note in worktree_notes {
         sweep.emit(Event::Warning {
             task: None,
@@ -317,6 +340,8 @@ struct Sweep {
     worktrees: Vec<Option<Created>>,
     /// Tasks whose worktree is being made (they hold a worker slot).
     preparing: Vec<bool>,
+    /// What tasks rerun from an earlier run bring with them.
+    earlier: Earlier,
     prepared_tx: mpsc::UnboundedSender<isolation::Prepared>,
     prepared_rx: Option<mpsc::UnboundedReceiver<isolation::Prepared>>,
     interrupted: u32,
@@ -333,6 +358,7 @@ impl Sweep {
         state: StateDir,
         options: &RunOptions,
         started_at: String,
+        (from, fates): (Option<String>, Vec<carry::Fate>),
     ) -> Result<Sweep, StateError> {
         let run_id = plan.run_id.clone();
         let run_dir = state.run_dir(&run_id);
@@ -342,8 +368,20 @@ impl Sweep {
             loaded.source.text.as_bytes(),
         )?;
         let redactor = Arc::new(Redactor::from_env(&plan.secrets));
-        let mut records = Vec::with_capacity(plan.tasks.len());
-        for task in &plan.tasks {
+        let count = plan.tasks.len();
+        let mut records = Vec::with_capacity(count);
+        let mut earlier = Earlier::new(count);
+        for (index, task) in plan.tasks.iter().enumerate() {
+            let fate = &fates[index];
+            if let (Some(from), carry::Fate::Carried { .. } | carry::Fate::Continued { .. }) =
+                (&from, fate)
+            {
+                if let Some(record) = carry::install(&state, fate, &run_id, from)? {
+                    earlier.take_up(index, &record, fate, Path::new(&task.paths.task_dir));
+                    records.push(record);
+                    continue;
+                }
+            }
             state.archive_task(&task.id)?;
             let dir = state.task_dir(&task.id);
             state::ensure_dir(&dir)?;
@@ -353,7 +391,16 @@ impl Sweep {
                 // The backend reads its prompt from this file.
                 state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
             }
-            let record = new_record(task, &run_id, &redactor);
+            let mut record = new_record(task, &run_id, &redactor);
+            if let (Some(from), carry::Fate::Restarted { .. }) = (&from, fate) {
+                if let Some(earlier_record) = carry::install(&state, fate, &run_id, from)? {
+                    earlier.take_up(index, &earlier_record, fate, &dir);
+                    record.attempts = earlier_record.attempts;
+                    record.usage = earlier_record.usage;
+                    record.findings = earlier_record.findings;
+                    record.questions = earlier_record.questions;
+                }
+            }
             state::write_json(&dir.join("task.json"), &record)?;
             records.push(record);
         }
@@ -377,6 +424,7 @@ impl Sweep {
                 .to_string(),
             reports: loaded.manifest.reports.clone(),
             merge_readiness: None,
+            continues: from.clone(),
             budget: plan.budget.clone(),
             model_budgets: plan.model_budgets.clone(),
         };
@@ -390,13 +438,16 @@ impl Sweep {
                 task.worktree.is_some(),
             );
         }
-        let count = plan.tasks.len();
         let (hook_reports, hook_problems) = mpsc::unbounded_channel();
         let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         let final_plans = plan
             .tasks
             .iter()
-            .map(|t| Some(monitor::checklist::parse(&t.plan)))
+            .zip(&fates)
+            .map(|(t, fate)| match fate {
+                carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&t.paths.plan)),
+                _ => Some(monitor::checklist::parse(&t.plan)),
+            })
             .collect();
         Ok(Sweep {
             name: plan.name.clone(),
@@ -422,8 +473,8 @@ impl Sweep {
             model_spent: HashMap::new(),
             folder_watch: None,
             folders: HashMap::new(),
-            findings: (0..count).map(|_| None).collect(),
-            seen_questions: HashSet::new(),
+            findings: std::mem::take(&mut earlier.findings),
+            seen_questions: std::mem::take(&mut earlier.seen_questions),
             pending: Vec::new(),
             warned_waiting: HashSet::new(),
             ended_by: vec![None; count],
@@ -451,6 +502,7 @@ impl Sweep {
             checkout: Checkout::detect(),
             worktrees: vec![None; count],
             preparing: vec![false; count],
+            earlier,
             prepared_tx,
             prepared_rx: Some(prepared_rx),
             interrupted: 0,
@@ -505,6 +557,15 @@ impl Sweep {
             tasks: self.plan.tasks.len(),
             concurrency: self.plan.concurrency,
         });
+        for index in 0..self.records.len() {
+            if let Some(from_run) = self.records[index].carried_from.clone() {
+                self.emit(Event::TaskCarried {
+                    task: self.records[index].id.clone(),
+                    status: self.records[index].status,
+                    from_run,
+                });
+            }
+        }
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
         let mut interrupts = interrupt_signals();
@@ -734,12 +795,14 @@ impl Sweep {
         }
         let task = self.plan.tasks[index].clone();
         let attempt = self.records[index].attempts.len() as u32 + 1;
-        let prompt = if attempt == 1 {
+        let first_here = attempt == self.earlier.attempts[index] + 1;
+        let fresh = first_here && !self.earlier.continued[index];
+        let prompt = if fresh {
             task.prompt.clone()
         } else {
             retry_prompt(&task, attempt, self.records[index].reason.as_deref())
         };
-        if attempt > 1 && task.prompt_via == PromptMode::File {
+        if !fresh && task.prompt_via == PromptMode::File {
             let path = PathBuf::from(&task.paths.prompt);
             if let Err(e) = state::write_state(&path, prompt.as_bytes()) {
                 self.emit(Event::Warning {
@@ -790,7 +853,7 @@ impl Sweep {
         self.stops[index] = Some(stop_tx);
         // The first attempt's plan is the one just written; a retry's is
         // whatever the earlier attempt left.
-        let plan_now = if attempt == 1 {
+        let plan_now = if fresh {
             monitor::checklist::parse(&task.plan)
         } else {
             monitor::read_plan(Path::new(&task.paths.plan)).unwrap_or_default()
@@ -953,7 +1016,7 @@ impl Sweep {
     /// launches past the sweep's.
     fn usage_changed(&mut self, update: UsageUpdate) {
         let index = update.index;
-        self.records[index].usage = update.usage;
+        self.records[index].usage = budget::total([&self.earlier.usage[index], &update.usage]);
         self.save_soon(index);
         let task = &self.plan.tasks[index];
         if self.over_budget[index].is_none() {
@@ -1087,7 +1150,7 @@ impl Sweep {
         let retrying = !stopped_by_runner
             && self.halted.is_none()
             && matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
-            && end.attempt <= task.retries
+            && end.attempt - self.earlier.attempts[index] <= task.retries
             && self.interrupted == 0;
         let duration = finished.as_ref().map_or(Duration::ZERO, |f| f.duration);
         let record = &mut self.records[index];
@@ -1095,7 +1158,7 @@ impl Sweep {
             record.items = plan.counts();
             record.current_item = plan.current().map(|i| i.text.clone());
         }
-        record.usage = end.tracker.usage.clone();
+        record.usage = budget::total([&self.earlier.usage[index], &end.tracker.usage]);
         record.outcome = end.tracker.outcome.clone();
         record.exit = finished.as_ref().map(|f| f.exit);
         record.reason = Some(reason.clone());
@@ -1303,6 +1366,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         current_item: plan.current().map(|i| i.text.clone()),
         usage: Default::default(),
         budget: task.budget.clone(),
+        carried_from: None,
         outcome: None,
         findings: Vec::new(),
         questions: Vec::new(),
@@ -1341,4 +1405,52 @@ fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
         }
     }
     rx
+}
+
+/// What tasks rerun from an earlier run (`--retry-failed`, `--rerun`) bring
+/// with them, so attempts are numbered on, usage adds up, and findings and
+/// questions already on record are not reported again.
+struct Earlier {
+    /// Attempts made in earlier runs.
+    attempts: Vec<u32>,
+    /// Usage of those attempts.
+    usage: Vec<crate::workers::events::Usage>,
+    /// Continues from its plan so far (else starts from a fresh one).
+    continued: Vec<bool>,
+    /// Takes up the worktree and branch its earlier run made.
+    reuse_worktree: Vec<bool>,
+    findings: Vec<Option<FindingsReader>>,
+    seen_questions: HashSet<(usize, u32)>,
+}
+
+impl Earlier {
+    fn new(count: usize) -> Self {
+        Self {
+            attempts: vec![0; count],
+            usage: vec![Default::default(); count],
+            continued: vec![false; count],
+            reuse_worktree: vec![false; count],
+            findings: (0..count).map(|_| None).collect(),
+            seen_questions: HashSet::new(),
+        }
+    }
+
+    fn take_up(&mut self, index: usize, record: &TaskRecord, fate: &carry::Fate, dir: &Path) {
+        if !fate.runs() {
+            return;
+        }
+        self.attempts[index] = record.attempts.len() as u32;
+        self.usage[index] = record.usage.clone();
+        self.continued[index] = matches!(fate, carry::Fate::Continued { .. });
+        self.reuse_worktree[index] = fate.reuses_worktree();
+        if self.continued[index] {
+            // What the copied folder already holds is on record.
+            let mut reader = FindingsReader::new(dir.join("findings.jsonl"));
+            while !reader.poll().is_empty() {}
+            self.findings[index] = Some(reader);
+            for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
+                self.seen_questions.insert((index, question.seq));
+            }
+        }
+    }
 }

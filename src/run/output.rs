@@ -170,6 +170,15 @@ impl Screen {
             Event::TaskSkipped { task, reason } => {
                 format!("{}: skipped — {reason}", self.name(task))
             }
+            Event::TaskCarried {
+                task,
+                status,
+                from_run,
+            } => format!(
+                "{}: {} in run {from_run}, carried over",
+                self.name(task),
+                status.label()
+            ),
             Event::WorktreeReady {
                 task,
                 path,

@@ -123,6 +123,10 @@ pub struct TaskRecord {
     /// What it may spend (its own budget, or the defaults').
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// The earlier run whose result this task carries unchanged (a run
+    /// started with `--retry-failed` or `--rerun`).
+    #[serde(default)]
+    pub carried_from: Option<String>,
     /// The agent CLI's own verdict, where its events give one.
     pub outcome: Option<Outcome>,
     /// What the worker reported with `dispatch worker finding`, in order.
@@ -175,6 +179,9 @@ pub struct RunRecord {
     /// with each other, checked when the run ended.
     #[serde(default)]
     pub merge_readiness: Option<crate::run::merge_check::MergeReadiness>,
+    /// The earlier run this one reruns part of, carrying the rest over.
+    #[serde(default)]
+    pub continues: Option<String>,
     /// What the whole sweep may spend.
     #[serde(default)]
     pub budget: Option<Budget>,
