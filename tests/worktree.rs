@@ -1232,3 +1232,35 @@ tasks:
     );
     assert!(text.contains("dispatch clean --dry-run"), "{text}");
 }
+
+#[test]
+fn a_folder_in_the_worktrees_place_is_refused_and_left_alone() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  solo:
+    command: [AGENT, check-all]
+    plan: [Work]
+    worktree: true
+",
+    );
+    init_repo(project.path());
+    let folder = project.path().join(".dispatch/worktrees/solo");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("notes.txt"), "someone's notes").expect("write");
+    let (output, events) = project.run(&[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sweep.yaml:6:15: tasks.solo.worktree:"),
+        "{err}"
+    );
+    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("reuse: true"), "says what to do: {err}");
+    assert!(!events.iter().any(|e| e["event"] == "task-started"));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("notes.txt")).expect("kept"),
+        "someone's notes"
+    );
+}
