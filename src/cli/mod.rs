@@ -67,6 +67,16 @@ pub enum Command {
     /// their plans fill in, and exit with a code a pipeline can act on.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
+    /// Continue a run that ended without finishing (interrupted, killed,
+    /// halted, blocked): complete tasks are kept; failed, incomplete,
+    /// cancelled and never-started ones run again from where they
+    /// stopped; blocked ones whose question was answered since go on with
+    /// the answer. Resuming a finished run is harmless and says so.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Resume(ResumeArgs),
+    /// Stop a running sweep, or some of its tasks, cleanly from another
+    /// terminal (through the running dispatch, or directly if it is gone).
+    Cancel(CancelArgs),
     /// Show where a run stands (the latest, or RUN), from any terminal,
     /// while it goes on or after it ended.
     Status(StatusArgs),
@@ -193,6 +203,42 @@ pub struct RunArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub vars: VarArgs,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+    /// Run only these tasks (repeatable; a matrix task's id stands for all
+    /// its entries). What they `need` must be selected too.
+    #[arg(long, value_name = "ID")]
+    pub only: Vec<String>,
+    /// Leave these tasks out (repeatable); nothing selected may need them.
+    #[arg(long, value_name = "ID")]
+    pub skip: Vec<String>,
+    /// Run only the tasks with this tag (repeatable: any of them).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Run shard K of N: a partition of the tasks that keeps each task
+    /// with everything it needs and does not change when the manifest is
+    /// reordered, so N CI jobs can share a sweep (see `dispatch matrix`,
+    /// `dispatch merge`).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
+    /// `latest`) from where they stopped, and the tasks they kept from
+    /// starting; every other task is carried over as it ended, so this
+    /// run's reports cover the whole sweep.
+    #[arg(long, value_name = "RUN", conflicts_with = "rerun")]
+    pub retry_failed: Option<String>,
+    /// Run TASK again from a fresh plan (repeatable), carrying every other
+    /// task over from the latest run (or --from RUN).
+    #[arg(long, value_name = "TASK")]
+    pub rerun: Vec<String>,
+    /// The run --rerun starts from (default: the latest).
+    #[arg(long, value_name = "RUN", requires = "rerun")]
+    pub from: Option<String>,
+}
+
+/// How a run (or a resumed one) is supervised and reported.
+#[derive(Debug, Args)]
+pub struct SupervisionArgs {
     /// How many workers run at once, overriding the manifest.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
@@ -228,19 +274,28 @@ pub struct RunArgs {
     /// Also write report.md, report.json and junit.xml into this folder.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
-    /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
-    /// `latest`) from where they stopped, and the tasks they kept from
-    /// starting; every other task is carried over as it ended, so this
-    /// run's reports cover the whole sweep.
-    #[arg(long, value_name = "RUN", conflicts_with = "rerun")]
-    pub retry_failed: Option<String>,
-    /// Run TASK again from a fresh plan (repeatable), carrying every other
-    /// task over from the latest run (or --from RUN).
-    #[arg(long, value_name = "TASK")]
-    pub rerun: Vec<String>,
-    /// The run --rerun starts from (default: the latest).
-    #[arg(long, value_name = "RUN", requires = "rerun")]
-    pub from: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to continue (default: the latest).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run (default: the latest).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Only these tasks (default: the whole run).
+    #[arg(long = "task", value_name = "ID")]
+    pub tasks: Vec<String>,
+    /// The project root that holds `.dispatch/`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +441,8 @@ fn run(cli: Cli) -> u8 {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Resume(args) => run::resume(&args),
+        Command::Cancel(args) => run::cancel(&args),
         Command::Questions(args) => answer::questions(&args),
         Command::Answer(args) => answer::answer(&args),
         Command::Worker(args) => worker::run(&args),

@@ -1,10 +1,14 @@
-//! `dispatch run FILE`: the main job.
+//! `dispatch run FILE` (the main job), `dispatch resume` and `dispatch
+//! cancel`.
 
 use std::io::IsTerminal;
 
-use super::{exit, report, RunArgs};
+use super::{exit, report, CancelArgs, ResumeArgs, RunArgs, SupervisionArgs};
+use crate::plan::select::Selection;
+use crate::run::cancel::Cancelled;
 use crate::run::carry::{CarryOptions, Rerun};
 use crate::run::{self, output::Mode, RunError, RunOptions};
+use crate::state::{find_root, StateDir};
 
 /// `--retry-failed RUN`, or `--rerun TASK... [--from RUN]`.
 fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
@@ -25,6 +29,91 @@ fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
+    let selection = match selection(args) {
+        Ok(selection) => selection,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let options = RunOptions {
+        manifest: args.file.clone(),
+        vars: args.vars.vars.clone(),
+        carry: carry_options(args),
+        selection,
+        ..options(&args.supervision)
+    };
+    start(&options)
+}
+
+/// `dispatch resume [RUN]`.
+pub fn resume(args: &ResumeArgs) -> u8 {
+    let options = RunOptions {
+        resume: Some(args.run.clone().unwrap_or_else(|| "latest".to_owned())),
+        ..options(&args.supervision)
+    };
+    start(&options)
+}
+
+/// `dispatch cancel [RUN] [--task ID]...`.
+pub fn cancel(args: &CancelArgs) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let root = args
+        .root
+        .as_ref()
+        .map_or_else(|| find_root(&cwd), |r| cwd.join(r));
+    let state = StateDir::new(&root);
+    let run = args.run.as_deref().filter(|r| *r != "latest");
+    match crate::run::cancel::cancel(&state, run, &args.tasks, CANCEL_GRACE) {
+        Ok(Cancelled::Asked { run, tasks }) => {
+            println!(
+                "asked run {run} to cancel {}; its workers get a grace period to stop",
+                if args.tasks.is_empty() {
+                    "every task".to_owned()
+                } else {
+                    tasks.join(", ")
+                }
+            );
+            exit::OK
+        }
+        Ok(Cancelled::Stopped { run, tasks }) => {
+            println!(
+                "run {run}'s process is gone; stopped the workers it left: {}",
+                tasks.join(", ")
+            );
+            exit::OK
+        }
+        Ok(Cancelled::NothingRunning { run }) => {
+            println!("run {run} is not running; nothing to cancel");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("  help: `dispatch status` names the latest run and its tasks");
+            exit::USAGE
+        }
+    }
+}
+
+/// How long `dispatch cancel` gives an orphaned worker between SIGTERM and
+/// SIGKILL.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn selection(args: &RunArgs) -> Result<Selection, String> {
+    let mut selection = Selection {
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        tags: args.tag.clone(),
+        shard: None,
+    };
+    if let Some(text) = &args.shard {
+        let _ = text;
+        selection.shard = None;
+    }
+    Ok(selection)
+}
+
+fn options(args: &SupervisionArgs) -> RunOptions {
     let mode = if args.json {
         Mode::Json
     } else if args.quiet {
@@ -32,9 +121,9 @@ pub fn run(args: &RunArgs) -> u8 {
     } else {
         Mode::detect()
     };
-    let options = RunOptions {
-        manifest: args.file.clone(),
-        vars: args.vars.vars.clone(),
+    RunOptions {
+        manifest: Default::default(),
+        vars: Vec::new(),
         root: args.root.clone(),
         concurrency: args.concurrency,
         grace: args.grace,
@@ -44,12 +133,21 @@ pub fn run(args: &RunArgs) -> u8 {
         hook_timeout: args.hook_timeout,
         junit: args.junit.clone(),
         report_dir: args.report_dir.clone(),
-        carry: carry_options(args),
-    };
-    match run::run(&options) {
+        carry: None,
+        resume: None,
+        selection: Selection::default(),
+    }
+}
+
+fn start(options: &RunOptions) -> u8 {
+    match run::run(options) {
         Ok(result) => result.exit_code,
         Err(RunError::Invalid(invalid)) => {
             report(&invalid);
+            exit::USAGE
+        }
+        Err(RunError::Select(e)) => {
+            eprintln!("error: {e}\n  help: {}", e.help());
             exit::USAGE
         }
         Err(e) => {

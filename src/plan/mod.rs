@@ -7,6 +7,7 @@
 //! templates, ids that collide after expansion.
 
 pub mod matrix;
+pub mod select;
 pub mod templates;
 
 use std::collections::HashMap;

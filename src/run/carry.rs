@@ -57,17 +57,35 @@ pub enum Fate {
     Continued { record: TaskRecord, dir: PathBuf },
     /// Runs again from a fresh plan; its earlier attempts stay on record.
     Restarted { record: TaskRecord },
+    /// `dispatch resume`: the run's own task, left as it ended.
+    Kept { record: TaskRecord },
+    /// `dispatch resume`: the run's own task, run again in place from
+    /// where it stopped (or started, if it never ran).
+    Resumed { record: TaskRecord },
 }
 
 impl Fate {
     /// Whether the task runs in the new run.
     pub fn runs(&self) -> bool {
-        !matches!(self, Fate::Carried { .. })
+        !matches!(self, Fate::Carried { .. } | Fate::Kept { .. })
     }
 
     /// Whether a worktree task may take up the branch its earlier run made.
     pub fn reuses_worktree(&self) -> bool {
-        matches!(self, Fate::Continued { .. } | Fate::Restarted { .. })
+        matches!(
+            self,
+            Fate::Continued { .. } | Fate::Restarted { .. } | Fate::Resumed { .. }
+        )
+    }
+
+    /// Whether the task goes on from its plan so far (a prompt that says
+    /// so), rather than from the start.
+    pub fn continues(&self) -> bool {
+        match self {
+            Fate::Continued { .. } => true,
+            Fate::Resumed { record } => !record.attempts.is_empty(),
+            _ => false,
+        }
     }
 }
 
@@ -114,6 +132,60 @@ pub fn decide(
     Ok((from, fates))
 }
 
+/// What `dispatch resume` does with each task of the run it resumes:
+/// complete ones, over-budget ones and ones still waiting on an unanswered
+/// question are kept; the rest (failed, timed out, incomplete, cancelled,
+/// left running by a dead process, never started, blocked on a question
+/// answered since) run again in place.
+pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
+    plan.tasks
+        .iter()
+        .map(|task| {
+            let Some(view) = run.tasks.iter().find(|v| v.record.id == task.id) else {
+                return Fate::Fresh;
+            };
+            let mut record = view.record.clone();
+            let keep = match record.status {
+                TaskStatus::Complete | TaskStatus::BudgetExceeded => true,
+                TaskStatus::Blocked => !view.waiting.is_empty(),
+                _ => false,
+            };
+            if keep {
+                Fate::Kept { record }
+            } else {
+                restart(&mut record);
+                Fate::Resumed { record }
+            }
+        })
+        .collect()
+}
+
+/// Prepare a resumed task's folder in place: failed and blocked items
+/// reopened, the answers given since recorded.
+pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), StateError> {
+    let dir = state.task_dir(&record.id);
+    reopen_items(&dir.join("plan.md"))?;
+    for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
+        let Some(answer) = question.answer else {
+            continue;
+        };
+        match record.questions.iter_mut().find(|q| q.seq == question.seq) {
+            Some(known) if known.answer.is_none() => {
+                known.answer = Some(answer);
+                known.answered_by = Some("dispatch answer".to_owned());
+            }
+            Some(_) => {}
+            None => record.questions.push(super::record::QuestionRecord {
+                seq: question.seq,
+                text: question.text,
+                answer: Some(answer),
+                answered_by: Some("dispatch answer".to_owned()),
+            }),
+        }
+    }
+    state::write_json(&dir.join("task.json"), record)
+}
+
 /// Failed, timed out or over budget, or never started (skipped or
 /// cancelled with no attempt): what `--retry-failed` runs again.
 fn needs_retry(record: &TaskRecord) -> bool {
@@ -150,7 +222,7 @@ pub fn install(
     from_run: &str,
 ) -> Result<Option<TaskRecord>, StateError> {
     let (mut record, dir, continued) = match fate {
-        Fate::Fresh => return Ok(None),
+        Fate::Fresh | Fate::Kept { .. } | Fate::Resumed { .. } => return Ok(None),
         Fate::Restarted { record } => {
             let mut record = record.clone();
             restart(&mut record);

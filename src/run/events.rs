@@ -23,6 +23,11 @@ pub enum Event {
         tasks: usize,
         concurrency: u32,
     },
+    /// `dispatch resume` took the run up again; `tasks` run again.
+    RunResumed {
+        run_id: String,
+        tasks: usize,
+    },
     TaskStarted {
         task: String,
         attempt: u32,

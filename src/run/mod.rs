@@ -4,6 +4,7 @@
 //! exit code a pipeline can act on.
 
 pub mod budget;
+pub mod cancel;
 pub mod carry;
 pub mod clean;
 mod conversation;
@@ -80,6 +81,11 @@ pub struct RunOptions {
     /// `--retry-failed RUN` / `--rerun TASK...`: rerun part of an earlier
     /// run and carry the rest over.
     pub carry: Option<carry::CarryOptions>,
+    /// `dispatch resume [RUN]`: continue this run (`latest` for the
+    /// latest) instead of starting one from `manifest`.
+    pub resume: Option<String>,
+    /// `--only`, `--skip`, `--tag`, `--shard`.
+    pub selection: crate::plan::select::Selection,
 }
 
 /// Why a run could not start (exit code 2).
@@ -91,6 +97,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("{0}")]
     Carry(#[from] carry::CarryError),
+    #[error("{0}")]
+    Select(#[from] crate::plan::select::SelectError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -114,13 +122,28 @@ pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
 }
 
 async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
-    let loaded = manifest::load_with_user_config(&options.manifest)?;
     let root = project_root(options)?;
-    let run_id = clock::new_run_id();
+    let state = StateDir::new(&root);
+    let resumed = match &options.resume {
+        Some(run) => Some(resumable(&state, run)?),
+        None => None,
+    };
+    let (loaded, run_id, vars) = match &resumed {
+        Some(earlier) => (
+            manifest_of(&earlier.run)?,
+            earlier.run.run_id.clone(),
+            earlier.run.vars.clone(),
+        ),
+        None => (
+            manifest::load_with_user_config(&options.manifest)?,
+            clock::new_run_id(),
+            options.vars.clone(),
+        ),
+    };
     let mut sweep_plan = plan::build(
         &loaded,
         &PlanOptions {
-            vars: options.vars.clone(),
+            vars,
             run_id: run_id.clone(),
             root: Some(root.clone()),
         },
@@ -128,16 +151,24 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     if let Some(concurrency) = options.concurrency {
         sweep_plan.concurrency = concurrency;
     }
-    let programs = preflight(&loaded, &sweep_plan)?;
-    let state = StateDir::new(&root);
-    let carried = match &options.carry {
-        Some(how) => Some(carry::decide(&state, &sweep_plan, how)?),
-        None => None,
+    let carried = match (&resumed, &options.carry) {
+        (Some(earlier), _) => Some((run_id.clone(), carry::resume_fates(&sweep_plan, earlier))),
+        (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how)?),
+        (None, None) => None,
     };
-    let fates: Vec<carry::Fate> = match &carried {
+    let mut fates: Vec<carry::Fate> = match &carried {
         Some((_, fates)) => fates.clone(),
         None => vec![carry::Fate::Fresh; sweep_plan.tasks.len()],
     };
+    if !options.selection.is_empty() {
+        select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
+    }
+    if let Some(earlier) = &resumed {
+        if !fates.iter().any(carry::Fate::runs) {
+            return Ok(nothing_to_resume(earlier));
+        }
+    }
+    let programs = preflight(&loaded, &sweep_plan)?;
     let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
@@ -150,6 +181,10 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         },
     )?;
     let from = carried.map(|(from, _)| from);
+    let started_at = match &resumed {
+        Some(earlier) => earlier.run.started_at.clone(),
+        None => started_at,
+    };
     let mut sweep = Sweep::prepare(
         &loaded,
         sweep_plan,
@@ -159,6 +194,9 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         started_at,
         (from, fates),
     )?;
+    if let Some(earlier) = &resumed {
+        sweep.mark_resumed(earlier);
+    }
     for note in worktree_notes {
         sweep.emit(Event::Warning {
             task: None,
@@ -177,6 +215,90 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let result = sweep.drive().await;
     drop(lock);
     Ok(result)
+}
+
+/// Keep only the selected tasks. With a rerun, a task left out is carried
+/// over as it ended instead; either way a selected task's needs must be
+/// selected or carried over complete.
+fn select_tasks(
+    selection: &crate::plan::select::Selection,
+    plan: &mut SweepPlan,
+    fates: &mut Vec<carry::Fate>,
+) -> Result<(), RunError> {
+    let chosen = selection.choose(plan)?;
+    let available: Vec<bool> = chosen
+        .iter()
+        .zip(fates.iter())
+        .map(|(chosen, fate)| {
+            *chosen
+                || matches!(fate, carry::Fate::Carried { record, .. } if record.status == TaskStatus::Complete)
+                || matches!(fate, carry::Fate::Continued { record, .. } if record.status == TaskStatus::Complete)
+        })
+        .collect();
+    crate::plan::select::check_needs(plan, &available, &chosen)?;
+    let mut keep = Vec::with_capacity(chosen.len());
+    for (fate, chosen) in fates.iter_mut().zip(&chosen) {
+        if *chosen {
+            keep.push(true);
+            continue;
+        }
+        match std::mem::replace(fate, carry::Fate::Fresh) {
+            carry::Fate::Continued { record, dir } | carry::Fate::Carried { record, dir } => {
+                *fate = carry::Fate::Carried { record, dir };
+                keep.push(true);
+            }
+            _ => keep.push(false),
+        }
+    }
+    let mut kept = keep.iter();
+    plan.tasks.retain(|_| *kept.next().unwrap_or(&false));
+    let mut kept = keep.iter();
+    fates.retain(|_| *kept.next().unwrap_or(&false));
+    Ok(())
+}
+
+/// The run `dispatch resume` names, if it can be resumed: it exists and
+/// its process is gone.
+fn resumable(state: &StateDir, run: &str) -> Result<snapshot::Snapshot, RunError> {
+    let id = (run != "latest").then_some(run);
+    let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
+    if earlier.live {
+        return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
+    }
+    Ok(earlier)
+}
+
+/// The manifest a run started from, as it was then (its copy in the run
+/// folder), resolving templates against the original manifest's folder.
+fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
+    let copy = PathBuf::from(&run.root)
+        .join(state::DIR_NAME)
+        .join("runs")
+        .join(&run.run_id)
+        .join("manifest.yaml");
+    let mut loaded = manifest::load_with_user_config(&copy)?;
+    loaded.dir = PathBuf::from(&run.manifest_dir);
+    loaded.path = PathBuf::from(&run.manifest);
+    Ok(loaded)
+}
+
+/// Resuming a run with nothing left to do is harmless: it says so and
+/// exits as the run did.
+fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
+    let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
+    let exit_code = earlier
+        .run
+        .exit_code
+        .unwrap_or_else(|| exit_code(&records, false));
+    eprintln!(
+        "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
+        earlier.run.run_id
+    );
+    RunResult {
+        run_id: earlier.run.run_id.clone(),
+        exit_code,
+        records,
+    }
 }
 
 fn project_root(options: &RunOptions) -> Result<PathBuf, RunError> {
@@ -373,6 +495,20 @@ impl Sweep {
         let mut earlier = Earlier::new(count);
         for (index, task) in plan.tasks.iter().enumerate() {
             let fate = &fates[index];
+            match fate {
+                carry::Fate::Kept { record } => {
+                    records.push(record.clone());
+                    continue;
+                }
+                carry::Fate::Resumed { record } => {
+                    let mut record = record.clone();
+                    carry::resume_in_place(&state, &mut record)?;
+                    earlier.take_up(index, &record, fate, Path::new(&task.paths.task_dir));
+                    records.push(record);
+                    continue;
+                }
+                _ => {}
+            }
             if let (Some(from), carry::Fate::Carried { .. } | carry::Fate::Continued { .. }) =
                 (&from, fate)
             {
@@ -424,7 +560,8 @@ impl Sweep {
                 .to_string(),
             reports: loaded.manifest.reports.clone(),
             merge_readiness: None,
-            continues: from.clone(),
+            continues: from.clone().filter(|from| *from != run_id),
+            resumed_at: Vec::new(),
             budget: plan.budget.clone(),
             model_budgets: plan.model_budgets.clone(),
         };
@@ -510,6 +647,22 @@ impl Sweep {
         })
     }
 
+    /// Record that this run was taken up again by `dispatch resume`.
+    fn mark_resumed(&mut self, earlier: &snapshot::Snapshot) {
+        let now = clock::now();
+        self.run_record.resumed_at = earlier.run.resumed_at.clone();
+        self.run_record.resumed_at.push(now);
+        let path = self.state.run_dir(&self.run_id).join("run.json");
+        if let Err(e) = state::write_json(&path, &self.run_record) {
+            eprintln!("warning: cannot update {}: {e}", path.display());
+        }
+        let again = self.records.iter().filter(|r| !r.status.is_final()).count();
+        self.emit(Event::RunResumed {
+            run_id: self.run_id.clone(),
+            tasks: again,
+        });
+    }
+
     fn emit(&mut self, event: Event) {
         let stamped = Stamped {
             ts: clock::now(),
@@ -569,6 +722,7 @@ impl Sweep {
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
         let mut interrupts = interrupt_signals();
+        let mut cancels = cancel_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (folder_watch, mut folder_changes) = FolderWatch::new();
@@ -640,6 +794,7 @@ impl Sweep {
                 Some(problem) = hook_problems.recv() => self.emit(Event::Warning { task: None, message: problem }),
                 Some(line) = typed.recv() => self.typed(line),
                 _ = interrupts.recv() => self.interrupt(),
+                Some(()) = cancels.recv() => self.cancel_requested(),
             }
         }
         for hook in std::mem::take(&mut self.hook_tasks) {
@@ -756,15 +911,20 @@ impl Sweep {
 
     /// End a task that could not be launched at all.
     fn fail_unlaunched(&mut self, index: usize, reason: String) {
+        self.end_unlaunched(index, TaskStatus::Failed, reason);
+    }
+
+    /// End a task that never launched, as `status`.
+    fn end_unlaunched(&mut self, index: usize, status: TaskStatus, reason: String) {
         let record = &mut self.records[index];
-        record.status = TaskStatus::Failed;
+        record.status = status;
         record.reason = Some(reason.clone());
         record.ended_at = Some(clock::now());
         let counts = record.items;
         self.save(index);
         self.emit(Event::TaskEnded {
             task: self.plan.tasks[index].id.clone(),
-            status: TaskStatus::Failed,
+            status,
             reason,
             done: counts.done,
             total: counts.total,
@@ -800,7 +960,7 @@ impl Sweep {
         let prompt = if fresh {
             task.prompt.clone()
         } else {
-            retry_prompt(&task, attempt, self.records[index].reason.as_deref())
+            retry_prompt(&task, attempt, &self.records[index])
         };
         if !fresh && task.prompt_via == PromptMode::File {
             let path = PathBuf::from(&task.paths.prompt);
@@ -1094,6 +1254,26 @@ impl Sweep {
         Some((model.name.clone(), reason.clone()))
     }
 
+    /// `dispatch cancel --task` left `ipc/.cancel` in some tasks: stop
+    /// those running, and never start those pending.
+    fn cancel_requested(&mut self) {
+        for index in 0..self.plan.tasks.len() {
+            let ipc = Path::new(&self.plan.tasks[index].paths.ipc);
+            if self.records[index].status.is_final() || !cancel::requested(ipc) {
+                continue;
+            }
+            let reason = "cancelled by `dispatch cancel`".to_owned();
+            if self.stops[index].is_some() {
+                if self.ended_by[index].is_none() {
+                    self.ended_by[index] = Some((TaskStatus::Cancelled, reason));
+                    self.stop(index);
+                }
+            } else if self.records[index].status == TaskStatus::Pending && !self.preparing[index] {
+                self.end_unlaunched(index, TaskStatus::Cancelled, reason);
+            }
+        }
+    }
+
     fn interrupt(&mut self) {
         self.interrupted += 1;
         let force = self.interrupted > 1;
@@ -1376,16 +1556,44 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
 
 /// The prompt of a retry: the task's prompt, then where the earlier attempt
 /// left off, as the dispatch skill's fallback does.
-fn retry_prompt(task: &PlannedTask, attempt: u32, reason: Option<&str>) -> String {
-    let why = reason
+fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
+    let why = record
+        .reason
+        .as_deref()
         .map(|r| format!(" The previous attempt ended: {r}."))
         .unwrap_or_default();
+    let answers: String = record
+        .questions
+        .iter()
+        .filter_map(|q| q.answer.as_ref().map(|a| format!("\n- {} → {a}", q.text)))
+        .collect();
+    let answers = if answers.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nAnswers you were given to your earlier questions:{answers}\n")
+    };
     format!(
-        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.\n",
+        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}\n",
         task.prompt.trim_end(),
         task.paths.plan,
         task.paths.context
     )
+}
+
+/// SIGUSR1: `dispatch cancel` asks the run to look for cancel requests.
+fn cancel_signals() -> mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::unbounded_channel();
+    if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// Ctrl-C and SIGTERM, as one stream.
@@ -1441,7 +1649,7 @@ impl Earlier {
         }
         self.attempts[index] = record.attempts.len() as u32;
         self.usage[index] = record.usage.clone();
-        self.continued[index] = matches!(fate, carry::Fate::Continued { .. });
+        self.continued[index] = fate.continues();
         self.reuse_worktree[index] = fate.reuses_worktree();
         if self.continued[index] {
             // What the copied folder already holds is on record.

@@ -126,6 +126,9 @@ impl Screen {
             } => {
                 format!("run {run_id}: sweep {name}, {tasks} tasks, {concurrency} at a time")
             }
+            Event::RunResumed { run_id, tasks } => {
+                format!("resuming run {run_id}: {tasks} task(s) to run again")
+            }
             Event::TaskStarted {
                 task, attempt, pid, ..
             } => {

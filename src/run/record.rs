@@ -182,6 +182,9 @@ pub struct RunRecord {
     /// The earlier run this one reruns part of, carrying the rest over.
     #[serde(default)]
     pub continues: Option<String>,
+    /// When `dispatch resume` took the run up again, each time.
+    #[serde(default)]
+    pub resumed_at: Vec<String>,
     /// What the whole sweep may spend.
     #[serde(default)]
     pub budget: Option<Budget>,
