@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{exit, print_stdout, AnswerArgs, QuestionsArgs};
 use crate::ipc::questions::{self, AnswerError};
 use crate::run::snapshot;
-use crate::state::{find_root, StateDir};
+use crate::state::StateDir;
 
 /// A question still waiting, for `dispatch questions`.
 #[derive(Debug, Serialize)]
@@ -22,12 +22,7 @@ pub struct Waiting {
 }
 
 fn state(root: &Option<PathBuf>) -> StateDir {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    StateDir::new(
-        &root
-            .as_ref()
-            .map_or_else(|| find_root(&cwd), |r| cwd.join(r)),
-    )
+    super::state_dir(root.as_ref())
 }
 
 /// Every question waiting in the latest run (or `run`), higher-priority

@@ -5,13 +5,8 @@ use super::{exit, print_stdout, CleanArgs, MergeCheckArgs};
 use crate::run::clean::{self, human_bytes, CleanError, CleanOptions};
 use crate::run::merge_check;
 use crate::run::snapshot;
-use crate::state::{find_root, StateDir};
 
-fn state_dir(root: Option<&std::path::PathBuf>) -> StateDir {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let root = root.map_or_else(|| find_root(&cwd), |r| cwd.join(r));
-    StateDir::new(&root)
-}
+use super::state_dir;
 
 pub fn run(args: &CleanArgs) -> u8 {
     let state = state_dir(args.root.as_ref());

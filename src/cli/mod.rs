@@ -460,13 +460,16 @@ fn run(cli: Cli) -> u8 {
     }
 }
 
-fn report_command(args: &ReportArgs) -> u8 {
+/// The state folder a command works on: under `--root DIR`, else under
+/// the git work tree around the current folder (or the current folder).
+pub(crate) fn state_dir(root: Option<&PathBuf>) -> crate::state::StateDir {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let root = args
-        .root
-        .as_ref()
-        .map_or_else(|| crate::state::find_root(&cwd), |r| cwd.join(r));
-    let state = crate::state::StateDir::new(&root);
+    let root = root.map_or_else(|| crate::state::find_root(&cwd), |r| cwd.join(r));
+    crate::state::StateDir::new(&root)
+}
+
+fn report_command(args: &ReportArgs) -> u8 {
+    let state = state_dir(args.root.as_ref());
     match crate::run::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
             let rendered = crate::report::write::render(&state, &snapshot);

@@ -8,7 +8,6 @@ use crate::plan::select::Selection;
 use crate::run::cancel::Cancelled;
 use crate::run::carry::{CarryOptions, Rerun};
 use crate::run::{self, output::Mode, RunError, RunOptions};
-use crate::state::{find_root, StateDir};
 
 /// `--retry-failed RUN`, or `--rerun TASK... [--from RUN]`.
 fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
@@ -57,12 +56,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
 
 /// `dispatch cancel [RUN] [--task ID]...`.
 pub fn cancel(args: &CancelArgs) -> u8 {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let root = args
-        .root
-        .as_ref()
-        .map_or_else(|| find_root(&cwd), |r| cwd.join(r));
-    let state = StateDir::new(&root);
+    let state = super::state_dir(args.root.as_ref());
     let run = args.run.as_deref().filter(|r| *r != "latest");
     match crate::run::cancel::cancel(&state, run, &args.tasks, CANCEL_GRACE) {
         Ok(Cancelled::Asked { run, tasks }) => {

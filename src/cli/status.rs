@@ -9,15 +9,10 @@ use crate::monitor::checklist::ItemState;
 use crate::run::output::{severity_label, symbol};
 use crate::run::record::TaskStatus;
 use crate::run::snapshot::{self, Snapshot, TaskView};
-use crate::state::{find_root, StateDir};
+use crate::state::StateDir;
 
 pub fn run(args: &StatusArgs) -> u8 {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let root = args
-        .root
-        .as_ref()
-        .map_or_else(|| find_root(&cwd), |r| cwd.join(r));
-    let state = StateDir::new(&root);
+    let state = super::state_dir(args.root.as_ref());
     loop {
         let snapshot = match snapshot::load(&state, args.run.as_deref()) {
             Ok(snapshot) => snapshot,
