@@ -20,5 +20,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod shard;
 pub mod state;
 pub mod workers;

@@ -5,6 +5,7 @@ mod answer;
 mod clean;
 mod plan;
 mod run;
+mod shard;
 mod status;
 mod validate;
 mod worker;
@@ -97,6 +98,14 @@ pub enum Command {
     /// cleanly into its base, and which branches conflict with each other,
     /// as the repository is now. Exit 1 when something conflicts.
     MergeCheck(MergeCheckArgs),
+    /// Print the GitHub Actions matrix of a sweep (JSON for
+    /// `strategy.matrix`): one entry per shard with --shards N (for `run
+    /// --shard`), else one per task.
+    Matrix(shard::MatrixArgs),
+    /// Combine the reports of a sweep's shards into one report, one JUnit
+    /// file and one exit code, as if one machine had run the sweep.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Merge(shard::MergeArgs),
     /// Print the manifest's JSON Schema (for editors and other tools), or
     /// with --report the JSON report's.
     Schema {
@@ -220,7 +229,7 @@ pub struct RunArgs {
     /// reordered, so N CI jobs can share a sweep (see `dispatch matrix`,
     /// `dispatch merge`).
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
+    pub shard: Option<crate::shard::Shard>,
     /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
     /// `latest`) from where they stopped, and the tasks they kept from
     /// starting; every other task is carried over as it ended, so this
@@ -449,6 +458,8 @@ fn run(cli: Cli) -> u8 {
         Command::Report(args) => report_command(&args),
         Command::Clean(args) => clean::run(&args),
         Command::MergeCheck(args) => clean::merge_check(&args),
+        Command::Matrix(args) => shard::matrix(&args),
+        Command::Merge(args) => shard::merge(&args),
         Command::Schema { report } => {
             print_stdout(&if report {
                 crate::report::schema_text()

@@ -28,13 +28,7 @@ fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
-    let selection = match selection(args) {
-        Ok(selection) => selection,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
-    };
+    let selection = selection(args);
     let options = RunOptions {
         manifest: args.file.clone(),
         vars: args.vars.vars.clone(),
@@ -93,18 +87,13 @@ pub fn cancel(args: &CancelArgs) -> u8 {
 /// SIGKILL.
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn selection(args: &RunArgs) -> Result<Selection, String> {
-    let mut selection = Selection {
+fn selection(args: &RunArgs) -> Selection {
+    Selection {
         only: args.only.clone(),
         skip: args.skip.clone(),
         tags: args.tag.clone(),
-        shard: None,
-    };
-    if let Some(text) = &args.shard {
-        let _ = text;
-        selection.shard = None;
+        shard: args.shard,
     }
-    Ok(selection)
 }
 
 fn options(args: &SupervisionArgs) -> RunOptions {

@@ -12,8 +12,8 @@ pub struct Selection {
     pub only: Vec<String>,
     pub skip: Vec<String>,
     pub tags: Vec<String>,
-    /// Which tasks the `--shard` partition gives this job, in plan order.
-    pub shard: Option<Vec<bool>>,
+    /// `--shard K/N`: the tasks the partition gives this job.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// A selection that names no task, or leaves a need out.
@@ -63,6 +63,10 @@ impl Selection {
                 });
             }
         }
+        let in_shard = self
+            .shard
+            .as_ref()
+            .map(|shard| crate::shard::select(plan, shard));
         let names = |t: &super::PlannedTask, list: &[String]| {
             list.iter().any(|n| *n == t.id || *n == t.source_id)
         };
@@ -74,13 +78,16 @@ impl Selection {
                 (self.only.is_empty() || names(t, &self.only))
                     && !names(t, &self.skip)
                     && (self.tags.is_empty() || t.tags.iter().any(|g| self.tags.contains(g)))
-                    && self
-                        .shard
+                    && in_shard
                         .as_ref()
                         .is_none_or(|s| s.get(i).copied().unwrap_or(false))
             })
             .collect();
-        if !chosen.contains(&true) {
+        // A shard may be empty (more shards than groups of tasks): it
+        // runs nothing and reports so. A selection by name or tag that
+        // matches nothing is a mistake.
+        let by_shard_alone = self.only.is_empty() && self.skip.is_empty() && self.tags.is_empty();
+        if !chosen.contains(&true) && !by_shard_alone {
             return Err(SelectError::Empty);
         }
         Ok(chosen)

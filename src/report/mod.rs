@@ -5,6 +5,7 @@
 
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -196,18 +197,9 @@ pub struct QuestionReport {
 /// Build the report of a run from its state.
 pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let run = &snapshot.run;
-    let mut totals = Totals {
-        tasks: snapshot.tasks.len(),
-        budget: run.budget.clone(),
-        ..Totals::default()
-    };
     let mut tasks = Vec::with_capacity(snapshot.tasks.len());
     for view in &snapshot.tasks {
         let record = &view.record;
-        *totals
-            .statuses
-            .entry(record.status.label().to_owned())
-            .or_default() += 1;
         let task_dir = state.task_dir(&record.id);
         let dir = if task_dir.join("task.json").is_file() {
             task_dir
@@ -225,34 +217,12 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             })
             .collect();
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        for finding in &findings {
-            *totals
-                .findings
-                .entry(severity_name(finding.severity))
-                .or_default() += 1;
-        }
         let usage = UsageReport {
             turns: record.usage.turns,
             input_tokens: record.usage.input_tokens,
             output_tokens: record.usage.output_tokens,
             cost_usd: record.usage.cost_usd,
         };
-        add_usage(&mut totals.usage, &usage);
-        if let Some(model) = &record.model {
-            let spend = match totals.models.iter_mut().position(|m| &m.model == model) {
-                Some(i) => &mut totals.models[i],
-                None => {
-                    totals.models.push(ModelSpend {
-                        model: model.clone(),
-                        budget: run.model_budgets.get(model).cloned(),
-                        ..ModelSpend::default()
-                    });
-                    let last = totals.models.len() - 1;
-                    &mut totals.models[last]
-                }
-            };
-            add_usage(&mut spend.usage, &usage);
-        }
         let plan: Vec<ItemReport> = view
             .plan
             .as_ref()
@@ -307,6 +277,9 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
             log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
         });
     }
+    let totals = totals(&tasks, run.budget.clone(), |model| {
+        run.model_budgets.get(model).cloned()
+    });
     Report {
         format_version: FORMAT_VERSION,
         run_id: run.run_id.clone(),
@@ -414,6 +387,49 @@ pub fn schema_text() -> String {
     let mut text = serde_json::to_string_pretty(&schema()).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The counts over a report's tasks: tasks per status and findings per
+/// severity (in the order they first appear), usage summed, and spend per
+/// model (in the order the models first appear), each model's budget from
+/// `model_budget`. `dispatch run`'s reports and `dispatch merge` both count
+/// with this.
+pub fn totals(
+    tasks: &[TaskReport],
+    budget: Option<Budget>,
+    model_budget: impl Fn(&str) -> Option<Budget>,
+) -> Totals {
+    let mut totals = Totals {
+        tasks: tasks.len(),
+        budget,
+        ..Totals::default()
+    };
+    for task in tasks {
+        *totals.statuses.entry(task.status.clone()).or_default() += 1;
+        for finding in &task.findings {
+            *totals
+                .findings
+                .entry(severity_name(finding.severity))
+                .or_default() += 1;
+        }
+        add_usage(&mut totals.usage, &task.usage);
+        if let Some(model) = &task.model {
+            let spend = match totals.models.iter().position(|m| &m.model == model) {
+                Some(i) => &mut totals.models[i],
+                None => {
+                    totals.models.push(ModelSpend {
+                        model: model.clone(),
+                        budget: model_budget(model),
+                        ..ModelSpend::default()
+                    });
+                    let last = totals.models.len() - 1;
+                    &mut totals.models[last]
+                }
+            };
+            add_usage(&mut spend.usage, &task.usage);
+        }
+    }
+    totals
 }
 
 #[cfg(test)]
