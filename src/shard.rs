@@ -27,6 +27,35 @@ pub struct Shard {
     pub count: u32,
 }
 
+/// Which shard a run was, recorded in its `run.json` and report so that
+/// `dispatch merge` can tell when a shard's report is missing.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ShardInfo {
+    /// This shard's number, from 1.
+    pub index: u32,
+    /// How many shards the sweep was split into.
+    pub count: u32,
+    /// The shards that have tasks (the ones a complete merge needs).
+    pub with_tasks: Vec<u32>,
+}
+
+impl ShardInfo {
+    /// The record of running `shard` of `plan` (the whole plan, before
+    /// selection).
+    pub fn of(plan: &SweepPlan, shard: &Shard) -> ShardInfo {
+        let mut with_tasks = assign_plan(plan, shard.count);
+        with_tasks.sort_unstable();
+        with_tasks.dedup();
+        ShardInfo {
+            index: shard.index,
+            count: shard.count,
+            with_tasks,
+        }
+    }
+}
+
 /// Why a `K/N` does not name a shard.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {

@@ -479,6 +479,17 @@ fn five_shards_merged_equal_one_unsharded_run() {
         reports.push(report_path);
     }
 
+    // Leaving a shard's report out is refused, not merged as a whole sweep.
+    let mut short = vec!["merge"];
+    short.extend(reports[1..].iter().map(String::as_str));
+    let output = dispatch(&project, &short);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("the report of shard 1/5 is missing"),
+        "{}",
+        stderr(&output)
+    );
+
     let mut args = vec!["merge"];
     args.extend(reports.iter().map(String::as_str));
     args.extend(["--report-dir", "out"]);

@@ -31,6 +31,8 @@ pub enum MergeError {
         other_name: String,
     },
     #[error("{}", self.message(|i| format!("report {}", i + 1)))]
+    MissingShards { count: u32, missing: Vec<u32> },
+    #[error("{}", self.message(|i| format!("report {}", i + 1)))]
     DuplicateTask {
         id: String,
         first: usize,
@@ -60,6 +62,14 @@ impl MergeError {
                 name(*other),
                 name(*first)
             ),
+            MergeError::MissingShards { count, missing } => format!(
+                "the report of shard {} is missing",
+                missing
+                    .iter()
+                    .map(|k| format!("{k}/{count}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             MergeError::DuplicateTask { id, first, second } => format!(
                 "task `{id}` is in both {} and {}",
                 name(*first),
@@ -79,6 +89,9 @@ impl MergeError {
                 "merge the report.json that `dispatch run --report-dir` writes when the run ends"
             }
             MergeError::DifferentSweeps { .. } => "merge only the shards of one sweep",
+            MergeError::MissingShards { .. } => {
+                "give the report.json of every shard that has tasks; a merge without one would report a partial sweep as whole"
+            }
             MergeError::DuplicateTask { .. } => {
                 "the shards overlap: run every shard with the same N in --shard K/N and the same manifest and --var values, and give each shard's report once"
             }
@@ -130,6 +143,32 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
                 other: i,
                 other_name: report.name.clone(),
             });
+        }
+    }
+    if let Some(count) = reports
+        .iter()
+        .find_map(|r| r.shard.as_ref().map(|s| s.count))
+    {
+        let expected: Vec<u32> = reports
+            .iter()
+            .filter_map(|r| r.shard.as_ref())
+            .filter(|s| s.count == count)
+            .flat_map(|s| s.with_tasks.iter().copied())
+            .collect();
+        let mut missing: Vec<u32> = expected
+            .into_iter()
+            .filter(|k| {
+                !reports.iter().any(|r| {
+                    r.shard
+                        .as_ref()
+                        .is_some_and(|s| s.index == *k && s.count == count)
+                })
+            })
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            return Err(MergeError::MissingShards { count, missing });
         }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -219,6 +258,8 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
         exit_code: Some(exit_code),
         escalations,
         continues,
+        // The merged report is the whole sweep, no longer a shard.
+        shard: None,
         merge_readiness,
         totals,
         tasks,
@@ -345,6 +386,7 @@ mod tests {
             exit_code: Some(code),
             escalations: Vec::new(),
             continues: None,
+            shard: None,
             merge_readiness: None,
             totals,
             tasks,

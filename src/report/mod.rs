@@ -53,6 +53,9 @@ pub struct Report {
     /// The earlier run this one reran part of (`--retry-failed`, `--rerun`);
     /// its other tasks are carried over, so this report covers the sweep.
     pub continues: Option<String>,
+    /// The shard this run was (`--shard K/N`), and which shards have tasks.
+    #[serde(default)]
+    pub shard: Option<crate::shard::ShardInfo>,
     /// Whether the worktree tasks' branches merge into their bases, and
     /// which of them conflict with each other (when the run ended).
     pub merge_readiness: Option<MergeReadiness>,
@@ -291,6 +294,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         exit_code: run.exit_code,
         escalations: run.escalations.clone(),
         continues: run.continues.clone(),
+        shard: run.shard.clone(),
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,

@@ -160,6 +160,11 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         Some((_, fates)) => fates.clone(),
         None => vec![carry::Fate::Fresh; sweep_plan.tasks.len()],
     };
+    let shard = options
+        .selection
+        .shard
+        .as_ref()
+        .map(|shard| crate::shard::ShardInfo::of(&sweep_plan, shard));
     if !options.selection.is_empty() {
         select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
     }
@@ -196,6 +201,10 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     )?;
     if let Some(earlier) = &resumed {
         sweep.mark_resumed(earlier);
+    }
+    if shard.is_some() {
+        sweep.run_record.shard = shard;
+        sweep.save_run_record();
     }
     for note in worktree_notes {
         sweep.emit(Event::Warning {
@@ -562,6 +571,7 @@ impl Sweep {
             merge_readiness: None,
             continues: from.clone().filter(|from| *from != run_id),
             resumed_at: Vec::new(),
+            shard: None,
             budget: plan.budget.clone(),
             model_budgets: plan.model_budgets.clone(),
         };
@@ -647,15 +657,19 @@ impl Sweep {
         })
     }
 
+    fn save_run_record(&self) {
+        let path = self.state.run_dir(&self.run_id).join("run.json");
+        if let Err(e) = state::write_json(&path, &self.run_record) {
+            eprintln!("warning: cannot update {}: {e}", path.display());
+        }
+    }
+
     /// Record that this run was taken up again by `dispatch resume`.
     fn mark_resumed(&mut self, earlier: &snapshot::Snapshot) {
         let now = clock::now();
         self.run_record.resumed_at = earlier.run.resumed_at.clone();
         self.run_record.resumed_at.push(now);
-        let path = self.state.run_dir(&self.run_id).join("run.json");
-        if let Err(e) = state::write_json(&path, &self.run_record) {
-            eprintln!("warning: cannot update {}: {e}", path.display());
-        }
+        self.save_run_record();
         let again = self.records.iter().filter(|r| !r.status.is_final()).count();
         self.emit(Event::RunResumed {
             run_id: self.run_id.clone(),

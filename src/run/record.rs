@@ -185,6 +185,9 @@ pub struct RunRecord {
     /// When `dispatch resume` took the run up again, each time.
     #[serde(default)]
     pub resumed_at: Vec<String>,
+    /// The shard this run was (`--shard K/N`).
+    #[serde(default)]
+    pub shard: Option<crate::shard::ShardInfo>,
     /// What the whole sweep may spend.
     #[serde(default)]
     pub budget: Option<Budget>,
