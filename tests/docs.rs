@@ -30,3 +30,33 @@ fn backend_docs_show_every_builtin_command() {
         );
     }
 }
+
+/// Every command `dispatch --help` lists, and every long option it takes,
+/// is in the README, so the two cannot drift apart unnoticed.
+#[test]
+fn readme_names_every_command_and_option() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let cli = dispatch::cli::Cli::command();
+    let mut missing = Vec::new();
+    for command in cli.get_subcommands() {
+        let name = command.get_name();
+        if name == "worker" {
+            // The worker side is named as `dispatch worker ask` and
+            // `dispatch worker finding`.
+            continue;
+        }
+        if !readme.contains(&format!("dispatch {name}")) {
+            missing.push(format!("dispatch {name}"));
+        }
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                let option = format!("--{long}");
+                if !readme.contains(&option) && long != "help" {
+                    missing.push(format!("dispatch {name} {option}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}
