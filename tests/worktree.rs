@@ -1264,3 +1264,66 @@ tasks:
         "someone's notes"
     );
 }
+
+#[test]
+fn resume_takes_up_a_worktree_tasks_branch_and_folder() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  long:
+    command: [sh, -c, 'if [ -f ../../../resumed ]; then exec AGENT \"write:second.txt=2\" \"commit:Second\" check-all; else exec AGENT \"write:first.txt=1\" \"commit:First\" check hang; fi']
+    plan: [First, Second]
+    worktree: true
+",
+    );
+    init_repo(project.path());
+    let mut child = project
+        .command(&["run", "sweep.yaml", "--json", "--grace", "300ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dispatch starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !project.task_file("long", "plan.md").contains("- [x] First") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never checked an item"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9 dispatch");
+    let _ = child.wait();
+    let group =
+        i32::try_from(project.task_json("long")["pid"].as_i64().expect("pid")).expect("a pid");
+    assert!(group > 1);
+    // SAFETY: a negative pid signals that process group only.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    std::fs::write(project.path().join("resumed"), "").expect("write");
+
+    let output = project
+        .command(&["resume", "--json"])
+        .output()
+        .expect("resume");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let branch = branch_of(&project, "long");
+    assert_eq!(branch["reused"], true, "{branch}");
+    let subjects: Vec<&str> = branch["commits"]
+        .as_array()
+        .expect("commits")
+        .iter()
+        .filter_map(|c| c["subject"].as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["Second", "First"],
+        "both attempts' commits, one branch"
+    );
+    assert_eq!(
+        worktree_list(&project).len(),
+        1,
+        "its folder was removed once clean"
+    );
+}
