@@ -14,6 +14,7 @@ pub mod merge_check;
 pub mod output;
 pub mod record;
 pub mod snapshot;
+mod start;
 pub mod verdict;
 
 use std::collections::{HashMap, HashSet};
@@ -125,12 +126,12 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let root = project_root(options)?;
     let state = StateDir::new(&root);
     let resumed = match &options.resume {
-        Some(run) => Some(resumable(&state, run)?),
+        Some(run) => Some(start::resumable(&state, run)?),
         None => None,
     };
     let (loaded, run_id, vars) = match &resumed {
         Some(earlier) => (
-            manifest_of(&earlier.run)?,
+            start::manifest_of(&earlier.run)?,
             earlier.run.run_id.clone(),
             earlier.run.vars.clone(),
         ),
@@ -166,11 +167,11 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         .as_ref()
         .map(|shard| crate::shard::ShardInfo::of(&sweep_plan, shard));
     if !options.selection.is_empty() {
-        select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
+        start::select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
     }
     if let Some(earlier) = &resumed {
         if !fates.iter().any(carry::Fate::runs) {
-            return Ok(nothing_to_resume(earlier));
+            return Ok(start::nothing_to_resume(earlier));
         }
     }
     let programs = preflight(&loaded, &sweep_plan)?;
@@ -224,90 +225,6 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let result = sweep.drive().await;
     drop(lock);
     Ok(result)
-}
-
-/// Keep only the selected tasks. With a rerun, a task left out is carried
-/// over as it ended instead; either way a selected task's needs must be
-/// selected or carried over complete.
-fn select_tasks(
-    selection: &crate::plan::select::Selection,
-    plan: &mut SweepPlan,
-    fates: &mut Vec<carry::Fate>,
-) -> Result<(), RunError> {
-    let chosen = selection.choose(plan)?;
-    let available: Vec<bool> = chosen
-        .iter()
-        .zip(fates.iter())
-        .map(|(chosen, fate)| {
-            *chosen
-                || matches!(fate, carry::Fate::Carried { record, .. } if record.status == TaskStatus::Complete)
-                || matches!(fate, carry::Fate::Continued { record, .. } if record.status == TaskStatus::Complete)
-        })
-        .collect();
-    crate::plan::select::check_needs(plan, &available, &chosen)?;
-    let mut keep = Vec::with_capacity(chosen.len());
-    for (fate, chosen) in fates.iter_mut().zip(&chosen) {
-        if *chosen {
-            keep.push(true);
-            continue;
-        }
-        match std::mem::replace(fate, carry::Fate::Fresh) {
-            carry::Fate::Continued { record, dir } | carry::Fate::Carried { record, dir } => {
-                *fate = carry::Fate::Carried { record, dir };
-                keep.push(true);
-            }
-            _ => keep.push(false),
-        }
-    }
-    let mut kept = keep.iter();
-    plan.tasks.retain(|_| *kept.next().unwrap_or(&false));
-    let mut kept = keep.iter();
-    fates.retain(|_| *kept.next().unwrap_or(&false));
-    Ok(())
-}
-
-/// The run `dispatch resume` names, if it can be resumed: it exists and
-/// its process is gone.
-fn resumable(state: &StateDir, run: &str) -> Result<snapshot::Snapshot, RunError> {
-    let id = (run != "latest").then_some(run);
-    let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
-    if earlier.live {
-        return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
-    }
-    Ok(earlier)
-}
-
-/// The manifest a run started from, as it was then (its copy in the run
-/// folder), resolving templates against the original manifest's folder.
-fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
-    let copy = PathBuf::from(&run.root)
-        .join(state::DIR_NAME)
-        .join("runs")
-        .join(&run.run_id)
-        .join("manifest.yaml");
-    let mut loaded = manifest::load_with_user_config(&copy)?;
-    loaded.dir = PathBuf::from(&run.manifest_dir);
-    loaded.path = PathBuf::from(&run.manifest);
-    Ok(loaded)
-}
-
-/// Resuming a run with nothing left to do is harmless: it says so and
-/// exits as the run did.
-fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
-    let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
-    let exit_code = earlier
-        .run
-        .exit_code
-        .unwrap_or_else(|| exit_code(&records, false));
-    eprintln!(
-        "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
-        earlier.run.run_id
-    );
-    RunResult {
-        run_id: earlier.run.run_id.clone(),
-        exit_code,
-        records,
-    }
 }
 
 fn project_root(options: &RunOptions) -> Result<PathBuf, RunError> {
@@ -472,7 +389,7 @@ struct Sweep {
     /// Tasks whose worktree is being made (they hold a worker slot).
     preparing: Vec<bool>,
     /// What tasks rerun from an earlier run bring with them.
-    earlier: Earlier,
+    earlier: start::Earlier,
     prepared_tx: mpsc::UnboundedSender<isolation::Prepared>,
     prepared_rx: Option<mpsc::UnboundedReceiver<isolation::Prepared>>,
     interrupted: u32,
@@ -501,7 +418,7 @@ impl Sweep {
         let redactor = Arc::new(Redactor::from_env(&plan.secrets));
         let count = plan.tasks.len();
         let mut records = Vec::with_capacity(count);
-        let mut earlier = Earlier::new(count);
+        let mut earlier = start::Earlier::new(count);
         for (index, task) in plan.tasks.iter().enumerate() {
             let fate = &fates[index];
             match fate {
@@ -1627,52 +1544,4 @@ fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
         }
     }
     rx
-}
-
-/// What tasks rerun from an earlier run (`--retry-failed`, `--rerun`) bring
-/// with them, so attempts are numbered on, usage adds up, and findings and
-/// questions already on record are not reported again.
-struct Earlier {
-    /// Attempts made in earlier runs.
-    attempts: Vec<u32>,
-    /// Usage of those attempts.
-    usage: Vec<crate::workers::events::Usage>,
-    /// Continues from its plan so far (else starts from a fresh one).
-    continued: Vec<bool>,
-    /// Takes up the worktree and branch its earlier run made.
-    reuse_worktree: Vec<bool>,
-    findings: Vec<Option<FindingsReader>>,
-    seen_questions: HashSet<(usize, u32)>,
-}
-
-impl Earlier {
-    fn new(count: usize) -> Self {
-        Self {
-            attempts: vec![0; count],
-            usage: vec![Default::default(); count],
-            continued: vec![false; count],
-            reuse_worktree: vec![false; count],
-            findings: (0..count).map(|_| None).collect(),
-            seen_questions: HashSet::new(),
-        }
-    }
-
-    fn take_up(&mut self, index: usize, record: &TaskRecord, fate: &carry::Fate, dir: &Path) {
-        if !fate.runs() {
-            return;
-        }
-        self.attempts[index] = record.attempts.len() as u32;
-        self.usage[index] = record.usage.clone();
-        self.continued[index] = fate.continues();
-        self.reuse_worktree[index] = fate.reuses_worktree();
-        if self.continued[index] {
-            // What the copied folder already holds is on record.
-            let mut reader = FindingsReader::new(dir.join("findings.jsonl"));
-            while !reader.poll().is_empty() {}
-            self.findings[index] = Some(reader);
-            for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
-                self.seen_questions.insert((index, question.seq));
-            }
-        }
-    }
 }
