@@ -3,6 +3,7 @@
 
 mod answer;
 mod clean;
+mod doctor;
 mod plan;
 mod run;
 mod shard;
@@ -106,6 +107,10 @@ pub enum Command {
     /// file and one exit code, as if one machine had run the sweep.
     #[command(after_help = EXIT_CODES_HELP)]
     Merge(shard::MergeArgs),
+    /// Which agent CLIs are installed, their versions, whether each looks
+    /// logged in or configured, and (given a manifest) whether each of its
+    /// models can be served. Exit 1 when a manifest's model cannot.
+    Doctor(DoctorArgs),
     /// Print the manifest's JSON Schema (for editors and other tools), or
     /// with --report the JSON report's.
     Schema {
@@ -324,6 +329,16 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A manifest whose models (and commands) to check.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct MergeCheckArgs {
     /// The run id (default: the latest run).
     #[arg(value_name = "RUN")]
@@ -459,6 +474,7 @@ fn run(cli: Cli) -> u8 {
         Command::Clean(args) => clean::run(&args),
         Command::MergeCheck(args) => clean::merge_check(&args),
         Command::Matrix(args) => shard::matrix(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Merge(args) => shard::merge(&args),
         Command::Schema { report } => {
             print_stdout(&if report {

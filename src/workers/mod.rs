@@ -2,6 +2,7 @@
 //! the supervision of their processes.
 
 pub mod backends;
+pub mod doctor;
 pub mod events;
 pub mod process;
 pub mod redact;

@@ -1,0 +1,99 @@
+//! `dispatch doctor`: installed agent CLIs, their versions and setup, and
+//! whether a manifest's models can be served, judged with a fake `claude`
+//! on a private PATH.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn doctor(dir: &std::path::Path, args: &[&str], key: Option<&str>) -> (Option<i32>, String) {
+    let bin = dir.join("bin");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dispatch"));
+    command
+        .arg("doctor")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("PATH", path)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY");
+    if let Some(key) = key {
+        command.env("ANTHROPIC_API_KEY", key);
+    }
+    let output = command.output().expect("dispatch runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let claude = bin.join("claude");
+    std::fs::write(&claude, "#!/bin/sh\necho '2.1.9 (Claude Code)'\n").expect("write");
+    std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        dir.path().join("sweep.yaml"),
+        "version: 1\ntasks:\n  audit:\n    model: opus\n    prompt: Audit.\n  port:\n    model: gpt-5\n    prompt: Port.\n",
+    )
+    .expect("write");
+    dir
+}
+
+#[test]
+fn doctor_reports_versions_setup_and_what_a_manifest_can_run() {
+    let dir = project();
+    let (code, text) = doctor(
+        dir.path(),
+        &["sweep.yaml", "--json"],
+        Some("sk-very-secret"),
+    );
+    assert_eq!(code, Some(1), "gpt-5 cannot be served: {text}");
+    assert!(!text.contains("sk-very-secret"), "never a secret's value");
+    let report: Value = serde_json::from_str(&text).expect("json");
+    let claude = report["clis"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["backend"] == "claude"))
+        .expect("claude")
+        .clone();
+    assert_eq!(claude["version"], "2.1.9 (Claude Code)");
+    assert_eq!(claude["setup"]["state"], "configured");
+    assert_eq!(claude["setup"]["detail"], "ANTHROPIC_API_KEY is set");
+    let needs = report["needs"].as_array().expect("needs");
+    let opus = needs.iter().find(|n| n["model"] == "opus").expect("opus");
+    assert_eq!(opus["ready"], true);
+    let gpt = needs.iter().find(|n| n["model"] == "gpt-5").expect("gpt-5");
+    assert_eq!(gpt["ready"], false);
+    assert!(gpt["problem"]
+        .as_str()
+        .is_some_and(|p| p.contains("`codex` is not installed") && p.contains("@openai/codex")));
+}
+
+#[test]
+fn doctor_says_what_to_do_when_a_cli_is_not_logged_in() {
+    let dir = project();
+    let (code, text) = doctor(dir.path(), &[], None);
+    assert_eq!(code, Some(0), "without a manifest it only informs");
+    assert!(
+        text.contains("claude    2.1.9 (Claude Code)")
+            && text
+                .contains("NOT CONFIGURED: run `claude` once and log in, or set ANTHROPIC_API_KEY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("codex     not installed — the Codex CLI: npm install -g @openai/codex"),
+        "{text}"
+    );
+    std::fs::create_dir_all(dir.path().join(".claude")).expect("mkdir");
+    std::fs::write(dir.path().join(".claude/.credentials.json"), "{}").expect("write");
+    let (_, text) = doctor(dir.path(), &[], None);
+    assert!(
+        text.contains("configured (~/.claude/.credentials.json exists)"),
+        "{text}"
+    );
+}
