@@ -426,10 +426,14 @@ impl Summary<'_> {
                 None => counts.push((record.status, 1)),
             }
         }
-        let tally: Vec<String> = counts
+        let mut tally: Vec<String> = counts
             .iter()
             .map(|(s, n)| format!("{n} {}", s.label()))
             .collect();
+        if tally.is_empty() {
+            // An empty shard, say.
+            tally.push("no tasks to run".to_owned());
+        }
         text.push_str(&format!(
             "Sweep {}: {} in {} (run {}, exit code {})\n",
             self.name,
@@ -521,5 +525,29 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         | TaskStatus::Incomplete
         | TaskStatus::Cancelled
         | TaskStatus::BudgetExceeded => "✗",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_of_no_tasks_says_so() {
+        let summary = Summary {
+            name: "sweep",
+            run_id: "20261125-000000-abcd",
+            records: &[],
+            escalations: &[],
+            duration: Duration::from_millis(3),
+            exit_code: 0,
+        };
+        assert!(
+            summary
+                .text()
+                .starts_with("Sweep sweep: no tasks to run in 3ms"),
+            "{}",
+            summary.text()
+        );
     }
 }
