@@ -195,6 +195,15 @@ impl Sweep {
                 });
                 self.worktrees[index] = Some(made);
                 self.save(index);
+                if super::cancel::requested(Path::new(&task.paths.ipc)) {
+                    // `dispatch cancel --task` came while it was being made.
+                    self.end_unlaunched(
+                        index,
+                        TaskStatus::Cancelled,
+                        "cancelled by `dispatch cancel`".to_owned(),
+                    );
+                    return false;
+                }
                 self.interrupted == 0 && self.halted.is_none()
             }
             Err(e) => {
