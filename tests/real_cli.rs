@@ -1,0 +1,493 @@
+//! The real-CLI tier: the built-in `claude` backend driving the real Claude
+//! Code CLI, offline, against a scripted Anthropic Messages endpoint on
+//! 127.0.0.1 (`tests/endpoint/anthropic_endpoint.py`). The endpoint plays a
+//! worker that uses Claude Code's Bash tool to tick the plan, report a
+//! finding, ask a question through `dispatch worker ask` and finish.
+//!
+//! When `claude` is not installed (`scripts/install-agent-clis.sh` puts it
+//! in `.agent-clis/bin`), each test says so on stderr and passes. See
+//! `docs/real-clis.md`.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::Project;
+
+/// How long one `dispatch run` may take before the test gives up on it.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The answer the manifest's rule gives to "Which region?"; the test looks
+/// for it in the tool result Claude Code sends back to the model.
+const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
+
+/// The message of the endpoint's `--mode error` answer.
+const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
+
+/// The `claude` to use: `.agent-clis/bin/claude` under the repository, or
+/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
+fn claude() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/claude");
+    let found = if is_executable(&local) {
+        Some(local)
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("claude"))
+                .find(|candidate| is_executable(candidate))
+        })
+    };
+    let Some(claude) = found else {
+        eprintln!(
+            "real-cli tier skipped: claude not installed (scripts/install-agent-clis.sh installs it)"
+        );
+        return None;
+    };
+    let python = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
+        return None;
+    }
+    Some(claude)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The scripted endpoint, killed when dropped (also when a test panics).
+struct Endpoint {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
+    fn start(dir: &Path, mode: &str) -> Endpoint {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/anthropic_endpoint.py");
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .args(["--mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 starts the endpoint");
+        let stdout = child.stdout.take().expect("endpoint stdout");
+        let mut first = String::new();
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let port = match (read, first.trim().parse::<u16>()) {
+            (Ok(_), Ok(port)) => port,
+            (read, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the endpoint printed no port ({read:?}, {first:?})");
+            }
+        };
+        Endpoint { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The logged requests, one JSON value each.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The text of every tool result the CLI sent back to the model.
+    fn tool_results(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        for request in self.requests() {
+            let Some(messages) = request["body"]["messages"].as_array() else {
+                continue;
+            };
+            for block in messages
+                .iter()
+                .filter_map(|m| m["content"].as_array())
+                .flatten()
+                .filter(|b| b["type"] == "tool_result")
+            {
+                texts.push(match &block["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        texts
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `dispatch run` left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    events: Vec<Value>,
+}
+
+/// `dispatch run sweep.yaml --json` with the real `claude` first on PATH,
+/// the endpoint as its API and a private config folder; stopped (SIGTERM,
+/// then SIGKILL) if it outlives [`RUN_DEADLINE`].
+fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &str) -> Run {
+    let claude_dir = claude.parent().expect("claude's folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(claude_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .expect("PATH");
+    let config = project.path().join(".claude-config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let out_path = project.path().join("dispatch.stdout");
+    let err_path = project.path().join("dispatch.stderr");
+
+    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
+    // Nothing of the machine's own Claude or Anthropic setup may leak in.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("ANTHROPIC_")
+            || upper.starts_with("CLAUDE")
+            || upper.ends_with("_PROXY")
+            || upper == "IS_SANDBOX"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .env("PATH", path)
+        .env("ANTHROPIC_BASE_URL", endpoint.url())
+        .env("ANTHROPIC_API_KEY", "test")
+        .env("CLAUDE_CONFIG_DIR", &config)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", retries)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = command.spawn().expect("dispatch starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for dispatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            // SIGTERM lets dispatch stop its workers; then make sure.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                project.task_file("claude-task", "worker.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Run {
+        status,
+        stdout,
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        events,
+    }
+}
+
+fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Everything a failed assertion should show.
+fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
+    format!(
+        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
+        run.status.code(),
+        run.stderr,
+        run.stdout,
+        project.task_file("claude-task", "plan.md"),
+        tail(&project.task_file("claude-task", "worker.log"), 4000),
+        endpoint.requests().len()
+    )
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
+/// test agent, which these tests do not use).
+fn write_manifest(project: &Project, text: &str) {
+    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+}
+
+/// `POST /v1/messages` (with or without a query), not `count_tokens`.
+fn is_messages(path: &str) -> bool {
+    path.split('?').next() == Some("/v1/messages")
+}
+
+fn u64_of(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_default()
+}
+
+#[test]
+fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
+    let Some(claude) = claude() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worker");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli
+questions:
+  timeout: 30s
+  on_unanswered: fail
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "1");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+
+    // The built-in backend, with its flags, ran the CLI.
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let argv = record.to_string();
+    for flag in ["bypassPermissions", "stream-json", "--verbose", "--add-dir"] {
+        assert!(argv.contains(flag), "{flag} not in {argv}");
+    }
+    let started = events_of(&run.events, "task-started");
+    assert_eq!(started[0]["backend"], "claude", "{why}");
+
+    // The worker prompt went in on stdin and reached the model.
+    let requests = endpoint.requests();
+    let first = requests
+        .iter()
+        .find(|r| r["path"].as_str().is_some_and(is_messages))
+        .map(|r| r["body"]["messages"].to_string())
+        .unwrap_or_default();
+    assert!(
+        first.contains("# Task: claude-task") && first.contains("with your Bash tool"),
+        "the prompt is not in the first request: {}",
+        tail(&first, 2000)
+    );
+
+    // Every item ticked by Claude Code's Bash tool; the output written.
+    let plan = project.task_file("claude-task", "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    assert_eq!(
+        project.task_file("claude-task", "output.md"),
+        "Real CLI worker output\n"
+    );
+
+    // The finding reached dispatch: an event, task.json, the report.
+    let findings = events_of(&run.events, "finding");
+    assert_eq!(findings.len(), 1, "{why}");
+    assert_eq!(findings[0]["severity"], "high");
+    assert_eq!(findings[0]["title"], "Real CLI finding");
+    assert_eq!(findings[0]["location"], "src/lib.rs:1");
+    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+
+    // The question reached dispatch, the rule answered, and the answer went
+    // back to the model as the Bash tool's result.
+    let questions = events_of(&run.events, "question");
+    assert_eq!(questions.len(), 1, "{why}");
+    assert_eq!(questions[0]["text"], "Which region?");
+    let answered = events_of(&run.events, "answered");
+    assert_eq!(answered[0]["answer"], REGION_ANSWER);
+    assert!(answered[0]["by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+    let results = endpoint.tool_results();
+    assert!(
+        results.iter().any(|r| r.contains(REGION_ANSWER)),
+        "the answer never reached the model: {results:?}"
+    );
+    // The worker ran with the backend's IS_SANDBOX=1 (it echoes it).
+    assert!(
+        results.iter().any(|r| r.contains("IS_SANDBOX=1")),
+        "{results:?}"
+    );
+
+    // Usage from Claude's stream-json equals what the endpoint reported:
+    // per main-loop call (one offering the Bash tool) 1000 input and 50
+    // output tokens and one turn; per side call 10 and 5. Plus Claude's cost.
+    let (mut turns, mut input, mut output) = (0, 0, 0);
+    for request in &requests {
+        if request["method"] != "POST" || !request["path"].as_str().is_some_and(is_messages) {
+            continue;
+        }
+        let main = request["body"]["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["name"] == "Bash"));
+        if main {
+            turns += 1;
+        }
+        input += if main { 1000 } else { 10 };
+        output += if main { 50 } else { 5 };
+    }
+    assert_eq!(turns, 5, "one model call per step");
+    let usage = &record["usage"];
+    assert_eq!(u64_of(&usage["turns"]), turns, "{usage}");
+    assert_eq!(u64_of(&usage["input_tokens"]), input, "{usage}");
+    assert_eq!(u64_of(&usage["output_tokens"]), output, "{usage}");
+    assert!(
+        usage["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+        "{usage}"
+    );
+
+    // The reports say the same.
+    let run_id = run.events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let task = report["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "claude-task"))
+        .expect("task in report");
+    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
+    assert_eq!(task["usage"]["turns"], usage["turns"]);
+    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let line = format!(
+        "Usage: {} turns, {} input and {} output tokens",
+        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+    );
+    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
+    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+
+    // The private config folder was used, and nothing was written to HOME's.
+    assert!(
+        std::fs::read_dir(project.path().join(".claude-config"))
+            .is_ok_and(|mut entries| entries.next().is_some()),
+        "Claude Code wrote nothing to CLAUDE_CONFIG_DIR"
+    );
+    assert!(!project.path().join(".claude.json").exists());
+}
+
+/// A sweep whose one task gets only API errors from the endpoint (`mode`):
+/// the task must end `failed` with the CLI's own error text (`expected`),
+/// not `complete`, and without retries the CLI gives up at once.
+fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
+    let claude = claude()?;
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), mode);
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-error
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Mark the first item, Write the output]
+",
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "with CLAUDE_CODE_MAX_RETRIES=0 the CLI gives up quickly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    for text in expected {
+        assert!(
+            reason.contains(text),
+            "the CLI's error ({text}) is not in the reason: {reason}\n{why}"
+        );
+    }
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project
+            .task_file("claude-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+    let requests = endpoint.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["path"].as_str().is_some_and(is_messages)),
+        "the CLI never called the endpoint"
+    );
+    Some(requests)
+}
+
+#[test]
+fn an_invalid_request_error_fails_the_task_with_the_clis_own_message() {
+    api_error_fails_the_task("error", &["API Error: 400", API_ERROR_TEXT]);
+}
+
+#[test]
+fn an_overloaded_api_fails_the_task_without_retrying() {
+    let Some(requests) = api_error_fails_the_task("overloaded", &["529", "Overloaded"]) else {
+        return;
+    };
+    let calls = requests
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(is_messages))
+        .count();
+    assert_eq!(calls, 1, "CLAUDE_CODE_MAX_RETRIES=0: one call, no retry");
+}
