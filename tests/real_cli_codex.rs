@@ -1,0 +1,565 @@
+//! The real-CLI tier for Codex: the built-in `codex` backend driving the
+//! real OpenAI Codex CLI, offline, against a scripted OpenAI Responses
+//! endpoint on 127.0.0.1 (`tests/endpoint/openai_responses_endpoint.py`).
+//! The endpoint plays a worker that uses Codex's shell tool to tick the
+//! plan, report a finding, ask a question through `dispatch worker ask` and
+//! finish.
+//!
+//! Codex ignores `OPENAI_BASE_URL`; the endpoint is given to it as a model
+//! provider in `config.toml` in a private `CODEX_HOME`, so the built-in
+//! backend runs unchanged.
+//!
+//! When `codex` is not installed (`.agent-clis/bin/codex` or on PATH), each
+//! test says so on stderr and passes. See `docs/real-clis-codex.md`.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::Project;
+
+/// How long one `dispatch run` may take before the test gives up on it.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The answer the manifest's rule gives to "Which region?"; the test looks
+/// for it in the tool output Codex sends back to the model.
+const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
+
+/// The message of the endpoint's `--mode error` answer.
+const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
+
+/// The error message of the endpoint's `--mode failed` stream.
+const FAILED_TEXT: &str = "scripted endpoint failed this response";
+
+/// Per main-loop response, what the endpoint reports (see the endpoint).
+const MAIN_INPUT_TOKENS: u64 = 1000;
+const MAIN_CACHED_TOKENS: u64 = 200;
+const MAIN_OUTPUT_TOKENS: u64 = 50;
+
+/// The `codex` to use: `.agent-clis/bin/codex` under the repository, or
+/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
+fn codex() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/codex");
+    let found = if is_executable(&local) {
+        Some(local)
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("codex"))
+                .find(|candidate| is_executable(candidate))
+        })
+    };
+    let Some(codex) = found else {
+        eprintln!(
+            "real-cli tier skipped: codex not installed (scripts/install-agent-clis.sh installs it)"
+        );
+        return None;
+    };
+    let python = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
+        return None;
+    }
+    Some(codex)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The scripted endpoint, killed when dropped (also when a test panics).
+struct Endpoint {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
+    fn start(dir: &Path, mode: &str) -> Endpoint {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/endpoint/openai_responses_endpoint.py");
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .args(["--mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 starts the endpoint");
+        let stdout = child.stdout.take().expect("endpoint stdout");
+        let mut first = String::new();
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let port = match (read, first.trim().parse::<u16>()) {
+            (Ok(_), Ok(port)) => port,
+            (read, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the endpoint printed no port ({read:?}, {first:?})");
+            }
+        };
+        Endpoint { child, port, log }
+    }
+
+    /// The base URL Codex's provider entry is given (it appends `/responses`).
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The logged requests, one JSON value each.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `POST /v1/responses` requests.
+    fn responses_calls(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/v1/responses")
+            .collect()
+    }
+
+    /// The text of every tool output Codex sent back to the model (the last
+    /// request holds the whole conversation, earlier ones a prefix of it).
+    fn tool_outputs(&self) -> Vec<String> {
+        let mut texts: Vec<String> = Vec::new();
+        for request in self.responses_calls() {
+            let Some(items) = request["body"]["input"].as_array() else {
+                continue;
+            };
+            for item in items.iter().filter(|i| i["type"] == "function_call_output") {
+                let text = match &item["output"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if !texts.contains(&text) {
+                    texts.push(text);
+                }
+            }
+        }
+        texts
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `dispatch run` left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    events: Vec<Value>,
+}
+
+/// A private `CODEX_HOME` whose `config.toml` makes the endpoint the model
+/// provider: Codex ignores `OPENAI_BASE_URL`, and a provider entry is the
+/// way to point it elsewhere. No request retries (an HTTP error fails the
+/// turn at once), `stream_retries` retries of a failed stream, no
+/// websockets (the endpoint speaks HTTP and SSE only), no update check and
+/// no analytics.
+fn codex_home(project: &Project, endpoint: &Endpoint, stream_retries: u32) -> PathBuf {
+    let home = project.path().join(".codex-home");
+    std::fs::create_dir_all(&home).expect("CODEX_HOME");
+    let config = format!(
+        r#"model_provider = "scripted"
+check_for_update_on_startup = false
+
+[analytics]
+enabled = false
+
+[model_providers.scripted]
+name = "scripted endpoint"
+base_url = "{}"
+wire_api = "responses"
+env_key = "OPENAI_API_KEY"
+supports_websockets = false
+request_max_retries = 0
+stream_max_retries = {}
+stream_idle_timeout_ms = 20000
+"#,
+        endpoint.url(),
+        stream_retries
+    );
+    std::fs::write(home.join("config.toml"), config).expect("config.toml");
+    home
+}
+
+/// `dispatch run sweep.yaml --json` with the real `codex` first on PATH,
+/// the endpoint as its model provider and a private `CODEX_HOME`; stopped
+/// (SIGTERM, then SIGKILL) if it outlives [`RUN_DEADLINE`].
+fn run_sweep(project: &Project, codex: &Path, endpoint: &Endpoint, stream_retries: u32) -> Run {
+    let codex_dir = codex.parent().expect("codex's folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(codex_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .expect("PATH");
+    let home = codex_home(project, endpoint, stream_retries);
+    let out_path = project.path().join("dispatch.stdout");
+    let err_path = project.path().join("dispatch.stderr");
+
+    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
+    // Nothing of the machine's own OpenAI or Codex setup may leak in.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("OPENAI_")
+            || upper.starts_with("CODEX_")
+            || upper.starts_with("AZURE_OPENAI")
+            || upper.ends_with("_PROXY")
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .env("PATH", path)
+        .env("CODEX_HOME", &home)
+        .env("OPENAI_API_KEY", "test")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = command.spawn().expect("dispatch starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for dispatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            // SIGTERM lets dispatch stop its workers; then make sure.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                project.task_file("codex-task", "worker.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Run {
+        status,
+        stdout,
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        events,
+    }
+}
+
+fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Everything a failed assertion should show.
+fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
+    format!(
+        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
+        run.status.code(),
+        run.stderr,
+        run.stdout,
+        project.task_file("codex-task", "plan.md"),
+        tail(&project.task_file("codex-task", "worker.log"), 4000),
+        endpoint.requests().len()
+    )
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
+/// test agent, which these tests do not use).
+fn write_manifest(project: &Project, text: &str) {
+    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+}
+
+/// Whether a request offers Codex's shell tool (a main-loop call).
+fn offers_shell(request: &Value) -> bool {
+    request["body"]["tools"].as_array().is_some_and(|tools| {
+        tools.iter().any(|t| {
+            matches!(
+                t["name"].as_str(),
+                Some("exec_command" | "shell" | "shell_command")
+            )
+        })
+    })
+}
+
+fn u64_of(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_default()
+}
+
+#[test]
+fn the_codex_backend_drives_real_codex_through_a_whole_task() {
+    let Some(codex) = codex() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worker");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-codex
+questions:
+  timeout: 30s
+  on_unanswered: fail
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+
+    // The built-in backend, with its flags, ran the CLI.
+    let record = project.task_json("codex-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let argv = record.to_string();
+    for flag in [
+        "workspace-write",
+        "--skip-git-repo-check",
+        "--json",
+        "--add-dir",
+    ] {
+        assert!(argv.contains(flag), "{flag} not in {argv}");
+    }
+    let started = events_of(&run.events, "task-started");
+    assert_eq!(started[0]["backend"], "codex", "{why}");
+
+    // The worker prompt went in on stdin and reached the model, with the
+    // built-in model's id.
+    let calls = endpoint.responses_calls();
+    let first = calls
+        .first()
+        .map(|r| r["body"]["input"].to_string())
+        .unwrap_or_default();
+    assert!(
+        first.contains("# Task: codex-task") && first.contains("with your shell tool"),
+        "the prompt is not in the first request: {}",
+        tail(&first, 2000)
+    );
+    assert_eq!(calls[0]["body"]["model"], "gpt-5-codex");
+    assert_eq!(calls[0]["body"]["stream"], true);
+
+    // Every item ticked by Codex's shell tool; the output written.
+    let plan = project.task_file("codex-task", "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    assert_eq!(
+        project.task_file("codex-task", "output.md"),
+        "Real CLI worker output\n"
+    );
+
+    // The finding reached dispatch: an event, task.json, the report.
+    let findings = events_of(&run.events, "finding");
+    assert_eq!(findings.len(), 1, "{why}");
+    assert_eq!(findings[0]["severity"], "high");
+    assert_eq!(findings[0]["title"], "Real CLI finding");
+    assert_eq!(findings[0]["location"], "src/lib.rs:1");
+    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+
+    // The question reached dispatch, the rule answered, and the answer went
+    // back to the model as the shell tool's output.
+    let questions = events_of(&run.events, "question");
+    assert_eq!(questions.len(), 1, "{why}");
+    assert_eq!(questions[0]["text"], "Which region?");
+    let answered = events_of(&run.events, "answered");
+    assert_eq!(answered[0]["answer"], REGION_ANSWER);
+    assert!(answered[0]["by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+    let outputs = endpoint.tool_outputs();
+    assert!(
+        outputs.iter().any(|o| o.contains(REGION_ANSWER)),
+        "the answer never reached the model: {outputs:?}"
+    );
+    // The commands ran in Codex's workspace-write sandbox, which turns the
+    // network off and says so (the last step echoes it).
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("CODEX_SANDBOX_NETWORK_DISABLED=1")),
+        "{outputs:?}"
+    );
+
+    // Usage from Codex's `turn.completed` equals what the endpoint reported:
+    // per main-loop call (one offering the shell tool) 1000 input tokens (200
+    // of them cached) and 50 output tokens; the whole `codex exec` is one
+    // Codex turn. Codex reports no cost.
+    let main_calls = calls.iter().filter(|r| offers_shell(r)).count() as u64;
+    assert_eq!(main_calls, 5, "one model call per step");
+    assert_eq!(calls.len() as u64, main_calls, "no side calls");
+    let usage = &record["usage"];
+    assert_eq!(u64_of(&usage["turns"]), 1, "{usage}");
+    assert_eq!(
+        u64_of(&usage["input_tokens"]),
+        main_calls * MAIN_INPUT_TOKENS,
+        "{usage}"
+    );
+    assert_eq!(
+        u64_of(&usage["cached_input_tokens"]),
+        main_calls * MAIN_CACHED_TOKENS,
+        "{usage}"
+    );
+    assert_eq!(
+        u64_of(&usage["output_tokens"]),
+        main_calls * MAIN_OUTPUT_TOKENS,
+        "{usage}"
+    );
+    assert!(usage["cost_usd"].is_null(), "{usage}");
+    assert_eq!(record["outcome"]["is_error"], false, "{record}");
+
+    // The reports say the same.
+    let run_id = run.events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let task = report["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "codex-task"))
+        .expect("task in report");
+    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
+    assert_eq!(task["usage"]["turns"], usage["turns"]);
+    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let line = format!(
+        "Usage: {} turns, {} input and {} output tokens",
+        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+    );
+    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
+    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+
+    // The private CODEX_HOME was used (sessions are written there), and
+    // nothing was written to HOME's `.codex`.
+    assert!(
+        project.path().join(".codex-home/sessions").is_dir(),
+        "Codex wrote no session to CODEX_HOME"
+    );
+    assert!(!project.path().join(".codex").exists());
+}
+
+/// A sweep whose one task gets only API errors from the endpoint (`mode`):
+/// the task must end `failed` with the CLI's own error text (`expected`),
+/// not `complete`, and the CLI gives up at once. Returns the responses
+/// calls it made.
+fn api_error_fails_the_task(
+    mode: &str,
+    stream_retries: u32,
+    expected: &[&str],
+) -> Option<Vec<Value>> {
+    let codex = codex()?;
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), mode);
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-codex-error
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Write the output]
+",
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &codex, &endpoint, stream_retries);
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "with retries off the CLI gives up quickly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("codex-task");
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    for text in expected {
+        assert!(
+            reason.contains(text),
+            "the CLI's error ({text}) is not in the reason: {reason}\n{why}"
+        );
+    }
+    assert!(!reason.contains("Reconnecting"), "{reason}");
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project
+            .task_file("codex-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+    let calls = endpoint.responses_calls();
+    assert!(!calls.is_empty(), "the CLI never called the endpoint");
+    Some(calls)
+}
+
+#[test]
+fn an_invalid_request_error_fails_the_task_with_the_clis_own_message() {
+    let Some(calls) =
+        api_error_fails_the_task("error", 0, &[API_ERROR_TEXT, "invalid_request_error"])
+    else {
+        return;
+    };
+    // An HTTP 400 is not retried: one call.
+    assert_eq!(calls.len(), 1, "request_max_retries = 0: one call");
+}
+
+#[test]
+fn a_failed_stream_is_retried_then_fails_the_task() {
+    // One stream retry: Codex says "Reconnecting... 1/1" (an `error` event
+    // that must not decide the outcome), calls again, then fails the turn.
+    let Some(calls) = api_error_fails_the_task(
+        "failed",
+        1,
+        &["stream disconnected before completion", FAILED_TEXT],
+    ) else {
+        return;
+    };
+    assert_eq!(calls.len(), 2, "stream_max_retries = 1: two calls");
+}
