@@ -36,7 +36,7 @@ for arg in "$@"; do
     esac
 done
 if [ ${#wanted[@]} -eq 0 ]; then
-    wanted=(claude codex)
+    wanted=(claude codex gemini)
 fi
 
 # program -> npm package@version
@@ -44,7 +44,7 @@ npm_package() {
     case "$1" in
         claude) echo "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION:-2.1.332}" ;;
         codex) echo "@openai/codex@${CODEX_VERSION:-0.169.0}" ;;
-        gemini) echo "@google/gemini-cli@${GEMINI_CLI_VERSION:-latest}" ;;
+        gemini) echo "@google/gemini-cli@${GEMINI_CLI_VERSION:-0.61.0}" ;;
         opencode) echo "opencode-ai@${OPENCODE_VERSION:-latest}" ;;
     esac
 }

@@ -1,0 +1,558 @@
+//! The real-CLI tier for Gemini CLI: the built-in `gemini` backend driving
+//! the real `gemini`, offline, against a scripted Gemini API endpoint on
+//! 127.0.0.1 (`tests/endpoint/gemini_endpoint.py`). The endpoint plays a
+//! worker that uses Gemini CLI's shell tool (`run_shell_command`) to tick
+//! the plan, report a finding, ask a question through `dispatch worker ask`
+//! and finish.
+//!
+//! When `gemini` is not installed (`.agent-clis/bin/gemini` or on PATH),
+//! each test says so on stderr and passes. See `docs/real-clis-gemini.md`.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::Project;
+
+/// How long one `dispatch run` may take before the test gives up on it.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The answer the manifest's rule gives to "Which region?"; the test looks
+/// for it in the tool result Gemini CLI sends back to the model.
+const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
+
+/// The message of the endpoint's `--mode error` answer.
+const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
+
+/// The message of the endpoint's `--mode unavailable` answer.
+const UNAVAILABLE_TEXT: &str = "The model is overloaded";
+
+/// The model the tasks name: a built-in `gemini-*` model, so the built-in
+/// `gemini` backend runs it with this id.
+const MODEL: &str = "gemini-2.5-flash";
+
+/// Gemini CLI's shell tool, as declared in its requests' `tools`.
+const SHELL_TOOL: &str = "run_shell_command";
+
+/// The `gemini` to use: `.agent-clis/bin/gemini` under the repository, or
+/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
+fn gemini() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/gemini");
+    let found = if is_executable(&local) {
+        Some(local)
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("gemini"))
+                .find(|candidate| is_executable(candidate))
+        })
+    };
+    let Some(gemini) = found else {
+        eprintln!(
+            "real-cli tier skipped: gemini not installed (scripts/install-agent-clis.sh installs it)"
+        );
+        return None;
+    };
+    let python = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
+        return None;
+    }
+    Some(gemini)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The scripted endpoint, killed when dropped (also when a test panics).
+struct Endpoint {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
+    fn start(dir: &Path, mode: &str) -> Endpoint {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/gemini_endpoint.py");
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .args(["--mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 starts the endpoint");
+        let stdout = child.stdout.take().expect("endpoint stdout");
+        let mut first = String::new();
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let port = match (read, first.trim().parse::<u16>()) {
+            (Ok(_), Ok(port)) => port,
+            (read, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the endpoint printed no port ({read:?}, {first:?})");
+            }
+        };
+        Endpoint { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The logged requests, one JSON value each.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The logged model calls (`:streamGenerateContent`/`:generateContent`).
+    fn model_calls(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(is_model_call))
+            .collect()
+    }
+
+    /// The output of every tool call the CLI sent back to the model (the
+    /// `functionResponse` parts of the last request, which holds them all).
+    fn tool_results(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        let calls = self.model_calls();
+        let Some(contents) = calls.last().and_then(|r| r["body"]["contents"].as_array()) else {
+            return texts;
+        };
+        for part in contents
+            .iter()
+            .filter_map(|c| c["parts"].as_array())
+            .flatten()
+        {
+            let response = &part["functionResponse"]["response"];
+            if !response.is_null() {
+                texts.push(match &response["output"] {
+                    Value::String(s) => s.clone(),
+                    _ => response.to_string(),
+                });
+            }
+        }
+        texts
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `/v1beta/models/MODEL:streamGenerateContent?alt=sse` or
+/// `:generateContent`, not `:countTokens`.
+fn is_model_call(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    path.starts_with("/v1beta/models/")
+        && (path.ends_with(":streamGenerateContent") || path.ends_with(":generateContent"))
+}
+
+/// Whether a request offers the shell tool (a main-loop call).
+fn offers_shell(request: &Value) -> bool {
+    request["body"]["tools"].as_array().is_some_and(|tools| {
+        tools
+            .iter()
+            .filter_map(|t| t["functionDeclarations"].as_array())
+            .flatten()
+            .any(|d| d["name"] == SHELL_TOOL)
+    })
+}
+
+/// What `dispatch run` left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    events: Vec<Value>,
+}
+
+/// `dispatch run sweep.yaml --json` with the real `gemini` first on PATH,
+/// the endpoint as its API and a private home for its settings and state
+/// (`GEMINI_CLI_HOME`); stopped (SIGTERM, then SIGKILL) if it outlives
+/// [`RUN_DEADLINE`]. `max_attempts` is Gemini CLI's `general.maxAttempts`.
+fn run_sweep(project: &Project, gemini: &Path, endpoint: &Endpoint, max_attempts: u32) -> Run {
+    let gemini_dir = gemini.parent().expect("gemini's folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(gemini_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .expect("PATH");
+    // Gemini CLI reads `$GEMINI_CLI_HOME/.gemini/settings.json`: an API key
+    // login (else GOOGLE_GEMINI_BASE_URL selects the "gateway" auth, which a
+    // headless run rejects), no usage statistics, telemetry or update
+    // checks, and a bounded number of attempts per model call.
+    let home = project.path().join(".gemini-home");
+    let settings_dir = home.join(".gemini");
+    std::fs::create_dir_all(&settings_dir).expect("settings dir");
+    let settings = serde_json::json!({
+        "security": { "auth": { "selectedType": "gemini-api-key" } },
+        "general": {
+            "enableAutoUpdate": false,
+            "enableAutoUpdateNotification": false,
+            "maxAttempts": max_attempts,
+        },
+        "privacy": { "usageStatisticsEnabled": false },
+        "telemetry": { "enabled": false },
+    });
+    std::fs::write(settings_dir.join("settings.json"), settings.to_string())
+        .expect("write settings");
+    // Error reports go to the OS temporary folder; keep them in the test's.
+    let tmp = project.path().join(".tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let out_path = project.path().join("dispatch.stdout");
+    let err_path = project.path().join("dispatch.stderr");
+
+    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
+    // Nothing of the machine's own Gemini or Google setup may leak in.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("GEMINI")
+            || upper.starts_with("GOOGLE_")
+            || upper.ends_with("_PROXY")
+            || upper == "CLOUD_SHELL"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .env("PATH", path)
+        .env("GOOGLE_GEMINI_BASE_URL", endpoint.url())
+        .env("GEMINI_API_KEY", "test")
+        .env("GEMINI_CLI_HOME", &home)
+        .env("TMPDIR", &tmp)
+        // Any call to another host goes to the endpoint as a CONNECT, which
+        // it logs and refuses; the endpoint itself is reached directly.
+        .env("HTTPS_PROXY", endpoint.url())
+        .env("HTTP_PROXY", endpoint.url())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = command.spawn().expect("dispatch starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for dispatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            // SIGTERM lets dispatch stop its workers; then make sure.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                project.task_file("gemini-task", "worker.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Run {
+        status,
+        stdout,
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        events,
+    }
+}
+
+fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Everything a failed assertion should show.
+fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
+    format!(
+        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
+        run.status.code(),
+        run.stderr,
+        run.stdout,
+        project.task_file("gemini-task", "plan.md"),
+        tail(&project.task_file("gemini-task", "worker.log"), 4000),
+        endpoint.requests().len()
+    )
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
+/// test agent, which these tests do not use).
+fn write_manifest(project: &Project, text: &str) {
+    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+}
+
+fn u64_of(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_default()
+}
+
+#[test]
+fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
+    let Some(gemini) = gemini() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worker");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini
+questions:
+  timeout: 30s
+  on_unanswered: fail
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &gemini, &endpoint, 2);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+
+    // The built-in backend, with its flags, ran the CLI.
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let argv = record.to_string();
+    for flag in [
+        "--skip-trust",
+        "yolo",
+        "stream-json",
+        "--include-directories",
+        MODEL,
+    ] {
+        assert!(argv.contains(flag), "{flag} not in {argv}");
+    }
+    let started = events_of(&run.events, "task-started");
+    assert_eq!(started[0]["backend"], "gemini", "{why}");
+
+    // Only model calls: no probe, no call to another host through the proxy
+    // (usage statistics and update checks are off in the settings).
+    let requests = endpoint.requests();
+    let others: Vec<String> = requests
+        .iter()
+        .filter(|r| !r["path"].as_str().is_some_and(is_model_call))
+        .map(|r| format!("{} {}", r["method"], r["path"]))
+        .collect();
+    assert!(others.is_empty(), "calls besides the model's: {others:?}");
+
+    // The worker prompt went in as --prompt and reached the model, whose id
+    // is in the request path.
+    let calls = endpoint.model_calls();
+    let first = calls.first().cloned().unwrap_or_default();
+    assert!(
+        first["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("/v1beta/models/{MODEL}:"))),
+        "{first}"
+    );
+    let contents = first["body"]["contents"].to_string();
+    assert!(
+        contents.contains("# Task: gemini-task") && contents.contains("with your shell tool"),
+        "the prompt is not in the first request: {}",
+        tail(&contents, 2000)
+    );
+
+    // Every item ticked by Gemini CLI's shell tool; the output written.
+    let plan = project.task_file("gemini-task", "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    assert_eq!(
+        project.task_file("gemini-task", "output.md"),
+        "Real CLI worker output\n"
+    );
+
+    // The finding reached dispatch: an event, task.json, the report.
+    let findings = events_of(&run.events, "finding");
+    assert_eq!(findings.len(), 1, "{why}");
+    assert_eq!(findings[0]["severity"], "high");
+    assert_eq!(findings[0]["title"], "Real CLI finding");
+    assert_eq!(findings[0]["location"], "src/lib.rs:1");
+    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+
+    // The question reached dispatch, the rule answered, and the answer went
+    // back to the model as the shell tool's result.
+    let questions = events_of(&run.events, "question");
+    assert_eq!(questions.len(), 1, "{why}");
+    assert_eq!(questions[0]["text"], "Which region?");
+    let answered = events_of(&run.events, "answered");
+    assert_eq!(answered[0]["answer"], REGION_ANSWER);
+    assert!(answered[0]["by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+    let results = endpoint.tool_results();
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results.iter().any(|r| r.contains(REGION_ANSWER)),
+        "the answer never reached the model: {results:?}"
+    );
+    // The command ran under Gemini CLI's shell tool, which sets GEMINI_CLI=1
+    // (the last step echoes it).
+    assert!(
+        results.iter().any(|r| r.contains("GEMINI_CLI=1")),
+        "{results:?}"
+    );
+
+    // Usage from Gemini's stream-json equals what the endpoint reported:
+    // per main-loop call (one offering the shell tool) 1000 prompt and 50
+    // candidate tokens; per side call 10 and 5. Turns are counted by
+    // dispatch (the result's stats have none): one per model answer.
+    let (mut turns, mut input, mut output) = (0, 0, 0);
+    for call in &calls {
+        let main = offers_shell(call);
+        if main {
+            turns += 1;
+        }
+        input += if main { 1000 } else { 10 };
+        output += if main { 50 } else { 5 };
+    }
+    assert_eq!(turns, 5, "one model call per step");
+    let usage = &record["usage"];
+    assert_eq!(u64_of(&usage["turns"]), turns, "{usage}");
+    assert_eq!(u64_of(&usage["input_tokens"]), input, "{usage}");
+    assert_eq!(u64_of(&usage["output_tokens"]), output, "{usage}");
+    // Gemini CLI reports no cost.
+    assert!(usage["cost_usd"].is_null(), "{usage}");
+
+    // The reports say the same.
+    let run_id = run.events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let task = report["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "gemini-task"))
+        .expect("task in report");
+    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
+    assert_eq!(task["usage"]["turns"], usage["turns"]);
+    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let line = format!(
+        "Usage: {} turns, {} input and {} output tokens",
+        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+    );
+    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
+    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+
+    // The private home was used, and nothing was written to HOME's.
+    let state = project.path().join(".gemini-home/.gemini");
+    assert!(
+        std::fs::read_dir(&state).is_ok_and(|entries| entries.count() > 1),
+        "Gemini CLI wrote nothing to GEMINI_CLI_HOME"
+    );
+    assert!(!project.path().join(".gemini").exists());
+}
+
+/// A sweep whose one task gets only API errors from the endpoint (`mode`):
+/// the task must end `failed` with the CLI's own error text (`expected`),
+/// not `complete`, and with `general.maxAttempts` 1 the CLI gives up at once.
+fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
+    let gemini = gemini()?;
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), mode);
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini-error
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Write the output]
+"
+        ),
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &gemini, &endpoint, 1);
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    for text in expected {
+        assert!(
+            reason.contains(text),
+            "the CLI's error ({text}) is not in the reason: {reason}\n{why}"
+        );
+    }
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project
+            .task_file("gemini-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+    let calls = endpoint.model_calls();
+    assert!(!calls.is_empty(), "the CLI never called the endpoint");
+    Some(calls)
+}
+
+#[test]
+fn an_invalid_argument_error_fails_the_task_with_the_clis_own_message() {
+    api_error_fails_the_task("error", &["API Error", API_ERROR_TEXT]);
+}
+
+#[test]
+fn an_unavailable_api_fails_the_task_without_retrying() {
+    let Some(calls) = api_error_fails_the_task("unavailable", &["API Error", UNAVAILABLE_TEXT])
+    else {
+        return;
+    };
+    assert_eq!(calls.len(), 1, "general.maxAttempts 1: one call, no retry");
+}
