@@ -491,3 +491,64 @@ fn an_overloaded_api_fails_the_task_without_retrying() {
         .count();
     assert_eq!(calls, 1, "CLAUDE_CODE_MAX_RETRIES=0: one call, no retry");
 }
+
+/// Whether a process is alive (signal 0 only checks).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+#[test]
+fn a_timeout_kills_the_real_cli_and_everything_it_started() {
+    let Some(claude) = claude() else {
+        return;
+    };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "hang");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-timeout
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 4s
+    retries: 0
+    prompt: Run the long job with your Bash tool.
+    plan: [Run the long job]
+",
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "timed-out", "{record}\n{why}");
+    let pid_text = project.task_file("claude-task", "grandchild.pid");
+    let grandchild: i32 = pid_text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the Bash tool never started its job: {pid_text:?}\n{why}"));
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = (alive(worker), alive(grandchild));
+    // Never leave the job behind, whatever the test finds.
+    for pid in [grandchild, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert_eq!(
+        left,
+        (false, false),
+        "(claude, its Bash job) still alive after the timeout\n{why}"
+    );
+}

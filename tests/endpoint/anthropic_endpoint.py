@@ -75,6 +75,16 @@ STEPS = [
 ]
 FINAL_TEXT = "All four plan items are done."
 
+# `--mode hang`: a command that starts a grandchild in the background,
+# notes its pid, and never returns, so the task can only end by timeout.
+HANG = (
+    # Not `sleep`: Claude Code refuses long sleeps in its Bash tool.
+    "python3 -c 'import time; time.sleep(300)' & "
+    'echo $! > "$DISPATCH_TASK_DIR/grandchild.pid"; '
+    "python3 -c 'import time; time.sleep(300)'",
+    "Wait for a long job",
+)
+
 
 class State:
     lock = threading.Lock()
@@ -130,8 +140,9 @@ def plan_response(body):
     if not offers_bash(body):
         return [{"type": "text", "text": "OK"}], "end_turn", False
     step = tool_result_count(body)
-    if step < len(STEPS):
-        command, description = STEPS[step]
+    steps = [HANG] if State.mode == "hang" else STEPS
+    if step < len(steps):
+        command, description = steps[step]
         block = {
             "type": "tool_use",
             "id": new_id("toolu_"),
@@ -328,7 +339,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "hang"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log
