@@ -552,3 +552,68 @@ tasks:
         "(claude, its Bash job) still alive after the timeout\n{why}"
     );
 }
+
+#[test]
+fn a_worktree_task_edits_only_its_worktree() {
+    let Some(claude) = claude() else {
+        return;
+    };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worktree");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-worktree
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Make the edit with your Bash tool.
+    plan: [Edit a file, Write the output]
+    worktree: true
+",
+    );
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(project.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    assert!(
+        !project.path().join("edited.txt").exists(),
+        "the main checkout is untouched\n{why}"
+    );
+    assert_eq!(
+        git(&["show", "dispatch/claude-task:edited.txt"]),
+        "made-by-claude"
+    );
+    let branch = &project.task_json("claude-task")["branch"];
+    assert_eq!(branch["ahead"], 1, "{branch}");
+    assert_eq!(branch["commits"][0]["subject"], "Edit from Claude Code");
+    let status = git(&["status", "--porcelain"]);
+    assert!(
+        !status.contains("edited"),
+        "not in the main checkout: {status}"
+    );
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-list", "--count", "main"]),
+        "1",
+        "main has no new commit"
+    );
+}

@@ -75,6 +75,18 @@ STEPS = [
 ]
 FINAL_TEXT = "All four plan items are done."
 
+# `--mode worktree`: edit and commit a file where the CLI runs (its
+# worktree), then finish the plan.
+IN_WORKTREE = [
+    (
+        "echo made-by-claude > edited.txt && git add edited.txt && "
+        "git -c user.name=claude -c user.email=claude@example.invalid "
+        "commit -q -m 'Edit from Claude Code'",
+        "Edit and commit a file",
+    ),
+    (FINISH, "Write the output and finish the plan"),
+]
+
 # `--mode hang`: a command that starts a grandchild in the background,
 # notes its pid, and never returns, so the task can only end by timeout.
 HANG = (
@@ -140,7 +152,7 @@ def plan_response(body):
     if not offers_bash(body):
         return [{"type": "text", "text": "OK"}], "end_turn", False
     step = tool_result_count(body)
-    steps = [HANG] if State.mode == "hang" else STEPS
+    steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
     if step < len(steps):
         command, description = steps[step]
         block = {
@@ -339,7 +351,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded", "hang"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log
