@@ -36,7 +36,7 @@ for arg in "$@"; do
     esac
 done
 if [ ${#wanted[@]} -eq 0 ]; then
-    wanted=(claude codex gemini)
+    wanted=(claude codex gemini opencode aider)
 fi
 
 # program -> npm package@version
@@ -45,7 +45,7 @@ npm_package() {
         claude) echo "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION:-2.1.332}" ;;
         codex) echo "@openai/codex@${CODEX_VERSION:-0.169.0}" ;;
         gemini) echo "@google/gemini-cli@${GEMINI_CLI_VERSION:-0.61.0}" ;;
-        opencode) echo "opencode-ai@${OPENCODE_VERSION:-latest}" ;;
+        opencode) echo "opencode-ai@${OPENCODE_VERSION:-1.18.33}" ;;
     esac
 }
 
@@ -81,7 +81,7 @@ install_aider() {
     echo "install-agent-clis: installing aider-chat into $prefix/aider-venv ..." >&2
     python3 -m venv "$prefix/aider-venv" >&2 &&
         "$prefix/aider-venv/bin/pip" install --quiet --disable-pip-version-check \
-            "aider-chat${AIDER_VERSION:+==$AIDER_VERSION}" >&2
+            "aider-chat==${AIDER_VERSION:-0.86.2}" >&2
 }
 
 failed=0

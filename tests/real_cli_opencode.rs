@@ -1,0 +1,535 @@
+//! The real-CLI tier for opencode: the built-in `opencode` backend driving
+//! the real opencode CLI, offline, against a scripted OpenAI Chat
+//! Completions endpoint on 127.0.0.1 (`tests/endpoint/openai_chat_endpoint.py`).
+//! The endpoint plays a worker that uses opencode's `bash` tool to tick the
+//! plan, report a finding, ask a question through `dispatch worker ask` and
+//! finish.
+//!
+//! When `opencode` is not installed (`.agent-clis/bin/opencode`, or one on
+//! PATH), each test says so on stderr and passes. See
+//! `docs/real-clis-openai-compatible.md`.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::Project;
+
+/// How long one `dispatch run` may take before the test gives up on it.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The answer the manifest's rule gives to "Which region?"; the test looks
+/// for it in the tool result opencode sends back to the model.
+const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
+
+/// The message of the endpoint's `--mode error` answer.
+const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
+
+/// The task every test runs.
+const TASK: &str = "opencode-task";
+
+/// The model as opencode names it: the provider the test configures through
+/// `OPENCODE_CONFIG_CONTENT`, and the model under it.
+const MODEL_ID: &str = "scripted/scripted-model";
+
+/// Prices (US dollars per million tokens) given to the scripted model, so
+/// opencode computes a cost.
+const INPUT_PRICE: f64 = 3.0;
+const OUTPUT_PRICE: f64 = 15.0;
+
+/// The `opencode` to use: `.agent-clis/bin/opencode` under the repository,
+/// or one on PATH. `None` (after saying why on stderr) when the tier cannot
+/// run.
+fn opencode() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/opencode");
+    let found = if is_executable(&local) {
+        Some(local)
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("opencode"))
+                .find(|candidate| is_executable(candidate))
+        })
+    };
+    let Some(opencode) = found else {
+        eprintln!(
+            "real-cli tier skipped: opencode not installed (scripts/install-agent-clis.sh installs it)"
+        );
+        return None;
+    };
+    let python = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
+        return None;
+    }
+    Some(opencode)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The scripted endpoint, killed when dropped (also when a test panics).
+struct Endpoint {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
+    fn start(dir: &Path, mode: &str) -> Endpoint {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/openai_chat_endpoint.py");
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .args(["--mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 starts the endpoint");
+        let stdout = child.stdout.take().expect("endpoint stdout");
+        let mut first = String::new();
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let port = match (read, first.trim().parse::<u16>()) {
+            (Ok(_), Ok(port)) => port,
+            (read, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the endpoint printed no port ({read:?}, {first:?})");
+            }
+        };
+        Endpoint { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The logged requests, one JSON value each.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The chat completion requests (`POST /v1/chat/completions`).
+    fn completions(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/v1/chat/completions")
+            .collect()
+    }
+
+    /// The text of every tool result opencode sent back to the model.
+    fn tool_results(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        for request in self.completions() {
+            let Some(messages) = request["body"]["messages"].as_array() else {
+                continue;
+            };
+            for message in messages.iter().filter(|m| m["role"] == "tool") {
+                texts.push(match &message["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        texts
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a chat request is opencode's main loop (it offers the `bash`
+/// tool) rather than a side call (the session title).
+fn offers_bash(request: &Value) -> bool {
+    request["body"]["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "bash"))
+}
+
+/// What `dispatch run` left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    events: Vec<Value>,
+}
+
+/// opencode's configuration: one OpenAI-compatible provider, `scripted`,
+/// whose base URL is the endpoint, with one priced model.
+fn opencode_config(endpoint: &Endpoint) -> String {
+    serde_json::json!({
+        "provider": {
+            "scripted": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Scripted endpoint",
+                "options": { "baseURL": format!("{}/v1", endpoint.url()), "apiKey": "test" },
+                "models": {
+                    "scripted-model": {
+                        "name": "Scripted model",
+                        "cost": { "input": INPUT_PRICE, "output": OUTPUT_PRICE }
+                    }
+                }
+            }
+        }
+    })
+    .to_string()
+}
+
+/// `dispatch run sweep.yaml --json` with the real `opencode` first on PATH,
+/// the endpoint as its only provider and private XDG folders; stopped
+/// (SIGTERM, then SIGKILL) if it outlives [`RUN_DEADLINE`].
+fn run_sweep(project: &Project, opencode: &Path, endpoint: &Endpoint) -> Run {
+    let opencode_dir = opencode.parent().expect("opencode's folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(opencode_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .expect("PATH");
+    let xdg = project.path().join(".opencode-home");
+    let out_path = project.path().join("dispatch.stdout");
+    let err_path = project.path().join("dispatch.stderr");
+
+    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
+    // Nothing of the machine's own opencode or provider setup may leak in.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("OPENCODE")
+            || upper.starts_with("OPENAI_")
+            || upper.starts_with("ANTHROPIC_")
+            || upper.starts_with("XDG_")
+            || upper.ends_with("_PROXY")
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    for (name, dir) in [
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_STATE_HOME", "state"),
+    ] {
+        let dir = xdg.join(dir);
+        std::fs::create_dir_all(&dir).expect("xdg dir");
+        command.env(name, dir);
+    }
+    command
+        .env("PATH", path)
+        .env("OPENCODE_CONFIG_CONTENT", opencode_config(endpoint))
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
+        .env("OPENCODE_DISABLE_CLAUDE_CODE", "1")
+        // opencode installs its plugin package with npm at start-up; the
+        // endpoint, as the proxy, refuses that (and any other call that
+        // would leave the machine) at once.
+        .env("HTTP_PROXY", endpoint.url())
+        .env("HTTPS_PROXY", endpoint.url())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = command.spawn().expect("dispatch starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for dispatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            // SIGTERM lets dispatch stop its workers; then make sure.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                project.task_file(TASK, "worker.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Run {
+        status,
+        stdout,
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        events,
+    }
+}
+
+fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Everything a failed assertion should show.
+fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
+    format!(
+        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
+        run.status.code(),
+        run.stderr,
+        run.stdout,
+        project.task_file(TASK, "plan.md"),
+        tail(&project.task_file(TASK, "worker.log"), 4000),
+        endpoint.requests().len()
+    )
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
+/// test agent, which these tests do not use).
+fn write_manifest(project: &Project, text: &str) {
+    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+}
+
+fn u64_of(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_default()
+}
+
+#[test]
+fn the_opencode_backend_drives_real_opencode_through_a_whole_task() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "opencode");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode
+questions:
+  timeout: 30s
+  on_unanswered: fail
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your bash tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+
+    // The built-in backend, with its flags, ran the CLI.
+    let record = project.task_json(TASK);
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let argv: Vec<&str> = record["argv"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        argv[..7],
+        ["opencode", "run", "--model", MODEL_ID, "--format", "json", "--auto"],
+        "{record}"
+    );
+    let started = events_of(&run.events, "task-started");
+    assert_eq!(started[0]["backend"], "opencode", "{why}");
+
+    // The worker prompt went in as the last argument and reached the model.
+    let completions = endpoint.completions();
+    let first = completions
+        .iter()
+        .find(|r| offers_bash(r))
+        .map(|r| r["body"]["messages"].to_string())
+        .unwrap_or_default();
+    assert!(
+        first.contains(&format!("# Task: {TASK}")) && first.contains("with your bash tool"),
+        "the prompt is not in the first request: {}",
+        tail(&first, 2000)
+    );
+
+    // Every item ticked by opencode's bash tool; the output written.
+    let plan = project.task_file(TASK, "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    assert_eq!(
+        project.task_file(TASK, "output.md"),
+        "Real CLI worker output\n"
+    );
+
+    // The finding reached dispatch: an event, task.json, the report.
+    let findings = events_of(&run.events, "finding");
+    assert_eq!(findings.len(), 1, "{why}");
+    assert_eq!(findings[0]["severity"], "high");
+    assert_eq!(findings[0]["title"], "Real CLI finding");
+    assert_eq!(findings[0]["location"], "src/lib.rs:1");
+    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+
+    // The question reached dispatch, the rule answered, and the answer went
+    // back to the model as the bash tool's result.
+    let questions = events_of(&run.events, "question");
+    assert_eq!(questions.len(), 1, "{why}");
+    assert_eq!(questions[0]["text"], "Which region?");
+    let answered = events_of(&run.events, "answered");
+    assert_eq!(answered[0]["answer"], REGION_ANSWER);
+    assert!(answered[0]["by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+    let results = endpoint.tool_results();
+    assert!(
+        results.iter().any(|r| r.contains(REGION_ANSWER)),
+        "the answer never reached the model: {results:?}"
+    );
+    assert!(
+        results.iter().any(|r| r.contains("finished")),
+        "{results:?}"
+    );
+
+    // Usage from opencode's step_finish events equals what the endpoint
+    // reported for the main loop: per call offering the bash tool 1000
+    // input and 50 output tokens and one step. opencode's title call (no
+    // tools) is not part of the session's steps, so it is not counted.
+    let turns = completions.iter().filter(|r| offers_bash(r)).count() as u64;
+    assert_eq!(turns, 5, "one model call per step");
+    let usage = &record["usage"];
+    assert_eq!(u64_of(&usage["turns"]), turns, "{usage}");
+    assert_eq!(u64_of(&usage["input_tokens"]), turns * 1000, "{usage}");
+    assert_eq!(u64_of(&usage["output_tokens"]), turns * 50, "{usage}");
+    // The cost opencode computed from the model's configured prices.
+    let cost = turns as f64 * (1000.0 * INPUT_PRICE + 50.0 * OUTPUT_PRICE) / 1e6;
+    assert!(
+        usage["cost_usd"]
+            .as_f64()
+            .is_some_and(|c| (c - cost).abs() < 1e-9),
+        "{usage} (expected a cost of {cost})"
+    );
+    assert_eq!(record["outcome"]["is_error"], false, "{record}");
+    assert_eq!(
+        record["outcome"]["message"], "All four plan items are done.",
+        "{record}"
+    );
+
+    // The reports say the same.
+    let run_id = run.events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let task = report["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == TASK))
+        .expect("task in report");
+    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
+    assert_eq!(task["usage"]["turns"], usage["turns"]);
+    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let line = format!(
+        "Usage: {} turns, {} input and {} output tokens",
+        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+    );
+    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
+    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+
+    // opencode kept its state in the private XDG folders, not under HOME's.
+    assert!(
+        project
+            .path()
+            .join(".opencode-home/data/opencode/opencode.db")
+            .exists(),
+        "opencode wrote no database to XDG_DATA_HOME"
+    );
+    assert!(!project.path().join(".local/share/opencode").exists());
+}
+
+#[test]
+fn an_api_error_fails_the_task_with_the_clis_own_message() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "error");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode-error
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your bash tool.
+    plan: [Mark the first item, Write the output]
+"
+        ),
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "opencode does not retry an HTTP 400: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(API_ERROR_TEXT),
+        "the endpoint's error is not in the reason: {reason}\n{why}"
+    );
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project.task_file(TASK, "plan.md").contains("- [x] "),
+        "nothing was done"
+    );
+    // One main-loop call, not retried.
+    let calls = endpoint
+        .completions()
+        .iter()
+        .filter(|r| offers_bash(r))
+        .count();
+    assert_eq!(calls, 1, "{why}");
+}
