@@ -286,6 +286,12 @@ questions:
   answers:
     - match: region
       answer: '{REGION_ANSWER}'
+escalation:
+  - name: high-findings
+    when: {{ severity: high }}
+    action: notify
+    run: cat > escalated.json
+    exit_code: 3
 tasks:
   claude-task:
     model: sonnet
@@ -298,7 +304,8 @@ tasks:
     );
     let run = run_sweep(&project, &claude, &endpoint, "1");
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
+    // Every task completed; the high finding escalated (exit code 3).
+    assert_eq!(run.status.code(), Some(3), "{why}");
 
     // The built-in backend, with its flags, ran the CLI.
     let record = project.task_json("claude-task");
@@ -339,6 +346,15 @@ tasks:
     assert_eq!(findings[0]["title"], "Real CLI finding");
     assert_eq!(findings[0]["location"], "src/lib.rs:1");
     assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+    // ... and escalated: the rule fired, and its hook got the finding.
+    let escalations = events_of(&run.events, "escalation");
+    assert_eq!(escalations.len(), 1, "{why}");
+    assert_eq!(escalations[0]["rule"], "high-findings");
+    let hook = std::fs::read_to_string(project.path().join("escalated.json")).unwrap_or_default();
+    assert!(
+        hook.contains("Real CLI finding"),
+        "the rule's hook got the finding: {hook}"
+    );
 
     // The question reached dispatch, the rule answered, and the answer went
     // back to the model as the Bash tool's result.
