@@ -633,3 +633,72 @@ tasks:
         "main has no new commit"
     );
 }
+
+#[test]
+fn a_slow_stream_still_completes_the_task() {
+    let Some(claude) = claude() else {
+        return;
+    };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "slow");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-slow
+questions:
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    assert_eq!(record["usage"]["turns"], 5, "{record}");
+}
+
+#[test]
+fn a_malformed_stream_fails_the_task_with_the_clis_error() {
+    let Some(claude) = claude() else {
+        return;
+    };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "malformed");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-malformed
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Mark the first item, Write the output]
+",
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "{record}");
+    assert!(
+        !project
+            .task_file("claude-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+}

@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -332,6 +333,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         blocks, stop_reason, main = plan_response(body)
         if not body.get("stream"):
+            if State.mode == "malformed":
+                # Claude Code falls back to a plain request after a broken
+                # stream; that answer is broken too.
+                raw = b"<html>502 Bad Gateway</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+                return
             self.send_json(200, whole_message(body, blocks, stop_reason, main))
             return
         self.send_response(200)
@@ -341,17 +352,28 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", new_id("req_"))
         self.end_headers()
         self.close_connection = True
+        if State.mode == "malformed":
+            # A stream that starts well and then carries data that is not
+            # JSON, as a broken proxy might.
+            self.wfile.write(b"event: message_start\ndata: {\"type\": \"message_start\", \"mess\n\n")
+            self.wfile.write(b"event: content_block_delta\ndata: <html>502 Bad Gateway</html>\n\n")
+            self.wfile.flush()
+            return
         for name, payload in sse_events(body, blocks, stop_reason, main):
             chunk = f"event: {name}\ndata: {json.dumps(payload)}\n\n"
             self.wfile.write(chunk.encode())
             self.wfile.flush()
+            if State.mode == "slow":
+                # Every event a while after the last, as a loaded API
+                # streams; the worker must still finish.
+                time.sleep(0.15)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree", "slow", "malformed"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log
