@@ -177,6 +177,39 @@ fn a_timeout_kills_the_worker_and_its_grandchildren() {
 }
 
 #[test]
+fn a_timeout_also_kills_a_grandchild_that_left_the_workers_session() {
+    // Gemini CLI runs its shell tool with setsid: stopping the worker's
+    // process group alone leaves that shell and its jobs running.
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  stuck:\n    command: [AGENT, check, spawn-hang-detached, hang]\n    timeout: 1s\n    {TWO_ITEMS}\n"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(status_of(&project, "stuck"), "timed-out");
+    let grandchild: i32 = project
+        .task_file("stuck", "grandchild.pid")
+        .trim()
+        .parse()
+        .expect("pid written");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alive(grandchild) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = alive(grandchild);
+    if survived {
+        // SAFETY: the pid this test's worker started and wrote down.
+        unsafe {
+            libc::kill(grandchild, libc::SIGKILL);
+        }
+    }
+    assert!(
+        !survived,
+        "grandchild {grandchild} in its own session outlived its task"
+    );
+}
+
+#[test]
 fn a_grandchild_holding_the_output_open_does_not_hang_the_run() {
     let project = Project::new();
     project.manifest(&format!("version: 1\ntasks:\n  leaky:\n    command: [AGENT, spawn-hang, check-all]\n    {TWO_ITEMS}\n"));

@@ -212,7 +212,9 @@ impl Running {
             request = wait_for_stop(&mut stop) => {
                 stopped = true;
                 if request == Stop::Now {
+                    let escaped = escaped_descendants(pgid);
                     kill_group(pgid, libc::SIGKILL);
+                    kill_escaped(&escaped, libc::SIGKILL);
                     child.wait().await
                 } else {
                     terminate(pgid, &mut child, grace, &mut stop).await
@@ -275,9 +277,17 @@ async fn terminate(
     grace: Duration,
     stop: &mut watch::Receiver<Stop>,
 ) -> std::io::Result<std::process::ExitStatus> {
+    // Processes that left the worker's group (a CLI that runs its shell
+    // tool with setsid, as Gemini CLI does) are found while the worker is
+    // alive, since they are orphaned once it exits, and stopped with it.
+    let escaped = escaped_descendants(pgid);
     kill_group(pgid, libc::SIGTERM);
+    kill_escaped(&escaped, libc::SIGTERM);
     tokio::select! {
-        status = child.wait() => return status,
+        status = child.wait() => {
+            kill_escaped(&escaped, libc::SIGKILL);
+            return status;
+        }
         _ = tokio::time::sleep(grace) => {}
         _ = async {
             while *stop.borrow_and_update() != Stop::Now {
@@ -288,7 +298,84 @@ async fn terminate(
         } => {}
     }
     kill_group(pgid, libc::SIGKILL);
+    kill_escaped(&escaped, libc::SIGKILL);
     child.wait().await
+}
+
+/// A process that descends from the worker but left its process group:
+/// its pid, group and session as first seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Escaped {
+    pid: libc::pid_t,
+    pgrp: libc::pid_t,
+}
+
+/// `(ppid, pgrp)` of a process, from `/proc/PID/stat` (the command name
+/// may hold spaces and parentheses, so fields are read after the last `)`).
+fn stat_of(pid: libc::pid_t) -> Option<(libc::pid_t, libc::pid_t)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let _state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((ppid, pgrp))
+}
+
+/// Every descendant of `root` that is not in `root`'s process group, from
+/// `/proc` (empty where there is no `/proc`).
+fn escaped_descendants(root: libc::pid_t) -> Vec<Escaped> {
+    if root <= 1 {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: std::collections::HashMap<libc::pid_t, Vec<(libc::pid_t, libc::pid_t)>> =
+        std::collections::HashMap::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if let Some((ppid, pgrp)) = stat_of(pid) {
+            children.entry(ppid).or_default().push((pid, pgrp));
+        }
+    }
+    let mut escaped = Vec::new();
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        for &(pid, pgrp) in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
+            queue.push(pid);
+            if pgrp != root {
+                escaped.push(Escaped { pid, pgrp });
+            }
+        }
+    }
+    escaped
+}
+
+/// Signal the escaped processes and the groups they lead. A process is
+/// signalled only while it is still in the group it was seen in, so a pid
+/// reused since is left alone; dispatch's own group never is.
+fn kill_escaped(escaped: &[Escaped], signal: libc::c_int) {
+    // SAFETY: getpgrp has no preconditions.
+    let own = unsafe { libc::getpgrp() };
+    for process in escaped {
+        if stat_of(process.pid).is_none_or(|(_, pgrp)| pgrp != process.pgrp) {
+            continue;
+        }
+        if process.pgrp > 1 && process.pgrp != own {
+            kill_group(process.pgrp, signal);
+        }
+        // SAFETY: kill only sends a signal to a process seen just above.
+        unsafe {
+            libc::kill(process.pid, signal);
+        }
+    }
 }
 
 /// Wait for the output readers; past the leak timeout, kill what is left of
