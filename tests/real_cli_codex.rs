@@ -179,10 +179,10 @@ struct Run {
 /// turn at once), `stream_retries` retries of a failed stream, no
 /// websockets (the endpoint speaks HTTP and SSE only), no update check and
 /// no analytics.
-fn codex_home(project: &Project, endpoint: &Endpoint, stream_retries: u32) -> PathBuf {
+fn codex_home(project: &Project, endpoint: &Endpoint, stream_retries: u32, extra: &str) -> PathBuf {
     let home = project.path().join(".codex-home");
     std::fs::create_dir_all(&home).expect("CODEX_HOME");
-    let config = format!(
+    let mut config = format!(
         r#"model_provider = "scripted"
 check_for_update_on_startup = false
 
@@ -202,6 +202,7 @@ stream_idle_timeout_ms = 20000
         endpoint.url(),
         stream_retries
     );
+    config.push_str(extra);
     std::fs::write(home.join("config.toml"), config).expect("config.toml");
     home
 }
@@ -210,13 +211,24 @@ stream_idle_timeout_ms = 20000
 /// the endpoint as its model provider and a private `CODEX_HOME`; stopped
 /// (SIGTERM, then SIGKILL) if it outlives [`RUN_DEADLINE`].
 fn run_sweep(project: &Project, codex: &Path, endpoint: &Endpoint, stream_retries: u32) -> Run {
+    run_sweep_with(project, codex, endpoint, stream_retries, "")
+}
+
+/// [`run_sweep`] with `extra` appended to Codex's `config.toml`.
+fn run_sweep_with(
+    project: &Project,
+    codex: &Path,
+    endpoint: &Endpoint,
+    stream_retries: u32,
+    extra: &str,
+) -> Run {
     let codex_dir = codex.parent().expect("codex's folder");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let path = std::env::join_paths(
         std::iter::once(codex_dir.to_path_buf()).chain(std::env::split_paths(&path)),
     )
     .expect("PATH");
-    let home = codex_home(project, endpoint, stream_retries);
+    let home = codex_home(project, endpoint, stream_retries, extra);
     let out_path = project.path().join("dispatch.stdout");
     let err_path = project.path().join("dispatch.stderr");
 
@@ -562,4 +574,235 @@ fn a_failed_stream_is_retried_then_fails_the_task() {
         return;
     };
     assert_eq!(calls.len(), 2, "stream_max_retries = 1: two calls");
+}
+
+/// Whether a process is alive (signal 0 only checks).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// `ps` lines (pid, parent, group, session, command) of the live `pids`.
+fn ps(pids: &[i32]) -> String {
+    let list: Vec<String> = pids
+        .iter()
+        .filter(|p| alive(**p))
+        .map(ToString::to_string)
+        .collect();
+    if list.is_empty() {
+        return String::new();
+    }
+    Command::new("ps")
+        .args(["-o", "pid,ppid,pgid,sid,args", "-p", &list.join(",")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The pids (as seen outside any pid namespace) of the processes whose
+/// command line holds every one of `needles`.
+fn processes_with(needles: &[&str]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let text = String::from_utf8_lossy(&raw);
+                needles.iter().all(|n| text.contains(n))
+            })
+        })
+        .collect()
+}
+
+/// The endpoint's hang job: python3 sleeps whose arguments hold `marker`
+/// (the task folder).
+fn hang_jobs(marker: &str) -> Vec<i32> {
+    processes_with(&["time.sleep(300)", marker])
+}
+
+#[test]
+fn a_timeout_kills_the_real_cli_and_everything_it_started() {
+    let Some(codex) = codex() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "hang");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-codex-timeout
+tasks:
+  codex-task:
+    model: codex
+    timeout: 4s
+    retries: 0
+    prompt: Run the long job with your shell tool.
+    plan: [Run the long job]
+",
+    );
+    // Codex runs the shell tool in its own pid namespace, so the pid the
+    // job writes is not one this test can signal: watch /proc, while the
+    // run lasts, for the job's sleeps (they carry the task folder) and for
+    // every process naming the state folder (the Node launcher, the native
+    // `codex` it starts, its sandbox helper: `--add-dir <root>/.dispatch`).
+    let state = project.path().join(".dispatch").display().to_string();
+    let marker = format!("{state}/tasks/codex-task");
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let running = running.clone();
+        let state = state.clone();
+        let marker = marker.clone();
+        std::thread::spawn(move || {
+            let (mut seen, mut sleeps): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                for pid in processes_with(&[&state]) {
+                    if !seen.contains(&pid) {
+                        seen.push(pid);
+                    }
+                }
+                for pid in hang_jobs(&marker) {
+                    if !sleeps.contains(&pid) {
+                        sleeps.push(pid);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (seen, sleeps)
+        })
+    };
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (mut started, sleeps) = watcher.join().expect("the /proc watcher");
+    let why = context(&project, &run, &endpoint);
+    let record = project.task_json("codex-task");
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    for pid in processes_with(&[&state]).into_iter().chain([worker]) {
+        if !started.contains(&pid) {
+            started.push(pid);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let all_dead = || started.iter().all(|p| !alive(*p)) && processes_with(&[&state]).is_empty();
+    while !all_dead() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survivors = ps(&started);
+    let left = all_dead();
+    // Never leave anything behind, whatever the test finds.
+    for pid in processes_with(&[&state]).into_iter().chain([worker]) {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    assert_eq!(record["status"], "timed-out", "{record}\n{why}");
+    let pid_text = project.task_file("codex-task", "grandchild.pid");
+    assert!(
+        pid_text.trim().parse::<i32>().is_ok(),
+        "the shell tool never started its job: {pid_text:?}\n{why}"
+    );
+    assert_eq!(
+        sleeps.len(),
+        2,
+        "the watcher saw both sleeps of the job: {sleeps:?}\n{why}"
+    );
+    assert!(
+        started.contains(&worker) && sleeps.iter().all(|p| started.contains(p)),
+        "{started:?}"
+    );
+    assert!(
+        left,
+        "codex ({worker}) or what it started ({started:?}) still alive 5 s after the timeout\n{survivors}\n{why}"
+    );
+}
+
+#[test]
+fn a_worktree_task_edits_only_its_worktree() {
+    let Some(codex) = codex() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worktree");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-codex-worktree
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Make the edit with your shell tool.
+    plan: [Edit a file, Write the output]
+    worktree: true
+",
+    );
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(project.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    // A worktree's git data lives in the main repository's `.git`: objects
+    // and the branch ref in `.git`, its index and HEAD in the `gitdir:`
+    // its `.git` file points to (`.git/worktrees/<name>`). Codex's
+    // workspace-write sandbox mounts that gitdir read-only (it protects the
+    // `.git` of every writable root, pointer files included), so `git
+    // commit` fails with "Read-only file system"; naming the gitdir as a
+    // writable root lifts that (`.git` alone does not). `.git` itself is
+    // writable here only because the project is under /tmp, which
+    // workspace-write allows; it is named too so the grant does not depend
+    // on that. The test's private CODEX_HOME grants both; dispatch is
+    // unchanged.
+    let git_dir = project.path().join(".git");
+    let extra = format!(
+        "\n[sandbox_workspace_write]\nwritable_roots = [{:?}, {:?}]\n",
+        git_dir.display().to_string(),
+        git_dir.join("worktrees/codex-task").display().to_string()
+    );
+    let run = run_sweep_with(&project, &codex, &endpoint, 0, &extra);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    assert!(
+        !project.path().join("edited.txt").exists(),
+        "the main checkout is untouched\n{why}"
+    );
+    let branch = &project.task_json("codex-task")["branch"];
+    assert_eq!(
+        branch["ahead"],
+        1,
+        "{branch}\n{why}\n{:?}",
+        endpoint.tool_outputs()
+    );
+    assert_eq!(
+        git(&["show", "dispatch/codex-task:edited.txt"]),
+        "made-by-codex"
+    );
+    assert_eq!(branch["commits"][0]["subject"], "Edit from Codex");
+    let status = git(&["status", "--porcelain"]);
+    assert!(
+        !status.contains("edited"),
+        "not in the main checkout: {status}"
+    );
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-list", "--count", "main"]),
+        "1",
+        "main has no new commit"
+    );
 }

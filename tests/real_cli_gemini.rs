@@ -556,3 +556,154 @@ fn an_unavailable_api_fails_the_task_without_retrying() {
     };
     assert_eq!(calls.len(), 1, "general.maxAttempts 1: one call, no retry");
 }
+
+/// Whether a process is alive (signal 0 only checks).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Gemini CLI starts every `run_shell_command` in a session of its own
+/// (`child_process.spawn` with `detached: true`, i.e. `setsid`; node-pty
+/// does the same), and on SIGTERM it exits without stopping that shell.
+/// Stopping the worker's process group alone would leave the shell, its
+/// foreground command and its background job running; dispatch also finds
+/// the worker's descendants that left its group and stops them. The
+/// timeout is 10 s, not 4 s: Gemini CLI needs 2 to
+/// 5 s to start on a loaded machine, and the job must have started.
+#[test]
+fn a_timeout_kills_the_real_cli_and_everything_it_started() {
+    let Some(gemini) = gemini() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "hang");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini-timeout
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 10s
+    retries: 0
+    prompt: Run the long job with your shell tool.
+    plan: [Run the long job]
+"
+        ),
+    );
+    let run = run_sweep(&project, &gemini, &endpoint, 1);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "timed-out", "{record}\n{why}");
+    let pid_text = project.task_file("gemini-task", "grandchild.pid");
+    let grandchild: i32 = pid_text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the shell tool never started its job: {pid_text:?}\n{why}"));
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    // The shell's own process group (Gemini CLI's session for the command),
+    // read now, while the job is surely alive.
+    // SAFETY: getpgid only reads; a pid that is gone is ESRCH (-1).
+    let shell_group = if alive(grandchild) {
+        unsafe { libc::getpgid(grandchild) }
+    } else {
+        -1
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = (alive(worker), alive(grandchild));
+    // Never leave the job behind, whatever the test finds: also the shell
+    // and its foreground command, in the job's group (never the test's own).
+    // SAFETY: getpgid(0) only reads this process's group.
+    let own_group = unsafe { libc::getpgid(0) };
+    if shell_group > 1 && shell_group != own_group {
+        // SAFETY: a group of processes that this test's run started.
+        unsafe {
+            libc::killpg(shell_group, libc::SIGKILL);
+        }
+    }
+    for pid in [grandchild, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert_eq!(
+        left,
+        (false, false),
+        "(gemini, its shell job) still alive after the timeout\n{why}"
+    );
+}
+
+#[test]
+fn a_worktree_task_edits_only_its_worktree() {
+    let Some(gemini) = gemini() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "worktree");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini-worktree
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 45s
+    retries: 0
+    prompt: Make the edit with your shell tool.
+    plan: [Edit a file, Write the output]
+    worktree: true
+"
+        ),
+    );
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(project.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    let run = run_sweep(&project, &gemini, &endpoint, 2);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    assert!(
+        !project.path().join("edited.txt").exists(),
+        "the main checkout is untouched\n{why}"
+    );
+    assert_eq!(
+        git(&["show", "dispatch/gemini-task:edited.txt"]),
+        "made-by-gemini"
+    );
+    let branch = &project.task_json("gemini-task")["branch"];
+    assert_eq!(branch["ahead"], 1, "{branch}");
+    assert_eq!(branch["commits"][0]["subject"], "Edit from Gemini CLI");
+    let status = git(&["status", "--porcelain"]);
+    assert!(
+        !status.contains("edited"),
+        "not in the main checkout: {status}"
+    );
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-list", "--count", "main"]),
+        "1",
+        "main has no new commit"
+    );
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A scripted Gemini API endpoint for the real-CLI test tier.
 
-    python3 gemini_endpoint.py REQUEST_LOG [--mode worker|error|unavailable]
+    python3 gemini_endpoint.py REQUEST_LOG
+        [--mode worker|error|unavailable|hang|worktree]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -21,6 +22,12 @@ how many `functionResponse` parts the conversation already holds:
   3  shell: write $DISPATCH_OUTPUT, check the remaining items, touch .done,
      echo GEMINI_CLI (so the next request shows the worker's environment)
   4+ a final text answer, finishReason STOP
+
+`--mode worktree` plays the same way with two steps: edit and commit
+`edited.txt` where the CLI runs (its worktree), then finish the plan.
+`--mode hang` has one step: a command that starts a grandchild in the
+background, writes its pid to "$DISPATCH_TASK_DIR/grandchild.pid", and then
+blocks forever, so the task can only end by its timeout.
 
 Requests without the shell tool (the CLI's own side calls, such as its
 next-speaker check, which asks for JSON) get a short answer: JSON naming
@@ -92,6 +99,27 @@ STEPS = [
 ]
 FINAL_TEXT = "All four plan items are done."
 
+# `--mode worktree`: edit and commit a file where the CLI runs (its
+# worktree), then finish the plan.
+IN_WORKTREE = [
+    (
+        "echo made-by-gemini > edited.txt && git add edited.txt && "
+        "git -c user.name=gemini -c user.email=gemini@example.invalid "
+        "commit -q -m 'Edit from Gemini CLI'",
+        "Edit and commit a file",
+    ),
+    (FINISH, "Write the output and finish the plan"),
+]
+
+# `--mode hang`: a command that starts a grandchild in the background,
+# notes its pid, and never returns, so the task can only end by timeout.
+HANG = (
+    "python3 -c 'import time; time.sleep(300)' & "
+    'echo $! > "$DISPATCH_TASK_DIR/grandchild.pid"; '
+    "python3 -c 'import time; time.sleep(300)'",
+    "Wait for a long job",
+)
+
 
 class State:
     lock = threading.Lock()
@@ -155,8 +183,9 @@ def plan_response(body):
             text = "OK"
         return [{"text": text}], False
     step = function_response_count(body)
-    if step < len(STEPS):
-        command, description = STEPS[step]
+    steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
+    if step < len(steps):
+        command, description = steps[step]
         call = {
             "functionCall": {
                 "id": "call_" + uuid.uuid4().hex[:16],
@@ -318,7 +347,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", *ERRORS], default="worker"
+        "--mode", choices=["worker", *ERRORS, "hang", "worktree"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scripted OpenAI Responses API endpoint for the real-CLI test tier.
 
-    python3 openai_responses_endpoint.py REQUEST_LOG [--mode worker|error|failed]
+    python3 openai_responses_endpoint.py REQUEST_LOG [--mode worker|error|failed|hang|worktree]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -28,6 +28,13 @@ calls) get a short text answer. `--mode error` answers every responses
 request with HTTP 400 invalid_request_error; `--mode failed` with a 200
 stream of response.created then response.failed (error code server_error),
 which Codex treats as a dropped stream and retries stream_max_retries times.
+`--mode hang` answers the first main call with one shell command that
+starts a background python3 sleep, writes its pid (inside Codex's pid
+namespace) to $DISPATCH_TASK_DIR/grandchild.pid and then sleeps itself, so
+the task can only end by its timeout; both sleeps get $DISPATCH_TASK_DIR as
+an argument, for the test to find them in /proc. `--mode worktree` has the worker write and commit
+edited.txt in its working directory (its git worktree), then finish the
+plan as step 3 does.
 
 The answer is the Responses API's server-sent event sequence:
 response.created, response.output_item.added,
@@ -87,6 +94,26 @@ STEPS = [
     FINISH,
 ]
 FINAL_TEXT = "All four plan items are done."
+
+# `--mode worktree`: edit and commit a file where the CLI runs (its
+# worktree), then finish the plan.
+IN_WORKTREE = [
+    "echo made-by-codex > edited.txt && git add edited.txt && "
+    "git -c user.name=codex -c user.email=codex@example.invalid "
+    "commit -q -m 'Edit from Codex'",
+    FINISH,
+]
+
+# `--mode hang`: a command that starts a grandchild in the background,
+# notes its pid, and never returns, so the task can only end by timeout.
+# Codex runs commands in a new pid namespace (bubblewrap), so `$!` is not
+# the pid outside it: both sleeps carry the task folder as an argument, for
+# the test to find them in /proc.
+HANG = (
+    "python3 -c 'import time; time.sleep(300)' \"$DISPATCH_TASK_DIR\" & "
+    'echo $! > "$DISPATCH_TASK_DIR/grandchild.pid"; '
+    "python3 -c 'import time; time.sleep(300)' \"$DISPATCH_TASK_DIR\""
+)
 
 # The shell tools Codex may offer, by name, and how a command is passed.
 SHELL_TOOLS = ("shell", "shell_command", "exec_command")
@@ -153,14 +180,15 @@ def plan_output(body):
     if tool is None:
         return [message_item("OK")], False
     step = tool_output_count(body)
-    if step < len(STEPS):
+    steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
+    if step < len(steps):
         call = {
             "type": "function_call",
             "id": new_id("fc_"),
             "status": "completed",
             "call_id": new_id("call_"),
             "name": tool,
-            "arguments": json.dumps(shell_arguments(tool, STEPS[step])),
+            "arguments": json.dumps(shell_arguments(tool, steps[step])),
         }
         return [call], True
     return [message_item(FINAL_TEXT)], True
@@ -395,7 +423,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
-    parser.add_argument("--mode", choices=["worker", "error", "failed"], default="worker")
+    parser.add_argument(
+        "--mode",
+        choices=["worker", "error", "failed", "hang", "worktree"],
+        default="worker",
+    )
     args = parser.parse_args()
     State.log_path = args.log
     State.mode = args.mode
