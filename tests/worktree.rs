@@ -1327,3 +1327,31 @@ tasks:
         "its folder was removed once clean"
     );
 }
+
+#[test]
+fn a_worktree_worker_gets_pwd_naming_its_worktree() {
+    // CLIs such as opencode take their folder from $PWD rather than from
+    // their working directory; a PWD still naming the main checkout sent
+    // their edits there.
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  solo:
+    command: [/usr/bin/env]     # a binary: a shell would reset PWD itself
+    plan: [Work]
+    worktree: { keep: always }
+",
+    );
+    init_repo(project.path());
+    let (output, _) = project.run(&[]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the plan is left undone: {}",
+        stderr(&output)
+    );
+    let log = project.task_file("solo", "worker.log");
+    let expected = format!("PWD={}", worktree_dir(&project, "solo").display());
+    assert!(log.contains(&expected), "{log}");
+}

@@ -1028,6 +1028,10 @@ impl Sweep {
                     .unwrap_or_default(),
             ),
             ("DISPATCH_BIN".to_owned(), self.dispatch_bin.clone()),
+            // As a shell sets it: CLIs such as opencode take their folder
+            // from PWD, which would otherwise still name the folder
+            // dispatch was started in, not the worker's worktree.
+            ("PWD".to_owned(), task.paths.workdir.clone()),
         ];
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
