@@ -239,6 +239,11 @@ fn run_sweep(project: &Project, opencode: &Path, endpoint: &Endpoint) -> Run {
     }
     command
         .env("PATH", path)
+        // What a shell sets for `cd project && dispatch run`. opencode's
+        // `run` takes its directory from PWD before its working directory,
+        // so the PWD the test itself inherited (the repository) must not
+        // leak in.
+        .env("PWD", project.path())
         .env("OPENCODE_CONFIG_CONTENT", opencode_config(endpoint))
         .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
         .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
@@ -532,4 +537,158 @@ tasks:
         .filter(|r| offers_bash(r))
         .count();
     assert_eq!(calls, 1, "{why}");
+}
+
+/// Whether a process is alive (signal 0 only checks).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// opencode's bash tool starts its shell detached (a session and process
+/// group of its own), so this needs dispatch to stop the worker's
+/// descendants that left its process group too. The task's timeout is 20 s,
+/// not the 4 s of the Claude Code test: opencode takes 3 to 12 s (on a
+/// loaded machine) from start to its first model call, and the bash job
+/// must be running before the timeout strikes.
+#[test]
+fn a_timeout_kills_the_real_cli_and_everything_it_started() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "opencode-hang");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode-timeout
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 20s
+    retries: 0
+    prompt: Run the long job with your bash tool.
+    plan: [Run the long job]
+"
+        ),
+    );
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    let record = project.task_json(TASK);
+    let pid_text = project.task_file(TASK, "grandchild.pid");
+    let grandchild: i32 = pid_text.trim().parse().unwrap_or(0);
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = (alive(worker), alive(grandchild));
+    // Never leave the job behind, whatever the test finds: its whole
+    // process group (opencode starts the bash tool's shell detached, in a
+    // group of its own), then the pids themselves.
+    if alive(grandchild) {
+        // SAFETY: getpgid only reads; the group is the one the bash tool's
+        // shell made (never the test's own group) and a positive id.
+        unsafe {
+            let group = libc::getpgid(grandchild);
+            if group > 1 && group != libc::getpgrp() {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+    }
+    for pid in [grandchild, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    assert_eq!(record["status"], "timed-out", "{record}\n{why}");
+    assert!(
+        grandchild > 1,
+        "the bash tool never started its job: {pid_text:?}\n{why}"
+    );
+    assert!(worker > 1, "task.json has no worker pid: {record}");
+    assert_eq!(
+        left,
+        (false, false),
+        "(opencode, its bash job) still alive after the timeout\n{why}"
+    );
+}
+
+#[test]
+fn a_worktree_task_edits_only_its_worktree() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(project.path(), "opencode-worktree");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode-worktree
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 45s
+    retries: 0
+    prompt: Make the edit with your bash tool.
+    plan: [Edit a file, Write the output]
+    worktree: true
+"
+        ),
+    );
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(project.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    assert!(
+        !project.path().join("edited.txt").exists(),
+        "the main checkout is untouched\n{why}"
+    );
+    assert_eq!(
+        git(&["show", &format!("dispatch/{TASK}:edited.txt")]),
+        "made-by-opencode"
+    );
+    let branch = &project.task_json(TASK)["branch"];
+    assert_eq!(branch["ahead"], 1, "{branch}");
+    assert_eq!(branch["commits"][0]["subject"], "Edit from opencode");
+    let status = git(&["status", "--porcelain"]);
+    assert!(
+        !status.contains("edited"),
+        "not in the main checkout: {status}"
+    );
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-list", "--count", "main"]),
+        "1",
+        "main has no new commit"
+    );
 }

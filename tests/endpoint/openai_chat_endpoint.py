@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A scripted OpenAI Chat Completions endpoint for the real-CLI test tier.
 
-    python3 openai_chat_endpoint.py REQUEST_LOG [--mode opencode|aider|error]
+    python3 openai_chat_endpoint.py REQUEST_LOG
+        [--mode opencode|opencode-hang|opencode-worktree|aider|error]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -23,6 +24,14 @@ many `role: "tool"` messages the conversation already holds:
 
 The tool call's arguments follow the `bash` tool's own JSON schema from the
 request (`command`, plus `description` when the schema asks for it).
+
+`--mode opencode-hang` answers the first such request with one `bash` call
+that starts a grandchild in the background, writes its pid to
+"$DISPATCH_TASK_DIR/grandchild.pid" and then blocks (a 300 s python3 sleep,
+with the tool's own `timeout` argument, when the schema has one, set to
+600000 ms), so the task can only end by dispatch's timeout.
+`--mode opencode-worktree` edits and commits `edited.txt` where opencode
+runs (its worktree), then finishes the plan as step 3 above does.
 
 `--mode aider` plays a model answering aider (which has no tools): one reply
 of whole-file edit blocks that rewrite the task's plan (every item checked)
@@ -96,6 +105,31 @@ STEPS = [
     (FINISH, "Write the output and finish the plan"),
 ]
 FINAL_TEXT = "All four plan items are done."
+
+# `--mode opencode-worktree`: edit and commit a file where opencode runs
+# (its worktree), then finish the plan.
+IN_WORKTREE = [
+    (
+        "echo made-by-opencode > edited.txt && git add edited.txt && "
+        "git -c user.name=opencode -c user.email=opencode@example.invalid "
+        "commit -q -m 'Edit from opencode'",
+        "Edit and commit a file",
+    ),
+    (FINISH, "Write the output and finish the plan"),
+]
+
+# `--mode opencode-hang`: a command that starts a grandchild in the
+# background, notes its pid, and never returns (well within the bash
+# tool's own timeout), so the task can only end by dispatch's timeout.
+HANG = (
+    "python3 -c 'import time; time.sleep(300)' & "
+    'echo $! > "$DISPATCH_TASK_DIR/grandchild.pid"; '
+    "python3 -c 'import time; time.sleep(300)'",
+    "Wait for a long job",
+)
+# The bash tool's `timeout` (milliseconds) for the hanging call, far beyond
+# the task's own timeout.
+HANG_TOOL_TIMEOUT_MS = 600000
 SIDE_TEXT = "Scripted worker"
 
 
@@ -161,14 +195,19 @@ def opencode_answer(body):
     if tool is None:
         return SIDE_TEXT, None, False
     step = tool_message_count(body)
-    if step >= len(STEPS):
+    steps = {"opencode-hang": [HANG], "opencode-worktree": IN_WORKTREE}.get(
+        State.mode, STEPS
+    )
+    if step >= len(steps):
         return FINAL_TEXT, None, True
-    command, description = STEPS[step]
+    command, description = steps[step]
     arguments = {"command": command}
     properties = (tool.get("parameters") or {}).get("properties") or {}
     required = (tool.get("parameters") or {}).get("required") or []
     if "description" in properties or "description" in required:
         arguments["description"] = description
+    if State.mode == "opencode-hang" and "timeout" in properties:
+        arguments["timeout"] = HANG_TOOL_TIMEOUT_MS
     call = {
         "id": new_id("call_"),
         "name": "bash",
@@ -441,7 +480,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["opencode", "aider", "error"], default="opencode"
+        "--mode",
+        choices=["opencode", "opencode-hang", "opencode-worktree", "aider", "error"],
+        default="opencode",
     )
     args = parser.parse_args()
     State.log_path = args.log
