@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::real_cli::{self, events_of, tail};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -40,38 +41,7 @@ const MODEL_ID: &str = "openai/scripted-model";
 /// repository, or one on PATH. `None` (after saying why on stderr) when the
 /// tier cannot run.
 fn aider() -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/aider-venv/bin/aider");
-    let found = if is_executable(&local) {
-        Some(local)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("aider"))
-                .find(|candidate| is_executable(candidate))
-        })
-    };
-    let Some(aider) = found else {
-        eprintln!(
-            "real-cli tier skipped: aider not installed (scripts/install-agent-clis.sh installs it)"
-        );
-        return None;
-    };
-    let python = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
-        return None;
-    }
-    Some(aider)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    real_cli::find_cli("aider", ".agent-clis/aider-venv/bin/aider")
 }
 
 /// The scripted endpoint, killed when dropped (also when a test panics).
@@ -229,10 +199,6 @@ fn run_sweep(project: &Project, aider: &Path, endpoint: &Endpoint) -> Run {
     }
 }
 
-fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
-}
-
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     format!(
@@ -244,14 +210,6 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
         tail(&project.task_file(TASK, "worker.log"), 4000),
         endpoint.requests().len()
     )
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// `sweep.yaml` with one aider task (`Project::manifest` would build the

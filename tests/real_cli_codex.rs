@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::real_cli::{self, alive, events_of, tail, u64_of};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -45,38 +46,7 @@ const MAIN_OUTPUT_TOKENS: u64 = 50;
 /// The `codex` to use: `.agent-clis/bin/codex` under the repository, or
 /// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
 fn codex() -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/codex");
-    let found = if is_executable(&local) {
-        Some(local)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("codex"))
-                .find(|candidate| is_executable(candidate))
-        })
-    };
-    let Some(codex) = found else {
-        eprintln!(
-            "real-cli tier skipped: codex not installed (scripts/install-agent-clis.sh installs it)"
-        );
-        return None;
-    };
-    let python = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
-        return None;
-    }
-    Some(codex)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    real_cli::find_cli("codex", ".agent-clis/bin/codex")
 }
 
 /// The scripted endpoint, killed when dropped (also when a test panics).
@@ -288,10 +258,6 @@ fn run_sweep_with(
     }
 }
 
-fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
-}
-
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     format!(
@@ -303,14 +269,6 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
         tail(&project.task_file("codex-task", "worker.log"), 4000),
         endpoint.requests().len()
     )
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// `sweep.yaml`, as given (`Project::manifest` would build the scripted
@@ -329,10 +287,6 @@ fn offers_shell(request: &Value) -> bool {
             )
         })
     })
-}
-
-fn u64_of(value: &Value) -> u64 {
-    value.as_u64().unwrap_or_default()
 }
 
 #[test]
@@ -574,12 +528,6 @@ fn a_failed_stream_is_retried_then_fails_the_task() {
         return;
     };
     assert_eq!(calls.len(), 2, "stream_max_retries = 1: two calls");
-}
-
-/// Whether a process is alive (signal 0 only checks).
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
-    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// `ps` lines (pid, parent, group, session, command) of the live `pids`.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::real_cli::{self, alive, events_of, tail, u64_of};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -47,38 +48,7 @@ const OUTPUT_PRICE: f64 = 15.0;
 /// or one on PATH. `None` (after saying why on stderr) when the tier cannot
 /// run.
 fn opencode() -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".agent-clis/bin/opencode");
-    let found = if is_executable(&local) {
-        Some(local)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("opencode"))
-                .find(|candidate| is_executable(candidate))
-        })
-    };
-    let Some(opencode) = found else {
-        eprintln!(
-            "real-cli tier skipped: opencode not installed (scripts/install-agent-clis.sh installs it)"
-        );
-        return None;
-    };
-    let python = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
-        return None;
-    }
-    Some(opencode)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    real_cli::find_cli("opencode", ".agent-clis/bin/opencode")
 }
 
 /// The scripted endpoint, killed when dropped (also when a test panics).
@@ -293,10 +263,6 @@ fn run_sweep(project: &Project, opencode: &Path, endpoint: &Endpoint) -> Run {
     }
 }
 
-fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
-}
-
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     format!(
@@ -310,22 +276,10 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     )
 }
 
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
 /// `sweep.yaml`, as given (`Project::manifest` would build the scripted
 /// test agent, which these tests do not use).
 fn write_manifest(project: &Project, text: &str) {
     std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
-}
-
-fn u64_of(value: &Value) -> u64 {
-    value.as_u64().unwrap_or_default()
 }
 
 #[test]
@@ -537,12 +491,6 @@ tasks:
         .filter(|r| offers_bash(r))
         .count();
     assert_eq!(calls, 1, "{why}");
-}
-
-/// Whether a process is alive (signal 0 only checks).
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
-    pid > 1 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// opencode's bash tool starts its shell detached (a session and process

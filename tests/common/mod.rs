@@ -147,3 +147,4 @@ pub fn init_repo(dir: &Path) {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "first commit"]);
 }
+pub mod real_cli;
