@@ -11,14 +11,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of};
+use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -37,52 +36,9 @@ fn claude() -> Option<PathBuf> {
     real_cli::find_cli("claude", ".agent-clis/bin/claude")
 }
 
-/// The scripted endpoint, killed when dropped (also when a test panics).
-struct Endpoint {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
 impl Endpoint {
-    fn start(dir: &Path, mode: &str) -> Endpoint {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/anthropic_endpoint.py");
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .args(["--mode", mode])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts the endpoint");
-        let stdout = child.stdout.take().expect("endpoint stdout");
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let port = match (read, first.trim().parse::<u16>()) {
-            (Ok(_), Ok(port)) => port,
-            (read, _) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the endpoint printed no port ({read:?}, {first:?})");
-            }
-        };
-        Endpoint { child, port, log }
-    }
-
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The logged requests, one JSON value each.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
     }
 
     /// The text of every tool result the CLI sent back to the model.
@@ -105,13 +61,6 @@ impl Endpoint {
             }
         }
         texts
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -228,7 +177,7 @@ fn is_messages(path: &str) -> bool {
 fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
     let Some(claude) = claude() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worker");
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
         &format!(
@@ -396,7 +345,7 @@ tasks:
 fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
     let claude = claude()?;
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), mode);
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), mode);
     write_manifest(
         &project,
         "version: 1
@@ -468,7 +417,7 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
         return;
     };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "hang");
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
         "version: 1
@@ -523,7 +472,7 @@ fn a_worktree_task_edits_only_its_worktree() {
         return;
     };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worktree");
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worktree");
     write_manifest(
         &project,
         "version: 1
@@ -588,7 +537,7 @@ fn a_slow_stream_still_completes_the_task() {
         return;
     };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "slow");
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "slow");
     write_manifest(
         &project,
         &format!(
@@ -622,7 +571,7 @@ fn a_malformed_stream_fails_the_task_with_the_clis_error() {
         return;
     };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "malformed");
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "malformed");
     write_manifest(
         &project,
         "version: 1

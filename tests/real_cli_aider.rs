@@ -14,14 +14,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, events_of, tail};
+use common::real_cli::{self, events_of, tail, Endpoint};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -44,52 +43,9 @@ fn aider() -> Option<PathBuf> {
     real_cli::find_cli("aider", ".agent-clis/aider-venv/bin/aider")
 }
 
-/// The scripted endpoint, killed when dropped (also when a test panics).
-struct Endpoint {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
 impl Endpoint {
-    fn start(dir: &Path, mode: &str) -> Endpoint {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/openai_chat_endpoint.py");
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .args(["--mode", mode])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts the endpoint");
-        let stdout = child.stdout.take().expect("endpoint stdout");
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let port = match (read, first.trim().parse::<u16>()) {
-            (Ok(_), Ok(port)) => port,
-            (read, _) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the endpoint printed no port ({read:?}, {first:?})");
-            }
-        };
-        Endpoint { child, port, log }
-    }
-
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The logged requests, one JSON value each.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
     }
 
     /// The chat completion requests (`POST /v1/chat/completions`).
@@ -98,13 +54,6 @@ impl Endpoint {
             .into_iter()
             .filter(|r| r["method"] == "POST" && r["path"] == "/v1/chat/completions")
             .collect()
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -238,7 +187,7 @@ tasks:
 fn the_aider_backend_drives_real_aider_through_a_plan() {
     let Some(aider) = aider() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "aider");
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider");
     write_manifest(&project);
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
@@ -300,7 +249,7 @@ fn the_aider_backend_drives_real_aider_through_a_plan() {
 fn an_api_error_fails_the_task_with_aiders_own_message() {
     let Some(aider) = aider() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "error");
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
     write_manifest(&project);
     let started = Instant::now();
     let run = run_sweep(&project, &aider, &endpoint);

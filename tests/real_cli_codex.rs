@@ -15,14 +15,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of};
+use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -49,53 +48,10 @@ fn codex() -> Option<PathBuf> {
     real_cli::find_cli("codex", ".agent-clis/bin/codex")
 }
 
-/// The scripted endpoint, killed when dropped (also when a test panics).
-struct Endpoint {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
 impl Endpoint {
-    fn start(dir: &Path, mode: &str) -> Endpoint {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/endpoint/openai_responses_endpoint.py");
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .args(["--mode", mode])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts the endpoint");
-        let stdout = child.stdout.take().expect("endpoint stdout");
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let port = match (read, first.trim().parse::<u16>()) {
-            (Ok(_), Ok(port)) => port,
-            (read, _) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the endpoint printed no port ({read:?}, {first:?})");
-            }
-        };
-        Endpoint { child, port, log }
-    }
-
     /// The base URL Codex's provider entry is given (it appends `/responses`).
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
-    }
-
-    /// The logged requests, one JSON value each.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
     }
 
     /// The `POST /v1/responses` requests.
@@ -125,13 +81,6 @@ impl Endpoint {
             }
         }
         texts
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -293,7 +242,7 @@ fn offers_shell(request: &Value) -> bool {
 fn the_codex_backend_drives_real_codex_through_a_whole_task() {
     let Some(codex) = codex() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worker");
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
         &format!(
@@ -460,7 +409,7 @@ fn api_error_fails_the_task(
 ) -> Option<Vec<Value>> {
     let codex = codex()?;
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), mode);
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), mode);
     write_manifest(
         &project,
         "version: 1
@@ -574,7 +523,7 @@ fn hang_jobs(marker: &str) -> Vec<i32> {
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let Some(codex) = codex() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "hang");
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
         "version: 1
@@ -674,7 +623,7 @@ tasks:
 fn a_worktree_task_edits_only_its_worktree() {
     let Some(codex) = codex() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worktree");
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "worktree");
     write_manifest(
         &project,
         "version: 1

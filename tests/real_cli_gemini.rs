@@ -11,14 +11,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of};
+use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -47,52 +46,9 @@ fn gemini() -> Option<PathBuf> {
     real_cli::find_cli("gemini", ".agent-clis/bin/gemini")
 }
 
-/// The scripted endpoint, killed when dropped (also when a test panics).
-struct Endpoint {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
 impl Endpoint {
-    fn start(dir: &Path, mode: &str) -> Endpoint {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/gemini_endpoint.py");
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .args(["--mode", mode])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts the endpoint");
-        let stdout = child.stdout.take().expect("endpoint stdout");
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let port = match (read, first.trim().parse::<u16>()) {
-            (Ok(_), Ok(port)) => port,
-            (read, _) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the endpoint printed no port ({read:?}, {first:?})");
-            }
-        };
-        Endpoint { child, port, log }
-    }
-
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The logged requests, one JSON value each.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
     }
 
     /// The logged model calls (`:streamGenerateContent`/`:generateContent`).
@@ -125,13 +81,6 @@ impl Endpoint {
             }
         }
         texts
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -283,7 +232,7 @@ fn write_manifest(project: &Project, text: &str) {
 fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
     let Some(gemini) = gemini() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worker");
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
         &format!(
@@ -451,7 +400,7 @@ tasks:
 fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
     let gemini = gemini()?;
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), mode);
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), mode);
     write_manifest(
         &project,
         &format!(
@@ -523,7 +472,7 @@ fn an_unavailable_api_fails_the_task_without_retrying() {
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let Some(gemini) = gemini() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "hang");
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
         &format!(
@@ -595,7 +544,7 @@ tasks:
 fn a_worktree_task_edits_only_its_worktree() {
     let Some(gemini) = gemini() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "worktree");
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worktree");
     write_manifest(
         &project,
         &format!(

@@ -12,14 +12,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of};
+use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
 use common::Project;
 
 /// How long one `dispatch run` may take before the test gives up on it.
@@ -51,52 +50,9 @@ fn opencode() -> Option<PathBuf> {
     real_cli::find_cli("opencode", ".agent-clis/bin/opencode")
 }
 
-/// The scripted endpoint, killed when dropped (also when a test panics).
-struct Endpoint {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
 impl Endpoint {
-    fn start(dir: &Path, mode: &str) -> Endpoint {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint/openai_chat_endpoint.py");
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .args(["--mode", mode])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 starts the endpoint");
-        let stdout = child.stdout.take().expect("endpoint stdout");
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let port = match (read, first.trim().parse::<u16>()) {
-            (Ok(_), Ok(port)) => port,
-            (read, _) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the endpoint printed no port ({read:?}, {first:?})");
-            }
-        };
-        Endpoint { child, port, log }
-    }
-
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The logged requests, one JSON value each.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
     }
 
     /// The chat completion requests (`POST /v1/chat/completions`).
@@ -122,13 +78,6 @@ impl Endpoint {
             }
         }
         texts
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -286,7 +235,7 @@ fn write_manifest(project: &Project, text: &str) {
 fn the_opencode_backend_drives_real_opencode_through_a_whole_task() {
     let Some(opencode) = opencode() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "opencode");
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode");
     write_manifest(
         &project,
         &format!(
@@ -443,7 +392,7 @@ tasks:
 fn an_api_error_fails_the_task_with_the_clis_own_message() {
     let Some(opencode) = opencode() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "error");
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
     write_manifest(
         &project,
         &format!(
@@ -503,7 +452,7 @@ tasks:
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let Some(opencode) = opencode() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "opencode-hang");
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode-hang");
     write_manifest(
         &project,
         &format!(
@@ -576,7 +525,11 @@ tasks:
 fn a_worktree_task_edits_only_its_worktree() {
     let Some(opencode) = opencode() else { return };
     let project = Project::new();
-    let endpoint = Endpoint::start(project.path(), "opencode-worktree");
+    let endpoint = Endpoint::start(
+        "openai_chat_endpoint.py",
+        project.path(),
+        "opencode-worktree",
+    );
     write_manifest(
         &project,
         &format!(

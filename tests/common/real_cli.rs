@@ -69,3 +69,61 @@ pub fn alive(pid: i32) -> bool {
 pub fn u64_of(value: &Value) -> u64 {
     value.as_u64().unwrap_or_default()
 }
+
+/// A scripted model endpoint (`tests/endpoint/SCRIPT`) on 127.0.0.1,
+/// logging every request to a file; killed when dropped, also when a test
+/// panics.
+pub struct Endpoint {
+    child: std::process::Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
+    /// Start `tests/endpoint/<script>` in `mode`, logging to
+    /// `dir/requests.jsonl`; it prints its port as its first line.
+    pub fn start(script: &str, dir: &Path, mode: &str) -> Endpoint {
+        use std::io::{BufRead, BufReader};
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/endpoint")
+            .join(script);
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .args(["--mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 starts the endpoint");
+        let stdout = child.stdout.take().expect("endpoint stdout");
+        let mut first = String::new();
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let port = match (read, first.trim().parse::<u16>()) {
+            (Ok(_), Ok(port)) => port,
+            (read, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the endpoint printed no port ({read:?}, {first:?})");
+            }
+        };
+        Endpoint { child, port, log }
+    }
+
+    /// The logged requests, one JSON value each.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
