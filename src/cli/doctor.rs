@@ -80,7 +80,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
                         problem_of(&check)
                     }
                     _ => task.argv.first().and_then(|program| {
-                        crate::run::find_program(program, &loaded.dir)
+                        crate::workers::find_program(program, &loaded.dir)
                             .is_none()
                             .then(|| format!("`{program}` is not an executable file or on PATH"))
                     }),

@@ -39,6 +39,7 @@ use crate::report;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{self, StateDir, StateError};
 use crate::workers::events::Tracker;
+use crate::workers::find_program;
 use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
 use crate::workers::redact::Redactor;
 use crate::workers::worktree::{Checkout, Created};
@@ -174,7 +175,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             return Ok(start::nothing_to_resume(earlier));
         }
     }
-    let programs = preflight(&loaded, &sweep_plan)?;
+    let programs = preflight(&loaded, &sweep_plan, &fates)?;
     let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
@@ -238,13 +239,19 @@ fn project_root(options: &RunOptions) -> Result<PathBuf, RunError> {
 
 /// Every worker's program must exist before anything launches: finding out
 /// after the first three tasks ran is too late.
-fn preflight(loaded: &LoadedManifest, plan: &SweepPlan) -> Result<Vec<Option<PathBuf>>, Invalid> {
+fn preflight(
+    loaded: &LoadedManifest,
+    plan: &SweepPlan,
+    fates: &[carry::Fate],
+) -> Result<Vec<Option<PathBuf>>, Invalid> {
     let mut problems = Vec::new();
     let mut reported: Vec<&str> = Vec::new();
     let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
     let mut programs = Vec::with_capacity(plan.tasks.len());
-    for task in &plan.tasks {
-        let Some(program) = task.argv.first() else {
+    for (task, fate) in plan.tasks.iter().zip(fates) {
+        // A task carried over or kept from an earlier run does not run:
+        // its CLI need not be here (a resume on another machine).
+        let Some(program) = task.argv.first().filter(|_| fate.runs()) else {
             programs.push(None);
             continue;
         };
@@ -291,24 +298,6 @@ fn install_hint(backend: &str) -> &'static str {
         "aider" => "aider",
         _ => "the program",
     }
-}
-
-/// Where `program` is: a path (relative to the project root) or a name on
-/// `PATH`; `None` when it is not an executable file. Workers are launched
-/// by this path, so `PATH` is searched once per program, not per launch.
-pub fn find_program(program: &str, root: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let path = root.join(program);
-        return executable(&path).then_some(path);
-    }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(program))
-        .find(|candidate| executable(candidate))
 }
 
 /// What a finished worker future hands back.
@@ -762,6 +751,7 @@ impl Sweep {
             return;
         }
         let now = Instant::now();
+        let mut in_use = self.cap_usage();
         for index in 0..self.plan.tasks.len() {
             if self.records[index].status != TaskStatus::Pending
                 || self.preparing[index]
@@ -782,38 +772,56 @@ impl Sweep {
             if !ready
                 || waiting_retry
                 || busy(workers, &self.preparing) >= concurrency
-                || self.capped(index)
+                || self.capped(index, &in_use)
             {
                 continue;
+            }
+            for name in self.cap_names(index) {
+                *in_use.entry(name).or_default() += 1;
             }
             self.launch(index, workers, usage);
         }
     }
 
-    /// Whether a cap of its backend or model is full: as many of the
-    /// sweep's workers on it as the cap allows are running (or having
-    /// their worktree made). A capped task waits; the next one in schedule
-    /// order may start in its place.
-    fn capped(&self, index: usize) -> bool {
-        let caps = &self.plan.caps;
-        if caps.is_empty() {
-            return false;
+    /// The capped backend and model names a task counts against.
+    fn cap_names(&self, index: usize) -> Vec<String> {
+        let task = &self.plan.tasks[index];
+        [
+            Some(task.backend.as_str()),
+            task.model.as_ref().map(|m| m.name.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|name| self.plan.caps.contains_key(*name))
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// How many workers run (or have their worktree made) per capped name,
+    /// counted once per scheduling pass rather than once per task.
+    fn cap_usage(&self) -> HashMap<String, usize> {
+        let mut in_use = HashMap::new();
+        if self.plan.caps.is_empty() {
+            return in_use;
         }
-        let names = |i: usize| {
-            let task = &self.plan.tasks[i];
-            [
-                Some(task.backend.as_str()),
-                task.model.as_ref().map(|m| m.name.as_str()),
-            ]
-        };
-        let active = |i: usize| self.records[i].status == TaskStatus::Running || self.preparing[i];
-        names(index).into_iter().flatten().any(|name| {
-            caps.get(name).is_some_and(|&cap| {
-                let running = (0..self.plan.tasks.len())
-                    .filter(|&i| active(i) && names(i).contains(&Some(name)))
-                    .count();
-                running >= cap as usize
-            })
+        for index in 0..self.plan.tasks.len() {
+            if self.records[index].status == TaskStatus::Running || self.preparing[index] {
+                for name in self.cap_names(index) {
+                    *in_use.entry(name).or_default() += 1;
+                }
+            }
+        }
+        in_use
+    }
+
+    /// Whether a cap of its backend or model is full. A capped task waits;
+    /// the next one in schedule order may start in its place.
+    fn capped(&self, index: usize, in_use: &HashMap<String, usize>) -> bool {
+        self.cap_names(index).iter().any(|name| {
+            self.plan
+                .caps
+                .get(name)
+                .is_some_and(|&cap| in_use.get(name).copied().unwrap_or(0) >= cap as usize)
         })
     }
 

@@ -141,7 +141,7 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
     let path = backend
         .command
         .first()
-        .and_then(|p| crate::run::find_program(p, Path::new(".")));
+        .and_then(|p| crate::workers::find_program(p, Path::new(".")));
     let version = path.as_deref().and_then(version_of);
     let known = KNOWN
         .iter()

@@ -115,10 +115,7 @@ pub enum Checkout {
 impl Checkout {
     /// `git` when it is on `PATH`, else libgit2.
     pub fn detect() -> Checkout {
-        let paths = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("git"))
-            .find(|candidate| candidate.is_file())
+        crate::workers::find_program("git", Path::new("."))
             .map_or(Checkout::Libgit2, Checkout::GitCommand)
     }
 }

@@ -12,16 +12,9 @@ use serde_json::Value;
 /// after saying why on stderr, when the tier cannot run here (no CLI, or no
 /// python3 for the scripted endpoint).
 pub fn find_cli(program: &str, local: &str) -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(local);
-    let found = if is_executable(&local) {
-        Some(local)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(program))
-                .find(|candidate| is_executable(candidate))
-        })
-    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = dispatch::workers::find_program(&format!("./{local}"), repo)
+        .or_else(|| dispatch::workers::find_program(program, repo));
     let Some(cli) = found else {
         eprintln!(
             "real-cli tier skipped: {program} not installed (scripts/install-agent-clis.sh installs it)"
@@ -38,12 +31,6 @@ pub fn find_cli(program: &str, local: &str) -> Option<PathBuf> {
         return None;
     }
     Some(cli)
-}
-
-pub fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The events of one kind from `dispatch run --json`.
