@@ -1097,3 +1097,35 @@ fn rerun_runs_the_named_tasks_again_and_keeps_their_earlier_attempts() {
         "{text}"
     );
 }
+
+#[test]
+fn a_rerun_does_not_need_the_programs_of_tasks_it_carries_over() {
+    let project = Project::new();
+    let tool = project.path().join("steady.sh");
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\nexec AGENT check-all\n"
+            .replace("AGENT", &common::agent().display().to_string()),
+    )
+    .expect("write");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    project.manifest(
+        "version: 1
+tasks:
+  steady:
+    command: [./steady.sh]
+    plan: [Work]
+  flaky:
+    command: [sh, -c, 'if [ -f tried ]; then exec AGENT check-all; else touch tried; exec AGENT fail-item:boom; fi']
+    plan: [Work]
+",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    // The carried task's program is gone (another machine, say).
+    std::fs::remove_file(&tool).expect("remove");
+    let (output, _) = project.run(&["--retry-failed", "latest"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(status_of(&project, "flaky"), "complete");
+}
