@@ -5,45 +5,203 @@
 
 use std::path::{Path, PathBuf};
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-/// Watches folders; the receiver that comes with it yields the folder in
-/// which something happened.
-pub struct FolderWatch {
-    watcher: Option<RecommendedWatcher>,
-}
+pub use imp::FolderWatch;
 
-impl FolderWatch {
-    /// The watch, and the stream of folders where something happened (kept
-    /// apart, so a select loop can wait on the stream while it changes what
-    /// is watched).
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<PathBuf>) {
-        let (tx, events) = mpsc::unbounded_channel();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                // Reading a folder is an event too; reacting to our own
-                // reads would loop forever.
-                if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
-                    return;
-                }
-                for path in event.paths {
-                    if let Some(folder) = path.parent() {
-                        let _ = tx.send(folder.to_path_buf());
-                    }
-                }
-            }
-        })
-        .ok();
-        (Self { watcher }, events)
+/// Linux: inotify itself. Adding a watch is one system call on the caller's
+/// thread (a watcher with its own thread would make every launch wait for
+/// that thread to be scheduled, which a busy machine delays by
+/// milliseconds); events are read on the runtime's reactor.
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
+
+    use super::*;
+
+    /// What makes a question, an answer, a cancel or `.done` appear: a
+    /// file finished, moved in or out, made or removed. Reads and opens are
+    /// left out, so the runner's own looks never wake it.
+    const CHANGES: WatchMask = WatchMask::CREATE
+        .union(WatchMask::CLOSE_WRITE)
+        .union(WatchMask::MOVED_TO)
+        .union(WatchMask::MOVED_FROM)
+        .union(WatchMask::DELETE)
+        // A worker may plant a symlink where a folder was: never watch
+        // through it.
+        .union(WatchMask::DONT_FOLLOW)
+        .union(WatchMask::ONLYDIR);
+
+    type Folders = Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>;
+
+    /// Watches folders; the receiver that comes with it yields the folder
+    /// in which something happened.
+    pub struct FolderWatch {
+        watches: Option<Watches>,
+        /// Shared with the reader, which turns descriptors into folders.
+        folders: Folders,
+        /// The other way round, for `unwatch`; only the owner uses it.
+        descriptors: HashMap<PathBuf, WatchDescriptor>,
     }
 
-    /// Start watching `folder` (not recursively). Failing is not an error:
-    /// polling covers it.
-    pub fn watch(&mut self, folder: &Path) -> bool {
-        self.watcher
-            .as_mut()
-            .is_some_and(|w| w.watch(folder, RecursiveMode::NonRecursive).is_ok())
+    impl FolderWatch {
+        /// The watch, and the stream of folders where something happened
+        /// (kept apart, so a select loop can wait on the stream while it
+        /// changes what is watched). Must be called inside a tokio runtime.
+        pub fn new() -> (Self, mpsc::UnboundedReceiver<PathBuf>) {
+            let (tx, events) = mpsc::unbounded_channel();
+            let folders = Folders::default();
+            let watches = Inotify::init().ok().and_then(|inotify| {
+                let watches = inotify.watches();
+                // SAFETY: an `Inotify` owns its descriptor and closes it
+                // only when the last handle to it (this one or `watches`)
+                // is dropped; `as_raw_fd` always gives that descriptor.
+                let readable =
+                    unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }.ok()?;
+                tokio::spawn(forward(readable, folders.clone(), tx));
+                Some(watches)
+            });
+            let descriptors = HashMap::new();
+            (
+                Self {
+                    watches,
+                    folders,
+                    descriptors,
+                },
+                events,
+            )
+        }
+
+        /// Start watching `folder` (not recursively). Failing is not an
+        /// error: polling covers it.
+        pub fn watch(&mut self, folder: &Path) -> bool {
+            let Some(watches) = self.watches.as_mut() else {
+                return false;
+            };
+            match watches.add(folder, CHANGES) {
+                Ok(wd) => {
+                    lock(&self.folders).insert(wd.clone(), folder.to_path_buf());
+                    self.descriptors.insert(folder.to_path_buf(), wd);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+
+        /// Stop watching `folder`, so a long sweep does not run into the
+        /// system's limit on watches.
+        pub fn unwatch(&mut self, folder: &Path) {
+            let Some(watches) = self.watches.as_mut() else {
+                return;
+            };
+            if let Some(wd) = self.descriptors.remove(folder) {
+                lock(&self.folders).remove(&wd);
+                let _ = watches.remove(wd);
+            }
+        }
+    }
+
+    fn lock(folders: &Folders) -> std::sync::MutexGuard<'_, HashMap<WatchDescriptor, PathBuf>> {
+        folders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Read events as they come and send the folder each happened in, until
+    /// the receiver is dropped.
+    async fn forward(
+        mut readable: AsyncFd<Inotify>,
+        folders: Folders,
+        tx: mpsc::UnboundedSender<PathBuf>,
+    ) {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let Ok(mut guard) = readable.readable_mut().await else {
+                return;
+            };
+            let read = guard.try_io(|inotify| {
+                let events = inotify.get_mut().read_events(&mut buffer)?;
+                Ok(events
+                    .filter(|e| {
+                        !e.mask
+                            .intersects(EventMask::IGNORED | EventMask::Q_OVERFLOW)
+                    })
+                    .map(|e| e.wd)
+                    .collect::<Vec<_>>())
+            });
+            let wds = match read {
+                Ok(Ok(wds)) => wds,
+                Ok(Err(_)) => return,
+                Err(_would_block) => continue,
+            };
+            let changed: Vec<PathBuf> = {
+                let folders = lock(&folders);
+                wds.iter()
+                    .filter_map(|wd| folders.get(wd).cloned())
+                    .collect()
+            };
+            for folder in changed {
+                if tx.send(folder).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Elsewhere: notify's portable watcher.
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+    use super::*;
+
+    /// Watches folders; the receiver that comes with it yields the folder
+    /// in which something happened.
+    pub struct FolderWatch {
+        watcher: Option<RecommendedWatcher>,
+    }
+
+    impl FolderWatch {
+        /// The watch, and the stream of folders where something happened.
+        pub fn new() -> (Self, mpsc::UnboundedReceiver<PathBuf>) {
+            let (tx, events) = mpsc::unbounded_channel();
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if let Ok(event) = event {
+                        // Reading a folder is an event too; reacting to our
+                        // own reads would loop forever.
+                        if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+                            return;
+                        }
+                        for path in event.paths {
+                            if let Some(folder) = path.parent() {
+                                let _ = tx.send(folder.to_path_buf());
+                            }
+                        }
+                    }
+                })
+                .ok();
+            (Self { watcher }, events)
+        }
+
+        /// Start watching `folder` (not recursively). Failing is not an
+        /// error: polling covers it.
+        pub fn watch(&mut self, folder: &Path) -> bool {
+            self.watcher
+                .as_mut()
+                .is_some_and(|w| w.watch(folder, RecursiveMode::NonRecursive).is_ok())
+        }
+
+        /// Stop watching `folder`.
+        pub fn unwatch(&mut self, folder: &Path) {
+            if let Some(w) = self.watcher.as_mut() {
+                let _ = w.unwatch(folder);
+            }
+        }
     }
 }
 
@@ -75,5 +233,28 @@ mod tests {
         let _ = std::fs::read_to_string(ipc.join("001.question")).expect("read");
         let quiet = tokio::time::timeout(Duration::from_millis(300), changed.recv()).await;
         assert!(quiet.is_err(), "reads caused an event: {quiet:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unwatched_folder_is_quiet_and_others_still_report() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (one, two) = (temp.path().join("one"), temp.path().join("two"));
+        std::fs::create_dir(&one).expect("mkdir");
+        std::fs::create_dir(&two).expect("mkdir");
+        let (mut watch, mut changed) = FolderWatch::new();
+        assert!(watch.watch(&one) && watch.watch(&two));
+        watch.unwatch(&one);
+        std::fs::write(one.join(".done"), "").expect("write");
+        std::fs::write(two.join(".done"), "").expect("write");
+        let folder = tokio::time::timeout(Duration::from_secs(5), changed.recv())
+            .await
+            .expect("an event in time")
+            .expect("a folder");
+        assert_eq!(folder, two, "only the watched folder reports");
+        while let Ok(Some(folder)) =
+            tokio::time::timeout(Duration::from_millis(300), changed.recv()).await
+        {
+            assert_eq!(folder, two);
+        }
     }
 }
