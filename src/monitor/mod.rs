@@ -55,4 +55,18 @@ impl PlanWatch {
         let before = std::mem::replace(&mut self.last, now.clone());
         Some((before, now))
     }
+
+    /// The last look, once the worker has ended: the plan as it is now
+    /// (`None` when it cannot be read) and what changed since the previous
+    /// look. One read, whatever the file's stamp says.
+    pub fn last_look(mut self) -> (Option<Checklist>, Option<(Checklist, Checklist)>) {
+        let now = read_plan(&self.path);
+        let change = match &now {
+            Some(now) if *now != self.last => {
+                Some((std::mem::replace(&mut self.last, now.clone()), now.clone()))
+            }
+            _ => None,
+        };
+        (now, change)
+    }
 }

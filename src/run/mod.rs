@@ -737,10 +737,11 @@ impl Sweep {
         usage: &mpsc::UnboundedSender<UsageUpdate>,
         concurrency: usize,
     ) {
-        let busy = |workers: &JoinSet<WorkerEnd>, preparing: &[bool]| {
-            workers.len() + preparing.iter().filter(|p| **p).count()
-        };
-        if busy(workers, &self.preparing) >= concurrency {
+        // Counted once: a launch takes one slot, whether it spawns the
+        // worker or first makes its worktree. Counting again per candidate
+        // made every pass quadratic in the sweep's size.
+        let mut busy = workers.len() + self.preparing.iter().filter(|p| **p).count();
+        if busy >= concurrency {
             // Full: nothing can start. Skips wait for a free slot (at the
             // latest when every worker has ended).
             return;
@@ -769,17 +770,14 @@ impl Sweep {
                     .is_some_and(|&n| self.records[n].status == TaskStatus::Complete)
             });
             let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
-            if !ready
-                || waiting_retry
-                || busy(workers, &self.preparing) >= concurrency
-                || self.capped(index, &in_use)
-            {
+            if !ready || waiting_retry || busy >= concurrency || self.capped(index, &in_use) {
                 continue;
             }
             for name in self.cap_names(index) {
                 *in_use.entry(name).or_default() += 1;
             }
             self.launch(index, workers, usage);
+            busy += 1;
         }
     }
 
@@ -1233,18 +1231,26 @@ impl Sweep {
         self.check_questions(index);
         self.read_findings(index);
         self.stops[index] = None;
+        // Looked at just above; a retry watches again when it launches.
+        if let Some(folder_watch) = self.folder_watch.as_mut() {
+            folder_watch.unwatch(Path::new(&task.paths.ipc));
+        }
 
         // Its questions can no longer be answered usefully.
         self.pending.retain(|p| p.index != index);
         if self.prompted.is_some_and(|(i, _)| i == index) {
             self.prompted = None;
         }
-        if let Some(mut watch) = self.watches[index].take() {
-            if let Some((before, now)) = watch.poll() {
-                self.plan_changed(index, &before, &now);
+        let plan = match self.watches[index].take() {
+            Some(watch) => {
+                let (plan, change) = watch.last_look();
+                if let Some((before, now)) = change {
+                    self.plan_changed(index, &before, &now);
+                }
+                plan
             }
-        }
-        let plan = monitor::read_plan(Path::new(&task.paths.plan));
+            None => monitor::read_plan(Path::new(&task.paths.plan)),
+        };
         self.final_plans[index] = plan.clone();
         let (status, reason, finished) = match &end.finished {
             Ok(finished) => {
