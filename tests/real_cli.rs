@@ -10,18 +10,17 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
+use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
 use common::Project;
 
-/// How long one `dispatch run` may take before the test gives up on it.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
+/// The task every test runs.
+const TASK: &str = "claude-task";
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
 /// for it in the tool result Claude Code sends back to the model.
@@ -64,108 +63,41 @@ impl Endpoint {
     }
 }
 
-/// What `dispatch run` left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
 /// `dispatch run sweep.yaml --json` with the real `claude` first on PATH,
-/// the endpoint as its API and a private config folder; stopped (SIGTERM,
-/// then SIGKILL) if it outlives [`RUN_DEADLINE`].
+/// the endpoint as its API and a private config folder, and
+/// `CLAUDE_CODE_MAX_RETRIES` set to `retries`.
 fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &str) -> Run {
-    let claude_dir = claude.parent().expect("claude's folder");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(
-        std::iter::once(claude_dir.to_path_buf()).chain(std::env::split_paths(&path)),
-    )
-    .expect("PATH");
     let config = project.path().join(".claude-config");
     std::fs::create_dir_all(&config).expect("config dir");
-    let out_path = project.path().join("dispatch.stdout");
-    let err_path = project.path().join("dispatch.stderr");
-
-    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
     // Nothing of the machine's own Claude or Anthropic setup may leak in.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("ANTHROPIC_")
-            || upper.starts_with("CLAUDE")
-            || upper.ends_with("_PROXY")
-            || upper == "IS_SANDBOX"
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
-        .env("PATH", path)
-        .env("ANTHROPIC_BASE_URL", endpoint.url())
-        .env("ANTHROPIC_API_KEY", "test")
-        .env("CLAUDE_CONFIG_DIR", &config)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", retries)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = command.spawn().expect("dispatch starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dispatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGTERM lets dispatch stop its workers; then make sure.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default(),
-                project.task_file("claude-task", "worker.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let scrub = |name: &str| {
+        name.starts_with("ANTHROPIC_")
+            || name.starts_with("CLAUDE")
+            || name.ends_with("_PROXY")
+            || name == "IS_SANDBOX"
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        status,
-        stdout,
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        events,
-    }
+    real_cli::run_sweep(
+        project,
+        claude,
+        TASK,
+        scrub,
+        &[
+            ("ANTHROPIC_BASE_URL", endpoint.url().into()),
+            ("ANTHROPIC_API_KEY", "test".into()),
+            ("CLAUDE_CONFIG_DIR", config.into()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("DISABLE_ERROR_REPORTING", "1".into()),
+            ("CLAUDE_CODE_MAX_RETRIES", retries.into()),
+            ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ],
+    )
 }
 
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
-    format!(
-        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
-        run.status.code(),
-        run.stderr,
-        run.stdout,
-        project.task_file("claude-task", "plan.md"),
-        tail(&project.task_file("claude-task", "worker.log"), 4000),
-        endpoint.requests().len()
-    )
-}
-
-/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
-/// test agent, which these tests do not use).
-fn write_manifest(project: &Project, text: &str) {
-    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+    real_cli::context(project, run, endpoint, TASK)
 }
 
 /// `POST /v1/messages` (with or without a query), not `count_tokens`.
@@ -591,7 +523,11 @@ tasks:
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");
     let reason = record["reason"].as_str().unwrap_or_default();
-    assert!(!reason.is_empty(), "{record}");
+    // Claude Code's own words, after its non-streaming retry got HTML too.
+    assert!(
+        reason.contains("API Error") && reason.contains("malformed response"),
+        "the CLI's error is not in the reason: {reason}\n{why}"
+    );
     assert!(
         !project
             .task_file("claude-task", "plan.md")

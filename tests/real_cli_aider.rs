@@ -13,18 +13,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, events_of, tail, Endpoint};
+use common::real_cli::{self, alive, events_of, tail, Endpoint, Run};
 use common::Project;
-
-/// How long one `dispatch run` may take before the test gives up on it.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
@@ -57,113 +52,52 @@ impl Endpoint {
     }
 }
 
-/// What `dispatch run` left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
 /// `dispatch run sweep.yaml --json` with the real `aider` first on PATH and
-/// the endpoint as its OpenAI API; stopped (SIGTERM, then SIGKILL) if it
-/// outlives [`RUN_DEADLINE`].
+/// the endpoint as its OpenAI API.
 fn run_sweep(project: &Project, aider: &Path, endpoint: &Endpoint) -> Run {
-    let aider_dir = aider.parent().expect("aider's folder");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(
-        std::iter::once(aider_dir.to_path_buf()).chain(std::env::split_paths(&path)),
-    )
-    .expect("PATH");
-    let out_path = project.path().join("dispatch.stdout");
-    let err_path = project.path().join("dispatch.stderr");
-
-    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
     // Nothing of the machine's own aider or provider setup may leak in
     // (HOME, where aider looks for `.aider.conf.yml`, is the project).
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("AIDER_")
-            || upper.starts_with("OPENAI_")
-            || upper.starts_with("ANTHROPIC_")
-            || upper.starts_with("LITELLM_")
-            || upper.ends_with("_PROXY")
-            || upper == "VIRTUAL_ENV"
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
-        .env("PATH", path)
-        .env("OPENAI_API_BASE", format!("{}/v1", endpoint.url()))
-        .env("OPENAI_API_KEY", "test")
-        // The endpoint answers in the whole-file format (aider's default
-        // for a model it does not know, pinned here).
-        .env("AIDER_EDIT_FORMAT", "whole")
-        // No "unknown model" warning (it offers to open a web page).
-        .env("AIDER_SHOW_MODEL_WARNINGS", "false")
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        // aider fetches a model price list at start-up; the endpoint, as
-        // the proxy, refuses that (and any other call that would leave the
-        // machine) at once.
-        .env("HTTP_PROXY", endpoint.url())
-        .env("HTTPS_PROXY", endpoint.url())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = command.spawn().expect("dispatch starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dispatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGTERM lets dispatch stop its workers; then make sure.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default(),
-                project.task_file(TASK, "worker.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let scrub = |name: &str| {
+        name.starts_with("AIDER_")
+            || name.starts_with("OPENAI_")
+            || name.starts_with("ANTHROPIC_")
+            || name.starts_with("LITELLM_")
+            || name.ends_with("_PROXY")
+            || name == "VIRTUAL_ENV"
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        status,
-        stdout,
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        events,
-    }
+    real_cli::run_sweep(
+        project,
+        aider,
+        TASK,
+        scrub,
+        &[
+            ("OPENAI_API_BASE", format!("{}/v1", endpoint.url()).into()),
+            ("OPENAI_API_KEY", "test".into()),
+            // The endpoint answers in the whole-file format (aider's
+            // default for a model it does not know, pinned here).
+            ("AIDER_EDIT_FORMAT", "whole".into()),
+            // No "unknown model" warning (it offers to open a web page).
+            ("AIDER_SHOW_MODEL_WARNINGS", "false".into()),
+            ("LITELLM_LOCAL_MODEL_COST_MAP", "True".into()),
+            // aider fetches a model price list at start-up; the endpoint,
+            // as the proxy, refuses that (and any other call that would
+            // leave the machine) at once.
+            ("HTTP_PROXY", endpoint.url().into()),
+            ("HTTPS_PROXY", endpoint.url().into()),
+            ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ],
+    )
 }
 
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
-    format!(
-        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
-        run.status.code(),
-        run.stderr,
-        run.stdout,
-        project.task_file(TASK, "plan.md"),
-        tail(&project.task_file(TASK, "worker.log"), 4000),
-        endpoint.requests().len()
-    )
+    real_cli::context(project, run, endpoint, TASK)
 }
 
-/// `sweep.yaml` with one aider task (`Project::manifest` would build the
-/// scripted test agent, which these tests do not use).
-fn write_manifest(project: &Project) {
+/// `sweep.yaml` with one aider task that may run for `timeout`
+/// (`Project::manifest` would build the scripted test agent, which these
+/// tests do not use).
+fn write_manifest(project: &Project, timeout: &str) {
     let text = format!(
         "version: 1
 name: real-cli-aider
@@ -174,13 +108,13 @@ models:
 tasks:
   {TASK}:
     model: scripted
-    timeout: 45s
+    timeout: {timeout}
     retries: 0
     prompt: Check off every item of the plan and write the output file.
     plan: [Check the plan, Write the output]
 "
     );
-    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+    real_cli::write_manifest(project, &text);
 }
 
 #[test]
@@ -188,7 +122,7 @@ fn the_aider_backend_drives_real_aider_through_a_plan() {
     let Some(aider) = aider() else { return };
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider");
-    write_manifest(&project);
+    write_manifest(&project, "45s");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
     assert_eq!(run.status.code(), Some(0), "{why}");
@@ -250,7 +184,7 @@ fn an_api_error_fails_the_task_with_aiders_own_message() {
     let Some(aider) = aider() else { return };
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
-    write_manifest(&project);
+    write_manifest(&project, "45s");
     let started = Instant::now();
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
@@ -283,4 +217,80 @@ fn an_api_error_fails_the_task_with_aiders_own_message() {
         "{why}"
     );
     assert_eq!(endpoint.completions().len(), 1, "{why}");
+}
+
+#[test]
+fn a_slow_answer_still_completes_the_task() {
+    let Some(aider) = aider() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-slow");
+    write_manifest(&project, "45s");
+    let run = run_sweep(&project, &aider, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let plan = project.task_file(TASK, "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 2, "{plan}");
+    assert_eq!(
+        project.task_file(TASK, "output.md"),
+        "Real CLI worker output\n"
+    );
+    // As in the whole-plan test: one model call, one turn.
+    assert_eq!(endpoint.completions().len(), 1, "{why}");
+    assert_eq!(record["usage"]["turns"], 1, "{record}");
+    assert_eq!(record["usage"]["input_tokens"], 1000, "{record}");
+}
+
+/// A 200 whose body is not JSON is, to LiteLLM, an `InternalServerError`,
+/// which aider retries itself, 0.25 s doubling to 32 s apart (9 calls in
+/// about 70 s, then it exits 0; no setting bounds it). The test gives the
+/// task 10 s: it must end `timed-out` (not `complete`) with aider stopped,
+/// after aider printed LiteLLM's error and retried, and with that error
+/// read into the task's `outcome`.
+#[test]
+fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
+    let Some(aider) = aider() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-malformed");
+    write_manifest(&project, "10s");
+    let run = run_sweep(&project, &aider, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(
+        record["status"], "timed-out",
+        "not complete: {record}\n{why}"
+    );
+    assert!(
+        !record["reason"].as_str().unwrap_or_default().is_empty(),
+        "{record}"
+    );
+    assert!(
+        !project.task_file(TASK, "plan.md").contains("- [x] "),
+        "nothing was done"
+    );
+    let log = project.task_file(TASK, "worker.log");
+    assert!(
+        log.contains("litellm.InternalServerError") && log.contains("Retrying in"),
+        "{why}"
+    );
+    assert!(endpoint.completions().len() >= 2, "aider retried\n{why}");
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(worker) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(worker), "aider ({worker}) was stopped\n{why}");
+    // dispatch read LiteLLM's error from aider's output all the same.
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        record["outcome"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("litellm.InternalServerError")),
+        "{record}"
+    );
 }

@@ -14,18 +14,14 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
+use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
 use common::Project;
-
-/// How long one `dispatch run` may take before the test gives up on it.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
 /// for it in the tool output Codex sends back to the model.
@@ -84,14 +80,6 @@ impl Endpoint {
     }
 }
 
-/// What `dispatch run` left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
 /// A private `CODEX_HOME` whose `config.toml` makes the endpoint the model
 /// provider: Codex ignores `OPENAI_BASE_URL`, and a provider entry is the
 /// way to point it elsewhere. No request retries (an HTTP error fails the
@@ -128,7 +116,7 @@ stream_idle_timeout_ms = 20000
 
 /// `dispatch run sweep.yaml --json` with the real `codex` first on PATH,
 /// the endpoint as its model provider and a private `CODEX_HOME`; stopped
-/// (SIGTERM, then SIGKILL) if it outlives [`RUN_DEADLINE`].
+/// (SIGTERM, then SIGKILL) if it outlives [`real_cli::RUN_DEADLINE`].
 fn run_sweep(project: &Project, codex: &Path, endpoint: &Endpoint, stream_retries: u32) -> Run {
     run_sweep_with(project, codex, endpoint, stream_retries, "")
 }
@@ -141,89 +129,30 @@ fn run_sweep_with(
     stream_retries: u32,
     extra: &str,
 ) -> Run {
-    let codex_dir = codex.parent().expect("codex's folder");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(
-        std::iter::once(codex_dir.to_path_buf()).chain(std::env::split_paths(&path)),
-    )
-    .expect("PATH");
     let home = codex_home(project, endpoint, stream_retries, extra);
-    let out_path = project.path().join("dispatch.stdout");
-    let err_path = project.path().join("dispatch.stderr");
-
-    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
     // Nothing of the machine's own OpenAI or Codex setup may leak in.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("OPENAI_")
-            || upper.starts_with("CODEX_")
-            || upper.starts_with("AZURE_OPENAI")
-            || upper.ends_with("_PROXY")
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
-        .env("PATH", path)
-        .env("CODEX_HOME", &home)
-        .env("OPENAI_API_KEY", "test")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = command.spawn().expect("dispatch starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dispatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGTERM lets dispatch stop its workers; then make sure.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default(),
-                project.task_file("codex-task", "worker.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let scrub = |name: &str| {
+        name.starts_with("OPENAI_")
+            || name.starts_with("CODEX_")
+            || name.starts_with("AZURE_OPENAI")
+            || name.ends_with("_PROXY")
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        status,
-        stdout,
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        events,
-    }
+    real_cli::run_sweep(
+        project,
+        codex,
+        "codex-task",
+        scrub,
+        &[
+            ("CODEX_HOME", home.into()),
+            ("OPENAI_API_KEY", "test".into()),
+            ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ],
+    )
 }
 
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
-    format!(
-        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
-        run.status.code(),
-        run.stderr,
-        run.stdout,
-        project.task_file("codex-task", "plan.md"),
-        tail(&project.task_file("codex-task", "worker.log"), 4000),
-        endpoint.requests().len()
-    )
-}
-
-/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
-/// test agent, which these tests do not use).
-fn write_manifest(project: &Project, text: &str) {
-    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+    real_cli::context(project, run, endpoint, "codex-task")
 }
 
 /// Whether a request offers Codex's shell tool (a main-loop call).
@@ -701,5 +630,101 @@ tasks:
         git(&["rev-list", "--count", "main"]),
         "1",
         "main has no new commit"
+    );
+}
+
+#[test]
+fn a_slow_stream_still_completes_the_task() {
+    let Some(codex) = codex() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "slow");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-codex-slow
+questions:
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json("codex-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let plan = project.task_file("codex-task", "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    // As in the whole-task test: five main-loop calls, one Codex turn.
+    let main_calls = endpoint
+        .responses_calls()
+        .iter()
+        .filter(|r| offers_shell(r))
+        .count() as u64;
+    assert_eq!(main_calls, 5, "one model call per step");
+    assert_eq!(u64_of(&record["usage"]["turns"]), 1, "{record}");
+    assert_eq!(
+        u64_of(&record["usage"]["input_tokens"]),
+        main_calls * MAIN_INPUT_TOKENS,
+        "{record}"
+    );
+}
+
+#[test]
+fn a_malformed_stream_fails_the_task_with_the_clis_error() {
+    let Some(codex) = codex() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "malformed");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-codex-malformed
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Write the output]
+",
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "with stream retries off the CLI gives up quickly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("codex-task");
+    assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    // Codex skips SSE data it cannot parse; the stream then ends without
+    // `response.completed`, which fails the turn.
+    assert!(
+        reason.contains("stream closed before response.completed"),
+        "the CLI's error is not in the reason: {reason}\n{why}"
+    );
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project
+            .task_file("codex-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+    assert_eq!(
+        endpoint.responses_calls().len(),
+        1,
+        "stream_max_retries = 0: one call\n{why}"
     );
 }

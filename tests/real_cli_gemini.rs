@@ -10,18 +10,14 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
+use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
 use common::Project;
-
-/// How long one `dispatch run` may take before the test gives up on it.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
 /// for it in the tool result Gemini CLI sends back to the model.
@@ -103,25 +99,10 @@ fn offers_shell(request: &Value) -> bool {
     })
 }
 
-/// What `dispatch run` left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
 /// `dispatch run sweep.yaml --json` with the real `gemini` first on PATH,
 /// the endpoint as its API and a private home for its settings and state
-/// (`GEMINI_CLI_HOME`); stopped (SIGTERM, then SIGKILL) if it outlives
-/// [`RUN_DEADLINE`]. `max_attempts` is Gemini CLI's `general.maxAttempts`.
+/// (`GEMINI_CLI_HOME`). `max_attempts` is Gemini CLI's `general.maxAttempts`.
 fn run_sweep(project: &Project, gemini: &Path, endpoint: &Endpoint, max_attempts: u32) -> Run {
-    let gemini_dir = gemini.parent().expect("gemini's folder");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(
-        std::iter::once(gemini_dir.to_path_buf()).chain(std::env::split_paths(&path)),
-    )
-    .expect("PATH");
     // Gemini CLI reads `$GEMINI_CLI_HOME/.gemini/settings.json`: an API key
     // login (else GOOGLE_GEMINI_BASE_URL selects the "gateway" auth, which a
     // headless run rejects), no usage statistics, telemetry or update
@@ -144,88 +125,36 @@ fn run_sweep(project: &Project, gemini: &Path, endpoint: &Endpoint, max_attempts
     // Error reports go to the OS temporary folder; keep them in the test's.
     let tmp = project.path().join(".tmp");
     std::fs::create_dir_all(&tmp).expect("tmp dir");
-    let out_path = project.path().join("dispatch.stdout");
-    let err_path = project.path().join("dispatch.stderr");
-
-    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
     // Nothing of the machine's own Gemini or Google setup may leak in.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("GEMINI")
-            || upper.starts_with("GOOGLE_")
-            || upper.ends_with("_PROXY")
-            || upper == "CLOUD_SHELL"
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
-        .env("PATH", path)
-        .env("GOOGLE_GEMINI_BASE_URL", endpoint.url())
-        .env("GEMINI_API_KEY", "test")
-        .env("GEMINI_CLI_HOME", &home)
-        .env("TMPDIR", &tmp)
-        // Any call to another host goes to the endpoint as a CONNECT, which
-        // it logs and refuses; the endpoint itself is reached directly.
-        .env("HTTPS_PROXY", endpoint.url())
-        .env("HTTP_PROXY", endpoint.url())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = command.spawn().expect("dispatch starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dispatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGTERM lets dispatch stop its workers; then make sure.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default(),
-                project.task_file("gemini-task", "worker.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let scrub = |name: &str| {
+        name.starts_with("GEMINI")
+            || name.starts_with("GOOGLE_")
+            || name.ends_with("_PROXY")
+            || name == "CLOUD_SHELL"
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        status,
-        stdout,
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        events,
-    }
+    real_cli::run_sweep(
+        project,
+        gemini,
+        "gemini-task",
+        scrub,
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", endpoint.url().into()),
+            ("GEMINI_API_KEY", "test".into()),
+            ("GEMINI_CLI_HOME", home.into()),
+            ("TMPDIR", tmp.into()),
+            // Any call to another host goes to the endpoint as a CONNECT,
+            // which it logs and refuses; the endpoint itself is reached
+            // directly.
+            ("HTTPS_PROXY", endpoint.url().into()),
+            ("HTTP_PROXY", endpoint.url().into()),
+            ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ],
+    )
 }
 
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
-    format!(
-        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
-        run.status.code(),
-        run.stderr,
-        run.stdout,
-        project.task_file("gemini-task", "plan.md"),
-        tail(&project.task_file("gemini-task", "worker.log"), 4000),
-        endpoint.requests().len()
-    )
-}
-
-/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
-/// test agent, which these tests do not use).
-fn write_manifest(project: &Project, text: &str) {
-    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+    real_cli::context(project, run, endpoint, "gemini-task")
 }
 
 #[test]
@@ -602,5 +531,97 @@ tasks:
         git(&["rev-list", "--count", "main"]),
         "1",
         "main has no new commit"
+    );
+}
+
+#[test]
+fn a_slow_stream_still_completes_the_task() {
+    let Some(gemini) = gemini() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "slow");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini-slow
+questions:
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &gemini, &endpoint, 1);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let plan = project.task_file("gemini-task", "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    // As in the whole-task test: one turn per main-loop call, five calls.
+    let turns = endpoint
+        .model_calls()
+        .iter()
+        .filter(|c| offers_shell(c))
+        .count() as u64;
+    assert_eq!(turns, 5, "one model call per step");
+    assert_eq!(u64_of(&record["usage"]["turns"]), turns, "{record}");
+}
+
+#[test]
+fn a_malformed_stream_fails_the_task_with_the_clis_error() {
+    let Some(gemini) = gemini() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "malformed");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-gemini-malformed
+tasks:
+  gemini-task:
+    model: {MODEL}
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item, Write the output]
+"
+        ),
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &gemini, &endpoint, 1);
+    let why = context(&project, &run, &endpoint);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    // The JSON parser's own complaint about the broken chunk.
+    assert!(
+        reason.contains("API Error") && reason.contains("JSON"),
+        "the CLI's error is not in the reason: {reason}\n{why}"
+    );
+    assert_eq!(record["outcome"]["is_error"], true, "{record}");
+    assert!(
+        !project
+            .task_file("gemini-task", "plan.md")
+            .contains("- [x] "),
+        "nothing was done"
+    );
+    assert_eq!(
+        endpoint.model_calls().len(),
+        1,
+        "general.maxAttempts 1: one call\n{why}"
     );
 }

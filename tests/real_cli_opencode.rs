@@ -11,18 +11,15 @@
 
 mod common;
 
-use std::fs::File;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, Endpoint};
+use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
 use common::Project;
-
-/// How long one `dispatch run` may take before the test gives up on it.
-const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
 /// for it in the tool result opencode sends back to the model.
@@ -89,14 +86,6 @@ fn offers_bash(request: &Value) -> bool {
         .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "bash"))
 }
 
-/// What `dispatch run` left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
 /// opencode's configuration: one OpenAI-compatible provider, `scripted`,
 /// whose base URL is the endpoint, with one priced model.
 fn opencode_config(endpoint: &Endpoint) -> String {
@@ -119,33 +108,10 @@ fn opencode_config(endpoint: &Endpoint) -> String {
 }
 
 /// `dispatch run sweep.yaml --json` with the real `opencode` first on PATH,
-/// the endpoint as its only provider and private XDG folders; stopped
-/// (SIGTERM, then SIGKILL) if it outlives [`RUN_DEADLINE`].
+/// the endpoint as its only provider and private XDG folders.
 fn run_sweep(project: &Project, opencode: &Path, endpoint: &Endpoint) -> Run {
-    let opencode_dir = opencode.parent().expect("opencode's folder");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(
-        std::iter::once(opencode_dir.to_path_buf()).chain(std::env::split_paths(&path)),
-    )
-    .expect("PATH");
     let xdg = project.path().join(".opencode-home");
-    let out_path = project.path().join("dispatch.stdout");
-    let err_path = project.path().join("dispatch.stderr");
-
-    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
-    // Nothing of the machine's own opencode or provider setup may leak in.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("OPENCODE")
-            || upper.starts_with("OPENAI_")
-            || upper.starts_with("ANTHROPIC_")
-            || upper.starts_with("XDG_")
-            || upper.ends_with("_PROXY")
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
+    let mut env: Vec<(&str, OsString)> = Vec::new();
     for (name, dir) in [
         ("XDG_CONFIG_HOME", "config"),
         ("XDG_DATA_HOME", "data"),
@@ -154,81 +120,40 @@ fn run_sweep(project: &Project, opencode: &Path, endpoint: &Endpoint) -> Run {
     ] {
         let dir = xdg.join(dir);
         std::fs::create_dir_all(&dir).expect("xdg dir");
-        command.env(name, dir);
+        env.push((name, dir.into()));
     }
-    command
-        .env("PATH", path)
+    env.extend([
         // What a shell sets for `cd project && dispatch run`. opencode's
         // `run` takes its directory from PWD before its working directory,
         // so the PWD the test itself inherited (the repository) must not
         // leak in.
-        .env("PWD", project.path())
-        .env("OPENCODE_CONFIG_CONTENT", opencode_config(endpoint))
-        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-        .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
-        .env("OPENCODE_DISABLE_CLAUDE_CODE", "1")
+        ("PWD", project.path().into()),
+        ("OPENCODE_CONFIG_CONTENT", opencode_config(endpoint).into()),
+        ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+        ("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1".into()),
+        ("OPENCODE_DISABLE_CLAUDE_CODE", "1".into()),
         // opencode installs its plugin package with npm at start-up; the
         // endpoint, as the proxy, refuses that (and any other call that
         // would leave the machine) at once.
-        .env("HTTP_PROXY", endpoint.url())
-        .env("HTTPS_PROXY", endpoint.url())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = command.spawn().expect("dispatch starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dispatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGTERM lets dispatch stop its workers; then make sure.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default(),
-                project.task_file(TASK, "worker.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        ("HTTP_PROXY", endpoint.url().into()),
+        ("HTTPS_PROXY", endpoint.url().into()),
+        ("NO_PROXY", "127.0.0.1,localhost".into()),
+    ]);
+    // Nothing of the machine's own opencode or provider setup may leak in.
+    let scrub = |name: &str| {
+        name.starts_with("OPENCODE")
+            || name.starts_with("OPENAI_")
+            || name.starts_with("ANTHROPIC_")
+            || name.starts_with("XDG_")
+            || name.ends_with("_PROXY")
     };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        status,
-        stdout,
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        events,
-    }
+    real_cli::run_sweep(project, opencode, TASK, scrub, &env)
 }
 
 /// Everything a failed assertion should show.
 fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
-    format!(
-        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
-        run.status.code(),
-        run.stderr,
-        run.stdout,
-        project.task_file(TASK, "plan.md"),
-        tail(&project.task_file(TASK, "worker.log"), 4000),
-        endpoint.requests().len()
-    )
-}
-
-/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
-/// test agent, which these tests do not use).
-fn write_manifest(project: &Project, text: &str) {
-    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
+    real_cli::context(project, run, endpoint, TASK)
 }
 
 #[test]
@@ -592,4 +517,117 @@ tasks:
         "1",
         "main has no new commit"
     );
+}
+
+#[test]
+fn a_slow_stream_still_completes_the_task() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode-slow");
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode-slow
+questions:
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 50s
+    retries: 0
+    prompt: Work through the plan with your bash tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let plan = project.task_file(TASK, "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    // As in the whole-task test: one step per main-loop call, five calls.
+    let turns = endpoint
+        .completions()
+        .iter()
+        .filter(|r| offers_bash(r))
+        .count() as u64;
+    assert_eq!(turns, 5, "one model call per step");
+    assert_eq!(u64_of(&record["usage"]["turns"]), turns, "{record}");
+}
+
+/// opencode retries a broken stream itself, five times, about 2, 4, 8, 16
+/// and 30 s apart (its session retry, which no setting bounds and which
+/// here ignores `retry-after-ms`); run by hand it gave up after about 65 s
+/// (an `error` event, exit 1). The test gives the task 20 s: it must end
+/// `timed-out` (not `complete`) with opencode stopped, after opencode
+/// called the endpoint again at least once.
+#[test]
+fn a_malformed_stream_is_retried_until_the_timeout_stops_the_cli() {
+    let Some(opencode) = opencode() else { return };
+    let project = Project::new();
+    let endpoint = Endpoint::start(
+        "openai_chat_endpoint.py",
+        project.path(),
+        "opencode-malformed",
+    );
+    write_manifest(
+        &project,
+        &format!(
+            "version: 1
+name: real-cli-opencode-malformed
+models:
+  scripted:
+    backend: opencode
+    id: {MODEL_ID}
+tasks:
+  {TASK}:
+    model: scripted
+    timeout: 20s
+    retries: 0
+    prompt: Work through the plan with your bash tool.
+    plan: [Mark the first item, Write the output]
+"
+        ),
+    );
+    let run = run_sweep(&project, &opencode, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(
+        record["status"], "timed-out",
+        "not complete: {record}\n{why}"
+    );
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "{record}");
+    assert!(
+        !project.task_file(TASK, "plan.md").contains("- [x] "),
+        "nothing was done"
+    );
+    let calls = endpoint
+        .completions()
+        .iter()
+        .filter(|r| offers_bash(r))
+        .count();
+    assert!(
+        calls >= 2,
+        "opencode retried the broken stream: {calls}\n{why}"
+    );
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(worker) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(worker), "opencode ({worker}) was stopped\n{why}");
 }

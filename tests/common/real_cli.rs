@@ -1,11 +1,20 @@
 //! What the real-CLI tests (`tests/real_cli*.rs`) share: finding an
-//! installed agent CLI (or saying why the tier skips), and small helpers
-//! over the events and processes a run leaves.
+//! installed agent CLI (or saying why the tier skips), the scripted
+//! endpoint, running `dispatch run` with a CLI's own environment under a
+//! deadline, and small helpers over the events and processes a run leaves.
 
+use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::Project;
+
+/// How long one `dispatch run` may take before the test gives up on it.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The CLI to test: `local` under the repository (where
 /// `scripts/install-agent-clis.sh` puts it), else `program` on PATH. `None`,
@@ -31,6 +40,105 @@ pub fn find_cli(program: &str, local: &str) -> Option<PathBuf> {
         return None;
     }
     Some(cli)
+}
+
+/// What `dispatch run` left behind.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub events: Vec<Value>,
+}
+
+/// `dispatch run sweep.yaml --json --grace 2s` in `project`, with `cli`'s
+/// folder first on PATH, every inherited variable whose upper-cased name
+/// `scrub` picks removed (so nothing of the machine's own setup for the CLI
+/// leaks in), and `env` set; its output goes to `dispatch.stdout` and
+/// `dispatch.stderr` in the project. Stopped (SIGTERM, then SIGKILL) if it
+/// outlives [`RUN_DEADLINE`]; the panic then shows `task`'s worker log.
+pub fn run_sweep(
+    project: &Project,
+    cli: &Path,
+    task: &str,
+    scrub: impl Fn(&str) -> bool,
+    env: &[(&str, OsString)],
+) -> Run {
+    let cli_dir = cli.parent().expect("the CLI's folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(cli_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )
+    .expect("PATH");
+    let out_path = project.path().join("dispatch.stdout");
+    let err_path = project.path().join("dispatch.stderr");
+
+    let mut command = project.command(&["run", "sweep.yaml", "--json", "--grace", "2s"]);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if scrub(&name.to_ascii_uppercase()) {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command.env("PATH", path);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = command.spawn().expect("dispatch starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for dispatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_DEADLINE {
+            // SIGTERM lets dispatch stop its workers; then make sure.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dispatch run took longer than {RUN_DEADLINE:?}; stderr:\n{}\nworker log:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                project.task_file(task, "worker.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Run {
+        status,
+        stdout,
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        events,
+    }
+}
+
+/// Everything a failed assertion about `task` should show.
+pub fn context(project: &Project, run: &Run, endpoint: &Endpoint, task: &str) -> String {
+    format!(
+        "exit: {:?}\nstderr:\n{}\nstdout:\n{}\nplan:\n{}\nworker.log (tail):\n{}\nrequests: {}",
+        run.status.code(),
+        run.stderr,
+        run.stdout,
+        project.task_file(task, "plan.md"),
+        tail(&project.task_file(task, "worker.log"), 4000),
+        endpoint.requests().len()
+    )
+}
+
+/// `sweep.yaml`, as given (`Project::manifest` would build the scripted
+/// test agent, which these tests do not use).
+pub fn write_manifest(project: &Project, text: &str) {
+    std::fs::write(project.path().join("sweep.yaml"), text).expect("write manifest");
 }
 
 /// The events of one kind from `dispatch run --json`.

@@ -2,7 +2,7 @@
 """A scripted Gemini API endpoint for the real-CLI test tier.
 
     python3 gemini_endpoint.py REQUEST_LOG
-        [--mode worker|error|unavailable|hang|worktree]
+        [--mode worker|error|unavailable|hang|worktree|slow|malformed]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -39,6 +39,13 @@ the user as the next speaker when a JSON response is asked for, else "OK".
 `--mode unavailable` with HTTP 503 UNAVAILABLE (which the CLI retries, up
 to its `general.maxAttempts` setting).
 
+`--mode slow` plays the worker, but sends every streamed chunk SLOW_DELAY
+seconds after the last, as a loaded API streams. `--mode malformed`
+answers every streamed model request with a stream that starts well (a
+chunk of text) and then carries data that is not JSON, as a broken proxy
+might, and ends without a finish reason; `:generateContent` gets a 200
+whose body is not JSON either.
+
 Python 3 standard library only; binds the loopback address only.
 """
 
@@ -46,6 +53,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -59,6 +67,12 @@ SIDE_OUTPUT_TOKENS = 5
 
 ERROR_MESSAGE = "scripted endpoint refuses this request (dispatch real-cli test)"
 UNAVAILABLE_MESSAGE = "The model is overloaded. Please try again later."
+
+# `--mode slow`: the pause before every streamed chunk, in seconds.
+SLOW_DELAY = 0.15
+
+# `--mode malformed`: what a broken proxy sends instead of JSON.
+BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 # The error modes: HTTP status, the API's status name, the message.
 ERRORS = {
@@ -328,6 +342,9 @@ class Handler(BaseHTTPRequestHandler):
                 code, {"error": {"code": code, "message": message, "status": status}}
             )
             return
+        if State.mode == "malformed":
+            self.send_malformed(path, method)
+            return
         parts, main = plan_response(body)
         if method == "generateContent":
             self.send_json(200, whole(path, parts, main))
@@ -339,15 +356,46 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         for chunk in chunks(path, parts, main):
+            if State.mode == "slow":
+                time.sleep(SLOW_DELAY)
             self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
             self.wfile.flush()
+
+    def send_malformed(self, path, method):
+        """A 200 stream that starts well, then is not JSON; or, for
+        `:generateContent`, a 200 whose body is not JSON."""
+        self.send_response(200)
+        if method == "generateContent":
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(BROKEN_BODY)))
+            self.end_headers()
+            self.wfile.write(BROKEN_BODY)
+            return
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        first = {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": "Work"}]}, "index": 0}
+            ],
+            "modelVersion": model_of(path),
+            "responseId": uuid.uuid4().hex[:20],
+        }
+        self.wfile.write(f"data: {json.dumps(first)}\r\n\r\n".encode())
+        self.wfile.write(b'data: {"candidates": [{"content": {"ro\r\n\r\n')
+        self.wfile.write(b"data: " + BROKEN_BODY + b"\r\n\r\n")
+        self.wfile.flush()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", *ERRORS, "hang", "worktree"], default="worker"
+        "--mode",
+        choices=["worker", *ERRORS, "hang", "worktree", "slow", "malformed"],
+        default="worker",
     )
     args = parser.parse_args()
     State.log_path = args.log

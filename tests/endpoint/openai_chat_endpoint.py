@@ -2,7 +2,8 @@
 """A scripted OpenAI Chat Completions endpoint for the real-CLI test tier.
 
     python3 openai_chat_endpoint.py REQUEST_LOG
-        [--mode opencode|opencode-hang|opencode-worktree|aider|error]
+        [--mode opencode|opencode-hang|opencode-worktree|aider|error
+                |opencode-slow|opencode-malformed|aider-slow|aider-malformed]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -48,6 +49,16 @@ for main-loop answers, 10 and 5 for side calls.
 `--mode error` answers every completion request with HTTP 400 and an
 OpenAI-style `invalid_request_error`.
 
+`--mode opencode-slow` and `--mode aider-slow` play as `opencode` and
+`aider` do, but slowly, as a loaded API answers: every streamed chunk comes
+SLOW_DELAY seconds after the last, and a whole (`stream` false) answer is
+sent in SLOW_PIECES pieces, SLOW_DELAY seconds apart.
+`--mode opencode-malformed` and `--mode aider-malformed` answer every
+completion request with a stream that starts well (the first chunk) and
+then carries data that is not JSON, as a broken proxy might, and ends
+without `[DONE]`; a request with `stream` false gets a 200 whose body is
+not JSON either.
+
 Used as the CLI's HTTP(S) proxy (with NO_PROXY for 127.0.0.1), it logs and
 refuses every request for another host (`CONNECT` tunnels and absolute
 URLs), so a test stays offline and can see what the CLI tried to reach.
@@ -73,6 +84,14 @@ SIDE_COMPLETION_TOKENS = 5
 MODEL = "scripted-model"
 ERROR_MESSAGE = "scripted endpoint refuses this request (dispatch real-cli test)"
 OUTPUT_TEXT = "Real CLI worker output\n"
+
+# `--mode *-slow`: the pause before every streamed chunk (or piece of a
+# whole answer), in seconds, and how many pieces a whole answer is sent in.
+SLOW_DELAY = 0.12
+SLOW_PIECES = 10
+
+# `--mode *-malformed`: what a broken proxy sends instead of JSON.
+BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 MARK_FIRST = r"""python3 - "$DISPATCH_PLAN" <<'EOF'
 import sys
@@ -383,6 +402,40 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def send_slowly(self, payload):
+        """A whole JSON answer, sent in SLOW_PIECES pieces."""
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        size = -(-len(data) // SLOW_PIECES)
+        for start in range(0, len(data), size):
+            time.sleep(SLOW_DELAY)
+            self.wfile.write(data[start : start + size])
+            self.wfile.flush()
+
+    def send_malformed(self, body):
+        """A 200 stream that starts well, then is not JSON; or, for a
+        request that does not stream, a 200 whose body is not JSON."""
+        self.send_response(200)
+        if not body.get("stream"):
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(BROKEN_BODY)))
+            self.end_headers()
+            self.wfile.write(BROKEN_BODY)
+            return
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        first = next(chunks(body, "", None, True))
+        self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
+        self.wfile.write(b'data: {"id": "chatcmpl-x", "choices": [{"de\n\n')
+        self.wfile.write(b"data: " + BROKEN_BODY + b"\n\n")
+        self.wfile.flush()
+
     def outside(self):
         """A proxied plain-HTTP request for another host: refused."""
         if self.path.startswith("http://") or self.path.startswith("https://"):
@@ -456,12 +509,20 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        if State.mode == "aider":
+        if State.mode.endswith("-malformed"):
+            self.send_malformed(body)
+            return
+        slow = State.mode.endswith("-slow")
+        if State.mode.startswith("aider"):
             text, call, main = aider_answer(body)
         else:
             text, call, main = opencode_answer(body)
         if not body.get("stream"):
-            self.send_json(200, whole_completion(body, text, call, main))
+            answer = whole_completion(body, text, call, main)
+            if slow:
+                self.send_slowly(answer)
+            else:
+                self.send_json(200, answer)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -470,6 +531,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         for payload in chunks(body, text, call, main):
+            if slow:
+                time.sleep(SLOW_DELAY)
             self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
             self.wfile.flush()
         self.wfile.write(b"data: [DONE]\n\n")
@@ -481,7 +544,17 @@ def main():
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
         "--mode",
-        choices=["opencode", "opencode-hang", "opencode-worktree", "aider", "error"],
+        choices=[
+            "opencode",
+            "opencode-hang",
+            "opencode-worktree",
+            "opencode-slow",
+            "opencode-malformed",
+            "aider",
+            "aider-slow",
+            "aider-malformed",
+            "error",
+        ],
         default="opencode",
     )
     args = parser.parse_args()

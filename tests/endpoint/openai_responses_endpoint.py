@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A scripted OpenAI Responses API endpoint for the real-CLI test tier.
 
-    python3 openai_responses_endpoint.py REQUEST_LOG [--mode worker|error|failed|hang|worktree]
+    python3 openai_responses_endpoint.py REQUEST_LOG
+        [--mode worker|error|failed|hang|worktree|slow|malformed]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -34,7 +35,12 @@ namespace) to $DISPATCH_TASK_DIR/grandchild.pid and then sleeps itself, so
 the task can only end by its timeout; both sleeps get $DISPATCH_TASK_DIR as
 an argument, for the test to find them in /proc. `--mode worktree` has the worker write and commit
 edited.txt in its working directory (its git worktree), then finish the
-plan as step 3 does.
+plan as step 3 does. `--mode slow` plays the worker, but sends every
+streamed event SLOW_DELAY seconds after the last, as a loaded API streams.
+`--mode malformed` answers every responses request with a stream that
+starts well (response.created) and then carries data that is not JSON, as
+a broken proxy might, and ends without response.completed; a request with
+`stream` false gets a 200 whose body is not JSON either.
 
 The answer is the Responses API's server-sent event sequence:
 response.created, response.output_item.added,
@@ -64,6 +70,12 @@ SIDE_OUTPUT_TOKENS = 5
 ERROR_MESSAGE = "scripted endpoint refuses this request (dispatch real-cli test)"
 FAILED_CODE = "server_error"
 FAILED_MESSAGE = "scripted endpoint failed this response (dispatch real-cli test)"
+
+# `--mode slow`: the pause before every streamed event, in seconds.
+SLOW_DELAY = 0.12
+
+# `--mode malformed`: what a broken proxy sends instead of JSON.
+BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 MARK_FIRST = r"""python3 - "$DISPATCH_PLAN" <<'EOF'
 import sys
@@ -360,6 +372,33 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk.encode())
             self.wfile.flush()
 
+    def send_malformed(self, body):
+        """A 200 stream that starts well, then is not JSON; or, for a
+        request that does not stream, a 200 whose body is not JSON."""
+        if not body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(BROKEN_BODY)))
+            self.end_headers()
+            self.wfile.write(BROKEN_BODY)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        created = response_object(body, new_id("resp_"), "in_progress", [], True)
+        payload = {"type": "response.created", "response": created}
+        self.wfile.write(
+            f"event: response.created\ndata: {json.dumps(payload)}\n\n".encode()
+        )
+        self.wfile.write(
+            b'event: response.output_item.added\ndata: {"type": "response.outp\n\n'
+        )
+        self.wfile.write(b"event: response.output_item.added\ndata: " + BROKEN_BODY + b"\n\n")
+        self.wfile.flush()
+
     def do_HEAD(self):
         log_request("HEAD", self.path, self.headers, b"")
         self.send_response(200)
@@ -401,6 +440,9 @@ class Handler(BaseHTTPRequestHandler):
         if State.mode == "failed" and body.get("stream"):
             self.send_failed_stream(body)
             return
+        if State.mode == "malformed":
+            self.send_malformed(body)
+            return
         output, main = plan_output(body)
         if not body.get("stream"):
             self.send_json(
@@ -415,6 +457,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         for name, payload in sse_events(body, output, main):
+            if State.mode == "slow":
+                time.sleep(SLOW_DELAY)
             chunk = f"event: {name}\ndata: {json.dumps(payload)}\n\n"
             self.wfile.write(chunk.encode())
             self.wfile.flush()
@@ -425,7 +469,7 @@ def main():
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
         "--mode",
-        choices=["worker", "error", "failed", "hang", "worktree"],
+        choices=["worker", "error", "failed", "hang", "worktree", "slow", "malformed"],
         default="worker",
     )
     args = parser.parse_args()
