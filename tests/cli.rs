@@ -333,6 +333,78 @@ tasks:
 }
 
 #[test]
+fn built_in_agent_clis_get_a_private_config_folder_unless_told_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "sweep.yaml",
+        "version: 1
+backends:
+  bot:
+    command: [claude, -p]
+tasks:
+  by-claude: { model: opus, prompt: Do it }
+  by-codex: { model: o3, prompt: Do it }
+  own-config: { model: opus, prompt: Do it, cli_config: user }
+  by-cursor: { model: gpt-5, backend: cursor, prompt: Do it }
+  by-bot: { backend: bot, prompt: Do it }
+  by-script: { command: [sh, work.sh] }
+",
+    );
+    let output = dispatch()
+        .args(["plan", "--json"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let home = |id: &str| {
+        plan["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["id"] == id)
+            .expect("task")["cli_home"]
+            .clone()
+    };
+    assert_eq!(home("by-claude"), ".dispatch/tasks/by-claude/cli");
+    assert_eq!(home("by-codex"), ".dispatch/tasks/by-codex/cli");
+    assert!(home("own-config").is_null(), "cli_config: user");
+    assert!(
+        home("by-cursor").is_null(),
+        "Cursor's folder cannot be moved"
+    );
+    assert!(home("by-bot").is_null(), "a backend of the manifest's own");
+    assert!(home("by-script").is_null());
+
+    // A sweep-wide default, which a task can still override.
+    let file = write(
+        dir.path(),
+        "user.yaml",
+        "version: 1
+defaults:
+  cli_config: user
+tasks:
+  shared: { model: opus, prompt: Do it }
+  isolated: { model: opus, prompt: Do it, cli_config: private }
+",
+    );
+    let output = dispatch()
+        .args(["plan", "--json"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let tasks = plan["tasks"].as_array().expect("tasks");
+    assert!(tasks[0]["cli_home"].is_null(), "{}", tasks[0]);
+    assert_eq!(tasks[1]["cli_home"], ".dispatch/tasks/isolated/cli");
+}
+
+#[test]
 fn matrix_over_models_resolves_each_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(

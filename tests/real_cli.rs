@@ -64,11 +64,9 @@ impl Endpoint {
 }
 
 /// `dispatch run sweep.yaml --json` with the real `claude` first on PATH,
-/// the endpoint as its API and a private config folder, and
-/// `CLAUDE_CODE_MAX_RETRIES` set to `retries`.
+/// the endpoint as its API, and `CLAUDE_CODE_MAX_RETRIES` set to
+/// `retries`. dispatch gives the CLI its private config folder.
 fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &str) -> Run {
-    let config = project.path().join(".claude-config");
-    std::fs::create_dir_all(&config).expect("config dir");
     // Nothing of the machine's own Claude or Anthropic setup may leak in.
     let scrub = |name: &str| {
         name.starts_with("ANTHROPIC_")
@@ -84,7 +82,6 @@ fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &st
         &[
             ("ANTHROPIC_BASE_URL", endpoint.url().into()),
             ("ANTHROPIC_API_KEY", "test".into()),
-            ("CLAUDE_CONFIG_DIR", config.into()),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
             ("DISABLE_TELEMETRY", "1".into()),
             ("DISABLE_AUTOUPDATER", "1".into()),
@@ -262,13 +259,21 @@ tasks:
     assert!(markdown.contains(&line), "{line} not in\n{markdown}");
     assert!(markdown.contains("Real CLI finding"), "{markdown}");
 
-    // The private config folder was used, and nothing was written to HOME's.
+    // dispatch gave the CLI a config folder of the task's own (`cli_config:
+    // private`, the default): Claude Code kept its state there, and wrote
+    // nothing to the user's (HOME is the project here).
+    let private = project
+        .path()
+        .join(".dispatch/tasks")
+        .join(TASK)
+        .join("cli");
     assert!(
-        std::fs::read_dir(project.path().join(".claude-config"))
-            .is_ok_and(|mut entries| entries.next().is_some()),
-        "Claude Code wrote nothing to CLAUDE_CONFIG_DIR"
+        private.join(".claude.json").is_file(),
+        "Claude Code kept no state in its private folder: {:?}",
+        std::fs::read_dir(&private).map(|e| e.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
     assert!(!project.path().join(".claude.json").exists());
+    assert!(!project.path().join(".claude").exists());
 }
 
 /// A sweep whose one task gets only API errors from the endpoint (`mode`):

@@ -163,12 +163,20 @@ fn the_aider_backend_drives_real_aider_through_a_plan() {
         project.task_file(TASK, "output.md"),
         "Real CLI worker output\n"
     );
-    let history =
-        std::fs::read_to_string(project.path().join(".aider.chat.history.md")).unwrap_or_default();
+    // dispatch keeps aider's histories in the task's private folder
+    // (`cli_config: private`, the default), not in the repository's root.
+    let private = project
+        .path()
+        .join(".dispatch/tasks")
+        .join(TASK)
+        .join("cli");
+    let history = std::fs::read_to_string(private.join("chat.history.md")).unwrap_or_default();
     assert!(
         history.contains("Allow edits to file that has not been added to the chat"),
         "{history}"
     );
+    assert!(!project.path().join(".aider.chat.history.md").exists());
+    assert!(!project.path().join(".aider.input.history").exists());
 
     // aider prints its usage as text (`Tokens: 1.0k sent, 50 received.`);
     // dispatch reads it from there, rounded as aider rounds.

@@ -6,8 +6,11 @@
 //! finish.
 //!
 //! Codex ignores `OPENAI_BASE_URL`; the endpoint is given to it as a model
-//! provider in `config.toml` in a private `CODEX_HOME`, so the built-in
-//! backend runs unchanged.
+//! provider in `config.toml` in a `CODEX_HOME` of the test's, so the
+//! built-in backend runs unchanged. A private config folder (`cli_config:
+//! private`, dispatch's default) carries only the user's login over, not
+//! their providers, so these sweeps say `cli_config: user`, as a team
+//! whose Codex needs a provider of its own would.
 //!
 //! When `codex` is not installed (`.agent-clis/bin/codex` or on PATH), each
 //! test says so on stderr and passes. See `docs/real-clis-codex.md`.
@@ -176,6 +179,8 @@ fn the_codex_backend_drives_real_codex_through_a_whole_task() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex
 questions:
   timeout: 30s
@@ -342,6 +347,8 @@ fn api_error_fails_the_task(
     write_manifest(
         &project,
         "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex-error
 tasks:
   codex-task:
@@ -456,6 +463,8 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     write_manifest(
         &project,
         "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex-timeout
 tasks:
   codex-task:
@@ -556,6 +565,8 @@ fn a_worktree_task_edits_only_its_worktree() {
     write_manifest(
         &project,
         "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex-worktree
 tasks:
   codex-task:
@@ -642,6 +653,8 @@ fn a_slow_stream_still_completes_the_task() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex-slow
 questions:
   answers:
@@ -687,6 +700,8 @@ fn a_malformed_stream_fails_the_task_with_the_clis_error() {
     write_manifest(
         &project,
         "version: 1
+defaults:
+  cli_config: user
 name: real-cli-codex-malformed
 tasks:
   codex-task:

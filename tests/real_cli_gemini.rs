@@ -314,11 +314,23 @@ tasks:
     assert!(markdown.contains(&line), "{line} not in\n{markdown}");
     assert!(markdown.contains("Real CLI finding"), "{markdown}");
 
-    // The private home was used, and nothing was written to HOME's.
-    let state = project.path().join(".gemini-home/.gemini");
+    // dispatch gave Gemini CLI a home of the task's own (`cli_config:
+    // private`, the default), with the login choice carried over from the
+    // user's settings: its state is there, the user's home got nothing.
+    let private = project
+        .path()
+        .join(".dispatch/tasks/gemini-task/cli/.gemini");
     assert!(
-        std::fs::read_dir(&state).is_ok_and(|entries| entries.count() > 1),
-        "Gemini CLI wrote nothing to GEMINI_CLI_HOME"
+        std::fs::read_dir(&private).is_ok_and(|entries| entries.count() > 1),
+        "Gemini CLI wrote nothing to its private home"
+    );
+    let settings = std::fs::read_to_string(private.join("settings.json")).expect("settings");
+    assert!(settings.contains("gemini-api-key"), "{settings}");
+    let user = project.path().join(".gemini-home/.gemini");
+    assert_eq!(
+        std::fs::read_dir(&user).map(|e| e.count()).unwrap_or(0),
+        1,
+        "only the user's settings.json is in the user's home"
     );
     assert!(!project.path().join(".gemini").exists());
 }
@@ -334,6 +346,8 @@ fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>>
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-gemini-error
 tasks:
   gemini-task:
@@ -406,6 +420,8 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-gemini-timeout
 tasks:
   gemini-task:
@@ -478,6 +494,8 @@ fn a_worktree_task_edits_only_its_worktree() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-gemini-worktree
 tasks:
   gemini-task:
@@ -543,6 +561,8 @@ fn a_slow_stream_still_completes_the_task() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-gemini-slow
 questions:
   answers:
@@ -584,6 +604,8 @@ fn a_malformed_stream_fails_the_task_with_the_clis_error() {
         &project,
         &format!(
             "version: 1
+defaults:
+  cli_config: user
 name: real-cli-gemini-malformed
 tasks:
   gemini-task:

@@ -302,14 +302,19 @@ tasks:
     assert!(markdown.contains(&line), "{line} not in\n{markdown}");
     assert!(markdown.contains("Real CLI finding"), "{markdown}");
 
-    // opencode kept its state in the private XDG folders, not under HOME's.
+    // dispatch gave opencode XDG folders of the task's own (`cli_config:
+    // private`, the default), over the ones the user's environment names:
+    // its database is there, not under HOME's or the environment's.
+    let private = project
+        .path()
+        .join(".dispatch/tasks")
+        .join(TASK)
+        .join("cli");
     assert!(
-        project
-            .path()
-            .join(".opencode-home/data/opencode/opencode.db")
-            .exists(),
-        "opencode wrote no database to XDG_DATA_HOME"
+        private.join("data/opencode/opencode.db").exists(),
+        "opencode wrote no database to its private XDG_DATA_HOME"
     );
+    assert!(!project.path().join(".opencode-home/data/opencode").exists());
     assert!(!project.path().join(".local/share/opencode").exists());
 }
 

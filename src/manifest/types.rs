@@ -119,6 +119,25 @@ pub struct Defaults {
     /// The priority of tasks that set none (default `normal`).
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// Whether agent CLIs get a config folder of their own (`private`, the
+    /// default) or the user's (`user`), unless a task says.
+    #[serde(default)]
+    pub cli_config: Option<CliConfig>,
+}
+
+/// Which configuration a built-in agent CLI sees. `private`: a folder of
+/// the task's own (`.dispatch/tasks/<id>/cli/`), into which only the
+/// user's login is linked, so the user's settings, hooks, memory files and
+/// MCP servers neither shape the sweep nor are written by it, and parallel
+/// workers never write the same state file. `user`: the user's own folder,
+/// as when they run the CLI by hand. Cursor's `agent` and `command` workers
+/// always see the user's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CliConfig {
+    #[default]
+    Private,
+    User,
 }
 
 /// A model name mapped to the backend that runs it.
@@ -408,6 +427,10 @@ pub struct Task {
     /// Extra environment variables for the worker (values are templates).
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// Whether the agent CLI gets a config folder of its own (`private`,
+    /// the default) or the user's (`user`).
+    #[serde(default)]
+    pub cli_config: Option<CliConfig>,
     /// Files the worker should read first, listed in its prompt.
     #[serde(default)]
     pub context: Vec<String>,

@@ -19,13 +19,14 @@ use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
 use crate::manifest::types::{
-    AnswerRule, Budget, CommitPolicy, EscalationRule, KeepPolicy, PromptMode, Questions, Task,
-    WorktreeSetting,
+    AnswerRule, Budget, CliConfig, CommitPolicy, EscalationRule, KeepPolicy, PromptMode, Questions,
+    Task, WorktreeSetting,
 };
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::schedule;
 use crate::workers::backends::{self, Backend, Model};
+use crate::workers::cli_home;
 use crate::workers::events::EventFormat;
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
 
@@ -93,6 +94,10 @@ pub struct PlannedTask {
     /// How the worker's stdout is read for usage and errors.
     pub events: EventFormat,
     pub env: IndexMap<String, String>,
+    /// The agent CLI's private config folder (`cli_config: private` on a
+    /// built-in backend that can be moved); `None` where it sees the
+    /// user's own.
+    pub cli_home: Option<String>,
     pub budget: Option<Budget>,
     /// This task's own answer rules, tried before the manifest's.
     pub answers: Vec<AnswerRule>,
@@ -759,6 +764,7 @@ impl<'a> Builder<'a> {
                 .get(&own.backend)
                 .map_or(EventFormat::None, |b| b.events),
             env,
+            cli_home: self.cli_home(task, &own.backend, &own.paths),
             budget: task
                 .budget
                 .clone()
@@ -776,6 +782,18 @@ impl<'a> Builder<'a> {
             plan: plan_text,
             prompt: worker_prompt,
         })
+    }
+
+    /// Where the task's agent CLI keeps its configuration, when it gets a
+    /// folder of its own.
+    fn cli_home(&self, task: &Task, backend: &str, paths: &TaskPaths) -> Option<String> {
+        let wanted = task
+            .cli_config
+            .or(self.loaded.manifest.defaults.cli_config)
+            .unwrap_or_default();
+        let builtin = self.backends.get(backend).is_some_and(|b| b.builtin);
+        (wanted == CliConfig::Private && builtin && cli_home::supports(backend))
+            .then(|| format!("{}/{}", paths.task_dir, cli_home::FOLDER))
     }
 
     fn render_plan(&mut self, task: &Task, src: &str, context: &Json) -> String {

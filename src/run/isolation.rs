@@ -133,7 +133,7 @@ impl Sweep {
         let checkout = self.checkout.clone();
         let ready = ready.clone();
         let task = &self.plan.tasks[index];
-        let env = self.worker_env(task);
+        let env = self.worker_env(task, Vec::new());
         let log = Path::new(&task.paths.task_dir).join("worker.log");
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();

@@ -38,6 +38,7 @@ use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::report;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{self, StateDir, StateError};
+use crate::workers::cli_home;
 use crate::workers::events::Tracker;
 use crate::workers::find_program;
 use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
@@ -373,6 +374,9 @@ struct Sweep {
     dispatch_bin: String,
     /// How worktrees are checked out (`git`, or libgit2 without it).
     checkout: Checkout,
+    /// Where the user's own CLI configuration is, for the logins carried
+    /// into private config folders.
+    user_config: cli_home::UserConfig,
     /// Each worktree task's worktree, once made.
     worktrees: Vec<Option<Created>>,
     /// Tasks whose worktree is being made (they hold a worker slot).
@@ -553,6 +557,7 @@ impl Sweep {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "dispatch".to_owned()),
             checkout: Checkout::detect(),
+            user_config: cli_home::UserConfig::from_env(),
             worktrees: vec![None; count],
             preparing: vec![false; count],
             earlier,
@@ -923,9 +928,18 @@ impl Sweep {
             *first = path.display().to_string();
         }
         let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
+        let (cli_env, cli_failure) = match &task.cli_home {
+            Some(home) => {
+                match cli_home::prepare(&task.backend, Path::new(home), &self.user_config) {
+                    Ok(env) => (env, None),
+                    Err(e) => (Vec::new(), Some(SpawnError::CliHome(e))),
+                }
+            }
+            None => (Vec::new(), None),
+        };
         let launch = Launch {
             argv,
-            env: self.worker_env(&task),
+            env: self.worker_env(&task, cli_env),
             cwd: PathBuf::from(&task.paths.workdir),
             stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
             log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
@@ -989,7 +1003,11 @@ impl Sweep {
         });
         // Started here, synchronously: workers start in the order the
         // schedule says, and their pid is recorded before anything else.
-        match process::start(launch, Some(lines_tx)) {
+        let started = match cli_failure {
+            Some(failure) => Err(failure),
+            None => process::start(launch, Some(lines_tx)),
+        };
+        match started {
             Ok(running) => {
                 self.mark_started(index, running.pid());
                 workers.spawn(async move {
@@ -1017,8 +1035,14 @@ impl Sweep {
         }
     }
 
-    /// The `DISPATCH_*` variables every worker gets, then the task's own.
-    fn worker_env(&self, task: &PlannedTask) -> Vec<(String, String)> {
+    /// The `DISPATCH_*` variables every worker gets, then those pointing
+    /// its CLI at its private config folder, then the task's own (which
+    /// win, so a sweep can still set `CLAUDE_CONFIG_DIR` itself).
+    fn worker_env(
+        &self,
+        task: &PlannedTask,
+        cli_env: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
         let mut env = vec![
             ("DISPATCH_RUN_ID".to_owned(), self.run_id.clone()),
             ("DISPATCH_TASK_ID".to_owned(), task.id.clone()),
@@ -1039,6 +1063,7 @@ impl Sweep {
             // dispatch was started in, not the worker's worktree.
             ("PWD".to_owned(), task.paths.workdir.clone()),
         ];
+        env.extend(cli_env);
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }
@@ -1234,6 +1259,9 @@ impl Sweep {
         // Looked at just above; a retry watches again when it launches.
         if let Some(folder_watch) = self.folder_watch.as_mut() {
             folder_watch.unwatch(Path::new(&task.paths.ipc));
+        }
+        if let Some(home) = &task.cli_home {
+            cli_home::release(&task.backend, Path::new(home));
         }
 
         // Its questions can no longer be answered usefully.

@@ -2,6 +2,7 @@
 //! the supervision of their processes.
 
 pub mod backends;
+pub mod cli_home;
 pub mod doctor;
 pub mod events;
 pub mod process;

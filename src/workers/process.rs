@@ -88,6 +88,8 @@ pub enum SpawnError {
     Empty,
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("cannot make the agent CLI's private config folder: {0}; remove what is in its place, or set `cli_config: user` to give the CLI your own")]
+    CliHome(StateError),
 }
 
 /// A started worker, still to be watched to its end with [`Running::wait`].
