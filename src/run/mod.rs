@@ -116,8 +116,11 @@ pub struct RunResult {
 
 /// Run a sweep to its end.
 pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the runner's work per worker is a few small steps (its
+    // pipes, its exit, its files), and handing each between threads cost
+    // more than doing it; it also leaves the other cores to the workers.
+    // Slow work (worktrees, hooks) goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
