@@ -3,21 +3,24 @@
 //! only make sense together. Dependencies and templates are checked when the
 //! plan is expanded ([`crate::plan`]), since matrix ids exist only then.
 
+use indexmap::IndexMap;
 use regex::RegexBuilder;
 
 use super::types::{AnswerRule, Manifest, OnUnanswered, Task};
 use super::{duration, Invalid, LoadedManifest};
 use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
-use crate::workers::backends::{self, COMMAND_BACKEND};
+use crate::workers::backends::{self, Backend, COMMAND_BACKEND};
 
 /// Longest task id: ids become branch names and folder names.
 pub const MAX_ID_LEN: usize = 64;
 
 /// Run every check; all problems are reported together.
 pub fn check(loaded: &LoadedManifest) -> Result<(), Invalid> {
+    let all = backends::backends(&loaded.manifest);
     let mut checker = Checker {
         loaded,
         manifest: &loaded.manifest,
+        backends: &all,
         problems: Vec::new(),
     };
     checker.run();
@@ -32,6 +35,9 @@ pub fn check(loaded: &LoadedManifest) -> Result<(), Invalid> {
 struct Checker<'a> {
     loaded: &'a LoadedManifest,
     manifest: &'a Manifest,
+    /// The built-in backends with the manifest's, made once (every task is
+    /// checked against them).
+    backends: &'a IndexMap<String, Backend>,
     problems: Vec<Diagnostic>,
 }
 
@@ -71,11 +77,10 @@ impl Checker<'_> {
     }
 
     fn check_backend_name(&mut self, path: &[&str], name: &str) -> bool {
-        let all = backends::backends(self.manifest);
-        if all.contains_key(name) {
+        if self.backends.contains_key(name) {
             return true;
         }
-        let known: Vec<&str> = all.keys().map(String::as_str).collect();
+        let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
         let mut d = self.loaded.error_at(
             path,
             format!(
@@ -123,10 +128,9 @@ impl Checker<'_> {
         let Some(super::types::Concurrency::Caps(caps)) = &self.manifest.concurrency else {
             return;
         };
-        let backends = backends::backends(self.manifest);
         let models = backends::known_models(self.manifest);
         let mut known: Vec<&str> = vec!["total"];
-        known.extend(backends.keys().map(String::as_str));
+        known.extend(self.backends.keys().map(String::as_str));
         known.extend(models.iter().map(String::as_str));
         for name in caps.keys() {
             if known.contains(&name.as_str()) {
@@ -140,7 +144,7 @@ impl Checker<'_> {
                 Some(close) => d.with_help(format!("did you mean `{close}`?")),
                 None => d.with_help(format!(
                     "cap a backend ({}) or a model by its name",
-                    list_names(backends.keys().map(String::as_str), 8)
+                    list_names(self.backends.keys().map(String::as_str), 8)
                 )),
             };
             self.push(d);
@@ -414,8 +418,7 @@ impl Checker<'_> {
         {
             return;
         }
-        let all = backends::backends(manifest);
-        let Some(backend) = all.get(&backend_name) else {
+        let Some(backend) = self.backends.get(&backend_name) else {
             // An unknown backend from a model or the defaults: reported there.
             return;
         };
