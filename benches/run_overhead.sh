@@ -240,7 +240,9 @@ for ((run = 1; run <= RUNS; run++)); do
         [[ -n $rss ]] || die "GNU time reported no maximum resident set size"
         RSS_KB+=("$rss")
     fi
-    drop_tmp "$dir"
+    # The run's folder is kept until the benchmark ends: deleting its
+    # thousands of files here would slow the next run's file creation on
+    # ext4 (see benches/README.md), which no real project does between runs.
 
     STEP="spawn benchmark, xargs, run $run"
     new_tmp
@@ -254,7 +256,6 @@ for ((run = 1; run <= RUNS; run++)); do
     ((status == 0)) || die "xargs exited with status $status"
     [[ -e $dir/ipc/.done ]] || die "the xargs workers did not run"
     XARGS_MS+=("$(calc 1 "($end - $start) / 1000")")
-    drop_tmp "$dir"
 
     log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms, xargs ${XARGS_MS[-1]} ms${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
 done

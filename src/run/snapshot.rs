@@ -102,8 +102,14 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
-    let text = read_bounded(path, 16 * 1024 * 1024)
-        .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))
+    let read = || -> Result<T, SnapshotError> {
+        let text = read_bounded(path, 16 * 1024 * 1024)
+            .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| SnapshotError::Unreadable(path.to_path_buf(), e.to_string()))
+    };
+    // A running dispatch rewrites its files by exchanging them with a
+    // sibling it then writes in place: a read that straddled two rewrites
+    // can see a torn file. Once more settles it.
+    read().or_else(|_| read())
 }

@@ -12,6 +12,8 @@
 //! files are replaced atomically, never written through a symlink, and an
 //! earlier run's files are archived, never overwritten.
 
+#[cfg(target_os = "linux")]
+pub mod exchange;
 pub mod lock;
 
 use std::fs::{File, OpenOptions};
@@ -160,10 +162,16 @@ pub fn ensure_dir(path: &Path) -> Result<(), StateError> {
 }
 
 /// Replace a state file atomically; a symlink in the file's place is
-/// replaced, never followed.
+/// replaced, never followed. On Linux a file written before is rewritten
+/// through its `.NAME.swap` sibling and an exchange (see [`exchange`]), so
+/// no inode is made or freed.
 pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
+    }
+    #[cfg(target_os = "linux")]
+    if exchange::replace(path, bytes).map_err(|e| StateError::io(path, e))? {
+        return Ok(());
     }
     write_atomic(path, bytes).map_err(|e| StateError::io(path, e))
 }

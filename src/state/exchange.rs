@@ -1,0 +1,173 @@
+//! Rewriting a state file without a new inode (Linux). A state file is
+//! rewritten through a sibling kept for the purpose, `.NAME.swap`: the new
+//! content goes into the sibling, then `renameat2(RENAME_EXCHANGE)` swaps
+//! the two names in one step. A reader sees the old file or the new one,
+//! as with a temporary file and a rename, but no inode is made or freed:
+//! on ext4, each inode freed makes the next files created nearby slow (its
+//! allocator steps around recently freed inodes), and a sweep of a
+//! thousand tasks rewrote a few thousand files.
+//!
+//! The sibling is written in place, so it is opened with care: never
+//! through a symlink, only a regular file with one link (a worker could
+//! plant a device, a FIFO, or a hard link to one of the user's files), and
+//! never truncated before that is checked. Anything unexpected, or a file
+//! system that cannot exchange, falls back to the temporary-file rename.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The sibling `path` is rewritten through.
+pub fn sibling(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let mut sibling = std::ffi::OsString::from(".");
+    sibling.push(name);
+    sibling.push(".swap");
+    Some(path.with_file_name(sibling))
+}
+
+/// Replace `path`'s content with `bytes` by exchanging it with its sibling.
+/// `Ok(false)` when this cannot be done here (no file there yet, a file
+/// system without exchange, an odd sibling): the caller then writes a
+/// temporary file and renames it.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => {}
+        _ => return Ok(false),
+    }
+    let Some(sibling) = sibling(path) else {
+        return Ok(false);
+    };
+    let Some(mut file) = open_sibling(&sibling)? else {
+        return Ok(false);
+    };
+    file.set_len(0)?;
+    file.write_all(bytes)?;
+    drop(file);
+    exchange(&sibling, path)
+}
+
+/// The sibling, opened for writing, when it is safe to write in place: a
+/// regular file with one link (made now if missing). `None` otherwise,
+/// after removing whatever odd thing was there.
+fn open_sibling(sibling: &Path) -> io::Result<Option<File>> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let opened = OpenOptions::new()
+        .write(true)
+        .custom_flags(flags)
+        .open(sibling);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(flags)
+                .mode(0o644)
+                .open(sibling)
+            {
+                Ok(file) => file,
+                Err(_) => return Ok(None),
+            }
+        }
+        Err(_) => {
+            // A symlink, a FIFO without a reader, something unwritable.
+            let _ = std::fs::remove_file(sibling);
+            return Ok(None);
+        }
+    };
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.nlink() == 1 {
+        Ok(Some(file))
+    } else {
+        drop(file);
+        let _ = std::fs::remove_file(sibling);
+        Ok(None)
+    }
+}
+
+/// Swap the names `a` and `b` atomically; `Ok(false)` where the file
+/// system or kernel cannot.
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths for the call's duration;
+    // renameat2 with AT_FDCWD only reads them.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::ENOENT | libc::EPERM) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_rewrite_keeps_the_inodes_and_the_content_is_the_new_one() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("task.json");
+        std::fs::write(&path, "one").expect("first");
+        assert!(replace(&path, b"two").expect("second"), "exchanged");
+        assert!(replace(&path, b"three, longer").expect("third"));
+        let inode = std::fs::metadata(&path).expect("meta").ino();
+        assert!(replace(&path, b"four").expect("fourth"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "four");
+        let inodes = [
+            std::fs::metadata(&path).expect("meta").ino(),
+            std::fs::metadata(sibling(&path).expect("sibling"))
+                .expect("meta")
+                .ino(),
+        ];
+        assert!(inodes.contains(&inode), "the two inodes take turns");
+    }
+
+    #[test]
+    fn no_file_yet_is_left_to_the_rename() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("task.json");
+        assert!(!replace(&path, b"x").expect("no error"));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_or_hard_link_is_never_written_through() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("task.json");
+        std::fs::write(&path, "state").expect("write");
+        let precious = temp.path().join("precious.txt");
+        std::fs::write(&precious, "the user's work").expect("write");
+        let sibling = sibling(&path).expect("sibling");
+
+        std::os::unix::fs::symlink(&precious, &sibling).expect("symlink");
+        assert!(!replace(&path, b"new").expect("falls back"));
+        std::fs::hard_link(&precious, &sibling).expect("hard link");
+        assert!(!replace(&path, b"new").expect("falls back"));
+
+        assert_eq!(
+            std::fs::read_to_string(&precious).expect("read"),
+            "the user's work"
+        );
+        assert!(
+            std::fs::symlink_metadata(&sibling).is_err(),
+            "the planted link is gone"
+        );
+    }
+}
