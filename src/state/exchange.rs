@@ -43,8 +43,11 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let Some(mut file) = open_sibling(&sibling)? else {
         return Ok(false);
     };
-    file.set_len(0)?;
+    // Written over, then cut to length: truncating to zero first would make
+    // ext4 flush the file when it is closed (its guard against empty files
+    // after a crash), a disk write per state update.
     file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)?;
     drop(file);
     exchange(&sibling, path)
 }
