@@ -97,3 +97,32 @@ fn doctor_says_what_to_do_when_a_cli_is_not_logged_in() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_names_what_private_config_folders_leave_out() {
+    let dir = project();
+    std::fs::create_dir_all(dir.path().join(".claude")).expect("mkdir");
+    std::fs::write(
+        dir.path().join(".claude/settings.json"),
+        r#"{"apiKeyHelper": "~/bin/key.sh", "hooks": {}}"#,
+    )
+    .expect("write");
+    let (_, text) = doctor(dir.path(), &[], Some("key"));
+    assert!(
+        text.contains(
+            "note: ~/.claude/settings.json sets `apiKeyHelper`, which workers do not see"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("set `cli_config: user`"), "{text}");
+    let (_, json) = doctor(dir.path(), &["--json"], Some("key"));
+    let report: Value = serde_json::from_str(&json).expect("json");
+    let claude = report["clis"]
+        .as_array()
+        .and_then(|clis| clis.iter().find(|c| c["backend"] == "claude"))
+        .expect("claude");
+    assert_eq!(
+        claude["left_out"][0],
+        "~/.claude/settings.json sets `apiKeyHelper`"
+    );
+}

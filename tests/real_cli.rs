@@ -67,6 +67,18 @@ impl Endpoint {
 /// the endpoint as its API, and `CLAUDE_CODE_MAX_RETRIES` set to
 /// `retries`. dispatch gives the CLI its private config folder.
 fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &str) -> Run {
+    run_sweep_with(project, claude, endpoint, retries, None)
+}
+
+/// [`run_sweep`] with HOME at `home` instead of the project.
+fn run_sweep_with(
+    project: &Project,
+    claude: &Path,
+    endpoint: &Endpoint,
+    retries: &str,
+    home: Option<&Path>,
+) -> Run {
+    let home = home.unwrap_or(project.path());
     // Nothing of the machine's own Claude or Anthropic setup may leak in.
     let scrub = |name: &str| {
         name.starts_with("ANTHROPIC_")
@@ -88,6 +100,7 @@ fn run_sweep(project: &Project, claude: &Path, endpoint: &Endpoint, retries: &st
             ("DISABLE_ERROR_REPORTING", "1".into()),
             ("CLAUDE_CODE_MAX_RETRIES", retries.into()),
             ("NO_PROXY", "127.0.0.1,localhost".into()),
+            ("HOME", home.into()),
         ],
     )
 }
@@ -494,12 +507,29 @@ tasks:
 "
         ),
     );
-    let run = run_sweep(&project, &claude, &endpoint, "0");
+    // The user's own settings (in a HOME apart from the project, whose
+    // `.claude/` would be the team's project settings) point Claude Code at
+    // a dead port: read, they would fail the task. The worker's private
+    // config folder leaves them out, and the run says so.
+    let home = project.path().join("home");
+    std::fs::create_dir_all(home.join(".claude")).expect("mkdir");
+    std::fs::write(
+        home.join(".claude/settings.json"),
+        r#"{"env": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}}"#,
+    )
+    .expect("write settings");
+    let run = run_sweep_with(&project, &claude, &endpoint, "0", Some(&home));
     let why = context(&project, &run, &endpoint);
     assert_eq!(run.status.code(), Some(0), "{why}");
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "complete", "{record}\n{why}");
     assert_eq!(record["usage"]["turns"], 5, "{record}");
+    let warned = events_of(&run.events, "warning").iter().any(|w| {
+        w["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("~/.claude/settings.json sets `env`"))
+    });
+    assert!(warned, "no warning about the settings left out\n{why}");
 }
 
 #[test]

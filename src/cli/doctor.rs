@@ -149,6 +149,13 @@ fn render(doctor: &Doctor) -> String {
             }
         };
         let _ = writeln!(out, "  {:<9} {state}", cli.backend);
+        if !cli.left_out.is_empty() {
+            let _ = writeln!(
+                out,
+                "            note: {}, which workers do not see with their private config folder (`cli_config: private`, the default); set `cli_config: user` to give them yours",
+                cli.left_out.join("; ")
+            );
+        }
     }
     if let Some(manifest) = &doctor.manifest {
         let _ = writeln!(out, "\nWhat {manifest} needs:");

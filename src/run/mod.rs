@@ -638,6 +638,7 @@ impl Sweep {
             tasks: self.plan.tasks.len(),
             concurrency: self.plan.concurrency,
         });
+        self.warn_left_out();
         for index in 0..self.records.len() {
             if let Some(from_run) = self.records[index].carried_from.clone() {
                 self.emit(Event::TaskCarried {
@@ -1033,6 +1034,36 @@ impl Sweep {
                         finished: Err(e),
                         tracker: Tracker::new(format),
                     }
+                });
+            }
+        }
+    }
+
+    /// Say once per backend when its workers' private config folders leave
+    /// out something of the user's configuration that the CLI may need to
+    /// reach its model: without it a worker fails with the CLI's own login
+    /// or network error, which does not point here.
+    fn warn_left_out(&mut self) {
+        let mut backends: Vec<String> = self
+            .plan
+            .tasks
+            .iter()
+            .zip(&self.records)
+            .filter(|(task, record)| task.cli_home.is_some() && !record.status.is_final())
+            .map(|(task, _)| task.backend.clone())
+            .collect();
+        backends.dedup();
+        backends.sort();
+        backends.dedup();
+        for backend in backends {
+            let left_out = cli_home::left_out(&backend, &self.user_config);
+            if !left_out.is_empty() {
+                self.emit(Event::Warning {
+                    task: None,
+                    message: format!(
+                        "{}, which {backend} workers do not see in their private config folders (cli_config: private, the default); set `cli_config: user` to give them your configuration",
+                        left_out.join("; ")
+                    ),
                 });
             }
         }

@@ -37,14 +37,34 @@ pub struct UserConfig {
     pub env: HashMap<String, String>,
 }
 
+/// The variables a user's CLI configuration is found (or chosen) by.
+const VARIABLES: &[&str] = &[
+    "CLAUDE_CONFIG_DIR",
+    "CODEX_HOME",
+    "GEMINI_CLI_HOME",
+    "GEMINI_API_KEY",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+];
+
 impl UserConfig {
     /// From dispatch's own environment.
     pub fn from_env() -> Self {
+        Self::from_lookup(
+            &|name| std::env::var(name).ok(),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )
+    }
+
+    /// From an environment given as a lookup, and a home folder.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>, home: Option<PathBuf>) -> Self {
         Self {
-            home: std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(PathBuf::from),
-            env: std::env::vars().collect(),
+            home: home.filter(|h| !h.as_os_str().is_empty()),
+            env: VARIABLES
+                .iter()
+                .filter_map(|name| lookup(name).map(|value| ((*name).to_owned(), value)))
+                .collect(),
         }
     }
 
@@ -216,6 +236,85 @@ fn gemini_settings(user: &UserConfig, own: Option<&Path>) -> String {
         settings["security"] = serde_json::json!({ "auth": { "selectedType": kind } });
     }
     settings.to_string()
+}
+
+/// What the user's own configuration of `backend` sets that a private
+/// folder leaves out and that the CLI may need to reach its model (a
+/// provider, a key helper, variables in its settings), as "FILE sets
+/// WHAT" lines: `dispatch doctor` and `dispatch run` say so, since such a
+/// worker would fail with a login or network error of the CLI's own.
+pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
+    let read = |path: &Path| state::read_bounded(path, 1024 * 1024).ok();
+    let mut found = Vec::new();
+    let mut note = |path: &Path, what: &str| {
+        found.push(format!("{} sets {what}", shown(path, user)));
+    };
+    match backend {
+        "claude" => {
+            let Some(path) = user
+                .folder("CLAUDE_CONFIG_DIR", ".claude")
+                .map(|d| d.join("settings.json"))
+            else {
+                return found;
+            };
+            let settings =
+                read(&path).and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+            for key in ["env", "apiKeyHelper"] {
+                if settings.as_ref().is_some_and(|s| s.get(key).is_some()) {
+                    note(&path, &format!("`{key}`"));
+                }
+            }
+        }
+        "codex" => {
+            let Some(path) = user
+                .folder("CODEX_HOME", ".codex")
+                .map(|d| d.join("config.toml"))
+            else {
+                return found;
+            };
+            let text = read(&path).unwrap_or_default();
+            for key in ["model_provider", "model_providers", "profile", "profiles"] {
+                let set = text.lines().any(|line| {
+                    let line = line.trim_start();
+                    line.strip_prefix(key)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                        || line.starts_with(&format!("[{key}."))
+                        || line.starts_with(&format!("[{key}]"))
+                });
+                if set {
+                    note(&path, &format!("`{key}`"));
+                }
+            }
+        }
+        "opencode" => {
+            let Some(dir) = user
+                .folder("XDG_CONFIG_HOME", ".config")
+                .map(|d| d.join("opencode"))
+            else {
+                return found;
+            };
+            for name in ["opencode.json", "opencode.jsonc", "config.json"] {
+                let path = dir.join(name);
+                if read(&path).is_some_and(|text| text.contains("\"provider\"")) {
+                    note(&path, "`provider`");
+                }
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+/// `path` with the home folder shown as `~`.
+fn shown(path: &Path, user: &UserConfig) -> String {
+    match user
+        .home
+        .as_deref()
+        .and_then(|home| path.strip_prefix(home).ok())
+    {
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// Make `folder` the private config folder of a `backend` worker: create
@@ -445,6 +544,38 @@ mod tests {
             !folder.join("chat.history.md").exists(),
             "a file, not a folder"
         );
+    }
+
+    #[test]
+    fn what_a_private_folder_leaves_out_is_named() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let home = temp.path();
+        std::fs::create_dir_all(home.join(".codex")).expect("mkdir");
+        std::fs::write(
+            home.join(".codex/config.toml"),
+            "model = \"o3\"\nmodel_provider = \"azure\"\n\n[model_providers.azure]\nbase_url = \"x\"\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(home.join(".claude")).expect("mkdir");
+        std::fs::write(
+            home.join(".claude/settings.json"),
+            r#"{"env":{"CLAUDE_CODE_USE_BEDROCK":"1"},"hooks":{}}"#,
+        )
+        .expect("write");
+        let user = user_with(home, &[]);
+        assert_eq!(
+            left_out("codex", &user),
+            [
+                "~/.codex/config.toml sets `model_provider`",
+                "~/.codex/config.toml sets `model_providers`"
+            ]
+        );
+        assert_eq!(
+            left_out("claude", &user),
+            ["~/.claude/settings.json sets `env`"]
+        );
+        assert!(left_out("opencode", &user).is_empty());
+        assert!(left_out("gemini", &user).is_empty());
     }
 
     #[test]

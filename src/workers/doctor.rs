@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::backends::Backend;
+use super::cli_home;
 
 /// How long `PROGRAM --version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +122,10 @@ pub struct CliCheck {
     pub setup: Setup,
     /// How to install it, for built-in backends.
     pub install: Option<String>,
+    /// What the user's configuration sets that workers do not see with
+    /// `cli_config: private` (see `cli_home::left_out`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl CliCheck {
@@ -150,6 +155,12 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
         None => Setup::Unknown,
         Some(known) => setup_of(known, env, home),
     };
+    let left_out = if known.is_some() {
+        let user = cli_home::UserConfig::from_lookup(env, Some(home.to_path_buf()));
+        cli_home::left_out(&backend.name, &user)
+    } else {
+        Vec::new()
+    };
     CliCheck {
         backend: backend.name.clone(),
         program,
@@ -157,6 +168,7 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
         version,
         setup,
         install: known.map(|k| format!("{}: {}", k.product, k.install)),
+        left_out,
     }
 }
 
