@@ -173,6 +173,11 @@ questions:
   answers:
     - match: region
       answer: '{REGION_ANSWER}'
+escalation:
+  - name: high-findings
+    when: {{ severity: high }}
+    action: notify
+    exit_code: 3
 tasks:
   gemini-task:
     model: {MODEL}
@@ -185,7 +190,8 @@ tasks:
     );
     let run = run_sweep(&project, &gemini, &endpoint, 2);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
+    // Every task completed; the high finding escalated (exit code 3).
+    assert_eq!(run.status.code(), Some(3), "{why}");
 
     // The built-in backend, with its flags, ran the CLI.
     let record = project.task_json("gemini-task");
@@ -240,6 +246,10 @@ tasks:
     );
 
     // The finding reached dispatch: an event, task.json, the report.
+    // The finding escalated through the manifest's rule.
+    let escalations = events_of(&run.events, "escalation");
+    assert_eq!(escalations.len(), 1, "{why}");
+    assert_eq!(escalations[0]["rule"], "high-findings");
     let findings = events_of(&run.events, "finding");
     assert_eq!(findings.len(), 1, "{why}");
     assert_eq!(findings[0]["severity"], "high");

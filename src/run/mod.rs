@@ -1052,7 +1052,6 @@ impl Sweep {
             .filter(|(task, record)| task.cli_home.is_some() && !record.status.is_final())
             .map(|(task, _)| task.backend.clone())
             .collect();
-        backends.dedup();
         backends.sort();
         backends.dedup();
         for backend in backends {
