@@ -1129,3 +1129,50 @@ tasks:
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(status_of(&project, "flaky"), "complete");
 }
+
+/// A sweep large enough that its task folders are written by several
+/// threads: every folder is complete, and a second run archives each of
+/// the first run's folders before writing its own.
+#[test]
+fn a_large_sweep_writes_and_archives_every_task_folder() {
+    let project = Project::new();
+    let mut manifest = String::from("version: 1\nconcurrency: 8\ntasks:\n");
+    for i in 0..100 {
+        manifest.push_str(&format!(
+            "  t{i:03}:\n    command: [AGENT, check-all]\n    plan: [Item {i}]\n"
+        ));
+    }
+    project.manifest(&manifest);
+    let run_ids: Vec<String> = (0..2)
+        .map(|_| {
+            let (output, events) = project.run(&[]);
+            assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            events
+                .iter()
+                .find(|e| e["event"] == "run-started")
+                .and_then(|e| e["run_id"].as_str())
+                .expect("run id")
+                .to_owned()
+        })
+        .collect();
+    for i in 0..100 {
+        let id = format!("t{i:03}");
+        assert_eq!(project.task_json(&id)["run_id"], run_ids[1].as_str());
+        assert_eq!(project.task_json(&id)["status"], "complete");
+        assert!(project
+            .task_file(&id, "plan.md")
+            .contains(&format!("- [x] Item {i}")));
+        let archived = project
+            .path()
+            .join(".dispatch/runs")
+            .join(&run_ids[0])
+            .join("tasks")
+            .join(&id);
+        let old: Value = serde_json::from_str(
+            &std::fs::read_to_string(archived.join("task.json")).expect("archived task.json"),
+        )
+        .expect("json");
+        assert_eq!(old["run_id"], run_ids[0].as_str(), "{id}");
+        assert!(archived.join("plan.md").is_file(), "{id}");
+    }
+}

@@ -415,6 +415,7 @@ impl Sweep {
         let count = plan.tasks.len();
         let mut records = Vec::with_capacity(count);
         let mut earlier = start::Earlier::new(count);
+        let mut fresh = Vec::new();
         for (index, task) in plan.tasks.iter().enumerate() {
             let fate = &fates[index];
             match fate {
@@ -440,28 +441,25 @@ impl Sweep {
                     continue;
                 }
             }
-            state.archive_task(&task.id)?;
-            let dir = state.task_dir(&task.id);
-            state::ensure_dir(&dir)?;
-            state::ensure_dir(&dir.join("ipc"))?;
-            state::write_state(&dir.join("plan.md"), task.plan.as_bytes())?;
-            if task.prompt_via == PromptMode::File {
-                // The backend reads its prompt from this file.
-                state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
-            }
             let mut record = new_record(task, &run_id, &redactor);
-            if let (Some(from), carry::Fate::Restarted { .. }) = (&from, fate) {
-                if let Some(earlier_record) = carry::install(&state, fate, &run_id, from)? {
-                    earlier.take_up(index, &earlier_record, fate, &dir);
-                    record.attempts = earlier_record.attempts;
-                    record.usage = earlier_record.usage;
-                    record.findings = earlier_record.findings;
-                    record.questions = earlier_record.questions;
-                }
+            let (Some(from), carry::Fate::Restarted { .. }) = (&from, fate) else {
+                // A fresh task's folder: written below, with the others.
+                fresh.push(index);
+                records.push(record);
+                continue;
+            };
+            let dir = write_task_folder(&state, task, &record)?;
+            if let Some(earlier_record) = carry::install(&state, fate, &run_id, from)? {
+                earlier.take_up(index, &earlier_record, fate, &dir);
+                record.attempts = earlier_record.attempts;
+                record.usage = earlier_record.usage;
+                record.findings = earlier_record.findings;
+                record.questions = earlier_record.questions;
+                state::write_json(&dir.join("task.json"), &record)?;
             }
-            state::write_json(&dir.join("task.json"), &record)?;
             records.push(record);
         }
+        write_task_folders(&state, &plan.tasks, &records, &fresh)?;
         let run_record = RunRecord {
             run_id: run_id.clone(),
             name: plan.name.clone(),
@@ -1519,6 +1517,60 @@ pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// Write a task's folder for a new run: the earlier run's folder archived,
+/// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it, and
+/// `task.json`. Returns the folder.
+fn write_task_folder(
+    state: &StateDir,
+    task: &PlannedTask,
+    record: &TaskRecord,
+) -> Result<PathBuf, StateError> {
+    state.archive_task(&task.id)?;
+    let dir = state.task_dir(&task.id);
+    state::ensure_dir(&dir)?;
+    state::ensure_dir(&dir.join("ipc"))?;
+    state::write_state(&dir.join("plan.md"), task.plan.as_bytes())?;
+    if task.prompt_via == PromptMode::File {
+        // The backend reads its prompt from this file.
+        state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
+    }
+    state::write_json(&dir.join("task.json"), record)?;
+    Ok(dir)
+}
+
+/// The folders of the tasks at `indexes`, written by as many threads as
+/// there are cores (up to four): a thousand-task sweep spends tens of
+/// milliseconds here before its first worker can start, and the folders
+/// are independent of each other.
+fn write_task_folders(
+    state: &StateDir,
+    tasks: &[PlannedTask],
+    records: &[TaskRecord],
+    indexes: &[usize],
+) -> Result<(), StateError> {
+    let write = |chunk: &[usize]| {
+        chunk
+            .iter()
+            .try_for_each(|&i| write_task_folder(state, &tasks[i], &records[i]).map(drop))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads < 2 || indexes.len() < 64 {
+        return write(indexes);
+    }
+    let chunk = indexes.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = indexes
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || write(part)))
+            .collect();
+        handles.into_iter().try_for_each(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
 }
 
 fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
