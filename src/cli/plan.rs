@@ -235,6 +235,13 @@ fn render_task(out: &mut String, task: &PlannedTask) {
         field(out, "tags", &task.tags.join(", "));
     }
     field(out, "command", &command_line(task));
+    if let Some(home) = &task.cli_home {
+        field(
+            out,
+            "config",
+            &format!("private, in {home} (only your login is linked in)"),
+        );
+    }
     for (name, value) in &task.env {
         field(out, "env", &format!("{name}={value}"));
     }
