@@ -1355,3 +1355,35 @@ tasks:
     let expected = format!("PWD={}", worktree_dir(&project, "solo").display());
     assert!(log.contains(&expected), "{log}");
 }
+
+/// The commit dispatch makes for what a worker left uncommitted happens
+/// off the event loop; a stage that starts from that branch must still see
+/// it.
+#[test]
+fn a_stage_sees_the_commit_dispatch_made_for_the_task_it_needs() {
+    let project = Project::new();
+    project.manifest(
+        r#"version: 1
+tasks:
+  research:
+    command: [AGENT, 'write:findings.txt=found it', check-all]
+    plan: [Research]
+    worktree: { commit: auto }
+  build:
+    needs: research
+    command: [AGENT, 'write:build.txt=built', check-all]
+    plan: [Build]
+    worktree: { base: "{{ needs['research'].branch }}", commit: auto }
+"#,
+    );
+    init_repo(project.path());
+    run_ok(&project);
+    let research = branch_of(&project, "research");
+    assert!(research["auto_commit"].is_string(), "{research}");
+    let build = branch_of(&project, "build");
+    assert_eq!(build["base_commit"], research["head"], "{build}");
+    assert_eq!(
+        git(project.path(), &["show", "dispatch/build:findings.txt"]),
+        "found it"
+    );
+}

@@ -27,6 +27,65 @@ pub(super) struct Prepared {
     pub took_ms: u64,
 }
 
+/// A worktree task's branch settled (or not) after its worker, handed back
+/// to the event loop.
+pub(super) struct Settled {
+    pub index: usize,
+    /// `None` when the branch could not be reviewed (the warnings say why).
+    pub record: Option<BranchRecord>,
+    pub warnings: Vec<String>,
+}
+
+/// The git side of settling a worktree, off the event loop: the automatic
+/// commit, the review, and the folder kept or removed.
+fn settle_blocking(
+    root: &Path,
+    plan: &WorktreePlan,
+    made: &Created,
+    status: TaskStatus,
+    message: &str,
+    warnings: &mut Vec<String>,
+) -> Option<BranchRecord> {
+    let ignored: Vec<String> = plan
+        .setup
+        .as_ref()
+        .map(|s| s.copy.clone())
+        .unwrap_or_default();
+    let mut auto_commit = None;
+    if plan.commit == CommitPolicy::Auto && made.path.exists() {
+        match worktree::commit_all(&made.path, message, &ignored) {
+            Ok(commit) => auto_commit = commit,
+            Err(e) => warnings.push(format!("could not commit the worktree's changes: {e}")),
+        }
+    }
+    let reviewed = Repo::open(root).and_then(|repo| {
+        let record = repo.review(made, &plan.base, &ignored)?;
+        Ok((repo, record))
+    });
+    let (repo, mut record) = match reviewed {
+        Ok(reviewed) => reviewed,
+        Err(e) => {
+            warnings.push(format!("cannot review its branch: {e}"));
+            return None;
+        }
+    };
+    record.auto_commit = auto_commit;
+    if record.folder == FolderState::Missing {
+        warnings.push(format!(
+            "its worktree {} was deleted while the task ran; its branch {} keeps what was committed",
+            made.path.display(),
+            made.branch
+        ));
+        let _ = repo.prune_stale(made.path.parent().unwrap_or(&made.path));
+    } else if removes_folder(plan.keep, status) {
+        match repo.remove(&made.path, false, &ignored) {
+            Ok(state) => record.folder = state,
+            Err(e) => warnings.push(format!("could not remove its worktree: {e}")),
+        }
+    }
+    Some(record)
+}
+
 fn spec(worktree: &WorktreePlan, reuse: bool) -> Spec<'_> {
     Spec {
         path: Path::new(&worktree.path),
@@ -228,67 +287,51 @@ impl Sweep {
     /// After a worktree task's last attempt: commit what the worker left
     /// (with `commit: auto`), record its branch for review, and keep or
     /// remove the folder as the keep policy says. A folder with uncommitted
-    /// work is never removed.
+    /// work is never removed. The git work (a commit, a diff, deleting a
+    /// checkout) takes seconds in a large repository, so it runs on a
+    /// blocking thread; the runner's one thread goes on supervising the
+    /// other workers, and tasks that need this one wait until its branch
+    /// is settled (see `settled`).
     pub(super) fn settle_worktree(&mut self, index: usize, status: TaskStatus) {
-        let task = self.plan.tasks[index].clone();
-        let (Some(plan), Some(made)) = (&task.worktree, self.worktrees[index].clone()) else {
+        let task = &self.plan.tasks[index];
+        let (Some(plan), Some(made)) = (task.worktree.clone(), self.worktrees[index].clone())
+        else {
             return;
         };
-        let ignored: Vec<String> = plan
-            .setup
-            .as_ref()
-            .map(|s| s.copy.clone())
-            .unwrap_or_default();
-        let mut auto_commit = None;
-        if plan.commit == CommitPolicy::Auto && made.path.exists() {
-            let message = format!(
-                "dispatch: {} — {}\n\nWhat the worker left uncommitted, committed by dispatch (run {}, task {}).",
-                task.id, task.title, self.run_id, task.id
-            );
-            match worktree::commit_all(&made.path, &message, &ignored) {
-                Ok(commit) => auto_commit = commit,
-                Err(e) => self.warn(
-                    &task.id,
-                    format!("could not commit the worktree's changes: {e}"),
-                ),
-            }
+        let message = format!(
+            "dispatch: {} — {}\n\nWhat the worker left uncommitted, committed by dispatch (run {}, task {}).",
+            task.id, task.title, self.run_id, task.id
+        );
+        let root = self.state.root.clone();
+        let done = self.settled_tx.clone();
+        self.settling[index] = true;
+        tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            let record = settle_blocking(&root, &plan, &made, status, &message, &mut warnings);
+            let _ = done.send(Settled {
+                index,
+                record,
+                warnings,
+            });
+        });
+    }
+
+    /// A worktree task's branch is settled: say what happened and record it.
+    pub(super) fn settled(&mut self, settled: Settled) {
+        let index = settled.index;
+        self.settling[index] = false;
+        let id = self.plan.tasks[index].id.clone();
+        for warning in settled.warnings {
+            self.warn(&id, warning);
         }
-        let repo = match Repo::open(&self.state.root) {
-            Ok(repo) => repo,
-            Err(e) => {
-                self.warn(&task.id, format!("cannot review its branch: {e}"));
-                return;
-            }
+        let Some(record) = settled.record else {
+            return;
         };
-        let mut record = match repo.review(&made, &plan.base, &ignored) {
-            Ok(record) => record,
-            Err(e) => {
-                self.warn(&task.id, format!("cannot review its branch: {e}"));
-                return;
-            }
-        };
-        record.auto_commit = auto_commit;
-        if record.folder == FolderState::Missing {
-            self.warn(
-                &task.id,
-                format!(
-                    "its worktree {} was deleted while the task ran; its branch {} keeps what was committed",
-                    made.path.display(),
-                    made.branch
-                ),
-            );
-            let _ = repo.prune_stale(made.path.parent().unwrap_or(&made.path));
-        } else if removes_folder(plan.keep, status) {
-            match repo.remove(&made.path, false, &ignored) {
-                Ok(state) => record.folder = state,
-                Err(e) => self.warn(&task.id, format!("could not remove its worktree: {e}")),
-            }
-        }
         if record.folder == FolderState::Removed {
             self.worktrees[index] = None;
         }
         self.emit(Event::BranchReviewed {
-            task: task.id.clone(),
+            task: id,
             branch: record.name.clone(),
             ahead: record.ahead,
             files_changed: record.files_changed,

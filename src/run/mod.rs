@@ -388,6 +388,11 @@ struct Sweep {
     earlier: start::Earlier,
     prepared_tx: mpsc::UnboundedSender<isolation::Prepared>,
     prepared_rx: Option<mpsc::UnboundedReceiver<isolation::Prepared>>,
+    /// Worktree tasks whose branch is being settled on a blocking thread;
+    /// what needs them waits.
+    settling: Vec<bool>,
+    settled_tx: mpsc::UnboundedSender<isolation::Settled>,
+    settled_rx: Option<mpsc::UnboundedReceiver<isolation::Settled>>,
     interrupted: u32,
     started: Instant,
 }
@@ -498,6 +503,7 @@ impl Sweep {
         }
         let (hook_reports, hook_problems) = mpsc::unbounded_channel();
         let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
+        let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let final_plans = plan
             .tasks
             .iter()
@@ -564,6 +570,9 @@ impl Sweep {
             earlier,
             prepared_tx,
             prepared_rx: Some(prepared_rx),
+            settling: vec![false; count],
+            settled_tx,
+            settled_rx: Some(settled_rx),
             interrupted: 0,
             started: Instant::now(),
         })
@@ -662,6 +671,10 @@ impl Sweep {
             .prepared_rx
             .take()
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let mut settled = self
+            .settled_rx
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()
@@ -670,7 +683,10 @@ impl Sweep {
         };
         loop {
             self.start_ready(&mut workers, &usage_tx, concurrency);
-            if workers.is_empty() && !self.preparing.contains(&true) {
+            if workers.is_empty()
+                && !self.preparing.contains(&true)
+                && !self.settling.contains(&true)
+            {
                 match self.next_retry() {
                     Some(at) if self.interrupted == 0 => {
                         tokio::select! {
@@ -690,6 +706,7 @@ impl Sweep {
                         self.finish(end);
                     }
                 }
+                Some(done) = settled.recv() => self.settled(done),
                 Some(ready) = prepared.recv() => {
                     let index = ready.index;
                     if self.worktree_prepared(ready) {
@@ -771,10 +788,12 @@ impl Sweep {
                 self.skip(index, reason);
                 continue;
             }
+            // A need's branch must be settled too: a stage that starts
+            // from it must see the commit dispatch makes for it.
             let ready = self.plan.tasks[index].needs.iter().all(|need| {
-                self.index_of
-                    .get(need)
-                    .is_some_and(|&n| self.records[n].status == TaskStatus::Complete)
+                self.index_of.get(need).is_some_and(|&n| {
+                    self.records[n].status == TaskStatus::Complete && !self.settling[n]
+                })
             });
             let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
             if !ready || waiting_retry || busy >= concurrency || self.capped(index, &in_use) {
