@@ -1176,3 +1176,71 @@ fn a_large_sweep_writes_and_archives_every_task_folder() {
         assert!(archived.join("plan.md").is_file(), "{id}");
     }
 }
+
+/// The scheduling pass skips tasks that have left `pending`; a task that
+/// fails after later ones have finished must still be retried (the pass
+/// must look back for it, or the run would never end).
+#[test]
+fn an_early_task_that_fails_after_later_ones_finished_is_retried() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+concurrency: 2
+tasks:
+  slow-flaky:
+    retries: 1
+    command:
+      - sh
+      - -c
+      - >-
+        if [ -f \"$DISPATCH_TASK_DIR/tried\" ]; then exec AGENT check-all; fi;
+        touch \"$DISPATCH_TASK_DIR/tried\"; exec AGENT sleep:600ms exit:1
+    plan: [Work]
+  quick-a:
+    command: [AGENT, check-all]
+    plan: [Work]
+  quick-b:
+    command: [AGENT, check-all]
+    plan: [Work]
+  quick-c:
+    command: [AGENT, check-all]
+    plan: [Work]
+",
+    );
+    let mut child = project
+        .command(&["run", "sweep.yaml", "--json", "--retry-delay", "50ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dispatch starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run never ended: the failed task was not retried");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let record = project.task_json("slow-flaky");
+    assert_eq!(record["status"], "complete");
+    assert_eq!(record["attempts"].as_array().map(Vec::len), Some(2));
+    // The quick tasks ended while its first attempt ran.
+    let first_end = record["attempts"][0]["ended_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for id in ["quick-a", "quick-b", "quick-c"] {
+        let ended = project.task_json(id)["ended_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ended <= first_end,
+            "{id} ended at {ended}, after {first_end}"
+        );
+    }
+}

@@ -391,6 +391,10 @@ struct Sweep {
     /// Worktree tasks whose branch is being settled on a blocking thread;
     /// what needs them waits.
     settling: Vec<bool>,
+    /// Every task before this index has left `pending` for good (a retry
+    /// moves it back), so the scheduling pass starts here: in a large
+    /// sweep most passes would otherwise walk past finished tasks.
+    scan_from: usize,
     settled_tx: mpsc::UnboundedSender<isolation::Settled>,
     settled_rx: Option<mpsc::UnboundedReceiver<isolation::Settled>>,
     interrupted: u32,
@@ -571,6 +575,7 @@ impl Sweep {
             prepared_tx,
             prepared_rx: Some(prepared_rx),
             settling: vec![false; count],
+            scan_from: 0,
             settled_tx,
             settled_rx: Some(settled_rx),
             interrupted: 0,
@@ -777,7 +782,11 @@ impl Sweep {
         }
         let now = Instant::now();
         let mut in_use = self.cap_usage();
-        for index in 0..self.plan.tasks.len() {
+        let count = self.plan.tasks.len();
+        while self.scan_from < count && self.records[self.scan_from].status != TaskStatus::Pending {
+            self.scan_from += 1;
+        }
+        for index in self.scan_from..count {
             if self.records[index].status != TaskStatus::Pending
                 || self.preparing[index]
                 || self.model_budget_spent(index).is_some()
@@ -1379,6 +1388,7 @@ impl Sweep {
         }
         if retrying {
             record.status = TaskStatus::Pending;
+            self.scan_from = self.scan_from.min(index);
             let backoff = self
                 .retry_delay
                 .saturating_mul(1 << (end.attempt - 1).min(5));
