@@ -5,9 +5,11 @@
 //! sweep, that folder makes a sweep depend on whoever runs it and lets
 //! parallel workers write the same files at once. So each worker gets
 //! `.dispatch/tasks/<id>/cli/` as that folder, and only the user's login is
-//! carried over, as a symbolic link to the credentials file (a token the
-//! CLI refreshes stays the user's one token). The links are removed when
-//! the worker ends, so an archived task folder points at no credentials.
+//! carried over, as a symbolic link to the credentials file (a CLI that
+//! refreshes its token in place writes the user's one file). The links are
+//! removed when the worker ends, so an archived task folder points at no
+//! credentials; a copy a CLI wrote in place of its link (renaming a new
+//! file over it) stays, since it may hold the only token still valid.
 //!
 //! What each CLI gets is in `docs/backends.md` ("Configuration").
 
@@ -333,6 +335,12 @@ pub fn prepare(
     for login in &layout.logins {
         let link = folder.join(login.link);
         remove_link(&link)?;
+        if std::fs::symlink_metadata(&link).is_ok() {
+            // The CLI replaced the link with a copy of its own (it wrote a
+            // refreshed token by renaming over it): that copy may hold the
+            // only token still valid, so it stays and is used as it is.
+            continue;
+        }
         let Some(target) = login.user_file.as_ref().filter(|t| t.exists()) else {
             continue;
         };
@@ -351,7 +359,8 @@ pub fn prepare(
         .collect())
 }
 
-/// Remove the links to the user's login once the worker has ended.
+/// Remove the links to the user's login once the worker has ended (a copy
+/// the CLI made in their place stays, as private as the user's own file).
 pub fn release(backend: &str, folder: &Path) {
     for login in layout(backend, folder, &UserConfig::default()).logins {
         let _ = remove_link(&folder.join(login.link));
@@ -425,6 +434,30 @@ mod tests {
         assert!(
             own.join(".credentials.json").is_file(),
             "the user's file is untouched"
+        );
+    }
+
+    #[test]
+    fn a_login_the_cli_rewrote_in_place_of_the_link_is_kept() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let own = temp.path().join("home/.claude");
+        std::fs::create_dir_all(&own).expect("mkdir");
+        std::fs::write(own.join(".credentials.json"), "old token").expect("write");
+        let folder = temp.path().join("cli");
+        let user = user_with(&temp.path().join("home"), &[]);
+        prepare("claude", &folder, &user).expect("first attempt");
+        // The CLI refreshes its token by writing a file and renaming it
+        // over the link.
+        let link = folder.join(".credentials.json");
+        std::fs::write(folder.join("tmp"), "new token").expect("write");
+        std::fs::rename(folder.join("tmp"), &link).expect("rename");
+        release("claude", &folder);
+        prepare("claude", &folder, &user).expect("a retry still launches");
+        assert_eq!(std::fs::read_to_string(&link).expect("read"), "new token");
+        assert_eq!(
+            std::fs::read_to_string(own.join(".credentials.json")).expect("read"),
+            "old token",
+            "the user's file is never written"
         );
     }
 
