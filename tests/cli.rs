@@ -351,17 +351,7 @@ tasks:
   by-script: { command: [sh, work.sh] }
 ",
     );
-    let output = dispatch()
-        .args(["plan", "--json"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let plan = plan_json_with_home(empty_home(), &file);
     let home = |id: &str| {
         plan["tasks"]
             .as_array()
@@ -393,12 +383,7 @@ tasks:
   isolated: { model: opus, prompt: Do it, cli_config: private }
 ",
     );
-    let output = dispatch()
-        .args(["plan", "--json"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let plan = plan_json_with_home(empty_home(), &file);
     let tasks = plan["tasks"].as_array().expect("tasks");
     assert!(tasks[0]["cli_home"].is_null(), "{}", tasks[0]);
     assert_eq!(tasks[1]["cli_home"], ".dispatch/tasks/isolated/cli");

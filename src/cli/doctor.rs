@@ -152,8 +152,8 @@ fn render(doctor: &Doctor) -> String {
         if !cli.left_out.is_empty() {
             let _ = writeln!(
                 out,
-                "            note: {}, which workers do not see with their private config folder (`cli_config: private`, the default); set `cli_config: user` to give them yours",
-                cli.left_out.join("; ")
+                "            note: {}",
+                crate::workers::cli_home::left_out_warning(&cli.left_out)
             );
         }
     }

@@ -1085,10 +1085,7 @@ impl Sweep {
             if !left_out.is_empty() {
                 self.emit(Event::Warning {
                     task: None,
-                    message: format!(
-                        "{}, which {backend} workers do not see in their private config folders (cli_config: private, the default); set `cli_config: user` to give them your configuration",
-                        left_out.join("; ")
-                    ),
+                    message: cli_home::left_out_warning(&left_out),
                 });
             }
         }

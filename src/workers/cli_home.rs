@@ -82,6 +82,24 @@ impl UserConfig {
         self.var(variable)
             .or_else(|| self.home.as_ref().map(|home| home.join(default)))
     }
+
+    /// The user's own configuration folder of `backend`: where its login
+    /// and settings are.
+    fn own_folder(&self, backend: &str) -> Option<PathBuf> {
+        match backend {
+            "claude" => self.folder("CLAUDE_CONFIG_DIR", ".claude"),
+            "codex" => self.folder("CODEX_HOME", ".codex"),
+            // Gemini CLI takes a home folder and keeps `.gemini/` in it.
+            "gemini" => self
+                .var("GEMINI_CLI_HOME")
+                .or_else(|| self.home.clone())
+                .map(|h| h.join(".gemini")),
+            "opencode" => self
+                .folder("XDG_CONFIG_HOME", ".config")
+                .map(|d| d.join("opencode")),
+            _ => None,
+        }
+    }
 }
 
 /// One credentials file carried over: the link made in the private folder
@@ -105,7 +123,7 @@ fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
     let in_folder = |rel: &str| folder.join(rel);
     match backend {
         "claude" => {
-            let own = user.folder("CLAUDE_CONFIG_DIR", ".claude");
+            let own = user.own_folder("claude");
             Layout {
                 env: vec![("CLAUDE_CONFIG_DIR", folder.to_path_buf())],
                 folders: Vec::new(),
@@ -121,18 +139,12 @@ fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
             folders: Vec::new(),
             logins: vec![Login {
                 link: "auth.json",
-                user_file: user
-                    .folder("CODEX_HOME", ".codex")
-                    .map(|d| d.join("auth.json")),
+                user_file: user.own_folder("codex").map(|d| d.join("auth.json")),
             }],
             settings: Vec::new(),
         },
         "gemini" => {
-            // Gemini CLI takes a home folder and keeps `.gemini/` in it.
-            let own = user
-                .var("GEMINI_CLI_HOME")
-                .or_else(|| user.home.clone())
-                .map(|h| h.join(".gemini"));
+            let own = user.own_folder("gemini");
             let file = |name: &str| own.as_ref().map(|d| d.join(name));
             Layout {
                 env: vec![("GEMINI_CLI_HOME", folder.to_path_buf())],
@@ -253,10 +265,7 @@ pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
     };
     match backend {
         "claude" => {
-            let Some(path) = user
-                .folder("CLAUDE_CONFIG_DIR", ".claude")
-                .map(|d| d.join("settings.json"))
-            else {
+            let Some(path) = user.own_folder("claude").map(|d| d.join("settings.json")) else {
                 return found;
             };
             let settings =
@@ -268,10 +277,7 @@ pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
             }
         }
         "codex" => {
-            let Some(path) = user
-                .folder("CODEX_HOME", ".codex")
-                .map(|d| d.join("config.toml"))
-            else {
+            let Some(path) = user.own_folder("codex").map(|d| d.join("config.toml")) else {
                 return found;
             };
             let text = read(&path).unwrap_or_default();
@@ -289,10 +295,7 @@ pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
             }
         }
         "opencode" => {
-            let Some(dir) = user
-                .folder("XDG_CONFIG_HOME", ".config")
-                .map(|d| d.join("opencode"))
-            else {
+            let Some(dir) = user.own_folder("opencode") else {
                 return found;
             };
             for name in ["opencode.json", "opencode.jsonc", "config.json"] {
@@ -305,6 +308,14 @@ pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
         _ => {}
     }
     found
+}
+
+/// What `dispatch run` and `dispatch doctor` say of what [`left_out`] found.
+pub fn left_out_warning(left_out: &[String]) -> String {
+    format!(
+        "{}, which workers do not see in their private config folders (`cli_config: private`, the default); set `cli_config: user` to give them your configuration",
+        left_out.join("; ")
+    )
 }
 
 /// `path` with the home folder shown as `~`.
