@@ -67,7 +67,7 @@ pub struct SweepPlan {
     pub questions: Questions,
     /// The escalation rules (the built-in one when the manifest has none).
     pub escalation: Vec<EscalationRule>,
-    pub tasks: Vec<PlannedTask>,
+    pub tasks: Vec<std::sync::Arc<PlannedTask>>,
 }
 
 /// One task, ready to launch.
@@ -266,7 +266,7 @@ impl<'a> Builder<'a> {
             if let Some(task) =
                 self.render(&instances, &basics, slot.index, position + 1, slot.stage)
             {
-                tasks.push(task);
+                tasks.push(std::sync::Arc::new(task));
             }
         }
         let manifest = &self.loaded.manifest;

@@ -2,7 +2,9 @@
 //! templates embedded in the binary, and a project's own folder in front of
 //! them so a team can override any template by name.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use minijinja::{Environment, UndefinedBehavior};
 
@@ -74,6 +76,9 @@ pub fn plan_template_name(name: &str) -> String {
 pub struct Templates {
     env: Environment<'static>,
     override_dir: Option<PathBuf>,
+    /// What [`Templates::exists`] found in the override folder, by name:
+    /// every task of a large sweep asks for the same few templates.
+    found: Mutex<HashMap<String, bool>>,
 }
 
 impl Templates {
@@ -97,7 +102,11 @@ impl Templates {
                 .find(|(n, _)| *n == name)
                 .map(|(_, text)| (*text).to_owned()))
         });
-        Self { env, override_dir }
+        Self {
+            env,
+            override_dir,
+            found: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn env(&self) -> &Environment<'static> {
@@ -106,10 +115,17 @@ impl Templates {
 
     /// Whether a template of that name exists (built in or overridden).
     pub fn exists(&self, name: &str) -> bool {
-        self.override_dir
-            .as_deref()
-            .is_some_and(|d| read_override(d, name).is_some())
-            || BUILTIN.iter().any(|(n, _)| *n == name)
+        BUILTIN.iter().any(|(n, _)| *n == name) || self.overridden(name)
+    }
+
+    fn overridden(&self, name: &str) -> bool {
+        let Some(dir) = self.override_dir.as_deref() else {
+            return false;
+        };
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        *found
+            .entry(name.to_owned())
+            .or_insert_with(|| read_override(dir, name).is_some())
     }
 
     /// The names of the plan templates a manifest can use.

@@ -112,7 +112,7 @@ pub(super) fn preflight(
         .iter()
         .zip(fates)
         .filter(|(t, fate)| t.worktree.is_some() && fate.runs())
-        .map(|(t, fate)| (t, fate.reuses_worktree()))
+        .map(|(t, fate)| (&**t, fate.reuses_worktree()))
         .collect();
     let Some((first, _)) = tasks.first() else {
         return Ok(Vec::new());

@@ -39,7 +39,7 @@ use crate::report;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{self, StateDir, StateError};
 use crate::workers::cli_home;
-use crate::workers::events::Tracker;
+use crate::workers::events::{EventFormat, Tracker};
 use crate::workers::find_program;
 use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
 use crate::workers::redact::Redactor;
@@ -805,7 +805,7 @@ impl Sweep {
                 })
             });
             let waiting_retry = self.retry_at[index].is_some_and(|at| at > now);
-            if !ready || waiting_retry || busy >= concurrency || self.capped(index, &in_use) {
+            if !ready || waiting_retry || self.capped(index, &in_use) {
                 continue;
             }
             for name in self.cap_names(index) {
@@ -813,6 +813,12 @@ impl Sweep {
             }
             self.launch(index, workers, usage);
             busy += 1;
+            if busy >= concurrency {
+                // Full: the rest of the schedule waits for a free slot, as
+                // above. Looking on would make every pass walk every
+                // pending task, which is quadratic in the sweep's size.
+                break;
+            }
         }
     }
 
@@ -1014,35 +1020,23 @@ impl Sweep {
             reason: None,
             duration_ms: None,
         });
-        let usage = usage.clone();
         let format = task.events;
-        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
-        let tracking = tokio::spawn(async move {
-            let mut tracker = Tracker::new(format);
-            while let Some(line) = lines_rx.recv().await {
-                let before = tracker.usage.clone();
-                tracker.feed(&line);
-                if tracker.usage != before {
-                    let _ = usage.send(UsageUpdate {
-                        index,
-                        usage: tracker.usage.clone(),
-                    });
-                }
-            }
-            tracker
-        });
+        let (lines, tracking) = track_usage(format, index, usage);
         // Started here, synchronously: workers start in the order the
         // schedule says, and their pid is recorded before anything else.
         let started = match cli_failure {
             Some(failure) => Err(failure),
-            None => process::start(launch, Some(lines_tx)),
+            None => process::start(launch, lines),
         };
         match started {
             Ok(running) => {
                 self.mark_started(index, running.pid());
                 workers.spawn(async move {
                     let finished = running.wait(stop_rx).await;
-                    let tracker = tracking.await.unwrap_or_else(|_| Tracker::new(format));
+                    let tracker = match tracking {
+                        Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
+                        None => Tracker::new(format),
+                    };
                     WorkerEnd {
                         index,
                         attempt,
@@ -1052,7 +1046,9 @@ impl Sweep {
                 });
             }
             Err(e) => {
-                tracking.abort();
+                if let Some(tracking) = tracking {
+                    tracking.abort();
+                }
                 workers.spawn(async move {
                     WorkerEnd {
                         index,
@@ -1545,6 +1541,39 @@ pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
     }
 }
 
+/// The worker's stdout lines go to a tracker, which sends usage as it
+/// grows; the tracker is handed back when the output ends. A backend with
+/// no event stream gets neither: its lines would only be counted.
+fn track_usage(
+    format: EventFormat,
+    index: usize,
+    usage: &mpsc::UnboundedSender<UsageUpdate>,
+) -> (
+    Option<mpsc::UnboundedSender<String>>,
+    Option<tokio::task::JoinHandle<Tracker>>,
+) {
+    if format == EventFormat::None {
+        return (None, None);
+    }
+    let usage = usage.clone();
+    let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+    let tracking = tokio::spawn(async move {
+        let mut tracker = Tracker::new(format);
+        while let Some(line) = lines_rx.recv().await {
+            let before = tracker.usage.clone();
+            tracker.feed(&line);
+            if tracker.usage != before {
+                let _ = usage.send(UsageUpdate {
+                    index,
+                    usage: tracker.usage.clone(),
+                });
+            }
+        }
+        tracker
+    });
+    (Some(lines_tx), Some(tracking))
+}
+
 /// Write a task's folder for a new run: the earlier run's folder archived,
 /// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it, and
 /// `task.json`. Returns the folder.
@@ -1554,16 +1583,15 @@ fn write_task_folder(
     record: &TaskRecord,
 ) -> Result<PathBuf, StateError> {
     state.archive_task(&task.id)?;
-    let dir = state.task_dir(&task.id);
-    state::ensure_dir(&dir)?;
-    state::ensure_dir(&dir.join("ipc"))?;
-    state::write_state(&dir.join("plan.md"), task.plan.as_bytes())?;
+    let dir = state::NewFolder::make(&state.task_dir(&task.id))?;
+    dir.folder("ipc")?;
+    dir.write("plan.md", task.plan.as_bytes())?;
     if task.prompt_via == PromptMode::File {
         // The backend reads its prompt from this file.
-        state::write_state(&dir.join("prompt.md"), task.prompt.as_bytes())?;
+        dir.write("prompt.md", task.prompt.as_bytes())?;
     }
-    state::write_json(&dir.join("task.json"), record)?;
-    Ok(dir)
+    dir.write_json("task.json", record)?;
+    Ok(dir.path().to_path_buf())
 }
 
 /// The folders of the tasks at `indexes`, written by as many threads as
@@ -1572,7 +1600,7 @@ fn write_task_folder(
 /// are independent of each other.
 fn write_task_folders(
     state: &StateDir,
-    tasks: &[PlannedTask],
+    tasks: &[Arc<PlannedTask>],
     records: &[TaskRecord],
     indexes: &[usize],
 ) -> Result<(), StateError> {

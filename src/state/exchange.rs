@@ -32,11 +32,12 @@ pub fn sibling(path: &Path) -> Option<PathBuf> {
 /// `Ok(false)` when this cannot be done here (no file there yet, a file
 /// system without exchange, an odd sibling): the caller then writes a
 /// temporary file and renames it.
+///
+/// `path` itself is not looked at first: whatever is there (a symlink a
+/// worker planted, say) is only ever renamed, never written through, and
+/// becomes the sibling, which the next rewrite refuses and removes. When
+/// nothing is there yet, the sibling is renamed to `path` instead.
 pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => {}
-        _ => return Ok(false),
-    }
     let Some(sibling) = sibling(path) else {
         return Ok(false);
     };
@@ -49,7 +50,13 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     file.write_all(bytes)?;
     file.set_len(bytes.len() as u64)?;
     drop(file);
-    exchange(&sibling, path)
+    match exchange(&sibling, path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Nothing at `path`: the sibling, whole, becomes the file.
+            Ok(std::fs::rename(&sibling, path).is_ok())
+        }
+        swapped => swapped,
+    }
 }
 
 /// The sibling, opened for writing, when it is safe to write in place: a
@@ -113,7 +120,7 @@ fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
     }
     let error = io::Error::last_os_error();
     match error.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::ENOENT | libc::EPERM) => Ok(false),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EPERM) => Ok(false),
         _ => Err(error),
     }
 }
@@ -143,11 +150,36 @@ mod tests {
     }
 
     #[test]
-    fn no_file_yet_is_left_to_the_rename() {
+    fn a_first_write_renames_the_sibling_into_place() {
         let temp = tempfile::tempdir().expect("tempdir");
         let path = temp.path().join("task.json");
-        assert!(!replace(&path, b"x").expect("no error"));
-        assert!(!path.exists());
+        assert!(replace(&path, b"first").expect("no error"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "first");
+        let names: Vec<_> = std::fs::read_dir(temp.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["task.json"], "no sibling is left behind");
+    }
+
+    #[test]
+    fn a_planted_symlink_in_the_files_place_is_swapped_out_not_followed() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("task.json");
+        let precious = temp.path().join("precious.txt");
+        std::fs::write(&precious, "the user's work").expect("write");
+        std::os::unix::fs::symlink(&precious, &path).expect("symlink");
+        assert!(replace(&path, b"state").expect("exchanged"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "state");
+        // The link is now the sibling: the next rewrite removes it and
+        // leaves the write to the caller's rename.
+        assert!(!replace(&path, b"state again").expect("falls back"));
+        assert!(std::fs::symlink_metadata(sibling(&path).expect("sibling")).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&precious).expect("read"),
+            "the user's work"
+        );
     }
 
     #[test]

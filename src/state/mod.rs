@@ -178,9 +178,57 @@ pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 
 /// Write a value as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    write_state(path, &pretty_json(value))
+}
+
+fn pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
     text.push(b'\n');
-    write_state(path, &text)
+    text
+}
+
+/// A folder dispatch makes afresh, and the first state files in it. The
+/// checks [`write_state`] makes before every write (that the folder is not
+/// a symlink, that the file is there to be exchanged) are made once here,
+/// when the folder is made: a large sweep makes a thousand of them before
+/// its first worker starts.
+pub struct NewFolder {
+    path: PathBuf,
+}
+
+impl NewFolder {
+    /// Make `path`, which must not exist yet (a folder that does is taken
+    /// as it is, unless it is a symlink).
+    pub fn make(path: &Path) -> Result<Self, StateError> {
+        match std::fs::create_dir(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => ensure_dir(path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => ensure_dir(path)?,
+            Err(e) => return Err(StateError::io(path, e)),
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Make a folder inside this one.
+    pub fn folder(&self, name: &str) -> Result<NewFolder, StateError> {
+        NewFolder::make(&self.path.join(name))
+    }
+
+    /// Write a file that is not there yet: a temporary file, renamed.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.path.join(name);
+        write_atomic(&path, bytes).map_err(|e| StateError::io(&path, e))
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        self.write(name, &pretty_json(value))
+    }
 }
 
 /// Open a file for appending without following a symlink.
@@ -303,6 +351,40 @@ fn git_dir(root: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_folder_is_made_and_written_without_leftovers() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let folder = NewFolder::make(&temp.path().join("t1")).expect("made");
+        folder.folder("ipc").expect("ipc");
+        folder.write("plan.md", b"- [ ] one\n").expect("plan");
+        folder
+            .write_json("task.json", &serde_json::json!({"id": "t1"}))
+            .expect("json");
+        let mut names: Vec<_> = std::fs::read_dir(folder.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ipc", "plan.md", "task.json"]);
+        assert!(std::fs::read_to_string(folder.path().join("task.json"))
+            .expect("read")
+            .ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_new_folder_is_never_made_through_a_symlink() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        let planted = temp.path().join("t1");
+        std::os::unix::fs::symlink(&elsewhere, &planted).expect("symlink");
+        assert!(matches!(
+            NewFolder::make(&planted),
+            Err(StateError::Symlink { .. })
+        ));
+    }
 
     #[test]
     fn the_latest_of_two_runs_in_one_second_is_the_one_that_started_last() {

@@ -6,12 +6,14 @@
 //! cannot hang the run.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -109,50 +111,73 @@ pub struct Running {
 /// launches happen in the order asked). Stdout lines (lossily decoded,
 /// redacted) go to `lines` for the event parser; both streams go to the
 /// log. Must be called inside a tokio runtime.
+///
+/// The pipes are made here rather than by tokio: the prompt is put into
+/// the stdin pipe before the worker starts (so a prompt that fits needs no
+/// writer task, and a worker that never reads it causes no broken pipe),
+/// and a worker whose stdout is not parsed gets one pipe for both streams,
+/// which keeps their lines in the order it wrote them.
 pub fn start(
     launch: Launch,
     lines: Option<mpsc::UnboundedSender<String>>,
 ) -> Result<Running, SpawnError> {
     let (program, args) = launch.argv.split_first().ok_or(SpawnError::Empty)?;
+    let failed = |source: std::io::Error| SpawnError::Start {
+        program: program.clone(),
+        source,
+    };
     let log = Arc::new(std::sync::Mutex::new(LogWriter::open(launch.log.clone())?));
+    let (stdin, unwritten) = match launch.stdin {
+        Some(prompt) => {
+            let (reader, writer) = pipe().map_err(failed)?;
+            (
+                Stdio::from(reader),
+                prefill(writer, prompt).map_err(failed)?,
+            )
+        }
+        None => (Stdio::null(), None),
+    };
+    let (stdout_reader, stdout_writer) = output_pipe().map_err(failed)?;
+    let (stderr_reader, stderr_writer) = if lines.is_some() {
+        let (reader, writer) = output_pipe().map_err(failed)?;
+        (Some(reader), writer)
+    } else {
+        (None, stdout_writer.try_clone().map_err(failed)?)
+    };
     let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(&launch.cwd)
+        .env_clear()
+        .envs(inherited_env().iter().map(|(k, v)| (k, v)))
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(if launch.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout_writer)
+        .stderr(stderr_writer)
         .process_group(0)
         .kill_on_drop(true);
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| SpawnError::Start {
-        program: program.clone(),
-        source,
-    })?;
+    let spawned = command.spawn();
+    // The command holds the write ends of the output pipes: they must be
+    // closed here, or the readers would never see the end of the output.
+    drop(command);
+    let child = spawned.map_err(failed)?;
     let pid = child.id().unwrap_or(0);
-    let stdin_task = match (child.stdin.take(), launch.stdin) {
-        (Some(mut stdin), Some(bytes)) => Some(tokio::spawn(async move {
+    let stdin_task = unwritten.map(|(writer, rest)| {
+        tokio::spawn(async move {
+            let mut writer = writer;
             // A worker that exits without reading gives a broken pipe: fine.
-            let _ = stdin.write_all(&bytes).await;
-            let _ = stdin.shutdown().await;
-        })),
-        _ => None,
-    };
-    let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(pump(
-            stdout,
-            log.clone(),
-            launch.redactor.clone(),
-            lines,
-        )));
-    }
-    if let Some(stderr) = child.stderr.take() {
+            let _ = writer.write_all(&rest).await;
+            let _ = writer.shutdown().await;
+        })
+    });
+    let mut readers = vec![tokio::spawn(pump(
+        stdout_reader,
+        log.clone(),
+        launch.redactor.clone(),
+        lines,
+    ))];
+    if let Some(stderr) = stderr_reader {
         readers.push(tokio::spawn(pump(
             stderr,
             log.clone(),
@@ -171,6 +196,70 @@ pub fn start(
         grace: launch.grace,
         leak_timeout: launch.leak_timeout,
     })
+}
+
+/// dispatch's own environment, read once: a command that is given
+/// variables reads the whole environment again at every spawn otherwise,
+/// which a large sweep pays a thousand times.
+fn inherited_env() -> &'static [(std::ffi::OsString, std::ffi::OsString)] {
+    static INHERITED: std::sync::OnceLock<Vec<(std::ffi::OsString, std::ffi::OsString)>> =
+        std::sync::OnceLock::new();
+    INHERITED.get_or_init(|| std::env::vars_os().collect())
+}
+
+/// A pipe (read end, write end), closed on exec: the worker gets its end
+/// through its standard streams only.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just made by pipe2 and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A pipe for a worker's output: the end dispatch reads, registered with
+/// the runtime, and the end the worker writes.
+fn output_pipe() -> std::io::Result<(pipe::Receiver, OwnedFd)> {
+    let (reader, writer) = pipe()?;
+    set_nonblocking(&reader)?;
+    Ok((pipe::Receiver::from_owned_fd_unchecked(reader)?, writer))
+}
+
+/// Put as much of the prompt into the stdin pipe as it takes without
+/// waiting; what does not fit is returned, with the pipe's end, for a task
+/// to write once the worker reads. A prompt that fits is complete once the
+/// worker starts, and the pipe's end is closed here.
+fn prefill(writer: OwnedFd, prompt: Vec<u8>) -> std::io::Result<Option<(pipe::Sender, Vec<u8>)>> {
+    set_nonblocking(&writer)?;
+    let mut file = std::fs::File::from(writer);
+    let mut written = 0;
+    while written < prompt.len() {
+        match file.write(&prompt[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if written == prompt.len() {
+        return Ok(None);
+    }
+    let sender = pipe::Sender::from_owned_fd_unchecked(OwnedFd::from(file))?;
+    Ok(Some((sender, prompt[written..].to_vec())))
+}
+
+/// O_NONBLOCK on one end of a pipe dispatch made (its other flags are
+/// known: none but the access mode, which F_SETFL ignores).
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this function borrows; F_SETFL takes an
+    // int argument and touches no memory.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Start a worker and watch it to its end.
@@ -570,6 +659,55 @@ mod tests {
         assert!(log.contains("err"), "{log}");
         assert!(log.contains("token=[redacted SECRET_TOKEN]"), "{log}");
         assert!(!log.contains("hunter2"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn unparsed_streams_share_one_pipe_and_keep_their_order() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done";
+        run(launch(temp.path(), script), no_stop(), None)
+            .await
+            .expect("runs");
+        let log = std::fs::read_to_string(temp.path().join("worker.log")).expect("log");
+        let expected: String = (1..=5).map(|i| format!("out{i}\nerr{i}\n")).collect();
+        assert_eq!(log, expected);
+    }
+
+    #[tokio::test]
+    async fn parsed_stdout_is_sent_apart_from_stderr() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
+        let script = "echo '{\"type\":\"x\"}'; echo oops >&2";
+        run(launch(temp.path(), script), no_stop(), Some(lines_tx))
+            .await
+            .expect("runs");
+        let mut lines = Vec::new();
+        while let Ok(line) = lines_rx.try_recv() {
+            lines.push(line);
+        }
+        assert_eq!(lines, [r#"{"type":"x"}"#]);
+        let log = std::fs::read_to_string(temp.path().join("worker.log")).expect("log");
+        assert!(log.contains("oops"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_prompt_larger_than_the_pipe_reaches_the_worker_whole() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut l = launch(temp.path(), "wc -c");
+        l.stdin = Some(vec![b'p'; 1 << 20]);
+        run(l, no_stop(), None).await.expect("runs");
+        let log = std::fs::read_to_string(temp.path().join("worker.log")).expect("log");
+        assert_eq!(log.trim(), (1 << 20).to_string());
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_never_reads_its_prompt_ends_normally() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let finished = run(launch(temp.path(), "exit 0"), no_stop(), None)
+            .await
+            .expect("runs");
+        assert_eq!(finished.exit, Exit::Code(0));
+        assert!(!finished.leaked);
     }
 
     #[tokio::test]
