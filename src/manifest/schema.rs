@@ -66,19 +66,25 @@ pub fn manifest_schema_text() -> String {
     text
 }
 
+/// The schema, generated once per process: validation needs it twice
+/// (to compile the validator, then to explain its errors).
+fn cached_schema() -> &'static Json {
+    static SCHEMA: OnceLock<Json> = OnceLock::new();
+    SCHEMA.get_or_init(manifest_schema)
+}
+
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        jsonschema::draft202012::new(&manifest_schema())
+        jsonschema::draft202012::new(cached_schema())
             .expect("the generated manifest schema is a valid JSON Schema")
     })
 }
 
 /// Every schema violation in `instance`, located in `root`'s source.
 pub fn check(instance: &Json, root: &Node, source: &SourceFile) -> Vec<Diagnostic> {
-    let schema = manifest_schema();
     let mapper = Mapper {
-        schema: &schema,
+        schema: cached_schema(),
         root,
         source,
     };

@@ -1582,8 +1582,9 @@ fn write_task_folder(
     task: &PlannedTask,
     record: &TaskRecord,
 ) -> Result<PathBuf, StateError> {
-    state.archive_task(&task.id)?;
-    let dir = state::NewFolder::make(&state.task_dir(&task.id))?;
+    let dir = state::NewFolder::make_archiving(&state.task_dir(&task.id), || {
+        state.archive_task(&task.id)
+    })?;
     dir.folder("ipc")?;
     dir.write("plan.md", task.plan.as_bytes())?;
     if task.prompt_via == PromptMode::File {

@@ -63,25 +63,18 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// regular file with one link (made now if missing). `None` otherwise,
 /// after removing whatever odd thing was there.
 fn open_sibling(sibling: &Path) -> io::Result<Option<File>> {
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // One open either way: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a
+    // FIFO from blocking, and what is opened is checked below before a byte
+    // is written.
     let opened = OpenOptions::new()
         .write(true)
-        .custom_flags(flags)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(sibling);
     let file = match opened {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(flags)
-                .mode(0o644)
-                .open(sibling)
-            {
-                Ok(file) => file,
-                Err(_) => return Ok(None),
-            }
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(_) => {
             // A symlink, a FIFO without a reader, something unwritable.
             let _ = std::fs::remove_file(sibling);

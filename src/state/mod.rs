@@ -215,6 +215,25 @@ impl NewFolder {
         &self.path
     }
 
+    /// Make `path`; when something is already there (an earlier run's
+    /// folder), `archive` moves it away first. Trying the folder first saves
+    /// a look per task in a fresh project.
+    pub fn make_archiving<F>(path: &Path, archive: F) -> Result<Self, StateError>
+    where
+        F: FnOnce() -> Result<Option<PathBuf>, StateError>,
+    {
+        match std::fs::create_dir(path) {
+            Ok(()) => Ok(Self {
+                path: path.to_path_buf(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                archive()?;
+                Self::make(path)
+            }
+            Err(_) => Self::make(path),
+        }
+    }
+
     /// Make a folder inside this one.
     pub fn folder(&self, name: &str) -> Result<NewFolder, StateError> {
         NewFolder::make(&self.path.join(name))

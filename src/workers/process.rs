@@ -25,6 +25,10 @@ use crate::state::{open_append, StateError};
 pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest line kept whole; longer ones are split.
 const MAX_LINE: usize = 64 * 1024;
+/// What one read of a worker's output takes. Lines longer than this are
+/// put together across reads (up to [`MAX_LINE`]), so the buffer can stay
+/// small: a hundred running workers held 6 MiB of them at 64 KiB each.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// What to launch and how to watch it.
 #[derive(Clone, Debug)]
@@ -531,7 +535,7 @@ async fn pump<R: AsyncRead + Unpin>(
     redactor: Arc<Redactor>,
     lines: Option<mpsc::UnboundedSender<String>>,
 ) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     let mut buffer = Vec::with_capacity(4096);
     loop {
         buffer.clear();
