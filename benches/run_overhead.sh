@@ -2,7 +2,10 @@
 # Measure what `dispatch run` itself costs, in one go so the numbers are
 # comparable:
 #   1. spawn overhead: 1000 tasks whose worker exits at once, concurrency 8,
-#      against `xargs -P 8` running the same 1000 `sh -c` processes;
+#      against `xargs -P 8` running the same 1000 `sh -c` processes, and
+#      against a bare tokio spawner (benches/spawn_floor.rs) that supervises
+#      them as any runner must (process groups, output pipes drained) and
+#      does nothing else;
 #   2. peak memory (max RSS) of that dispatch run;
 #   3. idle cost: the CPU dispatch uses while 100 workers sleep.
 # Each measurement is repeated RUNS times and the median is reported. The
@@ -20,6 +23,7 @@
 #   IDLE_TASKS=100    sleeping workers in the idle benchmark
 #   MEM_METHOD=auto   auto | time (GNU time -v) | proc (poll VmHWM) | skip
 #   DISPATCH=path     the binary to measure (default: target/release/dispatch)
+#   FLOOR=auto        auto: build and run the bare spawner with cargo; skip
 
 set -euo pipefail
 
@@ -29,6 +33,7 @@ TASKS=${TASKS:-1000}
 CONCURRENCY=${CONCURRENCY:-8}
 IDLE_TASKS=${IDLE_TASKS:-100}
 MEM_METHOD=${MEM_METHOD:-auto}
+FLOOR=${FLOOR:-auto}
 GNU_TIME=/usr/bin/time
 # The command every worker runs, on both sides of the comparison.
 WORKER=': > "$DISPATCH_IPC_DIR/.done"'
@@ -174,6 +179,21 @@ for tool in xargs seq getconf sort awk find mktemp; do
     command -v "$tool" >/dev/null 2>&1 || die "this benchmark needs '$tool'"
 done
 CLK_TCK=$(getconf CLK_TCK)
+FLOOR_BIN=
+case $FLOOR in
+auto)
+    if command -v cargo >/dev/null 2>&1; then
+        STEP="building the bare spawner (cargo bench --bench spawn_floor --no-run)"
+        FLOOR_BIN=$(cd "$REPO" && cargo bench --bench spawn_floor --no-run --message-format=json 2>/dev/null |
+            sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+        [[ -x $FLOOR_BIN ]] || die "cargo did not build benches/spawn_floor.rs"
+    else
+        log "note: no cargo on PATH, so the bare spawner is left out (FLOOR=skip)"
+    fi
+    ;;
+skip) ;;
+*) die "FLOOR must be auto or skip" ;;
+esac
 # The state dispatch writes (two folders and about five files per task, some
 # replaced atomically several times) lands in the temporary folders, so
 # their filesystem matters: report it.
@@ -216,6 +236,7 @@ timed() {
 
 DISPATCH_MS=()
 XARGS_MS=()
+FLOOR_MS=()
 RSS_KB=()
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -257,7 +278,21 @@ for ((run = 1; run <= RUNS; run++)); do
     [[ -e $dir/ipc/.done ]] || die "the xargs workers did not run"
     XARGS_MS+=("$(calc 1 "($end - $start) / 1000")")
 
-    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms, xargs ${XARGS_MS[-1]} ms${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
+    if [[ -n $FLOOR_BIN ]]; then
+        STEP="spawn benchmark, bare spawner, run $run"
+        new_tmp
+        mkdir "$dir/ipc"
+        start=$(now_us)
+        status=0
+        (export DISPATCH_IPC_DIR="$dir/ipc" &&
+            "$FLOOR_BIN" "$TASKS" "$CONCURRENCY" "$WORKER" >/dev/null) || status=$?
+        end=$(now_us)
+        ((status == 0)) || die "the bare spawner exited with status $status"
+        [[ -e $dir/ipc/.done ]] || die "the bare spawner's workers did not run"
+        FLOOR_MS+=("$(calc 1 "($end - $start) / 1000")")
+    fi
+
+    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms, xargs ${XARGS_MS[-1]} ms${FLOOR_MS:+, bare spawner ${FLOOR_MS[-1]} ms}${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
 done
 
 # Without GNU time: separate, untimed runs (the polling loop costs CPU that
@@ -347,6 +382,12 @@ echo "| xargs -P $CONCURRENCY, same $TASKS processes (wall) | $(calc 0 "$x_ms") 
 echo "| dispatch per process | $(calc 3 "$d_ms / $TASKS") ms | |"
 echo "| xargs per process | $(calc 3 "$x_ms / $TASKS") ms | |"
 echo "| ratio dispatch / xargs | $(calc 2 "$d_ms / $x_ms")× | |"
+if ((${#FLOOR_MS[@]})); then
+    f_ms=$(printf '%s\n' "${FLOOR_MS[@]}" | median)
+    echo "| bare tokio spawner, same $TASKS processes (wall; process groups, pipes drained) | $(calc 0 "$f_ms") ms | $(printf '%s\n' "${FLOOR_MS[@]}" | minmax) ms |"
+    echo "| ratio bare spawner / xargs | $(calc 2 "$f_ms / $x_ms")× | |"
+    echo "| dispatch's own cost per task (dispatch − bare spawner) | $(calc 3 "($d_ms - $f_ms) / $TASKS") ms | |"
+fi
 if ((${#RSS_KB[@]})); then
     rss=$(printf '%s\n' "${RSS_KB[@]}" | median)
     how=$([[ $MEM_METHOD == time ]] && echo "GNU time -v" || echo "VmHWM polling")
