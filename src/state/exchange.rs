@@ -41,14 +41,17 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let Some(sibling) = sibling(path) else {
         return Ok(false);
     };
-    let Some(mut file) = open_sibling(&sibling)? else {
+    let Some((mut file, old_len)) = open_sibling(&sibling)? else {
         return Ok(false);
     };
     // Written over, then cut to length: truncating to zero first would make
     // ext4 flush the file when it is closed (its guard against empty files
-    // after a crash), a disk write per state update.
+    // after a crash), a disk write per state update. A sibling no longer
+    // than the new content needs no cut (and ext4's truncate is not free).
     file.write_all(bytes)?;
-    file.set_len(bytes.len() as u64)?;
+    if old_len > bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)?;
+    }
     drop(file);
     match exchange(&sibling, path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -59,10 +62,10 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     }
 }
 
-/// The sibling, opened for writing, when it is safe to write in place: a
-/// regular file with one link (made now if missing). `None` otherwise,
-/// after removing whatever odd thing was there.
-fn open_sibling(sibling: &Path) -> io::Result<Option<File>> {
+/// The sibling, opened for writing, and its length, when it is safe to
+/// write in place: a regular file with one link (made now if missing).
+/// `None` otherwise, after removing whatever odd thing was there.
+fn open_sibling(sibling: &Path) -> io::Result<Option<(File, u64)>> {
     // One open either way: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a
     // FIFO from blocking, and what is opened is checked below before a byte
     // is written.
@@ -83,7 +86,7 @@ fn open_sibling(sibling: &Path) -> io::Result<Option<File>> {
     };
     let meta = file.metadata()?;
     if meta.is_file() && meta.nlink() == 1 {
-        Ok(Some(file))
+        Ok(Some((file, meta.len())))
     } else {
         drop(file);
         let _ = std::fs::remove_file(sibling);
@@ -140,6 +143,9 @@ mod tests {
                 .ino(),
         ];
         assert!(inodes.contains(&inode), "the two inodes take turns");
+        // The sibling now holds "three, longer": a shorter content is cut.
+        assert!(replace(&path, b"5").expect("fifth"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "5");
     }
 
     #[test]
