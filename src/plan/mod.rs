@@ -172,6 +172,12 @@ impl TaskPaths {
     }
 }
 
+/// Whether a string from the manifest holds template syntax (otherwise it
+/// is used as it is, without rendering).
+fn is_template(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
 fn join(root: &str, relative: &str) -> String {
     if root.is_empty() || root == "." {
         relative.to_owned()
@@ -506,10 +512,15 @@ impl<'a> Builder<'a> {
         basics.model = self.model(instance, &basics);
         basics.backend =
             backends::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default();
-        let context = self.context(instance, &basics, json!({}));
         if let Some(title) = &task.title {
-            basics.title =
-                self.render_field(&["tasks", instance.source_id, "title"], title, &context);
+            // The context is built only for a title that needs it: most are
+            // plain text, and a large sweep plans thousands of tasks.
+            basics.title = if is_template(title) {
+                let context = self.context(instance, &basics, json!({}));
+                self.render_field(&["tasks", instance.source_id, "title"], title, &context)
+            } else {
+                title.clone()
+            };
         }
         if worktree {
             let options = worktree_options(task, manifest);
@@ -614,7 +625,7 @@ impl<'a> Builder<'a> {
 
     /// Render a string from the manifest; a failure is reported at `path`.
     fn render_field(&mut self, path: &[&str], source: &str, context: &Json) -> String {
-        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+        if !is_template(source) {
             return source.to_owned();
         }
         let value = minijinja::Value::from(minijinja::value::Serde(context));
