@@ -188,10 +188,11 @@ fn pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// A folder dispatch makes afresh, and the first state files in it. The
-/// checks [`write_state`] makes before every write (that the folder is not
-/// a symlink, that the file is there to be exchanged) are made once here,
-/// when the folder is made: a large sweep makes a thousand of them before
-/// its first worker starts.
+/// check [`write_state`] makes before every write (that the folder is not
+/// a symlink) is made once here, when the folder is made, and its files
+/// are written once (a temporary file, renamed), with no sibling to
+/// exchange with: a large sweep makes a thousand such folders before its
+/// first worker starts.
 pub struct NewFolder {
     path: PathBuf,
 }
@@ -390,6 +391,25 @@ mod tests {
         assert!(std::fs::read_to_string(folder.path().join("task.json"))
             .expect("read")
             .ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_folder_in_the_way_is_archived_first_and_only_then() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("t1");
+        let archived = temp.path().join("archived");
+        let archive = || {
+            std::fs::rename(&path, &archived).map_err(|e| StateError::io(&path, e))?;
+            Ok(Some(archived.clone()))
+        };
+        NewFolder::make_archiving(&path, || panic!("nothing to archive")).expect("fresh");
+        std::fs::write(path.join("plan.md"), "earlier run").expect("write");
+        let folder = NewFolder::make_archiving(&path, archive).expect("again");
+        assert_eq!(std::fs::read_dir(folder.path()).expect("list").count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(archived.join("plan.md")).expect("kept"),
+            "earlier run"
+        );
     }
 
     #[test]
