@@ -29,9 +29,9 @@ pub fn sibling(path: &Path) -> Option<PathBuf> {
 }
 
 /// Replace `path`'s content with `bytes` by exchanging it with its sibling.
-/// `Ok(false)` when this cannot be done here (no file there yet, a file
-/// system without exchange, an odd sibling): the caller then writes a
-/// temporary file and renames it.
+/// `Ok(false)` when this cannot be done here (a file system without
+/// exchange, an odd sibling): the caller then writes a temporary file and
+/// renames it.
 ///
 /// `path` itself is not looked at first: whatever is there (a symlink a
 /// worker planted, say) is only ever renamed, never written through, and
