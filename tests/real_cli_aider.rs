@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, Endpoint, Run};
+use common::real_cli::{self, alive, assert_all_ticked, events_of, tail, Endpoint, Run};
 use common::Project;
 
 /// The message of the endpoint's `--mode error` answer.
@@ -235,11 +235,7 @@ fn a_slow_answer_still_completes_the_task() {
     write_manifest(&project, "45s");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
-    let record = project.task_json(TASK);
-    assert_eq!(record["status"], "complete", "{record}\n{why}");
-    let plan = project.task_file(TASK, "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 2, "{plan}");
+    let record = assert_all_ticked(&project, &run, TASK, 2, &why);
     assert_eq!(
         project.task_file(TASK, "output.md"),
         "Real CLI worker output\n"

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
+use common::real_cli::{
+    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+};
 use common::Project;
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
@@ -682,11 +684,7 @@ tasks:
     );
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
-    let record = project.task_json("codex-task");
-    assert_eq!(record["status"], "complete", "{record}\n{why}");
-    let plan = project.task_file("codex-task", "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    let record = assert_all_ticked(&project, &run, "codex-task", 4, &why);
     // As in the whole-task test: five main-loop calls, one Codex turn.
     let main_calls = endpoint
         .responses_calls()

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
+use common::real_cli::{
+    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+};
 use common::Project;
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
@@ -590,11 +592,7 @@ tasks:
     );
     let run = run_sweep(&project, &gemini, &endpoint, 1);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
-    let record = project.task_json("gemini-task");
-    assert_eq!(record["status"], "complete", "{record}\n{why}");
-    let plan = project.task_file("gemini-task", "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    let record = assert_all_ticked(&project, &run, "gemini-task", 4, &why);
     // As in the whole-task test: one turn per main-loop call, five calls.
     let turns = endpoint
         .model_calls()

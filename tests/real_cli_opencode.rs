@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
+use common::real_cli::{
+    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+};
 use common::Project;
 
 /// The answer the manifest's rule gives to "Which region?"; the test looks
@@ -564,11 +566,7 @@ tasks:
     );
     let run = run_sweep(&project, &opencode, &endpoint);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
-    let record = project.task_json(TASK);
-    assert_eq!(record["status"], "complete", "{record}\n{why}");
-    let plan = project.task_file(TASK, "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    let record = assert_all_ticked(&project, &run, TASK, 4, &why);
     // As in the whole-task test: one step per main-loop call, five calls.
     let turns = endpoint
         .completions()

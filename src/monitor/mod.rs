@@ -99,6 +99,16 @@ mod tests {
         checklist::parse(text)
     }
 
+    /// Give the file this modification time, as a write in the same clock
+    /// tick (or long ago) would have left it.
+    fn set_mtime(path: &Path, time: SystemTime) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        file.set_modified(time).expect("set mtime");
+    }
+
     #[test]
     fn a_same_size_rewrite_in_the_same_clock_tick_is_still_seen() {
         let temp = tempfile::tempdir().expect("tempdir");
@@ -115,12 +125,7 @@ mod tests {
             .modified()
             .expect("mtime");
         std::fs::write(&path, "- [x] one\n- [x] two\n").expect("rewrite");
-        let file = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .expect("open");
-        file.set_modified(stamp).expect("set mtime");
-        drop(file);
+        set_mtime(&path, stamp);
 
         let (_, seen) = watch.poll().expect("the second change is seen too");
         assert_eq!(seen.counts().done, 2);
@@ -132,23 +137,13 @@ mod tests {
         let path = temp.path().join("plan.md");
         std::fs::write(&path, "- [x] one\n").expect("write");
         let old = SystemTime::now() - Duration::from_secs(60);
-        let file = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .expect("open");
-        file.set_modified(old).expect("set mtime");
-        drop(file);
+        set_mtime(&path, old);
         let mut watch = PlanWatch::new(path.clone(), plan("- [ ] one\n"));
         assert!(watch.poll().is_some(), "the change is seen");
         // Rewritten behind its stamp's back (same size, same old mtime):
         // an old stamp is trusted, so this is not read.
         std::fs::write(&path, "- [!] one\n").expect("rewrite");
-        let file = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .expect("open");
-        file.set_modified(old).expect("set mtime");
-        drop(file);
+        set_mtime(&path, old);
         assert!(watch.poll().is_none(), "a trusted stamp saves the read");
     }
 }

@@ -135,6 +135,25 @@ pub fn context(project: &Project, run: &Run, endpoint: &Endpoint, task: &str) ->
     )
 }
 
+/// Assert that the sweep exited 0 with `task` complete and all `items` of
+/// its plan ticked; the task's record, for further checks. `why` is the
+/// [`context`] a failure shows.
+pub fn assert_all_ticked(
+    project: &Project,
+    run: &Run,
+    task: &str,
+    items: usize,
+    why: &str,
+) -> Value {
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json(task);
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    let plan = project.task_file(task, "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), items, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    record
+}
+
 /// `sweep.yaml`, as given (`Project::manifest` would build the scripted
 /// test agent, which these tests do not use).
 pub fn write_manifest(project: &Project, text: &str) {

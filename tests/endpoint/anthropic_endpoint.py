@@ -34,6 +34,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sse import start_event_stream
+
 # Token counts reported per main-loop response, so a test can check that
 # they reach dispatch's usage: input per request, output per response.
 MAIN_INPUT_TOKENS = 1000
@@ -345,13 +347,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self.send_json(200, whole_message(body, blocks, stop_reason, main))
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.send_header("request-id", new_id("req_"))
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self, ("request-id", new_id("req_")))
         if State.mode == "malformed":
             # A stream that starts well and then carries data that is not
             # JSON, as a broken proxy might.

@@ -57,6 +57,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sse import BROKEN_BODY, send_broken_body, start_event_stream
+
 # Token counts reported per main-loop response, so a test can check that
 # they reach dispatch's usage: prompt tokens per request, candidate tokens
 # per response.
@@ -72,7 +74,6 @@ UNAVAILABLE_MESSAGE = "The model is overloaded. Please try again later."
 SLOW_DELAY = 0.15
 
 # `--mode malformed`: what a broken proxy sends instead of JSON.
-BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 # The error modes: HTTP status, the API's status name, the message.
 ERRORS = {
@@ -349,12 +350,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "generateContent":
             self.send_json(200, whole(path, parts, main))
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         for chunk in chunks(path, parts, main):
             if State.mode == "slow":
                 time.sleep(SLOW_DELAY)
@@ -364,18 +360,10 @@ class Handler(BaseHTTPRequestHandler):
     def send_malformed(self, path, method):
         """A 200 stream that starts well, then is not JSON; or, for
         `:generateContent`, a 200 whose body is not JSON."""
-        self.send_response(200)
         if method == "generateContent":
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(BROKEN_BODY)))
-            self.end_headers()
-            self.wfile.write(BROKEN_BODY)
+            send_broken_body(self)
             return
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         first = {
             "candidates": [
                 {"content": {"role": "model", "parts": [{"text": "Work"}]}, "index": 0}

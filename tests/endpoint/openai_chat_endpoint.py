@@ -76,6 +76,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sse import BROKEN_BODY, send_broken_body, start_event_stream
+
 MAIN_PROMPT_TOKENS = 1000
 MAIN_COMPLETION_TOKENS = 50
 SIDE_PROMPT_TOKENS = 10
@@ -91,7 +93,6 @@ SLOW_DELAY = 0.12
 SLOW_PIECES = 10
 
 # `--mode *-malformed`: what a broken proxy sends instead of JSON.
-BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 MARK_FIRST = r"""python3 - "$DISPATCH_PLAN" <<'EOF'
 import sys
@@ -418,18 +419,10 @@ class Handler(BaseHTTPRequestHandler):
     def send_malformed(self, body):
         """A 200 stream that starts well, then is not JSON; or, for a
         request that does not stream, a 200 whose body is not JSON."""
-        self.send_response(200)
         if not body.get("stream"):
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(BROKEN_BODY)))
-            self.end_headers()
-            self.wfile.write(BROKEN_BODY)
+            send_broken_body(self)
             return
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         first = next(chunks(body, "", None, True))
         self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
         self.wfile.write(b'data: {"id": "chatcmpl-x", "choices": [{"de\n\n')
@@ -524,12 +517,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_json(200, answer)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         for payload in chunks(body, text, call, main):
             if slow:
                 time.sleep(SLOW_DELAY)

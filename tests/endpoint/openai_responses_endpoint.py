@@ -59,6 +59,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sse import BROKEN_BODY, send_broken_body, start_event_stream
+
 # Token counts reported per main-loop response, so a test can check that
 # they reach dispatch's usage (cached tokens are part of input tokens).
 MAIN_INPUT_TOKENS = 1000
@@ -75,7 +77,6 @@ FAILED_MESSAGE = "scripted endpoint failed this response (dispatch real-cli test
 SLOW_DELAY = 0.12
 
 # `--mode malformed`: what a broken proxy sends instead of JSON.
-BROKEN_BODY = b"<html>502 Bad Gateway</html>"
 
 MARK_FIRST = r"""python3 - "$DISPATCH_PLAN" <<'EOF'
 import sys
@@ -354,12 +355,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_failed_stream(self, body):
         """A 200 stream that starts a response and then fails it."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         response_id = new_id("resp_")
         created = response_object(body, response_id, "in_progress", [], True)
         failed = response_object(body, response_id, "failed", [], True)
@@ -376,18 +372,9 @@ class Handler(BaseHTTPRequestHandler):
         """A 200 stream that starts well, then is not JSON; or, for a
         request that does not stream, a 200 whose body is not JSON."""
         if not body.get("stream"):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(BROKEN_BODY)))
-            self.end_headers()
-            self.wfile.write(BROKEN_BODY)
+            send_broken_body(self)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self)
         created = response_object(body, new_id("resp_"), "in_progress", [], True)
         payload = {"type": "response.created", "response": created}
         self.wfile.write(
@@ -449,13 +436,7 @@ class Handler(BaseHTTPRequestHandler):
                 200, response_object(body, new_id("resp_"), "completed", output, main)
             )
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.send_header("x-request-id", new_id("req_"))
-        self.end_headers()
-        self.close_connection = True
+        start_event_stream(self, ("x-request-id", new_id("req_")))
         for name, payload in sse_events(body, output, main):
             if State.mode == "slow":
                 time.sleep(SLOW_DELAY)
