@@ -34,7 +34,7 @@ const READ_BUFFER: usize = 8 * 1024;
 #[derive(Clone, Debug)]
 pub struct Launch {
     pub argv: Vec<String>,
-    /// Added to (and overriding) this process's environment.
+    /// Added to (and overriding) the environment dispatch started with.
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     /// Written to the worker's stdin, which is then closed; `None` gives it
