@@ -20,6 +20,16 @@ fn doctor(dir: &std::path::Path, args: &[&str], key: Option<&str>) -> (Option<i3
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")
         .env_remove("GEMINI_API_KEY");
+    // The folders the CLIs are moved to; doctor looks for logins there.
+    for moved in [
+        "CLAUDE_CONFIG_DIR",
+        "CODEX_HOME",
+        "GEMINI_CLI_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+    ] {
+        command.env_remove(moved);
+    }
     if let Some(key) = key {
         command.env("ANTHROPIC_API_KEY", key);
     }

@@ -100,6 +100,43 @@ impl UserConfig {
             _ => None,
         }
     }
+
+    /// The file `backend`'s own login leaves, where this user's variables
+    /// put it (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`, `GEMINI_CLI_HOME`,
+    /// `XDG_DATA_HOME`): a private folder carries it over, and `dispatch
+    /// doctor` judges a login by it, so both look where the CLI looks.
+    pub fn login_file(&self, backend: &str) -> Option<PathBuf> {
+        match backend {
+            "claude" => self
+                .own_folder("claude")
+                .map(|d| d.join(".credentials.json")),
+            "codex" => self.own_folder("codex").map(|d| d.join("auth.json")),
+            "gemini" => self
+                .own_folder("gemini")
+                .map(|d| d.join("oauth_creds.json")),
+            "opencode" => self
+                .folder("XDG_DATA_HOME", ".local/share")
+                .map(|d| d.join("opencode/auth.json")),
+            // Cursor's agent has no variable that moves its folder.
+            "cursor" => self
+                .home
+                .as_ref()
+                .map(|h| h.join(".cursor/cli-config.json")),
+            _ => None,
+        }
+    }
+
+    /// `path` with the home folder shown as `~`.
+    pub fn shown(&self, path: &Path) -> String {
+        match self
+            .home
+            .as_deref()
+            .and_then(|home| path.strip_prefix(home).ok())
+        {
+            Some(rest) => format!("~/{}", rest.display()),
+            None => path.display().to_string(),
+        }
+    }
 }
 
 /// One credentials file carried over: the link made in the private folder
@@ -122,24 +159,21 @@ struct Layout {
 fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
     let in_folder = |rel: &str| folder.join(rel);
     match backend {
-        "claude" => {
-            let own = user.own_folder("claude");
-            Layout {
-                env: vec![("CLAUDE_CONFIG_DIR", folder.to_path_buf())],
-                folders: Vec::new(),
-                logins: vec![Login {
-                    link: ".credentials.json",
-                    user_file: own.map(|d| d.join(".credentials.json")),
-                }],
-                settings: Vec::new(),
-            }
-        }
+        "claude" => Layout {
+            env: vec![("CLAUDE_CONFIG_DIR", folder.to_path_buf())],
+            folders: Vec::new(),
+            logins: vec![Login {
+                link: ".credentials.json",
+                user_file: user.login_file("claude"),
+            }],
+            settings: Vec::new(),
+        },
         "codex" => Layout {
             env: vec![("CODEX_HOME", folder.to_path_buf())],
             folders: Vec::new(),
             logins: vec![Login {
                 link: "auth.json",
-                user_file: user.own_folder("codex").map(|d| d.join("auth.json")),
+                user_file: user.login_file("codex"),
             }],
             settings: Vec::new(),
         },
@@ -152,7 +186,7 @@ fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
                 logins: vec![
                     Login {
                         link: ".gemini/oauth_creds.json",
-                        user_file: file("oauth_creds.json"),
+                        user_file: user.login_file("gemini"),
                     },
                     Login {
                         link: ".gemini/google_accounts.json",
@@ -168,7 +202,6 @@ fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
         "opencode" => {
             // opencode follows the XDG folders; its cache (provider packages
             // it downloads) stays shared.
-            let data = user.folder("XDG_DATA_HOME", ".local/share");
             let config = user.folder("XDG_CONFIG_HOME", ".config");
             Layout {
                 env: vec![
@@ -180,7 +213,7 @@ fn layout(backend: &str, folder: &Path, user: &UserConfig) -> Layout {
                 logins: vec![
                     Login {
                         link: "data/opencode/auth.json",
-                        user_file: data.map(|d| d.join("opencode/auth.json")),
+                        user_file: user.login_file("opencode"),
                     },
                     // Not a login, but git in the worker's shell reads its
                     // identity from here too; without it, commits fail.
@@ -236,7 +269,7 @@ fn gemini_settings(user: &UserConfig, own: Option<&Path>) -> String {
             .is_some_and(|v| v == "true")
         {
             Some("vertex-ai")
-        } else if own.is_some_and(|dir| dir.join("oauth_creds.json").is_file()) {
+        } else if user.login_file("gemini").is_some_and(|f| f.is_file()) {
             Some("oauth-personal")
         } else {
             None
@@ -261,7 +294,7 @@ pub fn left_out(backend: &str, user: &UserConfig) -> Vec<String> {
     let read = |path: &Path| state::read_bounded(path, 1024 * 1024).ok();
     let mut found = Vec::new();
     let mut note = |path: &Path, what: &str| {
-        found.push(format!("{} sets {what}", shown(path, user)));
+        found.push(format!("{} sets {what}", user.shown(path)));
     };
     match backend {
         "claude" => {
@@ -316,18 +349,6 @@ pub fn left_out_warning(left_out: &[String]) -> String {
         "{}, which workers do not see in their private config folders (`cli_config: private`, the default); set `cli_config: user` to give them your configuration",
         left_out.join("; ")
     )
-}
-
-/// `path` with the home folder shown as `~`.
-fn shown(path: &Path, user: &UserConfig) -> String {
-    match user
-        .home
-        .as_deref()
-        .and_then(|home| path.strip_prefix(home).ok())
-    {
-        Some(rest) => format!("~/{}", rest.display()),
-        None => path.display().to_string(),
-    }
 }
 
 /// Make `folder` the private config folder of a `backend` worker: create

@@ -24,7 +24,8 @@ struct Known {
     install: &'static str,
     /// Environment variables any one of which configures it.
     env: &'static [&'static str],
-    /// Files under the home folder its login leaves.
+    /// Files under the home folder that configure it, beside the login
+    /// file `cli_home::UserConfig::login_file` finds.
     files: &'static [&'static str],
     login: &'static str,
 }
@@ -39,7 +40,7 @@ const KNOWN: &[Known] = &[
             "ANTHROPIC_AUTH_TOKEN",
             "CLAUDE_CODE_OAUTH_TOKEN",
         ],
-        files: &[".claude/.credentials.json"],
+        files: &[],
         login: "run `claude` once and log in, or set ANTHROPIC_API_KEY",
     },
     Known {
@@ -47,7 +48,7 @@ const KNOWN: &[Known] = &[
         product: "the Codex CLI",
         install: "npm install -g @openai/codex",
         env: &["OPENAI_API_KEY", "CODEX_API_KEY"],
-        files: &[".codex/auth.json"],
+        files: &[],
         login: "run `codex login`, or set OPENAI_API_KEY",
     },
     Known {
@@ -59,7 +60,7 @@ const KNOWN: &[Known] = &[
             "GOOGLE_API_KEY",
             "GOOGLE_GENAI_USE_VERTEXAI",
         ],
-        files: &[".gemini/oauth_creds.json"],
+        files: &[],
         login: "run `gemini` once and sign in, or set GEMINI_API_KEY",
     },
     Known {
@@ -67,7 +68,7 @@ const KNOWN: &[Known] = &[
         product: "Cursor's agent CLI",
         install: "install Cursor's CLI as its documentation says (it is not on a package registry)",
         env: &["CURSOR_API_KEY"],
-        files: &[".cursor/cli-config.json"],
+        files: &[],
         login: "run `agent login`, or set CURSOR_API_KEY",
     },
     Known {
@@ -79,7 +80,7 @@ const KNOWN: &[Known] = &[
             "ANTHROPIC_API_KEY",
             "OPENAI_API_KEY",
         ],
-        files: &[".local/share/opencode/auth.json"],
+        files: &[],
         login: "run `opencode auth login`, or set its provider's API key",
     },
     Known {
@@ -151,12 +152,12 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
     let known = KNOWN
         .iter()
         .find(|k| k.backend == backend.name && backend.builtin);
+    let user = cli_home::UserConfig::from_lookup(env, Some(home.to_path_buf()));
     let setup = match known {
         None => Setup::Unknown,
-        Some(known) => setup_of(known, env, home),
+        Some(known) => setup_of(known, env, &user),
     };
     let left_out = if known.is_some() {
-        let user = cli_home::UserConfig::from_lookup(env, Some(home.to_path_buf()));
         cli_home::left_out(&backend.name, &user)
     } else {
         Vec::new()
@@ -172,7 +173,13 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
     }
 }
 
-fn setup_of(known: &Known, env: &dyn Fn(&str) -> Option<String>, home: &Path) -> Setup {
+/// Judged where the CLI itself looks: a variable that moves its folder
+/// (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`, ...) moves its login file too.
+fn setup_of(
+    known: &Known,
+    env: &dyn Fn(&str) -> Option<String>,
+    user: &cli_home::UserConfig,
+) -> Setup {
     if let Some(name) = known
         .env
         .iter()
@@ -180,8 +187,17 @@ fn setup_of(known: &Known, env: &dyn Fn(&str) -> Option<String>, home: &Path) ->
     {
         return Setup::Configured(format!("{name} is set"));
     }
-    if let Some(file) = known.files.iter().find(|f| home.join(f).is_file()) {
-        return Setup::Configured(format!("~/{file} exists"));
+    let home_files = known
+        .files
+        .iter()
+        .filter_map(|f| user.home.as_ref().map(|home| home.join(f)));
+    if let Some(file) = user
+        .login_file(known.backend)
+        .into_iter()
+        .chain(home_files)
+        .find(|f| f.is_file())
+    {
+        return Setup::Configured(format!("{} exists", user.shown(&file)));
     }
     Setup::NotConfigured(known.login.to_owned())
 }
@@ -230,20 +246,81 @@ mod tests {
             .expect("claude");
         let home = tempfile::tempdir().expect("tempdir");
         let none = |_: &str| None;
+        let user = cli_home::UserConfig::from_lookup(&none, Some(home.path().to_path_buf()));
         assert!(matches!(
-            setup_of(claude, &none, home.path()),
+            setup_of(claude, &none, &user),
             Setup::NotConfigured(_)
         ));
         let key = |name: &str| (name == "ANTHROPIC_API_KEY").then(|| "sk-secret".to_owned());
         assert_eq!(
-            setup_of(claude, &key, home.path()),
+            setup_of(claude, &key, &user),
             Setup::Configured("ANTHROPIC_API_KEY is set".to_owned())
         );
         std::fs::create_dir_all(home.path().join(".claude")).expect("mkdir");
         std::fs::write(home.path().join(".claude/.credentials.json"), "{}").expect("write");
         assert_eq!(
-            setup_of(claude, &none, home.path()),
+            setup_of(claude, &none, &user),
             Setup::Configured("~/.claude/.credentials.json exists".to_owned())
         );
+    }
+
+    fn known(backend: &str) -> &'static Known {
+        KNOWN
+            .iter()
+            .find(|k| k.backend == backend)
+            .expect("a built-in backend")
+    }
+
+    /// A login file where a variable moved the CLI's folder counts, and one
+    /// left in the default folder the CLI no longer reads does not.
+    #[test]
+    fn a_login_is_looked_for_where_the_cli_folder_variables_point() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let put = |path: std::path::PathBuf| {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, "{}").expect("write");
+        };
+        // Logins in the default folders, which the variables below move away.
+        put(home.path().join(".claude/.credentials.json"));
+        put(home.path().join(".codex/auth.json"));
+        put(home.path().join(".local/share/opencode/auth.json"));
+        let folder = |name: &str| elsewhere.path().join(name).display().to_string();
+        let vars = |name: &str| match name {
+            "CLAUDE_CONFIG_DIR" => Some(folder("claude")),
+            "CODEX_HOME" => Some(folder("codex")),
+            "XDG_DATA_HOME" => Some(folder("data")),
+            "GEMINI_CLI_HOME" => Some(folder("gemini-home")),
+            _ => None,
+        };
+        let user = cli_home::UserConfig::from_lookup(&vars, Some(home.path().to_path_buf()));
+        for backend in ["claude", "codex", "opencode", "gemini"] {
+            assert!(
+                matches!(
+                    setup_of(known(backend), &vars, &user),
+                    Setup::NotConfigured(_)
+                ),
+                "{backend}: its folder was moved, so the default one's login is not its login"
+            );
+        }
+        put(elsewhere.path().join("claude/.credentials.json"));
+        put(elsewhere.path().join("codex/auth.json"));
+        put(elsewhere.path().join("data/opencode/auth.json"));
+        put(elsewhere
+            .path()
+            .join("gemini-home/.gemini/oauth_creds.json"));
+        for (backend, file) in [
+            ("claude", "claude/.credentials.json"),
+            ("codex", "codex/auth.json"),
+            ("opencode", "data/opencode/auth.json"),
+            ("gemini", "gemini-home/.gemini/oauth_creds.json"),
+        ] {
+            let expected = format!("{} exists", elsewhere.path().join(file).display());
+            assert_eq!(
+                setup_of(known(backend), &vars, &user),
+                Setup::Configured(expected),
+                "{backend}"
+            );
+        }
     }
 }
