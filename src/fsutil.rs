@@ -15,10 +15,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or(Path::new("."));
     // The folder is there almost always: create it only when the temporary
     // file cannot be made for want of it, which saves a stat per write.
-    let mut temp = match tempfile::NamedTempFile::new_in(dir) {
+    let mut temp = match temp_file_in(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
-            tempfile::NamedTempFile::new_in(dir)?
+            temp_file_in(dir)?
         }
         made => made?,
     };
@@ -26,6 +26,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// A temporary file with the mode any new file gets (0666 less the umask),
+/// not tempfile's private 0600: the file it becomes is read by people and
+/// tools like every other file in the project, and a state file rewritten
+/// in place (see `state::exchange`) must not change mode between writes.
+fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let builder = {
+        let mut builder = tempfile::Builder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(NEW_FILE_MODE));
+        }
+        builder
+    };
+    builder.tempfile_in(dir)
+}
+
+/// The mode dispatch creates files with, before the umask.
+pub const NEW_FILE_MODE: u32 = 0o666;
 
 #[cfg(test)]
 mod tests {

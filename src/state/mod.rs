@@ -393,6 +393,34 @@ mod tests {
             .ends_with("}\n"));
     }
 
+    /// A state file has the mode any new file gets here, on its first write
+    /// (a temporary file renamed) and on every rewrite (the exchange), so
+    /// `ls -l` does not show it flip between writes.
+    #[cfg(unix)]
+    #[test]
+    fn a_state_file_keeps_the_usual_mode_across_rewrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let plain = temp.path().join("plain");
+        std::fs::File::create(&plain).expect("create");
+        let usual = mode(&plain);
+        let folder = NewFolder::make(&temp.path().join("t1")).expect("made");
+        folder.write("plan.md", b"- [ ] one\n").expect("plan");
+        let task_json = folder.path().join("task.json");
+        for round in 0..3 {
+            write_json(&task_json, &serde_json::json!({ "round": round })).expect("write");
+            assert_eq!(mode(&task_json), usual, "after write {round}");
+        }
+        assert_eq!(mode(&folder.path().join("plan.md")), usual);
+    }
+
     #[test]
     fn a_folder_in_the_way_is_archived_first_and_only_then() {
         let temp = tempfile::tempdir().expect("tempdir");
