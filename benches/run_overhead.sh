@@ -120,6 +120,21 @@ now_us() {
     fi
 }
 
+# Microseconds since the epoch of an event's "ts" (RFC 3339, UTC).
+event_us() { date -u -d "$1" +%s%6N; }
+
+# Where a dispatch run's wall time went, from its events.jsonl: the time
+# before its first worker started (start-up, manifest, plans, task
+# folders), and after its last worker ended (reports, exit). The rest is
+# the part workers ran in. Prints "BEFORE_MS AFTER_MS".
+split_phases() {
+    local events=$1 start=$2 end=$3 first last
+    first=$(grep -m 1 '"event":"task-started"' "$events" | sed -n 's/^{"ts":"\([^"]*\)".*/\1/p')
+    last=$(grep '"event":"task-ended"' "$events" | tail -n 1 | sed -n 's/^{"ts":"\([^"]*\)".*/\1/p')
+    [[ -n $first && -n $last ]] || die "no task-started or task-ended event in $events"
+    echo "$(calc 1 "($(event_us "$first") - $start) / 1000") $(calc 1 "($end - $(event_us "$last")) / 1000")"
+}
+
 # Median of numbers given one per line on stdin (mean of the middle two for
 # an even count).
 median() {
@@ -235,6 +250,8 @@ timed() {
 }
 
 DISPATCH_MS=()
+BEFORE_MS=()
+AFTER_MS=()
 XARGS_MS=()
 FLOOR_MS=()
 RSS_KB=()
@@ -256,6 +273,10 @@ for ((run = 1; run <= RUNS; run++)); do
     done_count=$(count_done "$dir")
     ((done_count == TASKS)) || die "only $done_count of $TASKS dispatch workers ran"
     DISPATCH_MS+=("$(calc 1 "($end - $start) / 1000")")
+    events=("$dir"/.dispatch/runs/*/events.jsonl)
+    phases=$(split_phases "${events[0]}" "$start" "$end")
+    BEFORE_MS+=("${phases% *}")
+    AFTER_MS+=("${phases#* }")
     if [[ $MEM_METHOD == time ]]; then
         rss=$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$dir/time.txt")
         [[ -n $rss ]] || die "GNU time reported no maximum resident set size"
@@ -292,7 +313,7 @@ for ((run = 1; run <= RUNS; run++)); do
         FLOOR_MS+=("$(calc 1 "($end - $start) / 1000")")
     fi
 
-    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms, xargs ${XARGS_MS[-1]} ms${FLOOR_MS:+, bare spawner ${FLOOR_MS[-1]} ms}${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
+    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms (${BEFORE_MS[-1]} before the first worker, ${AFTER_MS[-1]} after the last), xargs ${XARGS_MS[-1]} ms${FLOOR_MS:+, bare spawner ${FLOOR_MS[-1]} ms}${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
 done
 
 # Without GNU time: separate, untimed runs (the polling loop costs CPU that
@@ -379,6 +400,8 @@ echo "| Measurement | Median | Range ($RUNS runs) |"
 echo "|---|---|---|"
 echo "| dispatch run, $TASKS instant workers, concurrency $CONCURRENCY (wall) | $(calc 0 "$d_ms") ms | $(printf '%s\n' "${DISPATCH_MS[@]}" | minmax) ms |"
 echo "| xargs -P $CONCURRENCY, same $TASKS processes (wall) | $(calc 0 "$x_ms") ms | $(printf '%s\n' "${XARGS_MS[@]}" | minmax) ms |"
+echo "| … of which before the first worker starts (start-up, manifest, plans, task folders) | $(calc 0 "$(printf '%s\n' "${BEFORE_MS[@]}" | median)") ms | $(printf '%s\n' "${BEFORE_MS[@]}" | minmax) ms |"
+echo "| … of which after the last worker ends (reports, exit) | $(calc 0 "$(printf '%s\n' "${AFTER_MS[@]}" | median)") ms | $(printf '%s\n' "${AFTER_MS[@]}" | minmax) ms |"
 echo "| dispatch per process | $(calc 3 "$d_ms / $TASKS") ms | |"
 echo "| xargs per process | $(calc 3 "$x_ms / $TASKS") ms | |"
 echo "| ratio dispatch / xargs | $(calc 2 "$d_ms / $x_ms")× | |"
