@@ -21,6 +21,7 @@ mod imp {
     use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
     use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
+    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -51,6 +52,9 @@ mod imp {
         folders: Folders,
         /// The other way round, for `unwatch`; only the owner uses it.
         descriptors: HashMap<PathBuf, WatchDescriptor>,
+        /// Tells the reader to stop and hand the instance over for closing.
+        stop: Option<oneshot::Sender<()>>,
+        reader: Option<tokio::task::JoinHandle<()>>,
     }
 
     impl FolderWatch {
@@ -60,25 +64,44 @@ mod imp {
         pub fn new() -> (Self, mpsc::UnboundedReceiver<PathBuf>) {
             let (tx, events) = mpsc::unbounded_channel();
             let folders = Folders::default();
-            let watches = Inotify::init().ok().and_then(|inotify| {
+            let (stop, stopped) = oneshot::channel();
+            let started = Inotify::init().ok().and_then(|inotify| {
                 let watches = inotify.watches();
                 // SAFETY: an `Inotify` owns its descriptor and closes it
                 // only when the last handle to it (this one or `watches`)
                 // is dropped; `as_raw_fd` always gives that descriptor.
                 let readable =
                     unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }.ok()?;
-                tokio::spawn(forward(readable, folders.clone(), tx));
-                Some(watches)
+                let reader = tokio::spawn(forward(readable, folders.clone(), tx, stopped));
+                Some((watches, reader))
             });
-            let descriptors = HashMap::new();
+            let (watches, reader) = started.unzip();
             (
                 Self {
                     watches,
                     folders,
-                    descriptors,
+                    descriptors: HashMap::new(),
+                    stop: Some(stop),
+                    reader,
                 },
                 events,
             )
+        }
+
+        /// Stop watching; the stream of changes ends. The inotify instance
+        /// is closed on a thread of its own: closing one that held many
+        /// watches waits for the kernel to retire them (18 ms after a
+        /// 1000-task sweep here), which the run's reports need not wait for.
+        pub async fn close(mut self) {
+            // The reader's handle must be the last one, or this one would
+            // close the instance here.
+            self.watches = None;
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.await;
+            }
         }
 
         /// Start watching `folder` (not recursively). Failing is not an
@@ -122,16 +145,23 @@ mod imp {
     }
 
     /// Read events as they come and send the folder each happened in, until
-    /// the receiver is dropped.
+    /// told to stop or the receiver is dropped; then close the instance
+    /// apart.
     async fn forward(
         mut readable: AsyncFd<Inotify>,
         folders: Folders,
         tx: mpsc::UnboundedSender<PathBuf>,
+        mut stop: oneshot::Receiver<()>,
     ) {
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
-            let Ok(mut guard) = readable.readable_mut().await else {
-                return;
+            let ready = tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                ready = readable.readable_mut() => ready,
+            };
+            let Ok(mut guard) = ready else {
+                break;
             };
             let read = guard.try_io(|inotify| {
                 let events = inotify.get_mut().read_events(&mut buffer)?;
@@ -145,7 +175,7 @@ mod imp {
             });
             let wds = match read {
                 Ok(Ok(wds)) => wds,
-                Ok(Err(_)) => return,
+                Ok(Err(_)) => break,
                 Err(_would_block) => continue,
             };
             let changed: Vec<PathBuf> = {
@@ -154,12 +184,20 @@ mod imp {
                     .filter_map(|wd| folders.get(wd).cloned())
                     .collect()
             };
-            for folder in changed {
-                if tx.send(folder).is_err() {
-                    return;
-                }
+            if changed.into_iter().any(|folder| tx.send(folder).is_err()) {
+                break;
             }
         }
+        close_apart(readable.into_inner());
+    }
+
+    /// Drop the last handle to an inotify instance on a short-lived thread.
+    /// When no thread can be started, `spawn` drops the closure, and the
+    /// instance with it, here: correct, only not apart.
+    fn close_apart(inotify: Inotify) {
+        let _ = std::thread::Builder::new()
+            .name("dispatch-inotify-close".to_owned())
+            .spawn(move || drop(inotify));
     }
 }
 
@@ -213,6 +251,9 @@ mod imp {
                 let _ = w.unwatch(folder);
             }
         }
+
+        /// Stop watching; the stream of changes ends.
+        pub async fn close(self) {}
     }
 }
 
@@ -244,6 +285,34 @@ mod tests {
         let _ = std::fs::read_to_string(ipc.join("001.question")).expect("read");
         let quiet = tokio::time::timeout(Duration::from_millis(300), changed.recv()).await;
         assert!(quiet.is_err(), "reads caused an event: {quiet:?}");
+    }
+
+    /// Closing ends the stream of changes, even with changes still coming.
+    #[tokio::test]
+    async fn closing_ends_the_stream_of_changes() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let ipc = temp.path().join("ipc");
+        std::fs::create_dir(&ipc).expect("mkdir");
+        let (mut watch, mut changed) = FolderWatch::new();
+        assert!(watch.watch(&ipc), "inotify is available here");
+        std::fs::write(ipc.join(".done"), "").expect("write");
+        watch.close().await;
+        std::fs::write(ipc.join("later"), "").expect("write");
+        let mut seen = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), changed.recv()).await {
+                Ok(Some(folder)) => {
+                    assert_eq!(folder, ipc);
+                    seen += 1;
+                }
+                Ok(None) => break,
+                Err(_) => panic!("the stream did not end after close"),
+            }
+        }
+        assert!(
+            seen <= 1,
+            "nothing is reported after close ({seen} changes)"
+        );
     }
 
     /// Below the threshold a finished folder stays watched; past it, it is

@@ -746,6 +746,10 @@ impl Sweep {
                 Some(()) = cancels.recv() => self.cancel_requested(),
             }
         }
+        // Nothing is launched any more, so nothing is watched.
+        if let Some(folder_watch) = self.folder_watch.take() {
+            folder_watch.close().await;
+        }
         for hook in std::mem::take(&mut self.hook_tasks) {
             let _ = hook.await;
         }
