@@ -654,7 +654,12 @@ impl<'a> Builder<'a> {
             .get_template(name)
             .and_then(|t| t.render(value));
         match result {
-            Ok(text) => text,
+            // minijinja sizes its buffer from the template, often twice the
+            // text; a sweep keeps every task's prompt until it launches.
+            Ok(mut text) => {
+                text.shrink_to_fit();
+                text
+            }
             Err(e) => {
                 let source = self
                     .templates
