@@ -229,6 +229,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let result = sweep.drive().await;
     drop(lock);
+    discard(loaded);
     Ok(result)
 }
 
@@ -1484,21 +1485,24 @@ impl Sweep {
                 self.save(index);
             }
         }
+        // The records go into the reports' snapshot and come back after:
+        // a thousand tasks' records are worth moving, not copying.
         let snapshot = snapshot::Snapshot {
             run: self.run_record.clone(),
             live: false,
-            tasks: self
-                .records
-                .iter()
+            tasks: std::mem::take(&mut self.records)
+                .into_iter()
                 .zip(std::mem::take(&mut self.final_plans))
                 .map(|(record, plan)| snapshot::TaskView {
-                    record: record.clone(),
+                    record,
                     plan,
                     waiting: Vec::new(),
                 })
                 .collect(),
         };
-        for problem in report::write::after_run(&self.state, &snapshot, &self.report_targets) {
+        let problems = report::write::after_run(&self.state, &snapshot, &self.report_targets);
+        self.records = snapshot.tasks.into_iter().map(|view| view.record).collect();
+        for problem in problems {
             self.emit(Event::Warning {
                 task: None,
                 message: problem,
@@ -1520,12 +1524,34 @@ impl Sweep {
             duration,
             exit_code,
         });
-        RunResult {
-            run_id: self.run_id,
+        let result = RunResult {
+            run_id: std::mem::take(&mut self.run_id),
             exit_code,
-            records: self.records,
-        }
+            records: std::mem::take(&mut self.records),
+        };
+        // The live view is put away here, where its last lines belong;
+        // the rest of the sweep is only memory.
+        drop(std::mem::replace(
+            &mut self.screen,
+            Screen::new(Mode::Quiet),
+        ));
+        discard(self);
+        result
     }
+}
+
+/// Free `value` on a thread the process does not wait for. What is left at
+/// the end of a run is memory (the plans, records and readers of a
+/// thousand tasks take 10 ms or more to free) and the process exits next,
+/// so freeing it on the way out would only delay the exit code a CI job
+/// waits for. Only for values whose drop frees memory and closes files,
+/// and nothing else: the thread may not finish.
+fn discard<T: Send + 'static>(value: T) {
+    // When no thread can be started, `spawn` drops the closure, and the
+    // value with it, here.
+    let _ = std::thread::Builder::new()
+        .name("dispatch-discard".to_owned())
+        .spawn(move || drop(value));
 }
 
 /// 130 when interrupted; 1 when a task failed, timed out, was skipped,
