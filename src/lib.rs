@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod ipc;
 pub mod manifest;
 pub mod monitor;
+pub mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -12,6 +12,7 @@ pub mod templates;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -67,7 +68,7 @@ pub struct SweepPlan {
     pub questions: Questions,
     /// The escalation rules (the built-in one when the manifest has none).
     pub escalation: Vec<EscalationRule>,
-    pub tasks: Vec<std::sync::Arc<PlannedTask>>,
+    pub tasks: Vec<Arc<PlannedTask>>,
 }
 
 /// One task, ready to launch.
@@ -218,10 +219,8 @@ struct Builder<'a> {
     templates: Templates,
     backends: IndexMap<String, Backend>,
     root: String,
-    problems: Vec<Diagnostic>,
-    /// Worktree branches and folders taken so far, and by which task: two
-    /// tasks cannot share either.
-    worktrees_taken: HashMap<String, String>,
+    /// Behind a lock: tasks are rendered on several threads.
+    problems: Mutex<Vec<Diagnostic>>,
 }
 
 impl<'a> Builder<'a> {
@@ -239,27 +238,34 @@ impl<'a> Builder<'a> {
                 .root
                 .as_deref()
                 .map_or_else(String::new, |p| p.display().to_string()),
-            problems: Vec::new(),
-            worktrees_taken: HashMap::new(),
+            problems: Mutex::default(),
         }
     }
 
-    fn fail(&mut self, d: Diagnostic) {
-        self.problems.push(d);
+    fn fail(&self, d: Diagnostic) {
+        self.problems().push(d);
     }
 
-    fn finish<T>(&mut self, value: T) -> Result<T, Invalid> {
-        if self.problems.is_empty() {
+    fn problems(&self) -> std::sync::MutexGuard<'_, Vec<Diagnostic>> {
+        self.problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The problems found so far, in the manifest's order whichever thread
+    /// found them.
+    fn finish<T>(&self, value: T) -> Result<T, Invalid> {
+        let mut problems = std::mem::take(&mut *self.problems());
+        if problems.is_empty() {
             Ok(value)
         } else {
-            let mut problems = std::mem::take(&mut self.problems);
             problems.sort_by_key(|d| d.location);
             problems.dedup();
             Err(Invalid(problems))
         }
     }
 
-    fn build(mut self) -> Result<SweepPlan, Invalid> {
+    fn build(self) -> Result<SweepPlan, Invalid> {
         let mut instances = self.expand();
         self.finish(())?;
         self.resolve_needs(&mut instances);
@@ -267,14 +273,22 @@ impl<'a> Builder<'a> {
         let slots = self.order(&instances)?;
         let basics: Vec<Basics> = instances.iter().map(|i| self.basics(i)).collect();
         self.finish(())?;
-        let mut tasks = Vec::with_capacity(instances.len());
-        for (position, slot) in slots.iter().enumerate() {
-            if let Some(task) =
-                self.render(&instances, &basics, slot.index, position + 1, slot.stage)
-            {
-                tasks.push(std::sync::Arc::new(task));
-            }
-        }
+        self.claim_worktrees(&instances, &basics, &slots);
+        // Each task renders on its own (a thousand of them take tens of
+        // milliseconds before anything can launch), so the schedule is
+        // split over the cores and put back together in its order.
+        let positioned: Vec<(usize, &schedule::Slot)> = slots.iter().enumerate().collect();
+        let tasks: Vec<Arc<PlannedTask>> = crate::parallel::map_chunks(&positioned, |part| {
+            part.iter()
+                .filter_map(|&(position, slot)| {
+                    self.render(&instances, &basics, slot.index, position + 1, slot.stage)
+                })
+                .map(Arc::new)
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let manifest = &self.loaded.manifest;
         let plan = SweepPlan {
             name: manifest.name.clone().unwrap_or_else(|| {
@@ -321,7 +335,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Matrix entries become tasks; ids must stay unique and short.
-    fn expand(&mut self) -> Vec<Instance<'a>> {
+    fn expand(&self) -> Vec<Instance<'a>> {
         let manifest = &self.loaded.manifest;
         let default_rank = manifest.defaults.priority.unwrap_or_default();
         let mut instances: Vec<Instance<'a>> = Vec::new();
@@ -405,7 +419,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `needs` names a task id (all its matrix entries) or one entry's id.
-    fn resolve_needs(&mut self, instances: &mut [Instance<'a>]) {
+    fn resolve_needs(&self, instances: &mut [Instance<'a>]) {
         let by_id: HashMap<String, usize> = instances
             .iter()
             .enumerate()
@@ -458,7 +472,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn order(&mut self, instances: &[Instance<'a>]) -> Result<Vec<schedule::Slot>, Invalid> {
+    fn order(&self, instances: &[Instance<'a>]) -> Result<Vec<schedule::Slot>, Invalid> {
         let items: Vec<schedule::Item> = instances
             .iter()
             .map(|i| schedule::Item {
@@ -477,7 +491,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn basics(&mut self, instance: &Instance<'a>) -> Basics {
+    fn basics(&self, instance: &Instance<'a>) -> Basics {
         let manifest = &self.loaded.manifest;
         let task = instance.task;
         let worktree = match task
@@ -553,7 +567,7 @@ impl<'a> Builder<'a> {
     /// The task's model. A templated name (`model: "{{ matrix.model }}"`)
     /// is rendered first, so a matrix can run the same task on several
     /// models; its result is checked here, since only now is it known.
-    fn model(&mut self, instance: &Instance<'a>, basics: &Basics) -> Option<Model> {
+    fn model(&self, instance: &Instance<'a>, basics: &Basics) -> Option<Model> {
         let manifest = &self.loaded.manifest;
         let name = backends::task_model_name(manifest, instance.task)?;
         if !backends::is_templated(name) {
@@ -624,7 +638,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Render a string from the manifest; a failure is reported at `path`.
-    fn render_field(&mut self, path: &[&str], source: &str, context: &Json) -> String {
+    fn render_field(&self, path: &[&str], source: &str, context: &Json) -> String {
         if !is_template(source) {
             return source.to_owned();
         }
@@ -646,7 +660,7 @@ impl<'a> Builder<'a> {
 
     /// Render a template file; a failure is reported at `path` (the key that
     /// chose the template).
-    fn render_template(&mut self, path: &[&str], name: &str, context: &Json) -> String {
+    fn render_template(&self, path: &[&str], name: &str, context: &Json) -> String {
         let value = minijinja::Value::from(minijinja::value::Serde(context));
         let result = self
             .templates
@@ -676,7 +690,7 @@ impl<'a> Builder<'a> {
     }
 
     fn render(
-        &mut self,
+        &self,
         instances: &[Instance<'a>],
         basics: &[Basics],
         index: usize,
@@ -812,7 +826,7 @@ impl<'a> Builder<'a> {
             .then(|| format!("{}/{}", paths.task_dir, cli_home::FOLDER))
     }
 
-    fn render_plan(&mut self, task: &Task, src: &str, context: &Json) -> String {
+    fn render_plan(&self, task: &Task, src: &str, context: &Json) -> String {
         let name = task.template.as_deref().unwrap_or(DEFAULT_PLAN);
         let template = plan_template_name(name);
         let valid_name = name
@@ -837,8 +851,46 @@ impl<'a> Builder<'a> {
         self.render_template(&["tasks", src, "template"], &template, context)
     }
 
+    /// Two tasks cannot share a worktree branch or folder: each is claimed
+    /// in schedule order, and the later claimant is the one told.
+    fn claim_worktrees(
+        &self,
+        instances: &[Instance<'a>],
+        basics: &[Basics],
+        slots: &[schedule::Slot],
+    ) {
+        let mut taken: HashMap<String, &str> = HashMap::new();
+        for slot in slots {
+            let (instance, own) = (&instances[slot.index], &basics[slot.index]);
+            if !own.worktree {
+                continue;
+            }
+            for (what, value) in [
+                ("branch", own.branch.as_deref().unwrap_or_default()),
+                ("path", own.paths.workdir.as_str()),
+            ] {
+                let key = format!("{what}\0{value}");
+                match taken.get(&key) {
+                    Some(other) => {
+                        let d = self
+                            .loaded
+                            .error_at(
+                                &["tasks", instance.source_id, "worktree"],
+                                format!("task `{}` gets the worktree {what} `{value}`, which task `{other}` has too", instance.id),
+                            )
+                            .with_help(format!("give each task its own {what}, for example with `{{{{ task.id }}}}` in `worktree.{what}`"));
+                        self.fail(d);
+                    }
+                    None => {
+                        taken.insert(key, &instance.id);
+                    }
+                }
+            }
+        }
+    }
+
     fn worktree(
-        &mut self,
+        &self,
         instance: &Instance<'a>,
         own: &Basics,
         context: &Json,
@@ -867,27 +919,6 @@ impl<'a> Builder<'a> {
         if let Some(setup) = options.and_then(|o| o.setup.as_ref()) {
             self.check_setup(instance.source_id, setup);
         }
-        for (what, value) in [
-            ("branch", own.branch.clone().unwrap_or_default()),
-            ("path", own.paths.workdir.clone()),
-        ] {
-            let key = format!("{what}\0{value}");
-            match self.worktrees_taken.get(&key) {
-                Some(other) => {
-                    let d = self
-                        .loaded
-                        .error_at(
-                            &["tasks", instance.source_id, "worktree"],
-                            format!("task `{}` gets the worktree {what} `{value}`, which task `{other}` has too", instance.id),
-                        )
-                        .with_help(format!("give each task its own {what}, for example with `{{{{ task.id }}}}` in `worktree.{what}`"));
-                    self.fail(d);
-                }
-                None => {
-                    self.worktrees_taken.insert(key, instance.id.clone());
-                }
-            }
-        }
         Some(WorktreePlan {
             path: own.paths.workdir.clone(),
             branch: own.branch.clone().unwrap_or_default(),
@@ -902,7 +933,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Setup paths must stay inside the project, and its timeout parse.
-    fn check_setup(&mut self, source_id: &str, setup: &crate::manifest::types::WorktreeSetup) {
+    fn check_setup(&self, source_id: &str, setup: &crate::manifest::types::WorktreeSetup) {
         for (key, paths) in [("copy", &setup.copy), ("link", &setup.link)] {
             for (i, path) in paths.iter().enumerate() {
                 if !crate::workers::setup::is_inside(path) {
@@ -934,7 +965,7 @@ impl<'a> Builder<'a> {
 
     /// The backend's argv with the prompt placed as the backend takes it.
     fn argv(
-        &mut self,
+        &self,
         instance: &Instance<'a>,
         own: &Basics,
         context: &Json,
@@ -983,7 +1014,7 @@ impl<'a> Builder<'a> {
     }
 
     fn env(
-        &mut self,
+        &self,
         instance: &Instance<'a>,
         own: &Basics,
         context: &Json,
@@ -1033,5 +1064,65 @@ fn worktree_options(
             setup: own.setup.clone().or_else(|| defaults.setup.clone()),
         }),
         (own, defaults) => own.or(defaults).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep large enough to be rendered on several threads.
+    fn large_sweep(extra: impl Fn(usize) -> String) -> String {
+        let mut text = String::from("version: 1\ntasks:\n");
+        for i in 0..crate::parallel::MIN_ITEMS * 3 {
+            let priority = ["low", "normal", "high"][i % 3];
+            text.push_str(&format!(
+                "  t{i:03}:\n    command: [./work.sh]\n    prompt: \"Task {{{{ task.id }}}}\"\n    priority: {priority}\n{}",
+                extra(i)
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn a_large_sweep_is_planned_in_schedule_order_each_task_with_its_own_context() {
+        let loaded = crate::manifest::parse("large.yaml", &large_sweep(|_| String::new()))
+            .expect("a valid manifest");
+        let plan = build(&loaded, &PlanOptions::default()).expect("plans");
+        let count = crate::parallel::MIN_ITEMS * 3;
+        assert_eq!(plan.tasks.len(), count);
+        for (i, task) in plan.tasks.iter().enumerate() {
+            assert_eq!(task.position, i + 1, "{}", task.id);
+            assert!(
+                task.prompt.contains(&format!("Task {}", task.id)),
+                "{} was rendered with another task's context",
+                task.id
+            );
+        }
+        // High priority first, then normal, then low; manifest order within.
+        let first_normal = plan.tasks.iter().position(|t| t.priority == "normal");
+        let last_high = plan.tasks.iter().rposition(|t| t.priority == "high");
+        assert!(last_high < first_normal, "the schedule's order is kept");
+        assert_eq!(plan.tasks[0].id, "t002");
+    }
+
+    /// Tasks rendered on different threads still cannot share a worktree
+    /// branch, and the later one in the schedule is the one told.
+    #[test]
+    fn a_worktree_branch_shared_across_a_large_sweep_blames_the_later_task() {
+        let text = large_sweep(|i| {
+            if i == 2 || i == 191 {
+                "    worktree: { branch: shared }\n".to_owned()
+            } else {
+                String::new()
+            }
+        });
+        let loaded = crate::manifest::parse("large.yaml", &text).expect("a valid manifest");
+        let invalid = build(&loaded, &PlanOptions::default()).expect_err("refused");
+        let messages: Vec<&str> = invalid.0.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["task `t191` gets the worktree branch `shared`, which task `t002` has too"]
+        );
     }
 }

@@ -1635,27 +1635,13 @@ fn write_task_folders(
     records: &[TaskRecord],
     indexes: &[usize],
 ) -> Result<(), StateError> {
-    let write = |chunk: &[usize]| {
+    crate::parallel::map_chunks(indexes, |chunk| {
         chunk
             .iter()
             .try_for_each(|&i| write_task_folder(state, &tasks[i], &records[i]).map(drop))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if threads < 2 || indexes.len() < 64 {
-        return write(indexes);
-    }
-    let chunk = indexes.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = indexes
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || write(part)))
-            .collect();
-        handles.into_iter().try_for_each(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
     })
+    .into_iter()
+    .collect()
 }
 
 fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
