@@ -229,7 +229,6 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let result = sweep.drive().await;
     drop(lock);
-    discard(loaded);
     Ok(result)
 }
 
@@ -1524,34 +1523,12 @@ impl Sweep {
             duration,
             exit_code,
         });
-        let result = RunResult {
-            run_id: std::mem::take(&mut self.run_id),
+        RunResult {
+            run_id: self.run_id,
             exit_code,
-            records: std::mem::take(&mut self.records),
-        };
-        // The live view is put away here, where its last lines belong;
-        // the rest of the sweep is only memory.
-        drop(std::mem::replace(
-            &mut self.screen,
-            Screen::new(Mode::Quiet),
-        ));
-        discard(self);
-        result
+            records: self.records,
+        }
     }
-}
-
-/// Free `value` on a thread the process does not wait for. What is left at
-/// the end of a run is memory (the plans, records and readers of a
-/// thousand tasks take 10 ms or more to free) and the process exits next,
-/// so freeing it on the way out would only delay the exit code a CI job
-/// waits for. Only for values whose drop frees memory and closes files,
-/// and nothing else: the thread may not finish.
-fn discard<T: Send + 'static>(value: T) {
-    // When no thread can be started, `spawn` drops the closure, and the
-    // value with it, here.
-    let _ = std::thread::Builder::new()
-        .name("dispatch-discard".to_owned())
-        .spawn(move || drop(value));
 }
 
 /// 130 when interrupted; 1 when a task failed, timed out, was skipped,
