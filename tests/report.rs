@@ -270,7 +270,7 @@ fn a_sweep_of_500_tasks_is_reported_whole() {
     let mut manifest = String::from("version: 1\nconcurrency: 16\ntasks:\n");
     for half in ["first", "second"] {
         manifest.push_str(&format!(
-            "  {half}:\n    matrix: {{ a: [{}], b: [{}] }}\n    command: [sh, -c, ': > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [Nothing]\n",
+            "  {half}:\n    matrix: {{ a: [{}], b: [{}] }}\n    command: [sh, -c, 'echo \"from $DISPATCH_TASK_ID\" > \"$DISPATCH_OUTPUT\"; : > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [Nothing]\n",
             values(10),
             values(25)
         ));
@@ -292,6 +292,29 @@ fn a_sweep_of_500_tasks_is_reported_whole() {
     .expect("json");
     assert_eq!(report["tasks"].as_array().map(Vec::len), Some(500));
     assert_eq!(report["totals"]["statuses"]["complete"], 500);
+    // The tasks are read on several threads: each keeps its own output,
+    // and they stay in the schedule's order (the order they started in).
+    let events = std::fs::read_to_string(run_dir(&project).join("events.jsonl")).expect("events");
+    let started: Vec<String> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["event"] == "task-started")
+        .filter_map(|e| e["task"].as_str().map(str::to_owned))
+        .collect();
+    let reported: Vec<String> = report["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|task| {
+            let id = task["id"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(
+                task["output_head"].as_str().map(str::trim),
+                Some(format!("from {id}").as_str())
+            );
+            id
+        })
+        .collect();
+    assert_eq!(reported, started);
     let xml = std::fs::read_to_string(run_dir(&project).join("junit.xml")).expect("junit");
     assert_eq!(xml.matches("<testsuite ").count(), 500);
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::types::{Budget, Severity};
 use crate::monitor::checklist::ItemState;
 use crate::run::merge_check::MergeReadiness;
-use crate::run::snapshot::Snapshot;
+use crate::run::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
 use crate::workers::worktree::BranchRecord;
 
@@ -197,89 +197,20 @@ pub struct QuestionReport {
     pub answered_by: Option<String>,
 }
 
-/// Build the report of a run from its state.
+/// Build the report of a run from its state. Each task's part reads its
+/// files (the head of `output.md`, the tail of `worker.log`), so a large
+/// run's tasks are read on every core.
 pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let run = &snapshot.run;
-    let mut tasks = Vec::with_capacity(snapshot.tasks.len());
-    for view in &snapshot.tasks {
-        let record = &view.record;
-        let task_dir = state.task_dir(&record.id);
-        let dir = if task_dir.join("task.json").is_file() {
-            task_dir
-        } else {
-            state.run_dir(&run.run_id).join("tasks").join(&record.id)
-        };
-        let mut findings: Vec<FindingReport> = record
-            .findings
+    let tasks: Vec<TaskReport> = crate::parallel::map_chunks(&snapshot.tasks, |views| {
+        views
             .iter()
-            .map(|f| FindingReport {
-                severity: f.severity,
-                title: f.title.clone(),
-                location: f.location.clone(),
-                detail: f.detail.clone(),
-            })
-            .collect();
-        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        let usage = UsageReport {
-            turns: record.usage.turns,
-            input_tokens: record.usage.input_tokens,
-            output_tokens: record.usage.output_tokens,
-            cost_usd: record.usage.cost_usd,
-        };
-        let plan: Vec<ItemReport> = view
-            .plan
-            .as_ref()
-            .map(|p| {
-                p.items
-                    .iter()
-                    .map(|i| ItemReport {
-                        text: i.text.clone(),
-                        state: item_state_name(i.state),
-                        note: i.note.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let counts = view
-            .plan
-            .as_ref()
-            .map(|p| p.counts())
-            .unwrap_or(record.items);
-        tasks.push(TaskReport {
-            id: record.id.clone(),
-            title: record.title.clone(),
-            status: record.status.label().to_owned(),
-            reason: record.reason.clone(),
-            model: record.model.clone(),
-            backend: record.backend.clone(),
-            worktree: record.worktree,
-            branch: record.branch.clone(),
-            priority: record.priority.clone(),
-            started_at: record.started_at.clone(),
-            ended_at: record.ended_at.clone(),
-            duration_ms: record.duration_ms,
-            attempts: record.attempts.len(),
-            items_done: counts.done,
-            items_total: counts.total,
-            plan,
-            usage,
-            budget: record.budget.clone(),
-            carried_from: record.carried_from.clone(),
-            findings,
-            questions: record
-                .questions
-                .iter()
-                .map(|q| QuestionReport {
-                    text: q.text.clone(),
-                    answer: q.answer.clone(),
-                    answered_by: q.answered_by.clone(),
-                })
-                .collect(),
-            output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
-            output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
-            log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
-        });
-    }
+            .map(|view| task_report(state, &run.run_id, view))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
@@ -298,6 +229,89 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,
+    }
+}
+
+/// One task's part of the report: its record, its last plan, and the head
+/// of its output and tail of its log, from its folder (or, once a later
+/// run archived it, from this run's copy).
+fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
+    let record = &view.record;
+    let task_dir = state.task_dir(&record.id);
+    let dir = if task_dir.join("task.json").is_file() {
+        task_dir
+    } else {
+        state.run_dir(run_id).join("tasks").join(&record.id)
+    };
+    let mut findings: Vec<FindingReport> = record
+        .findings
+        .iter()
+        .map(|f| FindingReport {
+            severity: f.severity,
+            title: f.title.clone(),
+            location: f.location.clone(),
+            detail: f.detail.clone(),
+        })
+        .collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let usage = UsageReport {
+        turns: record.usage.turns,
+        input_tokens: record.usage.input_tokens,
+        output_tokens: record.usage.output_tokens,
+        cost_usd: record.usage.cost_usd,
+    };
+    let plan: Vec<ItemReport> = view
+        .plan
+        .as_ref()
+        .map(|p| {
+            p.items
+                .iter()
+                .map(|i| ItemReport {
+                    text: i.text.clone(),
+                    state: item_state_name(i.state),
+                    note: i.note.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let counts = view
+        .plan
+        .as_ref()
+        .map(|p| p.counts())
+        .unwrap_or(record.items);
+    TaskReport {
+        id: record.id.clone(),
+        title: record.title.clone(),
+        status: record.status.label().to_owned(),
+        reason: record.reason.clone(),
+        model: record.model.clone(),
+        backend: record.backend.clone(),
+        worktree: record.worktree,
+        branch: record.branch.clone(),
+        priority: record.priority.clone(),
+        started_at: record.started_at.clone(),
+        ended_at: record.ended_at.clone(),
+        duration_ms: record.duration_ms,
+        attempts: record.attempts.len(),
+        items_done: counts.done,
+        items_total: counts.total,
+        plan,
+        usage,
+        budget: record.budget.clone(),
+        carried_from: record.carried_from.clone(),
+        findings,
+        questions: record
+            .questions
+            .iter()
+            .map(|q| QuestionReport {
+                text: q.text.clone(),
+                answer: q.answer.clone(),
+                answered_by: q.answered_by.clone(),
+            })
+            .collect(),
+        output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
+        output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
+        log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
     }
 }
 
