@@ -253,13 +253,18 @@ impl<'a> Builder<'a> {
     }
 
     /// The problems found so far, in the manifest's order whichever thread
-    /// found them.
+    /// found them: two at one place (a matrix task's entries share their
+    /// source) are ordered by their text, not by which thread came first.
     fn finish<T>(&self, value: T) -> Result<T, Invalid> {
         let mut problems = std::mem::take(&mut *self.problems());
         if problems.is_empty() {
             Ok(value)
         } else {
-            problems.sort_by_key(|d| d.location);
+            problems.sort_by(|a, b| {
+                a.location
+                    .cmp(&b.location)
+                    .then_with(|| a.message.cmp(&b.message))
+            });
             problems.dedup();
             Err(Invalid(problems))
         }
@@ -1104,6 +1109,41 @@ mod tests {
         let last_high = plan.tasks.iter().rposition(|t| t.priority == "high");
         assert!(last_high < first_normal, "the schedule's order is kept");
         assert_eq!(plan.tasks[0].id, "t002");
+    }
+
+    /// A matrix task's entries share their place in the manifest, and
+    /// rendered on several threads their problems arrive in any order: the
+    /// list comes out the same whatever that order was.
+    #[test]
+    fn problems_at_one_place_come_out_in_one_order() {
+        let loaded = crate::manifest::parse(
+            "one.yaml",
+            "version: 1\ntasks:\n  a:\n    command: [./x]\n    prompt: Go.\n",
+        )
+        .expect("a valid manifest");
+        let options = PlanOptions::default();
+        let found = |order: &[&str]| -> Vec<String> {
+            let builder = Builder::new(&loaded, &options);
+            for message in order {
+                builder.fail(loaded.error_at(&["tasks", "a", "prompt"], message.to_string()));
+            }
+            builder
+                .finish(())
+                .expect_err("problems")
+                .0
+                .into_iter()
+                .map(|d| d.message)
+                .collect()
+        };
+        let expected = ["entry 1 failed", "entry 2 failed", "entry 3 failed"];
+        assert_eq!(
+            found(&["entry 2 failed", "entry 3 failed", "entry 1 failed"]),
+            expected
+        );
+        assert_eq!(
+            found(&["entry 3 failed", "entry 1 failed", "entry 2 failed"]),
+            expected
+        );
     }
 
     /// Tasks rendered on different threads still cannot share a worktree
