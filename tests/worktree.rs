@@ -1143,20 +1143,30 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let half = worktree_dir(&project, "slow").join("half.txt");
+    // The worker has done some work, and dispatch has recorded its pid
+    // (which it can only do once the worker runs: on a loaded machine the
+    // worker may write first).
+    // Read while dispatch may rewrite it: a torn read is a miss, not a
+    // failure.
+    let task_json = project.path().join(".dispatch/tasks/slow/task.json");
+    let recorded_pid = || {
+        std::fs::read_to_string(&task_json)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|record| record["pid"].as_i64())
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !half.exists() {
+    while !half.exists() || recorded_pid().is_none() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the worker never started"
+            "the worker never started, or its pid was never recorded"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().expect("kill -9 dispatch");
     let _ = child.wait();
     // Its worker outlives it, as after a crash: stop it as a person would.
-    let pid = project.task_json("slow")["pid"]
-        .as_i64()
-        .expect("pid recorded");
+    let pid = recorded_pid().expect("pid recorded");
     // The worker's own process group (never `kill -PID` through procps,
     // whose parsing of a negative pid without `--` differs by version).
     let group = i32::try_from(pid).expect("a pid");
