@@ -1143,20 +1143,9 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let half = worktree_dir(&project, "slow").join("half.txt");
-    // The worker has done some work, and dispatch has recorded its pid
-    // (which it can only do once the worker runs: on a loaded machine the
-    // worker may write first).
-    // Read while dispatch may rewrite it: a torn read is a miss, not a
-    // failure.
-    let task_json = project.path().join(".dispatch/tasks/slow/task.json");
-    let recorded_pid = || {
-        std::fs::read_to_string(&task_json)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .and_then(|record| record["pid"].as_i64())
-    };
+    // The worker has done some work, and dispatch has recorded its pid.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !half.exists() || recorded_pid().is_none() {
+    while !half.exists() || recorded_pid(&project, "slow").is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "the worker never started, or its pid was never recorded"
@@ -1166,7 +1155,7 @@ tasks:
     child.kill().expect("kill -9 dispatch");
     let _ = child.wait();
     // Its worker outlives it, as after a crash: stop it as a person would.
-    let pid = recorded_pid().expect("pid recorded");
+    let pid = recorded_pid(&project, "slow").expect("pid recorded");
     // The worker's own process group (never `kill -PID` through procps,
     // whose parsing of a negative pid without `--` differs by version).
     let group = i32::try_from(pid).expect("a pid");
@@ -1295,17 +1284,18 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !project.task_file("long", "plan.md").contains("- [x] First") {
+    while !project.task_file("long", "plan.md").contains("- [x] First")
+        || recorded_pid(&project, "long").is_none()
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "the worker never checked an item"
+            "the worker never checked an item, or its pid was never recorded"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().expect("kill -9 dispatch");
     let _ = child.wait();
-    let group =
-        i32::try_from(project.task_json("long")["pid"].as_i64().expect("pid")).expect("a pid");
+    let group = i32::try_from(recorded_pid(&project, "long").expect("pid")).expect("a pid");
     assert!(group > 1);
     // SAFETY: a negative pid signals that process group only.
     unsafe {
@@ -1396,4 +1386,20 @@ tasks:
         git(project.path(), &["show", "dispatch/build:findings.txt"]),
         "found it"
     );
+}
+
+/// The worker pid dispatch recorded in a task's `task.json`, if it has yet:
+/// it can only record it once the worker runs, so on a loaded machine the
+/// worker may do its first work before. Read while dispatch may rewrite
+/// the file, so a torn read is a miss, not a failure.
+fn recorded_pid(project: &Project, id: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(
+        project
+            .path()
+            .join(".dispatch/tasks")
+            .join(id)
+            .join("task.json"),
+    )
+    .ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["pid"].as_i64()
 }
