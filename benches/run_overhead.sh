@@ -5,7 +5,8 @@
 #      against `xargs -P 8` running the same 1000 `sh -c` processes, and
 #      against a bare tokio spawner (benches/spawn_floor.rs) that supervises
 #      them as any runner must (process groups, output pipes drained) and
-#      does nothing else;
+#      does nothing else, and against the same spawner keeping the least
+#      state the run issue asks for (its second mode);
 #   2. peak memory (max RSS) of that dispatch run;
 #   3. idle cost: the CPU dispatch uses while 100 workers sleep.
 # Each measurement is repeated RUNS times and the median is reported. The
@@ -254,6 +255,7 @@ BEFORE_MS=()
 AFTER_MS=()
 XARGS_MS=()
 FLOOR_MS=()
+STATE_FLOOR_MS=()
 RSS_KB=()
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -311,9 +313,19 @@ for ((run = 1; run <= RUNS; run++)); do
         ((status == 0)) || die "the bare spawner exited with status $status"
         [[ -e $dir/ipc/.done ]] || die "the bare spawner's workers did not run"
         FLOOR_MS+=("$(calc 1 "($end - $start) / 1000")")
+
+        STEP="spawn benchmark, bare spawner keeping the issue's state, run $run"
+        new_tmp
+        start=$(now_us)
+        status=0
+        "$FLOOR_BIN" "$TASKS" "$CONCURRENCY" "$WORKER" "$dir/state" >/dev/null || status=$?
+        end=$(now_us)
+        ((status == 0)) || die "the bare spawner keeping state exited with status $status"
+        [[ -e $dir/state/tasks/t0/ipc/.done ]] || die "the state-keeping spawner's workers did not run"
+        STATE_FLOOR_MS+=("$(calc 1 "($end - $start) / 1000")")
     fi
 
-    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms (${BEFORE_MS[-1]} before the first worker, ${AFTER_MS[-1]} after the last), xargs ${XARGS_MS[-1]} ms${FLOOR_MS:+, bare spawner ${FLOOR_MS[-1]} ms}${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
+    log "run $run/$RUNS: dispatch ${DISPATCH_MS[-1]} ms (${BEFORE_MS[-1]} before the first worker, ${AFTER_MS[-1]} after the last), xargs ${XARGS_MS[-1]} ms${FLOOR_MS:+, bare spawner ${FLOOR_MS[-1]} ms, keeping state ${STATE_FLOOR_MS[-1]} ms}${RSS_KB:+, dispatch max RSS ${RSS_KB[-1]} KiB}"
 done
 
 # Without GNU time: separate, untimed runs (the polling loop costs CPU that
@@ -410,6 +422,10 @@ if ((${#FLOOR_MS[@]})); then
     echo "| bare tokio spawner, same $TASKS processes (wall; process groups, pipes drained) | $(calc 0 "$f_ms") ms | $(printf '%s\n' "${FLOOR_MS[@]}" | minmax) ms |"
     echo "| ratio bare spawner / xargs | $(calc 2 "$f_ms / $x_ms")× | |"
     echo "| dispatch's own cost per task (dispatch − bare spawner) | $(calc 3 "($d_ms - $f_ms) / $TASKS") ms | |"
+    s_ms=$(printf '%s\n' "${STATE_FLOOR_MS[@]}" | median)
+    echo "| bare spawner keeping the state the issue asks for (task folders, plan.md, worker.log, task.json twice, events.jsonl) | $(calc 0 "$s_ms") ms | $(printf '%s\n' "${STATE_FLOOR_MS[@]}" | minmax) ms |"
+    echo "| ratio bare spawner keeping state / xargs | $(calc 2 "$s_ms / $x_ms")× | |"
+    echo "| ratio dispatch / bare spawner keeping state | $(calc 2 "$d_ms / $s_ms")× | |"
 fi
 if ((${#RSS_KB[@]})); then
     rss=$(printf '%s\n' "${RSS_KB[@]}" | median)
