@@ -16,15 +16,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, events_of, tail, u64_of, write_manifest, Endpoint, Run};
+use common::real_cli::{
+    self, alive, assert_reports_agree, assert_whole_task_reached_dispatch, events_of, tail, u64_of,
+    whole_task_manifest, write_manifest, Endpoint, Run, REGION_ANSWER,
+};
 use common::Project;
 
 /// The task every test runs.
 const TASK: &str = "claude-task";
-
-/// The answer the manifest's rule gives to "Which region?"; the test looks
-/// for it in the tool result Claude Code sends back to the model.
-const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
 
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
@@ -122,29 +121,13 @@ fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
-        &format!(
-            "version: 1
-name: real-cli
-questions:
-  timeout: 30s
-  on_unanswered: fail
-  answers:
-    - match: region
-      answer: '{REGION_ANSWER}'
-escalation:
-  - name: high-findings
-    when: {{ severity: high }}
-    action: notify
-    run: cat > escalated.json
-    exit_code: 3
-tasks:
-  claude-task:
-    model: sonnet
-    timeout: 45s
-    retries: 0
-    prompt: Work through the plan with your Bash tool.
-    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
-"
+        &whole_task_manifest(
+            "real-cli",
+            "",
+            Some("cat > escalated.json"),
+            "claude-task",
+            "sonnet",
+            "Bash",
         ),
     );
     let run = run_sweep(&project, &claude, &endpoint, "1");
@@ -175,43 +158,16 @@ tasks:
         tail(&first, 2000)
     );
 
-    // Every item ticked by Claude Code's Bash tool; the output written.
-    let plan = project.task_file("claude-task", "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
-    assert!(!plan.contains("- [ ] "), "{plan}");
-    assert_eq!(
-        project.task_file("claude-task", "output.md"),
-        "Real CLI worker output\n"
-    );
-
-    // The finding reached dispatch: an event, task.json, the report.
-    let findings = events_of(&run.events, "finding");
-    assert_eq!(findings.len(), 1, "{why}");
-    assert_eq!(findings[0]["severity"], "high");
-    assert_eq!(findings[0]["title"], "Real CLI finding");
-    assert_eq!(findings[0]["location"], "src/lib.rs:1");
-    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
-    // ... and escalated: the rule fired, and its hook got the finding.
-    let escalations = events_of(&run.events, "escalation");
-    assert_eq!(escalations.len(), 1, "{why}");
-    assert_eq!(escalations[0]["rule"], "high-findings");
+    // Every item ticked by Claude Code's Bash tool, the output written, the
+    // finding escalated, the question answered by the rule; the rule's hook
+    // got the finding, and the answer went back to the model as the Bash
+    // tool's result.
+    assert_whole_task_reached_dispatch(&project, &run, "claude-task", &record, &why);
     let hook = std::fs::read_to_string(project.path().join("escalated.json")).unwrap_or_default();
     assert!(
         hook.contains("Real CLI finding"),
         "the rule's hook got the finding: {hook}"
     );
-
-    // The question reached dispatch, the rule answered, and the answer went
-    // back to the model as the Bash tool's result.
-    let questions = events_of(&run.events, "question");
-    assert_eq!(questions.len(), 1, "{why}");
-    assert_eq!(questions[0]["text"], "Which region?");
-    let answered = events_of(&run.events, "answered");
-    assert_eq!(answered[0]["answer"], REGION_ANSWER);
-    assert!(answered[0]["by"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("manifest rule"));
     let results = endpoint.tool_results();
     assert!(
         results.iter().any(|r| r.contains(REGION_ANSWER)),
@@ -251,26 +207,7 @@ tasks:
     );
 
     // The reports say the same.
-    let run_id = run.events[0]["run_id"].as_str().expect("run id");
-    let run_dir = project.path().join(".dispatch/runs").join(run_id);
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report json");
-    let task = report["tasks"]
-        .as_array()
-        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "claude-task"))
-        .expect("task in report");
-    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
-    assert_eq!(task["usage"]["turns"], usage["turns"]);
-    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
-    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
-    let line = format!(
-        "Usage: {} turns, {} input and {} output tokens",
-        usage["turns"], usage["input_tokens"], usage["output_tokens"]
-    );
-    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
-    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+    assert_reports_agree(&project, &run, "claude-task", usage);
 
     // dispatch gave the CLI a config folder of the task's own (`cli_config:
     // private`, the default): Claude Code kept its state there, and wrote

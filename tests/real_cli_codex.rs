@@ -24,13 +24,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+    self, alive, assert_all_ticked, assert_reports_agree, assert_whole_task_reached_dispatch,
+    events_of, tail, u64_of, whole_task_manifest, write_manifest, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
-
-/// The answer the manifest's rule gives to "Which region?"; the test looks
-/// for it in the tool output Codex sends back to the model.
-const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
 
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
@@ -179,30 +176,13 @@ fn the_codex_backend_drives_real_codex_through_a_whole_task() {
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
-        &format!(
-            "version: 1
-defaults:
-  cli_config: user
-name: real-cli-codex
-questions:
-  timeout: 30s
-  on_unanswered: fail
-  answers:
-    - match: region
-      answer: '{REGION_ANSWER}'
-escalation:
-  - name: high-findings
-    when: {{ severity: high }}
-    action: notify
-    exit_code: 3
-tasks:
-  codex-task:
-    model: codex
-    timeout: 45s
-    retries: 0
-    prompt: Work through the plan with your shell tool.
-    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
-"
+        &whole_task_manifest(
+            "real-cli-codex",
+            "defaults:\n  cli_config: user\n",
+            None,
+            "codex-task",
+            "codex",
+            "shell",
         ),
     );
     let run = run_sweep(&project, &codex, &endpoint, 0);
@@ -240,38 +220,10 @@ tasks:
     assert_eq!(calls[0]["body"]["model"], "gpt-5-codex");
     assert_eq!(calls[0]["body"]["stream"], true);
 
-    // Every item ticked by Codex's shell tool; the output written.
-    let plan = project.task_file("codex-task", "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
-    assert!(!plan.contains("- [ ] "), "{plan}");
-    assert_eq!(
-        project.task_file("codex-task", "output.md"),
-        "Real CLI worker output\n"
-    );
-
-    // The finding reached dispatch: an event, task.json, the report.
-    // The finding escalated through the manifest's rule.
-    let escalations = events_of(&run.events, "escalation");
-    assert_eq!(escalations.len(), 1, "{why}");
-    assert_eq!(escalations[0]["rule"], "high-findings");
-    let findings = events_of(&run.events, "finding");
-    assert_eq!(findings.len(), 1, "{why}");
-    assert_eq!(findings[0]["severity"], "high");
-    assert_eq!(findings[0]["title"], "Real CLI finding");
-    assert_eq!(findings[0]["location"], "src/lib.rs:1");
-    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
-
-    // The question reached dispatch, the rule answered, and the answer went
+    // Every item ticked by Codex's shell tool, the output written, the
+    // finding escalated, the question answered by the rule; the answer went
     // back to the model as the shell tool's output.
-    let questions = events_of(&run.events, "question");
-    assert_eq!(questions.len(), 1, "{why}");
-    assert_eq!(questions[0]["text"], "Which region?");
-    let answered = events_of(&run.events, "answered");
-    assert_eq!(answered[0]["answer"], REGION_ANSWER);
-    assert!(answered[0]["by"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("manifest rule"));
+    assert_whole_task_reached_dispatch(&project, &run, "codex-task", &record, &why);
     let outputs = endpoint.tool_outputs();
     assert!(
         outputs.iter().any(|o| o.contains(REGION_ANSWER)),
@@ -314,26 +266,7 @@ tasks:
     assert_eq!(record["outcome"]["is_error"], false, "{record}");
 
     // The reports say the same.
-    let run_id = run.events[0]["run_id"].as_str().expect("run id");
-    let run_dir = project.path().join(".dispatch/runs").join(run_id);
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report json");
-    let task = report["tasks"]
-        .as_array()
-        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "codex-task"))
-        .expect("task in report");
-    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
-    assert_eq!(task["usage"]["turns"], usage["turns"]);
-    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
-    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
-    let line = format!(
-        "Usage: {} turns, {} input and {} output tokens",
-        usage["turns"], usage["input_tokens"], usage["output_tokens"]
-    );
-    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
-    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+    assert_reports_agree(&project, &run, "codex-task", usage);
 
     // The private CODEX_HOME was used (sessions are written there), and
     // nothing was written to HOME's `.codex`.

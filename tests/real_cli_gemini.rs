@@ -17,13 +17,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+    self, alive, assert_all_ticked, assert_reports_agree, assert_whole_task_reached_dispatch,
+    events_of, tail, u64_of, whole_task_manifest, write_manifest, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
-
-/// The answer the manifest's rule gives to "Which region?"; the test looks
-/// for it in the tool result Gemini CLI sends back to the model.
-const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
 
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
@@ -166,29 +163,7 @@ fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worker");
     write_manifest(
         &project,
-        &format!(
-            "version: 1
-name: real-cli-gemini
-questions:
-  timeout: 30s
-  on_unanswered: fail
-  answers:
-    - match: region
-      answer: '{REGION_ANSWER}'
-escalation:
-  - name: high-findings
-    when: {{ severity: high }}
-    action: notify
-    exit_code: 3
-tasks:
-  gemini-task:
-    model: {MODEL}
-    timeout: 45s
-    retries: 0
-    prompt: Work through the plan with your shell tool.
-    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
-"
-        ),
+        &whole_task_manifest("real-cli-gemini", "", None, "gemini-task", MODEL, "shell"),
     );
     let run = run_sweep(&project, &gemini, &endpoint, 2);
     let why = context(&project, &run, &endpoint);
@@ -238,38 +213,10 @@ tasks:
         tail(&contents, 2000)
     );
 
-    // Every item ticked by Gemini CLI's shell tool; the output written.
-    let plan = project.task_file("gemini-task", "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
-    assert!(!plan.contains("- [ ] "), "{plan}");
-    assert_eq!(
-        project.task_file("gemini-task", "output.md"),
-        "Real CLI worker output\n"
-    );
-
-    // The finding reached dispatch: an event, task.json, the report.
-    // The finding escalated through the manifest's rule.
-    let escalations = events_of(&run.events, "escalation");
-    assert_eq!(escalations.len(), 1, "{why}");
-    assert_eq!(escalations[0]["rule"], "high-findings");
-    let findings = events_of(&run.events, "finding");
-    assert_eq!(findings.len(), 1, "{why}");
-    assert_eq!(findings[0]["severity"], "high");
-    assert_eq!(findings[0]["title"], "Real CLI finding");
-    assert_eq!(findings[0]["location"], "src/lib.rs:1");
-    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
-
-    // The question reached dispatch, the rule answered, and the answer went
+    // Every item ticked by Gemini CLI's shell tool, the output written, the
+    // finding escalated, the question answered by the rule; the answer went
     // back to the model as the shell tool's result.
-    let questions = events_of(&run.events, "question");
-    assert_eq!(questions.len(), 1, "{why}");
-    assert_eq!(questions[0]["text"], "Which region?");
-    let answered = events_of(&run.events, "answered");
-    assert_eq!(answered[0]["answer"], REGION_ANSWER);
-    assert!(answered[0]["by"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("manifest rule"));
+    assert_whole_task_reached_dispatch(&project, &run, "gemini-task", &record, &why);
     let results = endpoint.tool_results();
     assert_eq!(results.len(), 4, "{results:?}");
     assert!(
@@ -305,26 +252,7 @@ tasks:
     assert!(usage["cost_usd"].is_null(), "{usage}");
 
     // The reports say the same.
-    let run_id = run.events[0]["run_id"].as_str().expect("run id");
-    let run_dir = project.path().join(".dispatch/runs").join(run_id);
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report json");
-    let task = report["tasks"]
-        .as_array()
-        .and_then(|tasks| tasks.iter().find(|t| t["id"] == "gemini-task"))
-        .expect("task in report");
-    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
-    assert_eq!(task["usage"]["turns"], usage["turns"]);
-    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
-    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
-    let line = format!(
-        "Usage: {} turns, {} input and {} output tokens",
-        usage["turns"], usage["input_tokens"], usage["output_tokens"]
-    );
-    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
-    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+    assert_reports_agree(&project, &run, "gemini-task", usage);
 
     // dispatch gave Gemini CLI a home of the task's own (`cli_config:
     // private`, the default), with the login choice carried over from the

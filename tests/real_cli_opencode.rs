@@ -19,13 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, events_of, tail, u64_of, write_manifest, Endpoint, Run,
+    self, alive, assert_all_ticked, assert_reports_agree, assert_whole_task_reached_dispatch,
+    events_of, tail, u64_of, whole_task_manifest, write_manifest, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
-
-/// The answer the manifest's rule gives to "Which region?"; the test looks
-/// for it in the tool result opencode sends back to the model.
-const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
 
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
@@ -163,35 +160,10 @@ fn the_opencode_backend_drives_real_opencode_through_a_whole_task() {
     let Some(opencode) = opencode() else { return };
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode");
+    let models = format!("models:\n  scripted:\n    backend: opencode\n    id: {MODEL_ID}\n");
     write_manifest(
         &project,
-        &format!(
-            "version: 1
-name: real-cli-opencode
-questions:
-  timeout: 30s
-  on_unanswered: fail
-  answers:
-    - match: region
-      answer: '{REGION_ANSWER}'
-escalation:
-  - name: high-findings
-    when: {{ severity: high }}
-    action: notify
-    exit_code: 3
-models:
-  scripted:
-    backend: opencode
-    id: {MODEL_ID}
-tasks:
-  {TASK}:
-    model: scripted
-    timeout: 45s
-    retries: 0
-    prompt: Work through the plan with your bash tool.
-    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
-"
-        ),
+        &whole_task_manifest("real-cli-opencode", &models, None, TASK, "scripted", "bash"),
     );
     let run = run_sweep(&project, &opencode, &endpoint);
     let why = context(&project, &run, &endpoint);
@@ -226,38 +198,10 @@ tasks:
         tail(&first, 2000)
     );
 
-    // Every item ticked by opencode's bash tool; the output written.
-    let plan = project.task_file(TASK, "plan.md");
-    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
-    assert!(!plan.contains("- [ ] "), "{plan}");
-    assert_eq!(
-        project.task_file(TASK, "output.md"),
-        "Real CLI worker output\n"
-    );
-
-    // The finding reached dispatch: an event, task.json, the report.
-    // The finding escalated through the manifest's rule.
-    let escalations = events_of(&run.events, "escalation");
-    assert_eq!(escalations.len(), 1, "{why}");
-    assert_eq!(escalations[0]["rule"], "high-findings");
-    let findings = events_of(&run.events, "finding");
-    assert_eq!(findings.len(), 1, "{why}");
-    assert_eq!(findings[0]["severity"], "high");
-    assert_eq!(findings[0]["title"], "Real CLI finding");
-    assert_eq!(findings[0]["location"], "src/lib.rs:1");
-    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
-
-    // The question reached dispatch, the rule answered, and the answer went
+    // Every item ticked by opencode's bash tool, the output written, the
+    // finding escalated, the question answered by the rule; the answer went
     // back to the model as the bash tool's result.
-    let questions = events_of(&run.events, "question");
-    assert_eq!(questions.len(), 1, "{why}");
-    assert_eq!(questions[0]["text"], "Which region?");
-    let answered = events_of(&run.events, "answered");
-    assert_eq!(answered[0]["answer"], REGION_ANSWER);
-    assert!(answered[0]["by"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("manifest rule"));
+    assert_whole_task_reached_dispatch(&project, &run, TASK, &record, &why);
     let results = endpoint.tool_results();
     assert!(
         results.iter().any(|r| r.contains(REGION_ANSWER)),
@@ -293,26 +237,7 @@ tasks:
     );
 
     // The reports say the same.
-    let run_id = run.events[0]["run_id"].as_str().expect("run id");
-    let run_dir = project.path().join(".dispatch/runs").join(run_id);
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report json");
-    let task = report["tasks"]
-        .as_array()
-        .and_then(|tasks| tasks.iter().find(|t| t["id"] == TASK))
-        .expect("task in report");
-    assert_eq!(task["usage"]["input_tokens"], usage["input_tokens"]);
-    assert_eq!(task["usage"]["turns"], usage["turns"]);
-    assert_eq!(task["findings"][0]["title"], "Real CLI finding");
-    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
-    let line = format!(
-        "Usage: {} turns, {} input and {} output tokens",
-        usage["turns"], usage["input_tokens"], usage["output_tokens"]
-    );
-    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
-    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+    assert_reports_agree(&project, &run, TASK, usage);
 
     // dispatch gave opencode XDG folders of the task's own (`cli_config:
     // private`, the default), over the ones the user's environment names:

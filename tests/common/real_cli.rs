@@ -154,6 +154,119 @@ pub fn assert_all_ticked(
     record
 }
 
+/// The answer the whole-task manifest's rule gives to "Which region?"; each
+/// CLI's test looks for it in what the CLI sent back to the model.
+pub const REGION_ANSWER: &str = "eu-central-7 (answered by the dispatch rule)";
+
+/// The sweep every CLI's whole-task test runs, so that each CLI is held to
+/// the same protocol: one task, `task` on `model`, whose worker ticks four
+/// items with the CLI's `tool`, reports a high finding (which the
+/// `high-findings` rule escalates: exit code 3), asks which region (a rule
+/// answers with [`REGION_ANSWER`]) and writes its output. `hook` is the
+/// rule's `run:` command, if any; `top` holds more top-level keys
+/// (`defaults:`, `models:`), each line ending in a newline.
+pub fn whole_task_manifest(
+    name: &str,
+    top: &str,
+    hook: Option<&str>,
+    task: &str,
+    model: &str,
+    tool: &str,
+) -> String {
+    let hook = hook
+        .map(|run| format!("    run: {run}\n"))
+        .unwrap_or_default();
+    format!(
+        "version: 1
+name: {name}
+questions:
+  timeout: 30s
+  on_unanswered: fail
+  answers:
+    - match: region
+      answer: '{REGION_ANSWER}'
+escalation:
+  - name: high-findings
+    when: {{ severity: high }}
+    action: notify
+{hook}    exit_code: 3
+{top}tasks:
+  {task}:
+    model: {model}
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your {tool} tool.
+    plan: [Mark the first item, Report a finding, Ask which region, Write the output]
+"
+    )
+}
+
+/// Assert what a whole-task worker (see [`whole_task_manifest`]) did
+/// reached dispatch: every item ticked, the output written, the finding as
+/// an event and in `record` (the task's `task.json`), its escalation, and
+/// the question with the rule's answer. How the answer got back to the
+/// model is each CLI's own and stays in its test.
+pub fn assert_whole_task_reached_dispatch(
+    project: &Project,
+    run: &Run,
+    task: &str,
+    record: &Value,
+    why: &str,
+) {
+    let plan = project.task_file(task, "plan.md");
+    assert_eq!(plan.matches("- [x] ").count(), 4, "{plan}");
+    assert!(!plan.contains("- [ ] "), "{plan}");
+    assert_eq!(
+        project.task_file(task, "output.md"),
+        "Real CLI worker output\n"
+    );
+
+    let findings = events_of(&run.events, "finding");
+    assert_eq!(findings.len(), 1, "{why}");
+    assert_eq!(findings[0]["severity"], "high");
+    assert_eq!(findings[0]["title"], "Real CLI finding");
+    assert_eq!(findings[0]["location"], "src/lib.rs:1");
+    assert_eq!(record["findings"][0]["title"], "Real CLI finding");
+    let escalations = events_of(&run.events, "escalation");
+    assert_eq!(escalations.len(), 1, "{why}");
+    assert_eq!(escalations[0]["rule"], "high-findings");
+
+    let questions = events_of(&run.events, "question");
+    assert_eq!(questions.len(), 1, "{why}");
+    assert_eq!(questions[0]["text"], "Which region?");
+    let answered = events_of(&run.events, "answered");
+    assert_eq!(answered[0]["answer"], REGION_ANSWER);
+    assert!(answered[0]["by"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("manifest rule"));
+}
+
+/// Assert the run's `report.json` and `report.md` give `task` the `usage`
+/// its `task.json` has, and the whole-task finding.
+pub fn assert_reports_agree(project: &Project, run: &Run, task: &str, usage: &Value) {
+    let run_id = run.events[0]["run_id"].as_str().expect("run id");
+    let run_dir = project.path().join(".dispatch/runs").join(run_id);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let entry = report["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == task))
+        .expect("task in report");
+    assert_eq!(entry["usage"]["input_tokens"], usage["input_tokens"]);
+    assert_eq!(entry["usage"]["turns"], usage["turns"]);
+    assert_eq!(entry["findings"][0]["title"], "Real CLI finding");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let line = format!(
+        "Usage: {} turns, {} input and {} output tokens",
+        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+    );
+    assert!(markdown.contains(&line), "{line} not in\n{markdown}");
+    assert!(markdown.contains("Real CLI finding"), "{markdown}");
+}
+
 /// `sweep.yaml`, as given (`Project::manifest` would build the scripted
 /// test agent, which these tests do not use).
 pub fn write_manifest(project: &Project, text: &str) {
