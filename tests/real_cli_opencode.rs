@@ -13,14 +13,14 @@ mod common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, assert_reports_agree, assert_whole_task_reached_dispatch,
-    events_of, tail, u64_of, whole_task_manifest, write_manifest, Endpoint, Run, REGION_ANSWER,
+    self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
+    assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
+    write_manifest, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
 
@@ -417,47 +417,15 @@ tasks:
 "
         ),
     );
-    let git = |args: &[&str]| {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(project.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .output()
-            .expect("git runs");
-        assert!(output.status.success(), "git {args:?}: {output:?}");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "first"]);
+    common::init_repo(project.path());
     let run = run_sweep(&project, &opencode, &endpoint);
     let why = context(&project, &run, &endpoint);
-    assert_eq!(run.status.code(), Some(0), "{why}");
-    assert!(
-        !project.path().join("edited.txt").exists(),
-        "the main checkout is untouched\n{why}"
-    );
-    assert_eq!(
-        git(&["show", &format!("dispatch/{TASK}:edited.txt")]),
-        "made-by-opencode"
-    );
-    let branch = &project.task_json(TASK)["branch"];
-    assert_eq!(branch["ahead"], 1, "{branch}");
-    assert_eq!(branch["commits"][0]["subject"], "Edit from opencode");
-    let status = git(&["status", "--porcelain"]);
-    assert!(
-        !status.contains("edited"),
-        "not in the main checkout: {status}"
-    );
-    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
-    assert_eq!(
-        git(&["rev-list", "--count", "main"]),
-        "1",
-        "main has no new commit"
+    assert_edited_only_in_its_worktree(
+        &project,
+        &run,
+        TASK,
+        ("made-by-opencode", "Edit from opencode"),
+        &why,
     );
 }
 

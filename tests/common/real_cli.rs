@@ -267,6 +267,43 @@ pub fn assert_reports_agree(project: &Project, run: &Run, task: &str, usage: &Va
     assert!(markdown.contains("Real CLI finding"), "{markdown}");
 }
 
+/// Assert the worktree task `task` left `edited.txt` (holding `content`)
+/// committed as `subject` on its branch, `dispatch/TASK`, and nowhere else:
+/// the main checkout has no such file and `main` no new commit. The project
+/// is a repository made by [`super::init_repo`].
+pub fn assert_edited_only_in_its_worktree(
+    project: &Project,
+    run: &Run,
+    task: &str,
+    (content, subject): (&str, &str),
+    why: &str,
+) {
+    let git = |args: &[&str]| super::git(project.path(), args);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    assert!(
+        !project.path().join("edited.txt").exists(),
+        "the main checkout is untouched\n{why}"
+    );
+    assert_eq!(
+        git(&["show", &format!("dispatch/{task}:edited.txt")]),
+        content
+    );
+    let branch = &project.task_json(task)["branch"];
+    assert_eq!(branch["ahead"], 1, "{branch}\n{why}");
+    assert_eq!(branch["commits"][0]["subject"], subject);
+    let status = git(&["status", "--porcelain"]);
+    assert!(
+        !status.contains("edited"),
+        "not in the main checkout: {status}"
+    );
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-list", "--count", "main"]),
+        "1",
+        "main has no new commit"
+    );
+}
+
 /// `sweep.yaml`, as given (`Project::manifest` would build the scripted
 /// test agent, which these tests do not use).
 pub fn write_manifest(project: &Project, text: &str) {
