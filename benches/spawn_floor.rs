@@ -139,24 +139,30 @@ fn supervise(
     script: &str,
 ) -> std::io::Result<impl std::future::Future<Output = bool> + Send + 'static> {
     let mut child = worker_command(script).spawn()?;
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
     Ok(async move {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let drain_out = async {
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
-            }
-        };
-        let drain_err = async {
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(drain_out, drain_err);
+        drain(&mut child).await;
         child.wait().await.is_ok_and(|status| status.success())
     })
+}
+
+/// Read the worker's stdout and stderr to their ends, side by side.
+async fn drain(child: &mut tokio::process::Child) -> (Vec<u8>, Vec<u8>) {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let drain_out = async {
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut out).await;
+        }
+    };
+    let drain_err = async {
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+    };
+    tokio::join!(drain_out, drain_err);
+    (out, err)
 }
 
 /// `sh -c SCRIPT` as every runner must start it: its own process group,
@@ -274,22 +280,8 @@ fn supervise_keeping_state(
     let record = dir.join("task.json");
     write_atomic(&record, &task_json(task, "running", pid, None))?;
     state.event(task, "started")?;
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
     Ok(async move {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let drain_out = async {
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
-            }
-        };
-        let drain_err = async {
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(drain_out, drain_err);
+        let (out, err) = drain(&mut child).await;
         log.write_all(&out)?;
         log.write_all(&err)?;
         let exit = child.wait().await?.code();
