@@ -29,6 +29,7 @@
 //! (`cargo test --benches`) it runs 20 `true` workers, keeping state in a
 //! temporary folder it removes.
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -183,7 +184,7 @@ fn worker_command(script: &str) -> tokio::process::Command {
 /// append-only event log.
 struct State {
     tasks: PathBuf,
-    events: std::cell::RefCell<File>,
+    events: RefCell<File>,
 }
 
 impl State {
@@ -196,7 +197,7 @@ impl State {
             .open(dir.join("events.jsonl"))?;
         Ok(State {
             tasks,
-            events: std::cell::RefCell::new(events),
+            events: RefCell::new(events),
         })
     }
 
@@ -215,7 +216,10 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// Temp file and rename, as every state file must be written.
+/// Temp file and rename, as every state file must be written. Not
+/// `dispatch::fsutil::write_atomic` on purpose: the floor is the least any
+/// program must do, independent of the choices dispatch makes (a
+/// randomly named temporary file, the mode, the exchange on rewrites).
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
