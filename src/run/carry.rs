@@ -257,6 +257,7 @@ fn restart(record: &mut TaskRecord) {
     record.reason = None;
     record.ended_at = None;
     record.pid = None;
+    record.pid_start_time = None;
     record.exit = None;
     record.outcome = None;
     record.carried_from = None;

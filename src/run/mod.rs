@@ -10,6 +10,7 @@ pub mod clean;
 mod conversation;
 pub mod events;
 mod isolation;
+mod leftovers;
 pub mod merge_check;
 pub mod output;
 pub mod record;
@@ -191,6 +192,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
+    crate::workers::reaper::become_subreaper();
     let from = carried.map(|(from, _)| from);
     let started_at = match &resumed {
         Some(earlier) => earlier.run.started_at.clone(),
@@ -475,6 +477,7 @@ impl Sweep {
             manifest: plan.manifest.clone(),
             root: state.root.display().to_string(),
             pid: std::process::id(),
+            pid_start_time: crate::workers::procfs::start_time(std::process::id()),
             started_at,
             ended_at: None,
             concurrency: plan.concurrency,
@@ -759,6 +762,7 @@ impl Sweep {
                 message: problem,
             });
         }
+        self.stop_leftovers().await;
         self.conclude()
     }
 
@@ -1034,6 +1038,7 @@ impl Sweep {
         };
         match started {
             Ok(running) => {
+                self.records[index].pid_start_time = running.start_time();
                 self.mark_started(index, running.pid());
                 workers.spawn(async move {
                     let finished = running.wait(stop_rx).await;
@@ -1309,6 +1314,9 @@ impl Sweep {
     fn finish(&mut self, end: WorkerEnd) {
         let index = end.index;
         let task = self.plan.tasks[index].clone();
+        if let Ok(finished) = &end.finished {
+            self.note_strays(index, &finished.strays);
+        }
         self.check_questions(index);
         self.read_findings(index);
         self.stops[index] = None;
@@ -1648,6 +1656,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
             })
             .collect(),
         pid: None,
+        pid_start_time: None,
         started_at: None,
         ended_at: None,
         duration_ms: None,
@@ -1661,6 +1670,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         findings: Vec::new(),
         questions: Vec::new(),
         attempts: Vec::new(),
+        strays: Vec::new(),
     }
 }
 

@@ -6,6 +6,8 @@ pub mod cli_home;
 pub mod doctor;
 pub mod events;
 pub mod process;
+pub mod procfs;
+pub mod reaper;
 pub mod redact;
 pub mod setup;
 pub mod worktree;
