@@ -142,3 +142,190 @@ tasks:
         warnings(&events)
     );
 }
+
+/// `dispatch run` in the background, its output unread.
+fn spawn_run(project: &Project, extra: &[&str]) -> Child {
+    let mut args = vec!["run", "sweep.yaml", "--json", "--grace", "300ms"];
+    args.extend_from_slice(extra);
+    project
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dispatch starts")
+}
+
+fn task_status(project: &Project, id: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(&project.task_file(id, "task.json")).ok()?;
+    value["status"].as_str().map(str::to_owned)
+}
+
+/// A worker that notes, when it starts, whether the worker before it is
+/// still alive (`overlap` in life.log), then records its own pid; its
+/// first attempt leaves a setsid daemon and hangs.
+const TWICE_SWEEP: &str = "version: 1
+tasks:
+  twice:
+    command: [sh, -c, 'if [ -f worker.pid ]; then old=$(cat worker.pid); s=$(cut -d\" \" -f3 /proc/$old/stat 2>/dev/null); if [ -n \"$s\" ] && [ \"$s\" != Z ]; then echo overlap >> life.log; fi; fi; echo $$ > worker.pid; echo start $$ >> life.log; if [ -f resumed ]; then exec AGENT check-all; fi; setsid sleep 305 >/dev/null 2>&1 & echo $! > daemon.pid; exec AGENT check hang']
+    plan: [One, Two]
+";
+
+/// Start the sweep, wait for its worker, and kill -9 dispatch only.
+fn orphan_the_worker(project: &Project) -> (i32, i32) {
+    project.manifest(TWICE_SWEEP);
+    let mut child = spawn_run(project, &[]);
+    wait_for("the worker", || {
+        project.task_file("twice", "plan.md").contains("- [x] One")
+            && task_status(project, "twice").as_deref() == Some("running")
+            && project.path().join("daemon.pid").exists()
+    });
+    child.kill().expect("kill -9 dispatch");
+    let _ = child.wait();
+    let worker = pid_in(project, "worker.pid");
+    let daemon = pid_in(project, "daemon.pid");
+    assert!(running(worker) && running(daemon));
+    std::fs::write(project.path().join("resumed"), "").expect("write");
+    (worker, daemon)
+}
+
+#[test]
+fn resume_stops_the_dead_runs_worker_before_starting_its_next() {
+    let project = Project::new();
+    let (worker, daemon) = orphan_the_worker(&project);
+
+    // Meanwhile, status says the worker runs on without its dispatch.
+    let status = project.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let json = project
+        .command(&["status", "--json"])
+        .output()
+        .expect("status");
+    let json: Value = serde_json::from_slice(&json.stdout).expect("json");
+
+    let output = project
+        .command(&["resume", "--json", "--grace", "300ms"])
+        .output()
+        .expect("resume");
+    let left = [worker, daemon]
+        .into_iter()
+        .filter(|&p| running(p))
+        .collect::<Vec<_>>();
+    cleanup(&[worker, daemon]);
+    assert!(
+        text.contains("still running, but its dispatch is gone"),
+        "{text}"
+    );
+    assert_eq!(json["tasks"][0]["record"]["status"], "running", "{json}");
+    assert!(
+        json["run"]["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("1 worker still running")),
+        "{json}"
+    );
+    assert!(
+        left.is_empty(),
+        "the dead run's processes live on: {left:?}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let life = std::fs::read_to_string(project.path().join("life.log")).expect("life.log");
+    assert!(!life.contains("overlap"), "two workers at once:\n{life}");
+    assert_eq!(life.lines().count(), 2, "{life}");
+    let record = project.task_json("twice");
+    assert_eq!(record["status"], "complete", "{record}");
+    assert!(
+        record["attempts"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stopped by `dispatch resume`")),
+        "{record}"
+    );
+    let strays: Vec<i64> = record["strays"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["pid"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(
+        strays.contains(&i64::from(worker)) && strays.contains(&i64::from(daemon)),
+        "{record}"
+    );
+    assert!(
+        stderr(&output).contains("stopped the workers run"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn retry_failed_stops_the_dead_runs_worker_before_starting_its_next() {
+    let project = Project::new();
+    let (worker, daemon) = orphan_the_worker(&project);
+    let (output, _) = project.run(&["--retry-failed", "latest"]);
+    let left = [worker, daemon]
+        .into_iter()
+        .filter(|&p| running(p))
+        .collect::<Vec<_>>();
+    cleanup(&[worker, daemon]);
+    assert!(
+        left.is_empty(),
+        "the dead run's processes live on: {left:?}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let life = std::fs::read_to_string(project.path().join("life.log")).expect("life.log");
+    assert!(!life.contains("overlap"), "two workers at once:\n{life}");
+    assert_eq!(project.task_json("twice")["status"], "complete");
+}
+
+/// A task.json (and run.json) whose pid now belongs to an unrelated
+/// process — a reboot or pid reuse — must not get that process signalled.
+#[test]
+fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  done:\n    command: [AGENT, check-all]\n    plan: [One]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let pid = stranger.id();
+    let runs = project.path().join(".dispatch/runs");
+    let run_dir = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path();
+    let run_json = run_dir.join("run.json");
+    let mut run: Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_json).expect("run.json")).expect("json");
+    run["pid"] = pid.into();
+    run["ended_at"] = Value::Null;
+    std::fs::write(&run_json, run.to_string()).expect("write");
+    let task_json = project.path().join(".dispatch/tasks/done/task.json");
+    let mut task = project.task_json("done");
+    task["pid"] = pid.into();
+    task["status"] = "running".into();
+    task["ended_at"] = Value::Null;
+    for start_time in [task["pid_start_time"].clone(), Value::Null] {
+        // Once with the worker's own start time, once with none recorded
+        // (then the environment marker decides).
+        task["pid_start_time"] = start_time;
+        std::fs::write(&task_json, task.to_string()).expect("write");
+        let output = project.command(&["cancel"]).output().expect("cancel");
+        std::thread::sleep(Duration::from_millis(300));
+        let alive = stranger.try_wait().expect("try_wait").is_none();
+        if !alive {
+            break;
+        }
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("nothing to cancel"),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let alive = stranger.try_wait().expect("try_wait").is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(alive, "dispatch cancel signalled an unrelated process");
+}

@@ -84,6 +84,12 @@ fn render_task(out: &mut String, view: &TaskView) {
         .map(|p| p.counts())
         .unwrap_or(record.items);
     let state = match record.status {
+        TaskStatus::Running if record.reason.as_deref() == Some(snapshot::ORPHANED) => format!(
+            "{}/{} items complete, {}",
+            counts.done,
+            counts.total,
+            snapshot::ORPHANED
+        ),
         TaskStatus::Running | TaskStatus::Pending => {
             format!("{}/{} items complete", counts.done, counts.total)
         }

@@ -132,7 +132,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let root = project_root(options)?;
     let state = StateDir::new(&root);
     let resumed = match &options.resume {
-        Some(run) => Some(start::resumable(&state, run)?),
+        Some(run) => Some(start::resumable(&state, run, options.grace)?),
         None => None,
     };
     let (loaded, run_id, vars) = match &resumed {
@@ -160,7 +160,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let carried = match (&resumed, &options.carry) {
         (Some(earlier), _) => Some((run_id.clone(), carry::resume_fates(&sweep_plan, earlier))),
-        (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how)?),
+        (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how, options.grace)?),
         (None, None) => None,
     };
     let mut fates: Vec<carry::Fate> = match &carried {

@@ -54,14 +54,69 @@ pub(super) fn select_tasks(
 }
 
 /// The run `dispatch resume` names, if it can be resumed: it exists and
-/// its process is gone.
-pub(super) fn resumable(state: &StateDir, run: &str) -> Result<snapshot::Snapshot, RunError> {
+/// its process is gone. Whatever of it is still running is stopped first,
+/// so no task ever has two workers.
+pub(super) fn resumable(
+    state: &StateDir,
+    run: &str,
+    grace: std::time::Duration,
+) -> Result<snapshot::Snapshot, RunError> {
     let id = (run != "latest").then_some(run);
     let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
     if earlier.live {
         return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
     }
+    let stopped = stop_earlier(state, &earlier, grace, "resume")?;
+    if stopped {
+        let id = earlier.run.run_id.clone();
+        return Ok(snapshot::load(state, Some(&id)).map_err(carry::CarryError::from)?);
+    }
     Ok(earlier)
+}
+
+/// Stop the workers (and what they started) that a dead run left
+/// running, before `resume`, `--retry-failed` or `--rerun` launches
+/// anything: grace, then kill, as `dispatch cancel` does. Each such task's
+/// record says so, and so does a warning in the run's events and on
+/// stderr. Returns whether anything was stopped.
+pub(super) fn stop_earlier(
+    state: &StateDir,
+    earlier: &snapshot::Snapshot,
+    grace: std::time::Duration,
+    by: &str,
+) -> Result<bool, carry::CarryError> {
+    let run_id = &earlier.run.run_id;
+    let reason = format!(
+        "still running after its run's process was gone; stopped by `dispatch {by}` before anything ran again"
+    );
+    let stopped = super::cancel::stop_left_behind(
+        state,
+        earlier,
+        &[],
+        grace,
+        &reason,
+        &format!("before {by}"),
+    )
+    .map_err(|e| carry::CarryError::Leftovers(e.to_string()))?;
+    if stopped.is_empty() {
+        return Ok(false);
+    }
+    let message = format!(
+        "stopped the workers run {run_id} left running when its process died, before running anything again: {}",
+        stopped.join(", ")
+    );
+    eprintln!("warning: {message}");
+    let events = state.run_dir(run_id).join("events.jsonl");
+    let mut log = super::events::EventLog::new(state::open_append(&events).ok());
+    let warning = super::events::Event::Warning {
+        task: None,
+        message,
+    };
+    log.append(&super::events::Stamped {
+        ts: crate::clock::now(),
+        event: &warning,
+    });
+    Ok(true)
 }
 
 /// The manifest a run started from, as it was then (its copy in the run

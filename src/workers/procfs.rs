@@ -182,9 +182,8 @@ impl Marker {
     }
 }
 
-/// Whether `pid` is still the process dispatch recorded: alive, started at
-/// `start_time` (when recorded) and carrying `marker` (when given and
-/// readable). With neither to compare, a live pid is not enough: it may
+/// Whether `pid` is still the process dispatch recorded: alive and started
+/// at `start_time`, or, when no start time was recorded, carrying `marker`. With neither to compare, a live pid is not enough: it may
 /// have been reused. Without `/proc` (not Linux) only liveness is known.
 pub fn is_same_process(pid: u32, start_time: Option<u64>, marker: Option<&Marker>) -> bool {
     let Ok(pid) = Pid::try_from(pid) else {
@@ -202,12 +201,12 @@ pub fn is_same_process(pid: u32, start_time: Option<u64>, marker: Option<&Marker
     if stat.is_zombie() {
         return false;
     }
-    let started_right = start_time.map(|t| t == stat.start_time);
-    let marked = marker.and_then(|m| m.carried_by(pid));
-    match (started_right, marked) {
-        (Some(false), _) | (_, Some(false)) => false,
-        (Some(true), _) | (None, Some(true)) => true,
-        (None, None) => false,
+    // The start time names the process for good (an exec keeps it, and
+    // may change the environment); the marker stands in for records that
+    // have none.
+    match start_time {
+        Some(start_time) => start_time == stat.start_time,
+        None => marker.and_then(|m| m.carried_by(pid)).unwrap_or(false),
     }
 }
 
