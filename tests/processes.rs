@@ -329,3 +329,67 @@ fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
     let _ = stranger.wait();
     assert!(alive, "dispatch cancel signalled an unrelated process");
 }
+
+/// The run folder of the only run.
+fn only_run(project: &Project) -> std::path::PathBuf {
+    std::fs::read_dir(project.path().join(".dispatch/runs"))
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path()
+}
+
+/// A hang-up (the terminal closed: its output goes nowhere) and a SIGTERM
+/// stop the sweep as Ctrl-C does: workers stopped, records and reports
+/// written, and the documented exit code.
+#[test]
+fn sighup_and_sigterm_stop_the_workers_and_write_the_reports() {
+    for (signal, code) in [(libc::SIGHUP, 129), (libc::SIGTERM, 143)] {
+        let project = Project::new();
+        project.manifest("version: 1\ntasks:\n  long:\n    command: [AGENT, check, hang]\n    plan: [One, Two]\n");
+        // Plain output (no --json): every line goes to stderr, which is
+        // closed before the signal, as a dropped SSH session leaves it.
+        let mut child = project
+            .command(&["run", "sweep.yaml", "--grace", "300ms"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dispatch starts");
+        wait_for("the worker", || {
+            project.task_file("long", "plan.md").contains("- [x] One")
+        });
+        let worker =
+            i32::try_from(project.task_json("long")["pid"].as_i64().expect("pid")).expect("a pid");
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let dispatch = i32::try_from(child.id()).expect("pid");
+        // SAFETY: signals the dispatch process this test started.
+        unsafe {
+            libc::kill(dispatch, signal);
+        }
+        let status = child.wait().expect("dispatch ends");
+        let worker_left = running(worker);
+        cleanup(&[worker]);
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        assert!(!worker_left, "the worker outlived a signal {signal}");
+        assert_eq!(project.task_json("long")["status"], "cancelled");
+        let run = only_run(&project);
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("report.json")).expect("report.json"),
+        )
+        .expect("json");
+        assert_eq!(report["status"], "interrupted");
+        assert!(run.join("junit.xml").is_file() && run.join("report.md").is_file());
+        let events = std::fs::read_to_string(run.join("events.jsonl")).expect("events");
+        let name = if signal == libc::SIGHUP {
+            "SIGHUP"
+        } else {
+            "SIGTERM"
+        };
+        assert!(
+            events.contains(&format!("\"signal\":\"{name}\"")),
+            "{events}"
+        );
+    }
+}

@@ -32,8 +32,12 @@ pub mod exit {
     pub const ESCALATED: u8 = 3;
     /// A question was left unanswered.
     pub const UNANSWERED: u8 = 4;
-    /// Interrupted (Ctrl-C or SIGTERM).
+    /// Interrupted by Ctrl-C (128 + SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by a hang-up (128 + SIGHUP): the terminal closed.
+    pub const HANGUP: u8 = 129;
+    /// Stopped by SIGTERM (128 + SIGTERM).
+    pub const TERMINATED: u8 = 143;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -43,7 +47,9 @@ Exit codes:
   2    bad usage, an invalid manifest, a missing agent CLI, or a state folder in use
   3    an escalation rule fired (a rule may set its own code)
   4    a question was left unanswered (and nothing failed)
-  130  interrupted";
+  129  stopped by a hang-up (SIGHUP: the terminal closed), reports written
+  130  interrupted (Ctrl-C), reports written
+  143  stopped by SIGTERM, reports written";
 
 /// Run a sweep of AI coding-agent tasks described in a YAML manifest.
 #[derive(Debug, Parser)]

@@ -1,6 +1,6 @@
 //! `dispatch cancel [RUN] [--task ID]...`: stop a sweep, or some of its
 //! tasks, from another terminal. A live run is asked through its own
-//! process (SIGTERM for the whole run; for tasks, an `ipc/.cancel` file in
+//! process (SIGINT for the whole run, as Ctrl-C; for tasks, an `ipc/.cancel` file in
 //! each and SIGUSR1 to look), so its workers stop gracefully and its
 //! records and reports say what happened. When the run's process is gone
 //! (killed with `kill -9`), the workers it left are stopped directly.
@@ -66,7 +66,8 @@ pub fn cancel(
         let pid = snapshot.run.pid;
         let start = snapshot.run.pid_start_time;
         let signal = if tasks.is_empty() {
-            libc::SIGTERM
+            // As Ctrl-C at its terminal: the run ends `interrupted`, 130.
+            libc::SIGINT
         } else {
             for record in &chosen {
                 let ipc = state.task_dir(&record.id).join("ipc");

@@ -14,6 +14,7 @@ mod leftovers;
 pub mod merge_check;
 pub mod output;
 pub mod record;
+pub mod signals;
 pub mod snapshot;
 mod start;
 pub mod verdict;
@@ -665,7 +666,7 @@ impl Sweep {
         }
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
-        let mut interrupts = interrupt_signals();
+        let mut interrupts = signals::interrupts();
         let mut cancels = cancel_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1308,7 +1309,10 @@ impl Sweep {
         for stop in self.stops.iter().flatten() {
             let _ = stop.send(request);
         }
-        self.emit(Event::Interrupted { force });
+        self.emit(Event::Interrupted {
+            force,
+            signal: signals::latest_name(),
+        });
     }
 
     fn finish(&mut self, end: WorkerEnd) {
@@ -1465,7 +1469,7 @@ impl Sweep {
         let status = match exit_code {
             _ if escalated.is_some() => "escalated",
             exit::OK => "complete",
-            exit::INTERRUPTED => "interrupted",
+            _ if self.interrupted > 0 => "interrupted",
             exit::UNANSWERED => "blocked",
             _ => "failed",
         };
@@ -1544,7 +1548,7 @@ impl Sweep {
 /// question; else 0.
 pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
     if interrupted {
-        return exit::INTERRUPTED;
+        return signals::exit_code();
     }
     let failed = records.iter().any(|r| r.status.is_failure());
     if failed {
@@ -1712,25 +1716,6 @@ fn cancel_signals() -> mpsc::UnboundedReceiver<()> {
                 }
             }
         });
-    }
-    rx
-}
-
-/// Ctrl-C and SIGTERM, as one stream.
-fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = mpsc::unbounded_channel();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let tx = tx.clone();
-        if let Ok(mut stream) = signal(kind) {
-            tokio::spawn(async move {
-                while stream.recv().await.is_some() {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
     }
     rx
 }

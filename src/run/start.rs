@@ -105,7 +105,10 @@ pub(super) fn stop_earlier(
         "stopped the workers run {run_id} left running when its process died, before running anything again: {}",
         stopped.join(", ")
     );
-    eprintln!("warning: {message}");
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
+    }
     let events = state.run_dir(run_id).join("events.jsonl");
     let mut log = super::events::EventLog::new(state::open_append(&events).ok());
     let warning = super::events::Event::Warning {
