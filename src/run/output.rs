@@ -350,8 +350,8 @@ impl Screen {
     /// Show a question to the person at this terminal.
     pub fn prompt(&self, text: &str) {
         match &self.multi {
-            Some(multi) => multi.suspend(|| to_stderr(&text)),
-            None => to_stderr(&text),
+            Some(multi) => multi.suspend(|| to_stderr(text)),
+            None => to_stderr(text),
         }
     }
 }
@@ -534,6 +534,14 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
     }
 }
 
+/// A line to stderr that never panics: after a hang-up the terminal is
+/// gone (writes fail with EIO), and the run must still stop its workers and
+/// write its reports rather than die in `eprintln!`.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,12 +564,4 @@ mod tests {
             summary.text()
         );
     }
-}
-
-/// A line to stderr that never panics: after a hang-up the terminal is
-/// gone (writes fail with EIO), and the run must still stop its workers and
-/// write its reports rather than die in `eprintln!`.
-fn to_stderr(text: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
