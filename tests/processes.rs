@@ -393,3 +393,52 @@ fn sighup_and_sigterm_stop_the_workers_and_write_the_reports() {
         );
     }
 }
+
+/// Forty tasks at once under `ulimit` in `sh` (soft only, or soft and
+/// hard): every task completes; with the hard limit low too, concurrency
+/// is lowered with a warning.
+#[test]
+fn a_low_open_files_limit_fails_no_task() {
+    let mut manifest = String::from("version: 1\nconcurrency: 40\ntasks:\n");
+    for i in 0..40 {
+        manifest.push_str(&format!(
+            "  t{i}:\n    command: [AGENT, 'sleep:300ms', check-all]\n    plan: [One]\n"
+        ));
+    }
+    for (ulimit, lowered) in [("ulimit -Sn 64", false), ("ulimit -n 64", true)] {
+        let project = Project::new();
+        project.manifest(&manifest);
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{ulimit} && exec \"$0\" run sweep.yaml --json --root \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_dispatch"))
+            .arg(project.path())
+            .current_dir(project.path())
+            .env("HOME", project.path())
+            .env_remove("CI")
+            .output()
+            .expect("sh runs dispatch");
+        let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let failed: Vec<String> = events
+            .iter()
+            .filter(|e| e["event"] == "task-ended" && e["status"] != "complete")
+            .map(|e| format!("{}: {}", e["task"], e["reason"]))
+            .collect();
+        assert!(failed.is_empty(), "{ulimit}: {failed:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{ulimit}: {}",
+            stderr(&output)
+        );
+        let warned = warnings(&events)
+            .iter()
+            .any(|w| w.contains("concurrency lowered from 40 to 4"));
+        assert_eq!(warned, lowered, "{ulimit}: {:?}", warnings(&events));
+    }
+}

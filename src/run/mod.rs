@@ -159,6 +159,10 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     if let Some(concurrency) = options.concurrency {
         sweep_plan.concurrency = concurrency;
     }
+    let fd_note = crate::workers::limits::fit_concurrency(
+        &mut sweep_plan.concurrency,
+        sweep_plan.tasks.len(),
+    );
     let carried = match (&resumed, &options.carry) {
         (Some(earlier), _) => Some((run_id.clone(), carry::resume_fates(&sweep_plan, earlier))),
         (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how, options.grace)?),
@@ -215,7 +219,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         sweep.run_record.shard = shard;
         sweep.save_run_record();
     }
-    for note in worktree_notes {
+    for note in worktree_notes.into_iter().chain(fd_note) {
         sweep.emit(Event::Warning {
             task: None,
             message: note,

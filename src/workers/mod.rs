@@ -5,6 +5,7 @@ pub mod backends;
 pub mod cli_home;
 pub mod doctor;
 pub mod events;
+pub mod limits;
 pub mod process;
 pub mod procfs;
 pub mod reaper;
