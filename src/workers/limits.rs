@@ -26,6 +26,8 @@ fn limits() -> Option<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
+    // rlim_t is u64 here but narrower on some 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     Some((limit.rlim_cur as u64, limit.rlim_max as u64))
 }
 
