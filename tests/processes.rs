@@ -247,7 +247,7 @@ fn resume_stops_the_dead_runs_worker_before_starting_its_next() {
         "{record}"
     );
     assert!(
-        stderr(&output).contains("stopped the workers run"),
+        stderr(&output).contains("stopped what run"),
         "{}",
         stderr(&output)
     );

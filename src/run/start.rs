@@ -98,13 +98,27 @@ pub(super) fn stop_earlier(
         &format!("before {by}"),
     )
     .map_err(|e| carry::CarryError::Leftovers(e.to_string()))?;
-    if stopped.is_empty() {
+    // Anything else of the dead run: its hooks, and what they started.
+    let others = crate::workers::reaper::stop_marked(
+        &crate::workers::procfs::Marker::run(run_id),
+        crate::workers::reaper::Scope::Anywhere,
+        grace,
+        &format!("before {by}"),
+    );
+    if stopped.is_empty() && others.is_empty() {
         return Ok(false);
     }
-    let message = format!(
-        "stopped the workers run {run_id} left running when its process died, before running anything again: {}",
+    let mut message = format!(
+        "stopped what run {run_id} left running when its process died, before running anything again: {}",
         stopped.join(", ")
     );
+    if !others.is_empty() {
+        message.push_str(&format!(
+            "{}{}",
+            if stopped.is_empty() { "" } else { "; and " },
+            crate::workers::reaper::describe(&others)
+        ));
+    }
     {
         use std::io::Write;
         let _ = writeln!(std::io::stderr().lock(), "warning: {message}");

@@ -116,6 +116,10 @@ pub fn descendants(table: &HashMap<Pid, Stat>, root: Pid) -> Vec<Pid> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marker {
     pairs: Vec<(String, String)>,
+    /// A variable whose value must not start with this prefix: a hook of
+    /// this run gets its task's `DISPATCH_TASK_ID` too, and is not the
+    /// task's (it ends on its own, bounded by the hook timeout).
+    unless: Option<(String, String)>,
 }
 
 /// The variable that tells an escalation hook's processes apart.
@@ -129,6 +133,7 @@ impl Marker {
                 ("DISPATCH_RUN_ID".to_owned(), run_id.to_owned()),
                 ("DISPATCH_TASK_ID".to_owned(), task_id.to_owned()),
             ],
+            unless: Some((HOOK_VAR.to_owned(), hook_prefix(run_id))),
         }
     }
 
@@ -136,16 +141,22 @@ impl Marker {
     pub fn run(run_id: &str) -> Self {
         Self {
             pairs: vec![("DISPATCH_RUN_ID".to_owned(), run_id.to_owned())],
+            unless: None,
         }
     }
 
-    /// One escalation hook and everything it starts.
+    /// One escalation hook (`hook_id`, unique in the run) and everything
+    /// it starts.
     pub fn hook(run_id: &str, hook_id: &str) -> Self {
         Self {
             pairs: vec![
                 ("DISPATCH_RUN_ID".to_owned(), run_id.to_owned()),
-                (HOOK_VAR.to_owned(), hook_id.to_owned()),
+                (
+                    HOOK_VAR.to_owned(),
+                    format!("{}{hook_id}", hook_prefix(run_id)),
+                ),
             ],
+            unless: None,
         }
     }
 
@@ -170,9 +181,14 @@ impl Marker {
 
     /// Whether an environ block carries the marker.
     pub fn matches(&self, environ: &[u8]) -> bool {
-        self.pairs
-            .iter()
-            .all(|(k, v)| env_value(environ, k) == Some(v.as_bytes()))
+        let excluded = self.unless.as_ref().is_some_and(|(k, prefix)| {
+            env_value(environ, k).is_some_and(|v| v.starts_with(prefix.as_bytes()))
+        });
+        !excluded
+            && self
+                .pairs
+                .iter()
+                .all(|(k, v)| env_value(environ, k) == Some(v.as_bytes()))
     }
 
     /// Whether process `pid` carries the marker; `None` when its
@@ -180,6 +196,12 @@ impl Marker {
     pub fn carried_by(&self, pid: Pid) -> Option<bool> {
         environ(pid).map(|env| self.matches(&env))
     }
+}
+
+/// Hook ids of one run start with its run id, so a dispatch started from
+/// another run's hook still finds its own workers.
+fn hook_prefix(run_id: &str) -> String {
+    format!("{run_id}/")
 }
 
 /// Whether `pid` is still the process dispatch recorded: alive and started
@@ -230,6 +252,15 @@ mod tests {
         assert!(marker.matches(b"A=1\0DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0"));
         assert!(!marker.matches(b"DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha2\0"));
         assert!(!marker.matches(b"DISPATCH_TASK_ID=alpha\0"));
+        // This run's hook, fired by alpha's event, is not alpha's...
+        let hook =
+            b"DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0DISPATCH_HOOK_ID=run-1/pager-0\0";
+        assert!(!marker.matches(hook));
+        assert!(Marker::hook("run-1", "pager-0").matches(hook));
+        // ...but a worker of a dispatch an outer run's hook started is.
+        assert!(marker.matches(
+            b"DISPATCH_HOOK_ID=outer/x-1\0DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0"
+        ));
     }
 
     #[cfg(target_os = "linux")]
