@@ -330,6 +330,13 @@ fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
     assert!(alive, "dispatch cancel signalled an unrelated process");
 }
 
+/// The worker pid in a task's record, once it is there (a read that
+/// straddles a rewrite is tried again).
+fn recorded_pid(project: &Project, id: &str) -> Option<i32> {
+    let value: Value = serde_json::from_str(&project.task_file(id, "task.json")).ok()?;
+    i32::try_from(value["pid"].as_i64()?).ok()
+}
+
 /// The run folder of the only run.
 fn only_run(project: &Project) -> std::path::PathBuf {
     std::fs::read_dir(project.path().join(".dispatch/runs"))
@@ -356,11 +363,11 @@ fn sighup_and_sigterm_stop_the_workers_and_write_the_reports() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("dispatch starts");
+        let mut worker = 0;
         wait_for("the worker", || {
-            project.task_file("long", "plan.md").contains("- [x] One")
+            worker = recorded_pid(&project, "long").unwrap_or(0);
+            worker > 0 && project.task_file("long", "plan.md").contains("- [x] One")
         });
-        let worker =
-            i32::try_from(project.task_json("long")["pid"].as_i64().expect("pid")).expect("a pid");
         drop(child.stdout.take());
         drop(child.stderr.take());
         let dispatch = i32::try_from(child.id()).expect("pid");

@@ -94,15 +94,26 @@ pub fn table() -> HashMap<Pid, Stat> {
 
 /// Every descendant of `root` in `table` (not `root` itself).
 pub fn descendants(table: &HashMap<Pid, Stat>, root: Pid) -> Vec<Pid> {
+    descendants_except(table, root, |_| false)
+}
+
+/// Every descendant of `root` in `table`, leaving out the subtrees of the
+/// processes `skip` names (and those processes).
+pub fn descendants_except(
+    table: &HashMap<Pid, Stat>,
+    root: Pid,
+    skip: impl Fn(Pid) -> bool,
+) -> Vec<Pid> {
     let mut children: HashMap<Pid, Vec<Pid>> = HashMap::new();
     for (&pid, stat) in table {
         children.entry(stat.ppid).or_default().push(pid);
     }
     let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::from([root]);
     let mut queue = vec![root];
     while let Some(parent) = queue.pop() {
         for &child in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
-            if child != root && !found.contains(&child) {
+            if !skip(child) && seen.insert(child) {
                 found.push(child);
                 queue.push(child);
             }

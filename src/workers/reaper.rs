@@ -101,7 +101,11 @@ pub enum Scope {
 fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
     let table = procfs::table();
     let candidates: Vec<Pid> = match scope {
-        Scope::Ours => procfs::descendants(&table, own_pid()),
+        // Not under a worker or hook still running (their own processes
+        // are theirs until they end): what a worker left when it ended was
+        // re-parented here, out of any such subtree. This also keeps a scan
+        // per task end from reading every running worker's processes.
+        Scope::Ours => procfs::descendants_except(&table, own_pid(), is_own),
         Scope::Anywhere => table.keys().copied().collect(),
     };
     let me = own_pid();
