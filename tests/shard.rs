@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use common::Project;
-use dispatch::shard::{assign, MAX_SHARDS};
+use dispatch::plan::shard::{assign, MAX_SHARDS};
 
 type Tasks = Vec<(String, Vec<String>)>;
 
@@ -458,8 +458,10 @@ fn five_shards_merged_equal_one_unsharded_run() {
         let (output, _) = project.run(&["--shard", &shard, "--report-dir", &dir]);
         let report_path = format!("{dir}/report.json");
         let report = read_json(&project.path().join(&report_path));
-        let selected =
-            dispatch::shard::select(&plan, &dispatch::shard::Shard { index: k, count: 5 });
+        let selected = dispatch::plan::shard::select(
+            &plan,
+            &dispatch::plan::shard::Shard { index: k, count: 5 },
+        );
         let mut expected: Vec<&str> = plan
             .tasks
             .iter()

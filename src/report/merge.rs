@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::{totals, Report, FORMAT_VERSION};
-use crate::cli::exit;
+use crate::domain::exit;
 
 /// The `run_id` of a merged report starts with this, followed by the
 /// shards' run ids joined by `+`: `merged:20250101-120000-ab12+…`.
@@ -222,7 +222,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
     let name = reports[0].name.clone();
 
     let mut escalations: Vec<String> = Vec::new();
-    let mut merge_readiness: Option<crate::run::merge_check::MergeReadiness> = None;
+    let mut merge_readiness: Option<crate::isolation::merge_check::MergeReadiness> = None;
     let mut tasks = Vec::with_capacity(seen.len());
     let mut reports: Vec<Option<Report>> = reports.into_iter().map(Some).collect();
     for i in order {

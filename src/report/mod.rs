@@ -15,12 +15,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::checklist::ItemState;
+use crate::isolation::merge_check::MergeReadiness;
+use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
-use crate::monitor::checklist::ItemState;
-use crate::run::merge_check::MergeReadiness;
-use crate::run::snapshot::{Snapshot, TaskView};
+use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
-use crate::workers::worktree::BranchRecord;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -55,7 +55,7 @@ pub struct Report {
     pub continues: Option<String>,
     /// The shard this run was (`--shard K/N`), and which shards have tasks.
     #[serde(default)]
-    pub shard: Option<crate::shard::ShardInfo>,
+    pub shard: Option<crate::plan::shard::ShardInfo>,
     /// Whether the worktree tasks' branches merge into their bases, and
     /// which of them conflict with each other (when the run ended).
     pub merge_readiness: Option<MergeReadiness>,
@@ -202,7 +202,7 @@ pub struct QuestionReport {
 /// run's tasks are read on every core.
 pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let run = &snapshot.run;
-    let tasks: Vec<TaskReport> = crate::parallel::map_chunks(&snapshot.tasks, |views| {
+    let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
         views
             .iter()
             .map(|view| task_report(state, &run.run_id, view))

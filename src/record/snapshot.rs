@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::record::{RunRecord, TaskRecord, TaskStatus};
-use crate::monitor::{self, checklist::Checklist};
+use super::{RunRecord, TaskRecord};
+use crate::domain::checklist::Checklist;
+use crate::domain::status::TaskStatus;
+use crate::state::plan_watch as monitor;
 use crate::state::{lock::process_alive, read_bounded, StateDir};
 
 /// One task: its record and its plan as the worker has left it.

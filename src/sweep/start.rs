@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::record::{RunRecord, TaskRecord, TaskStatus};
-use super::{carry, exit_code, snapshot, RunError, RunResult};
+use super::{carry, exit_code, RunError, RunResult};
+use crate::domain::status::TaskStatus;
 use crate::ipc::findings::FindingsReader;
 use crate::manifest::{self, LoadedManifest};
 use crate::plan::SweepPlan;
+use crate::record::{snapshot, RunRecord, TaskRecord};
 use crate::state::{self, StateDir};
 
 /// Keep only the selected tasks. With a rerun, a task left out is carried
@@ -104,7 +105,7 @@ pub(super) struct Earlier {
     /// Attempts made in earlier runs.
     pub(super) attempts: Vec<u32>,
     /// Usage of those attempts.
-    pub(super) usage: Vec<crate::workers::events::Usage>,
+    pub(super) usage: Vec<crate::agents::stream::Usage>,
     /// Continues from its plan so far (else starts from a fresh one).
     pub(super) continued: Vec<bool>,
     /// Takes up the worktree and branch its earlier run made.
