@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::{exit, print_stdout, StatusArgs};
-use crate::monitor::checklist::ItemState;
-use crate::run::output::{severity_label, symbol};
-use crate::run::record::TaskStatus;
-use crate::run::snapshot::{self, Snapshot, TaskView};
+use crate::domain::checklist::ItemState;
+use crate::domain::status::TaskStatus;
+use crate::events::screen::{severity_label, symbol};
+use crate::record::snapshot::{self, Snapshot, TaskView};
 use crate::state::StateDir;
 
 pub fn run(args: &StatusArgs) -> u8 {
@@ -51,9 +51,16 @@ pub fn render(snapshot: &Snapshot) -> String {
     let run = &snapshot.run;
     let mut out = String::new();
     let state = if snapshot.live {
-        "running"
+        "running".to_owned()
+    } else if run.ended_at.is_none() {
+        // Its dispatch died without concluding (kill -9, a reboot).
+        match snapshot.orphaned {
+            0 => "interrupted (its process is gone)".to_owned(),
+            1 => "interrupted (its process is gone; 1 worker still running)".to_owned(),
+            n => format!("interrupted (its process is gone; {n} workers still running)"),
+        }
     } else {
-        run.status.as_str()
+        run.status.label().to_owned()
     };
     let _ = writeln!(
         out,
@@ -171,9 +178,9 @@ fn old_worktrees(state: &StateDir, snapshot: &Snapshot, sized: bool) -> Option<S
     let size = if sized {
         let bytes: u64 = old
             .iter()
-            .map(|p| crate::workers::worktree::disk_usage(p))
+            .map(|p| crate::isolation::worktree::disk_usage(p))
             .sum();
-        format!(", holding {}", crate::run::clean::human_bytes(bytes))
+        format!(", holding {}", crate::sweep::clean::human_bytes(bytes))
     } else {
         String::new()
     };

@@ -1,0 +1,176 @@
+//! What happens in a run, as events: appended to the run's `events.jsonl`
+//! (the record a later `status`, `report` or `resume` reads) and shown on
+//! the terminal, or streamed as JSON lines with `--json`.
+
+pub mod screen;
+
+use std::fs::File;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::domain::checklist::ItemState;
+use crate::domain::status::{RunStatus, TaskStatus};
+use crate::isolation::review::FolderState;
+use crate::manifest::types::{Action, Severity};
+
+/// One thing that happened.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        name: String,
+        manifest: String,
+        tasks: usize,
+        concurrency: u32,
+    },
+    /// `dispatch resume` took the run up again; `tasks` run again.
+    RunResumed {
+        run_id: String,
+        tasks: usize,
+    },
+    TaskStarted {
+        task: String,
+        attempt: u32,
+        model: Option<String>,
+        backend: String,
+        worktree: bool,
+        pid: u32,
+    },
+    /// A plan item changed state (checked, failed, blocked) or appeared.
+    Item {
+        task: String,
+        index: usize,
+        text: String,
+        state: ItemState,
+        note: Option<String>,
+        done: usize,
+        total: usize,
+        /// The item the worker is on now.
+        current: Option<String>,
+    },
+    TaskEnded {
+        task: String,
+        status: TaskStatus,
+        reason: String,
+        done: usize,
+        total: usize,
+        duration_ms: u64,
+        attempt: u32,
+        /// Another attempt follows after a back-off.
+        retrying: bool,
+    },
+    /// A task's worktree is ready for its worker.
+    WorktreeReady {
+        task: String,
+        path: String,
+        branch: String,
+        base_commit: String,
+        /// An existing branch or folder was taken up.
+        reused: bool,
+        duration_ms: u64,
+    },
+    /// A worktree task ended: what its branch holds for review, and what
+    /// became of its folder.
+    BranchReviewed {
+        task: String,
+        branch: String,
+        ahead: usize,
+        files_changed: usize,
+        insertions: usize,
+        deletions: usize,
+        uncommitted: usize,
+        folder: FolderState,
+        path: String,
+    },
+    /// A task carried over as it ended in an earlier run (`--retry-failed`,
+    /// `--rerun`).
+    TaskCarried {
+        task: String,
+        status: TaskStatus,
+        from_run: String,
+    },
+    TaskSkipped {
+        task: String,
+        reason: String,
+    },
+    /// Ctrl-C, SIGTERM or SIGHUP: workers are being stopped.
+    Interrupted {
+        /// A second interrupt: workers are killed at once.
+        force: bool,
+        /// `SIGINT`, `SIGTERM` or `SIGHUP`.
+        signal: String,
+    },
+    Warning {
+        task: Option<String>,
+        message: String,
+    },
+    /// A worker asked a question (`ipc/NNN.question`).
+    Question {
+        task: String,
+        seq: u32,
+        text: String,
+    },
+    /// A question got its answer: from a rule, a person at this terminal,
+    /// the manifest's default, or elsewhere (`dispatch answer`).
+    Answered {
+        task: String,
+        seq: u32,
+        answer: String,
+        by: String,
+    },
+    /// A worker reported a finding.
+    Finding {
+        task: String,
+        severity: Severity,
+        title: String,
+        location: Option<String>,
+        detail: Option<String>,
+    },
+    /// An escalation rule fired.
+    Escalation {
+        rule: String,
+        action: Action,
+        exit_code: u8,
+        summary: String,
+        /// Whether a banner is shown.
+        notify: bool,
+    },
+    RunEnded {
+        run_id: String,
+        status: RunStatus,
+        exit_code: u8,
+        counts: IndexMap<String, usize>,
+        duration_ms: u64,
+    },
+}
+
+/// An event with its time, as written to `events.jsonl`.
+#[derive(Serialize)]
+pub struct Stamped<'a> {
+    pub ts: String,
+    #[serde(flatten)]
+    pub event: &'a Event,
+}
+
+/// The run's append-only event log.
+pub struct EventLog {
+    file: Option<File>,
+}
+
+impl EventLog {
+    pub fn new(file: Option<File>) -> Self {
+        Self { file }
+    }
+
+    /// Append an event; a log that cannot be written is dropped rather than
+    /// stopping the run (the terminal still shows the events).
+    pub fn append(&mut self, stamped: &Stamped<'_>) {
+        if let Some(file) = &mut self.file {
+            if crate::state::append_json_line(file, stamped).is_err() {
+                self.file = None;
+            }
+        }
+    }
+}

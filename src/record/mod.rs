@@ -1,0 +1,152 @@
+//! What a run records on disk: `task.json` per task and `run.json` per run.
+//! Both are read back by `dispatch status` (and later `resume` and
+//! `report`), so they hold everything needed to show a task without its
+//! worker.
+
+pub mod snapshot;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agents::stream::{Outcome, Usage};
+use crate::domain::checklist::Counts;
+use crate::domain::status::{RunStatus, TaskStatus};
+use crate::ipc::findings::Finding;
+use crate::isolation::review::BranchRecord;
+use crate::manifest::types::Budget;
+use crate::supervise::process::Exit;
+
+/// One launch of a task's worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub pid: Option<u32>,
+    pub exit: Option<Exit>,
+    pub status: Option<TaskStatus>,
+    pub reason: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// `.dispatch/tasks/<id>/task.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub run_id: String,
+    pub title: String,
+    pub status: TaskStatus,
+    /// Why it ended as it did, in a sentence.
+    pub reason: Option<String>,
+    pub model: Option<String>,
+    pub backend: String,
+    pub worktree: bool,
+    /// A worktree task's branch: where it started, what was committed on
+    /// it, and what became of its folder.
+    #[serde(default)]
+    pub branch: Option<BranchRecord>,
+    pub priority: String,
+    /// The priority as a number (higher first), for ordering questions.
+    #[serde(default)]
+    pub rank: i64,
+    pub needs: Vec<String>,
+    /// The command line, with secret values redacted and a long prompt
+    /// argument shortened.
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    /// When `pid` started (`/proc/PID/stat` field 22, clock ticks after
+    /// boot): a signal goes to `pid` only while it still started then, so
+    /// a reused pid is never taken for the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub exit: Option<Exit>,
+    pub items: Counts,
+    /// The item the worker is on (or stopped at).
+    pub current_item: Option<String>,
+    pub usage: Usage,
+    /// What it may spend (its own budget, or the defaults').
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// The earlier run whose result this task carries unchanged (a run
+    /// started with `--retry-failed` or `--rerun`).
+    #[serde(default)]
+    pub carried_from: Option<String>,
+    /// The agent CLI's own verdict, where its events give one.
+    pub outcome: Option<Outcome>,
+    /// What the worker reported with `dispatch worker finding`, in order.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The questions it asked and how they were answered.
+    #[serde(default)]
+    pub questions: Vec<QuestionRecord>,
+    pub attempts: Vec<Attempt>,
+    /// Processes it started that outlived it (left its process group with
+    /// `setsid` or a double fork) and were stopped: at its end, its
+    /// timeout, the end of the run, or before a resume ran it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strays: Vec<crate::supervise::reaper::Stray>,
+}
+
+/// A question a worker asked, and its answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuestionRecord {
+    pub seq: u32,
+    pub text: String,
+    pub answer: Option<String>,
+    /// `rule N`, `a person`, `the default answer`, `dispatch answer`.
+    pub answered_by: Option<String>,
+}
+
+/// `.dispatch/runs/<run-id>/run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub name: String,
+    pub manifest: String,
+    pub root: String,
+    pub pid: u32,
+    /// When the run's process started (as a task's `pid_start_time`): the
+    /// run is live only while `pid` is still that process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub concurrency: u32,
+    pub vars: Vec<(String, String)>,
+    /// Task ids in schedule order.
+    pub tasks: Vec<String>,
+    /// `running` until the run ends, then `complete`, `failed`, `blocked`,
+    /// `escalated` or `interrupted`.
+    pub status: RunStatus,
+    pub exit_code: Option<u8>,
+    /// The escalation rules that fired, as one-line summaries.
+    #[serde(default)]
+    pub escalations: Vec<String>,
+    /// The manifest's folder (absolute), for its templates and report paths.
+    #[serde(default)]
+    pub manifest_dir: String,
+    /// Where the manifest asked reports to go, and which findings fail JUnit.
+    #[serde(default)]
+    pub reports: crate::manifest::types::Reports,
+    /// Whether the worktree tasks' branches merge into their bases and
+    /// with each other, checked when the run ended.
+    #[serde(default)]
+    pub merge_readiness: Option<crate::isolation::merge_check::MergeReadiness>,
+    /// The earlier run this one reruns part of, carrying the rest over.
+    #[serde(default)]
+    pub continues: Option<String>,
+    /// When `dispatch resume` took the run up again, each time.
+    #[serde(default)]
+    pub resumed_at: Vec<String>,
+    /// The shard this run was (`--shard K/N`).
+    #[serde(default)]
+    pub shard: Option<crate::plan::shard::ShardInfo>,
+    /// What the whole sweep may spend.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// What the tasks on each model may spend together.
+    #[serde(default)]
+    pub model_budgets: indexmap::IndexMap<String, Budget>,
+}

@@ -1,0 +1,225 @@
+//! How a run starts when it is not simply a whole new sweep: a part of
+//! the manifest (`--only`, `--skip`, `--tag`, `--shard`), a rerun on top
+//! of an earlier run (`--retry-failed`, `--rerun`), or a resumed run
+//! (`dispatch resume`), and what the tasks that run again bring with them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::{carry, RunError, RunResult};
+use crate::domain::exit::RunOutcome;
+use crate::domain::status::TaskStatus;
+use crate::ipc::findings::FindingsReader;
+use crate::manifest::{self, LoadedManifest};
+use crate::plan::SweepPlan;
+use crate::record::{snapshot, RunRecord, TaskRecord};
+use crate::state::{self, StateDir};
+
+/// Keep only the selected tasks. With a rerun, a task left out is carried
+/// over as it ended instead; either way a selected task's needs must be
+/// selected or carried over complete.
+pub(super) fn select_tasks(
+    selection: &crate::plan::select::Selection,
+    plan: &mut SweepPlan,
+    fates: &mut Vec<carry::Fate>,
+) -> Result<(), RunError> {
+    let chosen = selection.choose(plan)?;
+    let available: Vec<bool> = chosen
+        .iter()
+        .zip(fates.iter())
+        .map(|(chosen, fate)| {
+            *chosen
+                || matches!(fate, carry::Fate::Carried { record, .. } if record.status == TaskStatus::Complete)
+                || matches!(fate, carry::Fate::Continued { record, .. } if record.status == TaskStatus::Complete)
+        })
+        .collect();
+    crate::plan::select::check_needs(plan, &available, &chosen)?;
+    let mut keep = Vec::with_capacity(chosen.len());
+    for (fate, chosen) in fates.iter_mut().zip(&chosen) {
+        if *chosen {
+            keep.push(true);
+            continue;
+        }
+        match std::mem::replace(fate, carry::Fate::Fresh) {
+            carry::Fate::Continued { record, dir } | carry::Fate::Carried { record, dir } => {
+                *fate = carry::Fate::Carried { record, dir };
+                keep.push(true);
+            }
+            _ => keep.push(false),
+        }
+    }
+    let mut kept = keep.iter();
+    plan.tasks.retain(|_| *kept.next().unwrap_or(&false));
+    let mut kept = keep.iter();
+    fates.retain(|_| *kept.next().unwrap_or(&false));
+    Ok(())
+}
+
+/// The run `dispatch resume` names, if it can be resumed: it exists and
+/// its process is gone. Whatever of it is still running is stopped first,
+/// so no task ever has two workers.
+pub(super) fn resumable(
+    state: &StateDir,
+    run: &str,
+    grace: std::time::Duration,
+) -> Result<snapshot::Snapshot, RunError> {
+    let id = (run != "latest").then_some(run);
+    let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
+    if earlier.live {
+        return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
+    }
+    let stopped = stop_earlier(state, &earlier, grace, "resume")?;
+    if stopped {
+        let id = earlier.run.run_id.clone();
+        return Ok(snapshot::load(state, Some(&id)).map_err(carry::CarryError::from)?);
+    }
+    Ok(earlier)
+}
+
+/// Stop the workers (and what they started) that a dead run left
+/// running, before `resume`, `--retry-failed` or `--rerun` launches
+/// anything: grace, then kill, as `dispatch cancel` does. Each such task's
+/// record says so, and so does a warning in the run's events and on
+/// stderr. Returns whether anything was stopped.
+pub(super) fn stop_earlier(
+    state: &StateDir,
+    earlier: &snapshot::Snapshot,
+    grace: std::time::Duration,
+    by: &str,
+) -> Result<bool, carry::CarryError> {
+    let run_id = &earlier.run.run_id;
+    let reason = format!(
+        "still running after its run's process was gone; stopped by `dispatch {by}` before anything ran again"
+    );
+    let stopped = super::cancel::stop_left_behind(
+        state,
+        earlier,
+        &[],
+        grace,
+        &reason,
+        &format!("before {by}"),
+    )
+    .map_err(|e| carry::CarryError::Leftovers(e.to_string()))?;
+    // Anything else of the dead run: its hooks, and what they started.
+    let others = crate::supervise::reaper::stop_marked(
+        &crate::supervise::procfs::Marker::run(run_id),
+        crate::supervise::reaper::Scope::Anywhere,
+        grace,
+        &format!("before {by}"),
+    );
+    if stopped.is_empty() && others.is_empty() {
+        return Ok(false);
+    }
+    let mut message = format!(
+        "stopped what run {run_id} left running when its process died, before running anything again: {}",
+        stopped.join(", ")
+    );
+    if !others.is_empty() {
+        message.push_str(&format!(
+            "{}{}",
+            if stopped.is_empty() { "" } else { "; and " },
+            crate::supervise::reaper::describe(&others)
+        ));
+    }
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
+    }
+    let events = state.run_dir(run_id).join("events.jsonl");
+    let mut log = crate::events::EventLog::new(state::open_append(&events).ok());
+    let warning = crate::events::Event::Warning {
+        task: None,
+        message,
+    };
+    log.append(&crate::events::Stamped {
+        ts: crate::util::clock::now(),
+        event: &warning,
+    });
+    Ok(true)
+}
+
+/// The manifest a run started from, as it was then (its copy in the run
+/// folder), resolving templates against the original manifest's folder.
+pub(super) fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
+    let copy = PathBuf::from(&run.root)
+        .join(state::DIR_NAME)
+        .join("runs")
+        .join(&run.run_id)
+        .join("manifest.yaml");
+    let mut loaded = manifest::load_with_user_config(&copy)?;
+    loaded.dir = PathBuf::from(&run.manifest_dir);
+    loaded.path = PathBuf::from(&run.manifest);
+    Ok(loaded)
+}
+
+/// Resuming a run with nothing left to do is harmless: it says so and
+/// exits as the run did.
+pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
+    let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
+    let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
+        RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
+    });
+    eprintln!(
+        "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
+        earlier.run.run_id
+    );
+    RunResult {
+        run_id: earlier.run.run_id.clone(),
+        exit_code,
+        records,
+    }
+}
+
+/// What tasks rerun from an earlier run (`--retry-failed`, `--rerun`) bring
+/// with them, so attempts are numbered on, usage adds up, and findings and
+/// questions already on record are not reported again.
+pub(super) struct Earlier {
+    /// Attempts made in earlier runs.
+    pub(super) attempts: Vec<u32>,
+    /// Usage of those attempts.
+    pub(super) usage: Vec<crate::agents::stream::Usage>,
+    /// Continues from its plan so far (else starts from a fresh one).
+    pub(super) continued: Vec<bool>,
+    /// Takes up the worktree and branch its earlier run made.
+    pub(super) reuse_worktree: Vec<bool>,
+    pub(super) findings: Vec<Option<FindingsReader>>,
+    pub(super) seen_questions: HashSet<(usize, u32)>,
+}
+
+impl Earlier {
+    pub(super) fn new(count: usize) -> Self {
+        Self {
+            attempts: vec![0; count],
+            usage: vec![Default::default(); count],
+            continued: vec![false; count],
+            reuse_worktree: vec![false; count],
+            findings: (0..count).map(|_| None).collect(),
+            seen_questions: HashSet::new(),
+        }
+    }
+
+    pub(super) fn take_up(
+        &mut self,
+        index: usize,
+        record: &TaskRecord,
+        fate: &carry::Fate,
+        dir: &Path,
+    ) {
+        if !fate.runs() {
+            return;
+        }
+        self.attempts[index] = record.attempts.len() as u32;
+        self.usage[index] = record.usage.clone();
+        self.continued[index] = fate.continues();
+        self.reuse_worktree[index] = fate.reuses_worktree();
+        if self.continued[index] {
+            // What the copied folder already holds is on record.
+            let mut reader = FindingsReader::new(dir.join("findings.jsonl"));
+            while !reader.poll().is_empty() {}
+            self.findings[index] = Some(reader);
+            for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
+                self.seen_questions.insert((index, question.seq));
+            }
+        }
+    }
+}
