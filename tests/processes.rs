@@ -242,10 +242,12 @@ fn resume_stops_the_dead_runs_worker_before_starting_its_next() {
         strays.contains(&i64::from(worker)) && strays.contains(&i64::from(daemon)),
         "{record}"
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stderr(&output).contains("stopped what run"),
-        "{}",
-        stderr(&output)
+        stdout
+            .lines()
+            .any(|l| l.contains("\"warning\"") && l.contains("stopped what run")),
+        "{stdout}"
     );
 }
 

@@ -241,6 +241,82 @@ fn reap(pid: Pid, _start_time: u64) {
     }
 }
 
+// Descendants that left a running worker's group, found while it lives.
+
+/// A process that descends from the worker but left its process group:
+/// its pid, group and start time as first seen, and its command name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escaped {
+    pid: libc::pid_t,
+    pgrp: libc::pid_t,
+    start_time: u64,
+    command: String,
+}
+
+/// Every descendant of `root` that is not in `root`'s process group, from
+/// `/proc` (empty where there is no `/proc`), read on a blocking thread.
+pub async fn escaped_descendants(root: libc::pid_t) -> Vec<Escaped> {
+    if root <= 1 {
+        return Vec::new();
+    }
+    let find = move || {
+        let table = procfs::table();
+        procfs::descendants(&table, root)
+            .into_iter()
+            .filter_map(|pid| {
+                let stat = table.get(&pid)?;
+                (stat.pgrp != root).then(|| Escaped {
+                    pid,
+                    pgrp: stat.pgrp,
+                    start_time: stat.start_time,
+                    command: procfs::command_name(pid),
+                })
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(find).await.unwrap_or_default()
+}
+
+/// Signal the escaped processes and the groups they lead. A process is
+/// signalled only while it is still the one seen (same start time) in the
+/// group it was seen in, so a pid reused since is left alone; dispatch's
+/// own group never is.
+pub fn kill_escaped(escaped: &[Escaped], signal: libc::c_int) {
+    // SAFETY: getpgrp has no preconditions.
+    let own = unsafe { libc::getpgrp() };
+    for process in escaped {
+        let same = procfs::stat(process.pid)
+            .is_some_and(|stat| stat.pgrp == process.pgrp && stat.start_time == process.start_time);
+        if !same {
+            continue;
+        }
+        if process.pgrp > 1 && process.pgrp != own {
+            // SAFETY: killpg only sends a signal, to the group the process
+            // was seen leading.
+            unsafe {
+                libc::killpg(process.pgrp, signal);
+            }
+        }
+        // SAFETY: kill only sends a signal to a process identified just
+        // above.
+        unsafe {
+            libc::kill(process.pid, signal);
+        }
+    }
+}
+
+/// The escaped processes a stop found, as strays for the record.
+pub fn strays_of(escaped: Vec<Escaped>, when: &str) -> Vec<Stray> {
+    escaped
+        .into_iter()
+        .map(|e| Stray {
+            pid: e.pid as u32,
+            command: e.command,
+            when: when.to_owned(),
+        })
+        .collect()
+}
+
 /// One line for a warning: `sleep (pid 123), node (pid 456)`.
 pub fn describe(strays: &[Stray]) -> String {
     strays

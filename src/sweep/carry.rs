@@ -99,6 +99,7 @@ pub fn decide(
     plan: &SweepPlan,
     options: &CarryOptions,
     grace: std::time::Duration,
+    notes: &mut Vec<String>,
 ) -> Result<(String, Vec<Fate>), CarryError> {
     let earlier = snapshot::load(state, options.from.as_deref())?;
     if earlier.live {
@@ -110,7 +111,7 @@ pub fn decide(
     };
     // The fates are decided on the snapshot from before: a task whose
     // worker was still running is unfinished (and retried), not cancelled.
-    super::start::stop_earlier(state, &earlier, grace, by)?;
+    super::start::stop_earlier(state, &earlier, grace, by, notes)?;
     let from = earlier.run.run_id.clone();
     if let Rerun::Tasks(ids) = &options.rerun {
         for id in ids {

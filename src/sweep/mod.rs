@@ -131,8 +131,10 @@ pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
 async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let root = project_root(options)?;
     let state = StateDir::new(&root);
+    // Warnings from before the run's event log exists, shown once it does.
+    let mut notes = Vec::new();
     let resumed = match &options.resume {
-        Some(run) => Some(start::resumable(&state, run, options.grace)?),
+        Some(run) => Some(start::resumable(&state, run, options.grace, &mut notes)?),
         None => None,
     };
     let (loaded, run_id, vars) = match &resumed {
@@ -164,7 +166,13 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     );
     let carried = match (&resumed, &options.carry) {
         (Some(earlier), _) => Some((run_id.clone(), carry::resume_fates(&sweep_plan, earlier))),
-        (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how, options.grace)?),
+        (None, Some(how)) => Some(carry::decide(
+            &state,
+            &sweep_plan,
+            how,
+            options.grace,
+            &mut notes,
+        )?),
         (None, None) => None,
     };
     let mut fates: Vec<carry::Fate> = match &carried {
@@ -218,7 +226,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         sweep.run_record.shard = shard;
         sweep.save_run_record();
     }
-    for note in worktree_notes.into_iter().chain(fd_note) {
+    for note in notes.into_iter().chain(worktree_notes).chain(fd_note) {
         sweep.emit(Event::Warning {
             task: None,
             message: note,

@@ -62,13 +62,14 @@ pub(super) fn resumable(
     state: &StateDir,
     run: &str,
     grace: std::time::Duration,
+    notes: &mut Vec<String>,
 ) -> Result<snapshot::Snapshot, RunError> {
     let id = (run != "latest").then_some(run);
     let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
     if earlier.live {
         return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
     }
-    let stopped = stop_earlier(state, &earlier, grace, "resume")?;
+    let stopped = stop_earlier(state, &earlier, grace, "resume", notes)?;
     if stopped {
         let id = earlier.run.run_id.clone();
         return Ok(snapshot::load(state, Some(&id)).map_err(carry::CarryError::from)?);
@@ -79,13 +80,14 @@ pub(super) fn resumable(
 /// Stop the workers (and what they started) that a dead run left
 /// running, before `resume`, `--retry-failed` or `--rerun` launches
 /// anything: grace, then kill, as `dispatch cancel` does. Each such task's
-/// record says so, and so does a warning in the run's events and on
-/// stderr. Returns whether anything was stopped.
+/// record says so, and `notes` gets the warning the run then shows and
+/// logs. Returns whether anything was stopped.
 pub(super) fn stop_earlier(
     state: &StateDir,
     earlier: &snapshot::Snapshot,
     grace: std::time::Duration,
     by: &str,
+    notes: &mut Vec<String>,
 ) -> Result<bool, carry::CarryError> {
     let run_id = &earlier.run.run_id;
     let reason = format!(
@@ -121,20 +123,7 @@ pub(super) fn stop_earlier(
             crate::supervise::reaper::describe(&others)
         ));
     }
-    {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
-    }
-    let events = state.run_dir(run_id).join("events.jsonl");
-    let mut log = crate::events::EventLog::new(state::open_append(&events).ok());
-    let warning = crate::events::Event::Warning {
-        task: None,
-        message,
-    };
-    log.append(&crate::events::Stamped {
-        ts: crate::util::clock::now(),
-        event: &warning,
-    });
+    notes.push(message);
     Ok(true)
 }
 
