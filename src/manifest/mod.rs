@@ -101,6 +101,7 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
 }
 
 fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
+    use std::io::Read;
     let whole_file = |message: String, help: &str| {
         Invalid::one(Diagnostic::new(name, message).with_help(help.to_owned()))
     };
@@ -125,12 +126,27 @@ fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
             "is this the right file? Split a very large sweep into several manifests",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
+    let cannot_read = |e: std::io::Error| {
         whole_file(
             format!("cannot read the manifest: {e}"),
             "check the file's permissions",
         )
-    })?;
+    };
+    // A pipe or special file has no size to check beforehand
+    // (`yes | dispatch validate /dev/stdin`): the cap is applied while
+    // reading, one byte past it telling that there was more.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(whole_file(
+            "the input goes on past 1 MiB; a manifest may be at most 1 MiB".to_owned(),
+            "is this the right file? Split a very large sweep into several manifests",
+        ));
+    }
     decode(name, bytes)
 }
 
