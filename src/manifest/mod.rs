@@ -77,8 +77,10 @@ fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Inv
 
 /// Check a manifest given as text (the folder for relative paths is `.`).
 pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
-    let source = SourceFile::new(name, text);
+    let mut source = SourceFile::new(name, text);
     let root = parse_yaml(&source)?;
+    let (pairs, listed) = secrets_in(&root);
+    source.add_secrets(&pairs, &listed);
     let json = root.to_json();
     let problems = schema::check(&json, &root, &source);
     if !problems.is_empty() {
@@ -98,6 +100,45 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
         manifest,
         user_config: Vec::new(),
     })
+}
+
+/// The file's own secrets, for error snippets: the names under `secrets:`,
+/// and every `NAME: value` entry (in `env:`, `vars:`, anywhere) whose name
+/// looks secret or is listed.
+fn secrets_in(root: &Node) -> (Vec<(String, String)>, Vec<String>) {
+    let listed: Vec<String> = match root.get("secrets").map(|(_, v)| &v.value) {
+        Some(yaml::Value::Seq(items)) => items
+            .iter()
+            .filter_map(|item| match &item.value {
+                yaml::Value::String(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut pairs = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            yaml::Value::Map(entries) => {
+                for (key, value) in entries {
+                    match &value.value {
+                        yaml::Value::String(text)
+                            if crate::workers::redact::looks_secret(&key.name)
+                                || listed.contains(&key.name) =>
+                        {
+                            pairs.push((key.name.clone(), text.clone()))
+                        }
+                        yaml::Value::String(_) => {}
+                        _ => stack.push(value),
+                    }
+                }
+            }
+            yaml::Value::Seq(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    (pairs, listed)
 }
 
 fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
