@@ -1,9 +1,17 @@
 //! The agent CLIs: what each one's event stream says (usage, outcome,
-//! activity), the private config folder each worker gets, and `doctor`'s
-//! look at what is installed and logged in.
+//! errors), one file per CLI (`claude.rs`,
+//! `codex.rs`, `gemini.rs`, `cursor.rs`, `opencode.rs`, `aider.rs`) over
+//! the shared reader in `stream.rs`; the private config folder each worker
+//! gets; and `doctor`'s look at what is installed and logged in.
 
+pub mod aider;
+pub mod claude;
 pub mod cli_home;
+pub mod codex;
+pub mod cursor;
 pub mod doctor;
+pub mod gemini;
+pub mod opencode;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
