@@ -1,4 +1,5 @@
-//! aider: the lines it prints for people, read as a stream.
+//! aider: the lines it prints for people, read as a stream, and its exit
+//! codes.
 //!
 //! The command line is the `aider` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `aider --no-pretty --no-stream
@@ -10,6 +11,18 @@
 //! are what is read.
 
 use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "aider";
+
+/// What an aider exit code means: it exits 1 when it cannot start or
+/// stops on an error (an API failure is not one: it exits 0 after it).
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("could not start or stopped on an error; worker.log has its message"),
+        _ => None,
+    }
+}
 
 impl Tracker {
     /// aider prints no events, only lines for people: a `Tokens:` line
@@ -102,6 +115,12 @@ mod tests {
             &["--no-pretty", "--no-stream"],
             EventFormat::Aider,
         );
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert_eq!(explain_exit(0), None);
     }
 
     #[test]

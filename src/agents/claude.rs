@@ -1,4 +1,4 @@
-//! Claude Code: its event stream.
+//! Claude Code: its event stream and its exit codes.
 //!
 //! The command line is the `claude` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `claude -p --output-format
@@ -19,9 +19,23 @@ use super::stream::{
     MAX_MESSAGE_CHARS,
 };
 
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "Claude Code";
+
 /// Claude message ids remembered for de-duplication before the memory is
 /// reset; a long run cannot grow the map without bound.
 const MAX_TRACKED_MESSAGE_IDS: usize = 4096;
+
+/// What a Claude Code exit code means. Print mode documents only 0 and 1;
+/// an API error comes with a final `result` event, which decides the
+/// task's status first, so a bare 1 is a failure before that event (a
+/// refused flag, no login), told on stderr.
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("stopped on an error before its final event; worker.log has its message"),
+        _ => None,
+    }
+}
 
 impl Tracker {
     pub(super) fn claude_event(&mut self, kind: &str, event: &Map<String, Value>) {
@@ -249,6 +263,13 @@ mod tests {
             &["--output-format", "stream-json", "--verbose"],
             EventFormat::Claude,
         );
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert_eq!(explain_exit(0), None);
+        assert_eq!(explain_exit(3), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Codex (`codex exec`): its event stream.
+//! Codex (`codex exec`): its event stream and its exit codes.
 //!
 //! The command line is the `codex` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `codex exec --json -`, the
@@ -14,6 +14,20 @@ use serde_json::{Map, Value};
 use super::stream::{
     error_text, str_field, truncate_chars, u64_any, Tokens, Tracker, MAX_MESSAGE_CHARS,
 };
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "Codex";
+
+/// What a `codex exec` exit code means, from its source: every error it
+/// stops on (its configuration, its login, a failed turn) exits 1, and its
+/// argument parser (clap) exits 2 on a command line it does not accept.
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("stopped on an error (configuration, login or a failed turn); worker.log has its message"),
+        2 => Some("refused its command line: a flag this version of Codex does not know"),
+        _ => None,
+    }
+}
 
 impl Tracker {
     pub(super) fn codex_event(&mut self, kind: &str, event: &Map<String, Value>) {
@@ -149,6 +163,14 @@ mod tests {
     fn the_command_line_asks_for_the_stream_read_here() {
         assert_command_line("codex", "codex", &["exec"], EventFormat::Codex);
         assert_command_line("codex", "codex", &["--json", "-"], EventFormat::Codex);
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert!(explain_exit(2).is_some_and(|m| m.contains("command line")));
+        assert_eq!(explain_exit(0), None);
+        assert_eq!(explain_exit(41), None);
     }
 
     #[test]

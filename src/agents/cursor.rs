@@ -1,4 +1,4 @@
-//! Cursor's `agent` CLI: its event stream.
+//! Cursor's `agent` CLI: its event stream and its exit codes.
 //!
 //! The command line is the `cursor` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `agent --print --force
@@ -13,6 +13,15 @@
 use serde_json::{Map, Value};
 
 use super::stream::{str_field, value_text, Tracker};
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "Cursor's agent CLI";
+
+/// What a Cursor `agent` exit code means. Its documentation says only that
+/// a failed run exits non-zero, so no code is explained.
+pub fn explain_exit(_code: i32) -> Option<&'static str> {
+    None
+}
 
 impl Tracker {
     /// Cursor's stream is Claude's shapes plus `tool_call` events.

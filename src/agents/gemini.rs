@@ -1,4 +1,4 @@
-//! Gemini CLI: its event stream.
+//! Gemini CLI: its event stream and its exit codes.
 //!
 //! The command line is the `gemini` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `gemini --skip-trust
@@ -14,6 +14,27 @@ use serde_json::{Map, Value};
 use super::stream::{
     error_text, str_field, truncate_chars, u64_any, value_text, Tokens, Tracker, MAX_MESSAGE_CHARS,
 };
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "Gemini CLI";
+
+/// What a Gemini CLI exit code means: its headless-mode documentation
+/// lists 1, 42 and 53, and its `FatalError` classes
+/// (`packages/core/src/utils/errors.ts`) give the rest.
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("a general or API error; worker.log has its message"),
+        41 => Some("no usable authentication (FatalAuthenticationError)"),
+        42 => Some("an invalid prompt or argument (FatalInputError)"),
+        44 => Some("its sandbox failed (FatalSandboxError)"),
+        52 => Some("its settings are invalid (FatalConfigError)"),
+        53 => Some("it reached its turn limit (FatalTurnLimitedError)"),
+        54 => Some("a tool failed fatally (FatalToolExecutionError)"),
+        55 => Some("it does not trust the folder (FatalUntrustedWorkspaceError)"),
+        130 => Some("it was cancelled (FatalCancellationError)"),
+        _ => None,
+    }
+}
 
 impl Tracker {
     pub(super) fn gemini_event(&mut self, kind: &str, event: &Map<String, Value>) {
@@ -112,6 +133,19 @@ mod tests {
         );
         // Without it Gemini CLI exits 55 in a folder it does not trust.
         assert_command_line("gemini", "gemini", &["--skip-trust"], EventFormat::Gemini);
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        let explained = |code| explain_exit(code).unwrap_or_default();
+        assert!(explained(41).contains("no usable authentication"));
+        assert!(explained(42).contains("FatalInputError"));
+        assert!(explained(44).contains("sandbox"));
+        assert!(explained(52).contains("settings"));
+        assert!(explained(53).contains("turn limit"));
+        assert!(explained(55).contains("trust"));
+        assert_eq!(explain_exit(0), None);
+        assert_eq!(explain_exit(43), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! opencode (`opencode run`): its event stream.
+//! opencode (`opencode run`): its event stream and its exit codes.
 //!
 //! The command line is the `opencode` entry of the built-in backend table
 //! (`manifest::models::builtin_backends`): `opencode run --format json
@@ -14,6 +14,18 @@ use serde_json::{Map, Value};
 use super::stream::{
     error_text, f64_field, str_field, truncate_chars, u64_any, Tokens, Tracker, MAX_MESSAGE_CHARS,
 };
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "opencode";
+
+/// What an `opencode run` exit code means: its entry point sets 1 for any
+/// error it stops on, and documents no other code.
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("stopped on an error; worker.log has its message"),
+        _ => None,
+    }
+}
 
 impl Tracker {
     pub(super) fn opencode_event(&mut self, kind: &str, event: &Map<String, Value>) {
@@ -128,6 +140,12 @@ mod tests {
             &["--format", "json"],
             EventFormat::Opencode,
         );
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert_eq!(explain_exit(2), None);
     }
 
     #[test]
