@@ -15,11 +15,14 @@ use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
 /// The CLI's name in failure reasons.
 pub const NAME: &str = "aider";
 
-/// What an aider exit code means: it exits 1 when it cannot start or
-/// stops on an error (an API failure is not one: it exits 0 after it).
+/// What an aider exit code means. It documents none; it exits 1 when it
+/// cannot start or stops on an error, and 2 when its argument parser
+/// (Python's argparse) refuses the command line. An API failure is not
+/// one of them: it exits 0 after it.
 pub fn explain_exit(code: i32) -> Option<&'static str> {
     match code {
         1 => Some("could not start or stopped on an error; worker.log has its message"),
+        2 => Some("refused its command line: an option this version of aider does not know"),
         _ => None,
     }
 }
@@ -120,6 +123,7 @@ mod tests {
     #[test]
     fn exit_codes_are_explained_as_documented() {
         assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert!(explain_exit(2).is_some_and(|m| m.contains("command line")));
         assert_eq!(explain_exit(0), None);
     }
 

@@ -26,10 +26,11 @@ pub const NAME: &str = "Claude Code";
 /// reset; a long run cannot grow the map without bound.
 const MAX_TRACKED_MESSAGE_IDS: usize = 4096;
 
-/// What a Claude Code exit code means. Print mode documents only 0 and 1;
-/// an API error comes with a final `result` event, which decides the
-/// task's status first, so a bare 1 is a failure before that event (a
-/// refused flag, no login), told on stderr.
+/// What a Claude Code exit code means. It documents none; it exits 1 on
+/// any error it stops on (as the real-CLI tests see). An API error comes
+/// with a final `result` event, which decides the task's status first, so
+/// a bare 1 is a failure before that event (a refused flag, no login),
+/// told on stderr.
 pub fn explain_exit(code: i32) -> Option<&'static str> {
     match code {
         1 => Some("stopped on an error before its final event; worker.log has its message"),

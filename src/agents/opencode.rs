@@ -18,8 +18,9 @@ use super::stream::{
 /// The CLI's name in failure reasons.
 pub const NAME: &str = "opencode";
 
-/// What an `opencode run` exit code means: its entry point sets 1 for any
-/// error it stops on, and documents no other code.
+/// What an `opencode run` exit code means. It documents none; it exits 1
+/// on an error it stops on, such as an API error once it gives up
+/// retrying (as the real-CLI tests see).
 pub fn explain_exit(code: i32) -> Option<&'static str> {
     match code {
         1 => Some("stopped on an error; worker.log has its message"),
