@@ -1347,6 +1347,7 @@ impl Sweep {
                     plan: plan.as_ref(),
                     done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
+                    events: task.events,
                 });
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")
