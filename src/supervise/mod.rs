@@ -5,4 +5,3 @@ pub mod limits;
 pub mod process;
 pub mod procfs;
 pub mod reaper;
-pub mod redact;
