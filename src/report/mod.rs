@@ -6,6 +6,7 @@
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+mod redact;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -21,6 +22,7 @@ use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
 use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
+use crate::supervise::redact::Redactor;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -199,8 +201,9 @@ pub struct QuestionReport {
 
 /// Build the report of a run from its state. Each task's part reads its
 /// files (the head of `output.md`, the tail of `worker.log`), so a large
-/// run's tasks are read on every core.
-pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
+/// run's tasks are read on every core. What the workers wrote passes
+/// through `redactor` before anything is rendered from it.
+pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
     let run = &snapshot.run;
     let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
         views
@@ -214,7 +217,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
-    Report {
+    redactor.scrub(Report {
         format_version: FORMAT_VERSION,
         run_id: run.run_id.clone(),
         name: run.name.clone(),
@@ -229,7 +232,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,
-    }
+    })
 }
 
 /// One task's part of the report: its record, its last plan, and the head
