@@ -185,9 +185,17 @@ fn check_records(project: &Project) {
             assert_no_raw_controls(&file.display().to_string(), &text);
         }
     }
+    // A question the worker left waiting as the run ended.
+    std::fs::write(
+        project.path().join(".dispatch/tasks/evil/ipc/002.question"),
+        format!("Still there? {SECRET}\n::error::forged\n\x1b[2J"),
+    )
+    .expect("write question");
     // Read back by other commands, in another process.
     for args in [
-        &["status"][..],
+        &["questions"][..],
+        &["questions", "--json"],
+        &["status"],
         &["status", "--json"],
         &["report", "--format", "md"],
         &["report", "--format", "json"],
