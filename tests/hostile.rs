@@ -38,9 +38,18 @@ echo "stderr $S$EVIL" >&2
 touch "$DISPATCH_IPC_DIR/.done"
 "#;
 
+/// `HOOKS` is replaced by the file the escalation hooks append their
+/// `DISPATCH_*` variables and stdin to.
 const MANIFEST: &str = "version: 1
 questions:
   answers: [{ keywords: [key], answer: go on }]
+escalation:
+  - name: pager
+    when: { severity: high }
+    run: 'env | grep ^DISPATCH_ >> HOOKS; cat >> HOOKS'
+  - name: asked
+    when: { question: key }
+    run: 'env | grep ^DISPATCH_ >> HOOKS; cat >> HOOKS'
 tasks:
   evil:
     command: [sh, work.sh]
@@ -122,7 +131,8 @@ fn check_output(what: &str, output: &Output) {
 /// arguments and `env`, whose output is checked before it is returned.
 fn hostile_run(what: &str, extra: &[&str], env: &[(&str, &Path)]) -> (Project, Output) {
     let project = Project::new();
-    project.manifest(MANIFEST);
+    let hooks = project.path().join("hooks.txt");
+    project.manifest(&MANIFEST.replace("HOOKS", &hooks.display().to_string()));
     std::fs::write(project.path().join("work.sh"), WORKER).expect("write worker");
     let mut args = vec![
         "run",
@@ -155,6 +165,20 @@ fn hostile_run(what: &str, extra: &[&str], env: &[(&str, &Path)]) -> (Project, O
         task.to_string().contains("[redacted MY_API_KEY]"),
         "the redaction is marked: {task}"
     );
+    // Both hooks ran, and saw the worker's text without the secret.
+    let hooked = std::fs::read_to_string(&hooks).unwrap_or_default();
+    for part in [
+        "DISPATCH_TITLE=leaked [redacted MY_API_KEY]",
+        "DISPATCH_LOCATION=src/[redacted MY_API_KEY].rs",
+        "DISPATCH_QUESTION=Use key [redacted MY_API_KEY]?",
+        "\"kind\":\"question\"",
+    ] {
+        assert!(
+            hooked.contains(part),
+            "no {part:?} in the hooks' input:\n{hooked}"
+        );
+    }
+    assert_no_secret("the hooks' variables and stdin", &hooked);
     (project, output)
 }
 
