@@ -17,8 +17,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::checklist::ItemState;
+use crate::domain::exit;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
-use crate::isolation::worktree::BranchRecord;
+use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
 use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
@@ -46,8 +48,9 @@ pub struct Report {
     pub started_at: String,
     /// When it ended, if it did.
     pub ended_at: Option<String>,
-    /// `running`, `complete`, `failed`, `blocked`, `escalated` or `interrupted`.
-    pub status: String,
+    /// `running`, `complete`, `failed`, `blocked`, `escalated` or
+    /// `interrupted` (also a run whose process is gone without concluding).
+    pub status: RunStatus,
     /// The exit code of `dispatch run`, once it ended.
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, one line each, most important first.
@@ -118,7 +121,7 @@ pub struct TaskReport {
     /// Its title.
     pub title: String,
     /// Its status (see docs/state.md).
-    pub status: String,
+    pub status: TaskStatus,
     /// Why it ended as it did.
     pub reason: Option<String>,
     /// The model name, if any.
@@ -224,8 +227,12 @@ pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Repo
         manifest: run.manifest.clone(),
         started_at: run.started_at.clone(),
         ended_at: run.ended_at.clone(),
-        status: run.status.clone(),
-        exit_code: run.exit_code,
+        status: run.status,
+        // A run whose process died without concluding never will: it is
+        // reported as interrupted, so `merge` and CI read it as one.
+        exit_code: run
+            .exit_code
+            .or_else(|| (!snapshot.live && run.ended_at.is_none()).then_some(exit::INTERRUPTED)),
         escalations: run.escalations.clone(),
         continues: run.continues.clone(),
         shard: run.shard.clone(),
@@ -285,7 +292,7 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
     TaskReport {
         id: record.id.clone(),
         title: record.title.clone(),
-        status: record.status.label().to_owned(),
+        status: record.status,
         reason: record.reason.clone(),
         model: record.model.clone(),
         backend: record.backend.clone(),
@@ -426,7 +433,10 @@ pub fn totals(
         ..Totals::default()
     };
     for task in tasks {
-        *totals.statuses.entry(task.status.clone()).or_default() += 1;
+        *totals
+            .statuses
+            .entry(task.status.label().to_owned())
+            .or_default() += 1;
         for finding in &task.findings {
             *totals
                 .findings
