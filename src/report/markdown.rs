@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn control_characters_never_reach_markdown() {
-        assert_eq!(escape("a\x1b[2J\x07b\nc"), "a[2Jb c");
+        assert_eq!(escape("a\x1b[2J\x07b\nc"), "a\\[2Jb c");
         assert_eq!(fence("x\x1b]0;t\x07y"), "```text\nx]0;ty\n```");
     }
 
