@@ -86,9 +86,12 @@ impl Screen {
     pub fn show(&mut self, stamped: &Stamped<'_>) {
         match self.mode {
             Mode::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, stamped);
-                let _ = writeln!(out);
+                let line = serde_json::to_string(stamped).unwrap_or_default();
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    escape::json_for_terminal(&line)
+                );
             }
             Mode::Plain => {
                 if let Some(line) = self.plain_line(stamped.event) {
