@@ -151,13 +151,15 @@ pub fn markdown_inline(text: &str) -> String {
 
 /// A JSON text made safe for a terminal: JSON already escapes C0 controls
 /// inside strings, but not DEL or the C1 controls (CSI is U+009B), which
-/// some terminals obey; they are written as `\u007f`, `\u009b`, … too.
+/// some terminals obey, nor the line separators U+2028 and U+2029 that
+/// some log viewers break lines at; they are written as `\u007f`,
+/// `\u009b`, `\u2028`, … too.
 /// They can only appear inside JSON strings, so the JSON means the same.
 pub fn json_for_terminal(json: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
-        if is_control(c) && c != '\n' {
+        if (is_control(c) || is_line_break_like(c)) && c != '\n' {
             // Writing to a String cannot fail.
             let _ = write!(out, "\\u{:04x}", u32::from(c));
         } else {
