@@ -148,3 +148,4 @@ pub fn init_repo(dir: &Path) {
     git(dir, &["commit", "-q", "-m", "first commit"]);
 }
 pub mod real_cli;
+pub mod tier;
