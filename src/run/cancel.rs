@@ -139,6 +139,8 @@ fn stop_group(pid: i32, grace: Duration) {
     while Instant::now() < deadline && process_alive(pid as u32) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // SAFETY: as above: kill(2) only sends a signal; a negative pid (`pid`
+    // is above 1 here) names that process group only.
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
     }
