@@ -20,21 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::manifest::Invalid;
 
-/// Exit codes, as documented in the README and `--help`.
-pub mod exit {
-    /// Every task complete and no escalation.
-    pub const OK: u8 = 0;
-    /// A task failed, timed out, was skipped or left items undone.
-    pub const TASK_FAILED: u8 = 1;
-    /// Bad usage or an invalid manifest.
-    pub const USAGE: u8 = 2;
-    /// An escalation rule fired (a rule may set its own code).
-    pub const ESCALATED: u8 = 3;
-    /// A question was left unanswered.
-    pub const UNANSWERED: u8 = 4;
-    /// Interrupted (Ctrl-C or SIGTERM).
-    pub const INTERRUPTED: u8 = 130;
-}
+use crate::domain::exit;
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -234,7 +220,7 @@ pub struct RunArgs {
     /// reordered, so N CI jobs can share a sweep (see `dispatch matrix`,
     /// `dispatch merge`).
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::plan::shard::Shard>,
     /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
     /// `latest`) from where they stopped, and the tasks they kept from
     /// starting; every other task is carried over as it ended, so this
@@ -497,7 +483,7 @@ pub(crate) fn state_dir(root: Option<&PathBuf>) -> crate::state::StateDir {
 
 fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
-    match crate::run::snapshot::load(&state, args.run.as_deref()) {
+    match crate::record::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
             let rendered = crate::report::write::render(&state, &snapshot);
             print_stdout(match args.format {

@@ -71,7 +71,7 @@ fn open_sibling(sibling: &Path) -> io::Result<Option<(File, u64)>> {
     let opened = OpenOptions::new()
         .write(true)
         .create(true)
-        .mode(crate::fsutil::NEW_FILE_MODE)
+        .mode(crate::state::fsutil::NEW_FILE_MODE)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(sibling);
     let file = match opened {

@@ -14,7 +14,10 @@
 
 #[cfg(target_os = "linux")]
 pub mod exchange;
+pub mod fsutil;
 pub mod lock;
+pub mod plan_watch;
+pub mod watch;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::fsutil::write_atomic;
+use crate::state::fsutil::write_atomic;
 
 /// The state folder's name under the project root.
 pub const DIR_NAME: &str = ".dispatch";

@@ -33,8 +33,8 @@ impl Cli {
             .filter(|p| !p.is_empty())
             .map_or_else(|| repo.join(".agent-clis"), PathBuf::from);
         let local = prefix.join(self.local);
-        let found = dispatch::workers::find_program(&local.to_string_lossy(), repo)
-            .or_else(|| dispatch::workers::find_program(self.program, repo));
+        let found = dispatch::agents::find_program(&local.to_string_lossy(), repo)
+            .or_else(|| dispatch::agents::find_program(self.program, repo));
         let Some(cli) = found else {
             return Err(format!(
                 "{} is not installed: scripts/install-agent-clis.sh installs it",
