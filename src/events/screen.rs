@@ -207,7 +207,7 @@ impl Screen {
                 ..
             } => format!(
                 "{task}: branch {branch}: {}; {}",
-                crate::isolation::worktree::change_summary(
+                crate::isolation::review::change_summary(
                     *ahead,
                     *files_changed,
                     *insertions,
