@@ -227,7 +227,11 @@ impl Screen {
                 )
             }
             Event::Question { task, seq, text } => {
-                format!("{}: asks (#{seq}): {text}", self.name(task))
+                format!(
+                    "{}: asks (#{seq}): {text} · answer: {}",
+                    self.name(task),
+                    super::conversation::answer_command(task, *seq)
+                )
             }
             Event::Answered {
                 task,
