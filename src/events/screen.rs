@@ -230,7 +230,7 @@ impl Screen {
                 format!(
                     "{}: asks (#{seq}): {text} · answer: {}",
                     self.name(task),
-                    super::conversation::answer_command(task, *seq)
+                    crate::ipc::questions::answer_command(task, *seq)
                 )
             }
             Event::Answered {

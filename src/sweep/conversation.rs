@@ -268,7 +268,7 @@ impl Sweep {
                     if explicit.is_none() {
                         reason.push_str(&format!(
                             " (nobody at a terminal to answer; `{}`, then `dispatch resume`)",
-                            answer_command(&task, question.seq)
+                            crate::ipc::questions::answer_command(&task, question.seq)
                         ));
                     }
                     if self.ended_by[question.index].is_none() {
@@ -486,11 +486,6 @@ pub(crate) fn default_policy(interactive: bool) -> OnUnanswered {
     } else {
         OnUnanswered::Block
     }
-}
-
-/// The command that answers question `seq` of `task`, to paste.
-pub(crate) fn answer_command(task: &str, seq: u32) -> String {
-    format!("dispatch answer {task} --seq {seq} \"…\"")
 }
 
 /// Lines typed at this terminal, read on a thread of their own.

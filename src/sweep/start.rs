@@ -97,7 +97,7 @@ pub(super) fn resume_vars(
     }
     let missing: Vec<&str> = vars
         .iter()
-        .filter(|(name, value)| *value == crate::workers::redact::marker(name))
+        .filter(|(name, value)| *value == crate::domain::redact::marker(name))
         .map(|(name, _)| name.as_str())
         .collect();
     if missing.is_empty() {
@@ -105,7 +105,7 @@ pub(super) fn resume_vars(
     }
     let again: Vec<String> = missing.iter().map(|n| format!("--var {n}=…")).collect();
     Err(manifest::Invalid::one(
-        crate::diagnostic::Diagnostic::new(
+        crate::manifest::diagnostic::Diagnostic::new(
             "dispatch resume",
             format!(
                 "run {} was started with secret variables that are not stored: {}",
@@ -129,7 +129,7 @@ pub(super) fn resume_vars(
 pub(super) fn recorded_vars(
     vars: &[(String, String)],
     plan: &SweepPlan,
-    redactor: &crate::workers::redact::Redactor,
+    redactor: &crate::domain::redact::Redactor,
 ) -> Vec<(String, String)> {
     let known = plan.tasks.iter().fold(redactor.clone(), |known, task| {
         known.with(task.env.iter(), &plan.secrets)
