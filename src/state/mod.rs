@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod lock;
 pub mod plan_watch;
 pub mod watch;
+pub mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
