@@ -299,9 +299,9 @@ impl Running {
             request = wait_for_stop(&mut stop) => {
                 stopped = true;
                 if request == Stop::Now {
-                    let escaped = escaped_descendants(pgid);
+                    let escaped = scan_escaped(pgid).await;
                     kill_group(pgid, libc::SIGKILL);
-                    kill_escaped(&escaped, libc::SIGKILL);
+                    kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
                     child.wait().await
                 } else {
                     terminate(pgid, &mut child, grace, &mut stop).await
@@ -367,12 +367,12 @@ async fn terminate(
     // Processes that left the worker's group (a CLI that runs its shell
     // tool with setsid, as Gemini CLI does) are found while the worker is
     // alive, since they are orphaned once it exits, and stopped with it.
-    let escaped = escaped_descendants(pgid);
+    let escaped = scan_escaped(pgid).await;
     kill_group(pgid, libc::SIGTERM);
-    kill_escaped(&escaped, libc::SIGTERM);
+    kill_escaped_off_thread(&escaped, libc::SIGTERM).await;
     tokio::select! {
         status = child.wait() => {
-            kill_escaped(&escaped, libc::SIGKILL);
+            kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
             return status;
         }
         _ = tokio::time::sleep(grace) => {}
@@ -385,8 +385,43 @@ async fn terminate(
         } => {}
     }
     kill_group(pgid, libc::SIGKILL);
-    kill_escaped(&escaped, libc::SIGKILL);
+    kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
     child.wait().await
+}
+
+/// [`escaped_descendants`] on a blocking thread: it reads every process's
+/// `stat` in `/proc`, which takes long on a loaded machine, and the
+/// runtime's thread meanwhile serves the other workers' timeouts and
+/// Ctrl-C.
+async fn scan_escaped(root: libc::pid_t) -> Vec<Escaped> {
+    tokio::task::spawn_blocking(move || {
+        test_scan_delay();
+        escaped_descendants(root)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// [`kill_escaped`] on a blocking thread (it reads `/proc` too), when
+/// there is anything to kill.
+async fn kill_escaped_off_thread(escaped: &[Escaped], signal: libc::c_int) {
+    if escaped.is_empty() {
+        return;
+    }
+    let escaped = escaped.to_vec();
+    let _ = tokio::task::spawn_blocking(move || kill_escaped(&escaped, signal)).await;
+}
+
+/// Tests make the `/proc` scan slow (`DISPATCH_TEST_PROC_SCAN_DELAY_MS`)
+/// to show that it holds up no other worker. Debug builds only.
+fn test_scan_delay() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("DISPATCH_TEST_PROC_SCAN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 /// A process that descends from the worker but left its process group:
