@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::domain::checklist::ItemState;
-use crate::domain::status::TaskStatus;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::worktree::FolderState;
 use crate::manifest::types::{Action, Severity};
 use crate::state::writer::{LogId, Writer};
@@ -138,7 +138,7 @@ pub enum Event {
     },
     RunEnded {
         run_id: String,
-        status: String,
+        status: RunStatus,
         exit_code: u8,
         counts: IndexMap<String, usize>,
         duration_ms: u64,

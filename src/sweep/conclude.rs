@@ -4,8 +4,8 @@
 
 use indexmap::IndexMap;
 
-use super::{exit_code, RunResult, Sweep};
-use crate::domain::exit;
+use super::{RunResult, Sweep};
+use crate::domain::exit::RunOutcome;
 use crate::domain::status::TaskStatus;
 use crate::events::Event;
 use crate::record::snapshot;
@@ -67,19 +67,12 @@ impl Sweep {
             record.ended_at = Some(clock::now());
             self.save(index);
         }
-        let records = || self.slots.iter().map(|s| &s.record);
-        let escalated = crate::escalation::exit_code(&self.fired).filter(|_| self.interrupted == 0);
-        let exit_code = escalated.unwrap_or_else(|| {
-            let records: Vec<_> = records().cloned().collect();
-            exit_code(&records, self.interrupted > 0)
-        });
-        let status = match exit_code {
-            _ if escalated.is_some() => "escalated",
-            exit::OK => "complete",
-            exit::INTERRUPTED => "interrupted",
-            exit::UNANSWERED => "blocked",
-            _ => "failed",
-        };
+        let outcome = RunOutcome::decide(
+            self.interrupted > 0,
+            crate::escalation::exit_code(&self.fired),
+            self.slots.iter().map(|s| s.record.status),
+        );
+        let (exit_code, status) = (outcome.code(), outcome.status());
         let escalations: Vec<String> = self
             .fired
             .iter()
@@ -94,7 +87,7 @@ impl Sweep {
                 .or_default() += 1;
         }
         self.run_record.ended_at = Some(clock::now());
-        self.run_record.status = status.to_owned();
+        self.run_record.status = status;
         self.run_record.exit_code = Some(exit_code);
         for index in 0..self.slots.len() {
             if self.slots[index].unsaved {
@@ -135,7 +128,7 @@ impl Sweep {
         let duration = self.started.elapsed();
         self.emit(Event::RunEnded {
             run_id: self.run_id.clone(),
-            status: status.to_owned(),
+            status,
             exit_code,
             counts,
             duration_ms: duration.as_millis() as u64,

@@ -30,8 +30,6 @@ use tokio::task::JoinSet;
 
 use crate::agents::cli_home;
 use crate::agents::find_program;
-use crate::domain::exit;
-use crate::domain::status::TaskStatus;
 use crate::escalation::Fired;
 use crate::events::screen::{Mode, Screen};
 use crate::events::{Event, EventLog, Stamped};
@@ -546,22 +544,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// 130 when interrupted; 1 when a task failed, timed out, was skipped,
-/// cancelled or left items undone; else 4 when one is blocked on a
-/// question; else 0.
-pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
-    if interrupted {
-        return exit::INTERRUPTED;
-    }
-    let failed = records.iter().any(|r| r.status.is_failure());
-    if failed {
-        exit::TASK_FAILED
-    } else if records.iter().any(|r| r.status == TaskStatus::Blocked) {
-        exit::UNANSWERED
-    } else {
-        exit::OK
     }
 }

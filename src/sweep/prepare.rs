@@ -12,7 +12,7 @@ use super::slot::TaskSlot;
 use super::start::Earlier;
 use super::{carry, plans, schedule, RunOptions, Sweep};
 use crate::agents::cli_home;
-use crate::domain::status::TaskStatus;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::events::screen::Screen;
 use crate::events::{Event, EventLog};
 use crate::isolation::worktree::Checkout;
@@ -116,7 +116,7 @@ impl Sweep {
             concurrency: plan.concurrency,
             vars: options.vars.clone(),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
-            status: "running".to_owned(),
+            status: RunStatus::Running,
             exit_code: None,
             escalations: Vec::new(),
             manifest_dir: std::fs::canonicalize(&loaded.dir)
