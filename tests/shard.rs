@@ -578,7 +578,13 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !project.task_file("slow", "plan.md").contains("- [x] Start") {
+    // Its pid is recorded by the state writer's thread, a moment after
+    // the worker starts: wait for it too.
+    let pid_recorded = || {
+        serde_json::from_str::<serde_json::Value>(&project.task_file("slow", "task.json"))
+            .is_ok_and(|record| record["pid"].is_i64())
+    };
+    while !project.task_file("slow", "plan.md").contains("- [x] Start") || !pid_recorded() {
         assert!(std::time::Instant::now() < deadline, "slow never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
