@@ -48,7 +48,9 @@ impl Writer {
         let (jobs, queue) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("dispatch-writer".to_owned())
-            .spawn(move || write_loop(queue));
+            .spawn(move || {
+                write_loop(queue);
+            });
         let writer = Writer {
             jobs,
             next_log: Default::default(),
@@ -96,22 +98,26 @@ impl Writer {
     }
 }
 
-fn write_loop(queue: Receiver<Job>) {
+/// Write what comes until every sender is gone; returns how many writes
+/// that took (fewer than the jobs when they queued up).
+fn write_loop(queue: Receiver<Job>) -> usize {
     let delay = test_delay();
+    let mut writes = 0;
     let mut logs: HashMap<LogId, File> = HashMap::new();
     while let Ok(first) = queue.recv() {
         // Everything queued behind it too: a file rewritten three times
         // while the disk was slow is written once.
         let mut batch = vec![first];
         batch.extend(queue.try_iter());
-        let mut replaces: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        // By path: a file queued again keeps its place and takes the
+        // newer bytes.
+        let mut replaces: indexmap::IndexMap<PathBuf, Vec<u8>> = indexmap::IndexMap::new();
         let mut appends: Vec<(LogId, Vec<u8>)> = Vec::new();
         let mut flushes = Vec::new();
         for job in batch {
             match job {
                 Job::Replace { path, bytes } => {
-                    replaces.retain(|(p, _)| *p != path);
-                    replaces.push((path, bytes));
+                    replaces.insert(path, bytes);
                 }
                 Job::Adopt { id, file } => {
                     logs.insert(id, file);
@@ -125,6 +131,7 @@ fn write_loop(queue: Receiver<Job>) {
         }
         for (id, bytes) in appends {
             pause(delay);
+            writes += 1;
             let failed = logs
                 .get_mut(&id)
                 .is_some_and(|file| file.write_all(&bytes).is_err());
@@ -136,6 +143,7 @@ fn write_loop(queue: Receiver<Job>) {
         }
         for (path, bytes) in replaces {
             pause(delay);
+            writes += 1;
             if let Err(e) = super::write_state(&path, &bytes) {
                 eprintln!("warning: cannot update {}: {e}", path.display());
             }
@@ -144,6 +152,7 @@ fn write_loop(queue: Receiver<Job>) {
             let _ = done.send(());
         }
     }
+    writes
 }
 
 fn pause(delay: Option<Duration>) {
@@ -192,5 +201,41 @@ mod tests {
             std::fs::read_to_string(dir.path().join("events.jsonl")).expect("read"),
             "line 0\nline 1\nline 2\n"
         );
+    }
+
+    #[test]
+    fn writes_that_queued_up_are_made_once_per_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (jobs, queue) = mpsc::channel();
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.json");
+        for n in 0..20 {
+            for path in [&a, &b] {
+                let bytes = format!("{n}\n").into_bytes();
+                jobs.send(Job::Replace {
+                    path: path.clone(),
+                    bytes,
+                })
+                .expect("queued");
+            }
+        }
+        let file = super::super::open_append(&dir.path().join("events.jsonl")).expect("open");
+        jobs.send(Job::Adopt { id: LogId(0), file })
+            .expect("queued");
+        for n in 0..5 {
+            let bytes = format!("line {n}\n").into_bytes();
+            jobs.send(Job::Append {
+                id: LogId(0),
+                bytes,
+            })
+            .expect("queued");
+        }
+        drop(jobs);
+        // All of it queued before the loop ran: one write per file.
+        assert_eq!(write_loop(queue), 3);
+        assert_eq!(std::fs::read_to_string(&a).expect("a"), "19\n");
+        assert_eq!(std::fs::read_to_string(&b).expect("b"), "19\n");
+        let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");
+        assert_eq!(log.lines().count(), 5);
     }
 }
