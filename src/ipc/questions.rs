@@ -335,6 +335,11 @@ pub fn all_done(ipc_dir: &Path) -> bool {
     std::fs::symlink_metadata(ipc_dir.join(".done")).is_ok()
 }
 
+/// The command that answers question `seq` of `task`, to paste.
+pub fn answer_command(task: &str, seq: u32) -> String {
+    format!("dispatch answer {task} --seq {seq} \"…\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,7 @@ impl Sweep {
                     plan: plan.as_ref(),
                     done_marker: look.done_marker,
                     outcome: end.tracker.outcome.as_ref(),
+                    events: task.events,
                 });
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::agents::cli_home;
 use crate::agents::find_program;
+use crate::domain::redact::Redactor;
 use crate::escalation::Fired;
 use crate::events::screen::{Mode, Screen};
 use crate::events::{Event, EventLog, Stamped};
@@ -42,7 +43,6 @@ use crate::state::lock::{Holder, Lock};
 use crate::state::watch::FolderWatch;
 use crate::state::writer::Writer;
 use crate::state::{self, StateDir, StateError};
-use crate::supervise::redact::Redactor;
 use crate::util::clock;
 
 /// How often running tasks' plans are looked at.
@@ -135,13 +135,18 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         Some(earlier) => (
             start::manifest_of(&earlier.run)?,
             earlier.run.run_id.clone(),
-            earlier.run.vars.clone(),
+            start::resume_vars(&earlier.run, &options.vars)?,
         ),
         None => (
             manifest::load_with_user_config(&options.manifest)?,
             clock::new_run_id(),
             options.vars.clone(),
         ),
+    };
+    // What run.json records are the vars this run renders with.
+    let options = &RunOptions {
+        vars: vars.clone(),
+        ..options.clone()
     };
     let mut sweep_plan = plan::build(
         &loaded,

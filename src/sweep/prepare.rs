@@ -12,6 +12,7 @@ use super::slot::TaskSlot;
 use super::start::Earlier;
 use super::{carry, plans, schedule, RunOptions, Sweep};
 use crate::agents::cli_home;
+use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::events::screen::Screen;
 use crate::events::{Event, EventLog};
@@ -25,7 +26,6 @@ use crate::report;
 use crate::state::plan_watch as monitor;
 use crate::state::writer::Writer;
 use crate::state::{self, StateDir, StateError};
-use crate::supervise::redact::Redactor;
 use crate::util::clock;
 
 impl Sweep {
@@ -114,7 +114,7 @@ impl Sweep {
             started_at,
             ended_at: None,
             concurrency: plan.concurrency,
-            vars: options.vars.clone(),
+            vars: super::start::recorded_vars(&options.vars, &plan, &redactor),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
             status: RunStatus::Running,
             exit_code: None,
