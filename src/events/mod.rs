@@ -14,6 +14,7 @@ use crate::domain::checklist::ItemState;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::review::FolderState;
 use crate::manifest::types::{Action, Severity};
+use crate::state::writer::{LogId, Writer};
 
 /// One thing that happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -155,23 +156,28 @@ pub struct Stamped<'a> {
     pub event: &'a Event,
 }
 
-/// The run's append-only event log.
+/// The run's append-only event log. Its lines are written by the state
+/// writer's thread, so a slow disk never holds up the runner's.
 pub struct EventLog {
-    file: Option<File>,
+    to: Option<(Writer, LogId)>,
 }
 
 impl EventLog {
-    pub fn new(file: Option<File>) -> Self {
-        Self { file }
+    /// A log appended to `file` through `writer`; without a file (it could
+    /// not be opened) events only reach the terminal.
+    pub fn new(writer: &Writer, file: Option<File>) -> Self {
+        Self {
+            to: file.map(|file| (writer.clone(), writer.adopt(file))),
+        }
     }
 
     /// Append an event; a log that cannot be written is dropped rather than
     /// stopping the run (the terminal still shows the events).
     pub fn append(&mut self, stamped: &Stamped<'_>) {
-        if let Some(file) = &mut self.file {
-            if crate::state::append_json_line(file, stamped).is_err() {
-                self.file = None;
-            }
+        if let Some((writer, id)) = &self.to {
+            let mut line = serde_json::to_vec(stamped).unwrap_or_default();
+            line.push(b'\n');
+            writer.append(*id, line);
         }
     }
 }

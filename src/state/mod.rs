@@ -19,6 +19,7 @@ pub mod layout;
 pub mod lock;
 pub mod plan_watch;
 pub mod watch;
+pub mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -18,7 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use super::procfs::Marker;
-use super::reaper::{self, escaped_descendants, kill_escaped, strays_of, Escaped, Scope, Stray};
+use super::reaper::{self, escaped_descendants, strays_of, Escaped, Scope, Stray};
 use crate::domain::redact::Redactor;
 use crate::state::{open_append, StateError};
 
@@ -325,7 +325,7 @@ impl Running {
                 if request == Stop::Now {
                     let escaped = escaped_descendants(pgid).await;
                     kill_group(pgid, libc::SIGKILL);
-                    kill_escaped(&escaped, libc::SIGKILL);
+                    reaper::kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
                     (child.wait().await, escaped)
                 } else {
                     terminate(pgid, &mut child, grace, &mut stop).await
@@ -423,10 +423,10 @@ async fn terminate(
     // alive, since they are orphaned once it exits, and stopped with it.
     let escaped = escaped_descendants(pgid).await;
     kill_group(pgid, libc::SIGTERM);
-    kill_escaped(&escaped, libc::SIGTERM);
+    reaper::kill_escaped_off_thread(&escaped, libc::SIGTERM).await;
     tokio::select! {
         status = child.wait() => {
-            kill_escaped(&escaped, libc::SIGKILL);
+            reaper::kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
             return (status, escaped);
         }
         _ = tokio::time::sleep(grace) => {}
@@ -439,7 +439,7 @@ async fn terminate(
         } => {}
     }
     kill_group(pgid, libc::SIGKILL);
-    kill_escaped(&escaped, libc::SIGKILL);
+    reaper::kill_escaped_off_thread(&escaped, libc::SIGKILL).await;
     (child.wait().await, escaped)
 }
 

@@ -274,7 +274,35 @@ pub async fn escaped_descendants(root: libc::pid_t) -> Vec<Escaped> {
             })
             .collect()
     };
-    tokio::task::spawn_blocking(find).await.unwrap_or_default()
+    tokio::task::spawn_blocking(move || {
+        test_scan_delay();
+        find()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// [`kill_escaped`] on a blocking thread (it reads `/proc` too), when
+/// there is anything to kill: the runtime's thread meanwhile serves the
+/// other workers' timeouts and Ctrl-C.
+pub async fn kill_escaped_off_thread(escaped: &[Escaped], signal: libc::c_int) {
+    if escaped.is_empty() {
+        return;
+    }
+    let escaped = escaped.to_vec();
+    let _ = tokio::task::spawn_blocking(move || kill_escaped(&escaped, signal)).await;
+}
+
+/// Tests make the `/proc` scan slow (`DISPATCH_TEST_PROC_SCAN_DELAY_MS`)
+/// to show that it holds up no other worker. Debug builds only.
+fn test_scan_delay() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("DISPATCH_TEST_PROC_SCAN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Signal the escaped processes and the groups they lead. A process is

@@ -44,7 +44,7 @@ impl Sweep {
         if let Some(&index) = self
             .folders
             .get(&folder)
-            .filter(|&&i| self.stops[i].is_some())
+            .filter(|&&i| self.slots[i].stop.is_some())
         {
             self.check_questions(index);
             self.read_findings(index);
@@ -53,7 +53,7 @@ impl Sweep {
 
     /// Look for new questions and for answers written elsewhere.
     pub(super) fn check_questions(&mut self, index: usize) {
-        let ipc = PathBuf::from(&self.plan.tasks[index].paths.ipc);
+        let ipc = PathBuf::from(&self.slots[index].task.paths.ipc);
         let seen = &self.seen_questions;
         let pending = &self.pending;
         let wanted = |seq: u32| {
@@ -80,8 +80,8 @@ impl Sweep {
     }
 
     fn on_question(&mut self, index: usize, seq: u32, text: String) {
-        let task = self.plan.tasks[index].clone();
-        self.records[index].questions.push(QuestionRecord {
+        let task = self.slots[index].task.clone();
+        self.slots[index].record.questions.push(QuestionRecord {
             seq,
             text: text.clone(),
             answer: None,
@@ -119,9 +119,10 @@ impl Sweep {
             asked: Instant::now(),
         });
         self.pending.sort_by(|a, b| {
-            self.plan.tasks[b.index]
+            self.slots[b.index]
+                .task
                 .rank
-                .cmp(&self.plan.tasks[a.index].rank)
+                .cmp(&self.slots[a.index].task.rank)
                 .then(a.asked.cmp(&b.asked))
         });
         self.prompt_next();
@@ -129,14 +130,14 @@ impl Sweep {
 
     /// Write an answer and record who gave it.
     pub(super) fn give_answer(&mut self, index: usize, seq: u32, answer: &str, by: &str) {
-        let ipc = PathBuf::from(&self.plan.tasks[index].paths.ipc);
+        let ipc = PathBuf::from(&self.slots[index].task.paths.ipc);
         match questions::answer(&ipc, seq, answer) {
             Ok(()) => self.record_answer(index, seq, answer, by),
             Err(questions::AnswerError::AlreadyAnswered(existing)) => {
                 self.record_answer(index, seq, &existing, "dispatch answer")
             }
             Err(e) => {
-                let task = self.plan.tasks[index].id.clone();
+                let task = self.slots[index].task.id.clone();
                 self.emit(Event::Warning {
                     task: Some(task),
                     message: format!("cannot answer question #{seq}: {e}"),
@@ -157,7 +158,8 @@ impl Sweep {
 
     fn record_answer(&mut self, index: usize, seq: u32, answer: &str, by: &str) {
         self.pending.retain(|p| !(p.index == index && p.seq == seq));
-        if let Some(q) = self.records[index]
+        if let Some(q) = self.slots[index]
+            .record
             .questions
             .iter_mut()
             .find(|q| q.seq == seq)
@@ -166,7 +168,7 @@ impl Sweep {
             q.answered_by = Some(by.to_owned());
         }
         self.save_soon(index);
-        let task = self.plan.tasks[index].id.clone();
+        let task = self.slots[index].task.id.clone();
         self.emit(Event::Answered {
             task,
             seq,
@@ -189,7 +191,7 @@ impl Sweep {
             return;
         };
         self.prompted = Some((next.index, next.seq));
-        let task = &self.plan.tasks[next.index];
+        let task = &self.slots[next.index].task;
         let model = task
             .model
             .as_ref()
@@ -233,7 +235,7 @@ impl Sweep {
             .cloned()
             .collect();
         for question in expired {
-            let task = self.plan.tasks[question.index].id.clone();
+            let task = self.slots[question.index].task.id.clone();
             match policy {
                 OnUnanswered::Wait => {
                     // Keep waiting, but say so once.
@@ -274,8 +276,8 @@ impl Sweep {
                             crate::ipc::questions::answer_command(&task, question.seq)
                         ));
                     }
-                    if self.ended_by[question.index].is_none() {
-                        self.ended_by[question.index] = Some((status, reason));
+                    if self.slots[question.index].ended_by.is_none() {
+                        self.slots[question.index].ended_by = Some((status, reason));
                         self.stop(question.index);
                     }
                 }
@@ -285,18 +287,18 @@ impl Sweep {
 
     /// Stop a running worker gently (its plan and commits are kept).
     pub(super) fn stop(&mut self, index: usize) {
-        if let Some(stop) = &self.stops[index] {
+        if let Some(stop) = &self.slots[index].stop {
             let _ = stop.send(Stop::Graceful);
         }
     }
 
     /// Read new findings of a task.
     pub(super) fn read_findings(&mut self, index: usize) {
-        let Some(reader) = self.findings[index].as_mut() else {
+        let Some(reader) = self.slots[index].findings.as_mut() else {
             return;
         };
         let results = reader.poll();
-        let task = self.plan.tasks[index].clone();
+        let task = self.slots[index].task.clone();
         for result in results {
             match result.map(|finding| self.redactor.scrub(finding)) {
                 Ok(finding) => {
@@ -331,7 +333,7 @@ impl Sweep {
             tags,
             finding: &finding,
         });
-        self.records[index].findings.push(finding);
+        self.slots[index].record.findings.push(finding);
         self.save_soon(index);
     }
 
@@ -345,7 +347,7 @@ impl Sweep {
             TaskStatus::Skipped => EndStatus::Skipped,
             _ => return,
         };
-        let task = self.plan.tasks[index].clone();
+        let task = self.slots[index].task.clone();
         self.escalate(&Trigger::TaskEnded {
             task: &task.id,
             source_task: &task.source_id,
@@ -382,9 +384,9 @@ impl Sweep {
             }
             Action::Cancel => {
                 self.halted.get_or_insert_with(|| fired.name.clone());
-                for index in 0..self.plan.tasks.len() {
-                    if self.stops[index].is_some() && self.ended_by[index].is_none() {
-                        self.ended_by[index] = Some((
+                for index in 0..self.slots.len() {
+                    if self.slots[index].stop.is_some() && self.slots[index].ended_by.is_none() {
+                        self.slots[index].ended_by = Some((
                             TaskStatus::Cancelled,
                             format!("cancelled by escalation rule {}", fired.name),
                         ));

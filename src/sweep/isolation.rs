@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::carry::Fate;
+use super::slot::Phase;
 use super::Sweep;
 use crate::domain::status::TaskStatus;
 use crate::events::Event;
@@ -169,8 +170,9 @@ impl Sweep {
     /// when it is ready (see `worktree_prepared`). A retry finds its
     /// worktree made already, or makes it again if it was deleted.
     pub(super) fn needs_worktree(&self, index: usize) -> bool {
-        self.plan.tasks[index].worktree.is_some()
-            && self.worktrees[index]
+        self.slots[index].task.worktree.is_some()
+            && self.slots[index]
+                .worktree
                 .as_ref()
                 .is_none_or(|made| !made.path.exists())
     }
@@ -180,17 +182,18 @@ impl Sweep {
         index: usize,
         ready: &mpsc::UnboundedSender<Prepared>,
     ) {
-        let Some(plan) = self.plan.tasks[index].worktree.clone() else {
+        let Some(plan) = self.slots[index].task.worktree.clone() else {
             return;
         };
-        self.preparing[index] = true;
+        self.set_phase(index, Phase::Preparing);
         // A second attempt takes up what the first one made, and a task
         // rerun from an earlier run what that run made.
-        let reuse = self.worktrees[index].is_some() || self.earlier.reuse_worktree[index];
+        let reuse =
+            self.slots[index].worktree.is_some() || self.slots[index].earlier.reuse_worktree;
         let root = self.state.root.clone();
         let checkout = self.checkout.clone();
         let ready = ready.clone();
-        let task = &self.plan.tasks[index];
+        let task = &self.slots[index].task;
         let env = self.worker_env(task, Vec::new());
         let log = Path::new(&task.paths.task_dir).join("worker.log");
         tokio::task::spawn_blocking(move || {
@@ -228,8 +231,8 @@ impl Sweep {
     /// may launch now.
     pub(super) fn worktree_prepared(&mut self, prepared: Prepared) -> bool {
         let index = prepared.index;
-        self.preparing[index] = false;
-        let task = self.plan.tasks[index].clone();
+        self.set_phase(index, Phase::Pending);
+        let task = self.slots[index].task.clone();
         let Some(plan) = &task.worktree else {
             return false;
         };
@@ -243,7 +246,7 @@ impl Sweep {
                     reused: made.reused,
                     duration_ms: prepared.took_ms,
                 });
-                self.records[index].branch = Some(BranchRecord {
+                self.slots[index].record.branch = Some(BranchRecord {
                     name: made.branch.clone(),
                     path: made.path.display().to_string(),
                     base: plan.base.clone(),
@@ -251,7 +254,7 @@ impl Sweep {
                     reused: made.reused,
                     ..BranchRecord::default()
                 });
-                self.worktrees[index] = Some(made);
+                self.slots[index].worktree = Some(made);
                 self.save(index);
                 if super::cancel::requested(Path::new(&task.paths.ipc)) {
                     // `dispatch cancel --task` came while it was being made.
@@ -292,8 +295,8 @@ impl Sweep {
     /// other workers, and tasks that need this one wait until its branch
     /// is settled (see `settled`).
     pub(super) fn settle_worktree(&mut self, index: usize, status: TaskStatus) {
-        let task = &self.plan.tasks[index];
-        let (Some(plan), Some(made)) = (task.worktree.clone(), self.worktrees[index].clone())
+        let task = &self.slots[index].task;
+        let (Some(plan), Some(made)) = (task.worktree.clone(), self.slots[index].worktree.clone())
         else {
             return;
         };
@@ -303,7 +306,7 @@ impl Sweep {
         );
         let root = self.state.root.clone();
         let done = self.settled_tx.clone();
-        self.settling[index] = true;
+        self.set_phase(index, Phase::Settling);
         tokio::task::spawn_blocking(move || {
             let mut warnings = Vec::new();
             let record = settle_blocking(&root, &plan, &made, status, &message, &mut warnings);
@@ -318,8 +321,8 @@ impl Sweep {
     /// A worktree task's branch is settled: say what happened and record it.
     pub(super) fn settled(&mut self, settled: Settled) {
         let index = settled.index;
-        self.settling[index] = false;
-        let id = self.plan.tasks[index].id.clone();
+        self.set_phase(index, Phase::Ended);
+        let id = self.slots[index].task.id.clone();
         for warning in settled.warnings {
             self.warn(&id, warning);
         }
@@ -327,7 +330,7 @@ impl Sweep {
             return;
         };
         if record.folder == FolderState::Removed {
-            self.worktrees[index] = None;
+            self.slots[index].worktree = None;
         }
         self.emit(Event::BranchReviewed {
             task: id,
@@ -340,7 +343,7 @@ impl Sweep {
             folder: record.folder,
             path: record.path.clone(),
         });
-        self.records[index].branch = Some(record);
+        self.slots[index].record.branch = Some(record);
         self.save(index);
     }
 
@@ -348,8 +351,9 @@ impl Sweep {
     /// task has a branch.
     pub(super) fn merge_readiness(&mut self) -> Option<MergeReadiness> {
         let branches: Vec<(String, BranchRecord)> = self
-            .records
+            .slots
             .iter()
+            .map(|s| &s.record)
             .filter_map(|r| r.branch.clone().map(|b| (r.id.clone(), b)))
             .filter(|(_, b)| b.head.is_some())
             .collect();

@@ -14,9 +14,9 @@ impl Sweep {
         if strays.is_empty() {
             return;
         }
-        self.records[index].strays.extend_from_slice(strays);
+        self.slots[index].record.strays.extend_from_slice(strays);
         self.save_soon(index);
-        let task = self.plan.tasks[index].id.clone();
+        let task = self.slots[index].task.id.clone();
         self.emit(Event::Warning {
             task: Some(task),
             message: format!(
@@ -36,7 +36,7 @@ impl Sweep {
                 .unwrap_or_default();
         let mut unattributed = Vec::new();
         for (task, stray) in left {
-            match task.and_then(|id| self.index_of.get(&id).copied()) {
+            match task.and_then(|id| self.slots.iter().position(|s| s.task.id == id)) {
                 Some(index) => self.note_strays(index, std::slice::from_ref(&stray)),
                 None => unattributed.push(stray),
             }

@@ -3,7 +3,6 @@
 //! of an earlier run (`--retry-failed`, `--rerun`), or a resumed run
 //! (`dispatch resume`), and what the tasks that run again bring with them.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::{carry, RunError, RunResult};
@@ -216,56 +215,54 @@ pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
     }
 }
 
-/// What tasks rerun from an earlier run (`--retry-failed`, `--rerun`) bring
-/// with them, so attempts are numbered on, usage adds up, and findings and
-/// questions already on record are not reported again.
+/// What a task rerun from an earlier run (`--retry-failed`, `--rerun`,
+/// `resume`) brings with it, so attempts are numbered on and usage adds
+/// up.
+#[derive(Clone, Debug, Default)]
 pub(super) struct Earlier {
     /// Attempts made in earlier runs.
-    pub(super) attempts: Vec<u32>,
+    pub(super) attempts: u32,
     /// Usage of those attempts.
-    pub(super) usage: Vec<crate::agents::stream::Usage>,
+    pub(super) usage: crate::agents::stream::Usage,
     /// Continues from its plan so far (else starts from a fresh one).
-    pub(super) continued: Vec<bool>,
+    pub(super) continued: bool,
     /// Takes up the worktree and branch its earlier run made.
-    pub(super) reuse_worktree: Vec<bool>,
-    pub(super) findings: Vec<Option<FindingsReader>>,
-    pub(super) seen_questions: HashSet<(usize, u32)>,
+    pub(super) reuse_worktree: bool,
+}
+
+/// What an earlier run left on record that must not be reported again:
+/// the findings already read, and the questions already asked.
+pub(super) struct OnRecord {
+    pub(super) findings: Option<FindingsReader>,
+    pub(super) questions: Vec<u32>,
 }
 
 impl Earlier {
-    pub(super) fn new(count: usize) -> Self {
-        Self {
-            attempts: vec![0; count],
-            usage: vec![Default::default(); count],
-            continued: vec![false; count],
-            reuse_worktree: vec![false; count],
-            findings: (0..count).map(|_| None).collect(),
-            seen_questions: HashSet::new(),
-        }
-    }
-
-    pub(super) fn take_up(
-        &mut self,
-        index: usize,
-        record: &TaskRecord,
-        fate: &carry::Fate,
-        dir: &Path,
-    ) {
+    pub(super) fn take_up(record: &TaskRecord, fate: &carry::Fate, dir: &Path) -> (Self, OnRecord) {
+        let mut on_record = OnRecord {
+            findings: None,
+            questions: Vec::new(),
+        };
         if !fate.runs() {
-            return;
+            return (Self::default(), on_record);
         }
-        self.attempts[index] = record.attempts.len() as u32;
-        self.usage[index] = record.usage.clone();
-        self.continued[index] = fate.continues();
-        self.reuse_worktree[index] = fate.reuses_worktree();
-        if self.continued[index] {
+        let earlier = Self {
+            attempts: record.attempts.len() as u32,
+            usage: record.usage.clone(),
+            continued: fate.continues(),
+            reuse_worktree: fate.reuses_worktree(),
+        };
+        if earlier.continued {
             // What the copied folder already holds is on record.
             let mut reader = FindingsReader::new(dir.join("findings.jsonl"));
             while !reader.poll().is_empty() {}
-            self.findings[index] = Some(reader);
-            for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
-                self.seen_questions.insert((index, question.seq));
-            }
+            on_record.findings = Some(reader);
+            on_record.questions = crate::ipc::questions::list(&dir.join("ipc"))
+                .unwrap_or_default()
+                .iter()
+                .map(|q| q.seq)
+                .collect();
         }
+        (earlier, on_record)
     }
 }

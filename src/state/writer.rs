@@ -1,0 +1,241 @@
+//! State writes on a thread of their own.
+//!
+//! The runner's one thread serves every worker's timeout and Ctrl-C. A
+//! state file written there (a `task.json` save, an `events.jsonl` line)
+//! holds all of that up for as long as the disk takes, and a stalled disk
+//! (a full NFS server, a laptop's failing drive) takes seconds. So the
+//! runner only serialises what to write and hands the bytes over; this
+//! thread writes them, in order, and the runner waits for it only at the
+//! end of the run ([`Writer::flush`]).
+//!
+//! When writes queue up, the thread catches up in one go: a file rewritten
+//! several times is written once, with its last contents, and the lines
+//! for an append-only log go out in one `write`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+/// One log file the writer appends to, handed over with [`Writer::adopt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogId(usize);
+
+enum Job {
+    /// Replace a state file atomically with these bytes.
+    Replace { path: PathBuf, bytes: Vec<u8> },
+    /// Take over an open append-only file.
+    Adopt { id: LogId, file: File },
+    /// Append these bytes to an adopted file.
+    Append { id: LogId, bytes: Vec<u8> },
+    /// Answer once every job sent before has been done.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: Sender<Job>,
+    next_log: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Writer {
+    /// Start the writing thread. It ends once every `Writer` is dropped and
+    /// what they sent is written.
+    pub fn start() -> Writer {
+        let (jobs, queue) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("dispatch-writer".to_owned())
+            .spawn(move || {
+                write_loop(queue);
+            });
+        let writer = Writer {
+            jobs,
+            next_log: Default::default(),
+        };
+        if let Err(e) = spawned {
+            // No thread: the jobs queue up unwritten, so say so once; the
+            // run itself goes on (its terminal output does not depend on it).
+            eprintln!("warning: cannot start the state writer thread: {e}; state files will not be updated");
+        }
+        writer
+    }
+
+    /// Replace `path` with `bytes` (atomically, as [`super::write_state`]).
+    pub fn replace(&self, path: PathBuf, bytes: Vec<u8>) {
+        let _ = self.jobs.send(Job::Replace { path, bytes });
+    }
+
+    /// Replace `path` with `value` as pretty JSON, serialised here (on the
+    /// caller's thread, so the value need not be sent).
+    pub fn replace_json<T: serde::Serialize>(&self, path: PathBuf, value: &T) {
+        self.replace(path, super::pretty_json(value));
+    }
+
+    /// Hand over an open append-only file; appends to it go through
+    /// [`Writer::append`] from now on.
+    pub fn adopt(&self, file: File) -> LogId {
+        let id = LogId(
+            self.next_log
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let _ = self.jobs.send(Job::Adopt { id, file });
+        id
+    }
+
+    pub fn append(&self, id: LogId, bytes: Vec<u8>) {
+        let _ = self.jobs.send(Job::Append { id, bytes });
+    }
+
+    /// Wait until everything sent so far is written (or given up on).
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Write what comes until every sender is gone; returns how many writes
+/// that took (fewer than the jobs when they queued up).
+fn write_loop(queue: Receiver<Job>) -> usize {
+    let delay = test_delay();
+    let mut writes = 0;
+    let mut logs: HashMap<LogId, File> = HashMap::new();
+    while let Ok(first) = queue.recv() {
+        // Everything queued behind it too: a file rewritten three times
+        // while the disk was slow is written once.
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter());
+        // By path: a file queued again keeps its place and takes the
+        // newer bytes.
+        let mut replaces: indexmap::IndexMap<PathBuf, Vec<u8>> = indexmap::IndexMap::new();
+        let mut appends: Vec<(LogId, Vec<u8>)> = Vec::new();
+        let mut flushes = Vec::new();
+        for job in batch {
+            match job {
+                Job::Replace { path, bytes } => {
+                    replaces.insert(path, bytes);
+                }
+                Job::Adopt { id, file } => {
+                    logs.insert(id, file);
+                }
+                Job::Append { id, mut bytes } => match appends.iter_mut().find(|(i, _)| *i == id) {
+                    Some((_, pending)) => pending.append(&mut bytes),
+                    None => appends.push((id, bytes)),
+                },
+                Job::Flush(done) => flushes.push(done),
+            }
+        }
+        for (id, bytes) in appends {
+            pause(delay);
+            writes += 1;
+            let failed = logs
+                .get_mut(&id)
+                .is_some_and(|file| file.write_all(&bytes).is_err());
+            if failed {
+                // A log that cannot be written is dropped rather than
+                // stopping the run, as before the writer had a thread.
+                logs.remove(&id);
+            }
+        }
+        for (path, bytes) in replaces {
+            pause(delay);
+            writes += 1;
+            if let Err(e) = super::write_state(&path, &bytes) {
+                eprintln!("warning: cannot update {}: {e}", path.display());
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+    writes
+}
+
+fn pause(delay: Option<Duration>) {
+    if let Some(delay) = delay {
+        std::thread::sleep(delay);
+    }
+}
+
+/// Tests make every write slow (`DISPATCH_TEST_WRITE_DELAY_MS`) to show
+/// that a stalled disk stalls no timeout or interrupt. Debug builds only:
+/// a release build never reads the variable.
+#[cfg(debug_assertions)]
+fn test_delay() -> Option<Duration> {
+    std::env::var("DISPATCH_TEST_WRITE_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+#[cfg(not(debug_assertions))]
+fn test_delay() -> Option<Duration> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_land_in_order_and_flush_waits_for_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = Writer::start();
+        let path = dir.path().join("task.json");
+        for n in 0..50 {
+            writer.replace(path.clone(), format!("{n}\n").into_bytes());
+        }
+        let log = writer
+            .adopt(super::super::open_append(&dir.path().join("events.jsonl")).expect("open"));
+        for n in 0..3 {
+            writer.append(log, format!("line {n}\n").into_bytes());
+        }
+        writer.flush().await;
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "49\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("events.jsonl")).expect("read"),
+            "line 0\nline 1\nline 2\n"
+        );
+    }
+
+    #[test]
+    fn writes_that_queued_up_are_made_once_per_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (jobs, queue) = mpsc::channel();
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.json");
+        for n in 0..20 {
+            for path in [&a, &b] {
+                let bytes = format!("{n}\n").into_bytes();
+                jobs.send(Job::Replace {
+                    path: path.clone(),
+                    bytes,
+                })
+                .expect("queued");
+            }
+        }
+        let file = super::super::open_append(&dir.path().join("events.jsonl")).expect("open");
+        jobs.send(Job::Adopt { id: LogId(0), file })
+            .expect("queued");
+        for n in 0..5 {
+            let bytes = format!("line {n}\n").into_bytes();
+            jobs.send(Job::Append {
+                id: LogId(0),
+                bytes,
+            })
+            .expect("queued");
+        }
+        drop(jobs);
+        // All of it queued before the loop ran: one write per file.
+        assert_eq!(write_loop(queue), 3);
+        assert_eq!(std::fs::read_to_string(&a).expect("a"), "19\n");
+        assert_eq!(std::fs::read_to_string(&b).expect("b"), "19\n");
+        let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");
+        assert_eq!(log.lines().count(), 5);
+    }
+}

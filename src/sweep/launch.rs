@@ -1,0 +1,322 @@
+//! Starting a task's worker: its prompt (a retry's says where the last
+//! attempt left off), its command line and environment, its plan watched,
+//! and a future that ends with what the runner needs for the verdict.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::plans::ClosingLook;
+use super::slot::Phase;
+use super::{Sweep, LEAK_TIMEOUT};
+use crate::agents::cli_home;
+use crate::agents::stream::Tracker;
+use crate::domain::status::TaskStatus;
+use crate::events::Event;
+use crate::ipc::findings::FindingsReader;
+use crate::manifest;
+use crate::manifest::types::{EventFormat, PromptMode};
+use crate::plan::PlannedTask;
+use crate::record::{Attempt, TaskRecord};
+use crate::supervise::process::{self, Finished, Launch, SpawnError, Stop};
+use crate::util::clock;
+
+/// The running workers' futures.
+pub(super) type Workers = JoinSet<WorkerEnd>;
+
+/// What a finished worker future hands back.
+pub(super) struct WorkerEnd {
+    pub(super) index: usize,
+    pub(super) attempt: u32,
+    pub(super) finished: Result<Finished, SpawnError>,
+    pub(super) tracker: Tracker,
+    /// Its plan and `ipc/.done` as they were once it ended, read off the
+    /// runner's thread.
+    pub(super) look: ClosingLook,
+}
+
+/// A worker's usage changed (read from its event stream).
+pub(super) struct UsageUpdate {
+    pub(super) index: usize,
+    pub(super) usage: crate::agents::stream::Usage,
+}
+
+impl Sweep {
+    pub(super) fn launch(&mut self, index: usize, workers: &mut Workers) {
+        if self.needs_worktree(index) {
+            // The worker launches once its worktree is ready.
+            let ready = self.prepared_tx.clone();
+            self.prepare_worktree(index, &ready);
+            return;
+        }
+        let task = self.slots[index].task.clone();
+        let slot = &self.slots[index];
+        let attempt = slot.record.attempts.len() as u32 + 1;
+        let first_here = attempt == slot.earlier.attempts + 1;
+        let fresh = first_here && !slot.earlier.continued;
+        let prompt = if fresh {
+            task.prompt.clone()
+        } else {
+            retry_prompt(&task, attempt, &slot.record)
+        };
+        if !fresh && task.prompt_via == PromptMode::File {
+            // Written before the worker starts, which reads it at once; a
+            // small file, and only on a retry.
+            let path = PathBuf::from(&task.paths.prompt);
+            if let Err(e) = crate::state::write_state(&path, prompt.as_bytes()) {
+                self.emit(Event::Warning {
+                    task: Some(task.id.clone()),
+                    message: e.to_string(),
+                });
+            }
+        }
+        let mut argv: Vec<String> = task
+            .argv
+            .iter()
+            .map(|a| {
+                if *a == task.prompt {
+                    prompt.clone()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        if let (Some(first), Some(path)) = (argv.first_mut(), &self.slots[index].program) {
+            *first = path.display().to_string();
+        }
+        let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
+        let (cli_env, cli_failure) = match &task.cli_home {
+            Some(home) => {
+                match cli_home::prepare(&task.backend, Path::new(home), &self.user_config) {
+                    Ok(env) => (env, None),
+                    Err(e) => (Vec::new(), Some(SpawnError::CliHome(e))),
+                }
+            }
+            None => (Vec::new(), None),
+        };
+        let launch = Launch {
+            argv,
+            env: self.worker_env(&task, cli_env),
+            cwd: PathBuf::from(&task.paths.workdir),
+            stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
+            log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
+            timeout: task.timeout.as_deref().and_then(manifest::duration::parse),
+            grace: self.grace,
+            leak_timeout: LEAK_TIMEOUT,
+            redactor,
+        };
+        let task_dir = PathBuf::from(&task.paths.task_dir);
+        let ipc_dir = PathBuf::from(&task.paths.ipc);
+        // Questions need an answer at once, so `ipc/` is watched; findings
+        // and plans are read on the regular poll, which is live enough and
+        // saves a watch per task.
+        if let Some(folder_watch) = self.folder_watch.as_mut() {
+            folder_watch.watch(&ipc_dir);
+        }
+        self.folders.insert(ipc_dir.clone(), index);
+        let (stop_tx, stop_rx) = watch::channel(Stop::No);
+        // The first attempt's plan is the one just written; a retry's is
+        // whatever the earlier attempt left, read by the plan reader.
+        let plan_now = fresh.then(|| crate::domain::checklist::parse(&task.plan));
+        let plan_path = PathBuf::from(&task.paths.plan);
+        self.plans.watch(index, plan_path.clone(), plan_now);
+        self.set_phase(index, Phase::Running);
+        let slot = &mut self.slots[index];
+        if slot.findings.is_none() {
+            slot.findings = Some(FindingsReader::new(task_dir.join("findings.jsonl")));
+        }
+        slot.stop = Some(stop_tx);
+        let record = &mut slot.record;
+        record.status = TaskStatus::Running;
+        let now = clock::now();
+        record.started_at.get_or_insert_with(|| now.clone());
+        record.attempts.push(Attempt {
+            number: attempt,
+            started_at: now,
+            ended_at: None,
+            pid: None,
+            exit: None,
+            status: None,
+            reason: None,
+            duration_ms: None,
+        });
+        let format = task.events;
+        let (lines, tracking) = track_usage(format, index, &self.usage_tx);
+        // Started here, synchronously: workers start in the order the
+        // schedule says, and their pid is recorded before anything else.
+        let started = match cli_failure {
+            Some(failure) => Err(failure),
+            None => process::start(launch, lines),
+        };
+        let plans = self.plans.clone();
+        let running = match started {
+            Ok(running) => {
+                self.slots[index].record.pid_start_time = running.start_time();
+                self.mark_started(index, running.pid());
+                Ok(running)
+            }
+            Err(e) => {
+                if let Some(tracking) = &tracking {
+                    tracking.abort();
+                }
+                Err(e)
+            }
+        };
+        workers.spawn(async move {
+            let finished = match running {
+                Ok(running) => Ok(running.wait(stop_rx).await),
+                Err(e) => Err(e),
+            };
+            let look = plans.close(index, plan_path, ipc_dir).await;
+            let tracker = match tracking {
+                Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
+                None => Tracker::new(format),
+            };
+            WorkerEnd {
+                index,
+                attempt,
+                finished,
+                tracker,
+                look,
+            }
+        });
+    }
+
+    /// Say once per backend when its workers' private config folders leave
+    /// out something of the user's configuration that the CLI may need to
+    /// reach its model: without it a worker fails with the CLI's own login
+    /// or network error, which does not point here.
+    pub(super) fn warn_left_out(&mut self) {
+        let mut backends: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.task.cli_home.is_some() && !s.record.status.is_final())
+            .map(|s| s.task.backend.clone())
+            .collect();
+        backends.sort();
+        backends.dedup();
+        for backend in backends {
+            let left_out = cli_home::left_out(&backend, &self.user_config);
+            if !left_out.is_empty() {
+                self.emit(Event::Warning {
+                    task: None,
+                    message: cli_home::left_out_warning(&left_out),
+                });
+            }
+        }
+    }
+
+    /// The `DISPATCH_*` variables every worker gets, then those pointing
+    /// its CLI at its private config folder, then the task's own (which
+    /// win, so a sweep can still set `CLAUDE_CONFIG_DIR` itself).
+    pub(super) fn worker_env(
+        &self,
+        task: &PlannedTask,
+        cli_env: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DISPATCH_RUN_ID".to_owned(), self.run_id.clone()),
+            ("DISPATCH_TASK_ID".to_owned(), task.id.clone()),
+            ("DISPATCH_TASK_DIR".to_owned(), task.paths.task_dir.clone()),
+            ("DISPATCH_PLAN".to_owned(), task.paths.plan.clone()),
+            ("DISPATCH_OUTPUT".to_owned(), task.paths.output.clone()),
+            ("DISPATCH_IPC_DIR".to_owned(), task.paths.ipc.clone()),
+            (
+                "DISPATCH_MODEL".to_owned(),
+                task.model
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+            ),
+            ("DISPATCH_BIN".to_owned(), self.dispatch_bin.clone()),
+            // As a shell sets it: CLIs such as opencode take their folder
+            // from PWD, which would otherwise still name the folder
+            // dispatch was started in, not the worker's worktree.
+            ("PWD".to_owned(), task.paths.workdir.clone()),
+        ];
+        env.extend(cli_env);
+        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    fn mark_started(&mut self, index: usize, pid: u32) {
+        let slot = &mut self.slots[index];
+        let task = &slot.task;
+        let record = &mut slot.record;
+        record.pid = Some(pid);
+        if let Some(attempt) = record.attempts.last_mut() {
+            attempt.pid = Some(pid);
+        }
+        let event = Event::TaskStarted {
+            task: task.id.clone(),
+            attempt: record.attempts.len() as u32,
+            model: task.model.as_ref().map(|m| m.name.clone()),
+            backend: task.backend.clone(),
+            worktree: task.worktree.is_some(),
+            pid,
+        };
+        self.save(index);
+        self.emit(event);
+    }
+}
+
+/// The worker's stdout lines go to a tracker, which sends usage as it
+/// grows; the tracker is handed back when the output ends. A backend with
+/// no event stream gets neither: its lines would only be counted.
+fn track_usage(
+    format: EventFormat,
+    index: usize,
+    usage: &mpsc::UnboundedSender<UsageUpdate>,
+) -> (
+    Option<mpsc::UnboundedSender<String>>,
+    Option<tokio::task::JoinHandle<Tracker>>,
+) {
+    if format == EventFormat::None {
+        return (None, None);
+    }
+    let usage = usage.clone();
+    let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+    let tracking = tokio::spawn(async move {
+        let mut tracker = Tracker::new(format);
+        while let Some(line) = lines_rx.recv().await {
+            let before = tracker.usage.clone();
+            tracker.feed(&line);
+            if tracker.usage != before {
+                let _ = usage.send(UsageUpdate {
+                    index,
+                    usage: tracker.usage.clone(),
+                });
+            }
+        }
+        tracker
+    });
+    (Some(lines_tx), Some(tracking))
+}
+
+/// The prompt of a retry: the task's prompt, then where the earlier attempt
+/// left off, as the dispatch skill's fallback does.
+fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
+    let why = record
+        .reason
+        .as_deref()
+        .map(|r| format!(" The previous attempt ended: {r}."))
+        .unwrap_or_default();
+    let answers: String = record
+        .questions
+        .iter()
+        .filter_map(|q| q.answer.as_ref().map(|a| format!("\n- {} → {a}", q.text)))
+        .collect();
+    let answers = if answers.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nAnswers you were given to your earlier questions:{answers}\n")
+    };
+    format!(
+        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}\n",
+        task.prompt.trim_end(),
+        task.paths.plan,
+        task.paths.context
+    )
+}

@@ -1,0 +1,110 @@
+//! One task of a run in progress: everything the runner keeps about it in
+//! one place, instead of a dozen vectors indexed alike.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::start::Earlier;
+use crate::domain::checklist::Checklist;
+use crate::domain::status::TaskStatus;
+use crate::ipc::findings::FindingsReader;
+use crate::isolation::worktree::Created;
+use crate::plan::PlannedTask;
+use crate::record::TaskRecord;
+use crate::supervise::process::Stop;
+
+/// Where a task is in its life in this run. The record's status is what
+/// is written down; the phase is what the runner is doing with the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for its turn (or for a retry's back-off).
+    Pending,
+    /// Holding a worker slot while its worktree is made.
+    Preparing,
+    /// Its worker runs (or has just ended and is being looked at).
+    Running,
+    /// Ended; its branch is being committed and reviewed on a blocking
+    /// thread, and what needs it waits.
+    Settling,
+    /// Done with in this run (also: carried over or kept, never run).
+    Ended,
+}
+
+impl Phase {
+    /// Holds one of the `concurrency` worker slots.
+    pub(super) fn busy(self) -> bool {
+        matches!(self, Phase::Preparing | Phase::Running)
+    }
+}
+
+pub(super) struct TaskSlot {
+    pub(super) task: Arc<PlannedTask>,
+    pub(super) record: TaskRecord,
+    pub(super) phase: Phase,
+    /// The worker's program, found on `PATH` once before the run.
+    pub(super) program: Option<PathBuf>,
+    /// Its needs, as slot indexes (`None`: not in this run).
+    pub(super) needs: Vec<Option<usize>>,
+    /// The capped backend and model names it counts against.
+    pub(super) caps: Vec<String>,
+    /// Asks the running worker to stop; `Some` exactly while it runs.
+    pub(super) stop: Option<watch::Sender<Stop>>,
+    pub(super) retry_at: Option<Instant>,
+    /// Its plan as last read (for the reports); the planned one for a task
+    /// that never ran.
+    pub(super) final_plan: Option<Checklist>,
+    pub(super) findings: Option<FindingsReader>,
+    /// The record changed since it was last written, and when that was.
+    pub(super) unsaved: bool,
+    pub(super) saved_at: Instant,
+    /// Why its worker was stopped for its budget.
+    pub(super) over_budget: Option<String>,
+    /// A status the runner decided for a worker it stopped (an unanswered
+    /// question, an escalation's cancel, `dispatch cancel`).
+    pub(super) ended_by: Option<(TaskStatus, String)>,
+    /// Its worktree, once made.
+    pub(super) worktree: Option<Created>,
+    /// What an earlier run of it brings (attempts, usage).
+    pub(super) earlier: Earlier,
+}
+
+impl TaskSlot {
+    pub(super) fn new(
+        task: Arc<PlannedTask>,
+        record: TaskRecord,
+        program: Option<PathBuf>,
+        final_plan: Option<Checklist>,
+    ) -> Self {
+        let phase = if record.status.is_final() {
+            Phase::Ended
+        } else {
+            Phase::Pending
+        };
+        TaskSlot {
+            task,
+            record,
+            phase,
+            program,
+            needs: Vec::new(),
+            caps: Vec::new(),
+            stop: None,
+            retry_at: None,
+            final_plan,
+            findings: None,
+            unsaved: false,
+            saved_at: Instant::now(),
+            over_budget: None,
+            ended_by: None,
+            worktree: None,
+            earlier: Earlier::default(),
+        }
+    }
+
+    /// Waiting for its turn: a scheduling pass may start or skip it.
+    pub(super) fn waiting(&self) -> bool {
+        self.phase == Phase::Pending && self.record.status == TaskStatus::Pending
+    }
+}

@@ -1,0 +1,222 @@
+//! The engine's one runtime thread serves every worker's timeout and
+//! Ctrl-C, so nothing slow may run on it. These tests make the slow work
+//! slower on purpose (debug builds read `DISPATCH_TEST_WRITE_DELAY_MS` and
+//! `DISPATCH_TEST_PROC_SCAN_DELAY_MS`) and check that what the runner
+//! records happened before the delay could have passed: had the work run
+//! on the runtime's thread, the recorded durations would include it.
+//! They also check that a cancel sent during a retry's back-off is read
+//! before the task is launched again.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Project;
+use serde_json::Value;
+
+/// Every state write takes this long in the stalled-disk tests: far longer
+/// than the timeouts and grace they check.
+const WRITE_DELAY_MS: u64 = 2000;
+
+/// `dispatch run --json` with stdout piped, to follow its events live.
+fn spawn_run(project: &Project, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut args = vec!["run", "sweep.yaml", "--json", "--grace", "300ms"];
+    args.extend_from_slice(extra);
+    let mut command = project.command(&args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dispatch starts")
+}
+
+/// Read the run's events until one matches `stop` (or the stream ends);
+/// returns the events read and the reader for the rest.
+fn events_until(lines: &mut impl BufRead, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match lines.read_line(&mut line) {
+            Ok(0) | Err(_) => return events,
+            Ok(_) => {}
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let found = stop(&event);
+        events.push(event);
+        if found {
+            return events;
+        }
+    }
+}
+
+fn all_events(child: &mut Child) -> Vec<Value> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    events_until(&mut BufReader::new(stdout), |_| false)
+}
+
+fn ended<'a>(events: &'a [Value], task: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "task-ended" && e["task"] == task)
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_state_writes_stall() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  stuck:\n    command: [AGENT, hang]\n    timeout: 300ms\n    plan: [One]\n",
+    );
+    let delay = WRITE_DELAY_MS.to_string();
+    let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_WRITE_DELAY_MS", &delay)]);
+    let events = all_events(&mut child);
+    let status = child.wait().expect("dispatch ends");
+    assert_eq!(status.code(), Some(1), "{events:?}");
+    let end = ended(&events, "stuck");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "timed-out");
+    // Its start is written (after a delay) once it is spawned; the worker
+    // was stopped at its timeout, well before that write could end.
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for a state write: the worker ran {took} ms"
+    );
+    // The delayed writes still all land, in the end.
+    let record = project.task_json("stuck");
+    assert_eq!(record["status"], "timed-out", "{record}");
+    let log = std::fs::read_dir(project.path().join(".dispatch/runs"))
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path()
+        .join("events.jsonl");
+    let logged = std::fs::read_to_string(log).expect("events.jsonl");
+    assert!(logged
+        .lines()
+        .last()
+        .is_some_and(|l| l.contains("run-ended")));
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn ctrl_c_is_acted_on_while_state_writes_stall() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  long:\n    command: [AGENT, 'write:started=yes', hang]\n    plan: [One]\n",
+    );
+    let delay = WRITE_DELAY_MS.to_string();
+    let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_WRITE_DELAY_MS", &delay)]);
+    // The worker is up: its start is being written now (for 2 s).
+    wait_for("the worker to start", || {
+        project.path().join("started").exists()
+    });
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with the positive pid of our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let events = all_events(&mut child);
+    let status = child.wait().expect("dispatch ends");
+    assert_eq!(status.code(), Some(130), "{events:?}");
+    let end = ended(&events, "long");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "cancelled");
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < WRITE_DELAY_MS,
+        "Ctrl-C waited for a state write: the worker ran {took} ms"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_worker_ending_is_noticed_while_another_workers_proc_scan_stalls() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\nconcurrency: 2\ntasks:\n  stuck:\n    command: [AGENT, hang]\n    timeout: 200ms\n    plan: [One]\n  quick:\n    command: [AGENT, 'sleep:800ms', check-all, done]\n    plan: [One]\n",
+    );
+    // The scan at `stuck`'s timeout takes 3 s; `quick` ends meanwhile.
+    let mut child = spawn_run(
+        &project,
+        &[],
+        &[("DISPATCH_TEST_PROC_SCAN_DELAY_MS", "3000")],
+    );
+    let events = all_events(&mut child);
+    child.wait().expect("dispatch ends");
+    let quick = ended(&events, "quick");
+    assert_eq!(quick.len(), 1, "{events:?}");
+    assert_eq!(quick[0]["status"], "complete");
+    let took = quick[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < 3000,
+        "the other worker's /proc scan held this one's end up: it ran {took} ms"
+    );
+    assert_eq!(ended(&events, "stuck")[0]["status"], "timed-out");
+}
+
+#[test]
+fn a_cancel_during_a_retry_backoff_is_read_before_the_relaunch() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  flaky:\n    command: [AGENT, 'exit:1']\n    retries: 2\n    plan: [One]\n",
+    );
+    let mut child = spawn_run(&project, &["--retry-delay", "20s"], &[]);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout);
+    let first = events_until(&mut lines, |e| {
+        e["event"] == "task-ended" && e["retrying"] == true
+    });
+    assert!(
+        first.iter().any(|e| e["retrying"] == true),
+        "the first attempt failed and is retried: {first:?}"
+    );
+    let output = project
+        .command(&["cancel", "--task", "flaky"])
+        .output()
+        .expect("cancel runs");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let rest = events_until(&mut lines, |_| false);
+    child.wait().expect("dispatch ends");
+    let events: Vec<Value> = first.into_iter().chain(rest).collect();
+    let starts = events
+        .iter()
+        .filter(|e| e["event"] == "task-started")
+        .count();
+    assert_eq!(starts, 1, "relaunched after the cancel: {events:?}");
+    let end = ended(&events, "flaky");
+    assert_eq!(
+        end.last().map(|e| &e["status"]),
+        Some(&Value::from("cancelled"))
+    );
+    let record = project.task_json("flaky");
+    assert_eq!(record["status"], "cancelled", "{record}");
+    assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
+}
