@@ -13,6 +13,7 @@ pub mod clock;
 pub mod diagnostic;
 pub mod escalation;
 pub mod fsutil;
+pub mod ids;
 pub mod ipc;
 pub mod manifest;
 pub mod monitor;
