@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod carry;
 pub mod clean;
 mod conversation;
+mod gaps;
 pub mod events;
 mod isolation;
 pub mod merge_check;
@@ -1341,6 +1342,7 @@ impl Sweep {
                 let (status, reason) = verdict::decide(&verdict::Evidence {
                     finished,
                     plan: plan.as_ref(),
+                    written: Some(&monitor::checklist::parse(&task.plan)),
                     done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
                 });
@@ -1396,6 +1398,7 @@ impl Sweep {
             record.duration_ms = Some(record.attempts.iter().filter_map(|a| a.duration_ms).sum());
         }
         let counts = record.items;
+        self.note_gaps(index, status, plan.as_ref());
         self.save(index);
         self.emit(Event::TaskEnded {
             task: task.id.clone(),
@@ -1661,6 +1664,8 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         findings: Vec::new(),
         questions: Vec::new(),
         attempts: Vec::new(),
+        dropped: Vec::new(),
+        unticked: Vec::new(),
     }
 }
 

@@ -136,6 +136,14 @@ pub struct TaskRecord {
     #[serde(default)]
     pub questions: Vec<QuestionRecord>,
     pub attempts: Vec<Attempt>,
+    /// Items of the plan dispatch wrote that the worker deleted: the
+    /// written plan is the contract, so the task did not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
+    /// Items nobody ticked in a task the worker declared done
+    /// (`ipc/.done`): `complete`, with this warning, and never a pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unticked: Vec<String>,
 }
 
 /// A question a worker asked, and its answer.

@@ -1,0 +1,167 @@
+//! The record tells the truth: a worker that deletes its open items does not
+//! complete; a task declared done with items nobody ticked says so, and no
+//! unticked item is ever a passed JUnit case; reports a crash left missing
+//! come back; resume runs only the manifest the user ran.
+
+mod common;
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use common::Project;
+
+const PLAN: &str = "plan: [First step, Second step, Third step]";
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn run_dir(project: &Project) -> std::path::PathBuf {
+    let runs = project.path().join(".dispatch/runs");
+    let mut ids: Vec<_> = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    ids.sort();
+    ids.pop().expect("a run")
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `<testcase>` element of `name` in a JUnit file, up to the next one.
+fn case<'a>(xml: &'a str, name: &str) -> &'a str {
+    let at = xml
+        .find(&format!("<testcase name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no case {name:?} in {xml}"));
+    let rest = &xml[at..];
+    let end = rest[1..]
+        .find("<testcase")
+        .or_else(|| rest.find("</testsuite>"))
+        .map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+#[test]
+fn a_worker_that_deletes_its_open_items_is_incomplete_and_junit_keeps_them() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  sly:
+    command: [AGENT, 'rewrite-plan:# Sly\\n\\n- [x] First step — done\\n', done]
+    {PLAN}
+"
+    ));
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let record = project.task_json("sly");
+    assert_eq!(record["status"], "incomplete", "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("removed 2 of the 3 items") && reason.contains("Second step; Third step"),
+        "{reason}"
+    );
+    assert_eq!(
+        record["dropped"],
+        serde_json::json!(["Second step", "Third step"])
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "warning"
+            && e["task"] == "sly"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("removed items") && m.contains("Third step"))),
+        "a warning event names the dropped items"
+    );
+    let xml = read(&run_dir(&project).join("junit.xml"));
+    assert!(!case(&xml, "First step").contains("<failure"));
+    for dropped in ["Second step", "Third step"] {
+        let case = case(&xml, dropped);
+        assert!(
+            case.contains("<failure") && case.contains("removed from the plan"),
+            "{case}"
+        );
+    }
+    let report: Value =
+        serde_json::from_str(&read(&run_dir(&project).join("report.json"))).expect("json");
+    assert_eq!(report["tasks"][0]["dropped"][1], "Third step", "{report}");
+    let status = project.command(&["status"]).output().expect("status");
+    assert!(
+        stdout(&status).contains("Third step (removed from the plan by the worker)"),
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[test]
+fn items_never_ticked_in_a_task_declared_done_are_skipped_never_passed() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  hasty:
+    command: [AGENT, check, done]
+    {PLAN}
+  honest:
+    command: [AGENT, check-all, done]
+    {PLAN}
+"
+    ));
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let record = project.task_json("hasty");
+    assert_eq!(record["status"], "complete", "{record}");
+    assert_eq!(
+        record["unticked"],
+        serde_json::json!(["Second step", "Third step"])
+    );
+    assert!(record["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("declared done") && r.contains("2 never ticked")));
+    assert!(project.task_json("honest").get("unticked").is_none());
+    assert!(events.iter().any(|e| e["event"] == "warning"
+        && e["task"] == "hasty"
+        && e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("without ticking 2 item(s)"))));
+
+    let dir = run_dir(&project);
+    let xml = read(&dir.join("junit.xml"));
+    for unticked in ["Second step", "Third step"] {
+        // hasty's suite comes first.
+        let hasty_case = case(&xml, unticked);
+        assert!(
+            hasty_case.contains("classname=\"hasty\"")
+                && hasty_case.contains("<skipped")
+                && hasty_case.contains("without ticking this item"),
+            "{hasty_case}"
+        );
+    }
+    let report: Value = serde_json::from_str(&read(&dir.join("report.json"))).expect("json");
+    assert_eq!(report["totals"]["unticked_tasks"], 1, "{report}");
+    assert_eq!(report["tasks"][0]["unticked"][0], "Second step");
+    let markdown = read(&dir.join("report.md"));
+    assert!(
+        markdown.contains("declared the task done without ticking 2 items"),
+        "{markdown}"
+    );
+    let summary = stderr(&project.command(&["run", "sweep.yaml", "--quiet"]).output().expect("run"));
+    assert!(
+        summary.contains("1 complete task was declared done with items nobody ticked: hasty"),
+        "{summary}"
+    );
+    let status = project.command(&["status"]).output().expect("status");
+    assert!(
+        stdout(&status).contains("hasty — COMPLETE, with a warning: declared done without ticking 2 of 3 items"),
+        "{}",
+        stdout(&status)
+    );
+}
