@@ -165,3 +165,42 @@ tasks:
         stdout(&status)
     );
 }
+
+#[test]
+fn reports_a_crash_left_unwritten_are_restored_by_resume_and_report() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  one:
+    command: [AGENT, check-all]
+    {PLAN}
+"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let dir = run_dir(&project);
+    let junit = read(&dir.join("junit.xml"));
+    let run: Value = serde_json::from_str(&read(&dir.join("run.json"))).expect("run.json");
+    assert_eq!(run["status"], "complete", "run.json is written before the reports");
+    // What a kill right after report.json appeared leaves behind.
+    std::fs::remove_file(dir.join("junit.xml")).expect("rm");
+    let resumed = project.command(&["resume"]).output().expect("resume");
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("nothing to resume"), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("junit.xml"), "{}", stderr(&resumed));
+    assert_eq!(read(&dir.join("junit.xml")), junit, "the same report, from the state");
+
+    for name in ["report.md", "report.json", "junit.xml"] {
+        std::fs::remove_file(dir.join(name)).expect("rm");
+    }
+    let report = project
+        .command(&["report", "--format", "junit"])
+        .output()
+        .expect("report");
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert_eq!(stdout(&report), junit);
+    for name in ["report.md", "report.json", "junit.xml"] {
+        assert!(dir.join(name).is_file(), "{name} restored");
+    }
+}

@@ -499,6 +499,7 @@ fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
     match crate::run::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
+            crate::report::repair::restore_and_say(&state, &snapshot);
             let rendered = crate::report::write::render(&state, &snapshot);
             print_stdout(match args.format {
                 ReportFormat::Md => &rendered.markdown,

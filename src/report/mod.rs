@@ -6,6 +6,7 @@
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+pub mod repair;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};

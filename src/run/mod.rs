@@ -177,7 +177,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     if let Some(earlier) = &resumed {
         if !fates.iter().any(carry::Fate::runs) {
-            return Ok(start::nothing_to_resume(earlier));
+            return Ok(start::nothing_to_resume(&state, earlier));
         }
     }
     let programs = preflight(&loaded, &sweep_plan, &fates)?;
@@ -1478,14 +1478,17 @@ impl Sweep {
         self.run_record.ended_at = Some(clock::now());
         self.run_record.status = status.to_owned();
         self.run_record.exit_code = Some(exit_code);
-        let run_json = self.state.run_dir(&self.run_id).join("run.json");
-        if let Err(e) = state::write_json(&run_json, &self.run_record) {
-            eprintln!("warning: cannot write {}: {e}", run_json.display());
-        }
         for index in 0..self.records.len() {
             if self.unsaved[index] {
                 self.save(index);
             }
+        }
+        // Once the tasks' records are final: a run.json that says the run
+        // ended means they are (reports missing after a crash here are
+        // restored by `resume` and `report`).
+        let run_json = self.state.run_dir(&self.run_id).join("run.json");
+        if let Err(e) = state::write_json(&run_json, &self.run_record) {
+            eprintln!("warning: cannot write {}: {e}", run_json.display());
         }
         // The records go into the reports' snapshot and come back after:
         // a thousand tasks' records are worth moving, not copying.

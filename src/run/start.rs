@@ -80,7 +80,11 @@ pub(super) fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
 
 /// Resuming a run with nothing left to do is harmless: it says so and
 /// exits as the run did.
-pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
+///
+/// A run that ended before all its reports were written (a kill between
+/// `run.json` and `junit.xml`) gets the missing ones now.
+pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) -> RunResult {
+    crate::report::repair::restore_and_say(state, earlier);
     let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
     let exit_code = earlier
         .run
