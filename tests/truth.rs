@@ -204,3 +204,67 @@ tasks:
         assert!(dir.join(name).is_file(), "{name} restored");
     }
 }
+
+#[test]
+fn resume_runs_only_the_manifest_the_user_started() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+tasks:
+  flaky:
+    command: [sh, -c, 'if [ -f resumed ]; then exec AGENT check-all; else exit 1; fi']
+    retries: 0
+    {PLAN}
+"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    std::fs::write(project.path().join("resumed"), "").expect("write");
+    let dir = run_dir(&project);
+    let copy = dir.join("manifest.yaml");
+    let original = read(&copy);
+    let pwned = project.path().join("pwned");
+
+    // A worker rewrites the run's copy of the manifest.
+    let injected = original.replace(
+        "command: [sh, -c, 'if",
+        &format!("command: [sh, -c, 'touch {}; if", pwned.display()),
+    );
+    assert_ne!(injected, original);
+    std::fs::write(&copy, &injected).expect("tamper");
+    let refused = project.command(&["resume"]).output().expect("resume");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is not the manifest the run started with"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!pwned.exists(), "the injected command never ran");
+
+    // ... and points the run's record at it, inside .dispatch/.
+    let run_json = dir.join("run.json");
+    let mut run: Value = serde_json::from_str(&read(&run_json)).expect("run.json");
+    run["manifest_path"] = Value::String(copy.display().to_string());
+    std::fs::write(&run_json, serde_json::to_string(&run).expect("json")).expect("tamper");
+    let refused = project.command(&["resume"]).output().expect("resume");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("which workers can write"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!pwned.exists(), "the injected command never ran");
+
+    // Put back, the user's own manifest resumes as before.
+    run["manifest_path"] = Value::String(
+        std::fs::canonicalize(project.path().join("sweep.yaml"))
+            .expect("canonical")
+            .display()
+            .to_string(),
+    );
+    std::fs::write(&run_json, serde_json::to_string(&run).expect("json")).expect("restore");
+    std::fs::write(&copy, &original).expect("restore");
+    let resumed = project.command(&["resume"]).output().expect("resume");
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert_eq!(project.task_json("flaky")["status"], "complete");
+}

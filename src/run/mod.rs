@@ -137,7 +137,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     };
     let (loaded, run_id, vars) = match &resumed {
         Some(earlier) => (
-            start::manifest_of(&earlier.run)?,
+            start::manifest_of(&state, &earlier.run)?,
             earlier.run.run_id.clone(),
             earlier.run.vars.clone(),
         ),
@@ -474,6 +474,7 @@ impl Sweep {
             run_id: run_id.clone(),
             name: plan.name.clone(),
             manifest: plan.manifest.clone(),
+            manifest_path: start::manifest_path(loaded),
             root: state.root.display().to_string(),
             pid: std::process::id(),
             started_at,

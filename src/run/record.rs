@@ -162,6 +162,10 @@ pub struct RunRecord {
     pub run_id: String,
     pub name: String,
     pub manifest: String,
+    /// The manifest's absolute path: `resume` runs that file, and only
+    /// while it reads as the copy taken when the run started.
+    #[serde(default)]
+    pub manifest_path: Option<String>,
     pub root: String,
     pub pid: u32,
     pub started_at: String,
