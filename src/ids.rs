@@ -68,14 +68,32 @@ mod tests {
             assert_eq!(task_id(good).as_deref(), Ok(good));
         }
         for bad in [
-            "", "/some/dir", "..", "../x", "a/b", ".", "-x", "A", "a b", "a\0b", "a.b",
+            "",
+            "/some/dir",
+            "..",
+            "../x",
+            "a/b",
+            ".",
+            "-x",
+            "A",
+            "a b",
+            "a\0b",
+            "a.b",
         ] {
             assert!(task_id(bad).is_err(), "{bad:?}");
         }
         for good in ["20260101-120000-ab12", "latest", "run_1"] {
             assert_eq!(run_id(good).as_deref(), Ok(good));
         }
-        for bad in ["", "/tmp", "..", "../20260101-120000-ab12", "a/b", ".x", "-x"] {
+        for bad in [
+            "",
+            "/tmp",
+            "..",
+            "../20260101-120000-ab12",
+            "a/b",
+            ".x",
+            "-x",
+        ] {
             assert!(run_id(bad).is_err(), "{bad:?}");
         }
         assert!(task_id(&"a".repeat(MAX_LEN + 1)).is_err());

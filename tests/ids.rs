@@ -27,7 +27,10 @@ fn an_absolute_path_as_task_is_refused_and_nothing_is_written_there() {
         .args(["answer", &target, "yes"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("is not a task id").and(predicate::str::contains("never paths")));
+        .stderr(
+            predicate::str::contains("is not a task id")
+                .and(predicate::str::contains("never paths")),
+        );
     assert!(!elsewhere.path().join("ipc/001.answer").exists());
 }
 
@@ -55,6 +58,9 @@ fn every_command_refuses_paths_where_ids_belong() {
             .args(*args)
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("is not a task id").or(predicate::str::contains("is not a run id")));
+            .stderr(
+                predicate::str::contains("is not a task id")
+                    .or(predicate::str::contains("is not a run id")),
+            );
     }
 }

@@ -153,14 +153,21 @@ tasks:
         markdown.contains("declared the task done without ticking 2 items"),
         "{markdown}"
     );
-    let summary = stderr(&project.command(&["run", "sweep.yaml", "--quiet"]).output().expect("run"));
+    let summary = stderr(
+        &project
+            .command(&["run", "sweep.yaml", "--quiet"])
+            .output()
+            .expect("run"),
+    );
     assert!(
         summary.contains("1 complete task was declared done with items nobody ticked: hasty"),
         "{summary}"
     );
     let status = project.command(&["status"]).output().expect("status");
     assert!(
-        stdout(&status).contains("hasty — COMPLETE, with a warning: declared done without ticking 2 of 3 items"),
+        stdout(&status).contains(
+            "hasty — COMPLETE, with a warning: declared done without ticking 2 of 3 items"
+        ),
         "{}",
         stdout(&status)
     );
@@ -182,14 +189,29 @@ tasks:
     let dir = run_dir(&project);
     let junit = read(&dir.join("junit.xml"));
     let run: Value = serde_json::from_str(&read(&dir.join("run.json"))).expect("run.json");
-    assert_eq!(run["status"], "complete", "run.json is written before the reports");
+    assert_eq!(
+        run["status"], "complete",
+        "run.json is written before the reports"
+    );
     // What a kill right after report.json appeared leaves behind.
     std::fs::remove_file(dir.join("junit.xml")).expect("rm");
     let resumed = project.command(&["resume"]).output().expect("resume");
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
-    assert!(stderr(&resumed).contains("nothing to resume"), "{}", stderr(&resumed));
-    assert!(stderr(&resumed).contains("junit.xml"), "{}", stderr(&resumed));
-    assert_eq!(read(&dir.join("junit.xml")), junit, "the same report, from the state");
+    assert!(
+        stderr(&resumed).contains("nothing to resume"),
+        "{}",
+        stderr(&resumed)
+    );
+    assert!(
+        stderr(&resumed).contains("junit.xml"),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_eq!(
+        read(&dir.join("junit.xml")),
+        junit,
+        "the same report, from the state"
+    );
 
     for name in ["report.md", "report.json", "junit.xml"] {
         std::fs::remove_file(dir.join(name)).expect("rm");
@@ -267,4 +289,87 @@ tasks:
     let resumed = project.command(&["resume"]).output().expect("resume");
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
     assert_eq!(project.task_json("flaky")["status"], "complete");
+}
+
+#[test]
+fn answers_are_never_written_through_a_planted_link() {
+    let project = Project::new();
+    let elsewhere = project.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    project.manifest(&format!(
+        "version: 1
+questions:
+  answers:
+    - match: region
+      answer: eu-west-1
+tasks:
+  sly:
+    retries: 0
+    command: [AGENT, 'link-ipc:{}', ask-timeout:3s, 'ask:Which region?', check-all]
+    {PLAN}
+",
+        elsewhere.display()
+    ));
+    let (output, events) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let answers: Vec<_> = std::fs::read_dir(&elsewhere)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("answer"))
+        .collect();
+    assert!(
+        answers.is_empty(),
+        "nothing is written in the link's target: {answers:?}"
+    );
+    let record = project.task_json("sly");
+    assert_eq!(record["status"], "failed", "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("question #1 could not be answered")
+            && reason.contains("replaced by a symbolic link"),
+        "{reason}"
+    );
+    assert!(events.iter().all(|e| e["event"] != "answered"));
+}
+
+#[test]
+fn nothing_is_written_through_a_planted_task_folder() {
+    let project = Project::new();
+    let elsewhere = project.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("ipc")).expect("mkdir");
+    // The worker swaps its whole task folder for a link to a folder with
+    // an `ipc/` of its own, then asks there.
+    project.manifest(&format!(
+        "version: 1
+questions:
+  answers:
+    - match: region
+      answer: eu-west-1
+tasks:
+  sly:
+    retries: 0
+    command: [sh, -c, 'cp \"$DISPATCH_PLAN\" {0} && mv \"$DISPATCH_TASK_DIR\" \"$DISPATCH_TASK_DIR.moved\" && ln -s {0} \"$DISPATCH_TASK_DIR\" && exec AGENT ask-timeout:3s \"ask:Which region?\" check-all']
+    {PLAN}
+",
+        elsewhere.display()
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        !elsewhere.join("ipc/001.answer").exists(),
+        "no answer through the link"
+    );
+    for name in ["task.json", ".task.json.swap"] {
+        assert!(!elsewhere.join(name).exists(), "no {name} through the link");
+    }
+    let report: Value =
+        serde_json::from_str(&read(&run_dir(&project).join("report.json"))).expect("json");
+    assert_eq!(report["tasks"][0]["status"], "failed", "{report}");
+    assert!(
+        report["tasks"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("replaced by a symbolic link")),
+        "{report}"
+    );
 }

@@ -452,7 +452,11 @@ impl Summary<'_> {
             text.push_str(&format!(
                 "warning: {} complete task{} declared done with items nobody ticked: {}\n",
                 unticked.len(),
-                if unticked.len() == 1 { " was" } else { "s were" },
+                if unticked.len() == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
                 unticked.join(", ")
             ));
         }

@@ -77,7 +77,10 @@ pub fn decide(evidence: &Evidence<'_>) -> (TaskStatus, String) {
         );
         return match finished.exit {
             Exit::Code(0) => (TaskStatus::Incomplete, why),
-            Exit::Code(code) => (TaskStatus::Failed, format!("exited with code {code}; {why}")),
+            Exit::Code(code) => (
+                TaskStatus::Failed,
+                format!("exited with code {code}; {why}"),
+            ),
             Exit::Signal(signal) => (
                 TaskStatus::Failed,
                 format!("killed by signal {signal}; {why}"),
