@@ -217,7 +217,7 @@ fn now_ms() -> u128 {
 }
 
 /// Temp file and rename, as every state file must be written. Not
-/// `dispatch::fsutil::write_atomic` on purpose: the floor is the least any
+/// `dispatch::state::fsutil::write_atomic` on purpose: the floor is the least any
 /// program must do, independent of the choices dispatch makes (a
 /// randomly named temporary file, the mode, the exchange on rewrites).
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {

@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dispatch::workers::worktree::{Checkout, FolderState, Repo, Spec};
+use dispatch::isolation::worktree::{Checkout, FolderState, Repo, Spec};
 
 const FILES_PER_FOLDER: usize = 50;
 /// Files are 8–12 KiB, 10 KiB on average.

@@ -13,7 +13,7 @@ use crate::manifest::types::{Action, Condition, EndStatus, EscalationRule, Sever
 
 /// The exit code of `dispatch run` when a rule that sets none fired: 3, as
 /// documented (2 is an invalid manifest, 4 a blocked task).
-pub const DEFAULT_EXIT_CODE: u8 = 3;
+pub use crate::domain::exit::ESCALATED as DEFAULT_EXIT_CODE;
 
 /// The longest title or question a one-line summary keeps, in characters,
 /// so a worker's essay does not flood the banner.
@@ -214,24 +214,6 @@ fn action_rank(action: Action) -> u8 {
         Action::Halt => 2,
         Action::Cancel => 3,
     }
-}
-
-/// The rules in force when the manifest has no `escalation:` section at
-/// all: a critical finding fails the sweep with exit code 3, because a
-/// critical finding that passes silently must never happen. (A manifest
-/// that writes its own rules takes responsibility for this itself.)
-pub fn default_rules() -> Vec<EscalationRule> {
-    vec![EscalationRule {
-        name: Some("critical finding".to_owned()),
-        when: Condition {
-            severity: Some(Severity::Critical),
-            ..Condition::default()
-        },
-        action: Some(Action::Fail),
-        notify: Some(true),
-        run: None,
-        exit_code: Some(DEFAULT_EXIT_CODE),
-    }]
 }
 
 /// The event as JSON, for a rule's `run:` hook on its standard input:
@@ -600,7 +582,7 @@ mod tests {
 
     #[test]
     fn the_default_rule_fails_the_sweep_on_a_critical_finding() {
-        let r = default_rules();
+        let r = crate::manifest::types::default_rules();
         let no_tags = tags(&[]);
         let critical = finding(Severity::Critical, "c", None);
         let fired = first_match(&r, &on_finding("a", &no_tags, &critical)).expect("fires");

@@ -1,27 +1,25 @@
 //! `dispatch` runs a sweep of AI coding-agent tasks described in a YAML
 //! manifest.
 //!
-//! The modules follow the data: [`manifest`] (parse, schema, validate) →
-//! [`plan`] (templates, expansion) → [`schedule`] → [`workers`] (backends,
-//! processes, event streams) → [`monitor`] (plans, folder events) and
-//! [`ipc`] (questions, findings) → [`escalation`] → [`run`] (the driver, its
-//! records and what the terminal shows), with [`state`] for the
-//! `.dispatch/` folder and the command line in [`cli`].
+//! The modules are layers. From the bottom up: [`util`], [`domain`],
+//! [`state`], [`manifest`], [`agents`], [`supervise`], [`isolation`],
+//! [`ipc`], [`escalation`], [`plan`], [`record`], [`events`], [`report`],
+//! [`sweep`], [`cli`]. A module imports only from the layers below it
+//! (`tests/architecture.rs` checks this), and nothing imports [`cli`].
+//! `docs/architecture.md` draws the data flow.
 
+pub mod agents;
 pub mod cli;
-pub mod clock;
-pub mod diagnostic;
+pub mod domain;
 pub mod escalation;
-pub mod fsutil;
-pub mod ids;
+pub mod events;
 pub mod ipc;
+pub mod isolation;
 pub mod manifest;
-pub mod monitor;
-pub mod parallel;
 pub mod plan;
+pub mod record;
 pub mod report;
-pub mod run;
-pub mod schedule;
-pub mod shard;
 pub mod state;
-pub mod workers;
+pub mod supervise;
+pub mod sweep;
+pub mod util;

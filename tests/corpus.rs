@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// What `dispatch validate` reports for a file, through the library.
-fn diagnostics(path: &Path) -> Vec<dispatch::diagnostic::Diagnostic> {
+fn diagnostics(path: &Path) -> Vec<dispatch::manifest::diagnostic::Diagnostic> {
     let loaded = match dispatch::manifest::load(path) {
         Ok(loaded) => loaded,
         Err(invalid) => return invalid.0,
@@ -185,7 +185,7 @@ fn rendered_errors_match_snapshots() {
         if case._temp.is_some() {
             continue; // its path is a temporary folder
         }
-        let rendered = dispatch::diagnostic::render_all(&diagnostics(&case.path));
+        let rendered = dispatch::manifest::diagnostic::render_all(&diagnostics(&case.path));
         insta::with_settings!({ snapshot_path => "snapshots/corpus", prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!(case.name.clone(), rendered);
         });

@@ -1,7 +1,7 @@
 //! The docs a user reads first must not lie: the README's example manifest
 //! is valid, and the backend table matches the built-in backends.
 
-use dispatch::workers::backends::builtin_backends;
+use dispatch::manifest::models::builtin_backends;
 
 #[test]
 fn readme_example_manifest_is_valid() {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{exit, print_stdout, AnswerArgs, QuestionsArgs};
 use crate::ipc::questions::{self, AnswerError};
-use crate::run::snapshot;
+use crate::record::snapshot;
 use crate::state::StateDir;
 
 /// A question still waiting, for `dispatch questions`.
@@ -39,7 +39,7 @@ pub fn waiting(state: &StateDir, run: Option<&str>) -> Result<Vec<Waiting>, Stri
                     task: task.record.id.clone(),
                     seq: q.seq,
                     question: q.text,
-                    asked_at: q.asked_at.map(crate::clock::rfc3339),
+                    asked_at: q.asked_at.map(crate::util::clock::rfc3339),
                     priority: task.record.priority.clone(),
                     model: task.record.model.clone(),
                 },

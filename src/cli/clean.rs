@@ -2,9 +2,9 @@
 //! safely, and whether their branches can be merged.
 
 use super::{exit, print_stdout, CleanArgs, MergeCheckArgs};
-use crate::run::clean::{self, human_bytes, CleanError, CleanOptions};
-use crate::run::merge_check;
-use crate::run::snapshot;
+use crate::isolation::merge_check;
+use crate::record::snapshot;
+use crate::sweep::clean::{self, human_bytes, CleanError, CleanOptions};
 
 use super::state_dir;
 

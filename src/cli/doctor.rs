@@ -8,8 +8,8 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::{exit, print_stdout, report, DoctorArgs};
-use crate::workers::backends;
-use crate::workers::doctor::{self, CliCheck, Setup};
+use crate::agents::doctor::{self, CliCheck, Setup};
+use crate::manifest::models;
 
 /// What a manifest's tasks need, grouped by model (or by command).
 #[derive(Debug, Serialize)]
@@ -36,7 +36,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
         .map(PathBuf::from)
         .unwrap_or_default();
     let mut doctor = Doctor {
-        clis: backends::builtin_backends()
+        clis: models::builtin_backends()
             .iter()
             .filter(|b| !b.command.is_empty())
             .map(|b| doctor::check(b, &env, &home))
@@ -59,7 +59,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
                 return exit::USAGE;
             }
         };
-        let all = backends::backends(&loaded.manifest);
+        let all = models::backends(&loaded.manifest);
         let mut needs: IndexMap<(String, String), Need> = IndexMap::new();
         for task in &plan.tasks {
             let model = task.model.as_ref().map_or_else(
@@ -80,7 +80,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
                         problem_of(&check)
                     }
                     _ => task.argv.first().and_then(|program| {
-                        crate::workers::find_program(program, &loaded.dir)
+                        crate::agents::find_program(program, &loaded.dir)
                             .is_none()
                             .then(|| format!("`{program}` is not an executable file or on PATH"))
                     }),
@@ -153,7 +153,7 @@ fn render(doctor: &Doctor) -> String {
             let _ = writeln!(
                 out,
                 "            note: {}",
-                crate::workers::cli_home::left_out_warning(&cli.left_out)
+                crate::agents::cli_home::left_out_warning(&cli.left_out)
             );
         }
     }

@@ -20,21 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::manifest::Invalid;
 
-/// Exit codes, as documented in the README and `--help`.
-pub mod exit {
-    /// Every task complete and no escalation.
-    pub const OK: u8 = 0;
-    /// A task failed, timed out, was skipped or left items undone.
-    pub const TASK_FAILED: u8 = 1;
-    /// Bad usage or an invalid manifest.
-    pub const USAGE: u8 = 2;
-    /// An escalation rule fired (a rule may set its own code).
-    pub const ESCALATED: u8 = 3;
-    /// A question was left unanswered.
-    pub const UNANSWERED: u8 = 4;
-    /// Interrupted (Ctrl-C or SIGTERM).
-    pub const INTERRUPTED: u8 = 130;
-}
+use crate::domain::exit;
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -123,7 +109,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Which report.
     #[arg(long, value_enum, default_value = "md")]
@@ -144,7 +130,7 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct QuestionsArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the questions as JSON.
     #[arg(long)]
@@ -157,7 +143,7 @@ pub struct QuestionsArgs {
 #[derive(Debug, Args)]
 pub struct AnswerArgs {
     /// The task whose question to answer.
-    #[arg(value_name = "TASK", value_parser = crate::ids::task_id)]
+    #[arg(value_name = "TASK", value_parser = crate::domain::ids::task_id)]
     pub task: String,
     /// The answer.
     #[arg(value_name = "TEXT")]
@@ -234,19 +220,19 @@ pub struct RunArgs {
     /// reordered, so N CI jobs can share a sweep (see `dispatch matrix`,
     /// `dispatch merge`).
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::plan::shard::Shard>,
     /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
     /// `latest`) from where they stopped, and the tasks they kept from
     /// starting; every other task is carried over as it ended, so this
     /// run's reports cover the whole sweep.
-    #[arg(long, value_name = "RUN", conflicts_with = "rerun", value_parser = crate::ids::run_id)]
+    #[arg(long, value_name = "RUN", conflicts_with = "rerun", value_parser = crate::domain::ids::run_id)]
     pub retry_failed: Option<String>,
     /// Run TASK again from a fresh plan (repeatable), carrying every other
     /// task over from the latest run (or --from RUN).
-    #[arg(long, value_name = "TASK", value_parser = crate::ids::task_id)]
+    #[arg(long, value_name = "TASK", value_parser = crate::domain::ids::task_id)]
     pub rerun: Vec<String>,
     /// The run --rerun starts from (default: the latest).
-    #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::ids::run_id)]
+    #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::domain::ids::run_id)]
     pub from: Option<String>,
 }
 
@@ -293,7 +279,7 @@ pub struct SupervisionArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The run to continue (default: the latest).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
@@ -302,10 +288,10 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The run (default: the latest).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Only these tasks (default: the whole run).
-    #[arg(long = "task", value_name = "ID", value_parser = crate::ids::task_id)]
+    #[arg(long = "task", value_name = "ID", value_parser = crate::domain::ids::task_id)]
     pub tasks: Vec<String>,
     /// The project root that holds `.dispatch/`.
     #[arg(long, value_name = "DIR")]
@@ -315,7 +301,7 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the run as JSON.
     #[arg(long)]
@@ -341,7 +327,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct MergeCheckArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
@@ -363,7 +349,7 @@ pub struct CleanArgs {
     #[arg(long)]
     pub branches: bool,
     /// Only what this run left (default: every run's).
-    #[arg(long, value_name = "RUN", value_parser = crate::ids::run_id)]
+    #[arg(long, value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Also remove worktrees with uncommitted changes and delete branches
     /// with unmerged commits. That work is lost.
@@ -497,7 +483,7 @@ pub(crate) fn state_dir(root: Option<&PathBuf>) -> crate::state::StateDir {
 
 fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
-    match crate::run::snapshot::load(&state, args.run.as_deref()) {
+    match crate::record::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
             crate::report::repair::restore_and_say(&state, &snapshot);
             let rendered = crate::report::write::render(&state, &snapshot);

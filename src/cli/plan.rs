@@ -5,14 +5,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{exit, print_stdout, report, PlanArgs};
-use crate::diagnostic::{list_names, Diagnostic};
-use crate::fsutil::write_atomic;
+use crate::manifest::diagnostic::{list_names, Diagnostic};
 use crate::manifest::{
     self,
     types::{CommitPolicy, KeepPolicy, PromptMode},
     Invalid,
 };
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
+use crate::state::fsutil::write_atomic;
 
 pub fn run(args: &PlanArgs) -> u8 {
     match plan_for(args) {

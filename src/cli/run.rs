@@ -4,10 +4,11 @@
 use std::io::IsTerminal;
 
 use super::{exit, report, CancelArgs, ResumeArgs, RunArgs, SupervisionArgs};
+use crate::events::screen::Mode;
 use crate::plan::select::Selection;
-use crate::run::cancel::Cancelled;
-use crate::run::carry::{CarryOptions, Rerun};
-use crate::run::{self, output::Mode, RunError, RunOptions};
+use crate::sweep::cancel::Cancelled;
+use crate::sweep::carry::{CarryOptions, Rerun};
+use crate::sweep::{self, RunError, RunOptions};
 
 /// `--retry-failed RUN`, or `--rerun TASK... [--from RUN]`.
 fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
@@ -52,7 +53,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
 pub fn cancel(args: &CancelArgs) -> u8 {
     let state = super::state_dir(args.root.as_ref());
     let run = args.run.as_deref().filter(|r| *r != "latest");
-    match crate::run::cancel::cancel(&state, run, &args.tasks, CANCEL_GRACE) {
+    match crate::sweep::cancel::cancel(&state, run, &args.tasks, CANCEL_GRACE) {
         Ok(Cancelled::Asked { run, tasks }) => {
             println!(
                 "asked run {run} to cancel {}; its workers get a grace period to stop",
@@ -123,7 +124,7 @@ fn options(args: &SupervisionArgs) -> RunOptions {
 }
 
 fn start(options: &RunOptions) -> u8 {
-    match run::run(options) {
+    match sweep::run(options) {
         Ok(result) => result.exit_code,
         Err(RunError::Invalid(invalid)) => {
             report(&invalid);

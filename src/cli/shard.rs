@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{exit, print_stdout, report, VarArgs};
-use crate::fsutil::write_atomic;
 use crate::manifest::{self, types::Severity, Invalid};
+use crate::plan::shard::{self, Shard, MAX_SHARDS};
 use crate::plan::{self, templates::Templates, PlanOptions, SweepPlan};
 use crate::report::{junit, markdown, merge as merged, Report};
-use crate::shard::{self, Shard, MAX_SHARDS};
+use crate::state::fsutil::write_atomic;
 
 #[derive(Debug, clap::Args)]
 pub struct MatrixArgs {

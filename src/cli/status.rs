@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::{exit, print_stdout, StatusArgs};
-use crate::monitor::checklist::ItemState;
-use crate::run::output::{severity_label, symbol};
-use crate::run::record::TaskStatus;
-use crate::run::snapshot::{self, Snapshot, TaskView};
+use crate::domain::checklist::ItemState;
+use crate::domain::status::TaskStatus;
+use crate::events::screen::{severity_label, symbol};
+use crate::record::snapshot::{self, Snapshot, TaskView};
 use crate::state::StateDir;
 
 pub fn run(args: &StatusArgs) -> u8 {
@@ -52,8 +52,11 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let state = if snapshot.live {
         "running"
+    } else if run.ended_at.is_none() {
+        // Its dispatch died without concluding (kill -9, a reboot).
+        "interrupted (its process is gone)"
     } else {
-        run.status.as_str()
+        run.status.label()
     };
     let _ = writeln!(
         out,
@@ -173,9 +176,9 @@ fn old_worktrees(state: &StateDir, snapshot: &Snapshot, sized: bool) -> Option<S
     let size = if sized {
         let bytes: u64 = old
             .iter()
-            .map(|p| crate::workers::worktree::disk_usage(p))
+            .map(|p| crate::isolation::worktree::disk_usage(p))
             .sum();
-        format!(", holding {}", crate::run::clean::human_bytes(bytes))
+        format!(", holding {}", crate::sweep::clean::human_bytes(bytes))
     } else {
         String::new()
     };

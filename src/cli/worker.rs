@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{exit, WorkerArgs, WorkerCommand};
-use crate::clock;
+use crate::domain::checklist::{self, ItemState};
 use crate::ipc::findings::{self, Finding};
 use crate::ipc::questions;
-use crate::monitor::checklist::{self, ItemState};
+use crate::util::clock;
 
 /// How often `worker ask` looks for its answer.
 const ANSWER_POLL: Duration = Duration::from_millis(50);
@@ -75,7 +75,7 @@ fn mark_blocked(question: &str) {
             if let Some(updated) = line
                 .and_then(|l| checklist::set_state(&text, l, ItemState::Blocked, Some(question)))
             {
-                let _ = crate::fsutil::write_atomic(&plan_path, updated.as_bytes());
+                let _ = crate::state::fsutil::write_atomic(&plan_path, updated.as_bytes());
             }
         }
     }
@@ -83,7 +83,7 @@ fn mark_blocked(question: &str) {
         let path = task_dir.join("context.md");
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&format!("\nWaiting for an answer to: {question}\n"));
-        let _ = crate::fsutil::write_atomic(&path, text.as_bytes());
+        let _ = crate::state::fsutil::write_atomic(&path, text.as_bytes());
     }
 }
 

@@ -2,7 +2,9 @@
 //! types → checks of meaning. Every problem becomes a [`Diagnostic`] that
 //! points at the place in the file.
 
+pub mod diagnostic;
 pub mod duration;
+pub mod models;
 pub mod schema;
 pub mod types;
 pub mod user_config;
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use types::Manifest;
 
-use crate::diagnostic::{render_all, Diagnostic, Location, SourceFile};
+use crate::manifest::diagnostic::{render_all, Diagnostic, Location, SourceFile};
 use yaml::Node;
 
 /// Manifests are written by people; anything larger than this is a mistake

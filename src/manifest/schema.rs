@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::types::{Manifest, DURATION_PATTERN, ID_PATTERN};
 use super::yaml::Node;
-use crate::diagnostic::{did_you_mean, list_names, Diagnostic, Location, SourceFile};
+use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic, Location, SourceFile};
 
 /// The schema as JSON, generated from the Rust types.
 pub fn manifest_schema() -> Json {

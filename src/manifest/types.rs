@@ -177,7 +177,7 @@ pub struct BackendDef {
     /// a real CLI). Default: the built-in backend of the same name's, else
     /// `none`.
     #[serde(default)]
-    pub events: Option<crate::workers::events::EventFormat>,
+    pub events: Option<EventFormat>,
 }
 
 /// How a backend takes its prompt: `stdin`, `arg` or `file`.
@@ -686,4 +686,67 @@ impl JsonSchema for MatrixValue {
             "description": "One value of a matrix key: a string, number or boolean."
         })
     }
+}
+
+/// Which CLI's event stream a worker prints, so dispatch knows how to read
+/// it: `claude`, `codex`, `gemini`, `opencode`, `cursor` or `none`. Chosen
+/// from the backend name with [`EventFormat::for_backend`], or set by a
+/// manifest's backend with `events:`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    // Claude Code `--output-format stream-json --verbose`.
+    Claude,
+    // `codex exec --json`.
+    Codex,
+    // Gemini CLI `--output-format stream-json`.
+    Gemini,
+    // `opencode run --format json`.
+    Opencode,
+    // Cursor `agent -p --output-format stream-json`.
+    Cursor,
+    // aider's plain `--no-pretty` lines: `Tokens: 1.2k sent, 50 received.
+    // Cost: ...` and `litellm.<Name>Error: ...` (approximate: aider rounds).
+    Aider,
+    // A backend without a known event stream: lines are only counted.
+    #[default]
+    None,
+}
+
+impl EventFormat {
+    /// The event format of a backend, by its name (case-insensitive).
+    ///
+    /// Unknown backends get [`EventFormat::None`] so that a new or custom
+    /// backend still runs; it just reports no usage or outcome.
+    pub fn for_backend(name: &str) -> EventFormat {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "claude" => EventFormat::Claude,
+            "codex" => EventFormat::Codex,
+            "gemini" => EventFormat::Gemini,
+            "opencode" => EventFormat::Opencode,
+            "cursor" => EventFormat::Cursor,
+            "aider" => EventFormat::Aider,
+            _ => EventFormat::None,
+        }
+    }
+}
+
+/// The rules in force when the manifest has no `escalation:` section at
+/// all: a critical finding fails the sweep with exit code 3, because a
+/// critical finding that passes silently must never happen. (A manifest
+/// that writes its own rules takes responsibility for this itself.)
+pub fn default_rules() -> Vec<EscalationRule> {
+    vec![EscalationRule {
+        name: Some("critical finding".to_owned()),
+        when: Condition {
+            severity: Some(Severity::Critical),
+            ..Condition::default()
+        },
+        action: Some(Action::Fail),
+        notify: Some(true),
+        run: None,
+        exit_code: Some(crate::domain::exit::ESCALATED),
+    }]
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::types::{BackendDef, Manifest, ModelDef, PromptMode, RoleDef};
 use super::{load_tree, read_text, Invalid};
-use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::manifest::diagnostic::{Diagnostic, SourceFile};
 
 /// `~/.config/dispatch/config.yaml`: the manifest's sections that describe
 /// a person's tools rather than a sweep.
@@ -136,7 +136,7 @@ fn merge_own(manifest: &mut Manifest, config: UserConfig) {
 /// built-in one (claude, codex, cursor, …) is not imported: the built-in
 /// runs the same CLI and also reads its event stream.
 fn merge_skill(manifest: &mut Manifest, config: SkillConfig) {
-    let builtin: Vec<String> = crate::workers::backends::builtin_backends()
+    let builtin: Vec<String> = crate::manifest::models::builtin_backends()
         .into_iter()
         .map(|b| b.name)
         .collect();

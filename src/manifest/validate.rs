@@ -8,15 +8,15 @@ use regex::RegexBuilder;
 
 use super::types::{AnswerRule, Manifest, OnUnanswered, Task};
 use super::{duration, Invalid, LoadedManifest};
-use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
-use crate::workers::backends::{self, Backend, COMMAND_BACKEND};
+use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic};
+use crate::manifest::models::{self, Backend, COMMAND_BACKEND};
 
 /// Longest task id: ids become branch names and folder names.
 pub const MAX_ID_LEN: usize = 64;
 
 /// Run every check; all problems are reported together.
 pub fn check(loaded: &LoadedManifest) -> Result<(), Invalid> {
-    let all = backends::backends(&loaded.manifest);
+    let all = models::backends(&loaded.manifest);
     let mut checker = Checker {
         loaded,
         manifest: &loaded.manifest,
@@ -59,7 +59,7 @@ impl Checker<'_> {
     }
 
     fn unknown_model(&mut self, path: &[&str], name: &str) {
-        let known = backends::known_models(self.manifest);
+        let known = models::known_models(self.manifest);
         let mut d = self.loaded.error_at(
             path,
             format!(
@@ -116,7 +116,7 @@ impl Checker<'_> {
         }
         for (name, role) in &manifest.roles {
             if let Some(model) = &role.model {
-                if backends::resolve_model(manifest, model).is_none() {
+                if models::resolve_model(manifest, model).is_none() {
                     self.unknown_model(&["roles", name, "model"], model);
                 }
             }
@@ -128,7 +128,7 @@ impl Checker<'_> {
         let Some(super::types::Concurrency::Caps(caps)) = &self.manifest.concurrency else {
             return;
         };
-        let models = backends::known_models(self.manifest);
+        let models = models::known_models(self.manifest);
         let mut known: Vec<&str> = vec!["total"];
         known.extend(self.backends.keys().map(String::as_str));
         known.extend(models.iter().map(String::as_str));
@@ -154,7 +154,7 @@ impl Checker<'_> {
     fn check_defaults(&mut self) {
         let defaults = &self.manifest.defaults;
         if let Some(model) = &defaults.model {
-            if backends::resolve_model(self.manifest, model).is_none() {
+            if models::resolve_model(self.manifest, model).is_none() {
                 self.unknown_model(&["defaults", "model"], model);
             }
         }
@@ -344,8 +344,7 @@ impl Checker<'_> {
             }
         }
         if let Some(model) = &task.model {
-            if !backends::is_templated(model) && backends::resolve_model(manifest, model).is_none()
-            {
+            if !models::is_templated(model) && models::resolve_model(manifest, model).is_none() {
                 self.unknown_model(&["tasks", id, "model"], model);
             }
         }
@@ -387,8 +386,8 @@ impl Checker<'_> {
 
     fn check_task_backend(&mut self, id: &str, task: &Task) {
         let manifest = self.manifest;
-        let model_name = backends::task_model_name(manifest, task);
-        if model_name.is_some_and(backends::is_templated) {
+        let model_name = models::task_model_name(manifest, task);
+        if model_name.is_some_and(models::is_templated) {
             // Known only once the matrix is expanded; checked by the plan.
             return;
         }
@@ -397,15 +396,15 @@ impl Checker<'_> {
             .as_ref()
             .is_some_and(|r| !manifest.roles.contains_key(r));
         let model_unknown =
-            model_name.is_some_and(|m| backends::resolve_model(manifest, m).is_none());
+            model_name.is_some_and(|m| models::resolve_model(manifest, m).is_none());
         if role_unknown || model_unknown {
             // Already reported where the name is written; what follows from
             // it would only repeat the problem.
             return;
         }
-        let model = backends::task_model_name(manifest, task)
-            .and_then(|name| backends::resolve_model(manifest, name));
-        let Some(backend_name) = backends::task_backend_name(manifest, task, model.as_ref()) else {
+        let model = models::task_model_name(manifest, task)
+            .and_then(|name| models::resolve_model(manifest, name));
+        let Some(backend_name) = models::task_backend_name(manifest, task, model.as_ref()) else {
             let d = self
                 .loaded
                 .error_at_key(&["tasks", id], "the task has no model and no backend")

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
-use crate::diagnostic::Location;
+use crate::manifest::diagnostic::Location;
 
 /// How many nodes a document may expand to once aliases are resolved. A
 /// hand-written manifest has a few thousand at most; a billion-laughs file

@@ -7,7 +7,9 @@
 //! templates, ids that collide after expansion.
 
 pub mod matrix;
+pub mod order;
 pub mod select;
+pub mod shard;
 pub mod templates;
 
 use std::collections::HashMap;
@@ -18,22 +20,18 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::diagnostic::{did_you_mean, list_names, Diagnostic};
+use crate::agents::cli_home;
+use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic};
+use crate::manifest::models::{self, Backend, Model};
+use crate::manifest::types::EventFormat;
 use crate::manifest::types::{
     AnswerRule, Budget, CliConfig, CommitPolicy, EscalationRule, KeepPolicy, PromptMode, Questions,
     Task, WorktreeSetting,
 };
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
-use crate::schedule;
-use crate::workers::backends::{self, Backend, Model};
-use crate::workers::cli_home;
-use crate::workers::events::EventFormat;
+use crate::state::layout::{self, join};
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
-
-/// The folder, relative to the project root, that holds all of dispatch's
-/// state (the dispatch skill's layout).
-pub const STATE_DIR: &str = ".dispatch";
 
 /// Settings of one expansion that do not come from the manifest.
 #[derive(Clone, Debug, Default)]
@@ -154,19 +152,20 @@ pub struct TaskPaths {
 
 impl TaskPaths {
     fn new(root: &str, id: &str, workdir: String) -> Self {
-        let task_dir = join(root, &format!("{STATE_DIR}/tasks/{id}"));
+        let task_dir = join(root, &layout::task_dir(id));
+        let file = |name: &str| format!("{task_dir}/{name}");
         Self {
-            plan: format!("{task_dir}/plan.md"),
-            output: format!("{task_dir}/output.md"),
-            context: format!("{task_dir}/context.md"),
-            ipc: format!("{task_dir}/ipc"),
-            prompt: format!("{task_dir}/prompt.md"),
+            plan: file(layout::PLAN),
+            output: file(layout::OUTPUT),
+            context: file(layout::CONTEXT),
+            ipc: file(layout::IPC),
+            prompt: file(layout::PROMPT),
             root: if root.is_empty() {
                 ".".to_owned()
             } else {
                 root.to_owned()
             },
-            state: join(root, STATE_DIR),
+            state: join(root, layout::DIR_NAME),
             task_dir,
             workdir,
         }
@@ -177,14 +176,6 @@ impl TaskPaths {
 /// is used as it is, without rendering).
 fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
-}
-
-fn join(root: &str, relative: &str) -> String {
-    if root.is_empty() || root == "." {
-        relative.to_owned()
-    } else {
-        format!("{}/{relative}", root.trim_end_matches('/'))
-    }
 }
 
 /// A task after matrix expansion, before rendering.
@@ -233,7 +224,7 @@ impl<'a> Builder<'a> {
             loaded,
             options,
             templates: Templates::new(Some(override_dir)),
-            backends: backends::backends(&loaded.manifest),
+            backends: models::backends(&loaded.manifest),
             root: options
                 .root
                 .as_deref()
@@ -282,8 +273,8 @@ impl<'a> Builder<'a> {
         // Each task renders on its own (a thousand of them take tens of
         // milliseconds before anything can launch), so the schedule is
         // split over the cores and put back together in its order.
-        let positioned: Vec<(usize, &schedule::Slot)> = slots.iter().enumerate().collect();
-        let tasks: Vec<Arc<PlannedTask>> = crate::parallel::map_chunks(&positioned, |part| {
+        let positioned: Vec<(usize, &order::Slot)> = slots.iter().enumerate().collect();
+        let tasks: Vec<Arc<PlannedTask>> = crate::util::parallel::map_chunks(&positioned, |part| {
             part.iter()
                 .filter_map(|&(position, slot)| {
                     self.render(&instances, &basics, slot.index, position + 1, slot.stage)
@@ -323,7 +314,7 @@ impl<'a> Builder<'a> {
                 .collect(),
             questions: manifest.questions.clone(),
             escalation: if manifest.escalation.is_empty() {
-                crate::escalation::default_rules()
+                crate::manifest::types::default_rules()
             } else {
                 manifest.escalation.clone()
             },
@@ -477,15 +468,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn order(&self, instances: &[Instance<'a>]) -> Result<Vec<schedule::Slot>, Invalid> {
-        let items: Vec<schedule::Item> = instances
+    fn order(&self, instances: &[Instance<'a>]) -> Result<Vec<order::Slot>, Invalid> {
+        let items: Vec<order::Item> = instances
             .iter()
-            .map(|i| schedule::Item {
+            .map(|i| order::Item {
                 needs: i.needs.clone(),
                 rank: i.rank,
             })
             .collect();
-        schedule::order(&items).map_err(|cycle| {
+        order::order(&items).map_err(|cycle| {
             let names: Vec<&str> = cycle.iter().map(|&i| instances[i].id.as_str()).collect();
             let first = cycle.first().map_or(0, |&i| i);
             let d = self
@@ -510,10 +501,7 @@ impl<'a> Builder<'a> {
         };
         let workdir = if worktree {
             // A templated path is rendered below, once the context exists.
-            join(
-                &self.root,
-                &format!("{STATE_DIR}/worktrees/{}", instance.id),
-            )
+            join(&self.root, &layout::worktree_dir(&instance.id))
         } else if self.root.is_empty() {
             ".".to_owned()
         } else {
@@ -530,7 +518,7 @@ impl<'a> Builder<'a> {
         };
         basics.model = self.model(instance, &basics);
         basics.backend =
-            backends::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default();
+            models::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default();
         if let Some(title) = &task.title {
             // The context is built only for a title that needs it: most are
             // plain text, and a large sweep plans thousands of tasks.
@@ -574,16 +562,16 @@ impl<'a> Builder<'a> {
     /// models; its result is checked here, since only now is it known.
     fn model(&self, instance: &Instance<'a>, basics: &Basics) -> Option<Model> {
         let manifest = &self.loaded.manifest;
-        let name = backends::task_model_name(manifest, instance.task)?;
-        if !backends::is_templated(name) {
-            return backends::resolve_model(manifest, name);
+        let name = models::task_model_name(manifest, instance.task)?;
+        if !models::is_templated(name) {
+            return models::resolve_model(manifest, name);
         }
         let path = ["tasks", instance.source_id, "model"];
         let context = self.context(instance, basics, json!({}));
         let rendered = self.render_field(&path, name, &context);
-        let model = backends::resolve_model(manifest, &rendered);
+        let model = models::resolve_model(manifest, &rendered);
         if model.is_none() && !rendered.is_empty() {
-            let known = backends::known_models(manifest);
+            let known = models::known_models(manifest);
             let d = self
                 .loaded
                 .error_at(
@@ -862,7 +850,7 @@ impl<'a> Builder<'a> {
         &self,
         instances: &[Instance<'a>],
         basics: &[Basics],
-        slots: &[schedule::Slot],
+        slots: &[order::Slot],
     ) {
         let mut taken: HashMap<String, &str> = HashMap::new();
         for slot in slots {
@@ -941,7 +929,7 @@ impl<'a> Builder<'a> {
     fn check_setup(&self, source_id: &str, setup: &crate::manifest::types::WorktreeSetup) {
         for (key, paths) in [("copy", &setup.copy), ("link", &setup.link)] {
             for (i, path) in paths.iter().enumerate() {
-                if !crate::workers::setup::is_inside(path) {
+                if !crate::isolation::setup::is_inside(path) {
                     let index = i.to_string();
                     let d = self
                         .loaded
@@ -1079,7 +1067,7 @@ mod tests {
     /// A sweep large enough to be rendered on several threads.
     fn large_sweep(extra: impl Fn(usize) -> String) -> String {
         let mut text = String::from("version: 1\ntasks:\n");
-        for i in 0..crate::parallel::MIN_ITEMS * 3 {
+        for i in 0..crate::util::parallel::MIN_ITEMS * 3 {
             let priority = ["low", "normal", "high"][i % 3];
             text.push_str(&format!(
                 "  t{i:03}:\n    command: [./work.sh]\n    prompt: \"Task {{{{ task.id }}}}\"\n    priority: {priority}\n{}",
@@ -1094,7 +1082,7 @@ mod tests {
         let loaded = crate::manifest::parse("large.yaml", &large_sweep(|_| String::new()))
             .expect("a valid manifest");
         let plan = build(&loaded, &PlanOptions::default()).expect("plans");
-        let count = crate::parallel::MIN_ITEMS * 3;
+        let count = crate::util::parallel::MIN_ITEMS * 3;
         assert_eq!(plan.tasks.len(), count);
         for (i, task) in plan.tasks.iter().enumerate() {
             assert_eq!(task.position, i + 1, "{}", task.id);

@@ -4,7 +4,7 @@
 //! partial run never waits on a task it will not run.
 
 use super::SweepPlan;
-use crate::diagnostic::did_you_mean;
+use crate::manifest::diagnostic::did_you_mean;
 
 /// Which tasks of the plan to run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct Selection {
     pub skip: Vec<String>,
     pub tags: Vec<String>,
     /// `--shard K/N`: the tasks the partition gives this job.
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::plan::shard::Shard>,
 }
 
 /// A selection that names no task, or leaves a need out.
@@ -66,7 +66,7 @@ impl Selection {
         let in_shard = self
             .shard
             .as_ref()
-            .map(|shard| crate::shard::select(plan, shard));
+            .map(|shard| crate::plan::shard::select(plan, shard));
         let names = |t: &super::PlannedTask, list: &[String]| {
             list.iter().any(|n| *n == t.id || *n == t.source_id)
         };

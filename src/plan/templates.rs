@@ -188,7 +188,7 @@ pub fn explain_error(
                     .unwrap_or_default();
                 m.push_str(&format!(
                     " (defined vars: {})",
-                    crate::diagnostic::list_names(defined, 10)
+                    crate::manifest::diagnostic::list_names(defined, 10)
                 ));
             }
             m

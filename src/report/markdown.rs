@@ -19,7 +19,7 @@ pub fn render(report: &Report, templates: &Templates) -> String {
     env.add_filter("duration", |ms: Option<u64>| {
         ms.map_or_else(
             || "—".to_owned(),
-            |ms| crate::clock::human(std::time::Duration::from_millis(ms)),
+            |ms| crate::util::clock::human(std::time::Duration::from_millis(ms)),
         )
     });
     env.add_filter("budget", |budget: Option<Value>| {

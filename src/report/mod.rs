@@ -16,12 +16,14 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::checklist::ItemState;
+use crate::domain::exit;
+use crate::domain::status::{RunStatus, TaskStatus};
+use crate::isolation::merge_check::MergeReadiness;
+use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
-use crate::monitor::checklist::ItemState;
-use crate::run::merge_check::MergeReadiness;
-use crate::run::snapshot::{Snapshot, TaskView};
+use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
-use crate::workers::worktree::BranchRecord;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -45,8 +47,9 @@ pub struct Report {
     pub started_at: String,
     /// When it ended, if it did.
     pub ended_at: Option<String>,
-    /// `running`, `complete`, `failed`, `blocked`, `escalated` or `interrupted`.
-    pub status: String,
+    /// `running`, `complete`, `failed`, `blocked`, `escalated` or
+    /// `interrupted` (also a run whose process is gone without concluding).
+    pub status: RunStatus,
     /// The exit code of `dispatch run`, once it ended.
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, one line each, most important first.
@@ -56,7 +59,7 @@ pub struct Report {
     pub continues: Option<String>,
     /// The shard this run was (`--shard K/N`), and which shards have tasks.
     #[serde(default)]
-    pub shard: Option<crate::shard::ShardInfo>,
+    pub shard: Option<crate::plan::shard::ShardInfo>,
     /// Whether the worktree tasks' branches merge into their bases, and
     /// which of them conflict with each other (when the run ended).
     pub merge_readiness: Option<MergeReadiness>,
@@ -121,7 +124,7 @@ pub struct TaskReport {
     /// Its title.
     pub title: String,
     /// Its status (see docs/state.md).
-    pub status: String,
+    pub status: TaskStatus,
     /// Why it ended as it did.
     pub reason: Option<String>,
     /// The model name, if any.
@@ -216,7 +219,7 @@ pub struct QuestionReport {
 /// run's tasks are read on every core.
 pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let run = &snapshot.run;
-    let tasks: Vec<TaskReport> = crate::parallel::map_chunks(&snapshot.tasks, |views| {
+    let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
         views
             .iter()
             .map(|view| task_report(state, &run.run_id, view))
@@ -235,8 +238,12 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         manifest: run.manifest.clone(),
         started_at: run.started_at.clone(),
         ended_at: run.ended_at.clone(),
-        status: run.status.clone(),
-        exit_code: run.exit_code,
+        status: run.status,
+        // A run whose process died without concluding never will: it is
+        // reported as interrupted, so `merge` and CI read it as one.
+        exit_code: run
+            .exit_code
+            .or_else(|| (!snapshot.live && run.ended_at.is_none()).then_some(exit::INTERRUPTED)),
         escalations: run.escalations.clone(),
         continues: run.continues.clone(),
         shard: run.shard.clone(),
@@ -296,7 +303,7 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
     TaskReport {
         id: record.id.clone(),
         title: record.title.clone(),
-        status: record.status.label().to_owned(),
+        status: record.status,
         reason: record.reason.clone(),
         model: record.model.clone(),
         backend: record.backend.clone(),
@@ -439,7 +446,10 @@ pub fn totals(
         ..Totals::default()
     };
     for task in tasks {
-        *totals.statuses.entry(task.status.clone()).or_default() += 1;
+        *totals
+            .statuses
+            .entry(task.status.label().to_owned())
+            .or_default() += 1;
         if !task.unticked.is_empty() {
             totals.unticked_tasks += 1;
         }

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use super::write::render;
-use crate::fsutil::write_atomic;
-use crate::run::snapshot::Snapshot;
+use crate::record::snapshot::Snapshot;
+use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
 
 /// The reports every run's folder holds.

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{build, junit, markdown, Report};
-use crate::fsutil::write_atomic;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
-use crate::run::snapshot::Snapshot;
+use crate::record::snapshot::Snapshot;
+use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
 
 /// Extra places for the reports, from the command line.

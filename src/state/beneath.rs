@@ -160,7 +160,7 @@ impl Dir {
                 self.raw(),
                 c.as_ptr(),
                 libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | flags,
-                crate::fsutil::NEW_FILE_MODE as libc::c_uint,
+                crate::state::fsutil::NEW_FILE_MODE as libc::c_uint,
             )
         })?;
         // SAFETY: `fd` was just opened and is owned by nothing else.

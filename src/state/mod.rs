@@ -15,7 +15,11 @@
 pub mod beneath;
 #[cfg(target_os = "linux")]
 pub mod exchange;
+pub mod fsutil;
+pub mod layout;
 pub mod lock;
+pub mod plan_watch;
+pub mod watch;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -24,10 +28,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::fsutil::write_atomic;
+use crate::state::fsutil::write_atomic;
 
-/// The state folder's name under the project root.
-pub const DIR_NAME: &str = ".dispatch";
+pub use layout::DIR_NAME;
 
 /// Errors of the state folder: which file, and what the system said.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +69,7 @@ impl StateDir {
     }
 
     pub fn tasks_dir(&self) -> PathBuf {
-        self.dir.join("tasks")
+        self.dir.join(layout::TASKS)
     }
 
     pub fn task_dir(&self, id: &str) -> PathBuf {
@@ -74,7 +77,7 @@ impl StateDir {
     }
 
     pub fn runs_dir(&self) -> PathBuf {
-        self.dir.join("runs")
+        self.dir.join(layout::RUNS)
     }
 
     pub fn run_dir(&self, run_id: &str) -> PathBuf {

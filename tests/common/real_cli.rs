@@ -22,8 +22,8 @@ pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
 /// python3 for the scripted endpoint).
 pub fn find_cli(program: &str, local: &str) -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = dispatch::workers::find_program(&format!("./{local}"), repo)
-        .or_else(|| dispatch::workers::find_program(program, repo));
+    let found = dispatch::agents::find_program(&format!("./{local}"), repo)
+        .or_else(|| dispatch::agents::find_program(program, repo));
     let Some(cli) = found else {
         eprintln!(
             "real-cli tier skipped: {program} not installed (scripts/install-agent-clis.sh installs it)"

@@ -4,10 +4,10 @@
 //! there into every report) and are announced as warnings, so the record
 //! says what really happened.
 
-use super::events::Event;
-use super::record::TaskStatus;
 use super::{verdict, Sweep};
-use crate::monitor::checklist::{self, Checklist};
+use crate::domain::checklist::{self, Checklist};
+use crate::domain::status::TaskStatus;
+use crate::events::Event;
 
 impl Sweep {
     /// Record task `index`'s dropped and unticked items, from its plan as

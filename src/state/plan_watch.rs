@@ -7,13 +7,10 @@
 //! or while its mtime is too recent to tell a second change in the same
 //! clock tick.
 
-pub mod checklist;
-pub mod watch;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use checklist::Checklist;
+use crate::domain::checklist::{self, Checklist};
 
 /// Plans larger than this are read only this far: a worker that writes a
 /// gigabyte into its plan does not take the runner's memory with it.

@@ -1,8 +1,8 @@
 //! Budgets the runner enforces, not the agent: a worker past its budget is
 //! stopped, and once the sweep's budget is spent no new task starts.
 
+use crate::agents::stream::Usage;
 use crate::manifest::types::Budget;
-use crate::workers::events::Usage;
 
 /// Why `usage` is over `budget`, or `None` while it is within.
 pub fn exceeded(budget: &Budget, usage: &Usage) -> Option<String> {

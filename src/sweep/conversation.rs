@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::events::Event;
-use super::record::{QuestionRecord, TaskStatus};
 use super::Sweep;
+use crate::domain::status::TaskStatus;
 use crate::escalation::{self, Trigger};
+use crate::events::Event;
 use crate::ipc::findings::Finding;
 use crate::ipc::{self, questions};
 use crate::manifest::types::{Action, CommandLine, EndStatus, OnUnanswered};
-use crate::workers::process::Stop;
+use crate::record::QuestionRecord;
+use crate::supervise::process::Stop;
 
 /// A question no rule answered, waiting for a person or its timeout.
 #[derive(Debug, Clone)]
@@ -475,7 +476,7 @@ async fn hook(
             let _ = child.wait().await;
             Some(format!(
                 "did not finish within {} and was killed",
-                crate::clock::human(timeout)
+                crate::util::clock::human(timeout)
             ))
         }
     }

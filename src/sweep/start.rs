@@ -6,11 +6,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::record::{RunRecord, TaskRecord, TaskStatus};
-use super::{carry, exit_code, snapshot, RunError, RunResult};
+use super::{carry, RunError, RunResult};
+use crate::domain::exit::RunOutcome;
+use crate::domain::status::TaskStatus;
 use crate::ipc::findings::FindingsReader;
 use crate::manifest::{self, LoadedManifest};
 use crate::plan::SweepPlan;
+use crate::record::{snapshot, RunRecord, TaskRecord};
 use crate::state::{self, StateDir};
 
 /// Keep only the selected tasks. With a rerun, a task left out is carried
@@ -141,10 +143,9 @@ pub(super) fn manifest_path(loaded: &LoadedManifest) -> Option<String> {
 pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) -> RunResult {
     crate::report::repair::restore_and_say(state, earlier);
     let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
-    let exit_code = earlier
-        .run
-        .exit_code
-        .unwrap_or_else(|| exit_code(&records, false));
+    let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
+        RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
+    });
     eprintln!(
         "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
         earlier.run.run_id
@@ -163,7 +164,7 @@ pub(super) struct Earlier {
     /// Attempts made in earlier runs.
     pub(super) attempts: Vec<u32>,
     /// Usage of those attempts.
-    pub(super) usage: Vec<crate::workers::events::Usage>,
+    pub(super) usage: Vec<crate::agents::stream::Usage>,
     /// Continues from its plan so far (else starts from a fresh one).
     pub(super) continued: Vec<bool>,
     /// Takes up the worktree and branch its earlier run made.

@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::record::{TaskRecord, TaskStatus};
-use super::snapshot;
-use crate::diagnostic::did_you_mean;
-use crate::monitor::checklist::{self, ItemState};
+use crate::domain::checklist::{self, ItemState};
+use crate::domain::status::TaskStatus;
+use crate::manifest::diagnostic::did_you_mean;
 use crate::plan::SweepPlan;
+use crate::record::snapshot;
+use crate::record::TaskRecord;
 use crate::state::{self, StateDir, StateError};
 
 /// What to run again.
@@ -178,7 +179,7 @@ pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), 
                 known.answered_by = Some("dispatch answer".to_owned());
             }
             Some(_) => {}
-            None => record.questions.push(super::record::QuestionRecord {
+            None => record.questions.push(crate::record::QuestionRecord {
                 seq: question.seq,
                 text: question.text,
                 answer: Some(answer),

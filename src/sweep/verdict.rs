@@ -5,10 +5,10 @@
 //! reports API errors in its final event. So the agent's own final event
 //! decides where there is one, and the plan decides the rest.
 
-use super::record::TaskStatus;
-use crate::monitor::checklist::{Checklist, ItemState};
-use crate::workers::events::Outcome;
-use crate::workers::process::{Exit, Finished};
+use crate::agents::stream::Outcome;
+use crate::domain::checklist::{Checklist, ItemState};
+use crate::domain::status::TaskStatus;
+use crate::supervise::process::{Exit, Finished};
 
 /// What the runner knows when a worker has ended.
 pub struct Evidence<'a> {
@@ -176,7 +176,7 @@ fn with_note(what: &str, item: &str, note: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::checklist::parse;
+    use crate::domain::checklist::parse;
     use std::time::Duration;
 
     fn finished(exit: Exit) -> Finished {

@@ -6,7 +6,7 @@
 
 use indexmap::IndexMap;
 
-use super::events::EventFormat;
+use crate::manifest::types::EventFormat;
 use crate::manifest::types::{BackendDef, Manifest, PromptMode, Task};
 
 /// The backend whose argv comes from the task's own `command:`.

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::events::{Event, Stamped};
-use super::record::{TaskRecord, TaskStatus};
-use crate::clock;
+use super::{Event, Stamped};
+use crate::domain::checklist::ItemState;
+use crate::domain::status::TaskStatus;
 use crate::manifest::types::{Action, Severity};
-use crate::monitor::checklist::ItemState;
+use crate::record::TaskRecord;
+use crate::util::clock;
 
 /// How the run is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +207,7 @@ impl Screen {
                 ..
             } => format!(
                 "{task}: branch {branch}: {}; {}",
-                crate::workers::worktree::change_summary(
+                crate::isolation::worktree::change_summary(
                     *ahead,
                     *files_changed,
                     *insertions,

@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::record::{TaskRecord, TaskStatus};
-use super::snapshot::{self, SnapshotError};
+use crate::domain::status::TaskStatus;
+use crate::record::snapshot::{self, SnapshotError};
+use crate::record::TaskRecord;
 use crate::state::lock::process_alive;
 use crate::state::{self, StateDir};
 
@@ -100,7 +101,7 @@ pub fn cancel(
                         "cancelled by `dispatch cancel` after its run's process was gone"
                             .to_owned(),
                     );
-                    on_disk.ended_at = Some(crate::clock::now());
+                    on_disk.ended_at = Some(crate::util::clock::now());
                     state::write_json(&path, &on_disk)?;
                 }
             }

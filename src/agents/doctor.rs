@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::backends::Backend;
 use super::cli_home;
+use crate::manifest::models::Backend;
 
 /// How long `PROGRAM --version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,7 +147,7 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
     let path = backend
         .command
         .first()
-        .and_then(|p| crate::workers::find_program(p, Path::new(".")));
+        .and_then(|p| crate::agents::find_program(p, Path::new(".")));
     let version = path.as_deref().and_then(version_of);
     let known = KNOWN
         .iter()

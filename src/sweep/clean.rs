@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::snapshot;
+use crate::isolation::worktree::{self, FolderState, Repo, WorktreeError};
+use crate::record::snapshot;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{StateDir, StateError};
-use crate::workers::worktree::{self, FolderState, Repo, WorktreeError};
 
 /// What to clean.
 #[derive(Clone, Debug, Default)]
@@ -110,7 +110,7 @@ pub fn clean(state: &StateDir, options: &CleanOptions) -> Result<CleanReport, Cl
         &Holder {
             pid: std::process::id(),
             run_id: "dispatch clean".to_owned(),
-            started_at: crate::clock::now(),
+            started_at: crate::util::clock::now(),
         },
     )?;
     let repo = Repo::open(&state.root)?;

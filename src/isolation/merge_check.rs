@@ -8,7 +8,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::workers::worktree::{BranchRecord, MergeCheck, Repo, WorktreeError};
+use crate::isolation::worktree::{BranchRecord, MergeCheck, Repo, WorktreeError};
 
 /// Two branches of the same run that conflict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

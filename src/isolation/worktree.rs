@@ -54,7 +54,7 @@ pub enum WorktreeError {
     #[error("`{command}` failed: {stderr}")]
     GitCommand { command: String, stderr: String },
     #[error("{0}")]
-    Setup(#[from] crate::workers::setup::SetupError),
+    Setup(#[from] crate::isolation::setup::SetupError),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
     #[error("{}: {source}", path.display())]
@@ -115,7 +115,7 @@ pub enum Checkout {
 impl Checkout {
     /// `git` when it is on `PATH`, else libgit2.
     pub fn detect() -> Checkout {
-        crate::workers::find_program("git", Path::new("."))
+        crate::agents::find_program("git", Path::new("."))
             .map_or(Checkout::Libgit2, Checkout::GitCommand)
     }
 }

@@ -2,15 +2,17 @@
 //! (the record a later `status`, `report` or `resume` reads) and shown on
 //! the terminal, or streamed as JSON lines with `--json`.
 
+pub mod screen;
+
 use std::fs::File;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::record::TaskStatus;
+use crate::domain::checklist::ItemState;
+use crate::domain::status::{RunStatus, TaskStatus};
+use crate::isolation::worktree::FolderState;
 use crate::manifest::types::{Action, Severity};
-use crate::monitor::checklist::ItemState;
-use crate::workers::worktree::FolderState;
 
 /// One thing that happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -135,7 +137,7 @@ pub enum Event {
     },
     RunEnded {
         run_id: String,
-        status: String,
+        status: RunStatus,
         exit_code: u8,
         counts: IndexMap<String, usize>,
         duration_ms: u64,

@@ -1,14 +1,10 @@
-//! Workers: the agent programs a sweep launches, the models they serve, and
-//! the supervision of their processes.
+//! The agent CLIs: what each one's event stream says (usage, outcome,
+//! activity), the private config folder each worker gets, and `doctor`'s
+//! look at what is installed and logged in.
 
-pub mod backends;
 pub mod cli_home;
 pub mod doctor;
-pub mod events;
-pub mod process;
-pub mod redact;
-pub mod setup;
-pub mod worktree;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 

@@ -172,7 +172,7 @@ fn run(
                 let _ = child.wait();
                 break Some(format!(
                     "did not finish within {}",
-                    crate::clock::human(timeout)
+                    crate::util::clock::human(timeout)
                 ));
             }
             None => std::thread::sleep(Duration::from_millis(20)),

@@ -8,13 +8,8 @@ pub mod cancel;
 pub mod carry;
 pub mod clean;
 mod conversation;
-pub mod events;
 mod gaps;
 mod isolation;
-pub mod merge_check;
-pub mod output;
-pub mod record;
-pub mod snapshot;
 mod start;
 pub mod verdict;
 
@@ -27,27 +22,31 @@ use indexmap::IndexMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::cli::exit;
-use crate::clock;
+use crate::agents::cli_home;
+use crate::agents::find_program;
+use crate::agents::stream::Tracker;
+use crate::domain::checklist::Checklist;
+use crate::domain::exit::RunOutcome;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::escalation::Fired;
+use crate::events::screen::{Mode, Screen};
+use crate::events::{Event, EventLog, Stamped};
 use crate::ipc::findings::FindingsReader;
+use crate::isolation::worktree::{Checkout, Created};
+use crate::manifest::types::EventFormat;
 use crate::manifest::types::PromptMode;
 use crate::manifest::{self, Invalid, LoadedManifest};
-use crate::monitor::watch::FolderWatch;
-use crate::monitor::{self, checklist::Checklist, PlanWatch};
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
+use crate::record::snapshot;
+use crate::record::{Attempt, RunRecord, TaskRecord};
 use crate::report;
 use crate::state::lock::{Holder, Lock};
+use crate::state::plan_watch::{self as monitor, PlanWatch};
+use crate::state::watch::FolderWatch;
 use crate::state::{self, StateDir, StateError};
-use crate::workers::cli_home;
-use crate::workers::events::{EventFormat, Tracker};
-use crate::workers::find_program;
-use crate::workers::process::{self, Finished, Launch, SpawnError, Stop};
-use crate::workers::redact::Redactor;
-use crate::workers::worktree::{Checkout, Created};
-use events::{Event, EventLog, Stamped};
-use output::{Mode, Screen};
-use record::{Attempt, RunRecord, TaskRecord, TaskStatus};
+use crate::supervise::process::{self, Finished, Launch, SpawnError, Stop};
+use crate::supervise::redact::Redactor;
+use crate::util::clock;
 
 /// How often running tasks' plans are looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -171,7 +170,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         .selection
         .shard
         .as_ref()
-        .map(|shard| crate::shard::ShardInfo::of(&sweep_plan, shard));
+        .map(|shard| crate::plan::shard::ShardInfo::of(&sweep_plan, shard));
     if !options.selection.is_empty() {
         start::select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
     }
@@ -316,7 +315,7 @@ struct WorkerEnd {
 /// A worker's usage changed (read from its event stream).
 struct UsageUpdate {
     index: usize,
-    usage: crate::workers::events::Usage,
+    usage: crate::agents::stream::Usage,
 }
 
 /// The state of one run in progress.
@@ -482,7 +481,7 @@ impl Sweep {
             concurrency: plan.concurrency,
             vars: options.vars.clone(),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
-            status: "running".to_owned(),
+            status: RunStatus::Running,
             exit_code: None,
             escalations: Vec::new(),
             manifest_dir: std::fs::canonicalize(&loaded.dir)
@@ -516,7 +515,7 @@ impl Sweep {
             .zip(&fates)
             .map(|(t, fate)| match fate {
                 carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&t.paths.plan)),
-                _ => Some(monitor::checklist::parse(&t.plan)),
+                _ => Some(crate::domain::checklist::parse(&t.plan)),
             })
             .collect();
         Ok(Sweep {
@@ -1007,7 +1006,7 @@ impl Sweep {
         // The first attempt's plan is the one just written; a retry's is
         // whatever the earlier attempt left.
         let plan_now = if fresh {
-            monitor::checklist::parse(&task.plan)
+            crate::domain::checklist::parse(&task.plan)
         } else {
             monitor::read_plan(Path::new(&task.paths.plan)).unwrap_or_default()
         };
@@ -1343,7 +1342,7 @@ impl Sweep {
                 let (status, reason) = verdict::decide(&verdict::Evidence {
                     finished,
                     plan: plan.as_ref(),
-                    written: Some(&monitor::checklist::parse(&task.plan)),
+                    written: Some(&crate::domain::checklist::parse(&task.plan)),
                     done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
                 });
@@ -1456,15 +1455,12 @@ impl Sweep {
                 self.save(index);
             }
         }
-        let escalated = crate::escalation::exit_code(&self.fired).filter(|_| self.interrupted == 0);
-        let exit_code = escalated.unwrap_or_else(|| exit_code(&self.records, self.interrupted > 0));
-        let status = match exit_code {
-            _ if escalated.is_some() => "escalated",
-            exit::OK => "complete",
-            exit::INTERRUPTED => "interrupted",
-            exit::UNANSWERED => "blocked",
-            _ => "failed",
-        };
+        let outcome = RunOutcome::decide(
+            self.interrupted > 0,
+            crate::escalation::exit_code(&self.fired),
+            self.records.iter().map(|r| r.status),
+        );
+        let (exit_code, status) = (outcome.code(), outcome.status());
         let escalations: Vec<String> = self
             .fired
             .iter()
@@ -1477,7 +1473,7 @@ impl Sweep {
             *counts.entry(record.status.label().to_owned()).or_default() += 1;
         }
         self.run_record.ended_at = Some(clock::now());
-        self.run_record.status = status.to_owned();
+        self.run_record.status = status;
         self.run_record.exit_code = Some(exit_code);
         for index in 0..self.records.len() {
             if self.unsaved[index] {
@@ -1517,12 +1513,12 @@ impl Sweep {
         let duration = self.started.elapsed();
         self.emit(Event::RunEnded {
             run_id: self.run_id.clone(),
-            status: status.to_owned(),
+            status,
             exit_code,
             counts,
             duration_ms: duration.as_millis() as u64,
         });
-        self.screen.summary(&output::Summary {
+        self.screen.summary(&crate::events::screen::Summary {
             name: &self.name,
             run_id: &self.run_id,
             records: &self.records,
@@ -1535,23 +1531,6 @@ impl Sweep {
             exit_code,
             records: self.records,
         }
-    }
-}
-
-/// 130 when interrupted; 1 when a task failed, timed out, was skipped,
-/// cancelled or left items undone; else 4 when one is blocked on a
-/// question; else 0.
-pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
-    if interrupted {
-        return exit::INTERRUPTED;
-    }
-    let failed = records.iter().any(|r| r.status.is_failure());
-    if failed {
-        exit::TASK_FAILED
-    } else if records.iter().any(|r| r.status == TaskStatus::Blocked) {
-        exit::UNANSWERED
-    } else {
-        exit::OK
     }
 }
 
@@ -1619,7 +1598,7 @@ fn write_task_folders(
     records: &[TaskRecord],
     indexes: &[usize],
 ) -> Result<(), StateError> {
-    crate::parallel::map_chunks(indexes, |chunk| {
+    crate::util::parallel::map_chunks(indexes, |chunk| {
         chunk
             .iter()
             .try_for_each(|&i| write_task_folder(state, &tasks[i], &records[i]).map(drop))
@@ -1629,7 +1608,7 @@ fn write_task_folders(
 }
 
 fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
-    let plan = monitor::checklist::parse(&task.plan);
+    let plan = crate::domain::checklist::parse(&task.plan);
     TaskRecord {
         id: task.id.clone(),
         run_id: run_id.to_owned(),

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::record::{RunRecord, TaskRecord, TaskStatus};
-use crate::monitor::{self, checklist::Checklist};
+use super::{RunRecord, TaskRecord};
+use crate::domain::checklist::Checklist;
+use crate::domain::status::{RunStatus, TaskStatus};
+use crate::state::plan_watch as monitor;
 use crate::state::{lock::process_alive, read_bounded, StateDir};
 
 /// One task: its record and its plan as the worker has left it.
@@ -50,7 +52,7 @@ pub enum SnapshotError {
 pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, SnapshotError> {
     let run_id = match run_id {
         // An id, never a path (`runs/<id>` must stay under `runs/`).
-        Some(id) if crate::ids::run_id(id).is_err() => {
+        Some(id) if crate::domain::ids::run_id(id).is_err() => {
             return Err(SnapshotError::NoSuchRun(id.to_owned(), state.runs_dir()))
         }
         Some(id) => id.to_owned(),
@@ -94,7 +96,7 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
     let mut snapshot = Snapshot { run, live, tasks };
     if !snapshot.live && snapshot.run.ended_at.is_none() {
         // The run's process died without concluding (kill -9, reboot).
-        snapshot.run.status = "interrupted (its process is gone)".to_owned();
+        snapshot.run.status = RunStatus::Interrupted;
         for task in &mut snapshot.tasks {
             if task.record.status == TaskStatus::Running {
                 task.record.status = TaskStatus::Cancelled;

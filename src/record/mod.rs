@@ -3,76 +3,17 @@
 //! `report`), so they hold everything needed to show a task without its
 //! worker.
 
+pub mod snapshot;
+
 use serde::{Deserialize, Serialize};
 
+use crate::agents::stream::{Outcome, Usage};
+use crate::domain::checklist::Counts;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::ipc::findings::Finding;
+use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::Budget;
-use crate::monitor::checklist::Counts;
-use crate::workers::events::{Outcome, Usage};
-use crate::workers::process::Exit;
-use crate::workers::worktree::BranchRecord;
-
-/// Where a task stands. The end states are derived from the process *and*
-/// the plan: an exit code alone lies too often.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    /// Every item `[x]`, or the worker touched `ipc/.done`.
-    Complete,
-    /// An item `[!]`, a non-zero exit with items left, an error reported by
-    /// the agent CLI, or a worker that could not start.
-    Failed,
-    /// An item `[?]`: the worker is waiting for an answer.
-    Blocked,
-    /// A clean exit with items left unchecked.
-    Incomplete,
-    TimedOut,
-    /// Stopped by the runner for spending past its budget.
-    BudgetExceeded,
-    Cancelled,
-    /// Not started because something it needs did not complete.
-    Skipped,
-}
-
-impl TaskStatus {
-    pub fn is_final(self) -> bool {
-        !matches!(self, TaskStatus::Pending | TaskStatus::Running)
-    }
-
-    /// Whether this end fails the sweep (exit code 1). Exhaustive, so a new
-    /// status has to be placed.
-    pub fn is_failure(self) -> bool {
-        match self {
-            TaskStatus::Pending
-            | TaskStatus::Running
-            | TaskStatus::Complete
-            | TaskStatus::Blocked => false,
-            TaskStatus::Failed
-            | TaskStatus::Incomplete
-            | TaskStatus::TimedOut
-            | TaskStatus::BudgetExceeded
-            | TaskStatus::Cancelled
-            | TaskStatus::Skipped => true,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Running => "running",
-            TaskStatus::Complete => "complete",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Blocked => "blocked",
-            TaskStatus::Incomplete => "incomplete",
-            TaskStatus::TimedOut => "timed-out",
-            TaskStatus::BudgetExceeded => "budget-exceeded",
-            TaskStatus::Cancelled => "cancelled",
-            TaskStatus::Skipped => "skipped",
-        }
-    }
-}
+use crate::supervise::process::Exit;
 
 /// One launch of a task's worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,7 +117,7 @@ pub struct RunRecord {
     pub tasks: Vec<String>,
     /// `running` until the run ends, then `complete`, `failed`, `blocked`,
     /// `escalated` or `interrupted`.
-    pub status: String,
+    pub status: RunStatus,
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, as one-line summaries.
     #[serde(default)]
@@ -190,7 +131,7 @@ pub struct RunRecord {
     /// Whether the worktree tasks' branches merge into their bases and
     /// with each other, checked when the run ended.
     #[serde(default)]
-    pub merge_readiness: Option<crate::run::merge_check::MergeReadiness>,
+    pub merge_readiness: Option<crate::isolation::merge_check::MergeReadiness>,
     /// The earlier run this one reruns part of, carrying the rest over.
     #[serde(default)]
     pub continues: Option<String>,
@@ -199,7 +140,7 @@ pub struct RunRecord {
     pub resumed_at: Vec<String>,
     /// The shard this run was (`--shard K/N`).
     #[serde(default)]
-    pub shard: Option<crate::shard::ShardInfo>,
+    pub shard: Option<crate::plan::shard::ShardInfo>,
     /// What the whole sweep may spend.
     #[serde(default)]
     pub budget: Option<Budget>,

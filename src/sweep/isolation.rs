@@ -8,17 +8,17 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::carry::Fate;
-use super::events::Event;
-use super::merge_check::{self, MergeReadiness};
-use super::record::TaskStatus;
 use super::Sweep;
+use crate::domain::status::TaskStatus;
+use crate::events::Event;
+use crate::isolation::merge_check::{self, MergeReadiness};
+use crate::isolation::setup;
+use crate::isolation::worktree::{
+    self, BranchRecord, Created, FolderState, Repo, Spec, WorktreeError,
+};
 use crate::manifest::types::{CommitPolicy, KeepPolicy};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::plan::{PlannedTask, SweepPlan, WorktreePlan};
-use crate::workers::setup;
-use crate::workers::worktree::{
-    self, BranchRecord, Created, FolderState, Repo, Spec, WorktreeError,
-};
 
 /// A worktree made (or not) for a task, handed back to the event loop.
 pub(super) struct Prepared {

@@ -44,6 +44,8 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::manifest::types::EventFormat;
 use serde_json::{Map, Value};
 
 /// Lines longer than this are skipped without parsing, so that a runaway
@@ -63,51 +65,6 @@ const MAX_ERRORS: usize = 20;
 /// Claude message ids remembered for de-duplication before the memory is
 /// reset; a long run cannot grow the map without bound.
 const MAX_TRACKED_MESSAGE_IDS: usize = 4096;
-
-/// Which CLI's event stream a worker prints, so [`Tracker`] knows how to read
-/// it: `claude`, `codex`, `gemini`, `opencode`, `cursor` or `none`. Chosen
-/// from the backend name with [`EventFormat::for_backend`], or set by a
-/// manifest's backend with `events:`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EventFormat {
-    // Claude Code `--output-format stream-json --verbose`.
-    Claude,
-    // `codex exec --json`.
-    Codex,
-    // Gemini CLI `--output-format stream-json`.
-    Gemini,
-    // `opencode run --format json`.
-    Opencode,
-    // Cursor `agent -p --output-format stream-json`.
-    Cursor,
-    // aider's plain `--no-pretty` lines: `Tokens: 1.2k sent, 50 received.
-    // Cost: ...` and `litellm.<Name>Error: ...` (approximate: aider rounds).
-    Aider,
-    // A backend without a known event stream: lines are only counted.
-    #[default]
-    None,
-}
-
-impl EventFormat {
-    /// The event format of a backend, by its name (case-insensitive).
-    ///
-    /// Unknown backends get [`EventFormat::None`] so that a new or custom
-    /// backend still runs; it just reports no usage or outcome.
-    pub fn for_backend(name: &str) -> EventFormat {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "claude" => EventFormat::Claude,
-            "codex" => EventFormat::Codex,
-            "gemini" => EventFormat::Gemini,
-            "opencode" => EventFormat::Opencode,
-            "cursor" => EventFormat::Cursor,
-            "aider" => EventFormat::Aider,
-            _ => EventFormat::None,
-        }
-    }
-}
 
 /// What a worker has consumed so far, as far as its event stream tells.
 ///

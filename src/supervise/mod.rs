@@ -1,0 +1,5 @@
+//! Worker processes: a process group each, pipes drained into a redacted
+//! `worker.log`, timeouts and stops (SIGTERM, grace, SIGKILL).
+
+pub mod process;
+pub mod redact;

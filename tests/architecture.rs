@@ -1,0 +1,105 @@
+//! The layering of `src/`, checked: a module imports only from the layers
+//! below it, and nothing imports `cli`. The order is the one
+//! `docs/architecture.md` explains; a new top-level module must be placed in
+//! it here.
+
+use std::path::Path;
+
+/// From the bottom up.
+const LAYERS: &[&str] = &[
+    "util",
+    "domain",
+    "state",
+    "manifest",
+    "agents",
+    "supervise",
+    "isolation",
+    "ipc",
+    "escalation",
+    "plan",
+    "record",
+    "events",
+    "report",
+    "sweep",
+    "cli",
+];
+
+fn rank(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| *layer == module)
+}
+
+/// Every `crate::NAME` a source file names outside comments.
+fn imports(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push((number + 1, name));
+            }
+        }
+    }
+    found
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn imports_point_only_down_the_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut wrong = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src/");
+        let module = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|s| s.trim_end_matches(".rs").to_owned())
+            .expect("a module name");
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let own = rank(&module)
+            .unwrap_or_else(|| panic!("src/{module} is in no layer: add it to LAYERS"));
+        let text = std::fs::read_to_string(file).expect("a readable source file");
+        for (line, name) in imports(&text) {
+            match rank(&name) {
+                Some(theirs) if theirs > own => wrong.push(format!(
+                    "src/{}:{line}: {module} imports {name}, a layer above it",
+                    relative.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports that point up:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_an_upward_import() {
+    // The check itself must be able to fail.
+    let found = imports("use crate::cli::exit; // crate::sweep in a comment\n");
+    assert_eq!(found, vec![(1, "cli".to_owned())]);
+}
