@@ -339,7 +339,9 @@ fn nothing_is_written_through_a_planted_task_folder() {
     let elsewhere = project.path().join("elsewhere");
     std::fs::create_dir_all(elsewhere.join("ipc")).expect("mkdir");
     // The worker swaps its whole task folder for a link to a folder with
-    // an `ipc/` of its own, then asks there.
+    // an `ipc/` of its own, then asks there. (It waits for dispatch to
+    // record its start first: that write would make the folder again
+    // between the worker's `mv` and `ln`.)
     project.manifest(&format!(
         "version: 1
 questions:
@@ -349,7 +351,7 @@ questions:
 tasks:
   sly:
     retries: 0
-    command: [sh, -c, 'cp \"$DISPATCH_PLAN\" {0} && mv \"$DISPATCH_TASK_DIR\" \"$DISPATCH_TASK_DIR.moved\" && ln -s {0} \"$DISPATCH_TASK_DIR\" && exec AGENT ask-timeout:3s \"ask:Which region?\" check-all']
+    command: [sh, -c, 'sleep 0.5; cp \"$DISPATCH_PLAN\" {0} && mv \"$DISPATCH_TASK_DIR\" \"$DISPATCH_TASK_DIR.moved\" && ln -s {0} \"$DISPATCH_TASK_DIR\" && exec AGENT ask-timeout:3s \"ask:Which region?\" check-all']
     {PLAN}
 ",
         elsewhere.display()

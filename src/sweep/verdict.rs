@@ -129,27 +129,59 @@ pub fn decide(evidence: &Evidence<'_>) -> (TaskStatus, String) {
 }
 
 /// The items of the plan dispatch wrote that are no longer in `now`, in
-/// the written order. Items are matched by their text (notes and the box
-/// may change; the text is the item), each item of `now` standing for one
-/// written item at most, so a worker that deletes one of two identical
-/// items is caught too. Items the worker added are its own business.
+/// the written order. The text is the item; the box and the note may
+/// change. Agents also reword the end of an item (`First step: done`,
+/// `**First step** (done)`), so an item still counts as there when an
+/// item of `now` reads the same, ignoring case, spacing and emphasis, or
+/// starts with it and goes on after a word break. Each item of `now`
+/// stands for one written item at most (exact matches first), so a worker
+/// that deletes one of two identical items is caught too. Items the
+/// worker added are its own business.
 pub fn dropped_items(written: &Checklist, now: &Checklist) -> Vec<String> {
-    let mut left: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for item in &now.items {
-        *left.entry(item.text.as_str()).or_default() += 1;
+    let mut left: Vec<Option<String>> = now.items.iter().map(|i| Some(loose(&i.text))).collect();
+    let wanted: Vec<String> = written.items.iter().map(|i| loose(&i.text)).collect();
+    let mut found = vec![false; wanted.len()];
+    let passes: [fn(&str, &str) -> bool; 2] = [
+        |have, want| have == want,
+        |have, want| {
+            have.strip_prefix(want)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(|next| !next.is_alphanumeric())
+        },
+    ];
+    for matches in passes {
+        for (index, want) in wanted.iter().enumerate() {
+            if found[index] {
+                continue;
+            }
+            let slot = left
+                .iter_mut()
+                .find(|have| have.as_deref().is_some_and(|have| matches(have, want)));
+            if let Some(slot) = slot {
+                *slot = None;
+                found[index] = true;
+            }
+        }
     }
     written
         .items
         .iter()
-        .filter(|item| match left.get_mut(item.text.as_str()) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                false
-            }
-            _ => true,
-        })
-        .map(|item| item.text.clone())
+        .zip(found)
+        .filter(|(_, found)| !found)
+        .map(|(item, _)| item.text.clone())
         .collect()
+}
+
+/// An item's text for matching: lower case, Markdown emphasis and code
+/// marks removed, runs of spaces as one.
+fn loose(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '*' | '_' | '`'))
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The items nobody ticked in a task that ended `complete`: it was
@@ -301,6 +333,12 @@ mod tests {
         assert!(dropped_items(&written, &grown).is_empty());
         let twice = parse("- [ ] a\n- [ ] a\n");
         assert_eq!(dropped_items(&twice, &parse("- [x] a\n")), ["a"]);
+        // Rewording the end of an item keeps it; another item does not.
+        let reworded = parse("- [x] **First step**: done\n- [x] b (DONE)\n- [x] cx\n");
+        assert_eq!(
+            dropped_items(&parse("- [ ] First  step\n- [ ] b\n- [ ] c\n"), &reworded),
+            ["c"]
+        );
     }
 
     #[test]
