@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::domain::checklist::ItemState;
 use crate::domain::status::{RunStatus, TaskStatus};
-use crate::isolation::worktree::FolderState;
+use crate::isolation::review::FolderState;
 use crate::manifest::types::{Action, Severity};
 
 /// One thing that happened.

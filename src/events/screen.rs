@@ -207,7 +207,7 @@ impl Screen {
                 ..
             } => format!(
                 "{task}: branch {branch}: {}; {}",
-                crate::isolation::worktree::change_summary(
+                crate::isolation::review::change_summary(
                     *ahead,
                     *files_changed,
                     *insertions,
@@ -227,7 +227,11 @@ impl Screen {
                 )
             }
             Event::Question { task, seq, text } => {
-                format!("{}: asks (#{seq}): {text}", self.name(task))
+                format!(
+                    "{}: asks (#{seq}): {text} · answer: {}",
+                    self.name(task),
+                    crate::ipc::questions::answer_command(task, *seq)
+                )
             }
             Event::Answered {
                 task,

@@ -11,7 +11,7 @@ use crate::agents::stream::{Outcome, Usage};
 use crate::domain::checklist::Counts;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::ipc::findings::Finding;
-use crate::isolation::worktree::BranchRecord;
+use crate::isolation::review::BranchRecord;
 use crate::manifest::types::Budget;
 use crate::supervise::process::Exit;
 

@@ -14,6 +14,9 @@ pub const TEMPLATE: &str = "report.md.j2";
 /// error text rather than no report.
 pub fn render(report: &Report, templates: &Templates) -> String {
     let mut env = templates.env().clone();
+    // The report's size follows the sweep's (thousands of tasks, their
+    // findings): the fuel that bounds a manifest's templates would cut it.
+    env.set_fuel(None);
     env.add_filter("md", escape);
     env.add_filter("fence", fence);
     env.add_filter("duration", |ms: Option<u64>| {

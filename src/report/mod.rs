@@ -20,7 +20,7 @@ use crate::domain::checklist::ItemState;
 use crate::domain::exit;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
-use crate::isolation::worktree::BranchRecord;
+use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
 use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;

@@ -2,4 +2,6 @@
 //! `worker.log`, timeouts and stops (SIGTERM, grace, SIGKILL).
 
 pub mod process;
-pub mod redact;
+// Redaction sits in `util` (the manifest redacts error snippets too); it
+// stays reachable here, where the worker logs are redacted.
+pub use crate::util::redact;

@@ -138,13 +138,18 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         Some(earlier) => (
             start::manifest_of(&state, &earlier.run)?,
             earlier.run.run_id.clone(),
-            earlier.run.vars.clone(),
+            start::resume_vars(&earlier.run, &options.vars)?,
         ),
         None => (
             manifest::load_with_user_config(&options.manifest)?,
             clock::new_run_id(),
             options.vars.clone(),
         ),
+    };
+    // What run.json records are the vars this run renders with.
+    let options = &RunOptions {
+        vars: vars.clone(),
+        ..options.clone()
     };
     let mut sweep_plan = plan::build(
         &loaded,
@@ -479,7 +484,7 @@ impl Sweep {
             started_at,
             ended_at: None,
             concurrency: plan.concurrency,
-            vars: options.vars.clone(),
+            vars: start::recorded_vars(&options.vars, &plan, &redactor),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
             status: RunStatus::Running,
             exit_code: None,
