@@ -578,7 +578,10 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !project.task_file("slow", "plan.md").contains("- [x] Start") {
+    // The worker can check its item before the runner has recorded its pid.
+    while !project.task_file("slow", "plan.md").contains("- [x] Start")
+        || project.task_json("slow")["pid"].as_i64().is_none()
+    {
         assert!(std::time::Instant::now() < deadline, "slow never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

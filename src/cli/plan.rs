@@ -90,7 +90,7 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
 /// this environment, a task's env or a `--var`) show as their marker, and
 /// secret values anywhere else in a task (argv, prompt, plan) are redacted.
 fn hide_secrets(plan: &mut SweepPlan, vars: &[(String, String)]) {
-    use crate::supervise::redact::Redactor;
+    use crate::domain::redact::Redactor;
     let listed = plan.secrets.clone();
     let base = Redactor::from_env(&listed).with(vars.iter().map(|(k, v)| (k, v)), &listed);
     for task in &mut plan.tasks {

@@ -336,17 +336,16 @@ fn mark_done(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The command that answers question `seq` of `task`, to paste (the
-/// live view, CI lines and warnings print it).
-pub fn answer_command(task: &str, seq: u32) -> String {
-    format!("dispatch answer {task} --seq {seq} \"…\"")
-}
-
 /// Whether the worker said its whole plan is finished (`ipc/.done`). Looked
 /// up with `symlink_metadata`, so any entry by that name counts, even a
 /// dangling symlink: the marker is its existence, not its content.
 pub fn all_done(ipc_dir: &Path) -> bool {
     std::fs::symlink_metadata(ipc_dir.join(".done")).is_ok()
+}
+
+/// The command that answers question `seq` of `task`, to paste.
+pub fn answer_command(task: &str, seq: u32) -> String {
+    format!("dispatch answer {task} --seq {seq} \"…\"")
 }
 
 #[cfg(test)]

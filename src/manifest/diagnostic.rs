@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::util::redact::Redactor;
+use crate::domain::redact::Redactor;
 
 /// A place in a source file. Lines and columns are 1-based and count
 /// characters, as editors show them.

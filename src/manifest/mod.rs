@@ -126,7 +126,7 @@ fn secrets_in(root: &Node) -> (Vec<(String, String)>, Vec<String>) {
                 for (key, value) in entries {
                     match &value.value {
                         yaml::Value::String(text)
-                            if crate::util::redact::looks_secret(&key.name)
+                            if crate::domain::redact::looks_secret(&key.name)
                                 || listed.contains(&key.name) =>
                         {
                             pairs.push((key.name.clone(), text.clone()))

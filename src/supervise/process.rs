@@ -17,7 +17,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use super::redact::Redactor;
+use crate::domain::redact::Redactor;
 use crate::state::{open_append, StateError};
 
 /// A log is rotated to `worker.log.1` past this size, so a worker that
@@ -531,7 +531,7 @@ async fn pump<R: AsyncRead + Unpin>(
     let mut buffer = Vec::with_capacity(4096);
     // A line longer than MAX_LINE comes in pieces; a secret across two
     // pieces is held back until it is whole.
-    let mut redacting = super::redact::StreamRedactor::new(&redactor);
+    let mut redacting = crate::domain::redact::StreamRedactor::new(&redactor);
     loop {
         buffer.clear();
         let text = match read_line_bounded(&mut reader, &mut buffer).await {

@@ -282,7 +282,7 @@ impl Sweep {
                     if explicit.is_none() {
                         reason.push_str(&format!(
                             " (nobody at a terminal to answer; `{}`, then `dispatch resume`)",
-                            questions::answer_command(&task, question.seq)
+                            crate::ipc::questions::answer_command(&task, question.seq)
                         ));
                     }
                     if self.ended_by[question.index].is_none() {

@@ -27,6 +27,7 @@ use crate::agents::find_program;
 use crate::agents::stream::Tracker;
 use crate::domain::checklist::Checklist;
 use crate::domain::exit::RunOutcome;
+use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::escalation::Fired;
 use crate::events::screen::{Mode, Screen};
@@ -45,7 +46,6 @@ use crate::state::plan_watch::{self as monitor, PlanWatch};
 use crate::state::watch::FolderWatch;
 use crate::state::{self, StateDir, StateError};
 use crate::supervise::process::{self, Finished, Launch, SpawnError, Stop};
-use crate::supervise::redact::Redactor;
 use crate::util::clock;
 
 /// How often running tasks' plans are looked at.
@@ -1350,6 +1350,7 @@ impl Sweep {
                     written: Some(&crate::domain::checklist::parse(&task.plan)),
                     done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
+                    events: task.events,
                 });
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")

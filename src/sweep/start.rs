@@ -152,7 +152,7 @@ pub(super) fn resume_vars(
     }
     let missing: Vec<&str> = vars
         .iter()
-        .filter(|(name, value)| *value == crate::supervise::redact::marker(name))
+        .filter(|(name, value)| *value == crate::domain::redact::marker(name))
         .map(|(name, _)| name.as_str())
         .collect();
     if missing.is_empty() {
@@ -184,7 +184,7 @@ pub(super) fn resume_vars(
 pub(super) fn recorded_vars(
     vars: &[(String, String)],
     plan: &SweepPlan,
-    redactor: &crate::supervise::redact::Redactor,
+    redactor: &crate::domain::redact::Redactor,
 ) -> Vec<(String, String)> {
     let known = plan.tasks.iter().fold(redactor.clone(), |known, task| {
         known.with(task.env.iter(), &plan.secrets)

@@ -8,6 +8,7 @@
 use crate::agents::stream::Outcome;
 use crate::domain::checklist::{Checklist, ItemState};
 use crate::domain::status::TaskStatus;
+use crate::manifest::types::EventFormat;
 use crate::supervise::process::{Exit, Finished};
 
 /// What the runner knows when a worker has ended.
@@ -21,6 +22,9 @@ pub struct Evidence<'a> {
     /// The worker touched `ipc/.done`.
     pub done_marker: bool,
     pub outcome: Option<&'a Outcome>,
+    /// The stream the worker speaks, which names its CLI and so what its
+    /// exit code means.
+    pub events: EventFormat,
 }
 
 /// The status and a sentence saying why.
@@ -111,13 +115,18 @@ pub fn decide(evidence: &Evidence<'_>) -> (TaskStatus, String) {
                 counts.done, counts.total
             ),
         ),
-        Exit::Code(code) => (
-            TaskStatus::Failed,
-            format!(
-                "exited with code {code} with {}/{} items done",
-                counts.done, counts.total
-            ),
-        ),
+        Exit::Code(code) => {
+            let meaning = crate::agents::explain_exit(evidence.events, code)
+                .map(|meaning| format!(" ({meaning})"))
+                .unwrap_or_default();
+            (
+                TaskStatus::Failed,
+                format!(
+                    "exited with code {code}{meaning} with {}/{} items done",
+                    counts.done, counts.total
+                ),
+            )
+        }
         Exit::Signal(signal) => (
             TaskStatus::Failed,
             format!(
@@ -236,6 +245,7 @@ mod tests {
             written: None,
             done_marker,
             outcome: outcome.as_ref(),
+            events: EventFormat::None,
         })
         .0
     }
@@ -306,6 +316,7 @@ mod tests {
             written: None,
             done_marker: true,
             outcome: Some(&outcome),
+            events: EventFormat::Claude,
         });
         assert_eq!(status, TaskStatus::Failed);
         assert!(reason.contains("529 overloaded"));
@@ -323,6 +334,7 @@ mod tests {
                 written: Some(&written),
                 done_marker,
                 outcome: None,
+                events: EventFormat::None,
             });
             assert_eq!(status, TaskStatus::Incomplete, "{reason}");
             assert!(reason.contains("removed 2 of the 3 items"), "{reason}");
@@ -351,6 +363,7 @@ mod tests {
             written: Some(&plan),
             done_marker: true,
             outcome: None,
+            events: EventFormat::None,
         });
         assert_eq!(status, TaskStatus::Complete);
         assert!(reason.contains("1 never ticked"), "{reason}");
@@ -369,6 +382,7 @@ mod tests {
             written: None,
             done_marker: false,
             outcome: None,
+            events: EventFormat::None,
         };
         assert_eq!(decide(&evidence).0, TaskStatus::TimedOut);
         f.stopped = true;
@@ -378,7 +392,34 @@ mod tests {
             written: None,
             done_marker: false,
             outcome: None,
+            events: EventFormat::None,
         };
         assert_eq!(decide(&evidence).0, TaskStatus::Cancelled);
+    }
+
+    #[test]
+    fn an_exit_code_says_what_it_means_for_the_cli_that_ran() {
+        let finished = finished(Exit::Code(41));
+        let plan = parse("# T\n\n- [ ] a\n");
+        let reason = |events| {
+            decide(&Evidence {
+                finished: &finished,
+                plan: Some(&plan),
+                written: None,
+                done_marker: false,
+                outcome: None,
+                events,
+            })
+            .1
+        };
+        assert_eq!(
+            reason(EventFormat::Gemini),
+            "exited with code 41 (Gemini CLI: no usable authentication \
+             (FatalAuthenticationError)) with 0/1 items done"
+        );
+        assert_eq!(
+            reason(EventFormat::None),
+            "exited with code 41 with 0/1 items done"
+        );
     }
 }

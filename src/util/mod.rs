@@ -3,4 +3,3 @@
 
 pub mod clock;
 pub mod parallel;
-pub mod redact;
