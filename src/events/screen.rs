@@ -93,7 +93,7 @@ impl Screen {
             Mode::Plain => {
                 if let Some(line) = self.plain_line(stamped.event) {
                     let time = stamped.ts.get(11..19).unwrap_or("");
-                    eprintln!("{time} {line}");
+                    to_stderr(&format!("{time} {line}"));
                 }
             }
             Mode::Live => {
@@ -109,7 +109,7 @@ impl Screen {
                         | Event::Escalation { notify: true, .. }
                 ) {
                     if let Some(line) = self.plain_line(stamped.event) {
-                        eprintln!("{line}");
+                        to_stderr(&line);
                     }
                 }
             }
@@ -216,10 +216,16 @@ impl Screen {
                 ),
                 folder.describe()
             ),
-            Event::Interrupted { force: false } => {
-                "interrupted: stopping workers (Ctrl-C again to kill them at once)".to_owned()
-            }
-            Event::Interrupted { force: true } => "interrupted again: killing workers".to_owned(),
+            Event::Interrupted {
+                force: false,
+                signal,
+            } => format!(
+                "interrupted: stopping workers ({signal}; Ctrl-C again to kill them at once)"
+            ),
+            Event::Interrupted {
+                force: true,
+                signal,
+            } => format!("interrupted again: killing workers ({signal})"),
             Event::Warning { task, message } => {
                 format!(
                     "warning: {}{message}",
@@ -349,8 +355,8 @@ impl Screen {
     /// Show a question to the person at this terminal.
     pub fn prompt(&self, text: &str) {
         match &self.multi {
-            Some(multi) => multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            Some(multi) => multi.suspend(|| to_stderr(text)),
+            None => to_stderr(text),
         }
     }
 }
@@ -549,6 +555,14 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         | TaskStatus::Cancelled
         | TaskStatus::BudgetExceeded => "✗",
     }
+}
+
+/// A line to stderr that never panics: after a hang-up the terminal is
+/// gone (writes fail with EIO), and the run must still stop its workers and
+/// write its reports rather than die in `eprintln!`.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 #[cfg(test)]

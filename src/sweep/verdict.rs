@@ -228,6 +228,7 @@ mod tests {
             leaked: false,
             pid: 1,
             duration: Duration::from_secs(1),
+            strays: Vec::new(),
         }
     }
 
