@@ -83,6 +83,13 @@ pub struct Outcome {
     pub message: Option<String>,
 }
 
+/// The agent's final text and its error messages come from its stream.
+impl crate::domain::redact::Redact for Outcome {
+    fn redact_with(&mut self, redactor: &crate::domain::redact::Redactor) {
+        self.message.redact_with(redactor);
+    }
+}
+
 /// Accumulates usage, outcome and errors from one worker's event stream.
 ///
 /// Create one per worker process with [`Tracker::new`] and pass every stdout

@@ -492,7 +492,8 @@ fn report_command(args: &ReportArgs) -> u8 {
     match crate::record::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
             crate::report::repair::restore_and_say(&state, &snapshot);
-            let rendered = crate::report::write::render(&state, &snapshot);
+            let redactor = crate::record::snapshot::redactor(&snapshot.run);
+            let rendered = crate::report::write::render(&state, &snapshot, &redactor);
             print_stdout(match args.format {
                 ReportFormat::Md => &rendered.markdown,
                 ReportFormat::Json => &rendered.json,

@@ -1,6 +1,5 @@
 //! `dispatch status [RUN]`: where a run stands, from any terminal.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -15,14 +14,16 @@ pub fn run(args: &StatusArgs) -> u8 {
     let state = super::state_dir(args.root.as_ref());
     loop {
         let snapshot = match snapshot::load(&state, args.run.as_deref()) {
-            Ok(snapshot) => snapshot,
+            Ok(snapshot) => snapshot::redactor(&snapshot.run).scrub(snapshot),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::USAGE;
             }
         };
         let text = if args.json {
-            let mut json = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+            let mut json = crate::util::escape::json_for_terminal(
+                &serde_json::to_string_pretty(&snapshot).unwrap_or_default(),
+            );
             json.push('\n');
             json
         } else {
@@ -62,10 +63,12 @@ pub fn render(snapshot: &Snapshot) -> String {
     } else {
         run.status.label().to_owned()
     };
-    let _ = writeln!(
-        out,
-        "Run {} ({}): {state}, started {}",
-        run.run_id, run.name, run.started_at
+    put(
+        &mut out,
+        &format!(
+            "Run {} ({}): {state}, started {}",
+            run.run_id, run.name, run.started_at
+        ),
     );
     for task in &snapshot.tasks {
         out.push('\n');
@@ -112,14 +115,14 @@ fn render_task(out: &mut String, view: &TaskView) {
             record.reason.as_deref().unwrap_or("")
         ),
     };
-    let _ = writeln!(out, "● {label} — {state}");
+    put(out, &format!("● {label} — {state}"));
     if let Some(branch) = &record.branch {
         let status = if branch.head.is_some() {
             format!("{}; {}", branch.summary(), branch.folder.describe())
         } else {
             format!("in {}", branch.path)
         };
-        let _ = writeln!(out, "  branch {}: {status}", branch.name);
+        put(out, &format!("  branch {}: {status}", branch.name));
     }
     for finding in &record.findings {
         let at = finding
@@ -127,22 +130,26 @@ fn render_task(out: &mut String, view: &TaskView) {
             .as_deref()
             .map(|l| format!(" ({l})"))
             .unwrap_or_default();
-        let _ = writeln!(
+        put(
             out,
-            "  finding {}: {}{at}",
-            severity_label(finding.severity),
-            finding.title
+            &format!(
+                "  finding {}: {}{at}",
+                severity_label(finding.severity),
+                finding.title
+            ),
         );
     }
     for question in &view.waiting {
-        let _ = writeln!(
+        put(
             out,
-            "  question #{} waiting: {}",
-            question.seq, question.text
+            &format!("  question #{} waiting: {}", question.seq, question.text),
         );
     }
     for text in &record.dropped {
-        let _ = writeln!(out, "  ✗ {text} (removed from the plan by the worker)");
+        put(
+            out,
+            &format!("  ✗ {text} (removed from the plan by the worker)"),
+        );
     }
     let Some(plan) = &view.plan else { return };
     let current = plan.current().map(|i| i.line);
@@ -160,8 +167,16 @@ fn render_task(out: &mut String, view: &TaskView) {
             .map(|n| format!(" — {n}"))
             .unwrap_or_default();
         let indent = "  ".repeat(item.depth + 1);
-        let _ = writeln!(out, "{indent}{mark} {}{note}{suffix}", item.text);
+        put(out, &format!("{indent}{mark} {}{note}{suffix}", item.text));
     }
+}
+
+/// One line of the view: whatever a worker wrote into a title, a note or
+/// a question stays on it, and shows its control characters instead of
+/// obeying them.
+fn put(out: &mut String, line: &str) {
+    out.push_str(&crate::util::escape::one_line(line));
+    out.push('\n');
 }
 
 /// A warning when worktrees of other runs pile up under

@@ -2,6 +2,7 @@
 //! (the record a later `status`, `report` or `resume` reads) and shown on
 //! the terminal, or streamed as JSON lines with `--json`.
 
+mod redact;
 pub mod screen;
 
 use std::fs::File;

@@ -13,7 +13,7 @@ use crate::domain::checklist::ItemState;
 use crate::domain::status::TaskStatus;
 use crate::manifest::types::{Action, Severity};
 use crate::record::TaskRecord;
-use crate::util::clock;
+use crate::util::{clock, escape};
 
 /// How the run is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +86,12 @@ impl Screen {
     pub fn show(&mut self, stamped: &Stamped<'_>) {
         match self.mode {
             Mode::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, stamped);
-                let _ = writeln!(out);
+                let line = serde_json::to_string(stamped).unwrap_or_default();
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    escape::json_for_terminal(&line)
+                );
             }
             Mode::Plain => {
                 if let Some(line) = self.plain_line(stamped.event) {
@@ -116,7 +119,14 @@ impl Screen {
         }
     }
 
+    /// One line per event, whatever a worker put in its text: a newline
+    /// could forge a CI log line (`::error::`), an ESC could drive the
+    /// terminal.
     fn plain_line(&self, event: &Event) -> Option<String> {
+        self.plain_text(event).map(|line| escape::one_line(&line))
+    }
+
+    fn plain_text(&self, event: &Event) -> Option<String> {
         Some(match event {
             Event::RunStarted {
                 run_id,
@@ -313,7 +323,7 @@ impl Screen {
                         .as_deref()
                         .map(|c| format!(" · {c}"))
                         .unwrap_or_default();
-                    bar.set_message(format!("{done}/{total}{now}"));
+                    bar.set_message(escape::one_line(&format!("{done}/{total}{now}")));
                 }
             }
             Event::TaskEnded {
@@ -323,7 +333,10 @@ impl Screen {
                 ..
             } => {
                 if let Some(bar) = self.bars.remove(task) {
-                    bar.finish_with_message(format!("{} {reason}", status.label()));
+                    bar.finish_with_message(escape::one_line(&format!(
+                        "{} {reason}",
+                        status.label()
+                    )));
                 }
             }
             other => {
@@ -355,8 +368,8 @@ impl Screen {
     /// Show a question to the person at this terminal.
     pub fn prompt(&self, text: &str) {
         match &self.multi {
-            Some(multi) => multi.suspend(|| to_stderr(text)),
-            None => to_stderr(text),
+            Some(multi) => multi.suspend(|| to_stderr(&escape::terminal(text))),
+            None => to_stderr(&escape::terminal(text)),
         }
     }
 }
@@ -428,7 +441,7 @@ impl Summary<'_> {
     pub fn text(&self) -> String {
         let mut text = String::new();
         for escalation in self.escalations {
-            text.push_str(&format!("ESCALATED {escalation}\n"));
+            text.push_str(&format!("ESCALATED {}\n", escape::one_line(escalation)));
         }
         let mut counts: Vec<(TaskStatus, usize)> = Vec::new();
         for record in self.records {
@@ -477,7 +490,7 @@ impl Summary<'_> {
                 .as_deref()
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
-            let reason = record.reason.as_deref().unwrap_or("");
+            let reason = escape::one_line(record.reason.as_deref().unwrap_or(""));
             text.push_str(&format!(
                 "{} {}{model} — {}: {reason}{}\n",
                 status_symbol(record.status),

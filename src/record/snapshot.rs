@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{RunRecord, TaskRecord};
 use crate::domain::checklist::Checklist;
+use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
 use crate::state::{read_bounded, StateDir};
@@ -44,6 +45,29 @@ pub struct Snapshot {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// What `dispatch status` and the reports show of a run read back from
+/// disk: the records, and the plans and waiting questions the workers
+/// wrote, which were never redacted.
+impl Redact for Snapshot {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.run.escalations.redact_with(redactor);
+        for task in &mut self.tasks {
+            task.record.redact_with(redactor);
+            task.plan.redact_with(redactor);
+            for question in &mut task.waiting {
+                question.text.redact_with(redactor);
+            }
+        }
+    }
+}
+
+/// The redactor a command reading a run from disk uses: the secret values
+/// of its own environment, and of the variables the run's manifest named
+/// under `secrets:`.
+pub fn redactor(run: &RunRecord) -> Redactor {
+    Redactor::from_env(&run.secrets)
 }
 
 /// Why a snapshot could not be taken.

@@ -6,6 +6,7 @@
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+mod redact;
 pub mod repair;
 pub mod write;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::checklist::ItemState;
 use crate::domain::exit;
+use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
 use crate::isolation::review::BranchRecord;
@@ -216,8 +218,9 @@ pub struct QuestionReport {
 
 /// Build the report of a run from its state. Each task's part reads its
 /// files (the head of `output.md`, the tail of `worker.log`), so a large
-/// run's tasks are read on every core.
-pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
+/// run's tasks are read on every core. What the workers wrote passes
+/// through `redactor` before anything is rendered from it.
+pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
     let run = &snapshot.run;
     let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
         views
@@ -231,7 +234,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
-    Report {
+    redactor.scrub(Report {
         format_version: FORMAT_VERSION,
         run_id: run.run_id.clone(),
         name: run.name.clone(),
@@ -250,7 +253,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,
-    }
+    })
 }
 
 /// One task's part of the report: its record, its last plan, and the head

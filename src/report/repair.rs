@@ -43,7 +43,8 @@ pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<Stri
     if missing.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let rendered = render(state, snapshot);
+    let redactor = crate::record::snapshot::redactor(&snapshot.run);
+    let rendered = render(state, snapshot, &redactor);
     let texts = [&rendered.markdown, &rendered.json, &rendered.junit];
     let mut written = Vec::new();
     let mut problems = Vec::new();

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use super::{build, junit, markdown, Report};
+use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
 use crate::record::snapshot::Snapshot;
 use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
+use crate::util::escape;
 
 /// Extra places for the reports, from the command line.
 #[derive(Clone, Debug, Default)]
@@ -26,9 +28,9 @@ pub struct Rendered {
     pub junit: String,
 }
 
-/// Render the three reports of a run from its state.
-pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
-    let report = build(state, snapshot);
+/// Render the three reports of a run from its state, secrets replaced.
+pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Rendered {
+    let report = build(state, snapshot, redactor);
     let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
     let templates = Templates::new(Some(manifest_dir.join("templates")));
     let fail_severity = snapshot
@@ -41,7 +43,9 @@ pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
     let (markdown, json, junit) = std::thread::scope(|scope| {
         let markdown = scope.spawn(|| markdown::render(&report, &templates));
         let junit = scope.spawn(|| junit::render(&report, fail_severity));
-        let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        let mut json = crate::util::escape::json_for_terminal(
+            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        );
         json.push('\n');
         let join = |handle: std::thread::ScopedJoinHandle<'_, String>| {
             handle
@@ -62,9 +66,14 @@ pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
 /// (a report that cannot be written never changes the run's outcome).
 /// The runner passes the run as it holds it in memory, rather than have
 /// every task's files read back.
-pub fn after_run(state: &StateDir, snapshot: &Snapshot, targets: &Targets) -> Vec<String> {
+pub fn after_run(
+    state: &StateDir,
+    snapshot: &Snapshot,
+    targets: &Targets,
+    redactor: &Redactor,
+) -> Vec<String> {
     let run_id = snapshot.run.run_id.as_str();
-    let rendered = render(state, snapshot);
+    let rendered = render(state, snapshot, redactor);
     let mut problems = Vec::new();
     let mut put = |path: &Path, text: &str| {
         if let Err(e) = write_atomic(path, text.as_bytes()) {
@@ -145,13 +154,13 @@ pub fn annotations(report: &Report) -> Vec<String> {
             } else {
                 "warning"
             };
-            let mut properties = format!("file={}", property(file));
+            let mut properties = format!("file={}", escape::github_property(file));
             if let Some(line) = line {
                 properties.push_str(&format!(",line={line}"));
             }
             properties.push_str(&format!(
                 ",title={}",
-                property(&format!(
+                escape::github_property(&format!(
                     "{} {}",
                     task.id,
                     super::severity_name(finding.severity)
@@ -159,23 +168,11 @@ pub fn annotations(report: &Report) -> Vec<String> {
             ));
             out.push(format!(
                 "::{level} {properties}::{}",
-                message(&finding.title)
+                escape::github_data(&finding.title)
             ));
         }
     }
     out
-}
-
-/// Workflow-command escaping of a property value.
-fn property(text: &str) -> String {
-    message(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// Workflow-command escaping of a message.
-fn message(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 #[cfg(test)]
@@ -183,8 +180,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workflow_commands_escape_what_github_reads() {
-        assert_eq!(property("a:b,c%"), "a%3Ab%2Cc%25");
-        assert_eq!(message("x\ny"), "x%0Ay");
+    fn annotations_cannot_forge_a_workflow_command() {
+        let finding = super::super::FindingReport {
+            severity: Severity::High,
+            title: "t\n::error::forged\x1b[2J".to_owned(),
+            location: Some("a,b:c\n::stop-commands::x:12".to_owned()),
+            detail: None,
+        };
+        let mut report: Report = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "run_id": "r", "name": "n", "manifest": "m",
+            "started_at": "", "ended_at": null, "status": "complete", "exit_code": 0,
+            "escalations": [], "continues": null, "shard": null, "merge_readiness": null,
+            "totals": {"tasks": 0, "statuses": {}, "findings": {}, "usage": {"turns": 0,
+                "input_tokens": 0, "output_tokens": 0, "cost_usd": null}, "models": [],
+                "budget": null},
+            "tasks": [],
+        }))
+        .unwrap_or_else(|e| panic!("report: {e}"));
+        report.tasks.push(
+            serde_json::from_value(serde_json::json!({
+                "id": "t", "title": "", "status": "complete", "reason": null, "model": null,
+                "backend": "command", "worktree": false, "branch": null, "priority": "normal",
+                "started_at": null, "ended_at": null, "duration_ms": null, "attempts": 1,
+                "items_done": 0, "items_total": 0, "plan": [], "usage": {"turns": 0,
+                    "input_tokens": 0, "output_tokens": 0, "cost_usd": null},
+                "budget": null, "carried_from": null, "findings": [finding],
+                "questions": [], "output_path": "", "output_head": null, "log_tail": "",
+            }))
+            .unwrap_or_else(|e| panic!("task: {e}")),
+        );
+        let lines = annotations(&report);
+        assert_eq!(
+            lines,
+            ["::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J"]
+        );
     }
 }

@@ -11,6 +11,7 @@ mod conversation;
 mod gaps;
 mod isolation;
 mod leftovers;
+mod scrub;
 pub mod signals;
 mod start;
 pub mod verdict;
@@ -440,7 +441,7 @@ impl Sweep {
             &run_dir.join("manifest.yaml"),
             loaded.source.text.as_bytes(),
         )?;
-        let redactor = Arc::new(Redactor::from_env(&plan.secrets));
+        let redactor = Arc::new(scrub::run_redactor(&plan));
         let count = plan.tasks.len();
         let mut records = Vec::with_capacity(count);
         let mut earlier = start::Earlier::new(count);
@@ -505,6 +506,7 @@ impl Sweep {
             status: RunStatus::Running,
             exit_code: None,
             escalations: Vec::new(),
+            secrets: plan.secrets.clone(),
             manifest_dir: std::fs::canonicalize(&loaded.dir)
                 .unwrap_or_else(|_| loaded.dir.clone())
                 .display()
@@ -626,6 +628,7 @@ impl Sweep {
     }
 
     fn emit(&mut self, event: Event) {
+        let event = self.redactor.scrub(event);
         let stamped = Stamped {
             ts: clock::now(),
             event: &event,
@@ -656,6 +659,7 @@ impl Sweep {
     fn save(&mut self, index: usize) {
         self.unsaved[index] = false;
         self.saved_at[index] = Instant::now();
+        self.redactor.scrub_in_place(&mut self.records[index]);
         let record = &self.records[index];
         let path = self.state.task_dir(&record.id).join("task.json");
         if let Err(e) = state::write_json(&path, record) {
@@ -1538,7 +1542,8 @@ impl Sweep {
                 })
                 .collect(),
         };
-        let problems = report::write::after_run(&self.state, &snapshot, &self.report_targets);
+        let problems =
+            report::write::after_run(&self.state, &snapshot, &self.report_targets, &self.redactor);
         self.records = snapshot.tasks.into_iter().map(|view| view.record).collect();
         for problem in problems {
             self.emit(Event::Warning {
