@@ -131,7 +131,11 @@ tasks:
             "exited with code 3 with 1/2 items done",
         ),
         ("emptied", "failed", "without any checklist items"),
-        ("done-marker", "complete", "1/2 items done"),
+        (
+            "done-marker",
+            "complete",
+            "declared done (ipc/.done) with 1/2 items ticked; 1 never ticked",
+        ),
     ];
     for (id, status, reason) in expect {
         let record = project.task_json(id);

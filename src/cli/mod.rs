@@ -111,7 +111,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Which report.
     #[arg(long, value_enum, default_value = "md")]
@@ -132,7 +132,7 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct QuestionsArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the questions as JSON.
     #[arg(long)]
@@ -145,7 +145,7 @@ pub struct QuestionsArgs {
 #[derive(Debug, Args)]
 pub struct AnswerArgs {
     /// The task whose question to answer.
-    #[arg(value_name = "TASK")]
+    #[arg(value_name = "TASK", value_parser = crate::domain::ids::task_id)]
     pub task: String,
     /// The answer.
     #[arg(value_name = "TEXT")]
@@ -227,14 +227,14 @@ pub struct RunArgs {
     /// `latest`) from where they stopped, and the tasks they kept from
     /// starting; every other task is carried over as it ended, so this
     /// run's reports cover the whole sweep.
-    #[arg(long, value_name = "RUN", conflicts_with = "rerun")]
+    #[arg(long, value_name = "RUN", conflicts_with = "rerun", value_parser = crate::domain::ids::run_id)]
     pub retry_failed: Option<String>,
     /// Run TASK again from a fresh plan (repeatable), carrying every other
     /// task over from the latest run (or --from RUN).
-    #[arg(long, value_name = "TASK")]
+    #[arg(long, value_name = "TASK", value_parser = crate::domain::ids::task_id)]
     pub rerun: Vec<String>,
     /// The run --rerun starts from (default: the latest).
-    #[arg(long, value_name = "RUN", requires = "rerun")]
+    #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::domain::ids::run_id)]
     pub from: Option<String>,
 }
 
@@ -281,7 +281,7 @@ pub struct SupervisionArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The run to continue (default: the latest).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Secret `--var`s the run was started with are not stored: give them
     /// again here (other vars are kept; given ones replace them).
@@ -294,10 +294,10 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The run (default: the latest).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Only these tasks (default: the whole run).
-    #[arg(long = "task", value_name = "ID")]
+    #[arg(long = "task", value_name = "ID", value_parser = crate::domain::ids::task_id)]
     pub tasks: Vec<String>,
     /// The project root that holds `.dispatch/`.
     #[arg(long, value_name = "DIR")]
@@ -307,7 +307,7 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the run as JSON.
     #[arg(long)]
@@ -333,7 +333,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct MergeCheckArgs {
     /// The run id (default: the latest run).
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
@@ -355,7 +355,7 @@ pub struct CleanArgs {
     #[arg(long)]
     pub branches: bool,
     /// Only what this run left (default: every run's).
-    #[arg(long, value_name = "RUN")]
+    #[arg(long, value_name = "RUN", value_parser = crate::domain::ids::run_id)]
     pub run: Option<String>,
     /// Also remove worktrees with uncommitted changes and delete branches
     /// with unmerged commits. That work is lost.
@@ -491,6 +491,7 @@ fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
     match crate::record::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
+            crate::report::repair::restore_and_say(&state, &snapshot);
             let redactor = crate::record::snapshot::redactor(&snapshot.run);
             let rendered = crate::report::write::render(&state, &snapshot, &redactor);
             print_stdout(match args.format {

@@ -103,6 +103,11 @@ fn render_task(out: &mut String, view: &TaskView) {
         TaskStatus::Running | TaskStatus::Pending => {
             format!("{}/{} items complete", counts.done, counts.total)
         }
+        TaskStatus::Complete if !record.unticked.is_empty() => format!(
+            "COMPLETE, with a warning: declared done without ticking {} of {} items",
+            record.unticked.len(),
+            counts.total
+        ),
         TaskStatus::Complete => "COMPLETE".to_owned(),
         other => format!(
             "{}: {}",
@@ -138,6 +143,12 @@ fn render_task(out: &mut String, view: &TaskView) {
         put(
             out,
             &format!("  question #{} waiting: {}", question.seq, question.text),
+        );
+    }
+    for text in &record.dropped {
+        put(
+            out,
+            &format!("  ✗ {text} (removed from the plan by the worker)"),
         );
     }
     let Some(plan) = &view.plan else { return };

@@ -5,5 +5,6 @@
 
 pub mod checklist;
 pub mod exit;
+pub mod ids;
 pub mod redact;
 pub mod status;

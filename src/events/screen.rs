@@ -466,6 +466,24 @@ impl Summary<'_> {
             self.run_id,
             self.exit_code
         ));
+        let unticked: Vec<&str> = self
+            .records
+            .iter()
+            .filter(|r| !r.unticked.is_empty())
+            .map(|r| r.id.as_str())
+            .collect();
+        if !unticked.is_empty() {
+            text.push_str(&format!(
+                "warning: {} complete task{} declared done with items nobody ticked: {}\n",
+                unticked.len(),
+                if unticked.len() == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
+                unticked.join(", ")
+            ));
+        }
         for record in self.records {
             let model = record
                 .model

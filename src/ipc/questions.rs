@@ -75,6 +75,11 @@ pub enum AnswerError {
     /// Someone answered first; this is their answer.
     #[error("question already answered: {0}")]
     AlreadyAnswered(String),
+    /// The `ipc/` folder, or a folder above it in `.dispatch/`, is a
+    /// symbolic link (or not a folder): a worker planted it, and no answer
+    /// is written through it.
+    #[error("its ipc/ folder (or its task folder) was replaced by a symbolic link; no answer is written through a link")]
+    Planted,
     /// The folder could not be read or written.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -252,24 +257,27 @@ pub fn ask(ipc_dir: &Path, text: &str) -> io::Result<u32> {
 /// a hard link to `NNN.answer`, which fails when the name exists, so of two
 /// answerers racing exactly one succeeds and the other learns what was
 /// answered (`AlreadyAnswered`). The temporary file is removed either way.
+///
+/// The folder is opened without following links (see
+/// [`crate::state::beneath`]) and written relative to that: a worker that
+/// replaced its `ipc/` or its task folder with a link gets [`AnswerError::Planted`],
+/// and nothing is written where the link points.
 pub fn answer(ipc_dir: &Path, seq: u32, text: &str) -> Result<(), AnswerError> {
-    let question = ipc_dir.join(file_name(seq, "question"));
-    match std::fs::symlink_metadata(&question) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Err(AnswerError::NoSuchQuestion),
+    let dir = match crate::state::beneath::Dir::open(ipc_dir) {
+        Ok(dir) => dir,
+        Err(e) if crate::state::beneath::is_planted(&e) => return Err(AnswerError::Planted),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(AnswerError::NoSuchQuestion),
         Err(e) => return Err(AnswerError::Io(e)),
+    };
+    if !dir.is_file(&file_name(seq, "question"))? {
+        return Err(AnswerError::NoSuchQuestion);
     }
-    let target = ipc_dir.join(file_name(seq, "answer"));
-    if std::fs::symlink_metadata(&target).is_ok() {
+    let name = file_name(seq, "answer");
+    let target = ipc_dir.join(&name);
+    if dir.kind(&name)?.is_some() {
         return Err(already_answered(&target));
     }
-    let temp = temp_file_with(ipc_dir, &message_bytes(text))?;
-    let linked = std::fs::hard_link(temp.path(), &target);
-    // Remove the temporary name now rather than at the end of scope, so an
-    // error while closing it is reported.
-    temp.close()?;
-    match linked {
+    match dir.write_new(&name, &message_bytes(text)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(already_answered(&target)),
         Err(e) => Err(AnswerError::Io(e)),

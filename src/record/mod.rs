@@ -83,6 +83,14 @@ pub struct TaskRecord {
     #[serde(default)]
     pub questions: Vec<QuestionRecord>,
     pub attempts: Vec<Attempt>,
+    /// Items of the plan dispatch wrote that the worker deleted: the
+    /// written plan is the contract, so the task did not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
+    /// Items nobody ticked in a task the worker declared done
+    /// (`ipc/.done`): `complete`, with this warning, and never a pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unticked: Vec<String>,
     /// Processes it started that outlived it (left its process group with
     /// `setsid` or a double fork) and were stopped: at its end, its
     /// timeout, the end of the run, or before a resume ran it again.
@@ -127,6 +135,10 @@ pub struct RunRecord {
     pub run_id: String,
     pub name: String,
     pub manifest: String,
+    /// The manifest's absolute path: `resume` runs that file, and only
+    /// while it reads as the copy taken when the run started.
+    #[serde(default)]
+    pub manifest_path: Option<String>,
     pub root: String,
     pub pid: u32,
     /// When the run's process started (as a task's `pid_start_time`): the

@@ -84,6 +84,10 @@ pub enum SnapshotError {
 /// Load run `run_id` (default: the latest).
 pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, SnapshotError> {
     let run_id = match run_id {
+        // An id, never a path (`runs/<id>` must stay under `runs/`).
+        Some(id) if crate::domain::ids::run_id(id).is_err() => {
+            return Err(SnapshotError::NoSuchRun(id.to_owned(), state.runs_dir()))
+        }
         Some(id) => id.to_owned(),
         None => state
             .latest_run()

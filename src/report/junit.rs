@@ -80,6 +80,19 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
             item.note.as_deref(),
         ));
     }
+    // The plan dispatch wrote is the contract: an item the worker deleted
+    // stays a case, failed.
+    for text in &task.dropped {
+        let mut case = TestCase::new(
+            text.clone(),
+            with_message(
+                TestCaseStatus::non_success(NonSuccessKind::Failure),
+                "removed from the plan by the worker: the item is in the plan dispatch wrote and was never done",
+            ),
+        );
+        case.set_classname(task.id.clone());
+        suite.add_test_case(case);
+    }
     let mut listed = Vec::new();
     for finding in &task.findings {
         let at = finding
@@ -120,12 +133,16 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
 
 /// One plan item as a test case: `[x]` passes, `[!]` fails with the note,
 /// `[?]` is an error with the question, an open item fails (or is skipped,
-/// for a task that never ran) with the reason.
+/// for a task that never ran) with the reason. Only a ticked item passes:
+/// an open item of a task the worker declared done (`ipc/.done`) is
+/// skipped, saying so, since nobody claims to have done it.
 fn item_case(task: &TaskReport, text: &str, state: &str, note: Option<&str>) -> TestCase {
     let status = match state {
         "done" => TestCaseStatus::success(),
-        // The worker said the whole plan is done (`ipc/.done`).
-        _ if task.status == TaskStatus::Complete => TestCaseStatus::success(),
+        _ if task.status == TaskStatus::Complete => with_message(
+            TestCaseStatus::skipped(),
+            "not ticked: the worker declared the task done (ipc/.done) without ticking this item",
+        ),
         "failed" => with_message(
             TestCaseStatus::non_success(NonSuccessKind::Failure),
             note.unwrap_or("the item failed"),

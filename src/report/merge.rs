@@ -339,6 +339,8 @@ mod tests {
             output_path: format!(".dispatch/tasks/{id}/output.md"),
             output_head: None,
             log_tail: String::new(),
+            dropped: Vec::new(),
+            unticked: Vec::new(),
         }
     }
 

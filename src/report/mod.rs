@@ -7,6 +7,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 mod redact;
+pub mod repair;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -87,6 +88,10 @@ pub struct Totals {
     /// Spend per model, against the model's budget where it has one.
     #[serde(default)]
     pub models: Vec<ModelSpend>,
+    /// Tasks `complete` with a warning: declared done with items nobody
+    /// ticked.
+    #[serde(default)]
+    pub unticked_tasks: usize,
 }
 
 /// What the tasks on one model used together.
@@ -165,6 +170,15 @@ pub struct TaskReport {
     pub output_head: Option<String>,
     /// The end of its worker's log (at most 4 KiB), control characters removed.
     pub log_tail: String,
+    /// Items of the plan dispatch wrote that the worker deleted; the task
+    /// is not complete, and JUnit keeps each as a failed case.
+    #[serde(default)]
+    pub dropped: Vec<String>,
+    /// Items nobody ticked although the worker declared the task done
+    /// (`ipc/.done`): the task is `complete` with this warning, and JUnit
+    /// shows each as skipped, never passed.
+    #[serde(default)]
+    pub unticked: Vec<String>,
 }
 
 /// One plan item.
@@ -322,6 +336,8 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
         output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
         output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
         log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
+        dropped: record.dropped.clone(),
+        unticked: record.unticked.clone(),
     }
 }
 
@@ -437,6 +453,9 @@ pub fn totals(
             .statuses
             .entry(task.status.label().to_owned())
             .or_default() += 1;
+        if !task.unticked.is_empty() {
+            totals.unticked_tasks += 1;
+        }
         for finding in &task.findings {
             *totals
                 .findings

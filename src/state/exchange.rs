@@ -13,34 +13,53 @@
 //! never truncated before that is checked. Anything unexpected, or a file
 //! system that cannot exchange, falls back to the temporary-file rename.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use super::beneath::Dir;
 
 /// The sibling `path` is rewritten through.
 pub fn sibling(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?;
-    let mut sibling = std::ffi::OsString::from(".");
-    sibling.push(name);
-    sibling.push(".swap");
-    Some(path.with_file_name(sibling))
+    Some(path.with_file_name(sibling_name(name.to_str()?)))
 }
 
-/// Replace `path`'s content with `bytes` by exchanging it with its sibling.
-/// `Ok(false)` when this cannot be done here (a file system without
-/// exchange, an odd sibling): the caller then writes a temporary file and
-/// renames it.
-///
-/// `path` itself is not looked at first: whatever is there (a symlink a
-/// worker planted, say) is only ever renamed, never written through, and
-/// becomes the sibling, which the next rewrite refuses and removes. When
-/// nothing is there yet, the sibling is renamed to `path` instead.
+fn sibling_name(name: &str) -> String {
+    format!(".{name}.swap")
+}
+
+/// Replace `path`'s content with `bytes` by exchanging it with its sibling
+/// (see [`replace_in`]); the folder is opened as [`Dir::open`] does, so a
+/// link planted in the state folder above the file is never followed.
 pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
-    let Some(sibling) = sibling(path) else {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(OsStr::to_str))
+    else {
         return Ok(false);
     };
-    let Some((mut file, old_len)) = open_sibling(&sibling)? else {
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    replace_in(&Dir::open(parent)?, name, bytes)
+}
+
+/// Replace file `name` of folder `dir` with `bytes` by exchanging it with
+/// its sibling. `Ok(false)` when this cannot be done here (a file system
+/// without exchange, an odd sibling): the caller then writes a temporary
+/// file and renames it.
+///
+/// The file itself is not looked at first: whatever is there (a symlink a
+/// worker planted, say) is only ever renamed, never written through, and
+/// becomes the sibling, which the next rewrite refuses and removes. When
+/// nothing is there yet, the sibling is renamed to `name` instead.
+pub fn replace_in(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<bool> {
+    let sibling = sibling_name(name);
+    let Some((mut file, old_len)) = open_sibling(dir, &sibling)? else {
         return Ok(false);
     };
     // Written over, then cut to length: truncating to zero first would make
@@ -52,10 +71,10 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
         file.set_len(bytes.len() as u64)?;
     }
     drop(file);
-    match exchange(&sibling, path) {
+    match exchange(dir, &sibling, name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // Nothing at `path`: the sibling, whole, becomes the file.
-            Ok(std::fs::rename(&sibling, path).is_ok())
+            // Nothing at `name`: the sibling, whole, becomes the file.
+            Ok(dir.rename(&sibling, name).is_ok())
         }
         swapped => swapped,
     }
@@ -64,22 +83,16 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// The sibling, opened for writing, and its length, when it is safe to
 /// write in place: a regular file with one link (made now if missing).
 /// `None` otherwise, after removing whatever odd thing was there.
-fn open_sibling(sibling: &Path) -> io::Result<Option<(File, u64)>> {
+fn open_sibling(dir: &Dir, sibling: &str) -> io::Result<Option<(File, u64)>> {
     // One open either way: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a
     // FIFO from blocking, and what is opened is checked below before a byte
     // is written.
-    let opened = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(crate::state::fsutil::NEW_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(sibling);
-    let file = match opened {
+    let file = match dir.open_file(OsStr::new(sibling), libc::O_CREAT | libc::O_NONBLOCK) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(_) => {
             // A symlink, a FIFO without a reader, something unwritable.
-            let _ = std::fs::remove_file(sibling);
+            let _ = dir.remove(sibling);
             return Ok(None);
         }
     };
@@ -88,24 +101,36 @@ fn open_sibling(sibling: &Path) -> io::Result<Option<(File, u64)>> {
         Ok(Some((file, meta.len())))
     } else {
         drop(file);
-        let _ = std::fs::remove_file(sibling);
+        let _ = dir.remove(sibling);
         Ok(None)
     }
 }
 
-/// Swap the names `a` and `b` atomically; `Ok(false)` where the file
-/// system or kernel cannot.
-fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
-        Ok(()) => Ok(true),
-        Err(errno) => {
-            let error = io::Error::from(errno);
-            match error.raw_os_error() {
-                Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EPERM) => Ok(false),
-                _ => Err(error),
-            }
-        }
+/// Swap the names `a` and `b` of folder `dir` atomically; `Ok(false)`
+/// where the file system or kernel cannot.
+fn exchange(dir: &Dir, a: &str, b: &str) -> io::Result<bool> {
+    let a = std::ffi::CString::new(a)?;
+    let b = std::ffi::CString::new(b)?;
+    let fd = dir.as_raw_fd();
+    // SAFETY: `fd` is an open folder and both are valid NUL-terminated
+    // names for the call's duration; renameat2 only reads them.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            fd,
+            a.as_ptr(),
+            fd,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EPERM) => Ok(false),
+        _ => Err(error),
     }
 }
 

@@ -12,6 +12,7 @@
 //! files are replaced atomically, never written through a symlink, and an
 //! earlier run's files are archived, never overwritten.
 
+pub mod beneath;
 #[cfg(target_os = "linux")]
 pub mod exchange;
 pub mod fsutil;
@@ -169,15 +170,32 @@ pub fn ensure_dir(path: &Path) -> Result<(), StateError> {
 /// replaced, never followed. On Linux a file written before is rewritten
 /// through its `.NAME.swap` sibling and an exchange (see [`exchange`]), so
 /// no inode is made or freed.
+///
+/// The folder is opened as [`beneath::Dir::open`] does and the file written
+/// relative to it: a symlink a worker planted anywhere from `.dispatch`
+/// down (its task folder, `ipc/`, `cli/`) is refused, never written
+/// through.
 pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    if let Some(parent) = path.parent() {
-        ensure_dir(parent)?;
-    }
+    let (parent, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => (parent, name),
+        _ => return write_atomic(path, bytes).map_err(|e| StateError::io(path, e)),
+    };
+    ensure_dir(parent)?;
+    let dir = beneath::Dir::open(parent).map_err(|e| {
+        if beneath::is_planted(&e) {
+            StateError::Symlink {
+                path: parent.to_path_buf(),
+            }
+        } else {
+            StateError::io(parent, e)
+        }
+    })?;
     #[cfg(target_os = "linux")]
-    if exchange::replace(path, bytes).map_err(|e| StateError::io(path, e))? {
+    if exchange::replace_in(&dir, name, bytes).map_err(|e| StateError::io(path, e))? {
         return Ok(());
     }
-    write_atomic(path, bytes).map_err(|e| StateError::io(path, e))
+    dir.write_atomic(name, bytes)
+        .map_err(|e| StateError::io(path, e))
 }
 
 /// Write a value as pretty JSON, atomically.
@@ -199,6 +217,10 @@ fn pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
 /// first worker starts.
 pub struct NewFolder {
     path: PathBuf,
+    /// The folder, opened without following links (its files are written
+    /// relative to it, so a link planted in its place later is not
+    /// followed either).
+    dir: beneath::Dir,
 }
 
 impl NewFolder {
@@ -211,8 +233,22 @@ impl NewFolder {
             Err(e) if e.kind() == io::ErrorKind::NotFound => ensure_dir(path)?,
             Err(e) => return Err(StateError::io(path, e)),
         }
+        Self::opened(path)
+    }
+
+    fn opened(path: &Path) -> Result<Self, StateError> {
+        let dir = beneath::Dir::open(path).map_err(|e| {
+            if beneath::is_planted(&e) {
+                StateError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                StateError::io(path, e)
+            }
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
+            dir,
         })
     }
 
@@ -228,9 +264,7 @@ impl NewFolder {
         F: FnOnce() -> Result<Option<PathBuf>, StateError>,
     {
         match std::fs::create_dir(path) {
-            Ok(()) => Ok(Self {
-                path: path.to_path_buf(),
-            }),
+            Ok(()) => Self::opened(path),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 archive()?;
                 Self::make(path)
@@ -246,8 +280,9 @@ impl NewFolder {
 
     /// Write a file that is not there yet: a temporary file, renamed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let path = self.path.join(name);
-        write_atomic(&path, bytes).map_err(|e| StateError::io(&path, e))
+        self.dir
+            .write_atomic(name, bytes)
+            .map_err(|e| StateError::io(&self.path.join(name), e))
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {

@@ -44,6 +44,9 @@ pub enum CarryError {
     UnknownTask { task: String, hint: String },
     #[error("run {0} is still going; wait for it to end, or stop it first")]
     StillRunning(String),
+    /// `dispatch resume` will not run what the user did not start.
+    #[error("{0}")]
+    Resume(String),
     #[error("cannot stop what the earlier run left running: {0}")]
     Leftovers(String),
 }

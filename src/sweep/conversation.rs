@@ -136,6 +136,20 @@ impl Sweep {
             Err(questions::AnswerError::AlreadyAnswered(existing)) => {
                 self.record_answer(index, seq, &existing, "dispatch answer")
             }
+            Err(e @ questions::AnswerError::Planted) => {
+                // A worker that redirects its answers elsewhere (another
+                // task's folder, say) gets none, and its task ends.
+                let why = format!("question #{seq} could not be answered: {e}");
+                let task = self.slots[index].task.id.clone();
+                self.emit(Event::Warning {
+                    task: Some(task),
+                    message: why.clone(),
+                });
+                if self.slots[index].ended_by.is_none() {
+                    self.slots[index].ended_by = Some((TaskStatus::Failed, why));
+                    self.stop(index);
+                }
+            }
             Err(e) => {
                 let task = self.slots[index].task.id.clone();
                 self.emit(Event::Warning {

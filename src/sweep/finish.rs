@@ -73,6 +73,7 @@ impl Sweep {
                 let (status, reason) = verdict::decide(&verdict::Evidence {
                     finished,
                     plan: plan.as_ref(),
+                    written: Some(&crate::domain::checklist::parse(&task.plan)),
                     done_marker: look.done_marker,
                     outcome: end.tracker.outcome.as_ref(),
                     events: task.events,
@@ -131,6 +132,7 @@ impl Sweep {
             record.duration_ms = Some(record.attempts.iter().filter_map(|a| a.duration_ms).sum());
             self.set_phase(index, Phase::Ended);
         }
+        self.note_gaps(index, status, plan.as_ref());
         let counts = self.slots[index].record.items;
         self.save(index);
         self.emit(Event::TaskEnded {

@@ -10,6 +10,7 @@ pub mod clean;
 mod conclude;
 mod conversation;
 mod finish;
+mod gaps;
 mod interrupt;
 mod isolation;
 mod launch;
@@ -138,7 +139,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     };
     let (loaded, run_id, vars) = match &resumed {
         Some(earlier) => (
-            start::manifest_of(&earlier.run)?,
+            start::manifest_of(&state, &earlier.run)?,
             earlier.run.run_id.clone(),
             start::resume_vars(&earlier.run, &options.vars)?,
         ),
@@ -193,7 +194,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     if let Some(earlier) = &resumed {
         if !fates.iter().any(carry::Fate::runs) {
-            return Ok(start::nothing_to_resume(earlier));
+            return Ok(start::nothing_to_resume(&state, earlier));
         }
     }
     let programs = preflight(&loaded, &sweep_plan, &fates)?;

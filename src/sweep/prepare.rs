@@ -109,6 +109,7 @@ impl Sweep {
             run_id: run_id.clone(),
             name: plan.name.clone(),
             manifest: plan.manifest.clone(),
+            manifest_path: super::start::manifest_path(loaded),
             root: state.root.display().to_string(),
             pid: std::process::id(),
             pid_start_time: crate::supervise::procfs::start_time(std::process::id()),
@@ -339,6 +340,8 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         findings: Vec::new(),
         questions: Vec::new(),
         attempts: Vec::new(),
+        dropped: Vec::new(),
+        unticked: Vec::new(),
         strays: Vec::new(),
     }
 }

@@ -126,18 +126,73 @@ pub(super) fn stop_earlier(
     Ok(true)
 }
 
-/// The manifest a run started from, as it was then (its copy in the run
-/// folder), resolving templates against the original manifest's folder.
-pub(super) fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
-    let copy = PathBuf::from(&run.root)
-        .join(state::DIR_NAME)
-        .join("runs")
-        .join(&run.run_id)
-        .join("manifest.yaml");
-    let mut loaded = manifest::load_with_user_config(&copy)?;
-    loaded.dir = PathBuf::from(&run.manifest_dir);
+/// The manifest a run started from: the user's own file, at the path the
+/// run recorded, and only while it still reads exactly as the copy taken
+/// when the run started. Workers can write anything under `.dispatch/`
+/// (the codex backend is even given write access there), so the copy in
+/// the run folder is a record, never what runs: a worker that rewrote it
+/// (or the user's file, or the recorded path to a file of its own inside
+/// `.dispatch/`) makes resume refuse, saying why, instead of running its
+/// commands. Templates are read next to the user's file, as in any run.
+pub(super) fn manifest_of(state: &StateDir, run: &RunRecord) -> Result<LoadedManifest, RunError> {
+    let refuse = |why: String| RunError::from(carry::CarryError::Resume(why));
+    let recorded = user_manifest(run);
+    let path = std::fs::canonicalize(&recorded).map_err(|e| {
+        refuse(format!(
+            "cannot resume run {}: the manifest it started from, {}, cannot be read ({e}); resume runs only that file, unchanged\n  help: restore it, or start a new run with `dispatch run MANIFEST`",
+            run.run_id,
+            recorded.display()
+        ))
+    })?;
+    let state_dir = std::fs::canonicalize(&state.dir).unwrap_or_else(|_| state.dir.clone());
+    if path.starts_with(&state_dir) {
+        return Err(refuse(format!(
+            "cannot resume run {}: its record names {} as its manifest, a file inside {}, which workers can write; resume runs only your own manifest\n  help: start a new run with `dispatch run MANIFEST`",
+            run.run_id,
+            path.display(),
+            crate::state::DIR_NAME
+        )));
+    }
+    let mut loaded = manifest::load_with_user_config(&path)?;
+    let copy = state.run_dir(&run.run_id).join("manifest.yaml");
+    let started_with = state::read_bounded(&copy, loaded.source.text.len() as u64 + 1).ok();
+    if started_with.as_deref() != Some(loaded.source.text.as_str()) {
+        return Err(refuse(format!(
+            "cannot resume run {}: {} is not the manifest the run started with (it, or the run's copy in {}, changed since); resume runs only what you started\n  help: to run the manifest as it is now, start a new run: `dispatch run {} --retry-failed {}`",
+            run.run_id,
+            path.display(),
+            copy.display(),
+            path.display(),
+            run.run_id
+        )));
+    }
     loaded.path = PathBuf::from(&run.manifest);
     Ok(loaded)
+}
+
+/// Where the user's manifest of `run` is: the absolute path it recorded,
+/// or for a run recorded before that, its file name in its folder.
+fn user_manifest(run: &RunRecord) -> PathBuf {
+    match &run.manifest_path {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let name = Path::new(&run.manifest)
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            PathBuf::from(&run.manifest_dir).join(name)
+        }
+    }
+}
+
+/// The absolute path of the manifest a run starts from, for `resume`:
+/// its file name in its folder (a resumed run's `path` is the one shown,
+/// as first given, relative to wherever the run was started).
+pub(super) fn manifest_path(loaded: &LoadedManifest) -> Option<String> {
+    let name = loaded.path.file_name()?;
+    std::fs::canonicalize(loaded.dir.join(name))
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 /// The `--var`s a resumed run renders with: those it was started with, and
@@ -199,7 +254,11 @@ pub(super) fn recorded_vars(
 
 /// Resuming a run with nothing left to do is harmless: it says so and
 /// exits as the run did.
-pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
+///
+/// A run that ended before all its reports were written (a kill between
+/// `run.json` and `junit.xml`) gets the missing ones now.
+pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) -> RunResult {
+    crate::report::repair::restore_and_say(state, earlier);
     let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
     let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
         RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()

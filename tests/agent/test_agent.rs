@@ -64,6 +64,7 @@ Plan (DISPATCH_PLAN):
 Protocol:
   output:TEXT             write TEXT and a newline to DISPATCH_OUTPUT (replacing it)
   done                    create DISPATCH_IPC_DIR/.done
+  link-ipc:TARGET         replace DISPATCH_IPC_DIR with a symbolic link to TARGET (a hostile worker)
   ask-timeout:DURATION    limit how long later `ask` steps wait (default: forever)
   ask:QUESTION            ask through DISPATCH_IPC_DIR, print `answer: TEXT`, append Q/A
                           to DISPATCH_OUTPUT; exit 98 on timeout
@@ -143,6 +144,7 @@ enum Step {
     BlockItem(String),
     RewritePlan(String),
     EmptyPlan,
+    LinkIpc(PathBuf),
     Output(String),
     Done,
     AskTimeout(Duration),
@@ -214,6 +216,7 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "block-item" => Step::BlockItem(text()?),
         "rewrite-plan" => Step::RewritePlan(unescape(&text()?)),
         "empty-plan" => Step::EmptyPlan,
+        "link-ipc" => Step::LinkIpc(PathBuf::from(text()?)),
         "output" => Step::Output(text()?),
         "done" => Step::Done,
         "ask-timeout" => Step::AskTimeout(parse_duration(&text()?)?),
@@ -343,6 +346,15 @@ impl Agent {
                 write_atomically(&env_path("DISPATCH_PLAN")?, text.as_bytes())
             }
             Step::EmptyPlan => write_atomically(&env_path("DISPATCH_PLAN")?, b""),
+            Step::LinkIpc(target) => {
+                let ipc = env_path("DISPATCH_IPC_DIR")?;
+                if ipc.exists() {
+                    fs::remove_dir_all(&ipc)
+                        .map_err(|e| Failure::io(format!("cannot remove {}", ipc.display()), e))?;
+                }
+                std::os::unix::fs::symlink(target, &ipc)
+                    .map_err(|e| Failure::io(format!("cannot link {}", ipc.display()), e))
+            }
             Step::Output(text) => write_output(text),
             Step::Done => create_done_marker(),
             Step::AskTimeout(limit) => {

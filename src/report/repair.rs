@@ -1,0 +1,74 @@
+//! Reports a crash left unwritten. A run records its end in `run.json`
+//! and then writes its three reports; a kill between the two (or during
+//! them: each file appears whole or not at all) leaves a finished run with
+//! a report missing, which nothing would ever write again, since `resume`
+//! has nothing left to run. So `dispatch resume` and `dispatch report`
+//! look for the missing ones and write them from the run's state.
+
+use std::path::PathBuf;
+
+use super::write::render;
+use crate::record::snapshot::Snapshot;
+use crate::state::fsutil::write_atomic;
+use crate::state::StateDir;
+
+/// The reports every run's folder holds.
+pub const RUN_REPORTS: [&str; 3] = ["report.md", "report.json", "junit.xml"];
+
+/// The run folder's reports, each with which report it is (an index into
+/// [`RUN_REPORTS`]). Only these are restored: they are the run's record.
+/// The copies elsewhere (`reports:` in the manifest, `--junit`,
+/// `--report-dir`) are shared by every run of the manifest, and an old
+/// run's report must not land there.
+fn places(state: &StateDir, snapshot: &Snapshot) -> Vec<(PathBuf, usize)> {
+    let run_dir = state.run_dir(&snapshot.run.run_id);
+    RUN_REPORTS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (run_dir.join(name), i))
+        .collect()
+}
+
+/// Write the reports of a run that is no longer running and that are
+/// missing; returns the paths written, and the problems as messages. A
+/// running run writes its own reports when it ends, so it is left alone.
+pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<String>) {
+    if snapshot.live {
+        return (Vec::new(), Vec::new());
+    }
+    let missing: Vec<(PathBuf, usize)> = places(state, snapshot)
+        .into_iter()
+        .filter(|(path, _)| std::fs::symlink_metadata(path).is_err())
+        .collect();
+    if missing.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let redactor = crate::record::snapshot::redactor(&snapshot.run);
+    let rendered = render(state, snapshot, &redactor);
+    let texts = [&rendered.markdown, &rendered.json, &rendered.junit];
+    let mut written = Vec::new();
+    let mut problems = Vec::new();
+    for (path, which) in missing {
+        match write_atomic(&path, texts[which].as_bytes()) {
+            Ok(()) => written.push(path),
+            Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    (written, problems)
+}
+
+/// Restore a run's missing reports, saying on stderr what was written
+/// and what could not be.
+pub fn restore_and_say(state: &StateDir, snapshot: &Snapshot) {
+    let (written, problems) = restore(state, snapshot);
+    for path in written {
+        eprintln!(
+            "wrote {}, which run {} ended without (its process stopped before it was written)",
+            path.display(),
+            snapshot.run.run_id
+        );
+    }
+    for problem in problems {
+        eprintln!("warning: {problem}");
+    }
+}

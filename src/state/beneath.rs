@@ -1,0 +1,295 @@
+//! Folders inside the state folder, opened without following links.
+//!
+//! A worker can replace its task folder, its `ipc/`, or any folder under
+//! `.dispatch/` with a symbolic link to somewhere else; a write by path
+//! would then land there (answers once did). So dispatch opens such a
+//! folder one component at a time from the project root, each with
+//! `O_NOFOLLOW | O_DIRECTORY`, and writes relative to the folder's
+//! descriptor: a link anywhere from `.dispatch` down is refused (`ELOOP` or
+//! `ENOTDIR`), and a link planted after the folder was opened changes
+//! nothing, since the descriptor keeps naming the real folder.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::DIR_NAME;
+
+/// An open folder; every name given to its methods is one path component.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+/// Whether an error means a link (or something else that is not a folder)
+/// was found where a folder of the state folder should be.
+pub fn is_planted(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') || bytes == b"." || bytes == b".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a single file name",
+        ));
+    }
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+fn check(result: libc::c_int) -> io::Result<libc::c_int> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result)
+    }
+}
+
+impl Dir {
+    /// Open the folder at `path`. The part of the path above its last
+    /// `.dispatch` component is the user's (a link there, such as a home
+    /// folder on another disk, is followed); from `.dispatch` down, no link
+    /// is. A path without `.dispatch` has only its last component opened
+    /// without following a link.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let components: Vec<Component<'_>> = path.components().collect();
+        let from = components
+            .iter()
+            .rposition(|c| c.as_os_str() == OsStr::new(DIR_NAME))
+            .unwrap_or(components.len().saturating_sub(1));
+        let base: std::path::PathBuf = components[..from].iter().collect();
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".").to_path_buf()
+        } else {
+            base
+        };
+        let mut dir = Dir::open_followed(&base)?;
+        for component in &components[from..] {
+            match component {
+                Component::Normal(name) => dir = dir.folder(name)?,
+                Component::CurDir => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "`..` or a root inside the state folder",
+                    ))
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    fn open_followed(path: &Path) -> io::Result<Dir> {
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+        // SAFETY: `c_path` is a valid NUL-terminated string for the call.
+        let fd = check(unsafe {
+            libc::open(
+                c_path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsRawFd for Dir {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Dir {
+    /// The folder `name` inside this one, never through a link.
+    pub fn folder(&self, name: &OsStr) -> io::Result<Dir> {
+        let name = c_name(name)?;
+        // SAFETY: `self.fd` is an open folder and `name` a valid C string.
+        let fd = check(unsafe {
+            libc::openat(
+                self.raw(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// The type of `name` (not following a link), `None` when nothing is
+    /// there.
+    pub fn kind(&self, name: &str) -> io::Result<Option<libc::mode_t>> {
+        let c = c_name(OsStr::new(name))?;
+        // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid folder descriptor, C string and out-pointer.
+        let result =
+            unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW) };
+        match check(result) {
+            Ok(_) => Ok(Some(stat.st_mode & libc::S_IFMT)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `name` is a regular file (a link to one is not).
+    pub fn is_file(&self, name: &str) -> io::Result<bool> {
+        Ok(self.kind(name)? == Some(libc::S_IFREG))
+    }
+
+    /// Open `name` for writing with `flags` added, never through a link.
+    pub(super) fn open_file(&self, name: &OsStr, flags: libc::c_int) -> io::Result<File> {
+        let c = c_name(name)?;
+        // SAFETY: valid folder descriptor and C string; the mode is an
+        // integer argument of the variadic call.
+        let fd = check(unsafe {
+            libc::openat(
+                self.raw(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | flags,
+                crate::state::fsutil::NEW_FILE_MODE as libc::c_uint,
+            )
+        })?;
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// A new file in this folder holding `bytes`, under a name no reader
+    /// takes for anything (a dot, the final name, a number, `.tmp`).
+    fn temp_with(&self, name: &str, bytes: &[u8]) -> io::Result<String> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut last = io::Error::other("no temporary name was free");
+        for _ in 0..100 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let temp = format!(".{name}.{}-{n}.tmp", std::process::id());
+            match self.open_file(OsStr::new(&temp), libc::O_CREAT | libc::O_EXCL) {
+                Ok(mut file) => {
+                    if let Err(e) = file.write_all(bytes) {
+                        let _ = self.remove(&temp);
+                        return Err(e);
+                    }
+                    return Ok(temp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Remove the file `name` (not a folder).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        let c = c_name(OsStr::new(name))?;
+        // SAFETY: valid folder descriptor and C string.
+        check(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
+    }
+
+    /// Rename `from` to `to`, both in this folder, replacing `to` (a link
+    /// there is replaced, not followed).
+    pub(super) fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(OsStr::new(from))?, c_name(OsStr::new(to))?);
+        // SAFETY: valid folder descriptor and C strings.
+        check(unsafe { libc::renameat(self.raw(), from.as_ptr(), self.raw(), to.as_ptr()) })
+            .map(drop)
+    }
+
+    /// Replace `name` with `bytes` whole: a temporary file, renamed.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let temp = self.temp_with(name, bytes)?;
+        self.rename(&temp, name).inspect_err(|_| {
+            let _ = self.remove(&temp);
+        })
+    }
+
+    /// Create `name` holding `bytes`, whole, only if nothing has that name:
+    /// a temporary file, then a hard link, which fails with `AlreadyExists`
+    /// rather than replace what is there (of two racing writers, one wins).
+    pub fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let temp = self.temp_with(name, bytes)?;
+        let (from, to) = (c_name(OsStr::new(&temp))?, c_name(OsStr::new(name))?);
+        // SAFETY: valid folder descriptor and C strings; no flags, so a
+        // link at `from` would be linked itself, not followed (and `from`
+        // is the file just made).
+        let linked =
+            check(unsafe { libc::linkat(self.raw(), from.as_ptr(), self.raw(), to.as_ptr(), 0) });
+        let removed = self.remove(&temp);
+        linked?;
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_anywhere_below_the_state_folder_is_refused() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("ipc")).expect("mkdir");
+        let tasks = temp.path().join(".dispatch/tasks");
+        std::fs::create_dir_all(tasks.join("real/ipc")).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, tasks.join("linked")).expect("symlink");
+        std::os::unix::fs::symlink(elsewhere.join("ipc"), tasks.join("real/ipc2"))
+            .expect("symlink");
+
+        let ok = Dir::open(&tasks.join("real/ipc")).expect("a real folder");
+        ok.write_new("001.answer", b"yes\n").expect("write");
+        assert!(ok.is_file("001.answer").expect("stat"));
+        assert_eq!(
+            ok.write_new("001.answer", b"again").map_err(|e| e.kind()),
+            Err(io::ErrorKind::AlreadyExists)
+        );
+        ok.write_atomic("task.json", b"{}").expect("write");
+        ok.write_atomic("task.json", b"{1}").expect("rewrite");
+        assert_eq!(
+            std::fs::read_to_string(tasks.join("real/ipc/task.json")).expect("read"),
+            "{1}"
+        );
+        for planted in [tasks.join("linked/ipc"), tasks.join("real/ipc2")] {
+            let error = Dir::open(&planted).expect_err("a link is not followed");
+            assert!(is_planted(&error), "{error}");
+        }
+        assert_eq!(
+            std::fs::read_dir(elsewhere.join("ipc"))
+                .expect("list")
+                .count(),
+            0
+        );
+        let names: Vec<_> = std::fs::read_dir(tasks.join("real/ipc"))
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_after_it_was_opened_is_still_the_real_one() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let ipc = temp.path().join(".dispatch/tasks/t/ipc");
+        std::fs::create_dir_all(&ipc).expect("mkdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        let dir = Dir::open(&ipc).expect("open");
+        let moved = temp.path().join(".dispatch/tasks/t/ipc.moved");
+        std::fs::rename(&ipc, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &ipc).expect("plant");
+        dir.write_new("001.answer", b"yes\n").expect("write");
+        assert!(moved.join("001.answer").is_file());
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+    }
+}
