@@ -1,10 +1,26 @@
-//! What happens in a run, as events: appended to the run's `events.jsonl`
-//! (the record a later `status`, `report` or `resume` reads) and shown on
-//! the terminal, or streamed as JSON lines with `--json`.
+//! What happens in a run, as one typed [`Event`] stream, and every output
+//! of a run as a [`reporter::Reporter`] of it: the event log
+//! (`events.jsonl`), the live view, CI lines, `--quiet`, `--json`, and
+//! GitHub annotations with the job summary. The engine calls
+//! [`reporter::Reporters::emit`] and nothing else; warnings are events
+//! too. Text leaves through [`sanitize::sanitize_for`], escaped for where
+//! it goes, in this module and nowhere else.
+//!
+//! Escalation `run:` hooks are not reporters: they are an action a rule
+//! takes (fed the finding or task end that fired it, which carries more
+//! than the event), and the engine waits for them before it concludes.
 
+pub mod attention;
+pub mod github;
+pub mod json;
+pub mod live;
+pub mod log;
+pub mod plain;
+pub mod quiet;
+pub mod reporter;
+pub mod sanitize;
 pub mod screen;
-
-use std::fs::File;
+pub mod summary;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -150,25 +166,4 @@ pub struct Stamped<'a> {
     pub ts: String,
     #[serde(flatten)]
     pub event: &'a Event,
-}
-
-/// The run's append-only event log.
-pub struct EventLog {
-    file: Option<File>,
-}
-
-impl EventLog {
-    pub fn new(file: Option<File>) -> Self {
-        Self { file }
-    }
-
-    /// Append an event; a log that cannot be written is dropped rather than
-    /// stopping the run (the terminal still shows the events).
-    pub fn append(&mut self, stamped: &Stamped<'_>) {
-        if let Some(file) = &mut self.file {
-            if crate::state::append_json_line(file, stamped).is_err() {
-                self.file = None;
-            }
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! Where reports go: always into the run's folder, and also wherever the
 //! manifest's `reports:` and the command line (`--junit`, `--report-dir`)
-//! say; on GitHub Actions, into the job summary and as annotations.
+//! say. (On GitHub Actions the job summary and annotations are a reporter's
+//! job: `events::github`.)
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +39,9 @@ pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
         .unwrap_or(Severity::High);
     // The three are independent and each takes milliseconds per hundred
     // tasks: render them side by side.
+    let severity = crate::events::attention::recorded_severity(&snapshot.run);
     let (markdown, json, junit) = std::thread::scope(|scope| {
-        let markdown = scope.spawn(|| markdown::render(&report, &templates));
+        let markdown = scope.spawn(|| markdown::render(&report, &templates, severity));
         let junit = scope.spawn(|| junit::render(&report, fail_severity));
         let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
         json.push('\n');
@@ -58,11 +60,16 @@ pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
     }
 }
 
-/// Write the reports of a finished run; the problems, if any, as messages
-/// (a report that cannot be written never changes the run's outcome).
-/// The runner passes the run as it holds it in memory, rather than have
-/// every task's files read back.
-pub fn after_run(state: &StateDir, snapshot: &Snapshot, targets: &Targets) -> Vec<String> {
+/// Write the reports of a finished run. Returns the Markdown report (the
+/// GitHub reporter puts it in the job summary) and the problems, if any, as
+/// messages (a report that cannot be written never changes the run's
+/// outcome). The runner passes the run as it holds it in memory, rather
+/// than have every task's files read back.
+pub fn after_run(
+    state: &StateDir,
+    snapshot: &Snapshot,
+    targets: &Targets,
+) -> (String, Vec<String>) {
     let run_id = snapshot.run.run_id.as_str();
     let rendered = render(state, snapshot);
     let mut problems = Vec::new();
@@ -96,95 +103,5 @@ pub fn after_run(state: &StateDir, snapshot: &Snapshot, targets: &Targets) -> Ve
     if let Some(path) = &targets.junit {
         put(path, &rendered.junit);
     }
-    problems.extend(github(&rendered));
-    problems
-}
-
-/// On GitHub Actions: the Markdown report into the job summary, and an
-/// annotation for each finding with a location, so it shows on the diff.
-fn github(rendered: &Rendered) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
-        use std::io::Write;
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&summary)
-            .and_then(|mut f| f.write_all(rendered.markdown.as_bytes()));
-        if let Err(e) = appended {
-            problems.push(format!("cannot append to GITHUB_STEP_SUMMARY: {e}"));
-        }
-    }
-    if std::env::var_os("GITHUB_ACTIONS").is_some() {
-        for line in annotations(&rendered.report) {
-            println!("{line}");
-        }
-    }
-    problems
-}
-
-/// `::error file=F,line=L,title=T::message` for each finding with a
-/// location (`::warning` below high).
-pub fn annotations(report: &Report) -> Vec<String> {
-    let mut out = Vec::new();
-    for task in &report.tasks {
-        for finding in &task.findings {
-            let Some(location) = &finding.location else {
-                continue;
-            };
-            let (file, line) = match location.rsplit_once(':') {
-                Some((file, line))
-                    if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() =>
-                {
-                    (file, Some(line))
-                }
-                _ => (location.as_str(), None),
-            };
-            let level = if finding.severity >= Severity::High {
-                "error"
-            } else {
-                "warning"
-            };
-            let mut properties = format!("file={}", property(file));
-            if let Some(line) = line {
-                properties.push_str(&format!(",line={line}"));
-            }
-            properties.push_str(&format!(
-                ",title={}",
-                property(&format!(
-                    "{} {}",
-                    task.id,
-                    super::severity_name(finding.severity)
-                ))
-            ));
-            out.push(format!(
-                "::{level} {properties}::{}",
-                message(&finding.title)
-            ));
-        }
-    }
-    out
-}
-
-/// Workflow-command escaping of a property value.
-fn property(text: &str) -> String {
-    message(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// Workflow-command escaping of a message.
-fn message(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workflow_commands_escape_what_github_reads() {
-        assert_eq!(property("a:b,c%"), "a%3Ab%2Cc%25");
-        assert_eq!(message("x\ny"), "x%0Ay");
-    }
+    (rendered.markdown, problems)
 }

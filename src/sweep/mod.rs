@@ -28,8 +28,8 @@ use crate::domain::checklist::Checklist;
 use crate::domain::exit;
 use crate::domain::status::TaskStatus;
 use crate::escalation::Fired;
-use crate::events::screen::{Mode, Screen};
-use crate::events::{Event, EventLog, Stamped};
+use crate::events::reporter::{Output, Reporters};
+use crate::events::Event;
 use crate::ipc::findings::FindingsReader;
 use crate::isolation::worktree::{Checkout, Created};
 use crate::manifest::types::EventFormat;
@@ -71,7 +71,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// The first retry's back-off; each further retry doubles it.
     pub retry_delay: Duration,
-    pub mode: Mode,
+    /// How the run is shown (terminal, CI, `--json`, GitHub Actions).
+    pub output: Output,
     /// Ask the person at this terminal to answer questions no rule answers.
     pub interactive: bool,
     /// How long an escalation rule's `run:` hook may take.
@@ -111,6 +112,8 @@ pub struct RunResult {
     pub run_id: String,
     pub exit_code: u8,
     pub records: Vec<TaskRecord>,
+    /// Said instead of a run (nothing to resume).
+    pub message: Option<String>,
 }
 
 /// Run a sweep to its end.
@@ -366,8 +369,9 @@ struct Sweep {
     hook_timeout: Duration,
     index_of: HashMap<String, usize>,
     run_record: RunRecord,
-    log: EventLog,
-    screen: Screen,
+    /// Every output: the engine's one way out.
+    reporters: Reporters,
+    verbose: bool,
     redactor: Arc<Redactor>,
     grace: Duration,
     retry_delay: Duration,
@@ -493,12 +497,15 @@ impl Sweep {
             shard: None,
             budget: plan.budget.clone(),
             model_budgets: plan.model_budgets.clone(),
+            attention_severity: Some(crate::events::attention::escalation_severity(
+                &plan.escalation,
+            )),
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
-        let log = EventLog::new(state::open_append(&run_dir.join("events.jsonl")).ok());
-        let mut screen = Screen::new(options.mode);
+        let log = state::open_append(&run_dir.join("events.jsonl")).ok();
+        let mut labels = crate::events::screen::Labels::default();
         for task in &plan.tasks {
-            screen.label(
+            labels.label(
                 &task.id,
                 task.model.as_ref().map(|m| m.name.as_str()),
                 task.worktree.is_some(),
@@ -558,8 +565,8 @@ impl Sweep {
                 dir: options.report_dir.clone(),
             },
             run_record,
-            log,
-            screen,
+            reporters: Reporters::new(&options.output, log, labels),
+            verbose: options.output.verbose,
             redactor,
             grace: options.grace,
             retry_delay: options.retry_delay,
@@ -582,11 +589,19 @@ impl Sweep {
         })
     }
 
-    fn save_run_record(&self) {
+    fn save_run_record(&mut self) {
         let path = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&path, &self.run_record) {
-            eprintln!("warning: cannot update {}: {e}", path.display());
+            self.warn_run(format!("cannot update {}: {e}", path.display()));
         }
+    }
+
+    /// A warning for the run as a whole.
+    fn warn_run(&mut self, message: String) {
+        self.emit(Event::Warning {
+            task: None,
+            message,
+        });
     }
 
     /// Record that this run was taken up again by `dispatch resume`.
@@ -603,12 +618,7 @@ impl Sweep {
     }
 
     fn emit(&mut self, event: Event) {
-        let stamped = Stamped {
-            ts: clock::now(),
-            event: &event,
-        };
-        self.log.append(&stamped);
-        self.screen.show(&stamped);
+        self.reporters.emit(event);
     }
 
     /// Mark a record changed; progress is written at most once a second per
@@ -636,7 +646,7 @@ impl Sweep {
         let record = &self.records[index];
         let path = self.state.task_dir(&record.id).join("task.json");
         if let Err(e) = state::write_json(&path, record) {
-            eprintln!("warning: cannot update {}: {e}", path.display());
+            self.warn_run(format!("cannot update {}: {e}", path.display()));
         }
     }
 
@@ -1476,7 +1486,7 @@ impl Sweep {
         self.run_record.exit_code = Some(exit_code);
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
-            eprintln!("warning: cannot write {}: {e}", run_json.display());
+            self.warn_run(format!("cannot write {}: {e}", run_json.display()));
         }
         for index in 0..self.records.len() {
             if self.unsaved[index] {
@@ -1498,7 +1508,8 @@ impl Sweep {
                 })
                 .collect(),
         };
-        let problems = report::write::after_run(&self.state, &snapshot, &self.report_targets);
+        let (markdown, problems) =
+            report::write::after_run(&self.state, &snapshot, &self.report_targets);
         self.records = snapshot.tasks.into_iter().map(|view| view.record).collect();
         for problem in problems {
             self.emit(Event::Warning {
@@ -1514,18 +1525,25 @@ impl Sweep {
             counts,
             duration_ms: duration.as_millis() as u64,
         });
-        self.screen.summary(&crate::events::screen::Summary {
-            name: &self.name,
-            run_id: &self.run_id,
-            records: &self.records,
-            escalations: &escalations,
-            duration,
-            exit_code,
+        let severity = crate::events::attention::recorded_severity(&self.run_record);
+        self.reporters.finish(&crate::events::reporter::RunEnd {
+            summary: crate::events::summary::Summary {
+                name: &self.name,
+                run_id: &self.run_id,
+                records: &self.records,
+                escalations: &escalations,
+                duration,
+                exit_code,
+                severity,
+                verbose: self.verbose,
+            },
+            markdown: &markdown,
         });
         RunResult {
             run_id: self.run_id,
             exit_code,
             records: self.records,
+            message: None,
         }
     }
 }

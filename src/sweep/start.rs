@@ -87,7 +87,7 @@ pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
         .run
         .exit_code
         .unwrap_or_else(|| exit_code(&records, false));
-    eprintln!(
+    let message = format!(
         "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
         earlier.run.run_id
     );
@@ -95,6 +95,7 @@ pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
         run_id: earlier.run.run_id.clone(),
         exit_code,
         records,
+        message: Some(message),
     }
 }
 

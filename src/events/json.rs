@@ -1,0 +1,30 @@
+//! `--json`: the events as JSON lines on stdout, which this reporter owns
+//! alone; nothing else may write there, or a consumer's parser breaks.
+
+use super::reporter::{Reporter, Sink};
+use super::Stamped;
+
+pub struct JsonReporter {
+    out: Sink,
+}
+
+impl JsonReporter {
+    pub fn new(out: Sink) -> Self {
+        Self { out }
+    }
+}
+
+impl Reporter for JsonReporter {
+    /// serde escapes every string: a worker's newline stays inside it.
+    fn report(&mut self, stamped: &Stamped<'_>) {
+        if let Ok(line) = serde_json::to_string(stamped) {
+            self.out.line(&line);
+        }
+    }
+
+    /// A question goes to the person on stderr, never into the stream.
+    fn prompt(&mut self, text: &str) -> bool {
+        super::plain::prompt_lines(&Sink::Stderr, text);
+        true
+    }
+}

@@ -1,0 +1,101 @@
+//! The one place where text leaves dispatch for a reader: every reporter
+//! passes what it writes through [`sanitize_for`] with its destination, so
+//! the escaping a worker's text gets is decided here and nowhere else.
+//! Workers are untrusted: one newline in a finding title could start a
+//! forged `::error::` line in a CI log, one ESC could clear the terminal.
+
+use std::borrow::Cow;
+
+/// Where a piece of text goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// One line of a terminal or CI log: no line breaks, no control
+    /// characters obeyed.
+    Line,
+    /// The data part of a GitHub workflow command (after the last `::`).
+    GithubData,
+    /// A property value of a workflow command (`file=`, `title=`).
+    GithubProperty,
+    /// A JSON string: serde escapes it, nothing more to do.
+    Json,
+}
+
+/// `text` made safe for `dest`; borrowed when nothing had to change.
+pub fn sanitize_for(dest: Destination, text: &str) -> Cow<'_, str> {
+    let clean = |c: char| match dest {
+        Destination::Json => true,
+        Destination::Line => !c.is_control() && !is_line_break_like(c),
+        Destination::GithubData => !c.is_control() && !matches!(c, '%'),
+        Destination::GithubProperty => !c.is_control() && !matches!(c, '%' | ':' | ','),
+    };
+    if text.chars().all(clean) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match (dest, c) {
+            (_, c) if clean(c) => out.push(c),
+            (Destination::Line, '\n') => out.push_str("\\n"),
+            (Destination::Line, '\t') => out.push(' '),
+            (Destination::GithubData | Destination::GithubProperty, '%') => out.push_str("%25"),
+            (Destination::GithubData | Destination::GithubProperty, '\r') => {
+                out.push_str("%0D");
+            }
+            (Destination::GithubData | Destination::GithubProperty, '\n') => {
+                out.push_str("%0A");
+            }
+            (Destination::GithubProperty, ':') => out.push_str("%3A"),
+            (Destination::GithubProperty, ',') => out.push_str("%2C"),
+            (_, c) => out.push_str(&visible(c)),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Separators some viewers break lines at, though not control characters.
+fn is_line_break_like(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// A control character shown rather than obeyed: `\x1b`, `\u{9b}`.
+fn visible(c: char) -> String {
+    let code = c as u32;
+    if code <= 0xff {
+        format!("\\x{code:02x}")
+    } else {
+        format!("\\u{{{code:x}}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_never_breaks_nor_obeys_escapes() {
+        let text = "title\n::error::forged\u{1b}[2J\u{2028}x\tend";
+        let line = sanitize_for(Destination::Line, text);
+        assert_eq!(line, "title\\n::error::forged\\x1b[2J\\u{2028}x end");
+        assert!(!line.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn github_commands_keep_worker_text_inside_one_command() {
+        assert_eq!(
+            sanitize_for(Destination::GithubProperty, "a:b,c%\nd"),
+            "a%3Ab%2Cc%25%0Ad"
+        );
+        assert_eq!(
+            sanitize_for(Destination::GithubData, "x\r\n::stop-commands::y\u{7}"),
+            "x%0D%0A::stop-commands::y\\x07"
+        );
+    }
+
+    #[test]
+    fn clean_text_is_not_copied() {
+        assert!(matches!(
+            sanitize_for(Destination::Line, "plain text"),
+            Cow::Borrowed(_)
+        ));
+    }
+}
