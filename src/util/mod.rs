@@ -1,5 +1,6 @@
-//! Helpers with no knowledge of dispatch: time stamps and fan-out over
-//! cores.
+//! Helpers with no knowledge of dispatch: time stamps, fan-out over
+//! cores, and escaping of untrusted text for each destination.
 
 pub mod clock;
+pub mod escape;
 pub mod parallel;

@@ -1,0 +1,245 @@
+//! Worker-supplied text (questions, findings, plan notes, output excerpts)
+//! is hostile: one newline can start a forged GitHub workflow command
+//! (`::error::`, `::stop-commands::`), one ESC can clear the user's screen
+//! or set the terminal title, and raw control characters corrupt a Markdown
+//! report. Each destination gets its own escaping here, as pure functions,
+//! so every writer (reports, console, CI reporters) makes the same promise.
+
+/// Whether `c` is a control character: C0 (including ESC), DEL, C1.
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// Line and paragraph separators that some viewers (and GitHub's log)
+/// treat as a new line, although they are not control characters.
+fn is_line_break_like(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}')
+}
+
+/// Data of a GitHub workflow command (the part after the last `::`).
+///
+/// `%`, `\r` and `\n` become `%25`, `%0D`, `%0A`, as the runner decodes
+/// them, so the text stays one command and no line can start with `::`.
+/// Other control characters are shown visibly: the runner would pass them
+/// raw to the log viewer.
+pub fn github_data(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            _ => push_visible(&mut out, c),
+        }
+    }
+    out
+}
+
+/// A property value of a GitHub workflow command (`file=`, `title=`…):
+/// the data escaping plus `:` and `,`, which would end the value.
+pub fn github_property(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            ':' => out.push_str("%3A"),
+            ',' => out.push_str("%2C"),
+            _ => push_visible(&mut out, c),
+        }
+    }
+    out
+}
+
+/// Text for a terminal or a log, newlines kept: every other control
+/// character (ESC, BEL, DEL, C1, a lone `\r` that would overwrite the
+/// line) is shown as `\xNN` / `\u{NN}` instead of being obeyed.
+pub fn terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            _ => push_visible(&mut out, c),
+        }
+    }
+    out
+}
+
+/// One line of plain text for a console or CI log: newlines and other
+/// line breaks are shown as `\n`, so worker text can never start a line
+/// of its own (a forged `::error::` or a fake status line), and control
+/// characters are shown visibly.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push(' '),
+            _ => push_visible(&mut out, c),
+        }
+    }
+    out
+}
+
+/// Text for a Markdown body (a fenced block, a paragraph): control
+/// characters removed, newlines and tabs kept, `\r\n` made `\n`.
+pub fn markdown_text(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\t' => Some(c),
+            c if is_line_break_like(c) => Some('\n'),
+            c if is_control(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Text inside one Markdown line (a table cell, a list item, a heading):
+/// control characters removed, line breaks and tabs made spaces, and the
+/// characters Markdown or its HTML would interpret escaped (`|` too, so a
+/// cell cannot split the table).
+pub fn markdown_inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if is_line_break_like(c) => out.push(' '),
+            c if is_control(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Push `c`, or a visible stand-in when it is a control character or a
+/// line break a viewer could obey.
+fn push_visible(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    if is_control(c) || is_line_break_like(c) {
+        let code = u32::from(c);
+        // Writing to a String cannot fail.
+        let _ = if code <= 0xff {
+            write!(out, "\\x{code:02x}")
+        } else {
+            write!(out, "\\u{{{code:04x}}}")
+        };
+    } else {
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// No line of `s` (split on anything a viewer treats as a line break)
+    /// begins with `::`, after leading whitespace.
+    fn no_forged_command(s: &str) -> bool {
+        s.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}'])
+            .skip(1)
+            .all(|line| !line.trim_start().starts_with("::"))
+    }
+
+    fn has_raw_control(s: &str, allowed: &[char]) -> bool {
+        s.chars()
+            .any(|c| (is_control(c) || is_line_break_like(c)) && !allowed.contains(&c))
+    }
+
+    #[test]
+    fn github_data_cannot_start_a_command() {
+        assert_eq!(
+            github_data("ok\n::error::forged\r\n::stop-commands::x 100%"),
+            "ok%0A::error::forged%0D%0A::stop-commands::x 100%25"
+        );
+        assert_eq!(github_data("\x1b[2J"), "\\x1b[2J");
+    }
+
+    #[test]
+    fn github_property_escapes_separators() {
+        assert_eq!(
+            github_property("src/a.rs,line=9::x\n%"),
+            "src/a.rs%2Cline=9%3A%3Ax%0A%25"
+        );
+    }
+
+    #[test]
+    fn terminal_shows_escapes_keeps_newlines() {
+        assert_eq!(
+            terminal("a\x1b[2J\x1b]0;title\x07b\nc\rd\u{9b}e\u{7f}"),
+            "a\\x1b[2J\\x1b]0;title\\x07b\nc\\x0dd\\x9be\\x7f"
+        );
+    }
+
+    #[test]
+    fn one_line_has_no_line_break() {
+        assert_eq!(
+            one_line("q?\n::error::forged\u{2028}x\ty"),
+            "q?\\n::error::forged\\u{2028}x y"
+        );
+    }
+
+    #[test]
+    fn markdown_strips_controls() {
+        assert_eq!(markdown_text("a\x1b[2Jb\r\nc\td\x00"), "a[2Jb\nc\td");
+        assert_eq!(markdown_inline("a|b\nc\x1b<x>*"), "a\\|b c&lt;x&gt;\\*");
+    }
+
+    proptest! {
+        #[test]
+        fn github_data_is_one_line(s in any::<String>()) {
+            let out = github_data(&s);
+            prop_assert!(!has_raw_control(&out, &[]), "{out:?}");
+            prop_assert!(no_forged_command(&out));
+        }
+
+        #[test]
+        fn github_property_is_one_value(s in any::<String>()) {
+            let out = github_property(&s);
+            prop_assert!(!has_raw_control(&out, &[]), "{out:?}");
+            prop_assert!(!out.contains(':') && !out.contains(','), "{out:?}");
+        }
+
+        #[test]
+        fn terminal_obeys_nothing(s in any::<String>()) {
+            let out = terminal(&s);
+            prop_assert!(!has_raw_control(&out, &['\n', '\t']), "{out:?}");
+        }
+
+        #[test]
+        fn one_line_is_one_line(s in any::<String>()) {
+            let out = one_line(&s);
+            prop_assert!(!has_raw_control(&out, &[]), "{out:?}");
+            prop_assert!(no_forged_command(&out));
+        }
+
+        #[test]
+        fn markdown_has_no_controls(s in any::<String>()) {
+            prop_assert!(!has_raw_control(&markdown_text(&s), &['\n', '\t']));
+            let inline = markdown_inline(&s);
+            prop_assert!(!has_raw_control(&inline, &[]), "{inline:?}");
+            // Every `|` is escaped, so a cell cannot split the table.
+            prop_assert!(inline.match_indices('|').all(|(i, _)| inline[..i].ends_with('\\')));
+        }
+
+        #[test]
+        fn forged_lines_are_caught_in_any_text(
+            prefix in ".*",
+            cmd in "(error|warning|stop-commands|add-mask)",
+            rest in ".*",
+        ) {
+            let s = format!("{prefix}\n::{cmd}::{rest}");
+            prop_assert!(no_forged_command(&github_data(&s)));
+            prop_assert!(no_forged_command(&one_line(&s)));
+            prop_assert!(no_forged_command(&markdown_inline(&s)));
+        }
+    }
+}
