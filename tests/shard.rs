@@ -544,3 +544,70 @@ fn an_empty_shard_runs_nothing_and_succeeds() {
             .expect("json");
     assert_eq!(report["tasks"].as_array().map(Vec::len), Some(0));
 }
+
+/// A shard whose `dispatch` was killed never concludes; `dispatch report`
+/// reports it as interrupted, and `merge` must read it as one: exit 130,
+/// not a complete sweep nor a refusal. (Its status was once a sentence
+/// that `merge` compared against "interrupted" and never matched.)
+#[test]
+fn a_merged_report_of_a_killed_shard_is_interrupted() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  quick:
+    command: [AGENT, check-all, done]
+    plan: [Do it]
+  slow:
+    command: [AGENT, check, hang]
+    plan: [Start, Finish]
+",
+    );
+    let mut child = project
+        .command(&[
+            "run",
+            "sweep.yaml",
+            "--json",
+            "--shard",
+            "1/1",
+            "--grace",
+            "300ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dispatch starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !project.task_file("slow", "plan.md").contains("- [x] Start") {
+        assert!(std::time::Instant::now() < deadline, "slow never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9 dispatch");
+    let _ = child.wait();
+    let pid = project.task_json("slow")["pid"].as_i64().expect("pid");
+    // SAFETY: a negative pid signals that process group only: the worker
+    // the killed run left.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+
+    let report = project
+        .command(&["report", "--format", "json"])
+        .output()
+        .expect("report runs");
+    assert!(report.status.success(), "{}", stderr(&report));
+    std::fs::create_dir_all(project.path().join("shard")).expect("folder");
+    std::fs::write(project.path().join("shard/report.json"), &report.stdout).expect("write");
+    let shard = read_json(&project.path().join("shard/report.json"));
+    assert_eq!(shard["status"], "interrupted", "{shard}");
+    assert_eq!(shard["exit_code"], 130, "{shard}");
+
+    let output = dispatch(
+        &project,
+        &["merge", "shard/report.json", "--report-dir", "out"],
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let merged = read_json(&project.path().join("out/report.json"));
+    assert_eq!(merged["status"], "interrupted");
+    assert_eq!(merged["exit_code"], 130);
+}

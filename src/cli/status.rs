@@ -136,8 +136,11 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
     let mut out = String::new();
     let state = if snapshot.live {
         "running"
+    } else if run.ended_at.is_none() {
+        // Its dispatch died without concluding (kill -9, a reboot).
+        "interrupted (its process is gone)"
     } else {
-        run.status.as_str()
+        run.status.label()
     };
     let _ = writeln!(
         out,

@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::domain::checklist::ItemState;
-use crate::domain::status::TaskStatus;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::worktree::FolderState;
 use crate::manifest::types::{Action, Severity};
 
@@ -153,7 +153,7 @@ pub enum Event {
     },
     RunEnded {
         run_id: String,
-        status: String,
+        status: RunStatus,
         exit_code: u8,
         counts: IndexMap<String, usize>,
         duration_ms: u64,

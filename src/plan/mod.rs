@@ -30,11 +30,8 @@ use crate::manifest::types::{
 };
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
+use crate::state::layout::{self, join};
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
-
-/// The folder, relative to the project root, that holds all of dispatch's
-/// state (the dispatch skill's layout).
-pub const STATE_DIR: &str = ".dispatch";
 
 /// Settings of one expansion that do not come from the manifest.
 #[derive(Clone, Debug, Default)]
@@ -155,19 +152,20 @@ pub struct TaskPaths {
 
 impl TaskPaths {
     fn new(root: &str, id: &str, workdir: String) -> Self {
-        let task_dir = join(root, &format!("{STATE_DIR}/tasks/{id}"));
+        let task_dir = join(root, &layout::task_dir(id));
+        let file = |name: &str| format!("{task_dir}/{name}");
         Self {
-            plan: format!("{task_dir}/plan.md"),
-            output: format!("{task_dir}/output.md"),
-            context: format!("{task_dir}/context.md"),
-            ipc: format!("{task_dir}/ipc"),
-            prompt: format!("{task_dir}/prompt.md"),
+            plan: file(layout::PLAN),
+            output: file(layout::OUTPUT),
+            context: file(layout::CONTEXT),
+            ipc: file(layout::IPC),
+            prompt: file(layout::PROMPT),
             root: if root.is_empty() {
                 ".".to_owned()
             } else {
                 root.to_owned()
             },
-            state: join(root, STATE_DIR),
+            state: join(root, layout::DIR_NAME),
             task_dir,
             workdir,
         }
@@ -178,14 +176,6 @@ impl TaskPaths {
 /// is used as it is, without rendering).
 fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
-}
-
-fn join(root: &str, relative: &str) -> String {
-    if root.is_empty() || root == "." {
-        relative.to_owned()
-    } else {
-        format!("{}/{relative}", root.trim_end_matches('/'))
-    }
 }
 
 /// A task after matrix expansion, before rendering.
@@ -511,10 +501,7 @@ impl<'a> Builder<'a> {
         };
         let workdir = if worktree {
             // A templated path is rendered below, once the context exists.
-            join(
-                &self.root,
-                &format!("{STATE_DIR}/worktrees/{}", instance.id),
-            )
+            join(&self.root, &layout::worktree_dir(&instance.id))
         } else if self.root.is_empty() {
             ".".to_owned()
         } else {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::stream::{Outcome, Usage};
 use crate::domain::checklist::Counts;
-use crate::domain::status::TaskStatus;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::ipc::findings::Finding;
 use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::Budget;
@@ -105,7 +105,7 @@ pub struct RunRecord {
     pub tasks: Vec<String>,
     /// `running` until the run ends, then `complete`, `failed`, `blocked`,
     /// `escalated` or `interrupted`.
-    pub status: String,
+    pub status: RunStatus,
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, as one-line summaries.
     #[serde(default)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{RunRecord, TaskRecord};
 use crate::domain::checklist::Checklist;
-use crate::domain::status::TaskStatus;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
 use crate::state::{lock::process_alive, read_bounded, StateDir};
 
@@ -92,7 +92,7 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
     let mut snapshot = Snapshot { run, live, tasks };
     if !snapshot.live && snapshot.run.ended_at.is_none() {
         // The run's process died without concluding (kill -9, reboot).
-        snapshot.run.status = "interrupted (its process is gone)".to_owned();
+        snapshot.run.status = RunStatus::Interrupted;
         for task in &mut snapshot.tasks {
             if task.record.status == TaskStatus::Running {
                 task.record.status = TaskStatus::Cancelled;

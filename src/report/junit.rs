@@ -12,6 +12,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestSuite};
 
 use super::{clean, severity_name, Report, TaskReport};
+use crate::domain::status::TaskStatus;
 use crate::manifest::types::Severity;
 
 /// The JUnit XML of a report.
@@ -41,7 +42,7 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
         Property::new("backend", task.backend.clone()),
         Property::new("worktree", task.worktree.to_string()),
         Property::new("priority", task.priority.clone()),
-        Property::new("status", task.status.clone()),
+        Property::new("status", task.status.label()),
         Property::new("run_id", report.run_id.clone()),
     ]);
     if let Some(branch) = &task.branch {
@@ -105,7 +106,7 @@ fn item_case(task: &TaskReport, text: &str, state: &str, note: Option<&str>) -> 
     let status = match state {
         "done" => TestCaseStatus::success(),
         // The worker said the whole plan is done (`ipc/.done`).
-        _ if task.status == "complete" => TestCaseStatus::success(),
+        _ if task.status == TaskStatus::Complete => TestCaseStatus::success(),
         "failed" => with_message(
             TestCaseStatus::non_success(NonSuccessKind::Failure),
             note.unwrap_or("the item failed"),
@@ -114,7 +115,7 @@ fn item_case(task: &TaskReport, text: &str, state: &str, note: Option<&str>) -> 
             TestCaseStatus::non_success(NonSuccessKind::Error),
             note.unwrap_or("waiting for an answer"),
         ),
-        _ if task.status == "skipped" => with_message(
+        _ if task.status == TaskStatus::Skipped => with_message(
             TestCaseStatus::skipped(),
             task.reason.as_deref().unwrap_or("the task was skipped"),
         ),

@@ -5,7 +5,6 @@
 use minijinja::value::Value;
 
 use super::{Report, TaskReport};
-use crate::domain::status::TaskStatus;
 use crate::events::attention::attention_of;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
@@ -52,14 +51,10 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
 /// kept within each part), or `None` when they already are.
 fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
     let needs = |task: &TaskReport| {
-        let Some(status) = TaskStatus::from_label(&task.status) else {
-            // A status this build does not know: better looked at.
-            return true;
-        };
         let worst = task.findings.iter().map(|f| f.severity).max();
         // The report keeps no status per attempt: a complete task that
         // took more than one counts as flaky.
-        attention_of(status, task.attempts > 1, worst, severity).is_some()
+        attention_of(task.status, task.attempts > 1, worst, severity).is_some()
     };
     let flags: Vec<bool> = report.tasks.iter().map(needs).collect();
     if flags.windows(2).all(|w| w[0] || !w[1]) {

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::{totals, Report, FORMAT_VERSION};
-use crate::domain::exit;
+use crate::domain::exit::{self, RunOutcome};
 
 /// The `run_id` of a merged report starts with this, followed by the
 /// shards' run ids joined by `+`: `merged:20250101-120000-ab12+…`.
@@ -187,7 +187,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
 
     let mut order: Vec<usize> = (0..reports.len()).collect();
     order.sort_by(|&a, &b| earlier(&reports[a].started_at, &reports[b].started_at));
-    let (exit_code, status) = outcome(&reports);
+    let outcome = outcome(&reports);
     let budget = reports.iter().find_map(|r| r.totals.budget.clone());
     let model_budgets: Vec<_> = reports
         .iter()
@@ -254,8 +254,8 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
         manifest,
         started_at,
         ended_at,
-        status: status.to_owned(),
-        exit_code: Some(exit_code),
+        status: outcome.status(),
+        exit_code: Some(outcome.code()),
         escalations,
         continues,
         // The merged report is the whole sweep, no longer a shard.
@@ -277,54 +277,29 @@ fn earlier(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Whether a shard's run ended by an escalation rule: its status says so,
-/// or its exit code is one only a rule gives (3, or 5 to 125 but 130).
-fn escalated(report: &Report) -> bool {
-    report.status == "escalated"
-        || report.exit_code.is_some_and(|code| {
-            !matches!(
-                code,
-                exit::OK | exit::TASK_FAILED | exit::USAGE | exit::UNANSWERED | exit::INTERRUPTED
-            )
+/// The outcome one run of the whole sweep would have ended with, by the
+/// precedence of `dispatch run` ([`RunOutcome::decide`]): a shard that was
+/// interrupted (or whose process is gone) interrupts the sweep; else the
+/// most drastic escalation code of the shards that escalated; else the
+/// tasks' statuses decide.
+fn outcome(reports: &[Report]) -> RunOutcome {
+    let recorded: Vec<RunOutcome> = reports
+        .iter()
+        .map(|r| RunOutcome::recorded(r.status, r.exit_code.unwrap_or(exit::TASK_FAILED)))
+        .collect();
+    let interrupted = recorded.contains(&RunOutcome::Interrupted);
+    let escalation = recorded
+        .iter()
+        .filter_map(|o| match o {
+            RunOutcome::Escalated(code) => Some(*code),
+            _ => None,
         })
-}
-
-/// The exit code and status one run of the whole sweep would have ended
-/// with, by the precedence of `dispatch run`.
-fn outcome(reports: &[Report]) -> (u8, &'static str) {
-    let interrupted = reports
-        .iter()
-        .any(|r| r.status == "interrupted" || r.exit_code == Some(exit::INTERRUPTED));
-    if interrupted {
-        return (exit::INTERRUPTED, "interrupted");
-    }
-    let escalation = reports
-        .iter()
-        .filter(|r| escalated(r))
-        .filter_map(|r| r.exit_code)
         .max();
-    if let Some(code) = escalation {
-        return (code, "escalated");
-    }
-    let statuses = || {
-        reports
-            .iter()
-            .flat_map(|r| &r.tasks)
-            .map(|t| t.status.as_str())
-    };
-    if statuses().any(is_failure) {
-        (exit::TASK_FAILED, "failed")
-    } else if statuses().any(|s| s == "blocked") {
-        (exit::UNANSWERED, "blocked")
-    } else {
-        (exit::OK, "complete")
-    }
-}
-
-/// Whether a task status fails the sweep (as `TaskStatus::is_failure`; a
-/// status this version does not know fails it too, to be safe).
-fn is_failure(status: &str) -> bool {
-    !matches!(status, "complete" | "blocked" | "pending" | "running")
+    RunOutcome::decide(
+        interrupted,
+        escalation,
+        reports.iter().flat_map(|r| &r.tasks).map(|t| t.status),
+    )
 }
 
 #[cfg(test)]
@@ -337,7 +312,7 @@ mod tests {
         TaskReport {
             id: id.to_owned(),
             title: id.to_owned(),
-            status: status.to_owned(),
+            status: serde_json::from_value(serde_json::json!(status)).expect("a task status"),
             reason: None,
             model: Some("sonnet".to_owned()),
             backend: "claude".to_owned(),
@@ -382,7 +357,7 @@ mod tests {
             manifest: "sweep.yaml".to_owned(),
             started_at: started.to_owned(),
             ended_at: Some(started.replace("T10", "T11")),
-            status: status.to_owned(),
+            status: serde_json::from_value(serde_json::json!(status)).expect("a run status"),
             exit_code: Some(code),
             escalations: Vec::new(),
             continues: None,
@@ -442,7 +417,7 @@ mod tests {
     fn refuses_a_run_that_has_not_ended_and_another_format() {
         let mut a = complete("r1", "2025-01-01T10:00:00Z", &["a"]);
         a.exit_code = None;
-        a.status = "running".to_owned();
+        a.status = crate::domain::status::RunStatus::Running;
         assert_eq!(merge(vec![a]), Err(MergeError::NotEnded { report: 0 }));
         let mut b = complete("r1", "2025-01-01T10:00:00Z", &["a"]);
         b.format_version = 2;
@@ -463,7 +438,7 @@ mod tests {
         assert_eq!(merged.started_at, "2025-01-01T10:00:00+00:00");
         assert_eq!(merged.ended_at.as_deref(), Some("2025-01-01T11:05:00Z"));
         assert_eq!(
-            (merged.exit_code, merged.status.as_str()),
+            (merged.exit_code, merged.status.label()),
             (Some(0), "complete")
         );
         assert_eq!(merged.totals.tasks, 3);
@@ -529,7 +504,7 @@ mod tests {
         assert_eq!(merged.totals.models[1].usage.cost_usd, None);
         assert_eq!(merged.totals.usage.cost_usd, Some(1.0));
         assert_eq!(
-            (merged.exit_code, merged.status.as_str()),
+            (merged.exit_code, merged.status.label()),
             (Some(1), "failed")
         );
     }
@@ -550,7 +525,7 @@ mod tests {
             })
             .collect();
         let merged = merge(reports).expect("merges");
-        (merged.exit_code, merged.status)
+        (merged.exit_code, merged.status.label().to_owned())
     }
 
     #[test]

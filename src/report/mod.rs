@@ -16,6 +16,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::checklist::ItemState;
+use crate::domain::exit;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
 use crate::isolation::worktree::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
@@ -44,8 +46,9 @@ pub struct Report {
     pub started_at: String,
     /// When it ended, if it did.
     pub ended_at: Option<String>,
-    /// `running`, `complete`, `failed`, `blocked`, `escalated` or `interrupted`.
-    pub status: String,
+    /// `running`, `complete`, `failed`, `blocked`, `escalated` or
+    /// `interrupted` (also a run whose process is gone without concluding).
+    pub status: RunStatus,
     /// The exit code of `dispatch run`, once it ended.
     pub exit_code: Option<u8>,
     /// The escalation rules that fired, one line each, most important first.
@@ -116,7 +119,7 @@ pub struct TaskReport {
     /// Its title.
     pub title: String,
     /// Its status (see docs/state.md).
-    pub status: String,
+    pub status: TaskStatus,
     /// Why it ended as it did.
     pub reason: Option<String>,
     /// The model name, if any.
@@ -221,8 +224,12 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         manifest: run.manifest.clone(),
         started_at: run.started_at.clone(),
         ended_at: run.ended_at.clone(),
-        status: run.status.clone(),
-        exit_code: run.exit_code,
+        status: run.status,
+        // A run whose process died without concluding never will: it is
+        // reported as interrupted, so `merge` and CI read it as one.
+        exit_code: run
+            .exit_code
+            .or_else(|| (!snapshot.live && run.ended_at.is_none()).then_some(exit::INTERRUPTED)),
         escalations: run.escalations.clone(),
         continues: run.continues.clone(),
         shard: run.shard.clone(),
@@ -282,7 +289,7 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
     TaskReport {
         id: record.id.clone(),
         title: record.title.clone(),
-        status: record.status.label().to_owned(),
+        status: record.status,
         reason: record.reason.clone(),
         model: record.model.clone(),
         backend: record.backend.clone(),
@@ -423,7 +430,10 @@ pub fn totals(
         ..Totals::default()
     };
     for task in tasks {
-        *totals.statuses.entry(task.status.clone()).or_default() += 1;
+        *totals
+            .statuses
+            .entry(task.status.label().to_owned())
+            .or_default() += 1;
         for finding in &task.findings {
             *totals
                 .findings

@@ -15,6 +15,7 @@
 #[cfg(target_os = "linux")]
 pub mod exchange;
 pub mod fsutil;
+pub mod layout;
 pub mod lock;
 pub mod plan_watch;
 pub mod watch;
@@ -28,8 +29,7 @@ use serde::Serialize;
 
 use crate::state::fsutil::write_atomic;
 
-/// The state folder's name under the project root.
-pub const DIR_NAME: &str = ".dispatch";
+pub use layout::DIR_NAME;
 
 /// Errors of the state folder: which file, and what the system said.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ impl StateDir {
     }
 
     pub fn tasks_dir(&self) -> PathBuf {
-        self.dir.join("tasks")
+        self.dir.join(layout::TASKS)
     }
 
     pub fn task_dir(&self, id: &str) -> PathBuf {
@@ -76,7 +76,7 @@ impl StateDir {
     }
 
     pub fn runs_dir(&self) -> PathBuf {
-        self.dir.join("runs")
+        self.dir.join(layout::RUNS)
     }
 
     pub fn run_dir(&self, run_id: &str) -> PathBuf {

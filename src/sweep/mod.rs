@@ -25,8 +25,8 @@ use crate::agents::cli_home;
 use crate::agents::find_program;
 use crate::agents::stream::Tracker;
 use crate::domain::checklist::Checklist;
-use crate::domain::exit;
-use crate::domain::status::TaskStatus;
+use crate::domain::exit::RunOutcome;
+use crate::domain::status::{RunStatus, TaskStatus};
 use crate::escalation::Fired;
 use crate::events::reporter::{Output, Reporters};
 use crate::events::Event;
@@ -483,7 +483,7 @@ impl Sweep {
             concurrency: plan.concurrency,
             vars: options.vars.clone(),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
-            status: "running".to_owned(),
+            status: RunStatus::Running,
             exit_code: None,
             escalations: Vec::new(),
             manifest_dir: std::fs::canonicalize(&loaded.dir)
@@ -1461,15 +1461,12 @@ impl Sweep {
                 self.save(index);
             }
         }
-        let escalated = crate::escalation::exit_code(&self.fired).filter(|_| self.interrupted == 0);
-        let exit_code = escalated.unwrap_or_else(|| exit_code(&self.records, self.interrupted > 0));
-        let status = match exit_code {
-            _ if escalated.is_some() => "escalated",
-            exit::OK => "complete",
-            exit::INTERRUPTED => "interrupted",
-            exit::UNANSWERED => "blocked",
-            _ => "failed",
-        };
+        let outcome = RunOutcome::decide(
+            self.interrupted > 0,
+            crate::escalation::exit_code(&self.fired),
+            self.records.iter().map(|r| r.status),
+        );
+        let (exit_code, status) = (outcome.code(), outcome.status());
         let escalations: Vec<String> = self
             .fired
             .iter()
@@ -1482,7 +1479,7 @@ impl Sweep {
             *counts.entry(record.status.label().to_owned()).or_default() += 1;
         }
         self.run_record.ended_at = Some(clock::now());
-        self.run_record.status = status.to_owned();
+        self.run_record.status = status;
         self.run_record.exit_code = Some(exit_code);
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
@@ -1520,7 +1517,7 @@ impl Sweep {
         let duration = self.started.elapsed();
         self.emit(Event::RunEnded {
             run_id: self.run_id.clone(),
-            status: status.to_owned(),
+            status,
             exit_code,
             counts,
             duration_ms: duration.as_millis() as u64,
@@ -1545,23 +1542,6 @@ impl Sweep {
             records: self.records,
             message: None,
         }
-    }
-}
-
-/// 130 when interrupted; 1 when a task failed, timed out, was skipped,
-/// cancelled or left items undone; else 4 when one is blocked on a
-/// question; else 0.
-pub fn exit_code(records: &[TaskRecord], interrupted: bool) -> u8 {
-    if interrupted {
-        return exit::INTERRUPTED;
-    }
-    let failed = records.iter().any(|r| r.status.is_failure());
-    if failed {
-        exit::TASK_FAILED
-    } else if records.iter().any(|r| r.status == TaskStatus::Blocked) {
-        exit::UNANSWERED
-    } else {
-        exit::OK
     }
 }
 

@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::{carry, exit_code, RunError, RunResult};
+use super::{carry, RunError, RunResult};
+use crate::domain::exit::RunOutcome;
 use crate::domain::status::TaskStatus;
 use crate::ipc::findings::FindingsReader;
 use crate::manifest::{self, LoadedManifest};
@@ -83,10 +84,9 @@ pub(super) fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
 /// exits as the run did.
 pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {
     let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
-    let exit_code = earlier
-        .run
-        .exit_code
-        .unwrap_or_else(|| exit_code(&records, false));
+    let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
+        RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
+    });
     let message = format!(
         "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
         earlier.run.run_id
