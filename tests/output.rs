@@ -136,7 +136,9 @@ fn a_5000_task_sweep_with_3_failures_ends_with_a_short_summary() {
     );
     for id in ["g0-7", "g9-100", "g19-249"] {
         assert!(
-            lines.iter().any(|l| l.starts_with(&format!("✗ {id} — failed"))),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("✗ {id} — failed"))),
             "{id} is named:\n{stderr}"
         );
     }
@@ -288,7 +290,9 @@ fn status_filters_by_failure_status_and_id_glob() {
 #[test]
 fn status_refuses_a_task_filter_that_matches_nothing() {
     let project = Project::new();
-    project.manifest("version: 1\ntasks:\n  audit:\n    command: [AGENT, check-all]\n    plan: [Look]\n");
+    project.manifest(
+        "version: 1\ntasks:\n  audit:\n    command: [AGENT, check-all]\n    plan: [Look]\n",
+    );
     let (run, _) = project.run(&[]);
     assert_eq!(run.status.code(), Some(0));
     let output = project

@@ -74,6 +74,5 @@ pub fn escalation_severity(rules: &[EscalationRule]) -> Severity {
 /// The run's escalation severity as recorded, for runs read back
 /// (`dispatch status`); runs recorded before it was kept use the default.
 pub fn recorded_severity(run: &RunRecord) -> Severity {
-    run.attention_severity
-        .unwrap_or(Severity::Critical)
+    run.attention_severity.unwrap_or(Severity::Critical)
 }

@@ -83,7 +83,8 @@ pub fn annotations(records: &[TaskRecord]) -> Vec<String> {
             } else {
                 "warning"
             };
-            let property = |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
+            let property =
+                |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
             let mut properties = format!("file={}", property(file));
             if let Some(line) = line {
                 properties.push_str(&format!(",line={line}"));

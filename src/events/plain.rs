@@ -21,8 +21,10 @@ impl Reporter for PlainReporter {
     fn report(&mut self, stamped: &Stamped<'_>) {
         if let Some(line) = self.labels.line(stamped.event) {
             let time = stamped.ts.get(11..19).unwrap_or("");
-            self.out
-                .line(&format!("{time} {}", sanitize_for(Destination::Line, &line)));
+            self.out.line(&format!(
+                "{time} {}",
+                sanitize_for(Destination::Line, &line)
+            ));
         }
     }
 

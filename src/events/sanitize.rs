@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use crate::util::escape;
+
 /// Where a piece of text goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -20,51 +22,31 @@ pub enum Destination {
     Json,
 }
 
-/// `text` made safe for `dest`; borrowed when nothing had to change.
+/// `text` made safe for `dest`, by the escaping `util::escape` defines for
+/// it; borrowed when nothing had to change (most text, most of the time).
 pub fn sanitize_for(dest: Destination, text: &str) -> Cow<'_, str> {
-    let clean = |c: char| match dest {
-        Destination::Json => true,
-        Destination::Line => !c.is_control() && !is_line_break_like(c),
-        Destination::GithubData => !c.is_control() && !matches!(c, '%'),
-        Destination::GithubProperty => !c.is_control() && !matches!(c, '%' | ':' | ','),
+    let special = |c: char| match dest {
+        Destination::Json => false,
+        Destination::Line => escape::is_control(c) || is_line_break_like(c),
+        Destination::GithubData => escape::is_control(c) || c == '%' || is_line_break_like(c),
+        Destination::GithubProperty => {
+            escape::is_control(c) || matches!(c, '%' | ':' | ',') || is_line_break_like(c)
+        }
     };
-    if text.chars().all(clean) {
+    if !text.chars().any(special) {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match (dest, c) {
-            (_, c) if clean(c) => out.push(c),
-            (Destination::Line, '\n') => out.push_str("\\n"),
-            (Destination::Line, '\t') => out.push(' '),
-            (Destination::GithubData | Destination::GithubProperty, '%') => out.push_str("%25"),
-            (Destination::GithubData | Destination::GithubProperty, '\r') => {
-                out.push_str("%0D");
-            }
-            (Destination::GithubData | Destination::GithubProperty, '\n') => {
-                out.push_str("%0A");
-            }
-            (Destination::GithubProperty, ':') => out.push_str("%3A"),
-            (Destination::GithubProperty, ',') => out.push_str("%2C"),
-            (_, c) => out.push_str(&visible(c)),
-        }
-    }
-    Cow::Owned(out)
+    Cow::Owned(match dest {
+        Destination::Json => text.to_owned(),
+        Destination::Line => escape::one_line(text),
+        Destination::GithubData => escape::github_data(text),
+        Destination::GithubProperty => escape::github_property(text),
+    })
 }
 
 /// Separators some viewers break lines at, though not control characters.
 fn is_line_break_like(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}')
-}
-
-/// A control character shown rather than obeyed: `\x1b`, `\u{9b}`.
-fn visible(c: char) -> String {
-    let code = c as u32;
-    if code <= 0xff {
-        format!("\\x{code:02x}")
-    } else {
-        format!("\\u{{{code:x}}}")
-    }
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}')
 }
 
 #[cfg(test)]

@@ -210,7 +210,6 @@ impl Labels {
             Event::RunEnded { .. } => return None,
         })
     }
-
 }
 
 /// A severity as a banner shows it: `CRITICAL`.

@@ -143,9 +143,10 @@ pub fn task_line(record: &TaskRecord, why: Option<Attention>) -> String {
     let reason = record.reason.as_deref().unwrap_or("");
     let (symbol, state) = match why {
         Some(Attention::Flaky) => {
-            let failed = record.attempts.iter().filter(|a| {
-                matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut))
-            });
+            let failed = record
+                .attempts
+                .iter()
+                .filter(|a| matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut)));
             (
                 "~",
                 format!(
