@@ -309,3 +309,27 @@ fn status_refuses_a_task_filter_that_matches_nothing() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("use one of complete, failed"));
 }
+
+#[test]
+fn verbose_lists_the_complete_tasks_of_a_larger_run() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\nconcurrency: 8\ntasks:\n  t:\n    matrix: { n: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, u, v, w, x, y, z] }\n    command: [sh, -c, ': > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [Nothing]\n",
+    );
+    let quiet = project
+        .command(&["run", "sweep.yaml", "--quiet"])
+        .output()
+        .expect("dispatch runs");
+    let err = text(&quiet.stderr);
+    assert!(
+        err.contains("25 tasks fine, not listed (`--verbose` lists them)"),
+        "{err}"
+    );
+    assert!(!err.contains("✓ t-a"), "{err}");
+    let verbose = project
+        .command(&["run", "sweep.yaml", "--quiet", "--verbose"])
+        .output()
+        .expect("dispatch runs");
+    let err = text(&verbose.stderr);
+    assert_eq!(err.matches("\n✓ t-").count(), 25, "{err}");
+}

@@ -175,3 +175,39 @@ impl Reporters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::types::Severity;
+
+    /// A hostile finding reaches every text reporter escaped: no raw ESC,
+    /// no line of its own that a CI runner would read as a command.
+    #[test]
+    fn worker_text_leaves_escaped_for_each_destination() {
+        let (plain_out, plain_buf) = Sink::memory();
+        let (quiet_out, quiet_buf) = Sink::memory();
+        let (json_out, json_buf) = Sink::memory();
+        let mut reporters = Reporters::from_list(vec![
+            Box::new(plain::PlainReporter::new(Labels::default(), plain_out)),
+            Box::new(quiet::QuietReporter::new(Labels::default(), quiet_out)),
+            Box::new(json::JsonReporter::new(json_out)),
+        ]);
+        reporters.emit(Event::Finding {
+            task: "t".to_owned(),
+            severity: Severity::High,
+            title: "x\n::error::forged\u{1b}[2J".to_owned(),
+            location: Some("a.rs:1\r\n::stop-commands::y".to_owned()),
+            detail: None,
+        });
+        for buffer in [plain_buf, quiet_buf, json_buf] {
+            let text = String::from_utf8(buffer.lock().expect("buffer").clone()).expect("utf-8");
+            assert_eq!(text.lines().count(), 1, "{text:?}");
+            assert!(!text.contains('\u{1b}'), "{text:?}");
+            assert!(
+                !text.lines().any(|l| l.trim_start().starts_with("::")),
+                "{text:?}"
+            );
+        }
+    }
+}
