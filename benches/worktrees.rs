@@ -17,7 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dispatch::isolation::worktree::{Checkout, FolderState, Repo, Spec};
+use dispatch::isolation::review::FolderState;
+use dispatch::isolation::worktree::{Checkout, Repo, Spec};
 
 const FILES_PER_FOLDER: usize = 50;
 /// Files are 8–12 KiB, 10 KiB on average.

@@ -392,9 +392,15 @@ tasks:
 fn eight_worktree_tasks_run_at_once_each_on_its_own_branch() {
     let project = Project::new();
     let mut manifest = String::from("version: 1\nconcurrency: 8\ntasks:\n");
+    // Each worker waits (30 s at most) until all eight have started, so
+    // the test proves they run at once without betting on a sleep being
+    // longer than making eight worktrees on a busy machine.
+    let gate = project.path().join("started");
+    std::fs::create_dir_all(&gate).expect("gate folder");
+    let gate = gate.display();
     for i in 0..8 {
         manifest.push_str(&format!(
-            "  t{i}:\n    command: [AGENT, sleep:700ms, 'write:f{i}.txt=task {i}', 'commit:Task {i}', check-all]\n    plan: [Work]\n    worktree: true\n"
+            "  t{i}:\n    command: [sh, -c, 'touch {gate}/t{i}; n=0; while [ $(ls {gate} | wc -l) -lt 8 ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; exec AGENT \"write:f{i}.txt=task {i}\" \"commit:Task {i}\" check-all']\n    plan: [Work]\n    worktree: true\n"
         ));
     }
     project.manifest(&manifest);

@@ -29,10 +29,11 @@ fn state(root: &Option<PathBuf>) -> StateDir {
 /// tasks first, then oldest first.
 pub fn waiting(state: &StateDir, run: Option<&str>) -> Result<Vec<Waiting>, String> {
     let snapshot = snapshot::load(state, run).map_err(|e| e.to_string())?;
+    let redactor = snapshot::redactor(&snapshot.run);
     let mut out = Vec::new();
     for task in &snapshot.tasks {
         let ipc = state.task_dir(&task.record.id).join("ipc");
-        for q in questions::waiting(&ipc).unwrap_or_default() {
+        for q in redactor.scrub(questions::waiting(&ipc).unwrap_or_default()) {
             out.push((
                 task.record.rank,
                 Waiting {
@@ -71,10 +72,12 @@ pub fn questions(args: &QuestionsArgs) -> u8 {
                     .as_deref()
                     .map(|m| format!(", {m}"))
                     .unwrap_or_default();
-                text.push_str(&format!(
-                    "{} #{} ({}{model}): {}\n",
+                let line = format!(
+                    "{} #{} ({}{model}): {}",
                     w.task, w.seq, w.priority, w.question
-                ));
+                );
+                text.push_str(&crate::util::escape::one_line(&line));
+                text.push('\n');
             }
             text.push_str("Answer with: dispatch answer TASK [--seq N] \"TEXT\"\n");
             print_stdout(&text);
@@ -115,8 +118,9 @@ pub fn answer(args: &AnswerArgs) -> u8 {
         }
         Err(AnswerError::AlreadyAnswered(existing)) => {
             eprintln!(
-                "error: {} #{seq} was already answered: {existing}",
-                args.task
+                "error: {} #{seq} was already answered: {}",
+                args.task,
+                crate::util::escape::one_line(&existing)
             );
             exit::USAGE
         }

@@ -509,7 +509,8 @@ fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
     match crate::record::snapshot::load(&state, args.run.as_deref()) {
         Ok(snapshot) => {
-            let rendered = crate::report::write::render(&state, &snapshot);
+            let redactor = crate::record::snapshot::redactor(&snapshot.run);
+            let rendered = crate::report::write::render(&state, &snapshot, &redactor);
             print_stdout(match args.format {
                 ReportFormat::Md => &rendered.markdown,
                 ReportFormat::Json => &rendered.json,

@@ -1,6 +1,5 @@
 //! `dispatch status [RUN]`: where a run stands, from any terminal.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub fn run(args: &StatusArgs) -> u8 {
     };
     loop {
         let mut snapshot = match snapshot::load(&state, args.run.as_deref()) {
-            Ok(snapshot) => snapshot,
+            Ok(snapshot) => snapshot::redactor(&snapshot.run).scrub(snapshot),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::USAGE;
@@ -142,10 +141,12 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
     } else {
         run.status.label()
     };
-    let _ = writeln!(
-        out,
-        "Run {} ({}): {state}, started {}",
-        run.run_id, run.name, run.started_at
+    put(
+        &mut out,
+        &format!(
+            "Run {} ({}): {state}, started {}",
+            run.run_id, run.name, run.started_at
+        ),
     );
     let severity = crate::events::attention::recorded_severity(run);
     let few = snapshot.tasks.len() <= summary::LIST_COMPLETE_UP_TO;
@@ -163,12 +164,14 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
         .collect();
     if !few || !filter.is_empty() {
         let records: Vec<TaskRecord> = snapshot.tasks.iter().map(|t| t.record.clone()).collect();
-        let _ = writeln!(
-            out,
-            "{} task{}: {}",
-            records.len(),
-            if records.len() == 1 { "" } else { "s" },
-            summary::counts(&records)
+        put(
+            &mut out,
+            &format!(
+                "{} task{}: {}",
+                records.len(),
+                if records.len() == 1 { "" } else { "s" },
+                summary::counts(&records)
+            ),
         );
     }
     for task in &shown {
@@ -177,13 +180,17 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
     }
     let hidden = snapshot.tasks.len() - shown.len();
     if filter.is_empty() && hidden > 0 {
-        let _ = writeln!(
-            out,
-            "\n{hidden} task{} fine, not shown (`--status complete` or `--task GLOB` shows them)",
-            if hidden == 1 { "" } else { "s" }
+        out.push('\n');
+        put(
+            &mut out,
+            &format!(
+                "{hidden} task{} fine, not shown (`--status complete` or `--task GLOB` shows them)",
+                if hidden == 1 { "" } else { "s" }
+            ),
         );
     } else if !filter.is_empty() && shown.is_empty() {
-        let _ = writeln!(out, "\nno task matches");
+        out.push('\n');
+        put(&mut out, "no task matches");
     }
     out
 }
@@ -218,14 +225,14 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
             record.reason.as_deref().unwrap_or("")
         ),
     };
-    let _ = writeln!(out, "● {label} — {state}");
+    put(out, &format!("● {label} — {state}"));
     if let Some(branch) = &record.branch {
         let status = if branch.head.is_some() {
             format!("{}; {}", branch.summary(), branch.folder.describe())
         } else {
             format!("in {}", branch.path)
         };
-        let _ = writeln!(out, "  branch {}: {status}", branch.name);
+        put(out, &format!("  branch {}: {status}", branch.name));
     }
     for finding in &record.findings {
         let at = finding
@@ -233,18 +240,19 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
             .as_deref()
             .map(|l| format!(" ({l})"))
             .unwrap_or_default();
-        let _ = writeln!(
+        put(
             out,
-            "  finding {}: {}{at}",
-            severity_label(finding.severity),
-            finding.title
+            &format!(
+                "  finding {}: {}{at}",
+                severity_label(finding.severity),
+                finding.title
+            ),
         );
     }
     for question in &view.waiting {
-        let _ = writeln!(
+        put(
             out,
-            "  question #{} waiting: {}",
-            question.seq, question.text
+            &format!("  question #{} waiting: {}", question.seq, question.text),
         );
     }
     let Some(plan) = &view.plan else { return };
@@ -263,8 +271,16 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
             .map(|n| format!(" — {n}"))
             .unwrap_or_default();
         let indent = "  ".repeat(item.depth + 1);
-        let _ = writeln!(out, "{indent}{mark} {}{note}{suffix}", item.text);
+        put(out, &format!("{indent}{mark} {}{note}{suffix}", item.text));
     }
+}
+
+/// One line of the view: whatever a worker wrote into a title, a note or
+/// a question stays on it, and shows its control characters instead of
+/// obeying them.
+fn put(out: &mut String, line: &str) {
+    out.push_str(&crate::util::escape::one_line(line));
+    out.push('\n');
 }
 
 /// A warning when worktrees of other runs pile up under

@@ -102,3 +102,29 @@ pub fn annotations(records: &[TaskRecord]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_cannot_forge_a_workflow_command() {
+        let record: TaskRecord = serde_json::from_value(serde_json::json!({
+            "id": "t", "run_id": "r", "title": "", "status": "complete", "reason": null,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": [], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": null, "exit": null,
+            "items": { "total": 0, "done": 0, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": [],
+            "findings": [{ "severity": "high", "title": "t\n::error::forged\u{1b}[2J",
+                           "location": "a,b:c\n::stop-commands::x:12" }],
+        }))
+        .unwrap_or_else(|e| panic!("record: {e}"));
+        assert_eq!(
+            annotations(&[record]),
+            ["::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J"]
+        );
+    }
+}

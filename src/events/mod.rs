@@ -17,6 +17,7 @@ pub mod live;
 pub mod log;
 pub mod plain;
 pub mod quiet;
+mod redact;
 pub mod reporter;
 pub mod sanitize;
 pub mod screen;
@@ -27,7 +28,7 @@ use serde::Serialize;
 
 use crate::domain::checklist::ItemState;
 use crate::domain::status::{RunStatus, TaskStatus};
-use crate::isolation::worktree::FolderState;
+use crate::isolation::review::FolderState;
 use crate::manifest::types::{Action, Severity};
 
 /// One thing that happened.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::screen::{Labels, Mode};
 use super::summary::Summary;
 use super::{github, json, live, log, plain, quiet, Event, Stamped};
+use crate::supervise::redact::Redactor;
 use crate::util::clock;
 
 /// One output of a run.
@@ -114,13 +115,21 @@ impl Sink {
 /// The run's reporters; the engine's one way out.
 pub struct Reporters {
     list: Vec<Box<dyn Reporter>>,
+    /// Every event is scrubbed of the run's secrets here, once, before any
+    /// reporter sees it.
+    redactor: Arc<Redactor>,
 }
 
 impl Reporters {
     /// The reporters `output` asks for, plus the event log when there is a
     /// file for it. stdout belongs to `--json` alone: GitHub annotations
     /// then go to stderr (the runner reads workflow commands from both).
-    pub fn new(output: &Output, log: Option<File>, labels: Labels) -> Reporters {
+    pub fn new(
+        output: &Output,
+        log: Option<File>,
+        labels: Labels,
+        redactor: Arc<Redactor>,
+    ) -> Reporters {
         let mut list: Vec<Box<dyn Reporter>> = Vec::new();
         if let Some(file) = log {
             list.push(Box::new(log::LogReporter::new(file)));
@@ -139,17 +148,18 @@ impl Reporters {
             };
             list.push(Box::new(github::GithubReporter::new(gh.clone(), sink)));
         }
-        Reporters { list }
+        Reporters { list, redactor }
     }
 
     /// Reporters given by the caller (tests, other front ends).
-    pub fn from_list(list: Vec<Box<dyn Reporter>>) -> Reporters {
-        Reporters { list }
+    pub fn from_list(list: Vec<Box<dyn Reporter>>, redactor: Arc<Redactor>) -> Reporters {
+        Reporters { list, redactor }
     }
 
     /// Stamp an event and hand it to every reporter, in order (the event
     /// log first, so what was shown is also on record).
     pub fn emit(&mut self, event: Event) {
+        let event = self.redactor.scrub(event);
         let stamped = Stamped {
             ts: clock::now(),
             event: &event,
@@ -181,22 +191,29 @@ mod tests {
     use super::*;
     use crate::manifest::types::Severity;
 
-    /// A hostile finding reaches every text reporter escaped: no raw ESC,
-    /// no line of its own that a CI runner would read as a command.
+    /// A hostile finding reaches every text reporter redacted and escaped:
+    /// no secret, no raw ESC, no line of its own that a CI runner would
+    /// read as a command.
     #[test]
     fn worker_text_leaves_escaped_for_each_destination() {
         let (plain_out, plain_buf) = Sink::memory();
         let (quiet_out, quiet_buf) = Sink::memory();
         let (json_out, json_buf) = Sink::memory();
-        let mut reporters = Reporters::from_list(vec![
-            Box::new(plain::PlainReporter::new(Labels::default(), plain_out)),
-            Box::new(quiet::QuietReporter::new(Labels::default(), quiet_out)),
-            Box::new(json::JsonReporter::new(json_out)),
-        ]);
+        let mut reporters = Reporters::from_list(
+            vec![
+                Box::new(plain::PlainReporter::new(Labels::default(), plain_out)),
+                Box::new(quiet::QuietReporter::new(Labels::default(), quiet_out)),
+                Box::new(json::JsonReporter::new(json_out)),
+            ],
+            Arc::new(Redactor::new(
+                [("MY_API_KEY".to_owned(), "sk-test-123456".to_owned())],
+                &[],
+            )),
+        );
         reporters.emit(Event::Finding {
             task: "t".to_owned(),
             severity: Severity::High,
-            title: "x\n::error::forged\u{1b}[2J".to_owned(),
+            title: "x sk-test-123456\n::error::forged\u{1b}[2J".to_owned(),
             location: Some("a.rs:1\r\n::stop-commands::y".to_owned()),
             detail: None,
         });
@@ -204,6 +221,7 @@ mod tests {
             let text = String::from_utf8(buffer.lock().expect("buffer").clone()).expect("utf-8");
             assert_eq!(text.lines().count(), 1, "{text:?}");
             assert!(!text.contains('\u{1b}'), "{text:?}");
+            assert!(!text.contains("sk-test-123456"), "{text:?}");
             assert!(
                 !text.lines().any(|l| l.trim_start().starts_with("::")),
                 "{text:?}"

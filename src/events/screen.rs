@@ -155,7 +155,7 @@ impl Labels {
                 ..
             } => format!(
                 "{task}: branch {branch}: {}; {}",
-                crate::isolation::worktree::change_summary(
+                crate::isolation::review::change_summary(
                     *ahead,
                     *files_changed,
                     *insertions,

@@ -42,6 +42,16 @@ pub struct Finding {
     pub ts: Option<String>,
 }
 
+/// Every text field of a finding is the worker's.
+impl crate::supervise::redact::Redact for Finding {
+    fn redact_with(&mut self, redactor: &crate::supervise::redact::Redactor) {
+        self.title.redact_with(redactor);
+        self.location.redact_with(redactor);
+        self.detail.redact_with(redactor);
+        self.ts.redact_with(redactor);
+    }
+}
+
 /// A line of the findings file that is not a finding: reported (so a
 /// worker's mistake is visible) and skipped (so nothing else is lost).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

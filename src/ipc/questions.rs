@@ -56,6 +56,15 @@ impl Question {
     }
 }
 
+/// The question is the worker's; an answer may quote a secret a rule or a
+/// person gave it, which the worker may see but the records may not.
+impl crate::supervise::redact::Redact for Question {
+    fn redact_with(&mut self, redactor: &crate::supervise::redact::Redactor) {
+        self.text.redact_with(redactor);
+        self.answer.redact_with(redactor);
+    }
+}
+
 /// Why an answer was not written, so the caller can tell a person "already
 /// answered: …" instead of a bare I/O error.
 #[derive(Debug, thiserror::Error)]

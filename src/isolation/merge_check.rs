@@ -8,7 +8,96 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::isolation::worktree::{BranchRecord, MergeCheck, Repo, WorktreeError};
+use git2::Oid;
+
+use crate::isolation::review::BranchRecord;
+use crate::isolation::worktree::{Repo, WorktreeError};
+
+/// Whether a branch merges cleanly into its base.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MergeCheck {
+    /// What it was merged into (the base, as it is now).
+    pub into: String,
+    /// No conflicts.
+    pub clean: bool,
+    /// The files that conflict.
+    pub conflicts: Vec<String>,
+}
+
+impl Repo {
+    /// Whether a branch's commits are all reachable from some ref outside
+    /// `leaving` (local branches, remote-tracking branches, tags, HEAD):
+    /// deleting it then loses nothing.
+    pub fn is_merged_elsewhere(&self, branch: &str, leaving: &[String]) -> bool {
+        let Some(tip) = self.branch_tip(branch) else {
+            return true;
+        };
+        let Ok(references) = self.repo.references() else {
+            return false;
+        };
+        let mut others: Vec<Oid> = references
+            .flatten()
+            .filter(|r| {
+                let short = r.shorthand().unwrap_or_default();
+                !(r.is_branch() && leaving.iter().any(|l| l == short))
+            })
+            .filter_map(|r| r.resolve().ok().and_then(|r| r.target()))
+            .collect();
+        if let Ok(head) = self.repo.head() {
+            if !(head.is_branch() && leaving.iter().any(|l| Ok(l.as_str()) == head.shorthand())) {
+                others.extend(head.target());
+            }
+        }
+        others
+            .into_iter()
+            .any(|other| other == tip || self.repo.graph_descendant_of(other, tip).unwrap_or(false))
+    }
+
+    /// Whether `branch` merges into `into` (a branch, tag or commit, as it
+    /// is now) without conflicts, and which files conflict. Nothing is
+    /// written: the merge is made in memory.
+    pub fn merge_check(&self, branch: &str, into: &str) -> Result<MergeCheck, WorktreeError> {
+        let theirs = self
+            .branch_tip(branch)
+            .ok_or_else(|| WorktreeError::BaseNotFound {
+                base: branch.to_owned(),
+                suggestions: Vec::new(),
+            })?;
+        let ours = self.resolve(into)?;
+        let conflicts = self.conflicting_files(ours, theirs)?;
+        Ok(MergeCheck {
+            into: into.to_owned(),
+            clean: conflicts.is_empty(),
+            conflicts,
+        })
+    }
+
+    /// The files that conflict when `a` and `b` are merged (in memory).
+    pub fn conflicts_between(&self, a: &str, b: &str) -> Result<Vec<String>, WorktreeError> {
+        let (Some(a), Some(b)) = (self.branch_tip(a), self.branch_tip(b)) else {
+            return Ok(Vec::new());
+        };
+        self.conflicting_files(a, b)
+    }
+
+    fn conflicting_files(&self, ours: Oid, theirs: Oid) -> Result<Vec<String>, WorktreeError> {
+        let ours = self.repo.find_commit(ours)?;
+        let theirs = self.repo.find_commit(theirs)?;
+        let index = self.repo.merge_commits(&ours, &theirs, None)?;
+        if !index.has_conflicts() {
+            return Ok(Vec::new());
+        }
+        let mut files: Vec<String> = index
+            .conflicts()?
+            .flatten()
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+            .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+}
 
 /// Two branches of the same run that conflict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

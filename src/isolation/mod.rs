@@ -2,5 +2,6 @@
 //! the review of what it left, and merge readiness.
 
 pub mod merge_check;
+pub mod review;
 pub mod setup;
 pub mod worktree;

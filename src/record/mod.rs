@@ -11,9 +11,10 @@ use crate::agents::stream::{Outcome, Usage};
 use crate::domain::checklist::Counts;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::ipc::findings::Finding;
-use crate::isolation::worktree::BranchRecord;
+use crate::isolation::review::BranchRecord;
 use crate::manifest::types::Budget;
 use crate::supervise::process::Exit;
+use crate::supervise::redact::{Redact, Redactor};
 
 /// One launch of a task's worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,27 @@ pub struct TaskRecord {
     pub attempts: Vec<Attempt>,
 }
 
+/// Everything in a task's record that a worker (or its agent's stream)
+/// could have written.
+impl Redact for TaskRecord {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.title.redact_with(redactor);
+        self.reason.redact_with(redactor);
+        self.argv.redact_with(redactor);
+        self.current_item.redact_with(redactor);
+        self.outcome.redact_with(redactor);
+        self.findings.redact_with(redactor);
+        for question in &mut self.questions {
+            question.text.redact_with(redactor);
+            question.answer.redact_with(redactor);
+            question.answered_by.redact_with(redactor);
+        }
+        for attempt in &mut self.attempts {
+            attempt.reason.redact_with(redactor);
+        }
+    }
+}
+
 /// A question a worker asked, and its answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuestionRecord {
@@ -101,6 +123,11 @@ pub struct RunRecord {
     pub ended_at: Option<String>,
     pub concurrency: u32,
     pub vars: Vec<(String, String)>,
+    /// The names (never the values) the manifest lists under `secrets:`,
+    /// so `dispatch status` and `dispatch report` in another process
+    /// redact them too.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Task ids in schedule order.
     pub tasks: Vec<String>,
     /// `running` until the run ends, then `complete`, `failed`, `blocked`,

@@ -10,6 +10,7 @@ use crate::domain::checklist::Checklist;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
 use crate::state::{lock::process_alive, read_bounded, StateDir};
+use crate::supervise::redact::{Redact, Redactor};
 
 /// One task: its record and its plan as the worker has left it.
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +36,29 @@ pub struct Snapshot {
     /// Whether the process running it is still alive.
     pub live: bool,
     pub tasks: Vec<TaskView>,
+}
+
+/// What `dispatch status` and the reports show of a run read back from
+/// disk: the records, and the plans and waiting questions the workers
+/// wrote, which were never redacted.
+impl Redact for Snapshot {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.run.escalations.redact_with(redactor);
+        for task in &mut self.tasks {
+            task.record.redact_with(redactor);
+            task.plan.redact_with(redactor);
+            for question in &mut task.waiting {
+                question.text.redact_with(redactor);
+            }
+        }
+    }
+}
+
+/// The redactor a command reading a run from disk uses: the secret values
+/// of its own environment, and of the variables the run's manifest named
+/// under `secrets:`.
+pub fn redactor(run: &RunRecord) -> Redactor {
+    Redactor::from_env(&run.secrets)
 }
 
 /// Why a snapshot could not be taken.

@@ -28,7 +28,9 @@ pub fn render(report: &Report, fail_severity: Severity) -> String {
         junit.add_test_suite(suite);
     }
     junit.set_time(total);
-    junit.to_string().unwrap_or_default()
+    // Worker text keeps its newlines in XML text; a JUnit file shown in a
+    // CI log must not start a workflow command.
+    crate::util::escape::log_safe(&junit.to_string().unwrap_or_default())
 }
 
 fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSuite {

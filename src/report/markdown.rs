@@ -88,27 +88,15 @@ pub fn describe_budget(budget: &crate::manifest::types::Budget) -> String {
     }
 }
 
-/// Escape what Markdown (and the HTML it allows) would interpret.
+/// Escape what Markdown (and the HTML it allows) would interpret, and
+/// drop control characters: worker text stays on its line and inert.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::util::escape::markdown_inline(text)
 }
 
 /// A fenced code block that no backtick run inside the text can close.
 pub fn fence(text: &str) -> String {
+    let text = crate::util::escape::markdown_text(text);
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest.max(2) + 1);
     format!("{ticks}text\n{}\n{ticks}", text.trim_end())
@@ -122,6 +110,12 @@ mod tests {
     fn escapes_html_and_markdown() {
         assert_eq!(escape("<script>&\"'"), "&lt;script&gt;&amp;\"'");
         assert_eq!(escape("a|b *c* [d](e)"), "a\\|b \\*c\\* \\[d\\](e)");
+    }
+
+    #[test]
+    fn control_characters_never_reach_markdown() {
+        assert_eq!(escape("a\x1b[2J\x07b\nc"), "a\\[2Jb c");
+        assert_eq!(fence("x\x1b]0;t\x07y"), "```text\nx]0;ty\n```");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+mod redact;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -19,10 +20,11 @@ use crate::domain::checklist::ItemState;
 use crate::domain::exit;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
-use crate::isolation::worktree::BranchRecord;
+use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
 use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
+use crate::supervise::redact::Redactor;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;
@@ -202,8 +204,9 @@ pub struct QuestionReport {
 
 /// Build the report of a run from its state. Each task's part reads its
 /// files (the head of `output.md`, the tail of `worker.log`), so a large
-/// run's tasks are read on every core.
-pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
+/// run's tasks are read on every core. What the workers wrote passes
+/// through `redactor` before anything is rendered from it.
+pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
     let run = &snapshot.run;
     let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
         views
@@ -217,7 +220,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
-    Report {
+    redactor.scrub(Report {
         format_version: FORMAT_VERSION,
         run_id: run.run_id.clone(),
         name: run.name.clone(),
@@ -236,7 +239,7 @@ pub fn build(state: &StateDir, snapshot: &Snapshot) -> Report {
         merge_readiness: run.merge_readiness.clone(),
         totals,
         tasks,
-    }
+    })
 }
 
 /// One task's part of the report: its record, its last plan, and the head

@@ -11,6 +11,7 @@ use crate::plan::templates::Templates;
 use crate::record::snapshot::Snapshot;
 use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
+use crate::supervise::redact::Redactor;
 
 /// Extra places for the reports, from the command line.
 #[derive(Clone, Debug, Default)]
@@ -27,9 +28,9 @@ pub struct Rendered {
     pub junit: String,
 }
 
-/// Render the three reports of a run from its state.
-pub fn render(state: &StateDir, snapshot: &Snapshot) -> Rendered {
-    let report = build(state, snapshot);
+/// Render the three reports of a run from its state, secrets replaced.
+pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Rendered {
+    let report = build(state, snapshot, redactor);
     let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
     let templates = Templates::new(Some(manifest_dir.join("templates")));
     let fail_severity = snapshot
@@ -69,9 +70,10 @@ pub fn after_run(
     state: &StateDir,
     snapshot: &Snapshot,
     targets: &Targets,
+    redactor: &Redactor,
 ) -> (String, Vec<String>) {
     let run_id = snapshot.run.run_id.as_str();
-    let rendered = render(state, snapshot);
+    let rendered = render(state, snapshot, redactor);
     let mut problems = Vec::new();
     let mut put = |path: &Path, text: &str| {
         if let Err(e) = write_atomic(path, text.as_bytes()) {

@@ -85,6 +85,87 @@ impl Redactor {
     }
 }
 
+/// Text a worker could have put a secret in, made safe in place. Every
+/// record, event and report type that carries worker text implements it,
+/// listing its text fields, so [`Redactor::scrub`] is the one way worker
+/// text enters dispatch's records and outputs.
+pub trait Redact {
+    /// Replace every secret value in this value's text.
+    fn redact_with(&mut self, redactor: &Redactor);
+}
+
+impl Redactor {
+    /// `value` with every secret in its text replaced: the one function
+    /// through which questions, answers, findings, plan items, events,
+    /// records and reports pass before they are stored or shown.
+    pub fn scrub<T: Redact>(&self, mut value: T) -> T {
+        self.scrub_in_place(&mut value);
+        value
+    }
+
+    /// [`Redactor::scrub`] for a value the caller keeps.
+    pub fn scrub_in_place<T: Redact + ?Sized>(&self, value: &mut T) {
+        if !self.is_empty() {
+            value.redact_with(self);
+        }
+    }
+}
+
+impl Redact for String {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        if let Cow::Owned(clean) = redactor.redact(self) {
+            *self = clean;
+        }
+    }
+}
+
+impl<T: Redact> Redact for Option<T> {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        if let Some(value) = self {
+            value.redact_with(redactor);
+        }
+    }
+}
+
+impl<T: Redact> Redact for [T] {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        for value in self {
+            value.redact_with(redactor);
+        }
+    }
+}
+
+impl<T: Redact> Redact for Vec<T> {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.as_mut_slice().redact_with(redactor);
+    }
+}
+
+impl<A: Redact, B: Redact> Redact for (A, B) {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.0.redact_with(redactor);
+        self.1.redact_with(redactor);
+    }
+}
+
+/// A plan's items and notes are the worker's to write.
+impl Redact for crate::domain::checklist::Checklist {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.title.redact_with(redactor);
+        for item in &mut self.items {
+            item.text.redact_with(redactor);
+            item.note.redact_with(redactor);
+        }
+    }
+}
+
+/// The agent's final text and its error messages come from its stream.
+impl Redact for crate::agents::stream::Outcome {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        self.message.redact_with(redactor);
+    }
+}
+
 fn sort_longest_first(secrets: &mut Vec<(String, String)>) {
     secrets.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
     secrets.dedup_by(|a, b| a.1 == b.1);
@@ -117,6 +198,23 @@ mod tests {
         assert_eq!(
             redactor.redact(line),
             "key [redacted ANTHROPIC_API_KEY] tok [redacted GITHUB_TOKEN] dk [redacted DEPLOY_KEY] home /home/someone abc"
+        );
+    }
+
+    #[test]
+    fn scrub_reaches_nested_text() {
+        let redactor = Redactor::new(vars(&[("MY_API_KEY", "sk-test-123456")]), &[]);
+        let plan = crate::domain::checklist::parse(
+            "# sk-test-123456\n- [x] use sk-test-123456 — note sk-test-123456\n",
+        );
+        let plan = redactor.scrub(plan);
+        let shown = format!("{plan:?}");
+        assert!(!shown.contains("sk-test-123456"), "{shown}");
+        assert!(shown.contains("[redacted MY_API_KEY]"), "{shown}");
+        let texts = redactor.scrub(vec![Some("a sk-test-123456".to_owned()), None]);
+        assert_eq!(
+            texts,
+            vec![Some("a [redacted MY_API_KEY]".to_owned()), None]
         );
     }
 

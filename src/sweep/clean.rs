@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::isolation::worktree::{self, FolderState, Repo, WorktreeError};
+use crate::isolation::review::{self, FolderState};
+use crate::isolation::worktree::{self, Repo, WorktreeError};
 use crate::record::snapshot;
 use crate::state::lock::{Holder, Lock};
 use crate::state::{StateDir, StateError};
@@ -201,7 +202,7 @@ fn remove_worktree(repo: &Repo, path: &Path, options: &CleanOptions) -> Outcome 
     let bytes = worktree::disk_usage(path);
     let changes = git2::Repository::open(path)
         .ok()
-        .and_then(|r| worktree::changed_files(&r).ok())
+        .and_then(|r| review::changed_files(&r).ok())
         .unwrap_or(0);
     if changes > 0 && !options.force {
         return Outcome::KeptWorktree {

@@ -62,6 +62,7 @@ impl Sweep {
             return;
         };
         for question in all {
+            let question = self.redactor.scrub(question);
             let key = (index, question.seq);
             if !self.seen_questions.contains(&key) {
                 self.seen_questions.insert(key);
@@ -292,7 +293,7 @@ impl Sweep {
         let results = reader.poll();
         let task = self.plan.tasks[index].clone();
         for result in results {
-            match result {
+            match result.map(|finding| self.redactor.scrub(finding)) {
                 Ok(finding) => {
                     self.on_finding(index, &task.id, &task.source_id, &task.tags, finding)
                 }

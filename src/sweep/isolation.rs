@@ -12,10 +12,9 @@ use super::Sweep;
 use crate::domain::status::TaskStatus;
 use crate::events::Event;
 use crate::isolation::merge_check::{self, MergeReadiness};
+use crate::isolation::review::{self, BranchRecord, FolderState};
 use crate::isolation::setup;
-use crate::isolation::worktree::{
-    self, BranchRecord, Created, FolderState, Repo, Spec, WorktreeError,
-};
+use crate::isolation::worktree::{Created, Repo, Spec, WorktreeError};
 use crate::manifest::types::{CommitPolicy, KeepPolicy};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::plan::{PlannedTask, SweepPlan, WorktreePlan};
@@ -53,7 +52,7 @@ fn settle_blocking(
         .unwrap_or_default();
     let mut auto_commit = None;
     if plan.commit == CommitPolicy::Auto && made.path.exists() {
-        match worktree::commit_all(&made.path, message, &ignored) {
+        match review::commit_all(&made.path, message, &ignored) {
             Ok(commit) => auto_commit = commit,
             Err(e) => warnings.push(format!("could not commit the worktree's changes: {e}")),
         }

@@ -9,6 +9,7 @@ pub mod carry;
 pub mod clean;
 mod conversation;
 mod isolation;
+mod scrub;
 mod start;
 pub mod verdict;
 
@@ -423,7 +424,7 @@ impl Sweep {
             &run_dir.join("manifest.yaml"),
             loaded.source.text.as_bytes(),
         )?;
-        let redactor = Arc::new(Redactor::from_env(&plan.secrets));
+        let redactor = Arc::new(scrub::run_redactor(&plan));
         let count = plan.tasks.len();
         let mut records = Vec::with_capacity(count);
         let mut earlier = start::Earlier::new(count);
@@ -486,6 +487,7 @@ impl Sweep {
             status: RunStatus::Running,
             exit_code: None,
             escalations: Vec::new(),
+            secrets: plan.secrets.clone(),
             manifest_dir: std::fs::canonicalize(&loaded.dir)
                 .unwrap_or_else(|_| loaded.dir.clone())
                 .display()
@@ -565,7 +567,7 @@ impl Sweep {
                 dir: options.report_dir.clone(),
             },
             run_record,
-            reporters: Reporters::new(&options.output, log, labels),
+            reporters: Reporters::new(&options.output, log, labels, redactor.clone()),
             verbose: options.output.verbose,
             redactor,
             grace: options.grace,
@@ -643,6 +645,7 @@ impl Sweep {
     fn save(&mut self, index: usize) {
         self.unsaved[index] = false;
         self.saved_at[index] = Instant::now();
+        self.redactor.scrub_in_place(&mut self.records[index]);
         let record = &self.records[index];
         let path = self.state.task_dir(&record.id).join("task.json");
         if let Err(e) = state::write_json(&path, record) {
@@ -1506,7 +1509,7 @@ impl Sweep {
                 .collect(),
         };
         let (markdown, problems) =
-            report::write::after_run(&self.state, &snapshot, &self.report_targets);
+            report::write::after_run(&self.state, &snapshot, &self.report_targets, &self.redactor);
         self.records = snapshot.tasks.into_iter().map(|view| view.record).collect();
         for problem in problems {
             self.emit(Event::Warning {

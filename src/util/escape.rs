@@ -83,16 +83,46 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// Text for a Markdown body (a fenced block, a paragraph): control
-/// characters removed, newlines and tabs kept, `\r\n` made `\n`.
+/// characters removed, newlines and tabs kept, `\r\n` made `\n`. A
+/// report is often printed into a CI log (`dispatch report`), so a line
+/// that would read as a workflow command (`::error::`, `##[error]`) gets a
+/// zero-width space after its first character: it looks the same, and the
+/// runner no longer obeys it.
 pub fn markdown_text(text: &str) -> String {
-    text.chars()
+    let kept: String = text
+        .chars()
         .filter_map(|c| match c {
             '\n' | '\t' => Some(c),
             c if is_line_break_like(c) => Some('\n'),
             c if is_control(c) => None,
             c => Some(c),
         })
+        .collect();
+    log_safe(&kept)
+}
+
+/// Multi-line text that may be printed into a CI log (a report on stdout,
+/// a JUnit file shown by `cat`): every line that would read as a workflow
+/// command gets a zero-width space after its first non-blank character.
+/// Everything else is left as it is.
+pub fn log_safe(text: &str) -> String {
+    // The runner reads lines as .NET does: `\r` alone ends one too.
+    text.split_inclusive(['\n', '\r'])
+        .map(defuse_command)
         .collect()
+}
+
+/// `line` with a zero-width space after its first non-blank character
+/// when it would start a workflow command (`::` now, `##[` in the older
+/// syntax the runner still reads).
+fn defuse_command(line: &str) -> std::borrow::Cow<'_, str> {
+    let body = line.trim_start();
+    if body.starts_with("::") || body.starts_with("##[") {
+        let at = line.len() - body.len() + 1;
+        std::borrow::Cow::Owned(format!("{}\u{200b}{}", &line[..at], &line[at..]))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
 }
 
 /// Text inside one Markdown line (a table cell, a list item, a heading):
@@ -146,7 +176,10 @@ mod tests {
     fn no_forged_command(s: &str) -> bool {
         s.split(['\n', '\r', '\u{2028}', '\u{2029}', '\u{85}'])
             .skip(1)
-            .all(|line| !line.trim_start().starts_with("::"))
+            .all(|line| {
+                let line = line.trim_start();
+                !line.starts_with("::") && !line.starts_with("##[")
+            })
     }
 
     fn has_raw_control(s: &str, allowed: &[char]) -> bool {
@@ -190,6 +223,11 @@ mod tests {
     #[test]
     fn markdown_strips_controls() {
         assert_eq!(markdown_text("a\x1b[2Jb\r\nc\td\x00"), "a[2Jb\nc\td");
+        assert_eq!(
+            markdown_text("x\n  ::error::f\n##[error]g"),
+            "x\n  :\u{200b}:error::f\n#\u{200b}#[error]g"
+        );
+        assert_eq!(log_safe("a\r::error::x"), "a\r:\u{200b}:error::x");
         assert_eq!(markdown_inline("a|b\nc\x1b<x>*"), "a\\|b c&lt;x&gt;\\*");
     }
 
@@ -223,11 +261,20 @@ mod tests {
 
         #[test]
         fn markdown_has_no_controls(s in any::<String>()) {
-            prop_assert!(!has_raw_control(&markdown_text(&s), &['\n', '\t']));
+            let text = markdown_text(&s);
+            prop_assert!(!has_raw_control(&text, &['\n', '\t']), "{text:?}");
+            prop_assert!(no_forged_command(&format!("\n{text}")), "{text:?}");
             let inline = markdown_inline(&s);
             prop_assert!(!has_raw_control(&inline, &[]), "{inline:?}");
             // Every `|` is escaped, so a cell cannot split the table.
             prop_assert!(inline.match_indices('|').all(|(i, _)| inline[..i].ends_with('\\')));
+        }
+
+        #[test]
+        fn log_safe_text_starts_no_command(s in any::<String>()) {
+            let out = log_safe(&s);
+            prop_assert!(no_forged_command(&format!("\n{out}").replace('\r', "\n")), "{out:?}");
+            prop_assert_eq!(out.replace('\u{200b}', ""), s.replace('\u{200b}', ""));
         }
 
         #[test]
@@ -240,6 +287,7 @@ mod tests {
             prop_assert!(no_forged_command(&github_data(&s)));
             prop_assert!(no_forged_command(&one_line(&s)));
             prop_assert!(no_forged_command(&markdown_inline(&s)));
+            prop_assert!(no_forged_command(&markdown_text(&s)));
         }
     }
 }
