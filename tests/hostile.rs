@@ -23,9 +23,11 @@ set -e
 S="$MY_API_KEY"
 E=$(printf '\033')
 B=$(printf '\007')
+C1=$(printf '\302\233')
+DEL=$(printf '\177')
 NL='
 '
-EVIL="${NL}::error::forged${NL}::stop-commands::x${NL}${E}[2J${E}]0;pwned${B}"
+EVIL="${NL}::error::forged${NL}::stop-commands::x${NL}${E}[2J${E}]0;pwned${B}${C1}2J${DEL}"
 a=$("$DISPATCH_BIN" worker ask "Use key $S?$EVIL")
 "$DISPATCH_BIN" worker finding --severity high "leaked $S$EVIL" \
   --location "src/$S.rs,x=1${EVIL}:7" --detail "detail $S$EVIL"

@@ -55,7 +55,9 @@ pub fn questions(args: &QuestionsArgs) -> u8 {
     let state = state(&args.root);
     match waiting(&state, args.run.as_deref()) {
         Ok(list) if args.json => {
-            let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
+            let mut text = crate::util::escape::json_for_terminal(
+                &serde_json::to_string_pretty(&list).unwrap_or_default(),
+            );
             text.push('\n');
             print_stdout(&text);
             exit::OK

@@ -123,7 +123,9 @@ pub fn merge(args: &MergeArgs) -> u8 {
         crate::manifest::types::Severity::Critical,
     );
     let junit = junit::render(&report, Severity::High);
-    let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    let mut json = crate::util::escape::json_for_terminal(
+        &serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
     json.push('\n');
     let mut writes: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(dir) = &args.report_dir {

@@ -37,7 +37,9 @@ pub fn run(args: &StatusArgs) -> u8 {
         let text = if args.json {
             // Complete unless a filter asks for less.
             snapshot.tasks.retain(|t| filter.keeps(&t.record));
-            let mut json = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+            let mut json = crate::util::escape::json_for_terminal(
+                &serde_json::to_string_pretty(&snapshot).unwrap_or_default(),
+            );
             json.push('\n');
             json
         } else {

@@ -2,6 +2,7 @@
 //! alone; nothing else may write there, or a consumer's parser breaks.
 
 use super::reporter::{Reporter, Sink};
+use super::sanitize::{sanitize_for, Destination};
 use super::Stamped;
 
 pub struct JsonReporter {
@@ -15,10 +16,11 @@ impl JsonReporter {
 }
 
 impl Reporter for JsonReporter {
-    /// serde escapes every string: a worker's newline stays inside it.
+    /// serde escapes every string (a worker's newline stays inside it);
+    /// the rest of what a terminal would obey is escaped on the way out.
     fn report(&mut self, stamped: &Stamped<'_>) {
         if let Ok(line) = serde_json::to_string(stamped) {
-            self.out.line(&line);
+            self.out.line(&sanitize_for(Destination::Json, &line));
         }
     }
 

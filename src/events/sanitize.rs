@@ -18,7 +18,9 @@ pub enum Destination {
     GithubData,
     /// A property value of a workflow command (`file=`, `title=`).
     GithubProperty,
-    /// A JSON string: serde escapes it, nothing more to do.
+    /// A line of JSON for a terminal or a pipe (`--json`): serde escapes
+    /// the C0 controls; DEL, C1 and the Unicode line separators get `\u`
+    /// escapes too, which every JSON reader reads back the same.
     Json,
 }
 
@@ -26,7 +28,7 @@ pub enum Destination {
 /// it; borrowed when nothing had to change (most text, most of the time).
 pub fn sanitize_for(dest: Destination, text: &str) -> Cow<'_, str> {
     let special = |c: char| match dest {
-        Destination::Json => false,
+        Destination::Json => (escape::is_control(c) || is_line_break_like(c)) && c != '\n',
         Destination::Line => escape::is_control(c) || is_line_break_like(c),
         Destination::GithubData => escape::is_control(c) || c == '%' || is_line_break_like(c),
         Destination::GithubProperty => {
@@ -37,7 +39,7 @@ pub fn sanitize_for(dest: Destination, text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     Cow::Owned(match dest {
-        Destination::Json => text.to_owned(),
+        Destination::Json => escape::json_for_terminal(text),
         Destination::Line => escape::one_line(text),
         Destination::GithubData => escape::github_data(text),
         Destination::GithubProperty => escape::github_property(text),

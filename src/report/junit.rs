@@ -30,7 +30,24 @@ pub fn render(report: &Report, fail_severity: Severity) -> String {
     junit.set_time(total);
     // Worker text keeps its newlines in XML text; a JUnit file shown in a
     // CI log must not start a workflow command.
-    crate::util::escape::log_safe(&junit.to_string().unwrap_or_default())
+    // DEL and the C1 controls are legal XML but a terminal may obey them:
+    // they become character references, which mean the same to a parser.
+    let xml = junit.to_string().unwrap_or_default();
+    crate::util::escape::log_safe(&xml_char_refs(&xml))
+}
+
+/// `xml` with DEL and C1 controls written as `&#N;`. They can stand only in
+/// text and attribute values, where a reference is the same character.
+fn xml_char_refs(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    for c in xml.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("&#{};", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSuite {

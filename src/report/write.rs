@@ -44,7 +44,9 @@ pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Ren
     let (markdown, json, junit) = std::thread::scope(|scope| {
         let markdown = scope.spawn(|| markdown::render(&report, &templates, severity));
         let junit = scope.spawn(|| junit::render(&report, fail_severity));
-        let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        let mut json = crate::util::escape::json_for_terminal(
+            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        );
         json.push('\n');
         let join = |handle: std::thread::ScopedJoinHandle<'_, String>| {
             handle

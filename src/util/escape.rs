@@ -149,6 +149,26 @@ pub fn markdown_inline(text: &str) -> String {
     out
 }
 
+/// A JSON text made safe for a terminal: JSON already escapes C0 controls
+/// inside strings, but not DEL or the C1 controls (CSI is U+009B), which
+/// some terminals obey, nor the line separators U+2028 and U+2029 that
+/// some log viewers break lines at; they are written as `\u007f`,
+/// `\u009b`, `\u2028`, … too.
+/// They can only appear inside JSON strings, so the JSON means the same.
+pub fn json_for_terminal(json: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (is_control(c) || is_line_break_like(c)) && c != '\n' {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Push `c`, or a visible stand-in when it is a control character or a
 /// line break a viewer could obey.
 fn push_visible(out: &mut String, c: char) {
@@ -231,6 +251,15 @@ mod tests {
         assert_eq!(markdown_inline("a|b\nc\x1b<x>*"), "a\\|b c&lt;x&gt;\\*");
     }
 
+    #[test]
+    fn json_for_terminal_is_the_same_json() {
+        let value = serde_json::json!({"t": "a\u{7f}b\u{9b}2Jc\u{1b}"});
+        let text = json_for_terminal(&serde_json::to_string(&value).unwrap_or_default());
+        assert_eq!(text, r#"{"t":"a\u007fb\u009b2Jc\u001b"}"#);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, value);
+    }
+
     proptest! {
         #[test]
         fn github_data_is_one_line(s in any::<String>()) {
@@ -268,6 +297,16 @@ mod tests {
             prop_assert!(!has_raw_control(&inline, &[]), "{inline:?}");
             // Every `|` is escaped, so a cell cannot split the table.
             prop_assert!(inline.match_indices('|').all(|(i, _)| inline[..i].ends_with('\\')));
+        }
+
+        #[test]
+        fn json_for_terminal_keeps_the_value(s in any::<String>()) {
+            let json = serde_json::to_string_pretty(&serde_json::json!({ "s": s }))
+                .unwrap_or_default();
+            let safe = json_for_terminal(&json);
+            prop_assert!(!has_raw_control(&safe, &['\n']), "{safe:?}");
+            let back: serde_json::Value = serde_json::from_str(&safe).unwrap_or_default();
+            prop_assert_eq!(back["s"].as_str(), Some(s.as_str()));
         }
 
         #[test]
