@@ -5,8 +5,8 @@
 //! A case is `NN-name.yaml` whose first line is `# expect: LINE:COL TEXT`
 //! (or `# expect: - TEXT` for errors about the whole file), or a sidecar
 //! `NN-name.expect` holding the same for files that cannot carry a comment.
-//! `NN-name.generate` (`size=BYTES`) describes a file too large to check in;
-//! the test writes it to a temporary folder.
+//! `NN-name.generate` (`size=BYTES`, or `anchor=BYTES uses=N`) describes a
+//! file too large to check in; the test writes it to a temporary folder.
 
 use std::path::{Path, PathBuf};
 
@@ -83,18 +83,9 @@ fn cases() -> Vec<Case> {
             }
             Some("generate") => {
                 let spec = std::fs::read_to_string(&path).expect("read generate spec");
-                let size: usize = spec
-                    .trim()
-                    .strip_prefix("size=")
-                    .and_then(|s| s.parse().ok())
-                    .expect("generate spec is `size=BYTES`");
                 let temp = tempfile::tempdir().expect("tempdir");
                 let file = temp.path().join(format!("{name}.yaml"));
-                let mut text = String::from("version: 1\ntasks:\n  a:\n    prompt: |\n");
-                while text.len() < size {
-                    text.push_str("      filler line to make the manifest far too large\n");
-                }
-                std::fs::write(&file, text).expect("write generated case");
+                std::fs::write(&file, generate(spec.trim())).expect("write generated case");
                 let (location, expected) =
                     parse_expectation(&std::fs::read_to_string(&sidecar).expect("sidecar"), &path);
                 cases.push(Case {
@@ -109,6 +100,36 @@ fn cases() -> Vec<Case> {
         }
     }
     cases
+}
+
+/// The text a `.generate` spec describes: `size=BYTES` (a manifest that
+/// long), or `anchor=BYTES uses=N` (one anchored scalar that long, used by
+/// N aliases: small as a file, huge once expanded).
+fn generate(spec: &str) -> String {
+    let field = |key: &str| -> Option<usize> {
+        spec.split_whitespace()
+            .find_map(|part| part.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    };
+    if let Some(size) = field("size") {
+        let mut text = String::from("version: 1\ntasks:\n  a:\n    prompt: |\n");
+        while text.len() < size {
+            text.push_str("      filler line to make the manifest far too large\n");
+        }
+        return text;
+    }
+    let (Some(anchor), Some(uses)) = (field("anchor"), field("uses")) else {
+        panic!("generate spec is `size=BYTES` or `anchor=BYTES uses=N`, not {spec:?}");
+    };
+    let mut text = format!(
+        "version: 1\nvars:\n  big: &big {}\n  copies:\n",
+        "x".repeat(anchor)
+    );
+    for _ in 0..uses {
+        text.push_str("    - *big\n");
+    }
+    text.push_str("tasks:\n  a:\n    model: sonnet\n    prompt: hello\n");
+    text
 }
 
 /// What `dispatch validate` reports for a file, through the library.

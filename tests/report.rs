@@ -242,6 +242,40 @@ fn github_actions_get_a_job_summary_and_annotations() {
     );
 }
 
+/// A worker that speaks Gemini CLI's stream and exits 41: the failure the
+/// reports show says what 41 means to Gemini CLI, not just the number.
+#[test]
+fn a_known_clis_exit_code_is_explained_in_the_reports() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1
+backends:
+  fake-gemini:
+    command: [AGENT, check, 'exit:41']
+    events: gemini
+tasks:
+  login:
+    backend: fake-gemini
+    {PLAN}
+"
+    ));
+    let output = project
+        .command(&["run", "sweep.yaml", "--quiet"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let meaning = "exited with code 41 (Gemini CLI: no usable authentication";
+    let reason = project.task_json("login")["reason"].to_string();
+    assert!(reason.contains(meaning), "{reason}");
+    let junit = std::fs::read_to_string(run_dir(&project).join("junit.xml")).expect("junit");
+    assert!(junit.contains(meaning), "{junit}");
+}
+
 #[test]
 fn a_huge_log_leaves_the_reports_small() {
     let project = Project::new();

@@ -578,21 +578,16 @@ tasks:
         .spawn()
         .expect("dispatch starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    // The worker can tick its item before dispatch has recorded its pid:
-    // wait for both.
-    let recorded_pid = || {
-        serde_json::from_str::<serde_json::Value>(&project.task_file("slow", "task.json"))
-            .ok()
-            .and_then(|record| record["pid"].as_i64())
-    };
-    while !project.task_file("slow", "plan.md").contains("- [x] Start") || recorded_pid().is_none()
+    // The worker can check its item before the runner has recorded its pid.
+    while !project.task_file("slow", "plan.md").contains("- [x] Start")
+        || project.task_json("slow")["pid"].as_i64().is_none()
     {
         assert!(std::time::Instant::now() < deadline, "slow never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().expect("kill -9 dispatch");
     let _ = child.wait();
-    let pid = recorded_pid().expect("pid");
+    let pid = project.task_json("slow")["pid"].as_i64().expect("pid");
     // SAFETY: a negative pid signals that process group only: the worker
     // the killed run left.
     unsafe {

@@ -285,6 +285,10 @@ pub struct ResumeArgs {
     /// The run to continue (default: the latest).
     #[arg(value_name = "RUN")]
     pub run: Option<String>,
+    /// Secret `--var`s the run was started with are not stored: give them
+    /// again here (other vars are kept; given ones replace them).
+    #[command(flatten)]
+    pub vars: VarArgs,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
 }

@@ -51,6 +51,7 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
         root: None,
     };
     let mut plan = plan::build(&loaded, &options)?;
+    hide_secrets(&mut plan, &options.vars);
     if !args.tasks.is_empty() {
         let unknown: Vec<&String> = args
             .tasks
@@ -82,6 +83,27 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
         });
     }
     Ok(plan)
+}
+
+/// A plan is shown for review and pasted into pull requests: env values
+/// that are secret (by name, by `secrets:`, or equal to a secret value of
+/// this environment, a task's env or a `--var`) show as their marker, and
+/// secret values anywhere else in a task (argv, prompt, plan) are redacted.
+fn hide_secrets(plan: &mut SweepPlan, vars: &[(String, String)]) {
+    use crate::domain::redact::Redactor;
+    let listed = plan.secrets.clone();
+    let base = Redactor::from_env(&listed).with(vars.iter().map(|(k, v)| (k, v)), &listed);
+    for task in &mut plan.tasks {
+        let task = std::sync::Arc::make_mut(task);
+        let known = base.with(task.env.iter(), &listed);
+        let env: Vec<(String, String)> = task.env.clone().into_iter().collect();
+        task.env = known.mask_vars(&env, &listed).into_iter().collect();
+        for arg in &mut task.argv {
+            *arg = known.redact(arg).into_owned();
+        }
+        task.prompt = known.redact(&task.prompt).into_owned();
+        task.plan = known.redact(&task.plan).into_owned();
+    }
 }
 
 /// `DIR/<id>/plan.md`, `prompt.md`, `task.json` and `DIR/plan.json`.

@@ -44,6 +44,7 @@ pub fn run(args: &RunArgs) -> u8 {
 pub fn resume(args: &ResumeArgs) -> u8 {
     let options = RunOptions {
         resume: Some(args.run.clone().unwrap_or_else(|| "latest".to_owned())),
+        vars: args.vars.vars.clone(),
         ..options(&args.supervision)
     };
     start(&options)

@@ -4,7 +4,7 @@
 //! redactor before it is written or shown.
 
 use super::Event;
-use crate::supervise::redact::{Redact, Redactor};
+use crate::domain::redact::{Redact, Redactor};
 
 impl Redact for Event {
     fn redact_with(&mut self, r: &Redactor) {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::screen::{Labels, Mode};
 use super::summary::Summary;
 use super::{github, json, live, log, plain, quiet, Event, Stamped};
-use crate::supervise::redact::Redactor;
+use crate::domain::redact::Redactor;
 use crate::util::clock;
 
 /// One output of a run.

@@ -175,7 +175,11 @@ impl Labels {
                 )
             }
             Event::Question { task, seq, text } => {
-                format!("{}: asks (#{seq}): {text}", self.name(task))
+                format!(
+                    "{}: asks (#{seq}): {text} · answer: {}",
+                    self.name(task),
+                    crate::ipc::questions::answer_command(task, *seq)
+                )
             }
             Event::Answered {
                 task,

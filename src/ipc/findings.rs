@@ -43,8 +43,8 @@ pub struct Finding {
 }
 
 /// Every text field of a finding is the worker's.
-impl crate::supervise::redact::Redact for Finding {
-    fn redact_with(&mut self, redactor: &crate::supervise::redact::Redactor) {
+impl crate::domain::redact::Redact for Finding {
+    fn redact_with(&mut self, redactor: &crate::domain::redact::Redactor) {
         self.title.redact_with(redactor);
         self.location.redact_with(redactor);
         self.detail.redact_with(redactor);

@@ -58,8 +58,8 @@ impl Question {
 
 /// The question is the worker's; an answer may quote a secret a rule or a
 /// person gave it, which the worker may see but the records may not.
-impl crate::supervise::redact::Redact for Question {
-    fn redact_with(&mut self, redactor: &crate::supervise::redact::Redactor) {
+impl crate::domain::redact::Redact for Question {
+    fn redact_with(&mut self, redactor: &crate::domain::redact::Redactor) {
         self.text.redact_with(redactor);
         self.answer.redact_with(redactor);
     }
@@ -342,6 +342,11 @@ fn mark_done(path: &Path) -> io::Result<()> {
 /// dangling symlink: the marker is its existence, not its content.
 pub fn all_done(ipc_dir: &Path) -> bool {
     std::fs::symlink_metadata(ipc_dir.join(".done")).is_ok()
+}
+
+/// The command that answers question `seq` of `task`, to paste.
+pub fn answer_command(task: &str, seq: u32) -> String {
+    format!("dispatch answer {task} --seq {seq} \"…\"")
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::domain::redact::Redactor;
+
 /// A place in a source file. Lines and columns are 1-based and count
 /// characters, as editors show them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +31,12 @@ pub struct SourceFile {
     /// The name shown to the user (the path as given on the command line).
     pub name: String,
     pub text: String,
+    /// Secret values a snippet must not show: the environment's from the
+    /// start, the file's own once it is loaded ([`SourceFile::add_secrets`]).
+    /// Error output lands in CI logs.
+    redactor: Redactor,
+    /// The names the file lists under `secrets:`.
+    secret_names: Vec<String>,
 }
 
 impl SourceFile {
@@ -36,7 +44,24 @@ impl SourceFile {
         Self {
             name: name.into(),
             text: text.into(),
+            redactor: Redactor::from_env(&[]),
+            secret_names: Vec::new(),
         }
+    }
+
+    /// Keep these out of snippets too: `(name, value)` pairs of the file
+    /// (secret by name or by `listed`), and the names it lists.
+    pub fn add_secrets(&mut self, pairs: &[(String, String)], listed: &[String]) {
+        self.redactor = self
+            .redactor
+            .with(pairs.iter().map(|(k, v)| (k, v)), listed);
+        self.secret_names.extend(listed.iter().cloned());
+    }
+
+    /// A line as a snippet may show it.
+    fn shown_line(&self, line: usize) -> Option<String> {
+        self.line(line)
+            .map(|l| self.redactor.redact_source_line(l, &self.secret_names))
     }
 
     /// The text of a 1-based line, without its line ending.
@@ -86,7 +111,7 @@ impl Diagnostic {
         } else {
             location
         };
-        self.snippet = source.line(location.line).map(str::to_owned);
+        self.snippet = source.shown_line(location.line);
         self.location = Some(location);
         self
     }
@@ -204,6 +229,21 @@ mod tests {
             d.to_string(),
             "error: sweep.yaml:3:12: tasks.a.model: unknown model \"gpt9\"\n  |\n3 |     model: gpt9\n  |            ^^^^\n  = help: define it under `models:`\n"
         );
+    }
+
+    #[test]
+    fn snippets_hide_secret_values() {
+        let text = "tasks:\n  a:\n    env: {DEPLOY_TOKEN: tok-123456789, region: eu}\n    model: \"key-987654321\"\n";
+        let mut source = SourceFile::new("sweep.yaml", text);
+        source.add_secrets(&[("mine".into(), "key-987654321".into())], &["mine".into()]);
+        let rendered = [3, 4]
+            .map(|line| Diagnostic::new("sweep.yaml", "bad").at(&source, Location::new(line, 5, 3)))
+            .map(|d| d.to_string())
+            .join("");
+        assert!(!rendered.contains("tok-123456789"), "{rendered}");
+        assert!(!rendered.contains("key-987654321"), "{rendered}");
+        assert!(rendered.contains("[redacted DEPLOY_TOKEN]"), "{rendered}");
+        assert!(rendered.contains("\"[redacted mine]\""), "{rendered}");
     }
 
     #[test]

@@ -79,8 +79,10 @@ fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Inv
 
 /// Check a manifest given as text (the folder for relative paths is `.`).
 pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
-    let source = SourceFile::new(name, text);
+    let mut source = SourceFile::new(name, text);
     let root = parse_yaml(&source)?;
+    let (pairs, listed) = secrets_in(&root);
+    source.add_secrets(&pairs, &listed);
     let json = root.to_json();
     let problems = schema::check(&json, &root, &source);
     if !problems.is_empty() {
@@ -102,7 +104,47 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
     })
 }
 
+/// The file's own secrets, for error snippets: the names under `secrets:`,
+/// and every `NAME: value` entry (in `env:`, `vars:`, anywhere) whose name
+/// looks secret or is listed.
+fn secrets_in(root: &Node) -> (Vec<(String, String)>, Vec<String>) {
+    let listed: Vec<String> = match root.get("secrets").map(|(_, v)| &v.value) {
+        Some(yaml::Value::Seq(items)) => items
+            .iter()
+            .filter_map(|item| match &item.value {
+                yaml::Value::String(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut pairs = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            yaml::Value::Map(entries) => {
+                for (key, value) in entries {
+                    match &value.value {
+                        yaml::Value::String(text)
+                            if crate::domain::redact::looks_secret(&key.name)
+                                || listed.contains(&key.name) =>
+                        {
+                            pairs.push((key.name.clone(), text.clone()))
+                        }
+                        yaml::Value::String(_) => {}
+                        _ => stack.push(value),
+                    }
+                }
+            }
+            yaml::Value::Seq(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    (pairs, listed)
+}
+
 fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
+    use std::io::Read;
     let whole_file = |message: String, help: &str| {
         Invalid::one(Diagnostic::new(name, message).with_help(help.to_owned()))
     };
@@ -127,12 +169,27 @@ fn read_text(path: &Path, name: &str) -> Result<String, Invalid> {
             "is this the right file? Split a very large sweep into several manifests",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
+    let cannot_read = |e: std::io::Error| {
         whole_file(
             format!("cannot read the manifest: {e}"),
             "check the file's permissions",
         )
-    })?;
+    };
+    // A pipe or special file has no size to check beforehand
+    // (`yes | dispatch validate /dev/stdin`): the cap is applied while
+    // reading, one byte past it telling that there was more.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(whole_file(
+            "the input goes on past 1 MiB; a manifest may be at most 1 MiB".to_owned(),
+            "is this the right file? Split a very large sweep into several manifests",
+        ));
+    }
     decode(name, bytes)
 }
 

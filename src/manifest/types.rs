@@ -209,7 +209,11 @@ pub struct Questions {
     /// decides (default 10m).
     #[serde(default)]
     pub timeout: Option<DurationText>,
-    /// What happens to a question nobody answered in time.
+    /// What happens to a question nobody answered in time. Unset, it is
+    /// `wait` when a person can answer (a terminal, or `--answer-here`) and
+    /// `block` without one (stdin not a terminal, or `CI` set), so CI never
+    /// waits for its own timeout. Write `wait` to wait without a terminal
+    /// too (for `dispatch answer` from elsewhere).
     #[serde(default)]
     pub on_unanswered: Option<OnUnanswered>,
     /// The answer given when `on_unanswered` is `default`.

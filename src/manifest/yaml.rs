@@ -19,6 +19,11 @@ use crate::manifest::diagnostic::Location;
 pub const MAX_NODES: usize = 200_000;
 /// How deeply collections may nest.
 pub const MAX_DEPTH: usize = 64;
+/// How many bytes of scalar text a document may expand to once aliases are
+/// resolved. Counting values alone misses a 1 MB anchored scalar used a
+/// few hundred times: few values, gigabytes of text. A manifest file is at
+/// most 1 MiB, so this leaves room for generous reuse of anchored prompts.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 
 /// A YAML value and the place it was written.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,8 +146,9 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, (Node, Size)>,
     nodes: usize,
+    bytes: usize,
     documents: usize,
     root: Option<Node>,
 }
@@ -164,13 +170,17 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let size = Size {
+                    nodes: 1,
+                    bytes: text.len(),
+                };
                 // A key is a name as written: `00:` is the key "00", not 0.
                 let value = if self.expects_key() && tag.is_none() {
                     Value::String(text.into_owned())
                 } else {
                     resolve_scalar(&text, style, tag.as_deref(), location)?
                 };
-                self.push(Node { value, location }, anchor, 1)?;
+                self.push(Node { value, location }, anchor, size)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 refuse_tag(tag.as_deref(), location)?;
@@ -198,11 +208,22 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => self.close()?,
             Event::Alias(id) => {
-                let (node, size) = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    YamlError::at(location, "this alias names an anchor that is not defined")
-                })?;
-                let node = Node { location, ..node };
-                self.push(node, 0, size)?;
+                let undefined =
+                    || YamlError::at(location, "this alias names an anchor that is not defined");
+                // Counted before it is copied, so a bomb stops before the
+                // copy that would exhaust memory.
+                let size = self
+                    .anchors
+                    .get(&id)
+                    .map(|(_, s)| *s)
+                    .ok_or_else(undefined)?;
+                self.count(size, location)?;
+                let (node, _) = self.anchors.get(&id).ok_or_else(undefined)?;
+                let node = Node {
+                    location,
+                    ..node.clone()
+                };
+                self.place(node, 0, size)?;
             }
             Event::Nothing | Event::DocumentEnd | Event::StreamStart => {}
         }
@@ -228,7 +249,7 @@ impl Builder {
             )
             .help("a manifest never needs this much nesting; flatten the structure"));
         }
-        self.count(1, location)?;
+        self.count(Size { nodes: 1, bytes: 0 }, location)?;
         self.stack.push(open);
         Ok(())
     }
@@ -262,13 +283,28 @@ impl Builder {
                 anchor,
             ),
         };
-        let size = node_count(&node);
-        // Already counted as its children arrived.
+        // Already counted as its children arrived; an alias to it counts
+        // it again.
+        let size = Size {
+            nodes: node_count(&node),
+            bytes: node_bytes(&node),
+        };
         self.place(node, anchor, size)
     }
 
-    fn count(&mut self, size: usize, location: Location) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(size);
+    fn count(&mut self, size: Size, location: Location) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(size.nodes);
+        self.bytes = self.bytes.saturating_add(size.bytes);
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(YamlError::at(
+                location,
+                format!(
+                    "the document expands to more than {} MiB of text",
+                    MAX_EXPANDED_BYTES / (1024 * 1024)
+                ),
+            )
+            .help("aliases (`*name`) copy their anchor's text each time; write large texts once, or put them in a template file"));
+        }
         if self.nodes > MAX_NODES {
             return Err(YamlError::at(
                 location,
@@ -279,13 +315,13 @@ impl Builder {
         Ok(())
     }
 
-    fn push(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), YamlError> {
+    fn push(&mut self, node: Node, anchor: usize, size: Size) -> Result<(), YamlError> {
         self.count(size, node.location)?;
         self.place(node, anchor, size)
     }
 
     /// Put a finished node into its parent (or make it the root).
-    fn place(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), YamlError> {
+    fn place(&mut self, node: Node, anchor: usize, size: Size) -> Result<(), YamlError> {
         if anchor != 0 {
             self.anchors.insert(anchor, (node.clone(), size));
         }
@@ -303,6 +339,28 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+/// What a value costs once expanded: values, and bytes of scalar text.
+#[derive(Clone, Copy, Debug)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+/// The scalar text under a node, keys included, as [`Builder::count`]
+/// counted it.
+fn node_bytes(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => items.iter().map(node_bytes).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| k.name.len() + node_bytes(v))
+            .sum(),
+        Value::String(s) => s.len(),
+        // The text as written is gone; its value's width is close enough.
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 8,
     }
 }
 

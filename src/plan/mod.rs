@@ -636,10 +636,12 @@ impl<'a> Builder<'a> {
             return source.to_owned();
         }
         let value = minijinja::Value::from(minijinja::value::Serde(context));
+        let name = path.join(".");
         match self
             .templates
             .env()
-            .render_named_str(&path.join("."), source, value)
+            .template_from_named_str(&name, source)
+            .and_then(|t| templates::render_bounded(&t, value))
         {
             Ok(text) => text,
             Err(e) => {
@@ -659,7 +661,7 @@ impl<'a> Builder<'a> {
             .templates
             .env()
             .get_template(name)
-            .and_then(|t| t.render(value));
+            .and_then(|t| templates::render_bounded(&t, value));
         match result {
             // minijinja sizes its buffer from the template, often twice the
             // text; a sweep keeps every task's prompt until it launches.

@@ -62,6 +62,17 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The work one render of a manifest's template may do: about one fuel per
+/// instruction and per 64 bytes of data it makes (see minijinja's
+/// `set_fuel`). A prompt or plan of a real sweep takes a few thousand; a
+/// loop of 100k x 100k would never end. This ends it in well under a
+/// second, with at most ~64 MB made.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+/// How long one rendered text (a prompt, a plan, a field) may be: 10 GB of
+/// output costs little work per byte, so fuel alone would let ~64 MB
+/// through per text, for every task of a sweep.
+pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
+
 /// The worker prompt's template name.
 pub const WORKER_PROMPT: &str = "worker-prompt.md.j2";
 /// The plan template used when a task names none.
@@ -92,6 +103,7 @@ impl Templates {
             .build()
             .expect("the default delimiters are a valid syntax");
         env.set_syntax(syntax);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         let dir = override_dir.clone();
         env.set_loader(move |name| {
             if let Some(text) = dir.as_deref().and_then(|d| read_override(d, name)) {
@@ -152,6 +164,49 @@ impl Templates {
     }
 }
 
+/// Render `template`, refusing output past [`MAX_RENDERED_BYTES`]: the
+/// text is written through a counting writer, so a runaway template stops
+/// at the cap instead of after it has filled memory.
+pub fn render_bounded(
+    template: &minijinja::Template<'_, '_>,
+    context: minijinja::Value,
+) -> Result<String, minijinja::Error> {
+    let mut out = Capped::default();
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.bytes).into_owned()),
+        Err(_) if out.exceeded => Err(minijinja::Error::new(
+            minijinja::ErrorKind::WriteFailure,
+            TOO_LONG,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The detail of the error [`render_bounded`] gives for a text too long.
+const TOO_LONG: &str = "rendered text too long";
+
+/// An in-memory writer that refuses to grow past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    exceeded: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.exceeded = true;
+            return Err(std::io::Error::other(TOO_LONG));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The text of `name` under `dir`, refusing names that climb out of it.
 fn read_override(dir: &Path, name: &str) -> Option<String> {
     let relative = Path::new(name);
@@ -194,6 +249,14 @@ pub fn explain_error(
             m
         }
         (ErrorKind::UndefinedError, None) => "undefined variable".to_owned(),
+        (ErrorKind::OutOfFuel, _) => format!(
+            "the template does too much work (more than {TEMPLATE_FUEL} steps or {} MB of data)",
+            TEMPLATE_FUEL * 64 / 1_000_000
+        ),
+        (ErrorKind::WriteFailure, _) if error.detail() == Some(TOO_LONG) => format!(
+            "the template renders more than {} MiB of text",
+            MAX_RENDERED_BYTES / (1024 * 1024)
+        ),
         (ErrorKind::SyntaxError, _) => format!(
             "template syntax error: {}",
             error.detail().unwrap_or("unexpected text")
@@ -220,6 +283,7 @@ pub fn explain_error(
             "add the key to the task's `matrix:`".to_owned()
         }
         ErrorKind::UndefinedError => "define it under `vars:` (the manifest's or the task's) or pass `--var NAME=VALUE`; `{{ x | default('') }}` makes it optional".to_owned(),
+        ErrorKind::OutOfFuel | ErrorKind::WriteFailure => "look for a loop over a large `range()`, nested loops, or a string multiplied many times; a prompt or plan needs none of these".to_owned(),
         ErrorKind::SyntaxError => "check the `{{ }}` and `{% %}` pairs; write `{% raw %}...{% endraw %}` around literal braces".to_owned(),
         _ => "see templates/README.md for the variables templates can use".to_owned(),
     };

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::stream::{Outcome, Usage};
 use crate::domain::checklist::Counts;
+use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::ipc::findings::Finding;
 use crate::isolation::review::BranchRecord;
 use crate::manifest::types::Budget;
 use crate::supervise::process::Exit;
-use crate::supervise::redact::{Redact, Redactor};
 
 /// One launch of a task's worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::{RunRecord, TaskRecord};
 use crate::domain::checklist::Checklist;
+use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
 use crate::state::{lock::process_alive, read_bounded, StateDir};
-use crate::supervise::redact::{Redact, Redactor};
 
 /// One task: its record and its plan as the worker has left it.
 #[derive(Clone, Debug, Serialize)]

@@ -21,6 +21,9 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
     let reordered = attention_first(report, severity);
     let report = reordered.as_ref().unwrap_or(report);
     let mut env = templates.env().clone();
+    // The report's size follows the sweep's (thousands of tasks, their
+    // findings): the fuel that bounds a manifest's templates would cut it.
+    env.set_fuel(None);
     env.add_filter("md", escape);
     env.add_filter("fence", fence);
     env.add_filter("duration", |ms: Option<u64>| {

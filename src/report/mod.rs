@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::checklist::ItemState;
 use crate::domain::exit;
+use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
 use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
 use crate::record::snapshot::{Snapshot, TaskView};
 use crate::state::StateDir;
-use crate::supervise::redact::Redactor;
 
 /// The JSON report's format version; bumped when a field changes meaning.
 pub const FORMAT_VERSION: u32 = 1;

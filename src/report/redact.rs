@@ -6,7 +6,7 @@
 //! summary or the annotations is rendered from it.
 
 use super::{Report, TaskReport};
-use crate::supervise::redact::{Redact, Redactor};
+use crate::domain::redact::{Redact, Redactor};
 
 impl Redact for Report {
     fn redact_with(&mut self, r: &Redactor) {

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use super::{build, junit, markdown, Report};
+use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
 use crate::record::snapshot::Snapshot;
 use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
-use crate::supervise::redact::Redactor;
 
 /// Extra places for the reports, from the command line.
 #[derive(Clone, Debug, Default)]

@@ -2,4 +2,3 @@
 //! `worker.log`, timeouts and stops (SIGTERM, grace, SIGKILL).
 
 pub mod process;
-pub mod redact;

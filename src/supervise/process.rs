@@ -17,7 +17,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use super::redact::Redactor;
+use crate::domain::redact::Redactor;
 use crate::state::{open_append, StateError};
 
 /// A log is rotated to `worker.log.1` past this size, so a worker that
@@ -529,14 +529,21 @@ async fn pump<R: AsyncRead + Unpin>(
 ) {
     let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     let mut buffer = Vec::with_capacity(4096);
+    // A line longer than MAX_LINE comes in pieces; a secret across two
+    // pieces is held back until it is whole.
+    let mut redacting = crate::domain::redact::StreamRedactor::new(&redactor);
     loop {
         buffer.clear();
-        match read_line_bounded(&mut reader, &mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let text = match read_line_bounded(&mut reader, &mut buffer).await {
+            Ok(0) | Err(_) => redacting.finish(),
+            Ok(_) => redacting.push(&buffer, buffer.ends_with(b"\n")),
+        };
+        if text.is_empty() {
+            if buffer.is_empty() {
+                break;
+            }
+            continue;
         }
-        let text = String::from_utf8_lossy(&buffer);
-        let text = redactor.redact(&text);
         if let Ok(mut log) = log.lock() {
             log.write(text.as_bytes());
         }

@@ -221,11 +221,8 @@ impl Sweep {
             .as_ref()
             .and_then(|t| crate::manifest::duration::parse(&t.0))
             .unwrap_or(DEFAULT_QUESTION_TIMEOUT);
-        let policy = self
-            .plan
-            .questions
-            .on_unanswered
-            .unwrap_or(OnUnanswered::Wait);
+        let explicit = self.plan.questions.on_unanswered;
+        let policy = explicit.unwrap_or_else(|| default_policy(self.interactive));
         let now = Instant::now();
         let expired: Vec<Pending> = self
             .pending
@@ -265,10 +262,16 @@ impl Sweep {
                     } else {
                         TaskStatus::Failed
                     };
-                    let reason = format!(
+                    let mut reason = format!(
                         "question #{} was not answered in time: {}",
                         question.seq, question.text
                     );
+                    if explicit.is_none() {
+                        reason.push_str(&format!(
+                            " (nobody at a terminal to answer; `{}`, then `dispatch resume`)",
+                            crate::ipc::questions::answer_command(&task, question.seq)
+                        ));
+                    }
                     if self.ended_by[question.index].is_none() {
                         self.ended_by[question.index] = Some((status, reason));
                         self.stop(question.index);
@@ -466,6 +469,23 @@ async fn hook(
                 crate::util::clock::human(timeout)
             ))
         }
+    }
+}
+
+/// What an unanswered question does when the manifest does not say. With a
+/// person who can answer (a terminal, or `--answer-here`) it waits; without
+/// one (stdin not a terminal, or `CI` set) waiting would last until CI's own
+/// timeout killed the job and its reports, so the task ends `blocked`, to
+/// be resumed once answered.
+pub(crate) fn default_policy(interactive: bool) -> OnUnanswered {
+    use std::io::IsTerminal;
+    static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let terminal = *TERMINAL
+        .get_or_init(|| std::io::stdin().is_terminal() && std::env::var_os("CI").is_none());
+    if interactive || terminal {
+        OnUnanswered::Wait
+    } else {
+        OnUnanswered::Block
     }
 }
 

@@ -27,6 +27,7 @@ use crate::agents::find_program;
 use crate::agents::stream::Tracker;
 use crate::domain::checklist::Checklist;
 use crate::domain::exit::RunOutcome;
+use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::escalation::Fired;
 use crate::events::reporter::{Output, Reporters};
@@ -45,7 +46,6 @@ use crate::state::plan_watch::{self as monitor, PlanWatch};
 use crate::state::watch::FolderWatch;
 use crate::state::{self, StateDir, StateError};
 use crate::supervise::process::{self, Finished, Launch, SpawnError, Stop};
-use crate::supervise::redact::Redactor;
 use crate::util::clock;
 
 /// How often running tasks' plans are looked at.
@@ -141,13 +141,18 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         Some(earlier) => (
             start::manifest_of(&earlier.run)?,
             earlier.run.run_id.clone(),
-            earlier.run.vars.clone(),
+            start::resume_vars(&earlier.run, &options.vars)?,
         ),
         None => (
             manifest::load_with_user_config(&options.manifest)?,
             clock::new_run_id(),
             options.vars.clone(),
         ),
+    };
+    // What run.json records are the vars this run renders with.
+    let options = &RunOptions {
+        vars: vars.clone(),
+        ..options.clone()
     };
     let mut sweep_plan = plan::build(
         &loaded,
@@ -482,7 +487,7 @@ impl Sweep {
             started_at,
             ended_at: None,
             concurrency: plan.concurrency,
-            vars: options.vars.clone(),
+            vars: start::recorded_vars(&options.vars, &plan, &redactor),
             tasks: plan.tasks.iter().map(|t| t.id.clone()).collect(),
             status: RunStatus::Running,
             exit_code: None,
@@ -1355,6 +1360,7 @@ impl Sweep {
                     plan: plan.as_ref(),
                     done_marker: crate::ipc::questions::all_done(Path::new(&task.paths.ipc)),
                     outcome: end.tracker.outcome.as_ref(),
+                    events: task.events,
                 });
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")

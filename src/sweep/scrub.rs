@@ -2,8 +2,8 @@
 //! of every task's `env`, so a worker that echoes another task's key is
 //! redacted too.
 
+use crate::domain::redact::Redactor;
 use crate::plan::SweepPlan;
-use crate::supervise::redact::Redactor;
 
 /// One redactor for everything the run records and shows.
 pub(super) fn run_redactor(plan: &SweepPlan) -> Redactor {

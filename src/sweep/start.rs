@@ -80,6 +80,63 @@ pub(super) fn manifest_of(run: &RunRecord) -> Result<LoadedManifest, RunError> {
     Ok(loaded)
 }
 
+/// The `--var`s a resumed run renders with: those it was started with, and
+/// those given again now (which win). A secret one was recorded only as its
+/// marker, so it must be given again; resuming without it would render
+/// the marker where the secret belongs.
+pub(super) fn resume_vars(
+    run: &RunRecord,
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, RunError> {
+    let mut vars = run.vars.clone();
+    for (name, value) in given {
+        match vars.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value.clone(),
+            None => vars.push((name.clone(), value.clone())),
+        }
+    }
+    let missing: Vec<&str> = vars
+        .iter()
+        .filter(|(name, value)| *value == crate::domain::redact::marker(name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(vars);
+    }
+    let again: Vec<String> = missing.iter().map(|n| format!("--var {n}=…")).collect();
+    Err(manifest::Invalid::one(
+        crate::manifest::diagnostic::Diagnostic::new(
+            "dispatch resume",
+            format!(
+                "run {} was started with secret variables that are not stored: {}",
+                run.run_id,
+                missing.join(", ")
+            ),
+        )
+        .with_help(format!(
+            "give them again: `dispatch resume {} {}`",
+            run.run_id,
+            again.join(" ")
+        )),
+    )
+    .into())
+}
+
+/// The `--var`s as `run.json` keeps them: secret values (by name, by
+/// `secrets:`, or equal to a secret value of the environment or of a
+/// task's `env`) become markers, so `run.json` and `status --json` never
+/// carry them.
+pub(super) fn recorded_vars(
+    vars: &[(String, String)],
+    plan: &SweepPlan,
+    redactor: &crate::domain::redact::Redactor,
+) -> Vec<(String, String)> {
+    let known = plan.tasks.iter().fold(redactor.clone(), |known, task| {
+        known.with(task.env.iter(), &plan.secrets)
+    });
+    known.mask_vars(vars, &plan.secrets)
+}
+
 /// Resuming a run with nothing left to do is harmless: it says so and
 /// exits as the run did.
 pub(super) fn nothing_to_resume(earlier: &snapshot::Snapshot) -> RunResult {

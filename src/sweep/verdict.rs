@@ -8,6 +8,7 @@
 use crate::agents::stream::Outcome;
 use crate::domain::checklist::{Checklist, ItemState};
 use crate::domain::status::TaskStatus;
+use crate::manifest::types::EventFormat;
 use crate::supervise::process::{Exit, Finished};
 
 /// What the runner knows when a worker has ended.
@@ -18,6 +19,9 @@ pub struct Evidence<'a> {
     /// The worker touched `ipc/.done`.
     pub done_marker: bool,
     pub outcome: Option<&'a Outcome>,
+    /// The stream the worker speaks, which names its CLI and so what its
+    /// exit code means.
+    pub events: EventFormat,
 }
 
 /// The status and a sentence saying why.
@@ -75,13 +79,18 @@ pub fn decide(evidence: &Evidence<'_>) -> (TaskStatus, String) {
                 counts.done, counts.total
             ),
         ),
-        Exit::Code(code) => (
-            TaskStatus::Failed,
-            format!(
-                "exited with code {code} with {}/{} items done",
-                counts.done, counts.total
-            ),
-        ),
+        Exit::Code(code) => {
+            let meaning = crate::agents::explain_exit(evidence.events, code)
+                .map(|meaning| format!(" ({meaning})"))
+                .unwrap_or_default();
+            (
+                TaskStatus::Failed,
+                format!(
+                    "exited with code {code}{meaning} with {}/{} items done",
+                    counts.done, counts.total
+                ),
+            )
+        }
         Exit::Signal(signal) => (
             TaskStatus::Failed,
             format!(
@@ -129,6 +138,7 @@ mod tests {
             plan: plan.as_ref(),
             done_marker,
             outcome: outcome.as_ref(),
+            events: EventFormat::None,
         })
         .0
     }
@@ -198,6 +208,7 @@ mod tests {
             plan: Some(&plan),
             done_marker: true,
             outcome: Some(&outcome),
+            events: EventFormat::Claude,
         });
         assert_eq!(status, TaskStatus::Failed);
         assert!(reason.contains("529 overloaded"));
@@ -213,6 +224,7 @@ mod tests {
             plan: Some(&plan),
             done_marker: false,
             outcome: None,
+            events: EventFormat::None,
         };
         assert_eq!(decide(&evidence).0, TaskStatus::TimedOut);
         f.stopped = true;
@@ -221,7 +233,33 @@ mod tests {
             plan: Some(&plan),
             done_marker: false,
             outcome: None,
+            events: EventFormat::None,
         };
         assert_eq!(decide(&evidence).0, TaskStatus::Cancelled);
+    }
+
+    #[test]
+    fn an_exit_code_says_what_it_means_for_the_cli_that_ran() {
+        let finished = finished(Exit::Code(41));
+        let plan = parse("# T\n\n- [ ] a\n");
+        let reason = |events| {
+            decide(&Evidence {
+                finished: &finished,
+                plan: Some(&plan),
+                done_marker: false,
+                outcome: None,
+                events,
+            })
+            .1
+        };
+        assert_eq!(
+            reason(EventFormat::Gemini),
+            "exited with code 41 (Gemini CLI: no usable authentication \
+             (FatalAuthenticationError)) with 0/1 items done"
+        );
+        assert_eq!(
+            reason(EventFormat::None),
+            "exited with code 41 with 0/1 items done"
+        );
     }
 }

@@ -1,0 +1,159 @@
+//! aider: the lines it prints for people, read as a stream, and its exit
+//! codes.
+//!
+//! The command line is the `aider` entry of the built-in backend table
+//! (`manifest::models::builtin_backends`): `aider --no-pretty --no-stream
+//! --message-file <prompt file>`, so its output is plain lines; see
+//! [`super::claude`] for why the table is not here.
+//!
+//! aider prints no events. It prints a `Tokens:` line per model call and,
+//! when the API fails, a LiteLLM error, after which it still exits 0; those
+//! are what is read.
+
+use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
+
+/// The CLI's name in failure reasons.
+pub const NAME: &str = "aider";
+
+/// What an aider exit code means. It documents none; it exits 1 when it
+/// cannot start or stops on an error, and 2 when its argument parser
+/// (Python's argparse) refuses the command line. An API failure is not
+/// one of them: it exits 0 after it.
+pub fn explain_exit(code: i32) -> Option<&'static str> {
+    match code {
+        1 => Some("could not start or stopped on an error; worker.log has its message"),
+        2 => Some("refused its command line: an option this version of aider does not know"),
+        _ => None,
+    }
+}
+
+impl Tracker {
+    /// aider prints no events, only lines for people: a `Tokens:` line
+    /// per model call, and a LiteLLM error (wrapped over several lines)
+    /// when the API fails, after which it still exits 0.
+    pub(super) fn aider_line(&mut self, line: &str) {
+        let text = line.trim();
+        if text.is_empty() {
+            self.state.aider_error_open = false;
+            return;
+        }
+        if let Some(rest) = text.strip_prefix("Tokens:") {
+            self.state.aider_error_open = false;
+            self.events += 1;
+            self.usage.turns += 1;
+            self.usage.input_tokens += aider_count(rest, "sent");
+            self.usage.output_tokens += aider_count(rest, "received");
+            self.usage.cached_input_tokens += aider_count(rest, "cache hit");
+            if let Some(cost) = aider_session_cost(rest) {
+                self.usage.cost_usd = Some(cost);
+            }
+            // A call that answered: an earlier error was retried.
+            if self.outcome.as_ref().is_some_and(|o| o.is_error) {
+                self.outcome = None;
+            }
+            return;
+        }
+        if text.starts_with("litellm.") && text.contains("Error") {
+            self.events += 1;
+            self.state.aider_error_open = true;
+            self.push_error(text);
+            self.outcome = Some(Outcome {
+                is_error: true,
+                message: Some(truncate_chars(text, MAX_MESSAGE_CHARS)),
+            });
+            return;
+        }
+        if self.state.aider_error_open {
+            // The rest of a wrapped error message.
+            if let Some(outcome) = self.outcome.as_mut() {
+                let message = outcome.message.get_or_insert_with(String::new);
+                message.push(' ');
+                message.push_str(text);
+                *message = truncate_chars(message, MAX_MESSAGE_CHARS);
+            }
+            return;
+        }
+        self.unparsed_lines += 1;
+    }
+}
+
+/// The number before `what` in an aider `Tokens:` line (`1.2k sent`),
+/// with its `k`/`M` suffix applied; 0 when absent.
+fn aider_count(line: &str, what: &str) -> u64 {
+    let Some(end) = line.find(what) else {
+        return 0;
+    };
+    let before = line[..end].trim_end();
+    let number = before.rsplit([' ', ',']).next().unwrap_or("");
+    let (digits, scale) = match number.chars().last() {
+        Some('k') => (&number[..number.len() - 1], 1_000.0),
+        Some('M') => (&number[..number.len() - 1], 1_000_000.0),
+        _ => (number, 1.0),
+    };
+    digits
+        .parse::<f64>()
+        .map(|n| (n * scale).round() as u64)
+        .unwrap_or(0)
+}
+
+/// The session total of an aider `Cost: $0.01 message, $0.02 session.`
+fn aider_session_cost(line: &str) -> Option<f64> {
+    let end = line.find("session")?;
+    let before = line[..end].trim_end();
+    let amount = before.rsplit(' ').next()?.trim_start_matches('$');
+    amount.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::stream::samples::*;
+    use crate::manifest::types::EventFormat;
+
+    #[test]
+    fn the_command_line_asks_for_the_lines_read_here() {
+        assert_command_line(
+            "aider",
+            "aider",
+            &["--no-pretty", "--no-stream"],
+            EventFormat::Aider,
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_explained_as_documented() {
+        assert!(explain_exit(1).is_some_and(|m| m.contains("worker.log")));
+        assert!(explain_exit(2).is_some_and(|m| m.contains("command line")));
+        assert_eq!(explain_exit(0), None);
+    }
+
+    #[test]
+    fn aider_lines_give_tokens_cost_and_api_errors() {
+        let mut t = Tracker::new(EventFormat::Aider);
+        t.feed("Applied edit to plan.md");
+        t.feed("Tokens: 1.0k sent, 50 received.");
+        t.feed("Tokens: 2.3k sent, 1.2k cache hit, 120 received. Cost: $0.0012 message, $0.0034 session.");
+        assert_eq!(t.usage.turns, 2);
+        assert_eq!(t.usage.input_tokens, 3300);
+        assert_eq!(t.usage.output_tokens, 170);
+        assert_eq!(t.usage.cached_input_tokens, 1200);
+        assert_eq!(t.usage.cost_usd, Some(0.0034));
+        assert!(t.outcome.is_none(), "no verdict from aider on success");
+
+        let mut t = Tracker::new(EventFormat::Aider);
+        t.feed("litellm.BadRequestError: OpenAIException - scripted endpoint");
+        t.feed("refuses this request");
+        t.feed("");
+        let outcome = t.outcome.clone().expect("an error outcome");
+        assert!(outcome.is_error);
+        assert_eq!(
+            outcome.message.as_deref(),
+            Some(
+                "litellm.BadRequestError: OpenAIException - scripted endpoint refuses this request"
+            )
+        );
+        // A retry that got an answer clears it.
+        t.feed("Tokens: 10 sent, 5 received.");
+        assert!(t.outcome.is_none());
+    }
+}
