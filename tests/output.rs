@@ -240,6 +240,7 @@ fn snapshot_of(records: Vec<TaskRecord>) -> Snapshot {
     Snapshot {
         run,
         live: false,
+        orphaned: 0,
         tasks: records
             .into_iter()
             .map(|record| TaskView {

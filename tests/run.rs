@@ -425,6 +425,11 @@ fn a_second_run_on_the_same_folder_is_refused_and_a_stale_lock_is_taken_over() {
         r#"{"pid": 1, "run_id": "20260101-000000-beef", "started_at": "2026-01-01T00:00:00Z"}"#,
     )
     .expect("lock");
+    // The holder is whoever holds the OS lock on the file: here, this test.
+    let held = std::fs::File::open(&lock).expect("open");
+    // SAFETY: flock on a descriptor `held` owns.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) } == 0;
+    assert!(locked);
     let (output, _) = project.run(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
@@ -432,6 +437,7 @@ fn a_second_run_on_the_same_folder_is_refused_and_a_stale_lock_is_taken_over() {
         "{}",
         stderr(&output)
     );
+    drop(held);
     std::fs::write(
         &lock,
         r#"{"pid": 2147483646, "run_id": "20260101-000000-dead", "started_at": "x"}"#,

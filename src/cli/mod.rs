@@ -29,7 +29,9 @@ Exit codes:
   2    bad usage, an invalid manifest, a missing agent CLI, or a state folder in use
   3    an escalation rule fired (a rule may set its own code)
   4    a question was left unanswered (and nothing failed)
-  130  interrupted";
+  129  stopped by a hang-up (SIGHUP: the terminal closed), reports written
+  130  interrupted (Ctrl-C), reports written
+  143  stopped by SIGTERM, reports written";
 
 /// Run a sweep of AI coding-agent tasks described in a YAML manifest.
 #[derive(Debug, Parser)]

@@ -136,12 +136,16 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
     let run = &snapshot.run;
     let mut out = String::new();
     let state = if snapshot.live {
-        "running"
+        "running".to_owned()
     } else if run.ended_at.is_none() {
         // Its dispatch died without concluding (kill -9, a reboot).
-        "interrupted (its process is gone)"
+        match snapshot.orphaned {
+            0 => "interrupted (its process is gone)".to_owned(),
+            1 => "interrupted (its process is gone; 1 worker still running)".to_owned(),
+            n => format!("interrupted (its process is gone; {n} workers still running)"),
+        }
     } else {
-        run.status.label()
+        run.status.label().to_owned()
     };
     put(
         &mut out,
@@ -214,6 +218,12 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
         .map(|p| p.counts())
         .unwrap_or(record.items);
     let state = match record.status {
+        TaskStatus::Running if record.reason.as_deref() == Some(snapshot::ORPHANED) => format!(
+            "{}/{} items complete, {}",
+            counts.done,
+            counts.total,
+            snapshot::ORPHANED
+        ),
         TaskStatus::Running | TaskStatus::Pending => {
             format!("{}/{} items complete", counts.done, counts.total)
         }

@@ -15,8 +15,12 @@ pub const USAGE: u8 = 2;
 pub const ESCALATED: u8 = 3;
 /// A question was left unanswered.
 pub const UNANSWERED: u8 = 4;
-/// Interrupted (Ctrl-C or SIGTERM).
+/// Interrupted by Ctrl-C or `dispatch cancel` (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
+/// Stopped by a hang-up (128 + SIGHUP): the terminal closed.
+pub const HANGUP: u8 = 129;
+/// Stopped by SIGTERM (128 + SIGTERM).
+pub const TERMINATED: u8 = 143;
 
 /// How a run ended, from the most to the least drastic: an interruption
 /// overrides an escalation, which overrides a failed task, which overrides
@@ -75,7 +79,7 @@ impl RunOutcome {
             RunStatus::Running => match code {
                 OK => RunOutcome::Complete,
                 UNANSWERED => RunOutcome::Blocked,
-                INTERRUPTED => RunOutcome::Interrupted,
+                INTERRUPTED | HANGUP | TERMINATED => RunOutcome::Interrupted,
                 TASK_FAILED | USAGE => RunOutcome::Failed,
                 other => RunOutcome::Escalated(other),
             },

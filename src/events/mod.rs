@@ -112,10 +112,12 @@ pub enum Event {
         task: String,
         reason: String,
     },
-    /// Ctrl-C or SIGTERM: workers are being stopped.
+    /// Ctrl-C, SIGTERM or SIGHUP: workers are being stopped.
     Interrupted {
         /// A second interrupt: workers are killed at once.
         force: bool,
+        /// `SIGINT`, `SIGTERM` or `SIGHUP`.
+        signal: String,
     },
     Warning {
         task: Option<String>,

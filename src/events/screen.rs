@@ -164,10 +164,16 @@ impl Labels {
                 ),
                 folder.describe()
             ),
-            Event::Interrupted { force: false } => {
-                "interrupted: stopping workers (Ctrl-C again to kill them at once)".to_owned()
-            }
-            Event::Interrupted { force: true } => "interrupted again: killing workers".to_owned(),
+            Event::Interrupted {
+                force: false,
+                signal,
+            } => format!(
+                "interrupted: stopping workers ({signal}; Ctrl-C again to kill them at once)"
+            ),
+            Event::Interrupted {
+                force: true,
+                signal,
+            } => format!("interrupted again: killing workers ({signal})"),
             Event::Warning { task, message } => {
                 format!(
                     "warning: {}{message}",

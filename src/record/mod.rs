@@ -54,6 +54,11 @@ pub struct TaskRecord {
     /// argument shortened.
     pub argv: Vec<String>,
     pub pid: Option<u32>,
+    /// When `pid` started (`/proc/PID/stat` field 22, clock ticks after
+    /// boot): a signal goes to `pid` only while it still started then, so
+    /// a reused pid is never taken for the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_ms: Option<u64>,
@@ -78,6 +83,11 @@ pub struct TaskRecord {
     #[serde(default)]
     pub questions: Vec<QuestionRecord>,
     pub attempts: Vec<Attempt>,
+    /// Processes it started that outlived it (left its process group with
+    /// `setsid` or a double fork) and were stopped: at its end, its
+    /// timeout, the end of the run, or before a resume ran it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strays: Vec<crate::supervise::reaper::Stray>,
 }
 
 /// Everything in a task's record that a worker (or its agent's stream)
@@ -119,6 +129,10 @@ pub struct RunRecord {
     pub manifest: String,
     pub root: String,
     pub pid: u32,
+    /// When the run's process started (as a task's `pid_start_time`): the
+    /// run is live only while `pid` is still that process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub concurrency: u32,

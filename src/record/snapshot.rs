@@ -10,7 +10,8 @@ use crate::domain::checklist::Checklist;
 use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
-use crate::state::{lock::process_alive, read_bounded, StateDir};
+use crate::state::{read_bounded, StateDir};
+use crate::supervise::procfs::{is_same_process, Marker};
 
 /// One task: its record and its plan as the worker has left it.
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +36,10 @@ pub struct Snapshot {
     pub run: RunRecord,
     /// Whether the process running it is still alive.
     pub live: bool,
+    /// Workers still running although the run's process is gone (killed
+    /// with `kill -9`): `dispatch cancel` or `resume` stops them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orphaned: usize,
     pub tasks: Vec<TaskView>,
 }
 
@@ -59,6 +64,10 @@ impl Redact for Snapshot {
 /// under `secrets:`.
 pub fn redactor(run: &RunRecord) -> Redactor {
     Redactor::from_env(&run.secrets)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why a snapshot could not be taken.
@@ -112,20 +121,47 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
             waiting,
         });
     }
-    let live = run.ended_at.is_none() && process_alive(run.pid);
-    let mut snapshot = Snapshot { run, live, tasks };
+    let live = run.ended_at.is_none() && is_same_process(run.pid, run.pid_start_time, None);
+    let mut snapshot = Snapshot {
+        run,
+        live,
+        orphaned: 0,
+        tasks,
+    };
     if !snapshot.live && snapshot.run.ended_at.is_none() {
-        // The run's process died without concluding (kill -9, reboot).
-        snapshot.run.status = RunStatus::Interrupted;
-        for task in &mut snapshot.tasks {
-            if task.record.status == TaskStatus::Running {
-                task.record.status = TaskStatus::Cancelled;
-                task.record.reason = Some("the run's process is gone".to_owned());
-            }
-        }
+        mark_dead_run(&mut snapshot);
     }
     Ok(snapshot)
 }
+
+/// The run's process died without concluding (kill -9, reboot, hang-up):
+/// a task whose worker is still alive is still running, and says that
+/// nothing watches it any more; the others were cut off with the run.
+fn mark_dead_run(snapshot: &mut Snapshot) {
+    let mut orphans = 0;
+    for task in &mut snapshot.tasks {
+        let record = &mut task.record;
+        if record.status != TaskStatus::Running {
+            continue;
+        }
+        let marker = Marker::task(&snapshot.run.run_id, &record.id);
+        let alive = record
+            .pid
+            .is_some_and(|pid| is_same_process(pid, record.pid_start_time, Some(&marker)));
+        if alive {
+            orphans += 1;
+            record.reason = Some(ORPHANED.to_owned());
+        } else {
+            record.status = TaskStatus::Cancelled;
+            record.reason = Some("the run's process is gone".to_owned());
+        }
+    }
+    snapshot.run.status = RunStatus::Interrupted;
+    snapshot.orphaned = orphans;
+}
+
+/// The reason a task shows while its worker outlives its dispatch.
+pub const ORPHANED: &str = "still running, but its dispatch is gone: `dispatch cancel` stops it, `dispatch resume` stops it and runs it again";
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SnapshotError> {
     let read = || -> Result<T, SnapshotError> {

@@ -1,4 +1,7 @@
 //! Worker processes: a process group each, pipes drained into a redacted
 //! `worker.log`, timeouts and stops (SIGTERM, grace, SIGKILL).
 
+pub mod limits;
 pub mod process;
+pub mod procfs;
+pub mod reaper;

@@ -17,6 +17,8 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use super::procfs::Marker;
+use super::reaper::{self, escaped_descendants, kill_escaped, strays_of, Escaped, Scope, Stray};
 use crate::domain::redact::Redactor;
 use crate::state::{open_append, StateError};
 
@@ -80,6 +82,9 @@ pub struct Finished {
     pub leaked: bool,
     pub pid: u32,
     pub duration: Duration,
+    /// Processes it started that outlived it (they left its group with
+    /// `setsid` or a double fork) and were stopped when it ended.
+    pub strays: Vec<Stray>,
 }
 
 /// Why a worker could not be started.
@@ -102,6 +107,11 @@ pub enum SpawnError {
 pub struct Running {
     child: tokio::process::Child,
     pid: u32,
+    /// The pid's start time (`/proc/PID/stat`), recorded beside it so a
+    /// later signal can tell the worker from a process that reused its pid.
+    start_time: Option<u64>,
+    /// The task's marker, which everything the worker starts inherits.
+    marker: Option<Marker>,
     started: Instant,
     log: Arc<std::sync::Mutex<LogWriter>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -168,6 +178,8 @@ pub fn start(
     drop(command);
     let child = spawned.map_err(failed)?;
     let pid = child.id().unwrap_or(0);
+    reaper::own(pid);
+    let start_time = super::procfs::start_time(pid);
     let stdin_task = unwritten.map(|(writer, rest)| {
         tokio::spawn(async move {
             let mut writer = writer;
@@ -193,6 +205,8 @@ pub fn start(
     Ok(Running {
         child,
         pid,
+        start_time,
+        marker: Marker::of_env(&launch.env),
         started,
         log,
         readers,
@@ -272,12 +286,19 @@ impl Running {
         self.pid
     }
 
+    /// The worker's start time, as `/proc/PID/stat` gives it.
+    pub fn start_time(&self) -> Option<u64> {
+        self.start_time
+    }
+
     /// Wait for the worker to end: by itself, past its timeout, or when a
     /// stop is requested.
     pub async fn wait(self, mut stop: watch::Receiver<Stop>) -> Finished {
         let Running {
             mut child,
             pid,
+            start_time: _,
+            marker,
             started,
             log,
             readers,
@@ -290,8 +311,8 @@ impl Running {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut timed_out = false;
         let mut stopped = false;
-        let status = tokio::select! {
-            status = child.wait() => status,
+        let (status, escaped) = tokio::select! {
+            status = child.wait() => (status, Vec::new()),
             _ = sleep_until(deadline) => {
                 timed_out = true;
                 terminate(pgid, &mut child, grace, &mut stop).await
@@ -299,20 +320,39 @@ impl Running {
             request = wait_for_stop(&mut stop) => {
                 stopped = true;
                 if request == Stop::Now {
-                    let escaped = escaped_descendants(pgid);
+                    let escaped = escaped_descendants(pgid).await;
                     kill_group(pgid, libc::SIGKILL);
                     kill_escaped(&escaped, libc::SIGKILL);
-                    child.wait().await
+                    (child.wait().await, escaped)
                 } else {
                     terminate(pgid, &mut child, grace, &mut stop).await
                 }
             }
         };
+        reaper::disown(pid);
         let exit = match status {
             Ok(status) => exit_of(status),
             Err(_) => Exit::Signal(libc::SIGKILL),
         };
         let leaked = drain(pgid, readers, leak_timeout).await;
+        let when = if timed_out { "timeout" } else { "stop" };
+        let mut strays = strays_of(escaped, when);
+        if let Some(marker) = marker {
+            for stray in stop_strays(marker, grace, timed_out).await {
+                if !strays.iter().any(|s| s.pid == stray.pid) {
+                    strays.push(stray);
+                }
+            }
+        }
+        if !strays.is_empty() {
+            log_line(
+                &log,
+                &format!(
+                    "dispatch: processes the worker started outlived it and were stopped: {}",
+                    reaper::describe(&strays)
+                ),
+            );
+        }
         if let Some(task) = stdin_task {
             task.abort();
         }
@@ -332,8 +372,18 @@ impl Running {
             leaked,
             pid,
             duration: started.elapsed(),
+            strays,
         }
     }
+}
+
+/// The task's processes still alive after its worker ended, stopped on a
+/// blocking thread (the `/proc` scan reads every process's stat).
+async fn stop_strays(marker: Marker, grace: Duration, timed_out: bool) -> Vec<Stray> {
+    let when = if timed_out { "timeout" } else { "task end" };
+    tokio::task::spawn_blocking(move || reaper::stop_marked(&marker, Scope::Ours, grace, when))
+        .await
+        .unwrap_or_default()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -357,23 +407,24 @@ async fn wait_for_stop(stop: &mut watch::Receiver<Stop>) -> Stop {
 }
 
 /// SIGTERM to the whole group, then SIGKILL after `grace` (or at once when
-/// a second stop request says so).
+/// a second stop request says so). Returns the descendants that had left
+/// the group and were stopped with it.
 async fn terminate(
     pgid: libc::pid_t,
     child: &mut tokio::process::Child,
     grace: Duration,
     stop: &mut watch::Receiver<Stop>,
-) -> std::io::Result<std::process::ExitStatus> {
+) -> (std::io::Result<std::process::ExitStatus>, Vec<Escaped>) {
     // Processes that left the worker's group (a CLI that runs its shell
     // tool with setsid, as Gemini CLI does) are found while the worker is
     // alive, since they are orphaned once it exits, and stopped with it.
-    let escaped = escaped_descendants(pgid);
+    let escaped = escaped_descendants(pgid).await;
     kill_group(pgid, libc::SIGTERM);
     kill_escaped(&escaped, libc::SIGTERM);
     tokio::select! {
         status = child.wait() => {
             kill_escaped(&escaped, libc::SIGKILL);
-            return status;
+            return (status, escaped);
         }
         _ = tokio::time::sleep(grace) => {}
         _ = async {
@@ -386,83 +437,7 @@ async fn terminate(
     }
     kill_group(pgid, libc::SIGKILL);
     kill_escaped(&escaped, libc::SIGKILL);
-    child.wait().await
-}
-
-/// A process that descends from the worker but left its process group:
-/// its pid, group and session as first seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Escaped {
-    pid: libc::pid_t,
-    pgrp: libc::pid_t,
-}
-
-/// `(ppid, pgrp)` of a process, from `/proc/PID/stat` (the command name
-/// may hold spaces and parentheses, so fields are read after the last `)`).
-fn stat_of(pid: libc::pid_t) -> Option<(libc::pid_t, libc::pid_t)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let _state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((ppid, pgrp))
-}
-
-/// Every descendant of `root` that is not in `root`'s process group, from
-/// `/proc` (empty where there is no `/proc`).
-fn escaped_descendants(root: libc::pid_t) -> Vec<Escaped> {
-    if root <= 1 {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut children: std::collections::HashMap<libc::pid_t, Vec<(libc::pid_t, libc::pid_t)>> =
-        std::collections::HashMap::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if let Some((ppid, pgrp)) = stat_of(pid) {
-            children.entry(ppid).or_default().push((pid, pgrp));
-        }
-    }
-    let mut escaped = Vec::new();
-    let mut queue = vec![root];
-    while let Some(parent) = queue.pop() {
-        for &(pid, pgrp) in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
-            queue.push(pid);
-            if pgrp != root {
-                escaped.push(Escaped { pid, pgrp });
-            }
-        }
-    }
-    escaped
-}
-
-/// Signal the escaped processes and the groups they lead. A process is
-/// signalled only while it is still in the group it was seen in, so a pid
-/// reused since is left alone; dispatch's own group never is.
-fn kill_escaped(escaped: &[Escaped], signal: libc::c_int) {
-    // SAFETY: getpgrp has no preconditions.
-    let own = unsafe { libc::getpgrp() };
-    for process in escaped {
-        if stat_of(process.pid).is_none_or(|(_, pgrp)| pgrp != process.pgrp) {
-            continue;
-        }
-        if process.pgrp > 1 && process.pgrp != own {
-            kill_group(process.pgrp, signal);
-        }
-        // SAFETY: kill only sends a signal to a process seen just above.
-        unsafe {
-            libc::kill(process.pid, signal);
-        }
-    }
+    (child.wait().await, escaped)
 }
 
 /// Wait for the output readers; past the leak timeout, kill what is left of

@@ -44,6 +44,8 @@ pub enum CarryError {
     UnknownTask { task: String, hint: String },
     #[error("run {0} is still going; wait for it to end, or stop it first")]
     StillRunning(String),
+    #[error("cannot stop what the earlier run left running: {0}")]
+    Leftovers(String),
 }
 
 /// What becomes of one task of the new run.
@@ -96,11 +98,20 @@ pub fn decide(
     state: &StateDir,
     plan: &SweepPlan,
     options: &CarryOptions,
+    grace: std::time::Duration,
+    notes: &mut Vec<String>,
 ) -> Result<(String, Vec<Fate>), CarryError> {
     let earlier = snapshot::load(state, options.from.as_deref())?;
     if earlier.live {
         return Err(CarryError::StillRunning(earlier.run.run_id));
     }
+    let by = match options.rerun {
+        Rerun::Failed => "run --retry-failed",
+        Rerun::Tasks(_) => "run --rerun",
+    };
+    // The fates are decided on the snapshot from before: a task whose
+    // worker was still running is unfinished (and retried), not cancelled.
+    super::start::stop_earlier(state, &earlier, grace, by, notes)?;
     let from = earlier.run.run_id.clone();
     if let Rerun::Tasks(ids) = &options.rerun {
         for id in ids {
@@ -191,7 +202,12 @@ pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), 
 /// cancelled with no attempt): what `--retry-failed` runs again.
 fn needs_retry(record: &TaskRecord) -> bool {
     match record.status {
-        TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::BudgetExceeded => true,
+        // Left running by a run whose process died: stopped before this
+        // run starts, and not finished.
+        TaskStatus::Failed
+        | TaskStatus::TimedOut
+        | TaskStatus::BudgetExceeded
+        | TaskStatus::Running => true,
         TaskStatus::Skipped | TaskStatus::Cancelled => record.attempts.is_empty(),
         _ => false,
     }
@@ -258,6 +274,7 @@ fn restart(record: &mut TaskRecord) {
     record.reason = None;
     record.ended_at = None;
     record.pid = None;
+    record.pid_start_time = None;
     record.exit = None;
     record.outcome = None;
     record.carried_from = None;

@@ -20,6 +20,8 @@ use crate::ipc::{self, questions};
 use crate::manifest::types::{Action, CommandLine, EndStatus, OnUnanswered};
 use crate::record::QuestionRecord;
 use crate::supervise::process::Stop;
+use crate::supervise::procfs::Marker;
+use crate::supervise::reaper::{self, Scope};
 
 /// A question no rule answered, waiting for a person or its timeout.
 #[derive(Debug, Clone)]
@@ -410,13 +412,30 @@ impl Sweep {
         };
         let report = self.hook_reports.clone();
         let timeout = self.hook_timeout;
+        let grace = self.grace;
         let rule = rule.to_owned();
         let cwd = self.state.root.clone();
+        // What the hook starts carries this, so what it leaves running is
+        // found and stopped when it ends.
+        let marker = Marker::hook(&self.run_id, &format!("{rule}-{}", self.fired.len()));
         self.hook_tasks.retain(|h| !h.is_finished());
         self.hook_tasks.push(tokio::spawn(async move {
+            let mut env = env;
+            env.extend(marker.env().iter().cloned());
             if let Some(problem) = hook(argv, event, env, &cwd, timeout).await {
                 let _ = report.send(format!(
                     "the hook of escalation rule {rule} {problem}; the sweep goes on"
+                ));
+            }
+            let strays = tokio::task::spawn_blocking(move || {
+                reaper::stop_marked(&marker, Scope::Ours, grace, "hook end")
+            })
+            .await
+            .unwrap_or_default();
+            if !strays.is_empty() {
+                let _ = report.send(format!(
+                    "processes the hook of escalation rule {rule} started outlived it and were stopped: {}",
+                    reaper::describe(&strays)
                 ));
             }
         }));
@@ -447,20 +466,25 @@ async fn hook(
         Ok(child) => child,
         Err(e) => return Some(format!("could not start: {e}")),
     };
+    let pid = child.id().unwrap_or(0);
+    reaper::own(pid);
     if let Some(mut stdin) = child.stdin.take() {
         let mut text = event.to_string();
         text.push('\n');
         let _ = stdin.write_all(text.as_bytes()).await;
     }
-    match tokio::time::timeout(timeout, child.wait()).await {
+    let problem = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => None,
         Ok(Ok(status)) => Some(format!("failed ({status})")),
         Ok(Err(e)) => Some(format!("failed: {e}")),
         Err(_) => {
-            if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
-                // SAFETY: only sends a signal to the hook's own group.
-                unsafe {
-                    libc::killpg(pid, libc::SIGKILL);
+            if let Ok(group) = libc::pid_t::try_from(pid) {
+                if group > 1 {
+                    // SAFETY: only sends a signal to the hook's own group,
+                    // whose leader is still unreaped (so the group is its).
+                    unsafe {
+                        libc::killpg(group, libc::SIGKILL);
+                    }
                 }
             }
             let _ = child.wait().await;
@@ -469,7 +493,9 @@ async fn hook(
                 crate::util::clock::human(timeout)
             ))
         }
-    }
+    };
+    reaper::disown(pid);
+    problem
 }
 
 /// What an unanswered question does when the manifest does not say. With a

@@ -9,7 +9,9 @@ pub mod carry;
 pub mod clean;
 mod conversation;
 mod isolation;
+mod leftovers;
 mod scrub;
+pub mod signals;
 mod start;
 pub mod verdict;
 
@@ -133,8 +135,10 @@ pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
 async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     let root = project_root(options)?;
     let state = StateDir::new(&root);
+    // Warnings from before the run's event log exists, shown once it does.
+    let mut notes = Vec::new();
     let resumed = match &options.resume {
-        Some(run) => Some(start::resumable(&state, run)?),
+        Some(run) => Some(start::resumable(&state, run, options.grace, &mut notes)?),
         None => None,
     };
     let (loaded, run_id, vars) = match &resumed {
@@ -165,9 +169,19 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     if let Some(concurrency) = options.concurrency {
         sweep_plan.concurrency = concurrency;
     }
+    let fd_note = crate::supervise::limits::fit_concurrency(
+        &mut sweep_plan.concurrency,
+        sweep_plan.tasks.len(),
+    );
     let carried = match (&resumed, &options.carry) {
         (Some(earlier), _) => Some((run_id.clone(), carry::resume_fates(&sweep_plan, earlier))),
-        (None, Some(how)) => Some(carry::decide(&state, &sweep_plan, how)?),
+        (None, Some(how)) => Some(carry::decide(
+            &state,
+            &sweep_plan,
+            how,
+            options.grace,
+            &mut notes,
+        )?),
         (None, None) => None,
     };
     let mut fates: Vec<carry::Fate> = match &carried {
@@ -199,6 +213,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
+    crate::supervise::reaper::become_subreaper();
     let from = carried.map(|(from, _)| from);
     let started_at = match &resumed {
         Some(earlier) => earlier.run.started_at.clone(),
@@ -220,7 +235,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         sweep.run_record.shard = shard;
         sweep.save_run_record();
     }
-    for note in worktree_notes {
+    for note in notes.into_iter().chain(worktree_notes).chain(fd_note) {
         sweep.emit(Event::Warning {
             task: None,
             message: note,
@@ -484,6 +499,7 @@ impl Sweep {
             manifest: plan.manifest.clone(),
             root: state.root.display().to_string(),
             pid: std::process::id(),
+            pid_start_time: crate::supervise::procfs::start_time(std::process::id()),
             started_at,
             ended_at: None,
             concurrency: plan.concurrency,
@@ -679,7 +695,7 @@ impl Sweep {
         }
         let mut workers: JoinSet<WorkerEnd> = JoinSet::new();
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel::<UsageUpdate>();
-        let mut interrupts = interrupt_signals();
+        let mut interrupts = signals::interrupts();
         let mut cancels = cancel_signals();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -776,6 +792,7 @@ impl Sweep {
                 message: problem,
             });
         }
+        self.stop_leftovers().await;
         self.conclude()
     }
 
@@ -1051,6 +1068,7 @@ impl Sweep {
         };
         match started {
             Ok(running) => {
+                self.records[index].pid_start_time = running.start_time();
                 self.mark_started(index, running.pid());
                 workers.spawn(async move {
                     let finished = running.wait(stop_rx).await;
@@ -1320,12 +1338,18 @@ impl Sweep {
         for stop in self.stops.iter().flatten() {
             let _ = stop.send(request);
         }
-        self.emit(Event::Interrupted { force });
+        self.emit(Event::Interrupted {
+            force,
+            signal: signals::latest_name(),
+        });
     }
 
     fn finish(&mut self, end: WorkerEnd) {
         let index = end.index;
         let task = self.plan.tasks[index].clone();
+        if let Ok(finished) = &end.finished {
+            self.note_strays(index, &finished.strays);
+        }
         self.check_questions(index);
         self.read_findings(index);
         self.stops[index] = None;
@@ -1475,7 +1499,12 @@ impl Sweep {
             crate::escalation::exit_code(&self.fired),
             self.records.iter().map(|r| r.status),
         );
-        let (exit_code, status) = (outcome.code(), outcome.status());
+        // 128 + the signal that stopped it: 129, 130 or 143.
+        let exit_code = match outcome {
+            RunOutcome::Interrupted => signals::exit_code(),
+            _ => outcome.code(),
+        };
+        let status = outcome.status();
         let escalations: Vec<String> = self
             .fired
             .iter()
@@ -1504,6 +1533,7 @@ impl Sweep {
         let snapshot = snapshot::Snapshot {
             run: self.run_record.clone(),
             live: false,
+            orphaned: 0,
             tasks: std::mem::take(&mut self.records)
                 .into_iter()
                 .zip(std::mem::take(&mut self.final_plans))
@@ -1654,6 +1684,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
             })
             .collect(),
         pid: None,
+        pid_start_time: None,
         started_at: None,
         ended_at: None,
         duration_ms: None,
@@ -1667,6 +1698,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         findings: Vec::new(),
         questions: Vec::new(),
         attempts: Vec::new(),
+        strays: Vec::new(),
     }
 }
 
@@ -1708,25 +1740,6 @@ fn cancel_signals() -> mpsc::UnboundedReceiver<()> {
                 }
             }
         });
-    }
-    rx
-}
-
-/// Ctrl-C and SIGTERM, as one stream.
-fn interrupt_signals() -> mpsc::UnboundedReceiver<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = mpsc::unbounded_channel();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let tx = tx.clone();
-        if let Ok(mut stream) = signal(kind) {
-            tokio::spawn(async move {
-                while stream.recv().await.is_some() {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
     }
     rx
 }

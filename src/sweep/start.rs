@@ -56,14 +56,75 @@ pub(super) fn select_tasks(
 }
 
 /// The run `dispatch resume` names, if it can be resumed: it exists and
-/// its process is gone.
-pub(super) fn resumable(state: &StateDir, run: &str) -> Result<snapshot::Snapshot, RunError> {
+/// its process is gone. Whatever of it is still running is stopped first,
+/// so no task ever has two workers.
+pub(super) fn resumable(
+    state: &StateDir,
+    run: &str,
+    grace: std::time::Duration,
+    notes: &mut Vec<String>,
+) -> Result<snapshot::Snapshot, RunError> {
     let id = (run != "latest").then_some(run);
     let earlier = snapshot::load(state, id).map_err(carry::CarryError::from)?;
     if earlier.live {
         return Err(carry::CarryError::StillRunning(earlier.run.run_id).into());
     }
+    let stopped = stop_earlier(state, &earlier, grace, "resume", notes)?;
+    if stopped {
+        let id = earlier.run.run_id.clone();
+        return Ok(snapshot::load(state, Some(&id)).map_err(carry::CarryError::from)?);
+    }
     Ok(earlier)
+}
+
+/// Stop the workers (and what they started) that a dead run left
+/// running, before `resume`, `--retry-failed` or `--rerun` launches
+/// anything: grace, then kill, as `dispatch cancel` does. Each such task's
+/// record says so, and `notes` gets the warning the run then shows and
+/// logs. Returns whether anything was stopped.
+pub(super) fn stop_earlier(
+    state: &StateDir,
+    earlier: &snapshot::Snapshot,
+    grace: std::time::Duration,
+    by: &str,
+    notes: &mut Vec<String>,
+) -> Result<bool, carry::CarryError> {
+    let run_id = &earlier.run.run_id;
+    let reason = format!(
+        "still running after its run's process was gone; stopped by `dispatch {by}` before anything ran again"
+    );
+    let stopped = super::cancel::stop_left_behind(
+        state,
+        earlier,
+        &[],
+        grace,
+        &reason,
+        &format!("before {by}"),
+    )
+    .map_err(|e| carry::CarryError::Leftovers(e.to_string()))?;
+    // Anything else of the dead run: its hooks, and what they started.
+    let others = crate::supervise::reaper::stop_marked(
+        &crate::supervise::procfs::Marker::run(run_id),
+        crate::supervise::reaper::Scope::Anywhere,
+        grace,
+        &format!("before {by}"),
+    );
+    if stopped.is_empty() && others.is_empty() {
+        return Ok(false);
+    }
+    let mut message = format!(
+        "stopped what run {run_id} left running when its process died, before running anything again: {}",
+        stopped.join(", ")
+    );
+    if !others.is_empty() {
+        message.push_str(&format!(
+            "{}{}",
+            if stopped.is_empty() { "" } else { "; and " },
+            crate::supervise::reaper::describe(&others)
+        ));
+    }
+    notes.push(message);
+    Ok(true)
 }
 
 /// The manifest a run started from, as it was then (its copy in the run

@@ -122,6 +122,7 @@ mod tests {
             leaked: false,
             pid: 1,
             duration: Duration::from_secs(1),
+            strays: Vec::new(),
         }
     }
 

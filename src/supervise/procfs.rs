@@ -1,0 +1,290 @@
+//! What `/proc` says about a process, for the two questions dispatch must
+//! answer before it signals one: is this pid still the process it recorded
+//! (pids are reused after a reboot or a busy day), and was it started by a
+//! given task (the `DISPATCH_RUN_ID` / `DISPATCH_TASK_ID` marker every
+//! worker and everything it starts inherits, which `setsid` and double
+//! forks do not shed). Where there is no `/proc`, nothing can be checked.
+
+use std::collections::HashMap;
+
+/// Pid type of the system calls.
+pub type Pid = libc::pid_t;
+
+/// The fields of `/proc/PID/stat` dispatch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ppid: Pid,
+    pub pgrp: Pid,
+    /// `R`, `S`, `Z` (a zombie: dead, waiting for its parent to reap it)…
+    pub state: char,
+    /// Field 22: when the process started, in clock ticks after boot. With
+    /// the pid it names one process for the life of the machine.
+    pub start_time: u64,
+}
+
+impl Stat {
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// `/proc/PID/stat`, read after the last `)`: the command name may hold
+/// spaces and parentheses.
+pub fn stat(pid: Pid) -> Option<Stat> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, so field N is at index N - 3.
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(22 - 3)?.parse().ok()?,
+    })
+}
+
+/// The start time of a live process, to record beside its pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = stat(Pid::try_from(pid).ok()?)?;
+    (!stat.is_zombie()).then_some(stat.start_time)
+}
+
+/// The process's short command name (`/proc/PID/comm`), for reports.
+pub fn command_name(pid: Pid) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// The variables a process was started with (`/proc/PID/environ`); `None`
+/// when they cannot be read (gone, a zombie, another user's).
+pub fn environ(pid: Pid) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    (!bytes.is_empty()).then_some(bytes)
+}
+
+/// The value of `name` in an environ block.
+pub fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    environ.split(|&b| b == 0).find_map(|entry| {
+        entry
+            .strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+    })
+}
+
+/// Every process on the machine with its stat, read once: the parent links
+/// give each process's descendants without a walk per question.
+pub fn table() -> HashMap<Pid, Stat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<Pid>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect()
+}
+
+/// Every descendant of `root` in `table` (not `root` itself).
+pub fn descendants(table: &HashMap<Pid, Stat>, root: Pid) -> Vec<Pid> {
+    descendants_except(table, root, |_| false)
+}
+
+/// Every descendant of `root` in `table`, leaving out the subtrees of the
+/// processes `skip` names (and those processes).
+pub fn descendants_except(
+    table: &HashMap<Pid, Stat>,
+    root: Pid,
+    skip: impl Fn(Pid) -> bool,
+) -> Vec<Pid> {
+    let mut children: HashMap<Pid, Vec<Pid>> = HashMap::new();
+    for (&pid, stat) in table {
+        children.entry(stat.ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::from([root]);
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        for &child in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
+            if !skip(child) && seen.insert(child) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// A marker a process must carry in its environment to be taken for one
+/// of a task's (or a hook's) processes: every pair must be present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pairs: Vec<(String, String)>,
+    /// A variable whose value must not start with this prefix: a hook of
+    /// this run gets its task's `DISPATCH_TASK_ID` too, and is not the
+    /// task's (it ends on its own, bounded by the hook timeout).
+    unless: Option<(String, String)>,
+}
+
+/// The variable that tells an escalation hook's processes apart.
+pub const HOOK_VAR: &str = "DISPATCH_HOOK_ID";
+
+impl Marker {
+    /// A task's worker and everything it starts.
+    pub fn task(run_id: &str, task_id: &str) -> Self {
+        Self {
+            pairs: vec![
+                ("DISPATCH_RUN_ID".to_owned(), run_id.to_owned()),
+                ("DISPATCH_TASK_ID".to_owned(), task_id.to_owned()),
+            ],
+            unless: Some((HOOK_VAR.to_owned(), hook_prefix(run_id))),
+        }
+    }
+
+    /// Every process of a run (its workers and hooks).
+    pub fn run(run_id: &str) -> Self {
+        Self {
+            pairs: vec![("DISPATCH_RUN_ID".to_owned(), run_id.to_owned())],
+            unless: None,
+        }
+    }
+
+    /// One escalation hook (`hook_id`, unique in the run) and everything
+    /// it starts.
+    pub fn hook(run_id: &str, hook_id: &str) -> Self {
+        Self {
+            pairs: vec![
+                ("DISPATCH_RUN_ID".to_owned(), run_id.to_owned()),
+                (
+                    HOOK_VAR.to_owned(),
+                    format!("{}{hook_id}", hook_prefix(run_id)),
+                ),
+            ],
+            unless: None,
+        }
+    }
+
+    /// The task marker in a launch's environment, when it has one.
+    pub fn of_env(env: &[(String, String)]) -> Option<Self> {
+        let get = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        Some(Self::task(
+            get("DISPATCH_RUN_ID")?,
+            get("DISPATCH_TASK_ID")?,
+        ))
+    }
+
+    /// The variables to give a process so it carries this marker.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// Whether an environ block carries the marker.
+    pub fn matches(&self, environ: &[u8]) -> bool {
+        let excluded = self.unless.as_ref().is_some_and(|(k, prefix)| {
+            env_value(environ, k).is_some_and(|v| v.starts_with(prefix.as_bytes()))
+        });
+        !excluded
+            && self
+                .pairs
+                .iter()
+                .all(|(k, v)| env_value(environ, k) == Some(v.as_bytes()))
+    }
+
+    /// Whether process `pid` carries the marker; `None` when its
+    /// environment cannot be read.
+    pub fn carried_by(&self, pid: Pid) -> Option<bool> {
+        environ(pid).map(|env| self.matches(&env))
+    }
+}
+
+/// Hook ids of one run start with its run id, so a dispatch started from
+/// another run's hook still finds its own workers.
+fn hook_prefix(run_id: &str) -> String {
+    format!("{run_id}/")
+}
+
+/// Whether `pid` is still the process dispatch recorded: alive and started
+/// at `start_time`, or, when no start time was recorded, carrying `marker`. With neither to compare, a live pid is not enough: it may
+/// have been reused. Without `/proc` (not Linux) only liveness is known.
+pub fn is_same_process(pid: u32, start_time: Option<u64>, marker: Option<&Marker>) -> bool {
+    let Ok(pid) = Pid::try_from(pid) else {
+        return false;
+    };
+    if pid <= 1 || !crate::state::lock::process_alive(pid as u32) {
+        return false;
+    }
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let Some(stat) = stat(pid) else {
+        return false;
+    };
+    if stat.is_zombie() {
+        return false;
+    }
+    // The start time names the process for good (an exec keeps it, and
+    // may change the environment); the marker stands in for records that
+    // have none.
+    match start_time {
+        Some(start_time) => start_time == stat.start_time,
+        None => marker.and_then(|m| m.carried_by(pid)).unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_read_after_the_name() {
+        let line = "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3";
+        let stat = parse_stat(line).expect("parses");
+        assert_eq!(stat.ppid, 17);
+        assert_eq!(stat.pgrp, 4242);
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.start_time, 987654);
+    }
+
+    #[test]
+    fn a_marker_needs_every_pair_exactly() {
+        let marker = Marker::task("run-1", "alpha");
+        assert!(marker.matches(b"A=1\0DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0"));
+        assert!(!marker.matches(b"DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha2\0"));
+        assert!(!marker.matches(b"DISPATCH_TASK_ID=alpha\0"));
+        // This run's hook, fired by alpha's event, is not alpha's...
+        let hook =
+            b"DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0DISPATCH_HOOK_ID=run-1/pager-0\0";
+        assert!(!marker.matches(hook));
+        assert!(Marker::hook("run-1", "pager-0").matches(hook));
+        // ...but a worker of a dispatch an outer run's hook started is.
+        assert!(marker.matches(
+            b"DISPATCH_HOOK_ID=outer/x-1\0DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=alpha\0"
+        ));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_live_pid_with_another_start_time_is_another_process() {
+        let me = std::process::id();
+        let start = start_time(me).expect("own start time");
+        assert!(is_same_process(me, Some(start), None));
+        assert!(!is_same_process(me, Some(start + 1), None));
+        assert!(
+            !is_same_process(me, None, None),
+            "nothing to compare: not trusted"
+        );
+        assert!(!is_same_process(me, None, Some(&Marker::task("r", "t"))));
+    }
+}

@@ -1,0 +1,369 @@
+//! Nothing a worker or hook started may outlive its task. A process group
+//! is not enough: `setsid` and a double fork leave it, and Claude Code runs
+//! every shell command in a session of its own. So `dispatch run` makes
+//! itself a child subreaper (Linux): whatever a worker leaves behind is
+//! re-parented to dispatch instead of init, stays a descendant, and is
+//! found in `/proc` by the marker in its environment. A task's strays are
+//! stopped (SIGTERM, a short grace, SIGKILL) when the task ends, after a
+//! timeout too, and whatever is left of any task at the end of the run.
+//!
+//! Only the pids found here are reaped (`waitpid` on each, never on -1):
+//! the runtime reaps the children it spawned itself, and a reap taken from
+//! it would lose a worker's exit status.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::procfs::{self, Marker, Pid};
+
+/// How long strays get between SIGTERM and SIGKILL at most. Their task has
+/// ended; a daemon that needs longer to stop is not waited for.
+pub const STRAY_GRACE: Duration = Duration::from_secs(2);
+
+/// A process that outlived its task and was stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stray {
+    pub pid: u32,
+    /// Its command name, as `/proc/PID/comm` gave it.
+    pub command: String,
+    /// When it was stopped: `task end`, `run end`, `before resume`.
+    pub when: String,
+}
+
+/// Pids dispatch spawned itself and whose reaping belongs to the runtime.
+static OWN_CHILDREN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+
+/// Note a child the runtime will reap (a worker, a hook).
+pub fn own(pid: u32) {
+    if let Ok(mut own) = OWN_CHILDREN.lock() {
+        own.get_or_insert_with(HashSet::new).insert(pid);
+    }
+}
+
+/// The runtime has reaped it.
+pub fn disown(pid: u32) {
+    if let Ok(mut own) = OWN_CHILDREN.lock() {
+        if let Some(set) = own.as_mut() {
+            set.remove(&pid);
+        }
+    }
+}
+
+fn is_own(pid: Pid) -> bool {
+    let Ok(pid) = u32::try_from(pid) else {
+        return false;
+    };
+    OWN_CHILDREN
+        .lock()
+        .map(|own| own.as_ref().is_some_and(|set| set.contains(&pid)))
+        .unwrap_or(false)
+}
+
+/// Make this process the subreaper of its descendants (Linux; elsewhere a
+/// process that leaves its group re-parents to init, and only what is
+/// still a descendant or carries the marker can be found).
+pub fn become_subreaper() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches
+        // no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// A live process found for stopping: the pid with its start time, so it
+/// is never confused with a process that takes the pid over later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Found {
+    pid: Pid,
+    start_time: u64,
+}
+
+/// Where to look for a marker's processes.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    /// Only this process's descendants (a running dispatch and its own
+    /// workers: another dispatch's processes are never touched).
+    Ours,
+    /// Any process this user can see (a dead run's leftovers, which were
+    /// re-parented away from the dispatch that started them).
+    Anywhere,
+}
+
+/// Live processes carrying `marker`.
+fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
+    let table = procfs::table();
+    let candidates: Vec<Pid> = match scope {
+        // Not under a worker or hook still running (their own processes
+        // are theirs until they end): what a worker left when it ended was
+        // re-parented here, out of any such subtree. This also keeps a scan
+        // per task end from reading every running worker's processes.
+        Scope::Ours => procfs::descendants_except(&table, own_pid(), is_own),
+        Scope::Anywhere => table.keys().copied().collect(),
+    };
+    let me = own_pid();
+    candidates
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let stat = table.get(&pid)?;
+            (!stat.is_zombie() && marker.carried_by(pid) == Some(true)).then_some(Found {
+                pid,
+                start_time: stat.start_time,
+            })
+        })
+        .collect()
+}
+
+fn own_pid() -> Pid {
+    Pid::try_from(std::process::id()).unwrap_or(0)
+}
+
+/// Stop every process carrying `marker` in `scope`, and reap those that
+/// were re-parented here. Blocking: call it off the runtime's thread.
+pub fn stop_marked(marker: &Marker, scope: Scope, grace: Duration, when: &str) -> Vec<Stray> {
+    stop(find(marker, scope), grace, when)
+}
+
+/// At the end of a run: every descendant still alive is a leftover (every
+/// worker and hook has ended), whatever its environment says; each comes
+/// with the task its marker names, if any. Zombies re-parented here are
+/// reaped too.
+pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Option<String>, Stray)> {
+    let table = procfs::table();
+    let me = own_pid();
+    let mut found = Vec::new();
+    let mut tasks = Vec::new();
+    for pid in procfs::descendants(&table, me) {
+        let Some(stat) = table.get(&pid) else {
+            continue;
+        };
+        if stat.is_zombie() {
+            if stat.ppid == me {
+                reap(pid, stat.start_time);
+            }
+            continue;
+        }
+        found.push(Found {
+            pid,
+            start_time: stat.start_time,
+        });
+        tasks.push(procfs::environ(pid).and_then(|env| {
+            procfs::env_value(&env, "DISPATCH_TASK_ID")
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        }));
+    }
+    tasks.into_iter().zip(stop(found, grace, when)).collect()
+}
+
+/// SIGTERM, up to `grace` for them to go, SIGKILL; each signal only while
+/// the pid is still the process that was found.
+fn stop(found: Vec<Found>, grace: Duration, when: &str) -> Vec<Stray> {
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let strays: Vec<Stray> = found
+        .iter()
+        .map(|f| Stray {
+            pid: f.pid as u32,
+            command: procfs::command_name(f.pid),
+            when: when.to_owned(),
+        })
+        .collect();
+    for f in &found {
+        signal(*f, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace.min(STRAY_GRACE);
+    let mut left = found;
+    loop {
+        left.retain(|f| !gone(*f));
+        if left.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for f in &left {
+        signal(*f, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !left.is_empty() && Instant::now() < deadline {
+        left.retain(|f| !gone(*f));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    strays
+}
+
+/// Whether a found process has ended; a zombie of ours is reaped here.
+fn gone(f: Found) -> bool {
+    match procfs::stat(f.pid) {
+        None => true,
+        Some(stat) if stat.start_time != f.start_time => true,
+        Some(stat) if stat.is_zombie() => {
+            if stat.ppid == own_pid() {
+                reap(f.pid, f.start_time);
+            }
+            true
+        }
+        Some(_) => false,
+    }
+}
+
+fn signal(f: Found, signal: libc::c_int) {
+    let same = procfs::stat(f.pid)
+        .is_some_and(|stat| stat.start_time == f.start_time && !stat.is_zombie());
+    if same && f.pid > 1 {
+        // SAFETY: kill only sends a signal, to a process identified just
+        // above by its pid and start time.
+        unsafe {
+            libc::kill(f.pid, signal);
+        }
+    }
+}
+
+/// Reap one zombie child by its pid, unless the runtime owns it.
+fn reap(pid: Pid, _start_time: u64) {
+    if pid <= 1 || is_own(pid) {
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on one pid that is a zombie child of this process
+    // (its parent was checked in /proc) with WNOHANG: it never blocks and
+    // writes only `status`.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    }
+}
+
+// Descendants that left a running worker's group, found while it lives.
+
+/// A process that descends from the worker but left its process group:
+/// its pid, group and start time as first seen, and its command name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escaped {
+    pid: libc::pid_t,
+    pgrp: libc::pid_t,
+    start_time: u64,
+    command: String,
+}
+
+/// Every descendant of `root` that is not in `root`'s process group, from
+/// `/proc` (empty where there is no `/proc`), read on a blocking thread.
+pub async fn escaped_descendants(root: libc::pid_t) -> Vec<Escaped> {
+    if root <= 1 {
+        return Vec::new();
+    }
+    let find = move || {
+        let table = procfs::table();
+        procfs::descendants(&table, root)
+            .into_iter()
+            .filter_map(|pid| {
+                let stat = table.get(&pid)?;
+                (stat.pgrp != root).then(|| Escaped {
+                    pid,
+                    pgrp: stat.pgrp,
+                    start_time: stat.start_time,
+                    command: procfs::command_name(pid),
+                })
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(find).await.unwrap_or_default()
+}
+
+/// Signal the escaped processes and the groups they lead. A process is
+/// signalled only while it is still the one seen (same start time) in the
+/// group it was seen in, so a pid reused since is left alone; dispatch's
+/// own group never is.
+pub fn kill_escaped(escaped: &[Escaped], signal: libc::c_int) {
+    // SAFETY: getpgrp has no preconditions.
+    let own = unsafe { libc::getpgrp() };
+    for process in escaped {
+        let same = procfs::stat(process.pid)
+            .is_some_and(|stat| stat.pgrp == process.pgrp && stat.start_time == process.start_time);
+        if !same {
+            continue;
+        }
+        if process.pgrp > 1 && process.pgrp != own {
+            // SAFETY: killpg only sends a signal, to the group the process
+            // was seen leading.
+            unsafe {
+                libc::killpg(process.pgrp, signal);
+            }
+        }
+        // SAFETY: kill only sends a signal to a process identified just
+        // above.
+        unsafe {
+            libc::kill(process.pid, signal);
+        }
+    }
+}
+
+/// The escaped processes a stop found, as strays for the record.
+pub fn strays_of(escaped: Vec<Escaped>, when: &str) -> Vec<Stray> {
+    escaped
+        .into_iter()
+        .map(|e| Stray {
+            pid: e.pid as u32,
+            command: e.command,
+            when: when.to_owned(),
+        })
+        .collect()
+}
+
+/// One line for a warning: `sleep (pid 123), node (pid 456)`.
+pub fn describe(strays: &[Stray]) -> String {
+    strays
+        .iter()
+        .map(|s| {
+            if s.command.is_empty() {
+                format!("pid {}", s.pid)
+            } else {
+                format!("{} (pid {})", s.command, s.pid)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marked_process_anywhere_is_stopped_and_an_unmarked_one_is_not() {
+        // Reaped by the reaper itself (the point of the test), not here.
+        #[allow(clippy::zombie_processes)]
+        let marked = std::process::Command::new("sleep")
+            .arg("30")
+            .env("DISPATCH_RUN_ID", "reaper-test-run")
+            .env("DISPATCH_TASK_ID", "reaper-test-task")
+            .spawn()
+            .expect("sleep");
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .env("DISPATCH_RUN_ID", "reaper-test-run")
+            .env("DISPATCH_TASK_ID", "another-task")
+            .spawn()
+            .expect("sleep");
+        let marker = Marker::task("reaper-test-run", "reaper-test-task");
+        let pid = marked.id();
+        let strays = stop_marked(&marker, Scope::Ours, Duration::from_millis(200), "test");
+        assert_eq!(strays.len(), 1, "{strays:?}");
+        assert_eq!(strays[0].pid, pid);
+        assert_eq!(strays[0].command, "sleep");
+        assert!(
+            procfs::stat(pid as Pid).is_none(),
+            "stopped and reaped here (it is a child of this test)"
+        );
+        assert!(procfs::start_time(other.id()).is_some(), "left alone");
+        let _ = other.kill();
+        let _ = other.wait();
+    }
+}
