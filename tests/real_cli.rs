@@ -4,13 +4,16 @@
 //! worker that uses Claude Code's Bash tool to tick the plan, report a
 //! finding, ask a question through `dispatch worker ask` and finish.
 //!
-//! When `claude` is not installed (`scripts/install-agent-clis.sh` puts it
-//! in `.agent-clis/bin`), each test says so on stderr and passes. See
-//! `docs/real-clis.md`.
+//! When `claude` cannot run here (not installed, or no python3 for the
+//! endpoint), each test shows as ignored, and fails instead under
+//! `DISPATCH_REQUIRE_REAL_CLIS=1`: this is a `harness = false` target whose
+//! `main` lists its tests (see `tests/common/tier.rs`). See `docs/real-clis.md`.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,7 +21,7 @@ use serde_json::Value;
 use common::real_cli::{
     self, alive, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
-    write_manifest, Endpoint, Run, REGION_ANSWER,
+    write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
 
@@ -28,10 +31,14 @@ const TASK: &str = "claude-task";
 /// The message of the endpoint's `--mode error` answer.
 const API_ERROR_TEXT: &str = "scripted endpoint refuses this request";
 
-/// The `claude` to use: `.agent-clis/bin/claude` under the repository, or
-/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
-fn claude() -> Option<PathBuf> {
-    real_cli::find_cli("claude", ".agent-clis/bin/claude")
+/// The `claude` this file drives: see [`Cli`].
+const CLAUDE: Cli = Cli {
+    program: "claude",
+    local: "bin/claude",
+};
+
+fn claude() -> PathBuf {
+    CLAUDE.path()
 }
 
 impl Endpoint {
@@ -114,9 +121,8 @@ fn is_messages(path: &str) -> bool {
     path.split('?').next() == Some("/v1/messages")
 }
 
-#[test]
 fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
-    let Some(claude) = claude() else { return };
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worker");
     write_manifest(
@@ -229,8 +235,8 @@ fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
 /// A sweep whose one task gets only API errors from the endpoint (`mode`):
 /// the task must end `failed` with the CLI's own error text (`expected`),
 /// not `complete`, and without retries the CLI gives up at once.
-fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
-    let claude = claude()?;
+fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Vec<Value> {
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), mode);
     write_manifest(
@@ -278,19 +284,15 @@ tasks:
             .any(|r| r["path"].as_str().is_some_and(is_messages)),
         "the CLI never called the endpoint"
     );
-    Some(requests)
+    requests
 }
 
-#[test]
 fn an_invalid_request_error_fails_the_task_with_the_clis_own_message() {
     api_error_fails_the_task("error", &["API Error: 400", API_ERROR_TEXT]);
 }
 
-#[test]
 fn an_overloaded_api_fails_the_task_without_retrying() {
-    let Some(requests) = api_error_fails_the_task("overloaded", &["529", "Overloaded"]) else {
-        return;
-    };
+    let requests = api_error_fails_the_task("overloaded", &["529", "Overloaded"]);
     let calls = requests
         .iter()
         .filter(|r| r["path"].as_str().is_some_and(is_messages))
@@ -298,11 +300,8 @@ fn an_overloaded_api_fails_the_task_without_retrying() {
     assert_eq!(calls, 1, "CLAUDE_CODE_MAX_RETRIES=0: one call, no retry");
 }
 
-#[test]
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
-    let Some(claude) = claude() else {
-        return;
-    };
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
     write_manifest(
@@ -353,11 +352,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_worktree_task_edits_only_its_worktree() {
-    let Some(claude) = claude() else {
-        return;
-    };
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worktree");
     write_manifest(
@@ -386,11 +382,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_slow_stream_still_completes_the_task() {
-    let Some(claude) = claude() else {
-        return;
-    };
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "slow");
     write_manifest(
@@ -437,11 +430,8 @@ tasks:
     assert!(warned, "no warning about the settings left out\n{why}");
 }
 
-#[test]
 fn a_malformed_stream_fails_the_task_with_the_clis_error() {
-    let Some(claude) = claude() else {
-        return;
-    };
+    let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "malformed");
     write_manifest(
@@ -474,4 +464,20 @@ tasks:
             .contains("- [x] "),
         "nothing was done"
     );
+}
+
+fn main() -> ExitCode {
+    real_cli::main(
+        &CLAUDE,
+        include_str!("real_cli.rs"),
+        tier_tests![
+            the_claude_backend_drives_real_claude_code_through_a_whole_task,
+            an_invalid_request_error_fails_the_task_with_the_clis_own_message,
+            an_overloaded_api_fails_the_task_without_retrying,
+            a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_worktree_task_edits_only_its_worktree,
+            a_slow_stream_still_completes_the_task,
+            a_malformed_stream_fails_the_task_with_the_clis_error,
+        ],
+    )
 }

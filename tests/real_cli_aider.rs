@@ -8,17 +8,21 @@
 //! `dispatch worker`, and `dispatch` reads no usage from its plain-text
 //! output; see `docs/real-clis-openai-compatible.md`.
 //!
-//! When `aider` is not installed (`.agent-clis/aider-venv/bin/aider`, or
-//! one on PATH), each test says so on stderr and passes.
+//! When `aider` cannot run here (not installed, or no python3 for the
+//! endpoint), each test shows as ignored, and fails instead under
+//! `DISPATCH_REQUIRE_REAL_CLIS=1`: this is a `harness = false` target whose
+//! `main` lists its tests (see `tests/common/tier.rs`).
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, assert_all_ticked, events_of, tail, Endpoint, Run};
+use common::real_cli::{self, alive, assert_all_ticked, events_of, tail, Cli, Endpoint, Run};
 use common::Project;
 
 /// The message of the endpoint's `--mode error` answer.
@@ -31,11 +35,14 @@ const TASK: &str = "aider-task";
 /// model, whose base URL comes from `OPENAI_API_BASE`.
 const MODEL_ID: &str = "openai/scripted-model";
 
-/// The `aider` to use: `.agent-clis/aider-venv/bin/aider` under the
-/// repository, or one on PATH. `None` (after saying why on stderr) when the
-/// tier cannot run.
-fn aider() -> Option<PathBuf> {
-    real_cli::find_cli("aider", ".agent-clis/aider-venv/bin/aider")
+/// The `aider` this file drives: see [`Cli`].
+const AIDER: Cli = Cli {
+    program: "aider",
+    local: "aider-venv/bin/aider",
+};
+
+fn aider() -> PathBuf {
+    AIDER.path()
 }
 
 impl Endpoint {
@@ -117,9 +124,8 @@ tasks:
     real_cli::write_manifest(project, &text);
 }
 
-#[test]
 fn the_aider_backend_drives_real_aider_through_a_plan() {
-    let Some(aider) = aider() else { return };
+    let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider");
     write_manifest(&project, "45s");
@@ -187,9 +193,8 @@ fn the_aider_backend_drives_real_aider_through_a_plan() {
     assert_eq!(record["usage"]["output_tokens"], 50, "{record}");
 }
 
-#[test]
 fn an_api_error_fails_the_task_with_aiders_own_message() {
-    let Some(aider) = aider() else { return };
+    let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
     write_manifest(&project, "45s");
@@ -227,9 +232,8 @@ fn an_api_error_fails_the_task_with_aiders_own_message() {
     assert_eq!(endpoint.completions().len(), 1, "{why}");
 }
 
-#[test]
 fn a_slow_answer_still_completes_the_task() {
-    let Some(aider) = aider() else { return };
+    let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-slow");
     write_manifest(&project, "45s");
@@ -252,9 +256,8 @@ fn a_slow_answer_still_completes_the_task() {
 /// task 10 s: it must end `timed-out` (not `complete`) with aider stopped,
 /// after aider printed LiteLLM's error and retried, and with that error
 /// read into the task's `outcome`.
-#[test]
 fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
-    let Some(aider) = aider() else { return };
+    let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-malformed");
     write_manifest(&project, "10s");
@@ -297,4 +300,17 @@ fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
             .is_some_and(|m| m.contains("litellm.InternalServerError")),
         "{record}"
     );
+}
+
+fn main() -> ExitCode {
+    real_cli::main(
+        &AIDER,
+        include_str!("real_cli_aider.rs"),
+        tier_tests![
+            the_aider_backend_drives_real_aider_through_a_plan,
+            an_api_error_fails_the_task_with_aiders_own_message,
+            a_slow_answer_still_completes_the_task,
+            a_malformed_answer_is_retried_until_the_timeout_stops_the_cli,
+        ],
+    )
 }

@@ -12,13 +12,16 @@
 //! their providers, so these sweeps say `cli_config: user`, as a team
 //! whose Codex needs a provider of its own would.
 //!
-//! When `codex` is not installed (`.agent-clis/bin/codex` or on PATH), each
-//! test says so on stderr and passes. See `docs/real-clis-codex.md`.
+//! When `codex` cannot run here (not installed, or no python3 for the
+//! endpoint), each test shows as ignored, and fails instead under
+//! `DISPATCH_REQUIRE_REAL_CLIS=1`: this is a `harness = false` target whose
+//! `main` lists its tests (see `tests/common/tier.rs`). See `docs/real-clis-codex.md`.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,7 +29,7 @@ use serde_json::Value;
 use common::real_cli::{
     self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
-    write_manifest, Endpoint, Run, REGION_ANSWER,
+    write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
 
@@ -41,10 +44,14 @@ const MAIN_INPUT_TOKENS: u64 = 1000;
 const MAIN_CACHED_TOKENS: u64 = 200;
 const MAIN_OUTPUT_TOKENS: u64 = 50;
 
-/// The `codex` to use: `.agent-clis/bin/codex` under the repository, or
-/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
-fn codex() -> Option<PathBuf> {
-    real_cli::find_cli("codex", ".agent-clis/bin/codex")
+/// The `codex` this file drives: see [`Cli`].
+const CODEX: Cli = Cli {
+    program: "codex",
+    local: "bin/codex",
+};
+
+fn codex() -> PathBuf {
+    CODEX.path()
 }
 
 impl Endpoint {
@@ -170,9 +177,8 @@ fn offers_shell(request: &Value) -> bool {
     })
 }
 
-#[test]
 fn the_codex_backend_drives_real_codex_through_a_whole_task() {
-    let Some(codex) = codex() else { return };
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "worker");
     write_manifest(
@@ -282,12 +288,8 @@ fn the_codex_backend_drives_real_codex_through_a_whole_task() {
 /// the task must end `failed` with the CLI's own error text (`expected`),
 /// not `complete`, and the CLI gives up at once. Returns the responses
 /// calls it made.
-fn api_error_fails_the_task(
-    mode: &str,
-    stream_retries: u32,
-    expected: &[&str],
-) -> Option<Vec<Value>> {
-    let codex = codex()?;
+fn api_error_fails_the_task(mode: &str, stream_retries: u32, expected: &[&str]) -> Vec<Value> {
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), mode);
     write_manifest(
@@ -333,31 +335,23 @@ tasks:
     );
     let calls = endpoint.responses_calls();
     assert!(!calls.is_empty(), "the CLI never called the endpoint");
-    Some(calls)
+    calls
 }
 
-#[test]
 fn an_invalid_request_error_fails_the_task_with_the_clis_own_message() {
-    let Some(calls) =
-        api_error_fails_the_task("error", 0, &[API_ERROR_TEXT, "invalid_request_error"])
-    else {
-        return;
-    };
+    let calls = api_error_fails_the_task("error", 0, &[API_ERROR_TEXT, "invalid_request_error"]);
     // An HTTP 400 is not retried: one call.
     assert_eq!(calls.len(), 1, "request_max_retries = 0: one call");
 }
 
-#[test]
 fn a_failed_stream_is_retried_then_fails_the_task() {
     // One stream retry: Codex says "Reconnecting... 1/1" (an `error` event
     // that must not decide the outcome), calls again, then fails the turn.
-    let Some(calls) = api_error_fails_the_task(
+    let calls = api_error_fails_the_task(
         "failed",
         1,
         &["stream disconnected before completion", FAILED_TEXT],
-    ) else {
-        return;
-    };
+    );
     assert_eq!(calls.len(), 2, "stream_max_retries = 1: two calls");
 }
 
@@ -401,9 +395,8 @@ fn hang_jobs(marker: &str) -> Vec<i32> {
     processes_with(&["time.sleep(300)", marker])
 }
 
-#[test]
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
-    let Some(codex) = codex() else { return };
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "hang");
     write_manifest(
@@ -503,9 +496,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_worktree_task_edits_only_its_worktree() {
-    let Some(codex) = codex() else { return };
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "worktree");
     write_manifest(
@@ -557,9 +549,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_slow_stream_still_completes_the_task() {
-    let Some(codex) = codex() else { return };
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "slow");
     write_manifest(
@@ -601,9 +592,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_malformed_stream_fails_the_task_with_the_clis_error() {
-    let Some(codex) = codex() else { return };
+    let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "malformed");
     write_manifest(
@@ -651,4 +641,20 @@ tasks:
         1,
         "stream_max_retries = 0: one call\n{why}"
     );
+}
+
+fn main() -> ExitCode {
+    real_cli::main(
+        &CODEX,
+        include_str!("real_cli_codex.rs"),
+        tier_tests![
+            the_codex_backend_drives_real_codex_through_a_whole_task,
+            an_invalid_request_error_fails_the_task_with_the_clis_own_message,
+            a_failed_stream_is_retried_then_fails_the_task,
+            a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_worktree_task_edits_only_its_worktree,
+            a_slow_stream_still_completes_the_task,
+            a_malformed_stream_fails_the_task_with_the_clis_error,
+        ],
+    )
 }

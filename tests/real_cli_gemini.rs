@@ -5,12 +5,16 @@
 //! the plan, report a finding, ask a question through `dispatch worker ask`
 //! and finish.
 //!
-//! When `gemini` is not installed (`.agent-clis/bin/gemini` or on PATH),
-//! each test says so on stderr and passes. See `docs/real-clis-gemini.md`.
+//! When `gemini` cannot run here (not installed, or no python3 for the
+//! endpoint), each test shows as ignored, and fails instead under
+//! `DISPATCH_REQUIRE_REAL_CLIS=1`: this is a `harness = false` target whose
+//! `main` lists its tests (see `tests/common/tier.rs`). See `docs/real-clis-gemini.md`.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,7 +22,7 @@ use serde_json::Value;
 use common::real_cli::{
     self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
-    write_manifest, Endpoint, Run, REGION_ANSWER,
+    write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
 
@@ -35,10 +39,14 @@ const MODEL: &str = "gemini-2.5-flash";
 /// Gemini CLI's shell tool, as declared in its requests' `tools`.
 const SHELL_TOOL: &str = "run_shell_command";
 
-/// The `gemini` to use: `.agent-clis/bin/gemini` under the repository, or
-/// one on PATH. `None` (after saying why on stderr) when the tier cannot run.
-fn gemini() -> Option<PathBuf> {
-    real_cli::find_cli("gemini", ".agent-clis/bin/gemini")
+/// The `gemini` this file drives: see [`Cli`].
+const GEMINI: Cli = Cli {
+    program: "gemini",
+    local: "bin/gemini",
+};
+
+fn gemini() -> PathBuf {
+    GEMINI.path()
 }
 
 impl Endpoint {
@@ -156,9 +164,8 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     real_cli::context(project, run, endpoint, "gemini-task")
 }
 
-#[test]
 fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
-    let Some(gemini) = gemini() else { return };
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worker");
     write_manifest(
@@ -278,8 +285,8 @@ fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
 /// A sweep whose one task gets only API errors from the endpoint (`mode`):
 /// the task must end `failed` with the CLI's own error text (`expected`),
 /// not `complete`, and with `general.maxAttempts` 1 the CLI gives up at once.
-fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Option<Vec<Value>> {
-    let gemini = gemini()?;
+fn api_error_fails_the_task(mode: &str, expected: &[&str]) -> Vec<Value> {
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), mode);
     write_manifest(
@@ -326,20 +333,15 @@ tasks:
     );
     let calls = endpoint.model_calls();
     assert!(!calls.is_empty(), "the CLI never called the endpoint");
-    Some(calls)
+    calls
 }
 
-#[test]
 fn an_invalid_argument_error_fails_the_task_with_the_clis_own_message() {
     api_error_fails_the_task("error", &["API Error", API_ERROR_TEXT]);
 }
 
-#[test]
 fn an_unavailable_api_fails_the_task_without_retrying() {
-    let Some(calls) = api_error_fails_the_task("unavailable", &["API Error", UNAVAILABLE_TEXT])
-    else {
-        return;
-    };
+    let calls = api_error_fails_the_task("unavailable", &["API Error", UNAVAILABLE_TEXT]);
     assert_eq!(calls.len(), 1, "general.maxAttempts 1: one call, no retry");
 }
 
@@ -351,9 +353,8 @@ fn an_unavailable_api_fails_the_task_without_retrying() {
 /// the worker's descendants that left its group and stops them. The
 /// timeout is 10 s, not 4 s: Gemini CLI needs 2 to
 /// 5 s to start on a loaded machine, and the job must have started.
-#[test]
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
-    let Some(gemini) = gemini() else { return };
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "hang");
     write_manifest(
@@ -425,9 +426,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_worktree_task_edits_only_its_worktree() {
-    let Some(gemini) = gemini() else { return };
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worktree");
     write_manifest(
@@ -460,9 +460,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_slow_stream_still_completes_the_task() {
-    let Some(gemini) = gemini() else { return };
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "slow");
     write_manifest(
@@ -499,9 +498,8 @@ tasks:
     assert_eq!(u64_of(&record["usage"]["turns"]), turns, "{record}");
 }
 
-#[test]
 fn a_malformed_stream_fails_the_task_with_the_clis_error() {
-    let Some(gemini) = gemini() else { return };
+    let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "malformed");
     write_manifest(
@@ -550,4 +548,20 @@ tasks:
         1,
         "general.maxAttempts 1: one call\n{why}"
     );
+}
+
+fn main() -> ExitCode {
+    real_cli::main(
+        &GEMINI,
+        include_str!("real_cli_gemini.rs"),
+        tier_tests![
+            the_gemini_backend_drives_real_gemini_cli_through_a_whole_task,
+            an_invalid_argument_error_fails_the_task_with_the_clis_own_message,
+            an_unavailable_api_fails_the_task_without_retrying,
+            a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_worktree_task_edits_only_its_worktree,
+            a_slow_stream_still_completes_the_task,
+            a_malformed_stream_fails_the_task_with_the_clis_error,
+        ],
+    )
 }

@@ -5,14 +5,17 @@
 //! plan, report a finding, ask a question through `dispatch worker ask` and
 //! finish.
 //!
-//! When `opencode` is not installed (`.agent-clis/bin/opencode`, or one on
-//! PATH), each test says so on stderr and passes. See
-//! `docs/real-clis-openai-compatible.md`.
+//! When `opencode` cannot run here (not installed, or no python3 for the
+//! endpoint), each test shows as ignored, and fails instead under
+//! `DISPATCH_REQUIRE_REAL_CLIS=1`: this is a `harness = false` target whose
+//! `main` lists its tests (see `tests/common/tier.rs`). See `docs/real-clis-openai-compatible.md`.
 
+#[macro_use]
 mod common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,7 +23,7 @@ use serde_json::Value;
 use common::real_cli::{
     self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
-    write_manifest, Endpoint, Run, REGION_ANSWER,
+    write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
 use common::Project;
 
@@ -39,11 +42,14 @@ const MODEL_ID: &str = "scripted/scripted-model";
 const INPUT_PRICE: f64 = 3.0;
 const OUTPUT_PRICE: f64 = 15.0;
 
-/// The `opencode` to use: `.agent-clis/bin/opencode` under the repository,
-/// or one on PATH. `None` (after saying why on stderr) when the tier cannot
-/// run.
-fn opencode() -> Option<PathBuf> {
-    real_cli::find_cli("opencode", ".agent-clis/bin/opencode")
+/// The `opencode` this file drives: see [`Cli`].
+const OPENCODE: Cli = Cli {
+    program: "opencode",
+    local: "bin/opencode",
+};
+
+fn opencode() -> PathBuf {
+    OPENCODE.path()
 }
 
 impl Endpoint {
@@ -155,9 +161,8 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     real_cli::context(project, run, endpoint, TASK)
 }
 
-#[test]
 fn the_opencode_backend_drives_real_opencode_through_a_whole_task() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode");
     let models = format!("models:\n  scripted:\n    backend: opencode\n    id: {MODEL_ID}\n");
@@ -255,9 +260,8 @@ fn the_opencode_backend_drives_real_opencode_through_a_whole_task() {
     assert!(!project.path().join(".local/share/opencode").exists());
 }
 
-#[test]
 fn an_api_error_fails_the_task_with_the_clis_own_message() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
     write_manifest(
@@ -315,9 +319,8 @@ tasks:
 /// not the 4 s of the Claude Code test: opencode takes 3 to 12 s (on a
 /// loaded machine) from start to its first model call, and the bash job
 /// must be running before the timeout strikes.
-#[test]
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode-hang");
     write_manifest(
@@ -388,9 +391,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_worktree_task_edits_only_its_worktree() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start(
         "openai_chat_endpoint.py",
@@ -429,9 +431,8 @@ tasks:
     );
 }
 
-#[test]
 fn a_slow_stream_still_completes_the_task() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode-slow");
     write_manifest(
@@ -476,9 +477,8 @@ tasks:
 /// (an `error` event, exit 1). The test gives the task 20 s: it must end
 /// `timed-out` (not `complete`) with opencode stopped, after opencode
 /// called the endpoint again at least once.
-#[test]
 fn a_malformed_stream_is_retried_until_the_timeout_stops_the_cli() {
-    let Some(opencode) = opencode() else { return };
+    let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start(
         "openai_chat_endpoint.py",
@@ -536,4 +536,19 @@ tasks:
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!alive(worker), "opencode ({worker}) was stopped\n{why}");
+}
+
+fn main() -> ExitCode {
+    real_cli::main(
+        &OPENCODE,
+        include_str!("real_cli_opencode.rs"),
+        tier_tests![
+            the_opencode_backend_drives_real_opencode_through_a_whole_task,
+            an_api_error_fails_the_task_with_the_clis_own_message,
+            a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_worktree_task_edits_only_its_worktree,
+            a_slow_stream_still_completes_the_task,
+            a_malformed_stream_is_retried_until_the_timeout_stops_the_cli,
+        ],
+    )
 }

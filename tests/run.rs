@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::Project;
+use common::{alive, Project};
 
 fn status_of(project: &Project, id: &str) -> String {
     project.task_json(id)["status"]
@@ -176,6 +176,9 @@ fn a_timeout_kills_the_worker_and_its_grandchildren() {
     );
 }
 
+/// Linux only: dispatch finds the worker's descendants that left its group
+/// through `/proc`, which macOS does not have.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_timeout_also_kills_a_grandchild_that_left_the_workers_session() {
     // Gemini CLI runs its shell tool with setsid: stopping the worker's
@@ -610,11 +613,6 @@ fn the_demo_manifest_runs_with_the_shipped_workers() {
     assert!(summary.contains("Relative links in README.md"), "{summary}");
     let err = stderr(&output);
     assert!(err.contains("Sweep demo: 4 complete"), "{err}");
-}
-
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty() && !stat.contains(") Z ")
 }
 
 fn unsafe_kill(pid: i32, signal: i32) {

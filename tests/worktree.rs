@@ -1166,6 +1166,7 @@ tasks:
     // whose parsing of a negative pid without `--` differs by version).
     let group = i32::try_from(pid).expect("a pid");
     assert!(group > 1, "a worker's pid: {group}");
+    // SAFETY: a negative pid signals that process group only.
     unsafe {
         libc::kill(-group, libc::SIGKILL);
     }

@@ -10,9 +10,11 @@ pause
 check_next "found $count misspelling(s) of \"receive\" in $file"
 # Ask, as an agent would when unsure; the manifest's answer rule replies.
 answer=$("$DISPATCH_BIN" worker ask "Should I also correct the capitalised spelling \"Recieve\"?")
-sed 's/recieve/receive/g' "$file" > "$DISPATCH_OUTPUT"
+# One sed either way: `sed -i` takes its argument differently in GNU and
+# BSD (macOS) sed.
 case "$answer" in
-    [Yy]*) sed -i 's/Recieve/Receive/g' "$DISPATCH_OUTPUT" ;;
+    [Yy]*) sed -e 's/recieve/receive/g' -e 's/Recieve/Receive/g' "$file" > "$DISPATCH_OUTPUT" ;;
+    *) sed 's/recieve/receive/g' "$file" > "$DISPATCH_OUTPUT" ;;
 esac
 pause
 check_next "corrected text written to output.md"

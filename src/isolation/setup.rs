@@ -165,10 +165,10 @@ fn run(
             Some(status) if status.success() => break None,
             Some(status) => break Some(format!("failed ({status})")),
             None if started.elapsed() >= timeout => {
-                // The whole group: a setup script's children go too.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
+                // The whole group (the child leads it): a setup script's
+                // children go too. A group already gone is fine.
+                let group = rustix::process::Pid::from_child(&child);
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 let _ = child.wait();
                 break Some(format!(
                     "did not finish within {}",
@@ -215,5 +215,26 @@ mod tests {
         assert!(!is_inside("/etc/passwd"));
         assert!(!is_inside("a/../../b"));
         assert!(!is_inside(""));
+    }
+
+    /// Past its timeout the command's whole process group is killed: a job
+    /// it started in the background never gets to write its file.
+    #[test]
+    fn a_command_past_its_timeout_is_killed_with_its_background_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("worker.log");
+        let command = "(sleep 2; touch survived) & touch started; sleep 4";
+        let error = run(command, dir.path(), &[], &log, Duration::from_millis(500))
+            .expect_err("the command outlives its timeout");
+        assert!(
+            error.to_string().contains("did not finish within"),
+            "{error}"
+        );
+        assert!(dir.path().join("started").exists(), "the job started");
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            !dir.path().join("survived").exists(),
+            "the background job outlived the timeout"
+        );
     }
 }

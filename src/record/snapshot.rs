@@ -43,6 +43,10 @@ pub struct Snapshot {
     pub tasks: Vec<TaskView>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// What `dispatch status` and the reports show of a run read back from
 /// disk: the records, and the plans and waiting questions the workers
 /// wrote, which were never redacted.
@@ -64,10 +68,6 @@ impl Redact for Snapshot {
 /// under `secrets:`.
 pub fn redactor(run: &RunRecord) -> Redactor {
     Redactor::from_env(&run.secrets)
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// Why a snapshot could not be taken.

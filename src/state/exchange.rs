@@ -15,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -97,27 +96,16 @@ fn open_sibling(sibling: &Path) -> io::Result<Option<(File, u64)>> {
 /// Swap the names `a` and `b` atomically; `Ok(false)` where the file
 /// system or kernel cannot.
 fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
-    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths for the call's duration;
-    // renameat2 with AT_FDCWD only reads them.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if result == 0 {
-        return Ok(true);
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EPERM) => Ok(false),
-        _ => Err(error),
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(errno) => {
+            let error = io::Error::from(errno);
+            match error.raw_os_error() {
+                Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EPERM) => Ok(false),
+                _ => Err(error),
+            }
+        }
     }
 }
 

@@ -201,9 +201,12 @@ mod imp {
     }
 }
 
-/// Elsewhere: notify's portable watcher.
+/// Elsewhere: notify's portable watcher (FSEvents on macOS).
 #[cfg(not(target_os = "linux"))]
 mod imp {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
     use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
     use super::*;
@@ -212,14 +215,22 @@ mod imp {
     /// in which something happened.
     pub struct FolderWatch {
         watcher: Option<RecommendedWatcher>,
+        /// Set by `close`: a watcher may stop its thread only after it was
+        /// dropped, and must not report anything once closed.
+        closed: Arc<AtomicBool>,
     }
 
     impl FolderWatch {
         /// The watch, and the stream of folders where something happened.
         pub fn new() -> (Self, mpsc::UnboundedReceiver<PathBuf>) {
             let (tx, events) = mpsc::unbounded_channel();
+            let closed = Arc::new(AtomicBool::new(false));
+            let stopped = closed.clone();
             let watcher =
                 notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
                     if let Ok(event) = event {
                         // Reading a folder is an event too; reacting to our
                         // own reads would loop forever.
@@ -234,7 +245,7 @@ mod imp {
                     }
                 })
                 .ok();
-            (Self { watcher }, events)
+            (Self { watcher, closed }, events)
         }
 
         /// Start watching `folder` (not recursively). Failing is not an
@@ -252,8 +263,11 @@ mod imp {
             }
         }
 
-        /// Stop watching; the stream of changes ends.
-        pub async fn close(self) {}
+        /// Stop watching; the stream of changes ends (when the watcher's
+        /// thread lets go of the sender), with nothing reported after this.
+        pub async fn close(self) {
+            self.closed.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -264,13 +278,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_rename_into_a_watched_folder_is_reported() {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let ipc = temp.path().join("ipc");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Canonical, as the runner's paths are: FSEvents (macOS) reports
+        // /private/var/... for a temporary folder under /var/....
+        let temp = std::fs::canonicalize(dir.path()).expect("canonical");
+        let ipc = temp.join("ipc");
         std::fs::create_dir(&ipc).expect("mkdir");
         let (mut watch, mut changed) = FolderWatch::new();
-        assert!(watch.watch(&ipc), "inotify is available here");
-        std::fs::write(temp.path().join("q.tmp"), "Proceed?").expect("write");
-        std::fs::rename(temp.path().join("q.tmp"), ipc.join("001.question")).expect("rename");
+        assert!(watch.watch(&ipc), "watching works here");
+        std::fs::write(temp.join("q.tmp"), "Proceed?").expect("write");
+        std::fs::rename(temp.join("q.tmp"), ipc.join("001.question")).expect("rename");
         let folder = tokio::time::timeout(Duration::from_secs(5), changed.recv())
             .await
             .expect("an event in time")
@@ -290,11 +307,14 @@ mod tests {
     /// Closing ends the stream of changes, even with changes still coming.
     #[tokio::test]
     async fn closing_ends_the_stream_of_changes() {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let ipc = temp.path().join("ipc");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Canonical, as the runner's paths are: FSEvents (macOS) reports
+        // /private/var/... for a temporary folder under /var/....
+        let temp = std::fs::canonicalize(dir.path()).expect("canonical");
+        let ipc = temp.join("ipc");
         std::fs::create_dir(&ipc).expect("mkdir");
         let (mut watch, mut changed) = FolderWatch::new();
-        assert!(watch.watch(&ipc), "inotify is available here");
+        assert!(watch.watch(&ipc), "watching works here");
         std::fs::write(ipc.join(".done"), "").expect("write");
         watch.close().await;
         std::fs::write(ipc.join("later"), "").expect("write");

@@ -6,7 +6,7 @@
 //! cannot hang the run.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -219,14 +219,22 @@ pub fn start(
 
 /// A pipe (read end, write end), closed on exec: the worker gets its end
 /// through its standard streams only.
+#[cfg(not(target_vendor = "apple"))]
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just made by pipe2 and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// macOS has no pipe2: the ends are made close-on-exec just after the pipe
+/// is made, as the standard library does there for its own pipes. A worker
+/// spawned on another thread in between could inherit an end; that only
+/// delays the end of this worker's output to its leak timeout.
+#[cfg(target_vendor = "apple")]
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::io::{fcntl_setfd, FdFlags};
+    let (reader, writer) = rustix::pipe::pipe()?;
+    fcntl_setfd(&reader, FdFlags::CLOEXEC)?;
+    fcntl_setfd(&writer, FdFlags::CLOEXEC)?;
+    Ok((reader, writer))
 }
 
 /// A pipe for a worker's output: the end dispatch reads, registered with
@@ -264,12 +272,7 @@ fn prefill(writer: OwnedFd, prompt: Vec<u8>) -> std::io::Result<Option<(pipe::Se
 /// O_NONBLOCK on one end of a pipe dispatch made (its other flags are
 /// known: none but the access mode, which F_SETFL ignores).
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor this function borrows; F_SETFL takes an
-    // int argument and touches no memory.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?)
 }
 
 /// Start a worker and watch it to its end.
@@ -788,9 +791,20 @@ mod tests {
         assert!(temp.path().join("worker.log.1").exists());
     }
 
+    /// Whether `pid` is dead but not yet reaped (or gone): `/proc` on
+    /// Linux, `ps` elsewhere (macOS).
     fn is_zombie(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true)
+        #[cfg(target_os = "linux")]
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s[s.rfind(')')? + 1..].trim_start().to_owned()));
+        #[cfg(not(target_os = "linux"))]
+        let state = std::process::Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty());
+        state.is_none_or(|s| s.starts_with('Z'))
     }
 }

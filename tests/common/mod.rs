@@ -30,17 +30,24 @@ pub fn agent() -> PathBuf {
 
 pub struct Project {
     dir: tempfile::TempDir,
+    /// `dir`'s path without symbolic links, as dispatch (which
+    /// canonicalizes its root) reports it: macOS's temporary folders are
+    /// under `/var`, a link to `/private/var`.
+    path: PathBuf,
 }
 
 impl Project {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Self::in_dir(tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn in_dir(dir: tempfile::TempDir) -> Self {
+        let path = std::fs::canonicalize(dir.path()).expect("canonical tempdir");
+        Self { dir, path }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     /// Write `sweep.yaml`; `AGENT` in the text is replaced by the agent's path.
@@ -97,12 +104,12 @@ impl Project {
 /// A project whose folder name starts with `prefix` (for paths with spaces
 /// or non-ASCII characters).
 pub fn project_named(prefix: &str) -> Project {
-    Project {
-        dir: tempfile::Builder::new()
+    Project::in_dir(
+        tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
             .expect("tempdir"),
-    }
+    )
 }
 
 /// `git` in `dir`, with a fixed identity and neither the user's nor the
@@ -147,4 +154,28 @@ pub fn init_repo(dir: &Path) {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "first commit"]);
 }
+
+/// Whether `pid` is a live process; a zombie (dead, not yet reaped) is not.
+/// `/proc` on Linux, `ps` elsewhere (macOS).
+pub fn alive(pid: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        !stat.is_empty() && !stat.contains(") Z ")
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let Ok(output) = Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+        else {
+            return false;
+        };
+        let state = String::from_utf8_lossy(&output.stdout);
+        let state = state.trim();
+        !state.is_empty() && !state.starts_with('Z')
+    }
+}
+
 pub mod real_cli;
+pub mod tier;

@@ -1,45 +1,69 @@
 //! What the real-CLI tests (`tests/real_cli*.rs`) share: finding an
-//! installed agent CLI (or saying why the tier skips), the scripted
+//! installed agent CLI (or saying why the tier cannot run), their `main`, the scripted
 //! endpoint, running `dispatch run` with a CLI's own environment under a
 //! deadline, and small helpers over the events and processes a run leaves.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::Project;
+use super::{tier, Project};
 
 /// How long one `dispatch run` may take before the test gives up on it.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The CLI to test: `local` under the repository (where
-/// `scripts/install-agent-clis.sh` puts it), else `program` on PATH. `None`,
-/// after saying why on stderr, when the tier cannot run here (no CLI, or no
-/// python3 for the scripted endpoint).
-pub fn find_cli(program: &str, local: &str) -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = dispatch::agents::find_program(&format!("./{local}"), repo)
-        .or_else(|| dispatch::agents::find_program(program, repo));
-    let Some(cli) = found else {
-        eprintln!(
-            "real-cli tier skipped: {program} not installed (scripts/install-agent-clis.sh installs it)"
-        );
-        return None;
-    };
-    let python = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        eprintln!("real-cli tier skipped: python3 (for the scripted endpoint) not found");
-        return None;
+/// An agent CLI a tier file drives: `program` on PATH, or `local` under
+/// the prefix `scripts/install-agent-clis.sh` installs into
+/// (`AGENT_CLIS_PREFIX`, else `.agent-clis` in the repository), which wins.
+pub struct Cli {
+    pub program: &'static str,
+    pub local: &'static str,
+}
+
+impl Cli {
+    /// Where the CLI is; `Err(why)` when the tier cannot run here (no CLI,
+    /// or no python3 for the scripted endpoint).
+    pub fn find(&self) -> Result<PathBuf, String> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prefix = std::env::var_os("AGENT_CLIS_PREFIX")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| repo.join(".agent-clis"), PathBuf::from);
+        let local = prefix.join(self.local);
+        let found = dispatch::agents::find_program(&local.to_string_lossy(), repo)
+            .or_else(|| dispatch::agents::find_program(self.program, repo));
+        let Some(cli) = found else {
+            return Err(format!(
+                "{} is not installed: scripts/install-agent-clis.sh installs it",
+                self.program
+            ));
+        };
+        let python = Command::new("python3")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !python.is_ok_and(|s| s.success()) {
+            return Err("python3 (for the scripted endpoint) not found".to_owned());
+        }
+        Ok(cli)
     }
-    Some(cli)
+
+    /// The CLI, for a test body: [`main`] runs one only once [`Cli::find`]
+    /// succeeded.
+    pub fn path(&self) -> PathBuf {
+        self.find().unwrap_or_else(|why| panic!("{why}"))
+    }
+}
+
+/// The `main` of a real-CLI test file: `tests`, ignored where `cli` cannot
+/// run, failed instead under `DISPATCH_REQUIRE_REAL_CLIS=1` (see
+/// [`super::tier`]). `source` is the file's own text.
+pub fn main(cli: &'static Cli, source: &str, tests: Vec<tier::Test>) -> ExitCode {
+    tier::main(&tier::REAL_CLIS, || cli.find().map(drop), source, tests)
 }
 
 /// What `dispatch run` left behind.
