@@ -7,7 +7,7 @@ mod doctor;
 mod plan;
 mod run;
 mod shard;
-mod status;
+pub mod status;
 mod validate;
 mod worker;
 
@@ -254,6 +254,10 @@ pub struct SupervisionArgs {
     /// Stream the run's events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// List every task in the end summary, not only those that need
+    /// attention (complete tasks are listed anyway when there are few).
+    #[arg(long)]
+    pub verbose: bool,
     /// How long a stopped worker gets between SIGTERM and SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
@@ -315,6 +319,17 @@ pub struct StatusArgs {
     /// Refresh every second until the run ends.
     #[arg(long)]
     pub watch: bool,
+    /// Only the tasks that fail the sweep (failed, timed-out,
+    /// budget-exceeded, incomplete, cancelled, skipped).
+    #[arg(long)]
+    pub failed: bool,
+    /// Only the tasks with this status (repeatable).
+    #[arg(long = "status", value_name = "STATUS", value_parser = parse_status)]
+    pub statuses: Vec<crate::domain::status::TaskStatus>,
+    /// Only the tasks with this id, or matching this glob (`audit-*`;
+    /// repeatable).
+    #[arg(long = "task", value_name = "ID|GLOB")]
+    pub tasks: Vec<String>,
     /// The project root that holds `.dispatch/`.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -368,6 +383,15 @@ pub struct CleanArgs {
     /// The project root that holds `.dispatch/`.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+}
+
+/// A task status as `dispatch status --status` takes it (`timed-out`).
+fn parse_status(text: &str) -> Result<crate::domain::status::TaskStatus, String> {
+    use crate::domain::status::TaskStatus;
+    TaskStatus::from_label(text).ok_or_else(|| {
+        let known: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.label()).collect();
+        format!("not a task status; use one of {}", known.join(", "))
+    })
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

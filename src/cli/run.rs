@@ -107,13 +107,13 @@ fn options(args: &SupervisionArgs) -> RunOptions {
         Mode::detect()
     };
     RunOptions {
+        output: crate::events::reporter::Output::from_env(mode, args.verbose),
         manifest: Default::default(),
         vars: Vec::new(),
         root: args.root.clone(),
         concurrency: args.concurrency,
         grace: args.grace,
         retry_delay: args.retry_delay,
-        mode,
         interactive: args.answer_here || (mode == Mode::Live && std::io::stdin().is_terminal()),
         hook_timeout: args.hook_timeout,
         junit: args.junit.clone(),
@@ -126,7 +126,12 @@ fn options(args: &SupervisionArgs) -> RunOptions {
 
 fn start(options: &RunOptions) -> u8 {
     match sweep::run(options) {
-        Ok(result) => result.exit_code,
+        Ok(result) => {
+            if let Some(message) = &result.message {
+                eprintln!("{message}");
+            }
+            result.exit_code
+        }
         Err(RunError::Invalid(invalid)) => {
             report(&invalid);
             exit::USAGE

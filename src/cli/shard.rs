@@ -116,7 +116,12 @@ pub fn merge(args: &MergeArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let markdown = markdown::render(&report, &Templates::new(None));
+    // A merged report keeps no escalation rules: critical findings count.
+    let markdown = markdown::render(
+        &report,
+        &Templates::new(None),
+        crate::manifest::types::Severity::Critical,
+    );
     let junit = junit::render(&report, Severity::High);
     let mut json = crate::util::escape::json_for_terminal(
         &serde_json::to_string_pretty(&report).unwrap_or_default(),
@@ -167,13 +172,7 @@ fn job_summary(markdown: &str) {
     let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) else {
         return;
     };
-    use std::io::Write;
-    let appended = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&summary)
-        .and_then(|mut f| f.write_all(markdown.as_bytes()));
-    if let Err(e) = appended {
+    if let Err(e) = crate::events::github::append_job_summary(summary.as_ref(), markdown) {
         eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY: {e}");
     }
 }

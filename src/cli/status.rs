@@ -6,28 +6,44 @@ use std::time::Duration;
 use super::{exit, print_stdout, StatusArgs};
 use crate::domain::checklist::ItemState;
 use crate::domain::status::TaskStatus;
+use crate::events::attention::{attention, Attention};
 use crate::events::screen::{severity_label, symbol};
+use crate::events::summary;
+use crate::manifest::types::Severity;
 use crate::record::snapshot::{self, Snapshot, TaskView};
+use crate::record::TaskRecord;
 use crate::state::StateDir;
 
 pub fn run(args: &StatusArgs) -> u8 {
     let state = super::state_dir(args.root.as_ref());
+    let filter = Filter {
+        failed: args.failed,
+        statuses: args.statuses.clone(),
+        tasks: args.tasks.clone(),
+    };
     loop {
-        let snapshot = match snapshot::load(&state, args.run.as_deref()) {
+        let mut snapshot = match snapshot::load(&state, args.run.as_deref()) {
             Ok(snapshot) => snapshot::redactor(&snapshot.run).scrub(snapshot),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::USAGE;
             }
         };
+        if let Err(e) = filter.names_known_tasks(&snapshot) {
+            eprintln!("error: {e}");
+            eprintln!("  help: `dispatch status` without --task lists the tasks that need attention; `--task '*'` lists every one");
+            return exit::USAGE;
+        }
         let text = if args.json {
+            // Complete unless a filter asks for less.
+            snapshot.tasks.retain(|t| filter.keeps(&t.record));
             let mut json = crate::util::escape::json_for_terminal(
                 &serde_json::to_string_pretty(&snapshot).unwrap_or_default(),
             );
             json.push('\n');
             json
         } else {
-            let mut text = render(&snapshot);
+            let mut text = render(&snapshot, &filter);
             if let Some(warning) = old_worktrees(&state, &snapshot, !args.watch) {
                 text.push_str(&warning);
             }
@@ -47,8 +63,76 @@ pub fn run(args: &StatusArgs) -> u8 {
     }
 }
 
-/// The view of the seed: a line per task, then its items.
-pub fn render(snapshot: &Snapshot) -> String {
+/// Which tasks `dispatch status` shows: `--failed`, `--status`, `--task`.
+/// Given several, a task must pass each.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub failed: bool,
+    pub statuses: Vec<TaskStatus>,
+    /// Ids or globs (`*`, `?`).
+    pub tasks: Vec<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        !self.failed && self.statuses.is_empty() && self.tasks.is_empty()
+    }
+
+    pub fn keeps(&self, record: &TaskRecord) -> bool {
+        (!self.failed || record.status.is_failure())
+            && (self.statuses.is_empty() || self.statuses.contains(&record.status))
+            && (self.tasks.is_empty() || self.tasks.iter().any(|p| glob_match(p, &record.id)))
+    }
+
+    /// Every `--task` must name at least one task of the run: a typo
+    /// would otherwise read as "nothing wrong".
+    fn names_known_tasks(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let ids = || snapshot.tasks.iter().map(|t| t.record.id.as_str());
+        for pattern in &self.tasks {
+            if !ids().any(|id| glob_match(pattern, id)) {
+                let hint = crate::manifest::diagnostic::did_you_mean(pattern, ids())
+                    .map(|close| format!("; did you mean `{close}`?"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "--task {pattern}: no task of run {} matches{hint}",
+                    snapshot.run.run_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `*` any run of characters, `?` any one; everything else itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // The classic two-pointer match with backtracking to the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The run and its tasks. A filter shows what it selects; without one, a
+/// small run shows every task and a large one its counts and the tasks
+/// that need attention (or are running), so a failure is not lost among
+/// a thousand complete tasks.
+pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
     let run = &snapshot.run;
     let mut out = String::new();
     let state = if snapshot.live {
@@ -70,14 +154,54 @@ pub fn render(snapshot: &Snapshot) -> String {
             run.run_id, run.name, run.started_at
         ),
     );
-    for task in &snapshot.tasks {
+    let severity = crate::events::attention::recorded_severity(run);
+    let few = snapshot.tasks.len() <= summary::LIST_COMPLETE_UP_TO;
+    let shown: Vec<&TaskView> = snapshot
+        .tasks
+        .iter()
+        .filter(|t| {
+            if !filter.is_empty() {
+                filter.keeps(&t.record)
+            } else {
+                few || t.record.status == TaskStatus::Running
+                    || attention(&t.record, severity).is_some()
+            }
+        })
+        .collect();
+    if !few || !filter.is_empty() {
+        let records: Vec<TaskRecord> = snapshot.tasks.iter().map(|t| t.record.clone()).collect();
+        put(
+            &mut out,
+            &format!(
+                "{} task{}: {}",
+                records.len(),
+                if records.len() == 1 { "" } else { "s" },
+                summary::counts(&records)
+            ),
+        );
+    }
+    for task in &shown {
         out.push('\n');
-        render_task(&mut out, task);
+        render_task(&mut out, task, severity);
+    }
+    let hidden = snapshot.tasks.len() - shown.len();
+    if filter.is_empty() && hidden > 0 {
+        out.push('\n');
+        put(
+            &mut out,
+            &format!(
+                "{hidden} task{} fine, not shown (`--status complete` or `--task GLOB` shows them)",
+                if hidden == 1 { "" } else { "s" }
+            ),
+        );
+    } else if !filter.is_empty() && shown.is_empty() {
+        out.push('\n');
+        put(&mut out, "no task matches");
     }
     out
 }
 
-fn render_task(out: &mut String, view: &TaskView) {
+fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
     let record = &view.record;
     let mut tags: Vec<&str> = record.model.iter().map(String::as_str).collect();
     if record.worktree {
@@ -108,7 +232,10 @@ fn render_task(out: &mut String, view: &TaskView) {
             record.unticked.len(),
             counts.total
         ),
-        TaskStatus::Complete => "COMPLETE".to_owned(),
+        TaskStatus::Complete => match attention(record, severity) {
+            Some(why @ Attention::Flaky) => format!("COMPLETE ({})", why.label()),
+            _ => "COMPLETE".to_owned(),
+        },
         other => format!(
             "{}: {}",
             other.label().to_uppercase(),

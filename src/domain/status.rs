@@ -51,6 +51,41 @@ impl TaskStatus {
         }
     }
 
+    /// Whether a task that ended so needs a person's look after the run
+    /// (the end summary and `dispatch status` list it). Exhaustive, so a
+    /// new status (stalled, check-failed, flaky) has to be placed.
+    pub fn needs_attention(self) -> bool {
+        match self {
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Complete => false,
+            TaskStatus::Failed
+            | TaskStatus::Blocked
+            | TaskStatus::Incomplete
+            | TaskStatus::TimedOut
+            | TaskStatus::BudgetExceeded
+            | TaskStatus::Cancelled
+            | TaskStatus::Skipped => true,
+        }
+    }
+
+    /// Every status, in the order summaries count them.
+    pub const ALL: [TaskStatus; 10] = [
+        TaskStatus::Complete,
+        TaskStatus::Failed,
+        TaskStatus::TimedOut,
+        TaskStatus::BudgetExceeded,
+        TaskStatus::Incomplete,
+        TaskStatus::Blocked,
+        TaskStatus::Cancelled,
+        TaskStatus::Skipped,
+        TaskStatus::Running,
+        TaskStatus::Pending,
+    ];
+
+    /// The status a label (`timed-out`) names.
+    pub fn from_label(label: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.label() == label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             TaskStatus::Pending => "pending",
@@ -112,5 +147,57 @@ impl RunStatus {
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where each status sits in `ALL`; a new status fails to compile here
+    /// until it is placed there too.
+    fn position(status: TaskStatus) -> usize {
+        match status {
+            TaskStatus::Complete => 0,
+            TaskStatus::Failed => 1,
+            TaskStatus::TimedOut => 2,
+            TaskStatus::BudgetExceeded => 3,
+            TaskStatus::Incomplete => 4,
+            TaskStatus::Blocked => 5,
+            TaskStatus::Cancelled => 6,
+            TaskStatus::Skipped => 7,
+            TaskStatus::Running => 8,
+            TaskStatus::Pending => 9,
+        }
+    }
+
+    #[test]
+    fn every_status_is_listed_once_and_read_back_from_its_label() {
+        for (i, status) in TaskStatus::ALL.into_iter().enumerate() {
+            assert_eq!(position(status), i);
+            assert_eq!(TaskStatus::from_label(status.label()), Some(status));
+        }
+        assert_eq!(TaskStatus::from_label("done"), None);
+    }
+
+    #[test]
+    fn every_end_but_complete_needs_attention() {
+        let attention: Vec<&str> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.needs_attention())
+            .map(TaskStatus::label)
+            .collect();
+        assert_eq!(
+            attention,
+            [
+                "failed",
+                "timed-out",
+                "budget-exceeded",
+                "incomplete",
+                "blocked",
+                "cancelled",
+                "skipped"
+            ]
+        );
     }
 }

@@ -1,11 +1,27 @@
-//! What happens in a run, as events: appended to the run's `events.jsonl`
-//! (the record a later `status`, `report` or `resume` reads) and shown on
-//! the terminal, or streamed as JSON lines with `--json`.
+//! What happens in a run, as one typed [`Event`] stream, and every output
+//! of a run as a [`reporter::Reporter`] of it: the event log
+//! (`events.jsonl`), the live view, CI lines, `--quiet`, `--json`, and
+//! GitHub annotations with the job summary. The engine calls
+//! [`reporter::Reporters::emit`] and nothing else; warnings are events
+//! too. Text leaves through [`sanitize::sanitize_for`], escaped for where
+//! it goes, in this module and nowhere else.
+//!
+//! Escalation `run:` hooks are not reporters: they are an action a rule
+//! takes (fed the finding or task end that fired it, which carries more
+//! than the event), and the engine waits for them before it concludes.
 
+pub mod attention;
+pub mod github;
+pub mod json;
+pub mod live;
+pub mod log;
+pub mod plain;
+pub mod quiet;
 mod redact;
+pub mod reporter;
+pub mod sanitize;
 pub mod screen;
-
-use std::fs::File;
+pub mod summary;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -14,7 +30,6 @@ use crate::domain::checklist::ItemState;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::review::FolderState;
 use crate::manifest::types::{Action, Severity};
-use crate::state::writer::{LogId, Writer};
 
 /// One thing that happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -154,30 +169,4 @@ pub struct Stamped<'a> {
     pub ts: String,
     #[serde(flatten)]
     pub event: &'a Event,
-}
-
-/// The run's append-only event log. Its lines are written by the state
-/// writer's thread, so a slow disk never holds up the runner's.
-pub struct EventLog {
-    to: Option<(Writer, LogId)>,
-}
-
-impl EventLog {
-    /// A log appended to `file` through `writer`; without a file (it could
-    /// not be opened) events only reach the terminal.
-    pub fn new(writer: &Writer, file: Option<File>) -> Self {
-        Self {
-            to: file.map(|file| (writer.clone(), writer.adopt(file))),
-        }
-    }
-
-    /// Append an event; a log that cannot be written is dropped rather than
-    /// stopping the run (the terminal still shows the events).
-    pub fn append(&mut self, stamped: &Stamped<'_>) {
-        if let Some((writer, id)) = &self.to {
-            let mut line = serde_json::to_vec(stamped).unwrap_or_default();
-            line.push(b'\n');
-            writer.append(*id, line);
-        }
-    }
 }

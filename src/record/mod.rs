@@ -188,4 +188,8 @@ pub struct RunRecord {
     /// What the tasks on each model may spend together.
     #[serde(default)]
     pub model_budgets: indexmap::IndexMap<String, Budget>,
+    /// Findings from this severity up need a person's look (the lowest
+    /// severity an escalation rule reacts to); `dispatch status` reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_severity: Option<crate::manifest::types::Severity>,
 }

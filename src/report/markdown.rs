@@ -4,15 +4,22 @@
 
 use minijinja::value::Value;
 
-use super::Report;
+use super::{Report, TaskReport};
+use crate::events::attention::attention_of;
+use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
 
 /// The report template's name.
 pub const TEMPLATE: &str = "report.md.j2";
 
-/// Render the Markdown report; a broken override template gives a plain
-/// error text rather than no report.
-pub fn render(report: &Report, templates: &Templates) -> String {
+/// Render the Markdown report, the tasks that need attention first (at
+/// the top of the table and of the sections: a reader of a 1,000-task
+/// report should not scroll for the failures); findings from `severity` up
+/// count. A broken override template gives a plain error text rather than
+/// no report.
+pub fn render(report: &Report, templates: &Templates, severity: Severity) -> String {
+    let reordered = attention_first(report, severity);
+    let report = reordered.as_ref().unwrap_or(report);
     let mut env = templates.env().clone();
     // The report's size follows the sweep's (thousands of tasks, their
     // findings): the fuel that bounds a manifest's templates would cut it.
@@ -41,6 +48,28 @@ pub fn render(report: &Report, templates: &Templates) -> String {
             report.name
         ),
     }
+}
+
+/// The report with its tasks needing attention moved first (schedule order
+/// kept within each part), or `None` when they already are.
+fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
+    let needs = |task: &TaskReport| {
+        let worst = task.findings.iter().map(|f| f.severity).max();
+        // The report keeps no status per attempt: a complete task that
+        // took more than one counts as flaky.
+        attention_of(task.status, task.attempts > 1, worst, severity).is_some()
+    };
+    let flags: Vec<bool> = report.tasks.iter().map(needs).collect();
+    if flags.windows(2).all(|w| w[0] || !w[1]) {
+        return None;
+    }
+    let mut ordered = report.clone();
+    let (first, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ordered.tasks)
+        .into_iter()
+        .zip(flags)
+        .partition(|(_, needs)| *needs);
+    ordered.tasks = first.into_iter().chain(rest).map(|(t, _)| t).collect();
+    Some(ordered)
 }
 
 /// `$5.00, 200 turns, 1000000 tokens`: the limits a budget sets.

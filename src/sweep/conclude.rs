@@ -104,7 +104,10 @@ impl Sweep {
         self.writer.flush().await;
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
-            eprintln!("warning: cannot write {}: {e}", run_json.display());
+            self.emit(Event::Warning {
+                task: None,
+                message: format!("cannot write {}: {e}", run_json.display()),
+            });
         }
         // The records go into the reports' snapshot and come back after:
         // a thousand tasks' records are worth moving, not copying.
@@ -123,7 +126,7 @@ impl Sweep {
             orphaned: 0,
             tasks,
         };
-        let problems =
+        let (markdown, problems) =
             report::write::after_run(&self.state, &snapshot, &self.report_targets, &self.redactor);
         let records: Vec<_> = snapshot.tasks.into_iter().map(|view| view.record).collect();
         for problem in problems {
@@ -140,13 +143,19 @@ impl Sweep {
             counts,
             duration_ms: duration.as_millis() as u64,
         });
-        self.screen.summary(&crate::events::screen::Summary {
-            name: &self.name,
-            run_id: &self.run_id,
-            records: &records,
-            escalations: &escalations,
-            duration,
-            exit_code,
+        let severity = crate::events::attention::recorded_severity(&self.run_record);
+        self.reporters.finish(&crate::events::reporter::RunEnd {
+            summary: crate::events::summary::Summary {
+                name: &self.name,
+                run_id: &self.run_id,
+                records: &records,
+                escalations: &escalations,
+                duration,
+                exit_code,
+                severity,
+                verbose: self.verbose,
+            },
+            markdown: &markdown,
         });
         // The last events are in `events.jsonl` before the run returns
         // (and its lock is released).
@@ -155,6 +164,7 @@ impl Sweep {
             run_id: self.run_id,
             exit_code,
             records,
+            message: None,
         }
     }
 }

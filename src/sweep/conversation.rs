@@ -211,7 +211,7 @@ impl Sweep {
             .as_ref()
             .map(|m| format!(" ({})", m.name))
             .unwrap_or_default();
-        self.screen.prompt(&format!(
+        self.reporters.prompt(&format!(
             "? {}{model} asks: {}\n  Type the answer and press Enter:",
             task.id, next.text
         ));

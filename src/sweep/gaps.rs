@@ -29,13 +29,10 @@ impl Sweep {
                 record.dropped.join("; ")
             ));
         }
-        if !record.unticked.is_empty() {
-            warnings.push(format!(
-                "the worker declared the task done without ticking {} item(s): {}",
-                record.unticked.len(),
-                record.unticked.join("; ")
-            ));
-        }
+        // Unticked items are no event of their own: a sweep of workers
+        // that declare done without ticking would print one per task. They
+        // are in the record, counted in the end summary, `status` and the
+        // reports.
         for message in warnings {
             self.emit(Event::Warning {
                 task: Some(task.clone()),

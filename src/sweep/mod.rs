@@ -36,8 +36,8 @@ use crate::agents::cli_home;
 use crate::agents::find_program;
 use crate::domain::redact::Redactor;
 use crate::escalation::Fired;
-use crate::events::screen::{Mode, Screen};
-use crate::events::{Event, EventLog, Stamped};
+use crate::events::reporter::{Output, Reporters};
+use crate::events::Event;
 use crate::isolation::worktree::Checkout;
 use crate::manifest::{self, Invalid, LoadedManifest};
 use crate::plan::{self, PlanOptions, SweepPlan};
@@ -73,7 +73,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// The first retry's back-off; each further retry doubles it.
     pub retry_delay: Duration,
-    pub mode: Mode,
+    /// How the run is shown (terminal, CI, `--json`, GitHub Actions).
+    pub output: Output,
     /// Ask the person at this terminal to answer questions no rule answers.
     pub interactive: bool,
     /// How long an escalation rule's `run:` hook may take.
@@ -113,6 +114,8 @@ pub struct RunResult {
     pub run_id: String,
     pub exit_code: u8,
     pub records: Vec<TaskRecord>,
+    /// Said instead of a run (nothing to resume).
+    pub message: Option<String>,
 }
 
 /// Run a sweep to its end.
@@ -358,7 +361,6 @@ struct Sweep {
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
     hook_timeout: Duration,
     run_record: RunRecord,
-    log: EventLog,
     /// State files are written on its thread, never on the runner's.
     writer: Writer,
     /// Running tasks' plans are read on its thread.
@@ -366,7 +368,9 @@ struct Sweep {
     plan_changes: Option<mpsc::UnboundedReceiver<plans::PlanChange>>,
     usage_tx: mpsc::UnboundedSender<launch::UsageUpdate>,
     usage_rx: Option<mpsc::UnboundedReceiver<launch::UsageUpdate>>,
-    screen: Screen,
+    /// Every output: the engine's one way out.
+    reporters: Reporters,
+    verbose: bool,
     redactor: Arc<Redactor>,
     grace: Duration,
     retry_delay: Duration,
@@ -393,13 +397,7 @@ fn take<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> mpsc::UnboundedReceiv
 
 impl Sweep {
     fn emit(&mut self, event: Event) {
-        let event = self.redactor.scrub(event);
-        let stamped = Stamped {
-            ts: clock::now(),
-            event: &event,
-        };
-        self.log.append(&stamped);
-        self.screen.show(&stamped);
+        self.reporters.emit(event);
     }
 
     /// Mark a record changed; progress is written at most once a second per
@@ -447,6 +445,12 @@ impl Sweep {
             concurrency: self.plan.concurrency,
         });
         self.warn_left_out();
+        if let Some(problem) = self.plans.problem.take() {
+            self.emit(Event::Warning {
+                task: None,
+                message: problem,
+            });
+        }
         for index in 0..self.slots.len() {
             let record = &self.slots[index].record;
             if let Some(from_run) = record.carried_from.clone() {

@@ -58,6 +58,8 @@ enum Job {
 #[derive(Clone)]
 pub(super) struct PlanReader {
     jobs: Sender<Job>,
+    /// Why the reading thread could not start, for the run to warn about.
+    pub(super) problem: Option<String>,
 }
 
 impl PlanReader {
@@ -68,10 +70,12 @@ impl PlanReader {
         let spawned = std::thread::Builder::new()
             .name("dispatch-plans".to_owned())
             .spawn(move || read_loop(queue, changes));
-        if let Err(e) = spawned {
-            eprintln!("warning: cannot start the plan reader thread: {e}; plans are read only when a worker ends");
-        }
-        PlanReader { jobs }
+        let problem = spawned.err().map(|e| {
+            format!(
+                "cannot start the plan reader thread: {e}; plans are read only when a worker ends"
+            )
+        });
+        PlanReader { jobs, problem }
     }
 
     pub(super) fn watch(&self, index: usize, path: PathBuf, initial: Option<Checklist>) {

@@ -14,8 +14,8 @@ use super::{carry, plans, schedule, RunOptions, Sweep};
 use crate::agents::cli_home;
 use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
-use crate::events::screen::Screen;
-use crate::events::{Event, EventLog};
+use crate::events::reporter::Reporters;
+use crate::events::Event;
 use crate::isolation::worktree::Checkout;
 use crate::manifest::types::PromptMode;
 use crate::manifest::LoadedManifest;
@@ -133,16 +133,16 @@ impl Sweep {
             shard: None,
             budget: plan.budget.clone(),
             model_budgets: plan.model_budgets.clone(),
+            attention_severity: Some(crate::events::attention::escalation_severity(
+                &plan.escalation,
+            )),
         };
         state::write_json(&run_dir.join("run.json"), &run_record)?;
         let writer = Writer::start();
-        let log = EventLog::new(
-            &writer,
-            state::open_append(&run_dir.join("events.jsonl")).ok(),
-        );
-        let mut screen = Screen::new(options.mode);
+        let log = state::open_append(&run_dir.join("events.jsonl")).ok();
+        let mut labels = crate::events::screen::Labels::default();
         for task in &plan.tasks {
-            screen.label(
+            labels.label(
                 &task.id,
                 task.model.as_ref().map(|m| m.name.as_str()),
                 task.worktree.is_some(),
@@ -208,11 +208,16 @@ impl Sweep {
                 dir: options.report_dir.clone(),
             },
             run_record,
-            log,
+            reporters: Reporters::new(
+                &options.output,
+                log.map(|file| (&writer, file)),
+                labels,
+                redactor.clone(),
+            ),
+            verbose: options.output.verbose,
             writer,
             plans: plans::PlanReader::start(plan_changes_tx),
             plan_changes: Some(plan_changes_rx),
-            screen,
             redactor,
             grace: options.grace,
             retry_delay: options.retry_delay,

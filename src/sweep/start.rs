@@ -263,7 +263,7 @@ pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) 
     let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
         RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
     });
-    eprintln!(
+    let message = format!(
         "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
         earlier.run.run_id
     );
@@ -271,6 +271,7 @@ pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) 
         run_id: earlier.run.run_id.clone(),
         exit_code,
         records,
+        message: Some(message),
     }
 }
 

@@ -1,0 +1,130 @@
+//! GitHub Actions: an annotation for each finding with a location, so it
+//! shows on the diff, and the Markdown report in the job summary. The
+//! annotations go to stdout, or to stderr under `--json` (which owns
+//! stdout); the runner reads workflow commands from both.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::reporter::{Github, Reporter, RunEnd, Sink};
+use super::sanitize::{sanitize_for, Destination};
+use super::Stamped;
+use crate::manifest::types::Severity;
+use crate::record::TaskRecord;
+
+pub struct GithubReporter {
+    options: Github,
+    out: Sink,
+}
+
+impl GithubReporter {
+    pub fn new(options: Github, out: Sink) -> Self {
+        Self { options, out }
+    }
+}
+
+impl Reporter for GithubReporter {
+    /// Findings are annotated at the end, from the records: tasks carried
+    /// over from an earlier run have no events here, but their findings
+    /// belong on the diff too.
+    fn report(&mut self, _stamped: &Stamped<'_>) {}
+
+    fn finish(&mut self, end: &RunEnd<'_>) {
+        if self.options.annotations {
+            for line in annotations(end.summary.records) {
+                self.out.line(&line);
+            }
+        }
+        if let Some(path) = &self.options.step_summary {
+            if let Err(e) = append_job_summary(path, end.markdown) {
+                // Said where GitHub shows it: as a warning annotation.
+                self.out.line(&format!(
+                    "::warning::{}",
+                    sanitize_for(
+                        Destination::GithubData,
+                        &format!("cannot append to GITHUB_STEP_SUMMARY: {e}")
+                    )
+                ));
+            }
+        }
+    }
+}
+
+/// Append `markdown` to the job summary file (`dispatch merge` too).
+pub fn append_job_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(markdown.as_bytes()))
+}
+
+/// `::error file=F,line=L,title=T::message` for each finding with a
+/// location (`::warning` below high), most severe first within a task.
+pub fn annotations(records: &[TaskRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for record in records {
+        let mut findings: Vec<_> = record.findings.iter().collect();
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        for finding in findings {
+            let Some(location) = &finding.location else {
+                continue;
+            };
+            let (file, line) = match location.rsplit_once(':') {
+                Some((file, line))
+                    if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() =>
+                {
+                    (file, Some(line))
+                }
+                _ => (location.as_str(), None),
+            };
+            let level = if finding.severity >= Severity::High {
+                "error"
+            } else {
+                "warning"
+            };
+            let property =
+                |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
+            let mut properties = format!("file={}", property(file));
+            if let Some(line) = line {
+                properties.push_str(&format!(",line={line}"));
+            }
+            let severity = super::screen::severity_label(finding.severity).to_lowercase();
+            properties.push_str(&format!(
+                ",title={}",
+                property(&format!("{} {severity}", record.id))
+            ));
+            out.push(format!(
+                "::{level} {properties}::{}",
+                sanitize_for(Destination::GithubData, &finding.title)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_cannot_forge_a_workflow_command() {
+        let record: TaskRecord = serde_json::from_value(serde_json::json!({
+            "id": "t", "run_id": "r", "title": "", "status": "complete", "reason": null,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": [], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": null, "exit": null,
+            "items": { "total": 0, "done": 0, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": [],
+            "findings": [{ "severity": "high", "title": "t\n::error::forged\u{1b}[2J",
+                           "location": "a,b:c\n::stop-commands::x:12" }],
+        }))
+        .unwrap_or_else(|e| panic!("record: {e}"));
+        assert_eq!(
+            annotations(&[record]),
+            ["::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J"]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The end of a run as people read it: one line of counts, then one line
+//! per task that needs attention. Complete tasks are listed only when they
+//! are few (or with `--verbose`): after a live view showed each finish,
+//! 5,000 more lines would only push the three failures out of sight.
+
+use std::time::Duration;
+
+use super::attention::{attention, Attention};
+use super::screen::{severity_label, status_symbol};
+use crate::domain::status::TaskStatus;
+use crate::manifest::types::Severity;
+use crate::record::TaskRecord;
+use crate::util::clock;
+
+/// Complete tasks are listed when there are at most this many.
+pub const LIST_COMPLETE_UP_TO: usize = 20;
+/// At most this many tasks needing attention are listed without
+/// `--verbose`; the rest are counted, and `dispatch status` lists them all.
+pub const ATTENTION_LINES: usize = 50;
+
+/// What the end-of-run summary says.
+pub struct Summary<'a> {
+    pub name: &'a str,
+    pub run_id: &'a str,
+    pub records: &'a [TaskRecord],
+    /// The escalation rules that fired, one line each.
+    pub escalations: &'a [String],
+    pub duration: Duration,
+    pub exit_code: u8,
+    /// Findings from this severity up need attention.
+    pub severity: Severity,
+    /// List every task.
+    pub verbose: bool,
+}
+
+impl Summary<'_> {
+    /// The summary's lines: escalations first (the launch blocker), then
+    /// the counts, then the tasks worth a look. Each line is one logical
+    /// line; the reporter escapes it for where it goes.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .escalations
+            .iter()
+            .map(|escalation| format!("ESCALATED {escalation}"))
+            .collect();
+        lines.push(format!(
+            "Sweep {}: {} in {}{} (run {}, exit code {})",
+            self.name,
+            counts(self.records),
+            clock::human(self.duration),
+            usage(self.records),
+            self.run_id,
+            self.exit_code
+        ));
+        let unticked: Vec<&str> = self
+            .records
+            .iter()
+            .filter(|r| !r.unticked.is_empty())
+            .map(|r| r.id.as_str())
+            .collect();
+        if !unticked.is_empty() {
+            lines.push(format!(
+                "warning: {} complete task{} declared done with items nobody ticked: {}",
+                unticked.len(),
+                if unticked.len() == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
+                unticked.join(", ")
+            ));
+        }
+        let mut needing = 0;
+        for record in self.records {
+            if let Some(why) = attention(record, self.severity) {
+                needing += 1;
+                if self.verbose || needing <= ATTENTION_LINES {
+                    lines.push(task_line(record, Some(why)));
+                }
+            }
+        }
+        if needing > ATTENTION_LINES && !self.verbose {
+            lines.push(format!(
+                "… and {} more needing attention (`dispatch status` lists every one)",
+                needing - ATTENTION_LINES
+            ));
+        }
+        let fine = self.records.len() - needing;
+        if self.verbose || fine <= LIST_COMPLETE_UP_TO {
+            lines.extend(
+                self.records
+                    .iter()
+                    .filter(|r| attention(r, self.severity).is_none())
+                    .map(|r| task_line(r, None)),
+            );
+        } else {
+            lines.push(format!(
+                "{fine} tasks fine, not listed (`--verbose` lists them)"
+            ));
+        }
+        lines.push("Plans, outputs and logs: .dispatch/tasks/<id>/".to_owned());
+        lines
+    }
+
+    /// The lines joined, each ending in a newline.
+    pub fn text(&self) -> String {
+        self.lines().into_iter().map(|l| l + "\n").collect()
+    }
+}
+
+/// `4997 complete, 3 failed`, in a fixed status order; `no tasks to run`
+/// for none (an empty shard, say).
+pub fn counts(records: &[TaskRecord]) -> String {
+    let mut by = [0usize; TaskStatus::ALL.len()];
+    for record in records {
+        if let Some(i) = TaskStatus::ALL.iter().position(|s| *s == record.status) {
+            by[i] += 1;
+        }
+    }
+    let parts: Vec<String> = TaskStatus::ALL
+        .iter()
+        .zip(by)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.label()))
+        .collect();
+    if parts.is_empty() {
+        "no tasks to run".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// ` · 12345 tokens · $1.23`: what the workers reported spending, where
+/// they reported anything.
+fn usage(records: &[TaskRecord]) -> String {
+    let tokens: u64 = records
+        .iter()
+        .map(|r| r.usage.input_tokens + r.usage.output_tokens)
+        .sum();
+    let cost: Option<f64> = records
+        .iter()
+        .filter_map(|r| r.usage.cost_usd)
+        .fold(None, |sum, c| Some(sum.unwrap_or(0.0) + c));
+    let mut out = String::new();
+    if tokens > 0 {
+        out.push_str(&format!(" · {tokens} tokens"));
+    }
+    if let Some(cost) = cost {
+        out.push_str(&format!(" · ${cost:.2}"));
+    }
+    out
+}
+
+/// One task: `✗ id (model) — failed: reason; 2 findings (1 high, 1 low)`.
+pub fn task_line(record: &TaskRecord, why: Option<Attention>) -> String {
+    let model = record
+        .model
+        .as_deref()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let reason = record.reason.as_deref().unwrap_or("");
+    let (symbol, state) = match why {
+        Some(Attention::Flaky) => {
+            let failed = record
+                .attempts
+                .iter()
+                .filter(|a| matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut)));
+            (
+                "~",
+                format!(
+                    "flaky: complete after {} failed attempt{} of {}",
+                    failed.clone().count(),
+                    if failed.count() == 1 { "" } else { "s" },
+                    record.attempts.len()
+                ),
+            )
+        }
+        Some(Attention::Findings(_)) => ("!", format!("complete: {reason}")),
+        Some(Attention::Status(_)) | None => (
+            status_symbol(record.status),
+            format!("{}: {reason}", record.status.label()),
+        ),
+    };
+    format!(
+        "{symbol} {}{model} — {state}{}",
+        record.id,
+        findings_tally(record)
+    )
+}
+
+/// `; 3 findings (1 critical, 2 high)`, or nothing.
+pub fn findings_tally(record: &TaskRecord) -> String {
+    if record.findings.is_empty() {
+        return String::new();
+    }
+    let mut by: Vec<(Severity, usize)> = Vec::new();
+    for finding in &record.findings {
+        match by.iter_mut().find(|(s, _)| *s == finding.severity) {
+            Some((_, n)) => *n += 1,
+            None => by.push((finding.severity, 1)),
+        }
+    }
+    by.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(s, n)| format!("{n} {}", severity_label(*s).to_lowercase()))
+        .collect();
+    let n = record.findings.len();
+    format!(
+        "; {n} finding{} ({})",
+        if n == 1 { "" } else { "s" },
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_of_no_tasks_says_so() {
+        let summary = Summary {
+            name: "sweep",
+            run_id: "20261125-000000-abcd",
+            records: &[],
+            escalations: &[],
+            duration: Duration::from_millis(3),
+            exit_code: 0,
+            severity: Severity::High,
+            verbose: false,
+        };
+        assert!(
+            summary
+                .text()
+                .starts_with("Sweep sweep: no tasks to run in 3ms"),
+            "{}",
+            summary.text()
+        );
+    }
+}
