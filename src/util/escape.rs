@@ -23,29 +23,24 @@ fn is_line_break_like(c: char) -> bool {
 /// Other control characters are shown visibly: the runner would pass them
 /// raw to the log viewer.
 pub fn github_data(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\r' => out.push_str("%0D"),
-            '\n' => out.push_str("%0A"),
-            _ => push_visible(&mut out, c),
-        }
-    }
-    out
+    github_escaped(text, false)
 }
 
 /// A property value of a GitHub workflow command (`file=`, `title=`…):
 /// the data escaping plus `:` and `,`, which would end the value.
 pub fn github_property(text: &str) -> String {
+    github_escaped(text, true)
+}
+
+fn github_escaped(text: &str, property: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '%' => out.push_str("%25"),
             '\r' => out.push_str("%0D"),
             '\n' => out.push_str("%0A"),
-            ':' => out.push_str("%3A"),
-            ',' => out.push_str("%2C"),
+            ':' if property => out.push_str("%3A"),
+            ',' if property => out.push_str("%2C"),
             _ => push_visible(&mut out, c),
         }
     }
