@@ -220,11 +220,12 @@ impl Dir {
     pub fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let temp = self.temp_with(name, bytes)?;
         let (from, to) = (c_name(OsStr::new(&temp))?, c_name(OsStr::new(name))?);
+        let dir = self.raw();
         // SAFETY: valid folder descriptor and C strings; no flags, so a
         // link at `from` would be linked itself, not followed (and `from`
         // is the file just made).
-        let linked =
-            check(unsafe { libc::linkat(self.raw(), from.as_ptr(), self.raw(), to.as_ptr(), 0) });
+        let result = unsafe { libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0) };
+        let linked = check(result);
         let removed = self.remove(&temp);
         linked?;
         removed

@@ -67,11 +67,12 @@ mod imp {
             let (stop, stopped) = oneshot::channel();
             let started = Inotify::init().ok().and_then(|inotify| {
                 let watches = inotify.watches();
+                let interest = Interest::READABLE;
                 // SAFETY: an `Inotify` owns its descriptor and closes it
                 // only when the last handle to it (this one or `watches`)
                 // is dropped; `as_raw_fd` always gives that descriptor.
-                let readable =
-                    unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }.ok()?;
+                let registered = unsafe { AsyncFd::register_with_interest(inotify, interest) };
+                let readable = registered.ok()?;
                 let reader = tokio::spawn(forward(readable, folders.clone(), tx, stopped));
                 Some((watches, reader))
             });
