@@ -77,6 +77,19 @@ impl Tracker {
     }
 }
 
+/// aider's rule for a clean exit: it prints a `Tokens:` line for every
+/// model call, so without one the prompt never reached the model (aider
+/// exits 0 when its API is unreachable or refuses it).
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    if tracker.usage.turns > 0 {
+        return None;
+    }
+    Some(match tracker.errors.last() {
+        Some(error) => format!("the prompt never reached the model; its last error: {error}"),
+        None => "the prompt never reached the model (no `Tokens:` line)".to_owned(),
+    })
+}
+
 /// The number before `what` in an aider `Tokens:` line (`1.2k sent`),
 /// with its `k`/`M` suffix applied; 0 when absent.
 fn aider_count(line: &str, what: &str) -> u64 {
@@ -109,6 +122,21 @@ mod tests {
     use super::*;
     use crate::agents::stream::samples::*;
     use crate::manifest::types::EventFormat;
+
+    #[test]
+    fn a_clean_exit_without_a_model_call_is_refuted() {
+        let mut t = Tracker::new(EventFormat::Aider);
+        t.feed("Aider v0.86.1");
+        t.feed("Main model: gpt-4o with diff edit format");
+        assert_eq!(
+            t.refuted(true).as_deref(),
+            Some(
+                "aider claimed success, but the prompt never reached the model (no `Tokens:` line)"
+            )
+        );
+        t.feed("Tokens: 2.1k sent, 120 received. Cost: $0.01 message, $0.01 session.");
+        assert_eq!(t.refuted(true), None);
+    }
 
     #[test]
     fn the_command_line_asks_for_the_lines_read_here() {

@@ -47,6 +47,9 @@ impl Tracker {
                 self.claude_tool_errors(event);
             }
             "result" => self.claude_result(event),
+            "system" if str_field(event, "subtype") == Some("api_retry") => {
+                self.note_retry(claude_retry(event));
+            }
             _ => {}
         }
     }
@@ -54,6 +57,11 @@ impl Tracker {
     fn claude_assistant(&mut self, event: &Map<String, Value>) {
         let message = event.get("message").and_then(Value::as_object);
         let text = message.map(content_text).unwrap_or_default();
+        // Claude Code makes up a `<synthetic>` message for its own errors;
+        // only a model's message shows the prompt was answered.
+        if message.and_then(|m| str_field(m, "model")) != Some("<synthetic>") {
+            self.state.model_replies = self.state.model_replies.saturating_add(1);
+        }
         // The SDK surfaces API failures as an `error` code on a synthetic
         // assistant message whose text carries the API's message.
         if let Some(code) = str_field(event, "error") {
@@ -141,6 +149,11 @@ impl Tracker {
 
     fn claude_result(&mut self, event: &Map<String, Value>) {
         self.state.in_model_output = false;
+        self.state.claude_result_turns = u64_field(event, "num_turns");
+        self.state.claude_api_error = match event.get("api_error_status") {
+            None | Some(Value::Null) => None,
+            Some(status) => Some(value_text(status)),
+        };
         if let Some(turns) = u64_field(event, "num_turns") {
             self.usage.turns = self.usage.turns.max(turns);
         }
@@ -200,6 +213,59 @@ impl Tracker {
             }
         }
         self.set_outcome(is_error, message);
+    }
+}
+
+/// Claude Code's rule for a `result` that says success: it does not hold
+/// when the result carries an API error status or a rate-limit or
+/// overload message (`API Error: 529 ...`, `Claude AI usage limit
+/// reached`), when no model message came and `num_turns` is 0, or when
+/// no token went in or out. Also used for Cursor, whose stream mirrors
+/// Claude's but reports no tokens.
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    if let Some(status) = &tracker.state.claude_api_error {
+        return Some(format!("its result carries API error status {status}"));
+    }
+    let message = tracker
+        .outcome
+        .as_ref()
+        .and_then(|o| o.message.as_deref())
+        .unwrap_or("");
+    // The CLI's own error texts are short and come instead of an answer;
+    // a long answer that mentions rate limits is the agent's work.
+    if message.starts_with("API Error")
+        || (message.chars().count() <= 300 && super::evidence::says_rate_limited(message))
+    {
+        return Some(format!("its result is an API error: {message}"));
+    }
+    if tracker.state.model_replies == 0 && tracker.state.claude_result_turns.unwrap_or(0) == 0 {
+        return Some("no turn was taken".to_owned());
+    }
+    if tracker.format == crate::manifest::types::EventFormat::Claude {
+        return super::evidence::no_tokens(tracker);
+    }
+    None
+}
+
+/// Claude Code's `{"type":"system","subtype":"api_retry","attempt":1,
+/// "max_retries":10,"retry_delay_ms":500,"error_status":529,
+/// "error":"rate_limit"}`; the status is preferred to the category, and
+/// both may be missing or null.
+fn claude_retry(event: &Map<String, Value>) -> super::evidence::ApiRetry {
+    let status = match event.get("error_status") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let error = status.or_else(|| {
+        str_field(event, "error")
+            .filter(|e| !e.is_empty() && *e != "unknown")
+            .map(|e| truncate_chars(e, 80))
+    });
+    super::evidence::ApiRetry {
+        error,
+        attempt: u64_field(event, "attempt"),
+        max: u64_field(event, "max_retries"),
     }
 }
 
@@ -371,6 +437,78 @@ mod tests {
         assert_eq!(t.usage.input_tokens, 500);
         assert_eq!(t.usage.output_tokens, 50);
         assert_eq!(t.usage.cached_input_tokens, 900);
+    }
+
+    /// Recorded shapes of the runs the issue names: a rate-limited run
+    /// that ends `subtype: success` with `is_error: false`, one whose
+    /// prompt never reached the model, and one with no turn.
+    #[test]
+    fn a_success_claim_without_evidence_is_refuted() {
+        let rate_limited = run(
+            EventFormat::Claude,
+            r#"{"type":"system","subtype":"init","model":"claude-sonnet-4-5"}
+{"type":"assistant","message":{"id":"m0","model":"<synthetic>","role":"assistant","content":[{"type":"text","text":"Claude AI usage limit reached|1760000000"}],"usage":{"input_tokens":0,"output_tokens":0}}}
+{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Claude AI usage limit reached|1760000000","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(!rate_limited.outcome.as_ref().expect("outcome").is_error);
+        let why = rate_limited.refuted(true).expect("refuted");
+        assert!(why.starts_with("Claude Code claimed success, but its result is an API error: Claude AI usage limit"), "{why}");
+
+        let status = run(
+            EventFormat::Claude,
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"result":"Done.","api_error_status":429,"usage":{"input_tokens":5,"output_tokens":5}}"#,
+        );
+        assert!(status
+            .refuted(true)
+            .is_some_and(|w| w.contains("API error status 429")));
+
+        let no_turn = run(
+            EventFormat::Claude,
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":0,"result":"","usage":{"input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(no_turn
+            .refuted(true)
+            .is_some_and(|w| w.ends_with("no turn was taken")));
+
+        let unanswered = run(
+            EventFormat::Claude,
+            r#"{"type":"assistant","message":{"id":"m1","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}]}}
+{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"ok","usage":{"input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(unanswered
+            .refuted(true)
+            .is_some_and(|w| w.contains("the prompt never reached the model")));
+
+        // A real run, and a long answer about rate limits, stand.
+        assert_eq!(run(EventFormat::Claude, CLAUDE_SUCCESS).refuted(true), None);
+        let about = format!(
+            r#"{{"type":"assistant","message":{{"id":"m1","model":"claude-sonnet-4-5","content":[],"usage":{{"input_tokens":9,"output_tokens":9}}}}}}
+{{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Added a rate limit to the API. {}"}}"#,
+            "All tests pass. ".repeat(30)
+        );
+        assert_eq!(run(EventFormat::Claude, &about).refuted(true), None);
+    }
+
+    #[test]
+    fn api_retries_are_read_as_retries_not_errors() {
+        let t = run(
+            EventFormat::Claude,
+            r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":549.5,"error_status":529,"error":"rate_limit"}
+{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2000,"error_status":null,"error":"unknown"}"#,
+        );
+        assert_eq!(t.api_retries, 2);
+        let retry = t.last_retry.expect("retry");
+        assert_eq!(retry.describe(), "retrying, attempt 3/10");
+        assert!(t.errors.is_empty());
+        assert_eq!(t.outcome, None);
+        let first = run(
+            EventFormat::Claude,
+            r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"error_status":529,"error":"rate_limit"}"#,
+        );
+        assert_eq!(
+            first.last_retry.map(|r| r.describe()).as_deref(),
+            Some("retrying: API 529, attempt 1/10")
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! `turn.failed` with `error.message`, `item.*` with item types, top-level
 //! `error`).
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Map, Value};
 
 use super::stream::{
@@ -82,8 +84,9 @@ impl Tracker {
                 // Codex reports stream retries as top-level errors
                 // ("Reconnecting... 1/5 ...") while the turn carries on; only
                 // other errors decide the outcome.
-                if !message.trim_start().starts_with("Reconnecting") {
-                    self.set_outcome(true, Some(message));
+                match reconnecting(&message) {
+                    Some(retry) => self.note_retry(retry),
+                    None => self.set_outcome(true, Some(message)),
                 }
             }
             "item.completed" => {
@@ -104,7 +107,12 @@ impl Tracker {
 
     fn codex_item(&mut self, item: &Map<String, Value>) {
         let status = str_field(item, "status").unwrap_or("");
-        match str_field(item, "type").unwrap_or("") {
+        let kind = str_field(item, "type").unwrap_or("");
+        // Every item but a notice is the model's doing.
+        if kind != "error" {
+            self.state.model_replies = self.state.model_replies.saturating_add(1);
+        }
+        match kind {
             "agent_message" => {
                 if let Some(text) = str_field(item, "text").filter(|t| !t.is_empty()) {
                     self.state.last_text = truncate_chars(text, MAX_MESSAGE_CHARS);
@@ -151,6 +159,101 @@ impl Tracker {
             _ => {}
         }
     }
+}
+
+/// Give a Codex worker in a git worktree write access to what `git
+/// commit` writes there, as `--add-dir` options after `exec` in its
+/// command line `argv`.
+///
+/// Codex's `workspace-write` sandbox mounts the `.git` of each writable
+/// root read-only, and follows a worktree's `.git` file to its admin
+/// folder (`<repo>/.git/worktrees/<name>`: its index, HEAD and logs), so
+/// without this a worker cannot commit its work. The objects, refs and
+/// logs of the repository's common folder take the commit and the branch
+/// update. Nothing else of the repository (its config, its hooks) is
+/// granted, and no configuration shared with other workers changes: the
+/// grant is this worker's command line. A worktree whose `.git` file
+/// cannot be read gets nothing, and git's own error says why.
+pub fn grant_git_writes(argv: &mut Vec<String>, worktree: &Path) {
+    let Some(at) = argv.iter().position(|a| a == "exec") else {
+        return;
+    };
+    let dirs = git_write_dirs(worktree);
+    let mut extra = Vec::with_capacity(dirs.len() * 2);
+    for dir in dirs {
+        extra.push("--add-dir".to_owned());
+        extra.push(dir.display().to_string());
+    }
+    argv.splice(at + 1..at + 1, extra);
+}
+
+/// The folders `git commit` writes in worktree `worktree`: its admin
+/// folder, and the common folder's `objects`, `refs` and `logs` (those
+/// that exist).
+fn git_write_dirs(worktree: &Path) -> Vec<PathBuf> {
+    let Ok(pointer) = std::fs::read_to_string(worktree.join(".git")) else {
+        return Vec::new();
+    };
+    let Some(admin) = pointer.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return Vec::new();
+    };
+    let admin = worktree.join(admin);
+    let common = std::fs::read_to_string(admin.join("commondir"))
+        .map(|c| admin.join(c.trim()))
+        .unwrap_or_else(|_| admin.join("../.."));
+    let common = std::fs::canonicalize(&common).unwrap_or(common);
+    let mut dirs = vec![std::fs::canonicalize(&admin).unwrap_or(admin)];
+    dirs.extend(
+        ["objects", "refs", "logs"]
+            .iter()
+            .map(|part| common.join(part))
+            .filter(|dir| dir.is_dir()),
+    );
+    dirs
+}
+
+/// Codex's rule for a turn that completed: it does not hold when no turn
+/// was taken, when the model did nothing (no message, no command) and the
+/// stream's last error is a rate limit or overload (Codex completes a
+/// turn after its stream retries run out on some versions), or when no
+/// token went in or out.
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    if let Some(why) = super::evidence::no_turn(tracker) {
+        return Some(why);
+    }
+    if tracker.state.model_replies == 0 {
+        if let Some(error) = tracker
+            .errors
+            .last()
+            .filter(|e| super::evidence::says_rate_limited(e))
+        {
+            return Some(format!(
+                "the model did nothing and the last error was: {error}"
+            ));
+        }
+    }
+    super::evidence::no_tokens(tracker)
+}
+
+/// `Reconnecting... 2/5 (stream disconnected before completion: ...)`:
+/// the attempt, the most Codex makes, and what went wrong.
+fn reconnecting(message: &str) -> Option<super::evidence::ApiRetry> {
+    let rest = message.trim_start().strip_prefix("Reconnecting")?;
+    let rest = rest.trim_start_matches('.').trim_start();
+    let counts = rest.split_whitespace().next().unwrap_or("");
+    let (attempt, max) = match counts.split_once('/') {
+        Some((a, m)) => (a.parse().ok(), m.parse().ok()),
+        None => (None, None),
+    };
+    let error = rest
+        .split_once('(')
+        .map(|(_, why)| truncate_chars(why.trim_end_matches(')').trim(), 80))
+        .filter(|why| !why.is_empty());
+    Some(super::evidence::ApiRetry {
+        error,
+        attempt,
+        max,
+    })
 }
 
 #[cfg(test)]
@@ -223,6 +326,101 @@ mod tests {
         let outcome = t.outcome.expect("outcome");
         assert!(!outcome.is_error);
         assert_eq!(outcome.message.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn a_worktree_worker_may_write_what_git_commit_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        let admin = repo.join(".git/worktrees/task-a");
+        for sub in ["objects", "refs", "logs"] {
+            std::fs::create_dir_all(repo.join(".git").join(sub)).expect("mkdir");
+        }
+        std::fs::create_dir_all(&admin).expect("mkdir");
+        std::fs::write(admin.join("commondir"), "../..\n").expect("commondir");
+        let worktree = dir.path().join("wt/task-a");
+        std::fs::create_dir_all(&worktree).expect("mkdir");
+        std::fs::write(
+            worktree.join(".git"),
+            format!("gitdir: {}\n", admin.display()),
+        )
+        .expect(".git");
+        let mut argv: Vec<String> = ["codex", "exec", "--json", "-"].map(String::from).to_vec();
+        grant_git_writes(&mut argv, &worktree);
+        let git = std::fs::canonicalize(repo.join(".git")).expect("canonical");
+        let expected: Vec<String> = [
+            "codex".to_owned(),
+            "exec".to_owned(),
+            "--add-dir".to_owned(),
+            git.join("worktrees/task-a").display().to_string(),
+            "--add-dir".to_owned(),
+            git.join("objects").display().to_string(),
+            "--add-dir".to_owned(),
+            git.join("refs").display().to_string(),
+            "--add-dir".to_owned(),
+            git.join("logs").display().to_string(),
+            "--json".to_owned(),
+            "-".to_owned(),
+        ]
+        .to_vec();
+        assert_eq!(argv, expected);
+        // Not a worktree: nothing is granted.
+        let mut plain: Vec<String> = ["codex", "exec", "-"].map(String::from).to_vec();
+        grant_git_writes(&mut plain, dir.path());
+        assert_eq!(plain, ["codex", "exec", "-"]);
+    }
+
+    #[test]
+    fn reconnects_are_retries() {
+        let t = run(EventFormat::Codex, CODEX_ERROR);
+        assert_eq!(t.api_retries, 2, "{:?}", t.errors);
+        let retry = t.last_retry.expect("retry");
+        assert_eq!(retry.attempt, Some(2));
+        assert_eq!(retry.max, Some(5));
+        assert!(
+            retry.describe().starts_with("retrying: API "),
+            "{}",
+            retry.describe()
+        );
+    }
+
+    #[test]
+    fn a_success_claim_without_evidence_is_refuted() {
+        assert_eq!(run(EventFormat::Codex, CODEX_SUCCESS).refuted(true), None);
+        // A clean exit after the thread started, with no turn.
+        let no_turn = run(
+            EventFormat::Codex,
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+        );
+        assert_eq!(
+            no_turn.refuted(true).as_deref(),
+            Some("Codex claimed success, but no turn was taken")
+        );
+        // Retries ran out on a rate limit, and the turn still "completed".
+        let limited = run(
+            EventFormat::Codex,
+            r#"{"type":"thread.started","thread_id":"t"}
+{"type":"turn.started"}
+{"type":"error","message":"Reconnecting... 5/5 (exceeded retry limit, last status: 429 Too Many Requests)"}
+{"type":"item.completed","item":{"id":"i0","type":"error","message":"Rate limit reached for gpt-5-codex"}}
+{"type":"turn.completed","usage":{"input_tokens":0,"cached_input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(!limited.outcome.as_ref().expect("outcome").is_error);
+        let why = limited.refuted(true).expect("refuted");
+        assert!(
+            why.contains("the model did nothing") && why.contains("Rate limit"),
+            "{why}"
+        );
+        // A turn with no tokens at all: the prompt never got there.
+        let empty = run(
+            EventFormat::Codex,
+            r#"{"type":"turn.started"}
+{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"ok"}}
+{"type":"turn.completed","usage":{"input_tokens":0,"cached_input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(empty
+            .refuted(true)
+            .is_some_and(|w| w.contains("the prompt never reached the model")));
     }
 
     #[test]

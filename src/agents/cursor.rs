@@ -64,11 +64,36 @@ impl Tracker {
     }
 }
 
+/// Cursor's rule is Claude Code's (its stream has Claude's shapes), less
+/// the token check: Cursor reports no tokens.
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    super::claude::refute(tracker)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agents::stream::samples::*;
     use crate::manifest::types::EventFormat;
+
+    #[test]
+    fn a_success_claim_without_evidence_is_refuted() {
+        assert_eq!(run(EventFormat::Cursor, CURSOR_SUCCESS).refuted(true), None);
+        let limited = run(
+            EventFormat::Cursor,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"You've hit your usage limit","duration_ms":5}"#,
+        );
+        assert!(limited
+            .refuted(true)
+            .is_some_and(|w| w.starts_with("Cursor") && w.contains("usage limit")));
+        let silent = run(
+            EventFormat::Cursor,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"","duration_ms":5}"#,
+        );
+        assert!(silent
+            .refuted(true)
+            .is_some_and(|w| w.ends_with("no turn was taken")));
+    }
 
     #[test]
     fn the_command_line_asks_for_the_stream_read_here() {

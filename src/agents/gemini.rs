@@ -109,6 +109,7 @@ impl Tracker {
     /// model starts producing output (text or tool calls) after the prompt or
     /// after tool results.
     fn gemini_model_output(&mut self) {
+        self.state.model_replies = self.state.model_replies.saturating_add(1);
         if !self.state.in_model_output {
             self.usage.turns = self.usage.turns.saturating_add(1);
             self.state.last_text.clear();
@@ -117,11 +118,51 @@ impl Tracker {
     }
 }
 
+/// Gemini CLI's rule for a `result` with `status: success`: it does not
+/// hold when the model produced nothing (no turn), when it produced
+/// nothing and the stream's last error (its quota and 429 warnings) is a
+/// rate limit, or when its stats count no token in or out.
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    if tracker.state.model_replies == 0 {
+        if let Some(error) = tracker
+            .errors
+            .last()
+            .filter(|e| super::evidence::says_rate_limited(e))
+        {
+            return Some(format!(
+                "the model said nothing and the last error was: {error}"
+            ));
+        }
+    }
+    super::evidence::no_turn(tracker).or_else(|| super::evidence::no_tokens(tracker))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agents::stream::samples::*;
     use crate::manifest::types::EventFormat;
+
+    #[test]
+    fn a_success_claim_without_evidence_is_refuted() {
+        assert_eq!(run(EventFormat::Gemini, GEMINI_SUCCESS).refuted(true), None);
+        let quota = run(
+            EventFormat::Gemini,
+            r#"{"type":"init","session_id":"s","model":"gemini-2.5-pro"}
+{"type":"error","severity":"warning","message":"Quota exceeded for quota metric 'Generate Content API requests per minute'"}
+{"type":"result","status":"success","stats":{"total_tokens":0,"input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(quota.refuted(true).is_some_and(
+            |w| w.starts_with("Gemini CLI claimed success, but the model said nothing")
+        ));
+        let silent = run(
+            EventFormat::Gemini,
+            r#"{"type":"result","status":"success","stats":{"input_tokens":0,"output_tokens":0}}"#,
+        );
+        assert!(silent
+            .refuted(true)
+            .is_some_and(|w| w.ends_with("no turn was taken")));
+    }
 
     #[test]
     fn the_command_line_asks_for_the_stream_read_here() {

@@ -10,6 +10,7 @@ pub mod cli_home;
 pub mod codex;
 pub mod cursor;
 pub mod doctor;
+pub mod evidence;
 pub mod gemini;
 pub mod opencode;
 pub mod stream;

@@ -33,6 +33,7 @@ impl Tracker {
         let part = event.get("part").and_then(Value::as_object);
         match kind {
             "text" => {
+                self.state.model_replies = self.state.model_replies.saturating_add(1);
                 if let Some(text) = part
                     .and_then(|p| str_field(p, "text"))
                     .filter(|t| !t.is_empty())
@@ -41,6 +42,7 @@ impl Tracker {
                 }
             }
             "tool_use" => {
+                self.state.model_replies = self.state.model_replies.saturating_add(1);
                 if let Some(part) = part {
                     self.opencode_tool(part);
                 }
@@ -126,12 +128,40 @@ impl Tracker {
     }
 }
 
+/// opencode's rule for a run that finished without an error: it does not
+/// hold when no step finished and the model said nothing (no turn), or
+/// when its steps count no token in or out.
+pub(super) fn refute(tracker: &Tracker) -> Option<String> {
+    super::evidence::no_turn(tracker).or_else(|| super::evidence::no_tokens(tracker))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agents::stream::samples::*;
     use crate::agents::stream::Usage;
     use crate::manifest::types::EventFormat;
+
+    #[test]
+    fn a_success_claim_without_evidence_is_refuted() {
+        assert_eq!(
+            run(EventFormat::Opencode, OPENCODE_SUCCESS).refuted(true),
+            None
+        );
+        let nothing = run(EventFormat::Opencode, r#"{"type":"done"}"#);
+        assert_eq!(
+            nothing.refuted(true).as_deref(),
+            Some("opencode claimed success, but no turn was taken")
+        );
+        let empty = run(
+            EventFormat::Opencode,
+            r#"{"type":"step_finish","part":{"reason":"stop","tokens":{"input":0,"output":0,"reasoning":0,"cache":{"read":0,"write":0}},"cost":0}}"#,
+        );
+        assert!(!empty.outcome.as_ref().expect("outcome").is_error);
+        assert!(empty
+            .refuted(true)
+            .is_some_and(|w| w.contains("the prompt never reached the model")));
+    }
 
     #[test]
     fn the_command_line_asks_for_the_stream_read_here() {

@@ -110,6 +110,12 @@ pub struct Tracker {
     pub events: u64,
     /// Non-empty lines that were not JSON objects, or were too long to parse.
     pub unparsed_lines: u64,
+    /// API retries the CLI reported (see [`super::evidence`]).
+    #[serde(default)]
+    pub api_retries: u64,
+    /// The latest of them.
+    #[serde(default)]
+    pub last_retry: Option<super::evidence::ApiRetry>,
     #[serde(skip)]
     pub(super) state: ParseState,
 }
@@ -129,6 +135,14 @@ pub(super) struct ParseState {
     pub(super) codex_turn_open: bool,
     /// aider: the lines that follow continue an error message.
     pub(super) aider_error_open: bool,
+    /// Output a model produced (messages, tool calls), apart from the
+    /// synthetic messages a CLI makes up for its own errors: evidence that
+    /// the prompt was answered.
+    pub(super) model_replies: u64,
+    /// Claude: `api_error_status` of its final `result`.
+    pub(super) claude_api_error: Option<String>,
+    /// Claude: `num_turns` of its final `result`.
+    pub(super) claude_result_turns: Option<u64>,
 }
 
 /// One message's token counts, in [`Usage`]'s conventions.
