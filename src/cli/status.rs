@@ -224,7 +224,16 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
             counts.total,
             snapshot::ORPHANED
         ),
-        TaskStatus::Running | TaskStatus::Pending => {
+        TaskStatus::Running => match &record.api_retry {
+            Some(retry) => format!(
+                "{}/{} items complete, {}",
+                counts.done,
+                counts.total,
+                retry.describe()
+            ),
+            None => format!("{}/{} items complete", counts.done, counts.total),
+        },
+        TaskStatus::Pending => {
             format!("{}/{} items complete", counts.done, counts.total)
         }
         TaskStatus::Complete if !record.unticked.is_empty() => format!(

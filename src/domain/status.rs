@@ -22,6 +22,9 @@ pub enum TaskStatus {
     /// A clean exit with items left unchecked.
     Incomplete,
     TimedOut,
+    /// Stopped by the runner because its worker went quiet for its
+    /// `idle_timeout`: no output, no plan change, no event from its CLI.
+    Stalled,
     /// Stopped by the runner for spending past its budget.
     BudgetExceeded,
     Cancelled,
@@ -45,6 +48,7 @@ impl TaskStatus {
             TaskStatus::Failed
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
+            | TaskStatus::Stalled
             | TaskStatus::BudgetExceeded
             | TaskStatus::Cancelled
             | TaskStatus::Skipped => true,
@@ -61,6 +65,7 @@ impl TaskStatus {
             | TaskStatus::Blocked
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
+            | TaskStatus::Stalled
             | TaskStatus::BudgetExceeded
             | TaskStatus::Cancelled
             | TaskStatus::Skipped => true,
@@ -68,10 +73,11 @@ impl TaskStatus {
     }
 
     /// Every status, in the order summaries count them.
-    pub const ALL: [TaskStatus; 10] = [
+    pub const ALL: [TaskStatus; 11] = [
         TaskStatus::Complete,
         TaskStatus::Failed,
         TaskStatus::TimedOut,
+        TaskStatus::Stalled,
         TaskStatus::BudgetExceeded,
         TaskStatus::Incomplete,
         TaskStatus::Blocked,
@@ -95,6 +101,7 @@ impl TaskStatus {
             TaskStatus::Blocked => "blocked",
             TaskStatus::Incomplete => "incomplete",
             TaskStatus::TimedOut => "timed-out",
+            TaskStatus::Stalled => "stalled",
             TaskStatus::BudgetExceeded => "budget-exceeded",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Skipped => "skipped",
@@ -161,13 +168,14 @@ mod tests {
             TaskStatus::Complete => 0,
             TaskStatus::Failed => 1,
             TaskStatus::TimedOut => 2,
-            TaskStatus::BudgetExceeded => 3,
-            TaskStatus::Incomplete => 4,
-            TaskStatus::Blocked => 5,
-            TaskStatus::Cancelled => 6,
-            TaskStatus::Skipped => 7,
-            TaskStatus::Running => 8,
-            TaskStatus::Pending => 9,
+            TaskStatus::Stalled => 3,
+            TaskStatus::BudgetExceeded => 4,
+            TaskStatus::Incomplete => 5,
+            TaskStatus::Blocked => 6,
+            TaskStatus::Cancelled => 7,
+            TaskStatus::Skipped => 8,
+            TaskStatus::Running => 9,
+            TaskStatus::Pending => 10,
         }
     }
 
@@ -192,6 +200,7 @@ mod tests {
             [
                 "failed",
                 "timed-out",
+                "stalled",
                 "budget-exceeded",
                 "incomplete",
                 "blocked",

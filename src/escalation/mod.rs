@@ -379,6 +379,7 @@ fn status_name(status: EndStatus) -> &'static str {
         EndStatus::Failed => "failed",
         EndStatus::Blocked => "blocked",
         EndStatus::TimedOut => "timed-out",
+        EndStatus::Stalled => "stalled",
         EndStatus::Incomplete => "incomplete",
         EndStatus::Skipped => "skipped",
     }

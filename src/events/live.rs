@@ -79,6 +79,13 @@ impl LiveReporter {
                     bar.set_message(line(&format!("{done}/{total}{now}")));
                 }
             }
+            // On the task's own line, until its next item: one line per
+            // retry would scroll a long retry storm past everything else.
+            Event::ApiRetry { task, summary, .. } => {
+                if let Some(bar) = self.bars.get(task) {
+                    bar.set_message(line(summary));
+                }
+            }
             Event::TaskEnded {
                 task,
                 status,

@@ -123,6 +123,18 @@ pub enum Event {
         task: Option<String>,
         message: String,
     },
+    /// A worker's CLI said it retries an API call (Claude Code's
+    /// `api_retry`, Codex's reconnects): the worker is alive, and slow for
+    /// this reason.
+    ApiRetry {
+        task: String,
+        /// The HTTP status or the API's error name, when the CLI says.
+        error: Option<String>,
+        attempt: Option<u64>,
+        max: Option<u64>,
+        /// `retrying: API 529, attempt 3/10`.
+        summary: String,
+    },
     /// A worker asked a question (`ipc/NNN.question`).
     Question {
         task: String,

@@ -180,6 +180,7 @@ impl Labels {
                     task.as_ref().map(|t| format!("{t}: ")).unwrap_or_default()
                 )
             }
+            Event::ApiRetry { task, summary, .. } => format!("{}: {summary}", self.name(task)),
             Event::Question { task, seq, text } => {
                 format!(
                     "{}: asks (#{seq}): {text} · answer: {}",
@@ -257,6 +258,7 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         TaskStatus::Skipped => "-",
         TaskStatus::Failed
         | TaskStatus::TimedOut
+        | TaskStatus::Stalled
         | TaskStatus::Incomplete
         | TaskStatus::Cancelled
         | TaskStatus::BudgetExceeded => "✗",

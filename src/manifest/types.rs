@@ -109,6 +109,13 @@ pub struct Defaults {
     /// How long a worker may run before it is stopped.
     #[serde(default)]
     pub timeout: Option<DurationText>,
+    /// How long a worker may stay quiet (no output on its pipes, no change
+    /// to its plan, no event from its CLI) before it is stopped and its
+    /// task ends `stalled`, unless a task sets its own. Default: 10m for
+    /// agent CLIs, none for a backend without an event stream (`command`),
+    /// whose programs may be silent for good reason. `0s` turns it off.
+    #[serde(default)]
+    pub idle_timeout: Option<DurationText>,
     /// How many times a failed worker is launched again.
     #[serde(default)]
     #[schemars(range(max = 10))]
@@ -323,13 +330,15 @@ pub enum Severity {
 }
 
 /// A task outcome an escalation rule can react to: `failed`, `blocked`,
-/// `timed-out`, `incomplete` or `skipped`.
+/// `timed-out`, `stalled`, `incomplete` or `skipped`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EndStatus {
     Failed,
     Blocked,
     TimedOut,
+    /// Stopped for going quiet past its `idle_timeout`.
+    Stalled,
     Incomplete,
     Skipped,
 }
@@ -417,6 +426,12 @@ pub struct Task {
     /// How long the worker may run.
     #[serde(default)]
     pub timeout: Option<DurationText>,
+    /// How long the worker may stay quiet (no output, plan change or CLI
+    /// event) before it is stopped as `stalled`. Default: the defaults',
+    /// else 10m for agent CLIs and none for the `command` backend; `0s`
+    /// turns it off.
+    #[serde(default)]
+    pub idle_timeout: Option<DurationText>,
     /// How many times a failed worker is launched again.
     #[serde(default)]
     #[schemars(range(max = 10))]

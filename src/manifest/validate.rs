@@ -164,6 +164,9 @@ impl Checker<'_> {
         if let Some(timeout) = &defaults.timeout {
             self.check_duration(&["defaults", "timeout"], &timeout.0);
         }
+        if let Some(idle) = &defaults.idle_timeout {
+            self.check_duration(&["defaults", "idle_timeout"], &idle.0);
+        }
     }
 
     fn check_duration(&mut self, path: &[&str], text: &str) {
@@ -363,6 +366,9 @@ impl Checker<'_> {
         }
         if let Some(timeout) = &task.timeout {
             self.check_duration(&["tasks", id, "timeout"], &timeout.0);
+        }
+        if let Some(idle) = &task.idle_timeout {
+            self.check_duration(&["tasks", id, "idle_timeout"], &idle.0);
         }
         for (key, _) in &task.env {
             self.check_env_name(&["tasks", id, "env", key], key);

@@ -103,6 +103,9 @@ pub struct PlannedTask {
     /// This task's own answer rules, tried before the manifest's.
     pub answers: Vec<AnswerRule>,
     pub timeout: Option<String>,
+    /// How long its worker may stay quiet before it is stopped as
+    /// `stalled` (`0s`: never); see [`idle_timeout_of`].
+    pub idle_timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<WorktreePlan>,
     pub paths: TaskPaths,
@@ -631,6 +634,23 @@ impl<'a> Builder<'a> {
             "needs": needs,
         })
     }
+}
+
+/// A worker of an agent CLI that says nothing for this long is taken for
+/// hung (a stuck API call, a tool waiting for input nobody gives).
+pub const DEFAULT_IDLE_TIMEOUT: &str = "10m";
+
+/// A task's idle timeout: its own, the defaults', else 10m for a backend
+/// with an event stream (an agent CLI, which prints as it works) and none
+/// for one without (`command`: a script may be silent for good reason).
+pub fn idle_timeout_of(
+    own: Option<&crate::manifest::types::DurationText>,
+    defaults: Option<&crate::manifest::types::DurationText>,
+    events: EventFormat,
+) -> Option<String> {
+    own.or(defaults)
+        .map(|t| t.0.clone())
+        .or_else(|| (events != EventFormat::None).then(|| DEFAULT_IDLE_TIMEOUT.to_owned()))
 }
 
 /// The default number of workers at once.

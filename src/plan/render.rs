@@ -175,6 +175,13 @@ impl<'a> Builder<'a> {
                 .as_ref()
                 .or(manifest.defaults.timeout.as_ref())
                 .map(|t| t.0.clone()),
+            idle_timeout: super::idle_timeout_of(
+                task.idle_timeout.as_ref(),
+                manifest.defaults.idle_timeout.as_ref(),
+                self.backends
+                    .get(&own.backend)
+                    .map_or(EventFormat::None, |b| b.events),
+            ),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
             worktree,
             paths: own.paths.clone(),

@@ -96,6 +96,13 @@ pub struct TaskRecord {
     /// timeout, the end of the run, or before a resume ran it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strays: Vec<crate::supervise::reaper::Stray>,
+    /// A stalled task's last sign of life: what it was and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<crate::supervise::activity::LastActivity>,
+    /// The API call its CLI is retrying, while it runs (cleared when the
+    /// model answers); `dispatch status` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_retry: Option<crate::agents::evidence::ApiRetry>,
 }
 
 /// Everything in a task's record that a worker (or its agent's stream)
@@ -112,6 +119,9 @@ impl Redact for TaskRecord {
             question.text.redact_with(redactor);
             question.answer.redact_with(redactor);
             question.answered_by.redact_with(redactor);
+        }
+        if let Some(retry) = &mut self.api_retry {
+            retry.error.redact_with(redactor);
         }
         for attempt in &mut self.attempts {
             attempt.reason.redact_with(redactor);

@@ -341,6 +341,7 @@ mod tests {
             log_tail: String::new(),
             dropped: Vec::new(),
             unticked: Vec::new(),
+            last_activity: None,
         }
     }
 

@@ -179,6 +179,10 @@ pub struct TaskReport {
     /// shows each as skipped, never passed.
     #[serde(default)]
     pub unticked: Vec<String>,
+    /// A stalled task's last sign of life (output, a plan change, an API
+    /// retry): what it was, when, and how long the worker was quiet after.
+    #[serde(default)]
+    pub last_activity: Option<crate::supervise::activity::LastActivity>,
 }
 
 /// One plan item.
@@ -338,6 +342,7 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
         log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
         dropped: record.dropped.clone(),
         unticked: record.unticked.clone(),
+        last_activity: record.last_activity.clone(),
     }
 }
 

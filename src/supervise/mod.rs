@@ -1,6 +1,7 @@
 //! Worker processes: a process group each, pipes drained into a redacted
 //! `worker.log`, timeouts and stops (SIGTERM, grace, SIGKILL).
 
+pub mod activity;
 pub mod limits;
 pub mod process;
 pub mod procfs;

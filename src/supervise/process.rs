@@ -17,6 +17,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use super::activity::{Activity, ActivityKind};
 use super::procfs::Marker;
 use super::reaper::{self, escaped_descendants, strays_of, Escaped, Scope, Stray};
 use crate::domain::redact::Redactor;
@@ -49,6 +50,10 @@ pub struct Launch {
     /// How long output pipes may stay open after the worker exits.
     pub leak_timeout: Duration,
     pub redactor: Arc<Redactor>,
+    /// Told of every read from the worker's pipes, so the runner can see a
+    /// worker that has gone quiet (its `idle_timeout`) without a message
+    /// per line.
+    pub activity: Option<Arc<Activity>>,
 }
 
 /// A request to stop a running worker.
@@ -193,6 +198,7 @@ pub fn start(
         log.clone(),
         launch.redactor.clone(),
         lines,
+        launch.activity.clone(),
     ))];
     if let Some(stderr) = stderr_reader {
         readers.push(tokio::spawn(pump(
@@ -200,6 +206,7 @@ pub fn start(
             log.clone(),
             launch.redactor.clone(),
             None,
+            launch.activity.clone(),
         )));
     }
     Ok(Running {
@@ -504,6 +511,7 @@ async fn pump<R: AsyncRead + Unpin>(
     log: Arc<std::sync::Mutex<LogWriter>>,
     redactor: Arc<Redactor>,
     lines: Option<mpsc::UnboundedSender<String>>,
+    activity: Option<Arc<Activity>>,
 ) {
     let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     let mut buffer = Vec::with_capacity(4096);
@@ -514,7 +522,12 @@ async fn pump<R: AsyncRead + Unpin>(
         buffer.clear();
         let text = match read_line_bounded(&mut reader, &mut buffer).await {
             Ok(0) | Err(_) => redacting.finish(),
-            Ok(_) => redacting.push(&buffer, buffer.ends_with(b"\n")),
+            Ok(_) => {
+                if let Some(activity) = &activity {
+                    activity.touch(ActivityKind::Output);
+                }
+                redacting.push(&buffer, buffer.ends_with(b"\n"))
+            }
         };
         if text.is_empty() {
             if buffer.is_empty() {

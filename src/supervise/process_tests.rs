@@ -2,6 +2,7 @@ use super::*;
 
 fn launch(dir: &std::path::Path, script: &str) -> Launch {
     Launch {
+        activity: None,
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("SECRET_TOKEN".into(), "hunter2hunter2".into())],
         cwd: dir.to_path_buf(),

@@ -100,8 +100,9 @@ impl Spent {
 impl Sweep {
     /// Record a worker's spend; stop it past its budget, and stop new
     /// launches past the sweep's or its model's.
-    pub(super) fn usage_changed(&mut self, update: UsageUpdate) {
+    pub(super) fn usage_changed(&mut self, mut update: UsageUpdate) {
         let index = update.index;
+        self.retry_seen(index, update.retry.take());
         let slot = &mut self.slots[index];
         slot.record.usage = total([&slot.earlier.usage, &update.usage]);
         slot.unsaved = true;

@@ -201,7 +201,7 @@ pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), 
     state::write_json(&dir.join("task.json"), record)
 }
 
-/// Failed, timed out or over budget, or never started (skipped or
+/// Failed, timed out, stalled or over budget, or never started (skipped or
 /// cancelled with no attempt): what `--retry-failed` runs again.
 fn needs_retry(record: &TaskRecord) -> bool {
     match record.status {
@@ -209,6 +209,7 @@ fn needs_retry(record: &TaskRecord) -> bool {
         // run starts, and not finished.
         TaskStatus::Failed
         | TaskStatus::TimedOut
+        | TaskStatus::Stalled
         | TaskStatus::BudgetExceeded
         | TaskStatus::Running => true,
         TaskStatus::Skipped | TaskStatus::Cancelled => record.attempts.is_empty(),

@@ -357,6 +357,7 @@ impl Sweep {
             TaskStatus::Failed | TaskStatus::BudgetExceeded => EndStatus::Failed,
             TaskStatus::Blocked => EndStatus::Blocked,
             TaskStatus::TimedOut => EndStatus::TimedOut,
+            TaskStatus::Stalled => EndStatus::Stalled,
             TaskStatus::Incomplete => EndStatus::Incomplete,
             TaskStatus::Skipped => EndStatus::Skipped,
             _ => return,

@@ -49,6 +49,8 @@ impl Sweep {
         self.check_questions(index);
         self.read_findings(index);
         self.slots[index].stop = None;
+        self.slots[index].activity = None;
+        self.slots[index].record.api_retry = None;
         // Looked at just above; a retry watches again when it launches.
         if let Some(folder_watch) = self.folder_watch.as_mut() {
             folder_watch.unwatch(Path::new(&task.paths.ipc));
@@ -78,6 +80,13 @@ impl Sweep {
                     outcome: end.tracker.outcome.as_ref(),
                     events: task.events,
                 });
+                // The CLI's claim of success, checked by its own rule.
+                let clean = finished.exit == crate::supervise::process::Exit::Code(0);
+                let (status, reason) = super::liveness::overrule(
+                    (status, reason),
+                    finished,
+                    end.tracker.refuted(clean),
+                );
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")
                 } else {
@@ -191,6 +200,10 @@ impl Sweep {
     /// The plan reader saw a running task's plan change.
     pub(super) fn plan_read(&mut self, change: PlanChange) {
         if self.slots[change.index].stop.is_some() {
+            self.touch(
+                change.index,
+                crate::supervise::activity::ActivityKind::PlanChange,
+            );
             self.plan_changed(change.index, &change.before, &change.now);
         }
     }

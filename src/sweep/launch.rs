@@ -37,10 +37,13 @@ pub(super) struct WorkerEnd {
     pub(super) look: ClosingLook,
 }
 
-/// A worker's usage changed (read from its event stream).
+/// A worker's usage changed, or its CLI said it retries an API call (read
+/// from its event stream).
 pub(super) struct UsageUpdate {
     pub(super) index: usize,
     pub(super) usage: crate::agents::stream::Usage,
+    /// A retry the CLI reported with this line.
+    pub(super) retry: Option<crate::agents::evidence::ApiRetry>,
 }
 
 impl Sweep {
@@ -96,6 +99,12 @@ impl Sweep {
             }
             None => (Vec::new(), None),
         };
+        if task.backend == "codex" {
+            if let Some(worktree) = &task.worktree {
+                crate::agents::codex::grant_git_writes(&mut argv, Path::new(&worktree.path));
+            }
+        }
+        let activity = crate::supervise::activity::Activity::start();
         let launch = Launch {
             argv,
             env: self.worker_env(&task, cli_env),
@@ -106,6 +115,7 @@ impl Sweep {
             grace: self.grace,
             leak_timeout: LEAK_TIMEOUT,
             redactor,
+            activity: Some(activity.clone()),
         };
         let task_dir = PathBuf::from(&task.paths.task_dir);
         let ipc_dir = PathBuf::from(&task.paths.ipc);
@@ -128,6 +138,7 @@ impl Sweep {
             slot.findings = Some(FindingsReader::new(task_dir.join("findings.jsonl")));
         }
         slot.stop = Some(stop_tx);
+        slot.activity = Some(activity);
         let record = &mut slot.record;
         record.status = TaskStatus::Running;
         let now = clock::now();
@@ -282,11 +293,16 @@ fn track_usage(
         let mut tracker = Tracker::new(format);
         while let Some(line) = lines_rx.recv().await {
             let before = tracker.usage.clone();
+            let retries = tracker.api_retries;
             tracker.feed(&line);
-            if tracker.usage != before {
+            let retry = (tracker.api_retries != retries)
+                .then(|| tracker.last_retry.clone())
+                .flatten();
+            if tracker.usage != before || retry.is_some() {
                 let _ = usage.send(UsageUpdate {
                     index,
                     usage: tracker.usage.clone(),
+                    retry,
                 });
             }
         }

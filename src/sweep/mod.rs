@@ -15,6 +15,7 @@ mod interrupt;
 mod isolation;
 mod launch;
 mod leftovers;
+mod liveness;
 mod plans;
 mod prepare;
 mod schedule;
@@ -543,6 +544,7 @@ impl Sweep {
             self.poll_running();
         }
         self.question_deadlines();
+        self.stop_stalled();
         self.flush_progress();
     }
 

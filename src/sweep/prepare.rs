@@ -348,5 +348,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         dropped: Vec::new(),
         unticked: Vec::new(),
         strays: Vec::new(),
+        last_activity: None,
+        api_retry: None,
     }
 }

@@ -14,6 +14,7 @@ use crate::ipc::findings::FindingsReader;
 use crate::isolation::worktree::Created;
 use crate::plan::PlannedTask;
 use crate::record::TaskRecord;
+use crate::supervise::activity::Activity;
 use crate::supervise::process::Stop;
 
 /// Where a task is in its life in this run. The record's status is what
@@ -52,6 +53,8 @@ pub(super) struct TaskSlot {
     pub(super) caps: Vec<String>,
     /// Asks the running worker to stop; `Some` exactly while it runs.
     pub(super) stop: Option<watch::Sender<Stop>>,
+    /// Its worker's last sign of life, while it runs (see `liveness.rs`).
+    pub(super) activity: Option<Arc<Activity>>,
     pub(super) retry_at: Option<Instant>,
     /// Its plan as last read (for the reports); the planned one for a task
     /// that never ran.
@@ -91,6 +94,7 @@ impl TaskSlot {
             needs: Vec::new(),
             caps: Vec::new(),
             stop: None,
+            activity: None,
             retry_at: None,
             final_plan,
             findings: None,

@@ -82,6 +82,7 @@ Files (in the working directory, e.g. a worktree):
   delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
+  wait-file:PATH          wait, silent, until PATH (relative to the working directory) exists
   hang                    sleep forever
   ignore-term             ignore SIGTERM from now on
   spawn-hang              start `sleep 3600` sharing our stdout/stderr, don't wait for it
@@ -161,6 +162,7 @@ enum Step {
     Commit(String),
     DeleteCwd,
     Sleep(Duration),
+    WaitFile(String),
     Hang,
     IgnoreTerm,
     SpawnHang { detached: bool },
@@ -240,6 +242,7 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "commit" => Step::Commit(text()?),
         "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
+        "wait-file" => Step::WaitFile(text()?),
         "hang" => Step::Hang,
         "ignore-term" => Step::IgnoreTerm,
         "spawn-hang" => Step::SpawnHang { detached: false },
@@ -380,6 +383,12 @@ impl Agent {
             }
             Step::Sleep(duration) => {
                 thread::sleep(*duration);
+                Ok(())
+            }
+            Step::WaitFile(path) => {
+                while !Path::new(path).exists() {
+                    thread::sleep(ANSWER_POLL);
+                }
                 Ok(())
             }
             Step::Hang => hang(),
