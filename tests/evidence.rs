@@ -41,7 +41,7 @@ tasks:
     command: [sh, -c, 'sleep 300 & echo $! > child.pid; exec AGENT print:working check hang']
     plan: [First, Second]
     idle_timeout: 1s
-    timeout: 5m
+    timeout: 90s
 ",
     );
     let started = Instant::now();
@@ -153,6 +153,31 @@ tasks:
     assert_eq!(ended(&events, "patient")["status"], "complete");
 }
 
+#[test]
+fn a_bad_idle_timeout_is_a_located_error() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+tasks:
+  t:
+    command: [AGENT, check-all]
+    plan: [Only]
+    idle_timeout: soon
+",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+        .args(["validate", "sweep.yaml"])
+        .current_dir(project.path())
+        .output()
+        .expect("validate runs");
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    assert!(
+        said.contains("idle_timeout") && said.contains("sweep.yaml:"),
+        "{said}"
+    );
+}
+
 /// A backend that prints Claude Code's stream-json; `vars.script` is the
 /// agent's script.
 const FAKE_CLAUDE: &str = "backends:
@@ -184,12 +209,14 @@ fn an_api_retry_shows_in_status_while_it_lasts() {
         retry(2),
         retry(3)
     ));
-    let run = project
-        .command(&["run", "sweep.yaml", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dispatch runs");
+    let run = Stopped(Some(
+        project
+            .command(&["run", "sweep.yaml", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dispatch runs"),
+    ));
     let task_json = project.path().join(".dispatch/tasks/retrying/task.json");
     wait_for("the retry in task.json", || {
         std::fs::read_to_string(&task_json).is_ok_and(|t| t.contains("\"attempt\": 3"))
@@ -202,7 +229,7 @@ fn an_api_retry_shows_in_status_while_it_lasts() {
         String::from_utf8_lossy(&status.stderr)
     );
     std::fs::write(project.path().join("go"), "").expect("go");
-    let output = run.wait_with_output().expect("run ends");
+    let output = run.wait();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -219,6 +246,30 @@ fn an_api_retry_shows_in_status_while_it_lasts() {
     let record = project.task_json("retrying");
     assert_eq!(record["status"], "complete", "{record}");
     assert!(record.get("api_retry").is_none(), "{record}");
+}
+
+/// A `dispatch run` that is stopped (SIGTERM, so it stops its worker) if
+/// the test fails before it ends.
+struct Stopped(Option<std::process::Child>);
+
+impl Stopped {
+    fn wait(mut self) -> std::process::Output {
+        let child = self.0.take().expect("a run");
+        child.wait_with_output().expect("run ends")
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(child) = &self.0 {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: signals the dispatch process this test started.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+    }
 }
 
 #[test]

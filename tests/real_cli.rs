@@ -352,6 +352,144 @@ tasks:
     );
 }
 
+/// Claude Code ends a run whose final text is a usage-limit message with
+/// a `result` that says success, exit 0; the worker even finished its plan
+/// and touched `.done` first. The task fails anyway, on Claude Code's rule
+/// (`agents/claude.rs`), with the message as the reason.
+fn a_success_claim_carrying_a_rate_limit_fails_the_task() {
+    let claude = claude();
+    let project = Project::new();
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "limited");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-limited
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Write the output]
+",
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["exit"]["code"], 0, "Claude Code exited 0: {record}");
+    assert_eq!(
+        record["outcome"]["is_error"], false,
+        "its result claimed success: {record}"
+    );
+    assert!(
+        project
+            .task_file("claude-task", "plan.md")
+            .contains("- [x] "),
+        "the plan was ticked: {why}"
+    );
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    assert_eq!(
+        record["reason"],
+        "Claude Code claimed success, but its result is an API error: \
+         Claude AI usage limit reached|1760000000",
+        "{why}"
+    );
+}
+
+/// A Bash job that never returns leaves Claude Code silent: with an
+/// `idle_timeout` far below its `timeout`, the task ends `stalled`, and
+/// the CLI and its job are gone.
+fn a_silent_claude_is_stopped_as_stalled() {
+    let claude = claude();
+    let project = Project::new();
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-stall
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 3m
+    idle_timeout: 10s
+    retries: 0
+    prompt: Run the long job with your Bash tool.
+    plan: [Run the long job]
+",
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert!(started.elapsed() < Duration::from_secs(150), "{why}");
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "stalled", "{record}\n{why}");
+    assert!(record["last_activity"]["what"].is_string(), "{record}");
+    let pid_text = project.task_file("claude-task", "grandchild.pid");
+    let grandchild: i32 = pid_text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the Bash tool never started its job: {pid_text:?}\n{why}"));
+    let worker = record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = (alive(worker), alive(grandchild));
+    for pid in [grandchild, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert_eq!(
+        left,
+        (false, false),
+        "(claude, its job) alive after the stall\n{why}"
+    );
+}
+
+/// An API that is overloaded for a moment makes Claude Code retry; each
+/// retry is an `api-retry` event (`retrying: API 529, attempt 1/5`), and
+/// the task completes once the API answers, its retry no longer in the
+/// record.
+fn api_retries_of_the_real_cli_are_events() {
+    let claude = claude();
+    let project = Project::new();
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "busy");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-retries
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 90s
+    retries: 0
+    prompt: Work through the plan with your Bash tool.
+    plan: [Mark the first item]
+",
+    );
+    let run = run_sweep(&project, &claude, &endpoint, "5");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let retries = events_of(&run.events, "api-retry");
+    assert!(!retries.is_empty(), "no api-retry event\n{why}");
+    assert_eq!(
+        retries[0]["summary"], "retrying: API 529, attempt 1/5",
+        "{retries:?}"
+    );
+    let record = project.task_json("claude-task");
+    assert_eq!(record["status"], "complete", "{why}");
+    assert!(record.get("api_retry").is_none(), "{record}");
+}
+
 fn a_worktree_task_edits_only_its_worktree() {
     let claude = claude();
     let project = Project::new();
@@ -475,6 +613,9 @@ fn main() -> ExitCode {
             an_invalid_request_error_fails_the_task_with_the_clis_own_message,
             an_overloaded_api_fails_the_task_without_retrying,
             a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_success_claim_carrying_a_rate_limit_fails_the_task,
+            a_silent_claude_is_stopped_as_stalled,
+            api_retries_of_the_real_cli_are_events,
             a_worktree_task_edits_only_its_worktree,
             a_slow_stream_still_completes_the_task,
             a_malformed_stream_fails_the_task_with_the_clis_error,

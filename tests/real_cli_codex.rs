@@ -96,8 +96,15 @@ impl Endpoint {
 /// turn at once), `stream_retries` retries of a failed stream, no
 /// websockets (the endpoint speaks HTTP and SSE only), no update check and
 /// no analytics.
+///
+/// The folder is under cargo's target folder, not the project's temporary
+/// one: Codex (0.16x) will not make its sandbox helper under a temporary
+/// folder, and without it every shell command fails with `bwrap: execvp
+/// codex-linux-sandbox`. Its name is the project's, so tests in parallel
+/// get one each.
 fn codex_home(project: &Project, endpoint: &Endpoint, stream_retries: u32, extra: &str) -> PathBuf {
-    let home = project.path().join(".codex-home");
+    let home = codex_home_dir(project);
+    let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).expect("CODEX_HOME");
     let mut config = format!(
         r#"model_provider = "scripted"
@@ -122,6 +129,16 @@ stream_idle_timeout_ms = 20000
     config.push_str(extra);
     std::fs::write(home.join("config.toml"), config).expect("config.toml");
     home
+}
+
+/// Where [`codex_home`] puts the CODEX_HOME of `project`'s run.
+fn codex_home_dir(project: &Project) -> PathBuf {
+    let name = project
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("codex-home{name}"))
 }
 
 /// `dispatch run sweep.yaml --json` with the real `codex` first on PATH,
@@ -278,7 +295,7 @@ fn the_codex_backend_drives_real_codex_through_a_whole_task() {
     // The private CODEX_HOME was used (sessions are written there), and
     // nothing was written to HOME's `.codex`.
     assert!(
-        project.path().join(".codex-home/sessions").is_dir(),
+        codex_home_dir(&project).join("sessions").is_dir(),
         "Codex wrote no session to CODEX_HOME"
     );
     assert!(!project.path().join(".codex").exists());
@@ -496,6 +513,57 @@ tasks:
     );
 }
 
+/// A shell job that never returns leaves Codex silent: with an
+/// `idle_timeout` far below its `timeout`, the task ends `stalled`, its
+/// last sign of life recorded, and nothing naming its state folder (Codex,
+/// its sandbox helper, the job) is left.
+fn a_silent_codex_is_stopped_as_stalled() {
+    let codex = codex();
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "hang");
+    write_manifest(
+        &project,
+        "version: 1
+defaults:
+  cli_config: user
+name: real-cli-codex-stall
+tasks:
+  codex-task:
+    model: codex
+    timeout: 3m
+    idle_timeout: 10s
+    retries: 0
+    prompt: Run the long job with your shell tool.
+    plan: [Run the long job]
+",
+    );
+    let started = Instant::now();
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    let why = context(&project, &run, &endpoint);
+    let state = project.path().join(".dispatch").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&[&state]).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_with(&[&state]);
+    for &pid in &left {
+        // SAFETY: a positive pid that names this test's state folder.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(150), "{why}");
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("codex-task");
+    assert_eq!(record["status"], "stalled", "{record}\n{why}");
+    assert!(record["last_activity"]["what"].is_string(), "{record}");
+    assert!(
+        left.is_empty(),
+        "left after the stall: {}\n{why}",
+        ps(&left)
+    );
+}
+
 fn a_worktree_task_edits_only_its_worktree() {
     let codex = codex();
     let project = Project::new();
@@ -522,19 +590,11 @@ tasks:
     // its `.git` file points to (`.git/worktrees/<name>`). Codex's
     // workspace-write sandbox mounts that gitdir read-only (it protects the
     // `.git` of every writable root, pointer files included), so `git
-    // commit` fails with "Read-only file system"; naming the gitdir as a
-    // writable root lifts that (`.git` alone does not). `.git` itself is
-    // writable here only because the project is under /tmp, which
-    // workspace-write allows; it is named too so the grant does not depend
-    // on that. The test's private CODEX_HOME grants both; dispatch is
-    // unchanged.
-    let git_dir = project.path().join(".git");
-    let extra = format!(
-        "\n[sandbox_workspace_write]\nwritable_roots = [{:?}, {:?}]\n",
-        git_dir.display().to_string(),
-        git_dir.join("worktrees/codex-task").display().to_string()
-    );
-    let run = run_sweep_with(&project, &codex, &endpoint, 0, &extra);
+    // commit` would fail with "Read-only file system". The built-in
+    // backend names the gitdir and the common folder's objects, refs and
+    // logs with `--add-dir` for a worktree task; Codex's configuration
+    // (the test's CODEX_HOME) grants nothing, so the commit proves that.
+    let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = format!(
         "{}\ntool outputs: {:?}",
         context(&project, &run, &endpoint),
@@ -547,6 +607,13 @@ tasks:
         ("made-by-codex", "Edit from Codex"),
         &why,
     );
+    // The record shows the grant.
+    let argv = project.task_json("codex-task")["argv"].to_string();
+    let git_dir = std::fs::canonicalize(project.path().join(".git")).expect(".git");
+    for granted in ["worktrees/codex-task", "objects", "refs"] {
+        let dir = git_dir.join(granted).display().to_string();
+        assert!(argv.contains(&dir), "--add-dir {dir} not in {argv}");
+    }
 }
 
 fn a_slow_stream_still_completes_the_task() {
@@ -652,6 +719,7 @@ fn main() -> ExitCode {
             an_invalid_request_error_fails_the_task_with_the_clis_own_message,
             a_failed_stream_is_retried_then_fails_the_task,
             a_timeout_kills_the_real_cli_and_everything_it_started,
+            a_silent_codex_is_stopped_as_stalled,
             a_worktree_task_edits_only_its_worktree,
             a_slow_stream_still_completes_the_task,
             a_malformed_stream_fails_the_task_with_the_clis_error,

@@ -660,6 +660,26 @@ pub const DEFAULT_CONCURRENCY: u32 = 4;
 mod tests {
     use super::*;
 
+    #[test]
+    fn agent_clis_get_an_idle_timeout_and_command_workers_none_unless_set() {
+        use crate::manifest::types::DurationText;
+        let own = DurationText("2m".to_owned());
+        let defaults = DurationText("0s".to_owned());
+        assert_eq!(
+            idle_timeout_of(None, None, EventFormat::Claude).as_deref(),
+            Some(DEFAULT_IDLE_TIMEOUT)
+        );
+        assert_eq!(idle_timeout_of(None, None, EventFormat::None), None);
+        assert_eq!(
+            idle_timeout_of(None, Some(&defaults), EventFormat::Codex).as_deref(),
+            Some("0s")
+        );
+        assert_eq!(
+            idle_timeout_of(Some(&own), Some(&defaults), EventFormat::None).as_deref(),
+            Some("2m")
+        );
+    }
+
     /// A sweep large enough to be rendered on several threads.
     fn large_sweep(extra: impl Fn(usize) -> String) -> String {
         let mut text = String::from("version: 1\ntasks:\n");

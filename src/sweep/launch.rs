@@ -101,7 +101,14 @@ impl Sweep {
         };
         if task.backend == "codex" {
             if let Some(worktree) = &task.worktree {
-                crate::agents::codex::grant_git_writes(&mut argv, Path::new(&worktree.path));
+                let worktree = Path::new(&worktree.path);
+                crate::agents::codex::grant_git_writes(&mut argv, worktree);
+                // The record shows the grant too (once, however many
+                // attempts).
+                crate::agents::codex::grant_git_writes(
+                    &mut self.slots[index].record.argv,
+                    worktree,
+                );
             }
         }
         let activity = crate::supervise::activity::Activity::start();

@@ -82,7 +82,8 @@ Files (in the working directory, e.g. a worktree):
   delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
-  wait-file:PATH          wait, silent, until PATH (relative to the working directory) exists
+  wait-file:PATH          wait, silent, until PATH (relative to the working directory) exists;
+                          exit 98 after 2 minutes
   hang                    sleep forever
   ignore-term             ignore SIGTERM from now on
   spawn-hang              start `sleep 3600` sharing our stdout/stderr, don't wait for it
@@ -386,7 +387,16 @@ impl Agent {
                 Ok(())
             }
             Step::WaitFile(path) => {
+                // Bounded, so a test that failed before making the file
+                // leaves no agent behind for long.
+                let deadline = Instant::now() + Duration::from_secs(120);
                 while !Path::new(path).exists() {
+                    if Instant::now() > deadline {
+                        return Err(Failure::new(
+                            EXIT_ASK_TIMEOUT,
+                            format!("{path} did not appear"),
+                        ));
+                    }
                     thread::sleep(ANSWER_POLL);
                 }
                 Ok(())

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A scripted Anthropic Messages API endpoint for the real-CLI test tier.
 
-    python3 anthropic_endpoint.py REQUEST_LOG [--mode worker|error|overloaded]
+    python3 anthropic_endpoint.py REQUEST_LOG
+        [--mode worker|error|overloaded|busy|limited|hang|worktree|slow|malformed]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -22,6 +23,14 @@ step is chosen by how many tool results the conversation already holds:
 Requests without the Bash tool (the CLI's own side calls) get a short text
 answer. `--mode error` answers every message request with HTTP 400
 invalid_request_error; `--mode overloaded` with HTTP 529 overloaded_error.
+`--mode busy` answers the first BUSY_FAILURES message requests with HTTP
+529 overloaded_error that may be retried (`x-should-retry: true`, a short
+`retry-after-ms`), then finishes the plan as `--mode limited` does, with
+the usual final text.
+`--mode limited` finishes the plan with one Bash call (as step 3 does),
+then gives a usage-limit message as its final text, so the CLI ends with
+a `result` that claims success and carries the limit message.
+`--mode hang` runs a command that never returns (see HANG below).
 
 Python 3 standard library only; binds the loopback address only.
 """
@@ -77,6 +86,10 @@ STEPS = [
     (FINISH, "Write the output and finish the plan"),
 ]
 FINAL_TEXT = "All four plan items are done."
+# `--mode busy`: how many message requests are refused before one is served.
+BUSY_FAILURES = 2
+# `--mode limited`: the final text, as Claude Code words a reached limit.
+LIMIT_TEXT = "Claude AI usage limit reached|1760000000"
 
 # `--mode worktree`: edit and commit a file where the CLI runs (its
 # worktree), then finish the plan.
@@ -105,6 +118,8 @@ class State:
     lock = threading.Lock()
     log_path = None
     mode = "worker"
+    # `--mode busy`: message requests refused so far.
+    refused = 0
 
 
 def log_request(method, path, headers, raw):
@@ -155,7 +170,12 @@ def plan_response(body):
     if not offers_bash(body):
         return [{"type": "text", "text": "OK"}], "end_turn", False
     step = tool_result_count(body)
-    steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
+    steps = {
+        "hang": [HANG],
+        "worktree": IN_WORKTREE,
+        "limited": [(FINISH, "Write the output and finish the plan")],
+        "busy": [(FINISH, "Write the output and finish the plan")],
+    }.get(State.mode, STEPS)
     if step < len(steps):
         command, description = steps[step]
         block = {
@@ -165,7 +185,8 @@ def plan_response(body):
             "input": {"command": command, "description": description},
         }
         return [block], "tool_use", True
-    return [{"type": "text", "text": FINAL_TEXT}], "end_turn", True
+    final = LIMIT_TEXT if State.mode == "limited" else FINAL_TEXT
+    return [{"type": "text", "text": final}], "end_turn", True
 
 
 def sse_events(body, blocks, stop_reason, main):
@@ -333,6 +354,20 @@ class Handler(BaseHTTPRequestHandler):
                 [("x-should-retry", "false")],
             )
             return
+        if State.mode == "busy":
+            with State.lock:
+                refuse = State.refused < BUSY_FAILURES
+                State.refused += 1 if refuse else 0
+            if refuse:
+                self.send_json(
+                    529,
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                    [("x-should-retry", "true"), ("retry-after-ms", "100"), ("retry-after", "0")],
+                )
+                return
         blocks, stop_reason, main = plan_response(body)
         if not body.get("stream"):
             if State.mode == "malformed":
@@ -369,7 +404,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree", "slow", "malformed"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "busy", "limited", "hang", "worktree", "slow", "malformed"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log
