@@ -513,6 +513,44 @@ tasks:
     );
 }
 
+/// Every response completes with no output and no tokens: Codex ends its
+/// turn with `turn.completed` as if it had worked. The task fails on
+/// Codex's rule (`agents/codex.rs`), not `incomplete` on its plan.
+fn an_empty_completion_is_no_success() {
+    let codex = codex();
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "empty");
+    write_manifest(
+        &project,
+        "version: 1
+defaults:
+  cli_config: user
+name: real-cli-codex-empty
+tasks:
+  codex-task:
+    model: codex
+    timeout: 45s
+    retries: 0
+    prompt: Work through the plan with your shell tool.
+    plan: [Mark the first item]
+",
+    );
+    let run = run_sweep(&project, &codex, &endpoint, 0);
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(1), "{why}");
+    let record = project.task_json("codex-task");
+    assert_eq!(
+        record["outcome"]["is_error"], false,
+        "Codex's turn completed: {record}"
+    );
+    assert_eq!(record["status"], "failed", "{record}\n{why}");
+    assert_eq!(
+        record["reason"],
+        "Codex claimed success, but the prompt never reached the model (no tokens in or out)",
+        "{why}"
+    );
+}
+
 /// A shell job that never returns leaves Codex silent: with an
 /// `idle_timeout` far below its `timeout`, the task ends `stalled`, its
 /// last sign of life recorded, and nothing naming its state folder (Codex,
@@ -720,6 +758,7 @@ fn main() -> ExitCode {
             a_failed_stream_is_retried_then_fails_the_task,
             a_timeout_kills_the_real_cli_and_everything_it_started,
             a_silent_codex_is_stopped_as_stalled,
+            an_empty_completion_is_no_success,
             a_worktree_task_edits_only_its_worktree,
             a_slow_stream_still_completes_the_task,
             a_malformed_stream_fails_the_task_with_the_clis_error,

@@ -2,7 +2,7 @@
 """A scripted OpenAI Responses API endpoint for the real-CLI test tier.
 
     python3 openai_responses_endpoint.py REQUEST_LOG
-        [--mode worker|error|failed|hang|worktree|slow|malformed]
+        [--mode worker|error|failed|hang|worktree|slow|malformed|empty]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -37,6 +37,8 @@ an argument, for the test to find them in /proc. `--mode worktree` has the worke
 edited.txt in its working directory (its git worktree), then finish the
 plan as step 3 does. `--mode slow` plays the worker, but sends every
 streamed event SLOW_DELAY seconds after the last, as a loaded API streams.
+`--mode empty` completes every main-loop response with no output at all
+and a usage of zero tokens, as a proxy that swallowed the prompt might.
 `--mode malformed` answers every responses request with a stream that
 starts well (response.created) and then carries data that is not JSON, as
 a broken proxy might, and ends without response.completed; a request with
@@ -192,6 +194,8 @@ def plan_output(body):
     tool = shell_tool(body)
     if tool is None:
         return [message_item("OK")], False
+    if State.mode == "empty":
+        return [], True
     step = tool_output_count(body)
     steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
     if step < len(steps):
@@ -218,6 +222,14 @@ def message_item(text):
 
 
 def usage(main):
+    if main and State.mode == "empty":
+        return {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        }
     input_tokens = MAIN_INPUT_TOKENS if main else SIDE_INPUT_TOKENS
     output_tokens = MAIN_OUTPUT_TOKENS if main else SIDE_OUTPUT_TOKENS
     cached = MAIN_CACHED_TOKENS if main else 0
@@ -450,7 +462,7 @@ def main():
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
         "--mode",
-        choices=["worker", "error", "failed", "hang", "worktree", "slow", "malformed"],
+        choices=["worker", "error", "failed", "hang", "worktree", "slow", "malformed", "empty"],
         default="worker",
     )
     args = parser.parse_args()
