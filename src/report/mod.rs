@@ -181,7 +181,8 @@ pub struct TaskReport {
     pub unticked: Vec<String>,
     /// A stalled task's last sign of life (output, a plan change, an API
     /// retry): what it was, when, and how long the worker was quiet after.
-    #[serde(default)]
+    /// Absent for every other task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<crate::supervise::activity::LastActivity>,
 }
 
