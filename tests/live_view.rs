@@ -161,16 +161,24 @@ fn final_screen_is_clean(term: &Terminal, cols: u16) {
         String::from_utf8_lossy(&term.bytes[term.bytes.len().saturating_sub(80)..])
     );
     assert!(
-        !lines.iter().any(|l| l.contains(" tasks: ") || l.contains(" running")),
+        !lines
+            .iter()
+            .any(|l| l.contains(" tasks: ") || l.contains(" running")),
         "the live area is gone:\n{}",
         lines.join("\n")
     );
     let (row, col) = term.screen().cursor_position();
     assert_eq!(col, 0, "the cursor waits at the start of a line");
-    assert!(usize::from(row) >= term.lines().len(), "below the last line");
+    assert!(
+        usize::from(row) >= term.lines().len(),
+        "below the last line"
+    );
     // Worker text shows as text, escaped.
     let all = lines.join("\n");
-    assert!(all.contains(r"database \x1b[2J\x1b]0;pwned\x07 unreachable"), "{all}");
+    assert!(
+        all.contains(r"database \x1b[2J\x1b]0;pwned\x07 unreachable"),
+        "{all}"
+    );
     assert!(all.contains(r"token \x1b[31mleak\x1b[0m in logs"), "{all}");
     only_our_escapes(&term.bytes);
 }
@@ -226,9 +234,17 @@ fn a_terminal_gets_colour_by_status() {
             .map(|c| c.fgcolor())
             .expect("a cell")
     };
-    assert_eq!(colour_of("✓ alpha"), vt100::Color::Idx(2), "complete is green");
+    assert_eq!(
+        colour_of("✓ alpha"),
+        vt100::Color::Idx(2),
+        "complete is green"
+    );
     assert_eq!(colour_of("✗ bravo"), vt100::Color::Idx(1), "failed is red");
-    assert_eq!(colour_of("Sweep live"), vt100::Color::Idx(1), "a failed sweep's headline");
+    assert_eq!(
+        colour_of("Sweep live"),
+        vt100::Color::Idx(1),
+        "a failed sweep's headline"
+    );
 }
 
 #[test]
@@ -260,7 +276,9 @@ fn term_dumb_gets_the_ci_lines_as_they_happen() {
         text.contains("alpha: started") && text.contains("bravo: started")
     });
     assert!(
-        shot.lines.iter().any(|l| l.contains("run ") && l.contains("sweep live, 4 tasks")),
+        shot.lines
+            .iter()
+            .any(|l| l.contains("run ") && l.contains("sweep live, 4 tasks")),
         "{}",
         shot.lines.join("\n")
     );
@@ -296,7 +314,9 @@ fn a_pipe_gets_colour_only_when_forced() {
         for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
             command.env_remove(var);
         }
-        command.env("TERM", "xterm-256color").envs(env.iter().copied());
+        command
+            .env("TERM", "xterm-256color")
+            .envs(env.iter().copied());
         let output = command.output().expect("dispatch runs");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };

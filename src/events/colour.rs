@@ -154,7 +154,10 @@ mod tests {
     fn every_end_state_has_a_colour_that_says_good_or_bad() {
         for status in TaskStatus::ALL {
             let tone = status_tone(status);
-            if status.is_failure() && status != TaskStatus::Skipped && status != TaskStatus::Cancelled {
+            if status.is_failure()
+                && status != TaskStatus::Skipped
+                && status != TaskStatus::Cancelled
+            {
                 assert_eq!(tone, Tone::Bad, "{status}");
             }
         }

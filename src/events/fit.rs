@@ -86,7 +86,8 @@ mod tests {
     #[test]
     fn a_long_line_is_cut_with_an_ellipsis() {
         let mut line = Styled::new();
-        line.push(Some(Tone::Good), "✓ alpha").push(None, " — complete");
+        line.push(Some(Tone::Good), "✓ alpha")
+            .push(None, " — complete");
         assert_eq!(line.fit(100), line);
         assert_eq!(line.fit(9).render(Palette::PLAIN), "✓ alpha …");
         assert_eq!(line.fit(9).width(), 9);

@@ -25,10 +25,22 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// `Live` on a terminal, else `Plain`.
+    /// `Live` on a terminal that can move its cursor, else `Plain`.
     pub fn detect() -> Mode {
         use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        Mode::choose(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("CI").is_some(),
+            std::env::var_os("TERM").as_deref(),
+        )
+    }
+
+    /// The rule itself. A `dumb` terminal (Emacs' shell, some IDE
+    /// consoles) has no cursor movement: the live view would show nothing
+    /// until the end, so it gets the CI lines.
+    pub fn choose(terminal: bool, ci: bool, term: Option<&std::ffi::OsStr>) -> Mode {
+        let dumb = term.is_some_and(|t| t == "dumb");
+        if terminal && !ci && !dumb {
             Mode::Live
         } else {
             Mode::Plain

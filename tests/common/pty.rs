@@ -159,11 +159,6 @@ impl Session {
 }
 
 impl Terminal {
-    /// `command` run in a terminal of `cols` × `rows` until it exits.
-    pub fn run(command: Command, cols: u16, rows: u16) -> Terminal {
-        Session::start(command, cols, rows).finish()
-    }
-
     pub fn screen(&self) -> &vt100::Screen {
         self.parser.screen()
     }
@@ -171,12 +166,6 @@ impl Terminal {
     /// The screen's rows, trailing spaces and trailing empty rows removed.
     pub fn lines(&self) -> Vec<String> {
         lines(self.screen(), self.cols)
-    }
-
-    /// The rows that continue onto the next one: a line longer than the
-    /// terminal is wide.
-    pub fn wrapped_rows(&self) -> Vec<String> {
-        wrapped(self.screen(), self.cols)
     }
 
     /// The screen's lines as written: rows the terminal wrapped joined
@@ -188,7 +177,11 @@ impl Terminal {
         let mut joining = false;
         for (row, text) in screen.rows(0, self.cols).enumerate() {
             let wraps = u16::try_from(row).is_ok_and(|r| screen.row_wrapped(r));
-            let text = if wraps { text } else { text.trim_end().to_owned() };
+            let text = if wraps {
+                text
+            } else {
+                text.trim_end().to_owned()
+            };
             match out.last_mut() {
                 Some(last) if joining => last.push_str(&text),
                 _ => out.push(text),
