@@ -181,7 +181,7 @@ fn usage(records: &[TaskRecord]) -> String {
         out.push_str(&format!(" · {tokens} tokens"));
     }
     if let Some(cost) = cost {
-        out.push_str(&format!(" · ${cost:.2}"));
+        out.push_str(&format!(" · {}", crate::util::units::usd(cost)));
     }
     out
 }
