@@ -26,10 +26,16 @@ use super::screen::{status_symbol, Labels};
 use super::{Event, Stamped};
 use crate::domain::status::TaskStatus;
 use crate::util::clock;
+use crate::util::units::count;
 
 /// How often the area is redrawn while nothing happens (elapsed times and
 /// the spinner move).
 const TICK: Duration = Duration::from_millis(250);
+
+/// An event with nothing to print redraws the area at most this often: a
+/// sweep of thousands of instant tasks would otherwise redraw it thousands
+/// of times a second. The ticker draws what was held back.
+const SETTLE: Duration = Duration::from_millis(50);
 
 const SPINNER: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
 
@@ -77,8 +83,11 @@ impl LiveReporter {
             tasks: IndexMap::new(),
             tally: Tally::default(),
             drawn: 0,
+            last_draw: None,
+            throttle: animate,
             frame: 0,
             started: false,
+            prompting: false,
             finished: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -134,10 +143,16 @@ impl Reporter for LiveReporter {
         }
     }
 
-    /// The question is printed above the area, as a line that stays.
+    /// The question is printed where the area was, and the area stays
+    /// away until an answer comes: the person types below the question,
+    /// and a redraw would move the cursor over their line.
     fn prompt(&mut self, text: &str) -> bool {
         if let Some(mut view) = self.view() {
-            let lines: Vec<Styled> = text.lines().map(|l| plain(l, None)).collect();
+            let lines: Vec<Styled> = text
+                .lines()
+                .map(|l| plain(&sanitize_for(Destination::Line, l), Some(Tone::Warn)))
+                .collect();
+            view.prompting = true;
             view.redraw(&lines);
         }
         true
@@ -161,9 +176,16 @@ struct View {
     /// Rows of the area on screen now; the cursor is at the start of the
     /// row below them.
     drawn: usize,
+    /// When the area was last drawn.
+    last_draw: Option<Instant>,
+    /// Hold back redraws that print nothing (only with a ticker to draw
+    /// them later).
+    throttle: bool,
     frame: usize,
     /// The run started: there is a tally to show.
     started: bool,
+    /// A question waits for the person to type its answer: no area.
+    prompting: bool,
     /// The summary is out: nothing is drawn any more.
     finished: bool,
 }
@@ -175,6 +197,12 @@ impl View {
         let mut notes = Vec::new();
         match event {
             Event::RunStarted { .. } => self.started = true,
+            Event::Answered { .. } => {
+                self.prompting = false;
+                if let Some(text) = self.labels.line(event) {
+                    notes.push(plain(&escape(&text), None));
+                }
+            }
             Event::TaskStarted { task, .. } => {
                 self.tasks.insert(
                     task.clone(),
@@ -223,6 +251,10 @@ impl View {
                 }
             }
         }
+        let recent = self.last_draw.is_some_and(|t| t.elapsed() < SETTLE);
+        if notes.is_empty() && self.throttle && recent {
+            return;
+        }
         self.redraw(&notes);
     }
 
@@ -245,6 +277,7 @@ impl View {
             out.push('\n');
         }
         self.drawn = area.len();
+        self.last_draw = Some(Instant::now());
         let _ = self.terminal.out.write_all(out.as_bytes());
         let _ = self.terminal.out.flush();
     }
@@ -264,7 +297,7 @@ impl View {
     /// column less than the width (some terminals wrap on the last one),
     /// and at most `rows - 1` of them, so moving up reaches the first.
     fn area(&self, cols: usize, rows: usize) -> Vec<Styled> {
-        if !self.started {
+        if !self.started || self.prompting {
             return Vec::new();
         }
         let cols = cols.saturating_sub(1).max(1);
@@ -398,18 +431,18 @@ impl Tally {
         let waiting = self
             .total
             .saturating_sub(self.running + self.complete + self.not_complete);
-        let plural = if self.findings == 1 { "" } else { "s" };
+        let findings = count(self.findings as u64, "finding");
         let bad = (self.not_complete > 0).then_some(Tone::Bad);
         let warn = (self.findings > 0).then_some(Tone::Warn);
         let mut long = Styled::new();
-        long.push(None, format!("{} tasks: ", self.total))
+        long.push(None, format!("{}: ", count(self.total as u64, "task")))
             .push(Some(Tone::Busy), format!("{} running", self.running))
             .push(None, ", ")
             .push(Some(Tone::Good), format!("{} complete", self.complete))
             .push(None, ", ")
             .push(bad, format!("{} not complete", self.not_complete))
             .push(None, format!(", {waiting} waiting · "))
-            .push(warn, format!("{} finding{plural}", self.findings));
+            .push(warn, findings.clone());
         if long.width() <= cols {
             return long;
         }
@@ -424,7 +457,7 @@ impl Tally {
             .push(None, " · ")
             .push(Some(Tone::Busy), format!("{} running", self.running))
             .push(None, format!(" · {waiting} waiting · "))
-            .push(warn, format!("{} finding{plural}", self.findings));
+            .push(warn, findings);
         short
     }
 }

@@ -123,3 +123,70 @@ fn the_area_never_grows_past_the_terminal_and_each_line_fits() {
         assert!(super::super::fit::width(line) < 40, "{line:?}");
     }
 }
+
+/// Events that print nothing redraw at most once per SETTLE (the ticker
+/// draws the rest): a burst of 500 starts is not 500 frames. The bound is
+/// by the time the burst took, so a slow machine cannot fail it.
+#[test]
+fn a_burst_of_events_is_not_a_burst_of_frames() {
+    let (mut live, screen) = reporter(80, 24, true);
+    let start = Instant::now();
+    emit(&mut live, run_started(500));
+    for i in 0..500 {
+        emit(&mut live, started(&format!("t{i}")));
+    }
+    let took = start.elapsed();
+    let frames = screen.text().matches("\u{1b}[J").count();
+    let bound = 2 + took.as_millis() / SETTLE.as_millis() + took.as_millis() / TICK.as_millis();
+    assert!(
+        (frames as u128) <= bound,
+        "{frames} frames in {took:?} (at most {bound})"
+    );
+}
+
+/// While a question waits for its answer the area is not drawn (the
+/// person types below the question); the answer brings it back.
+#[test]
+fn a_question_holds_the_area_back_until_it_is_answered() {
+    let (mut live, screen) = reporter(80, 24, false);
+    emit(&mut live, run_started(1));
+    emit(&mut live, started("alpha"));
+    live.prompt("? alpha asks: which region?\n  Type the answer and press Enter:");
+    let asked = screen.text();
+    assert!(
+        asked.ends_with("  Type the answer and press Enter:\n"),
+        "{asked:?}"
+    );
+    emit(
+        &mut live,
+        Event::Item {
+            task: "alpha".to_owned(),
+            index: 0,
+            text: "x".to_owned(),
+            state: crate::domain::checklist::ItemState::Done,
+            note: None,
+            done: 1,
+            total: 2,
+            current: None,
+        },
+    );
+    assert_eq!(screen.text(), asked, "nothing drawn under the question");
+    emit(
+        &mut live,
+        Event::Answered {
+            task: "alpha".to_owned(),
+            seq: 1,
+            answer: "eu".to_owned(),
+            by: "a person".to_owned(),
+        },
+    );
+    let after = screen.text();
+    assert!(
+        after.contains("alpha: #1 answered by a person: eu\n"),
+        "{after:?}"
+    );
+    assert!(
+        after.ends_with("1 task: 1 running, 0 complete, 0 not complete, 0 waiting · 0 findings\n"),
+        "{after:?}"
+    );
+}
