@@ -274,3 +274,22 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         | TaskStatus::BudgetExceeded => "✗",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn a_dumb_terminal_or_ci_gets_the_ci_lines() {
+        let xterm = Some(OsStr::new("xterm-256color"));
+        assert_eq!(Mode::choose(true, false, xterm), Mode::Live);
+        assert_eq!(Mode::choose(true, false, None), Mode::Live);
+        assert_eq!(
+            Mode::choose(true, false, Some(OsStr::new("dumb"))),
+            Mode::Plain
+        );
+        assert_eq!(Mode::choose(true, true, xterm), Mode::Plain);
+        assert_eq!(Mode::choose(false, false, xterm), Mode::Plain);
+    }
+}
