@@ -158,6 +158,24 @@ impl Session {
     }
 }
 
+/// A test that failed half way stops the program as Ctrl-C would, so it
+/// stops its workers (a worker waiting for a gate would wait forever),
+/// then kills it if it is still there.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = rustix::process::Pid::from_child(&self.child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Terminal {
     pub fn screen(&self) -> &vt100::Screen {
         self.parser.screen()
