@@ -203,15 +203,15 @@ impl Sweep {
         let current = now.current().map(|i| i.text.clone());
         let task = self.slots[index].task.id.clone();
         let changed: Vec<Event> = now
-            .changes_since(before)
+            .progress_since(before)
             .into_iter()
-            .map(|(i, item)| Event::Item {
+            .map(|(i, item, done)| Event::Item {
                 task: task.clone(),
                 index: i,
                 text: item.text.clone(),
                 state: item.state,
                 note: item.note.clone(),
-                done: counts.done,
+                done,
                 total: counts.total,
                 current: current.clone(),
             })
