@@ -82,8 +82,8 @@ Files (in the working directory, e.g. a worktree):
   delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
-  wait-file:PATH          wait, silent, until PATH (relative to the working directory) exists;
-                          exit 98 after 2 minutes
+  wait-file:PATH          wait until PATH exists (a test's gate: a pace that does not
+                          depend on timing); exit 98 after 2 minutes
   hang                    sleep forever
   ignore-term             ignore SIGTERM from now on
   spawn-hang              start `sleep 3600` sharing our stdout/stderr, don't wait for it
@@ -163,7 +163,7 @@ enum Step {
     Commit(String),
     DeleteCwd,
     Sleep(Duration),
-    WaitFile(String),
+    WaitFile(PathBuf),
     Hang,
     IgnoreTerm,
     SpawnHang { detached: bool },
@@ -243,7 +243,7 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "commit" => Step::Commit(text()?),
         "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
-        "wait-file" => Step::WaitFile(text()?),
+        "wait-file" => Step::WaitFile(PathBuf::from(text()?)),
         "hang" => Step::Hang,
         "ignore-term" => Step::IgnoreTerm,
         "spawn-hang" => Step::SpawnHang { detached: false },
@@ -390,11 +390,11 @@ impl Agent {
                 // Bounded, so a test that failed before making the file
                 // leaves no agent behind for long.
                 let deadline = Instant::now() + Duration::from_secs(120);
-                while !Path::new(path).exists() {
+                while !path.exists() {
                     if Instant::now() > deadline {
                         return Err(Failure::new(
                             EXIT_ASK_TIMEOUT,
-                            format!("{path} did not appear"),
+                            format!("{} did not appear", path.display()),
                         ));
                     }
                     thread::sleep(ANSWER_POLL);
