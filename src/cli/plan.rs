@@ -267,12 +267,52 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     for (name, value) in &task.env {
         field(out, "env", &format!("{name}={value}"));
     }
+    render_confinement(out, task);
     let _ = writeln!(out, "\n--- {} ---", task.paths.plan);
     out.push_str(&task.plan);
     ensure_newline(out);
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
     out.push_str(&task.prompt);
     ensure_newline(out);
+}
+
+/// The sandbox and, under a scoped `env_policy`, the names (never the
+/// values) of this environment's variables that pass and how many are
+/// left out.
+fn render_confinement(out: &mut String, task: &PlannedTask) {
+    use crate::manifest::confine::{EnvMode, NetworkPlan};
+    if let Some(sandbox) = &task.sandbox {
+        let network = match &sandbox.network {
+            NetworkPlan::Full => "full".to_owned(),
+            NetworkPlan::None => "none".to_owned(),
+            NetworkPlan::Allow(allowed) => format!("only {}", allowed.join(", ")),
+        };
+        let _ = writeln!(out, "{:<10}bubblewrap, network {network}", "sandbox:");
+    }
+    if task.env_policy.mode == EnvMode::Scoped {
+        let (mut pass, left_out) = crate::isolation::env::names_of_this_environment(
+            &task.env_policy,
+            &task.backend,
+            task.events,
+        );
+        for name in task.env.keys() {
+            if !pass.contains(name) {
+                pass.push(name.clone());
+            }
+        }
+        pass.sort();
+        let _ = writeln!(
+            out,
+            "{:<10}scoped: {} pass; {} of this environment left out",
+            "env from:",
+            if pass.is_empty() {
+                "none".to_owned()
+            } else {
+                pass.join(", ")
+            },
+            left_out.len()
+        );
+    }
 }
 
 /// A condition in words: `severity ≥ high, tags security`.
