@@ -290,6 +290,21 @@ fn render_confinement(out: &mut String, task: &PlannedTask) {
         let _ = writeln!(out, "{:<10}bubblewrap, network {network}", "sandbox:");
     }
     if task.env_policy.mode == EnvMode::Scoped {
+        let needs = crate::isolation::env::backend_needs(&task.backend, task.events);
+        let mut rules =
+            vec!["the base (PATH, HOME, user, locale, proxies, CA bundles, DISPATCH_*)".to_owned()];
+        if !needs.is_empty() {
+            rules.push(format!("{}'s {}", task.backend, needs.join(", ")));
+        }
+        if !task.env_policy.allow.is_empty() {
+            rules.push(format!("allow {}", task.env_policy.allow.join(", ")));
+        }
+        if !task.env.is_empty() {
+            rules.push("its own env".to_owned());
+        }
+        let _ = writeln!(out, "{:<10}scoped: {}", "env:", rules.join("; "));
+        // Which of this environment's names pass depends on where the plan
+        // is made; values are never shown.
         let (mut pass, left_out) = crate::isolation::env::names_of_this_environment(
             &task.env_policy,
             &task.backend,
@@ -303,14 +318,18 @@ fn render_confinement(out: &mut String, task: &PlannedTask) {
         pass.sort();
         let _ = writeln!(
             out,
-            "{:<10}scoped: {} pass; {} of this environment left out",
-            "env from:",
+            "{:<10}{} pass; {} left out",
+            "env now:",
             if pass.is_empty() {
                 "none".to_owned()
             } else {
                 pass.join(", ")
             },
-            left_out.len()
+            if left_out.is_empty() {
+                "none".to_owned()
+            } else {
+                left_out.join(", ")
+            }
         );
     }
 }
