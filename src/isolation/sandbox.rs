@@ -188,6 +188,17 @@ pub fn wrap(spec: &Spec, argv: &[String]) -> Result<Wrapped, SandboxError> {
     }
     mounts.add(&spec.task_dir, Mount::Writable);
     mounts.add(&spec.workdir, Mount::Writable);
+    if spec.workdir == spec.root {
+        // A task without a worktree writes its project, repository
+        // included, but not what would run code of its choosing later in
+        // the user's own git: the configuration and the hooks.
+        for name in ["config", "hooks"] {
+            let path = spec.root.join(".git").join(name);
+            if path.exists() {
+                mounts.add(&path, Mount::ReadOnly);
+            }
+        }
+    }
     let mut env = vec![("TMPDIR".to_owned(), "/tmp".to_owned())];
     if let Some(branch) = &spec.branch {
         for (path, how) in git_mounts(spec, branch)? {
@@ -449,6 +460,50 @@ mod tests {
         s.network = Some(NetworkPlan::Full);
         let argv = wrap(&s, &["agent".into()]).expect("wraps").argv;
         assert!(!argv.contains(&"--unshare-net".to_owned()));
+    }
+
+    /// A task without a worktree writes its project, but not the git
+    /// configuration or hooks, which would run its code in the user's git.
+    #[test]
+    fn a_folder_task_cannot_rewrite_the_repositorys_config_or_hooks() {
+        let temp = tempfile::tempdir().expect("temp");
+        let git = temp.path().join("proj/.git");
+        std::fs::create_dir_all(git.join("hooks")).expect("dirs");
+        std::fs::write(git.join("config"), "[core]\n").expect("config");
+        let mounts = mounts_of(
+            &wrap(&spec(temp.path()), &["agent".into()])
+                .expect("wraps")
+                .argv,
+        );
+        let at = |m: &str| mounts.iter().position(|x| x == m);
+        let project = at(&format!("--bind {}", temp.path().join("proj").display()));
+        for name in ["config", "hooks"] {
+            let ro = at(&format!("--ro-bind {}", git.join(name).display()));
+            assert!(ro.is_some() && ro > project, "{name}: {mounts:?}");
+        }
+    }
+
+    /// The home folder is an empty one but for the CLI's login file.
+    #[test]
+    fn the_home_is_hidden_but_for_the_login_file() {
+        let temp = tempfile::tempdir().expect("temp");
+        let home = temp.path().join("home");
+        let login = home.join(".claude/.credentials.json");
+        std::fs::create_dir_all(home.join(".ssh")).expect("dirs");
+        std::fs::create_dir_all(login.parent().expect("parent")).expect("dirs");
+        std::fs::write(&login, "{}").expect("login");
+        let mut s = spec(temp.path());
+        s.home = Some(home.clone());
+        s.login_file = Some(login.clone());
+        let mounts = mounts_of(&wrap(&s, &["agent".into()]).expect("wraps").argv);
+        let hidden = mounts
+            .iter()
+            .position(|m| *m == format!("--tmpfs {}", home.display()));
+        let shown = mounts
+            .iter()
+            .position(|m| *m == format!("--ro-bind {}", login.display()));
+        assert!(hidden.is_some() && shown > hidden, "{mounts:?}");
+        assert!(!mounts.iter().any(|m| m.contains(".ssh")), "{mounts:?}");
     }
 
     /// A worktree's `.git` file rewritten to name another folder (an
