@@ -47,6 +47,11 @@ tasks:
         .command(&["run", "sweep.yaml", "--json"])
         .env("DEPLOY_TOKEN", "deploy-secret-value")
         .env("CI_JOB", "42")
+        // Not UTF-8: cannot be passed on as text, so left out (not a crash).
+        .env(
+            "BINARY_VALUE",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xffx"),
+        )
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(0));
@@ -64,6 +69,7 @@ tasks:
         .contains("probe env DEPLOY_TOKEN: ok"));
     let record = project.task_file("scoped", "task.json");
     assert!(record.contains("\"DEPLOY_TOKEN\""), "{record}");
+    assert!(record.contains("\"BINARY_VALUE\""), "{record}");
     assert!(!record.contains("deploy-secret-value"), "{record}");
     assert!(!record.contains("\"CI_JOB\""), "it passed: {record}");
 }

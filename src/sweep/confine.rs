@@ -49,12 +49,26 @@ impl Sweep {
             forwards: Vec::new(),
         };
         if task.env_policy.mode == EnvMode::Scoped {
-            let (mut pass, left_out) = env::split(
-                &task.env_policy,
-                &task.backend,
-                task.events,
-                std::env::vars(),
-            );
+            // `env::vars` would panic on a variable that is not UTF-8;
+            // such a one cannot be passed on as text, so it is left out.
+            let mut unreadable = Vec::new();
+            let vars = std::env::vars_os().filter_map(|(name, value)| {
+                match (name.into_string(), value.into_string()) {
+                    (Ok(name), Ok(value)) => Some((name, value)),
+                    (Ok(name), Err(_)) => {
+                        unreadable.push(name);
+                        None
+                    }
+                    (Err(name), _) => {
+                        unreadable.push(name.to_string_lossy().into_owned());
+                        None
+                    }
+                }
+            });
+            let (mut pass, mut left_out) =
+                env::split(&task.env_policy, &task.backend, task.events, vars);
+            left_out.append(&mut unreadable);
+            left_out.sort();
             pass.retain(|(name, _)| !confined.env.iter().any(|(set, _)| set == name));
             pass.append(&mut confined.env);
             confined.env = pass;
