@@ -87,6 +87,8 @@ Probes (each prints `probe KIND TARGET: ok` or `probe KIND TARGET: denied (ERROR
   delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
+  wait-file:PATH          wait until PATH exists (a test's gate: a pace that does not
+                          depend on timing)
   hang                    sleep forever
   ignore-term             ignore SIGTERM from now on
   spawn-hang              start `sleep 3600` sharing our stdout/stderr, don't wait for it
@@ -170,6 +172,7 @@ enum Step {
     TryEnv(String),
     DeleteCwd,
     Sleep(Duration),
+    WaitFile(PathBuf),
     Hang,
     IgnoreTerm,
     SpawnHang { detached: bool },
@@ -253,6 +256,7 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "try-env" => Step::TryEnv(text()?),
         "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
+        "wait-file" => Step::WaitFile(PathBuf::from(text()?)),
         "hang" => Step::Hang,
         "ignore-term" => Step::IgnoreTerm,
         "spawn-hang" => Step::SpawnHang { detached: false },
@@ -407,6 +411,12 @@ impl Agent {
             }
             Step::Sleep(duration) => {
                 thread::sleep(*duration);
+                Ok(())
+            }
+            Step::WaitFile(path) => {
+                while !path.exists() {
+                    thread::sleep(ANSWER_POLL);
+                }
                 Ok(())
             }
             Step::Hang => hang(),
