@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod matrix;
 pub mod models;
 pub mod schema;
 pub mod types;
