@@ -27,6 +27,8 @@ pub const LISTED: &str = "the manifest";
 pub struct Key {
     pub name: String,
     pub items: Vec<Item>,
+    /// The row field that names a value in ids (a source's `id:`).
+    pub id_field: Option<String>,
 }
 
 /// One entry of a task's matrix: the id it gets, its values, and where
@@ -177,11 +179,12 @@ fn include(
             }
             let budget = slug_budget(id, extra.len().max(1));
             let mut entry_id = id.to_owned();
-            for value in extra.values() {
-                let label = match value {
-                    Json::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
+            for (name, value) in extra {
+                let id_field = keys
+                    .iter()
+                    .find(|k| k.name == *name)
+                    .and_then(|k| k.id_field.as_deref());
+                let label = label_of(value, id_field);
                 let item = Item {
                     value: value.clone(),
                     label,
@@ -198,6 +201,22 @@ fn include(
         }
     }
     Ok(())
+}
+
+/// The text a value is named by in ids: a row's `id_field` (or first
+/// field), or the value itself.
+fn label_of(value: &Json, id_field: Option<&str>) -> String {
+    let named = match value {
+        Json::Object(fields) => id_field
+            .and_then(|f| fields.get(f))
+            .or_else(|| fields.values().next())
+            .unwrap_or(value),
+        _ => value,
+    };
+    match named {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Whether a value is what an `include`/`exclude` entry names: equal, or a
@@ -286,6 +305,7 @@ mod tests {
     fn key(name: &str, values: &[&str]) -> Key {
         Key {
             name: name.into(),
+            id_field: None,
             items: listed(
                 &values
                     .iter()

@@ -454,6 +454,10 @@ impl<'a> Builder<'a> {
             keys.push(matrix::Key {
                 name: name.clone(),
                 items,
+                id_field: match axis {
+                    Axis::Source(source) => source.id.clone(),
+                    Axis::Values(_) => None,
+                },
             });
         }
         (!failed).then_some(keys)
