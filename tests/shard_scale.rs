@@ -176,3 +176,29 @@ fn weight_balances_shards_by_work() {
     let loads = shard_loads(&unweighted, 3);
     assert_eq!(loads.iter().map(|l| l.0).collect::<Vec<_>>(), vec![5, 4, 4]);
 }
+
+/// The Kubernetes example keeps its numbers in step: 100 completions, run
+/// some at a time, each running shard INDEX+1 of 100, and a merge that
+/// expects 100 reports.
+#[test]
+fn the_kubernetes_example_runs_and_merges_100_shards() {
+    let text = std::fs::read_to_string("manifests/k8s/indexed-job.yaml").expect("example");
+    let number_after = |key: &str| -> u32 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` line"));
+        line.trim_start()[key.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("`{line}` has no number"))
+    };
+    let completions = number_after("completions:");
+    let parallelism = number_after("parallelism:");
+    assert_eq!(completions, 100);
+    assert!(parallelism > 1 && parallelism < completions, "{parallelism}");
+    assert!(text.contains(&format!("shard=$((JOB_COMPLETION_INDEX + 1))/{completions}\n")));
+    assert!(text.contains(&format!("if [ \"$found\" -ne {completions} ]; then")));
+    assert!(text.contains("dispatch merge /reports/shard-*/report.json"));
+}
