@@ -32,7 +32,11 @@ fn repository() -> tempfile::TempDir {
     write(dir.path(), "src/auth/logout.test.js", "");
     write(dir.path(), "src/generated/api.test.js", "");
     write(dir.path(), "generated/x.test.js", "");
-    write(dir.path(), "data/services.txt", "# one per line\nauth\nbilling\n");
+    write(
+        dir.path(),
+        "data/services.txt",
+        "# one per line\nauth\nbilling\n",
+    );
     write(
         dir.path(),
         "data/owners.jsonl",
@@ -80,7 +84,11 @@ fn plan_names_each_entry_and_its_source() {
         .args(["plan", "manifests/sweep.yaml"])
         .output()
         .expect("runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     insta::assert_snapshot!(task_lines(&String::from_utf8_lossy(&output.stdout)));
 }
 

@@ -103,7 +103,14 @@ fn a_sweep_fans_out_over_256_jobs_and_merges_back() {
                 }
                 let report = project.path().join(format!("reports/{n}"));
                 let output = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
-                    .args(["run", "sweep.yaml", "--quiet", "--shard", shard, "--report-dir"])
+                    .args([
+                        "run",
+                        "sweep.yaml",
+                        "--quiet",
+                        "--shard",
+                        shard,
+                        "--report-dir",
+                    ])
                     .arg(&report)
                     .current_dir(&job)
                     .env("HOME", &job)
@@ -114,7 +121,11 @@ fn a_sweep_fans_out_over_256_jobs_and_merges_back() {
                     .output()
                     .expect("dispatch runs");
                 let code = output.status.code();
-                assert!(code == Some(0) || code == Some(1), "shard {shard}: {}", stderr(&output));
+                assert!(
+                    code == Some(0) || code == Some(1),
+                    "shard {shard}: {}",
+                    stderr(&output)
+                );
             });
         }
     });
@@ -141,7 +152,8 @@ fn a_sweep_fans_out_over_256_jobs_and_merges_back() {
 /// The tasks of each shard, by `dispatch plan --json` and the library's
 /// partition of it.
 fn shard_loads(manifest: &str, count: u32) -> Vec<(usize, u64)> {
-    let loaded = dispatch::manifest::parse("sweep.yaml", manifest).unwrap_or_else(|e| panic!("{e}"));
+    let loaded =
+        dispatch::manifest::parse("sweep.yaml", manifest).unwrap_or_else(|e| panic!("{e}"));
     let plan = dispatch::plan::build(&loaded, &dispatch::plan::PlanOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let mut loads = vec![(0usize, 0u64); count as usize];
@@ -164,7 +176,9 @@ fn weight_balances_shards_by_work() {
         "version: 1\ntasks:\n  big:\n    command: [\"true\"]\n    plan: [x]\n    weight: 12\n",
     );
     for i in 0..12 {
-        manifest.push_str(&format!("  small-{i:02}:\n    command: [\"true\"]\n    plan: [x]\n"));
+        manifest.push_str(&format!(
+            "  small-{i:02}:\n    command: [\"true\"]\n    plan: [x]\n"
+        ));
     }
     // 13 tasks, weights 12 + 12 × 1: by weight the big task has a shard
     // to itself and the others split the small ones (6 + 6).
@@ -197,8 +211,13 @@ fn the_kubernetes_example_runs_and_merges_100_shards() {
     let completions = number_after("completions:");
     let parallelism = number_after("parallelism:");
     assert_eq!(completions, 100);
-    assert!(parallelism > 1 && parallelism < completions, "{parallelism}");
-    assert!(text.contains(&format!("shard=$((JOB_COMPLETION_INDEX + 1))/{completions}\n")));
+    assert!(
+        parallelism > 1 && parallelism < completions,
+        "{parallelism}"
+    );
+    assert!(text.contains(&format!(
+        "shard=$((JOB_COMPLETION_INDEX + 1))/{completions}\n"
+    )));
     assert!(text.contains(&format!("if [ \"$found\" -ne {completions} ]; then")));
     assert!(text.contains("dispatch merge /reports/shard-*/report.json"));
 }

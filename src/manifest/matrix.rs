@@ -254,7 +254,10 @@ pub fn check(matrix: &Matrix) -> Vec<MatrixProblem> {
                         if source.timeout.is_some() && *kind != SourceKind::Command {
                             problem(
                                 at("timeout"),
-                                format!("`timeout` works with `command`, not with `{}`", kind.key()),
+                                format!(
+                                    "`timeout` works with `command`, not with `{}`",
+                                    kind.key()
+                                ),
                                 "remove it",
                             );
                         }
@@ -323,7 +326,10 @@ mod tests {
     #[test]
     fn a_source_names_one_kind_and_only_its_options() {
         let problems = |yaml: &str| -> Vec<String> {
-            check(&matrix(yaml)).into_iter().map(|p| p.message).collect()
+            check(&matrix(yaml))
+                .into_iter()
+                .map(|p| p.message)
+                .collect()
         };
         assert_eq!(
             problems("{ f: { glob: a, lines: b } }"),

@@ -69,7 +69,12 @@ pub fn product(keys: &[Key]) -> usize {
 
 /// The entries of task `id` (one entry with the task's own id when the
 /// matrix is empty), refusing more than `limit` before making them all.
-pub fn entries(id: &str, keys: &[Key], matrix: &Matrix, limit: usize) -> Result<Vec<Entry>, TooMany> {
+pub fn entries(
+    id: &str,
+    keys: &[Key],
+    matrix: &Matrix,
+    limit: usize,
+) -> Result<Vec<Entry>, TooMany> {
     if keys.is_empty() && matrix.include.is_empty() {
         return Ok(vec![Entry {
             id: id.to_owned(),
@@ -89,14 +94,13 @@ pub fn entries(id: &str, keys: &[Key], matrix: &Matrix, limit: usize) -> Result<
     if !keys.is_empty() && total > 0 {
         let mut digits = vec![0usize; keys.len()];
         loop {
-            let excluded = matrix
-                .exclude
-                .iter()
-                .any(|x| x.iter().all(|(k, want)| {
+            let excluded = matrix.exclude.iter().any(|x| {
+                x.iter().all(|(k, want)| {
                     keys.iter()
                         .position(|key| key.name == *k)
                         .is_some_and(|i| matches(&keys[i].items[digits[i]].value, want))
-                }));
+                })
+            });
             if !excluded {
                 if out.len() == limit {
                     return Err(TooMany { count: limit + 1 });
@@ -175,7 +179,9 @@ fn include(
         }
         if !fitted {
             if out.len() >= limit {
-                return Err(TooMany { count: out.len() + 1 });
+                return Err(TooMany {
+                    count: out.len() + 1,
+                });
             }
             let budget = slug_budget(id, extra.len().max(1));
             let mut entry_id = id.to_owned();
@@ -320,12 +326,18 @@ mod tests {
     }
 
     fn entry(pairs: &[(&str, Json)]) -> IndexMap<String, Json> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn expands_every_combination_with_readable_ids() {
-        let keys = [key("module", &["auth", "Billing API"]), key("model", &["opus", "gpt-5"])];
+        let keys = [
+            key("module", &["auth", "Billing API"]),
+            key("model", &["opus", "gpt-5"]),
+        ];
         let out = entries("audit", &keys, &Matrix::default(), 100).expect("fits");
         assert_eq!(
             ids(&out),
@@ -374,7 +386,10 @@ mod tests {
             ..Matrix::default()
         };
         let out = entries("t", &keys, &matrix, 10).expect("fits");
-        assert_eq!(ids(&out), ["t-linux-go", "t-linux-rust", "t-mac-rust", "t-windows-go"]);
+        assert_eq!(
+            ids(&out),
+            ["t-linux-go", "t-linux-rust", "t-mac-rust", "t-windows-go"]
+        );
         assert_eq!(out[0].values["extra"], "big");
         assert_eq!(out[0].sources["extra"], "include entry 1");
         assert!(!out[2].values.contains_key("extra"));

@@ -364,7 +364,13 @@ impl<'a> Builder<'a> {
             let entries = match matrix::entries(source_id, &keys, &task.matrix, remaining) {
                 Ok(entries) => entries,
                 Err(too_many) => {
-                    self.fail(self.too_many(source_id, task, &keys, too_many, (instances.len(), limit)));
+                    self.fail(self.too_many(
+                        source_id,
+                        task,
+                        &keys,
+                        too_many,
+                        (instances.len(), limit),
+                    ));
                     break;
                 }
             };
@@ -435,8 +441,8 @@ impl<'a> Builder<'a> {
             let items = match axis {
                 Axis::Values(values) => matrix::listed(values),
                 Axis::Source(source) => {
-                    let repo = repository
-                        .get_or_insert_with(|| sources::repository_of(&self.loaded.dir));
+                    let repo =
+                        repository.get_or_insert_with(|| sources::repository_of(&self.loaded.dir));
                     match sources::read(repo, source) {
                         Ok(items) => items,
                         Err(e) => {
@@ -472,20 +478,21 @@ impl<'a> Builder<'a> {
         too_many: matrix::TooMany,
         (so_far, limit): (usize, usize),
     ) -> Diagnostic {
-        let counted = if keys.len() > 1 && task.matrix.exclude.is_empty() && task.matrix.include.is_empty() {
-            format!(
-                "{} = {}",
-                keys.iter()
-                    .map(|k| k.items.len().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" × "),
-                too_many.count
-            )
-        } else if too_many.count == usize::MAX {
-            "too many".to_owned()
-        } else {
-            too_many.count.to_string()
-        };
+        let counted =
+            if keys.len() > 1 && task.matrix.exclude.is_empty() && task.matrix.include.is_empty() {
+                format!(
+                    "{} = {}",
+                    keys.iter()
+                        .map(|k| k.items.len().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" × "),
+                    too_many.count
+                )
+            } else if too_many.count == usize::MAX {
+                "too many".to_owned()
+            } else {
+                too_many.count.to_string()
+            };
         let at_least = if task.matrix.exclude.is_empty() && task.matrix.include.is_empty() {
             ""
         } else {

@@ -211,7 +211,13 @@ pub fn assign_plan(plan: &SweepPlan, count: u32) -> Vec<u32> {
     let tasks: Vec<(&str, &[String], u64)> = plan
         .tasks
         .iter()
-        .map(|t| (t.id.as_str(), t.needs.as_slice(), u64::from(t.weight.max(1))))
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.needs.as_slice(),
+                u64::from(t.weight.max(1)),
+            )
+        })
         .collect();
     assign_weighted(&tasks, count)
 }
@@ -351,8 +357,10 @@ mod tests {
         assert_eq!(assign_weighted(&list, 2), vec![1, 1, 2, 2]);
         // Every weight 1 is the count's partition.
         let list = tasks(&[("e", &[]), ("a", &[]), ("d", &[]), ("b", &[]), ("c", &[])]);
-        let ones: Vec<(&str, &[String], u64)> =
-            list.iter().map(|(id, n)| (id.as_str(), n.as_slice(), 1)).collect();
+        let ones: Vec<(&str, &[String], u64)> = list
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.as_slice(), 1))
+            .collect();
         assert_eq!(assign_weighted(&ones, 2), assign(&list, 2));
     }
 

@@ -161,7 +161,11 @@ fn json_array(data: &str, name: &str) -> Result<Vec<Row>, SourceError> {
     let value: Json = serde_json::from_str(data).map_err(|e| {
         bad_row(
             "json",
-            format!("`{name}` is not JSON: {e} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "`{name}` is not JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     let Json::Array(items) = value else {
@@ -227,7 +231,9 @@ fn csv_rows(data: &str, name: &str) -> Result<Vec<Row>, SourceError> {
         .map(str::to_owned)
         .collect();
     if headers.iter().all(|h| h.trim().is_empty()) {
-        return Err(fail(format!("`{name}` has no header line naming its fields")));
+        return Err(fail(format!(
+            "`{name}` has no header line naming its fields"
+        )));
     }
     if let Some(twice) = headers
         .iter()
@@ -291,7 +297,10 @@ fn rows(rows: Vec<Row>, name: &str, source: &Source) -> Result<Vec<Item>, Source
             Json::Object(fields) => {
                 let named = match &source.id {
                     Some(id) => fields.get(id).ok_or_else(|| {
-                        bad_row(field, format!("{origin}: the row has no field `{id}` (named by `id:`)"))
+                        bad_row(
+                            field,
+                            format!("{origin}: the row has no field `{id}` (named by `id:`)"),
+                        )
                     })?,
                     None => fields.values().next().ok_or_else(|| {
                         bad_row(field, format!("{origin}: the row is an empty object"))
@@ -381,7 +390,8 @@ fn glob(repo: &Path, pattern: &str, exclude: &[String]) -> Result<Vec<Item>, Sou
             .require_git(false)
             .filter_entry(|e| {
                 let name = e.file_name();
-                !(e.file_type().is_some_and(|t| t.is_dir()) && (name == ".git" || name == ".dispatch"))
+                !(e.file_type().is_some_and(|t| t.is_dir())
+                    && (name == ".git" || name == ".dispatch"))
             })
             .build();
         for entry in walk {
@@ -419,7 +429,11 @@ fn glob(repo: &Path, pattern: &str, exclude: &[String]) -> Result<Vec<Item>, Sou
         } else if looked == 0 {
             message.push_str(&format!(
                 " (`{}` holds no file that git does not ignore)",
-                if prefix.is_empty() { "." } else { prefix.trim_end_matches('/') }
+                if prefix.is_empty() {
+                    "."
+                } else {
+                    prefix.trim_end_matches('/')
+                }
             ));
         }
         return Err(SourceError::new(
@@ -477,8 +491,18 @@ fn command(repo: &Path, text: &str, source: &Source) -> Result<Vec<Item>, Source
             bytes
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -602,7 +626,11 @@ mod tests {
         let mut s = source(SourceKind::Glob, "src/*.js");
         s.exclude = vec!["src/a.js".into()];
         let e = read(dir.path(), &s).expect_err("none");
-        assert!(e.message.contains("1 matched, all excluded"), "{}", e.message);
+        assert!(
+            e.message.contains("1 matched, all excluded"),
+            "{}",
+            e.message
+        );
         let e = read(dir.path(), &source(SourceKind::Glob, "../*")).expect_err("outside");
         assert!(e.message.contains("outside the repository"));
         let e = read(dir.path(), &source(SourceKind::Glob, "src/[.js")).expect_err("bad");
@@ -616,7 +644,11 @@ mod tests {
         assert_eq!(values(&items), ["auth", "billing"]);
         assert_eq!(items[1].origin, "list.txt, line 4");
         let e = read(dir.path(), &source(SourceKind::Lines, "nope.txt")).expect_err("missing");
-        assert!(e.message.starts_with("cannot read `nope.txt`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("cannot read `nope.txt`"),
+            "{}",
+            e.message
+        );
         let e = read(dir.path(), &source(SourceKind::Lines, "/etc/passwd")).expect_err("abs");
         assert!(e.message.contains("not a path inside"));
     }
@@ -625,7 +657,10 @@ mod tests {
     fn rows_from_json_jsonl_and_csv() {
         let dir = repo(&[
             ("a.json", r#"[{"name": "auth", "owner": "ann"}, "plain"]"#),
-            ("a.jsonl", "{\"name\": \"auth\"}\n\n{\"name\": \"billing\"}\n"),
+            (
+                "a.jsonl",
+                "{\"name\": \"auth\"}\n\n{\"name\": \"billing\"}\n",
+            ),
             ("a.csv", "name,owner\nauth,ann\n\"bill, inc\",bob\n"),
         ]);
         let items = read(dir.path(), &source(SourceKind::Json, "a.json")).expect("json");
@@ -652,29 +687,51 @@ mod tests {
             ("id.json", "[{\"a\": 1}]"),
         ]);
         let message = |s: Source| read(dir.path(), &s).expect_err("bad").message;
-        assert!(message(source(SourceKind::Jsonl, "bad.jsonl")).starts_with("`bad.jsonl`, line 2, column 2: not JSON: key must be a string"));
+        assert!(message(source(SourceKind::Jsonl, "bad.jsonl"))
+            .starts_with("`bad.jsonl`, line 2, column 2: not JSON: key must be a string"));
         assert_eq!(
             message(source(SourceKind::Csv, "bad.csv")),
             "`bad.csv`, line 3: 1 field, but the header names 2"
         );
-        assert_eq!(message(source(SourceKind::Json, "nested.json")), "nested.json, row 1: the row is an array");
-        assert_eq!(message(source(SourceKind::Json, "object.json")), "`object.json` holds an object, not an array of rows");
+        assert_eq!(
+            message(source(SourceKind::Json, "nested.json")),
+            "nested.json, row 1: the row is an array"
+        );
+        assert_eq!(
+            message(source(SourceKind::Json, "object.json")),
+            "`object.json` holds an object, not an array of rows"
+        );
         let mut s = source(SourceKind::Json, "id.json");
         s.id = Some("name".into());
-        assert_eq!(message(s), "id.json, row 1: the row has no field `name` (named by `id:`)");
+        assert_eq!(
+            message(s),
+            "id.json, row 1: the row has no field `name` (named by `id:`)"
+        );
     }
 
     #[test]
     fn a_command_prints_values_and_its_failures_are_explained() {
         let dir = repo(&[]);
-        let items = read(dir.path(), &source(SourceKind::Command, "printf 'a\\n\\nb\\n'")).expect("runs");
+        let items = read(
+            dir.path(),
+            &source(SourceKind::Command, "printf 'a\\n\\nb\\n'"),
+        )
+        .expect("runs");
         assert_eq!(values(&items), ["a", "b"]);
         assert_eq!(items[1].origin, "command, line 3");
-        let e = read(dir.path(), &source(SourceKind::Command, "echo broken >&2; exit 3")).expect_err("fails");
+        let e = read(
+            dir.path(),
+            &source(SourceKind::Command, "echo broken >&2; exit 3"),
+        )
+        .expect_err("fails");
         assert_eq!(e.message, "the command failed (exit status: 3): broken");
         let mut slow = source(SourceKind::Command, "sleep 30");
         slow.timeout = Some(crate::manifest::types::DurationText("200ms".into()));
         let e = read(dir.path(), &slow).expect_err("slow");
-        assert!(e.message.starts_with("the command ran longer than"), "{}", e.message);
+        assert!(
+            e.message.starts_with("the command ran longer than"),
+            "{}",
+            e.message
+        );
     }
 }
