@@ -93,6 +93,12 @@ pub struct Manifest {
     /// `defaults` and tasks add to its allow list.
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
+    /// The most tasks the sweep may expand to (default 5,000, at most
+    /// 1,000,000), so a glob or a matrix that matches far more than meant
+    /// is refused before anything is written. Raise it for a wide sweep.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_tasks: Option<u32>,
     /// The tasks, keyed by id. An id is lower-case letters, digits and `-`,
     /// and names the task's folder under `.dispatch/tasks/` and its branch.
     #[schemars(extend("propertyNames" = { "pattern": ID_PATTERN }, "minProperties" = 1))]
@@ -428,10 +434,16 @@ pub struct Task {
     /// stands for all its entries.
     #[serde(default)]
     pub needs: Needs,
-    /// Run the task once per combination of these values; each entry gets the
-    /// id `TASK-VALUE-...` and sees its values as `matrix.KEY`.
+    /// Run the task once per combination of these values (listed, or read
+    /// from data: see [`super::matrix`]).
     #[serde(default)]
-    pub matrix: IndexMap<String, Vec<MatrixValue>>,
+    pub matrix: super::matrix::Matrix,
+    /// How heavy the task is compared with others (default 1), so that
+    /// `--shard K/N` gives each shard a fair share of the work rather than
+    /// of the task count: e.g. the expected minutes.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub weight: Option<u32>,
     /// How long the worker may run.
     #[serde(default)]
     pub timeout: Option<DurationText>,
