@@ -209,6 +209,8 @@ fn hostile_text_in_titles_findings_and_plan_notes_never_executes() {
         ),
         0
     );
+    let head = text_of(&mut page, "#head");
+    assert!(head.contains("exit code 1: task evil failed: "), "{head}");
     let shown = text_of(&mut page, "#task-table");
     assert!(
         shown.contains(HOSTILE_TITLE),
@@ -240,6 +242,11 @@ fn hostile_text_in_titles_findings_and_plan_notes_never_executes() {
 
 const FILTER_SWEEP: &str = "version: 1
 concurrency: 2
+escalation:
+  - name: broken
+    when: { status: [failed] }
+    action: notify
+    exit_code: 5
 backends:
   scripted:
     command: [sh, -c, 'exec {{ vars.script }}']
@@ -272,15 +279,25 @@ fn the_task_table_filters_by_failures_tag_and_model_and_sorts() {
     let project = Project::new();
     project.manifest(FILTER_SWEEP);
     let (output, _) = project.run(&[]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    // Each attempt ran on one of the two worker slots.
+    for id in ["a-ok", "b-broken", "c-ok", "d-broken"] {
+        let lane = project.task_json(id)["attempts"][0]["lane"].as_u64();
+        assert!(lane.is_some_and(|l| l < 2), "{id}: lane {lane:?}");
+    }
     let mut browser = Browser::launch();
     let (mut page, _) = browser.open(&report_html(&project));
     assert_rendered_cleanly(&mut page);
     let all = ["a-ok", "b-broken", "c-ok", "d-broken"];
     assert_eq!(table_ids(&mut page), all);
     let head = text_of(&mut page, "#head");
-    assert!(head.contains("exit code 1: task b-broken failed"), "{head}");
-    assert!(head.contains("(and 1 more)"), "{head}");
+    assert!(
+        head.contains("exit code 5: escalation rule broken: b-broken ended failed")
+            || head.contains("exit code 5: escalation rule broken: d-broken ended failed"),
+        "the rule and the task: {head}"
+    );
+    // The rule fired on both failed tasks: a mark on each of their bars.
+    assert_eq!(count(&mut page, "#bars path.mark"), 2);
     // The controls as a person uses them: click, choose, type.
     let set = |page: &mut Page<'_>, id: &str, value: &str| {
         page.value(&format!(

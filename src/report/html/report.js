@@ -192,6 +192,14 @@
       });
       if (a.number > 1) { rect.setAttribute("stroke", "currentColor"); rect.setAttribute("stroke-dasharray", "3 2"); }
       bars.appendChild(rect);
+      var room = Math.floor(((s.end - s.start) * scale - 8) / 7);
+      if (room >= 4) {
+        // The task's id on a bar wide enough for it (cut to fit).
+        var name = task.id.length > room ? task.id.slice(0, room - 1) + "…" : task.id;
+        var label = svg("text", { x: LEFT + s.start * scale + 4, y: y + LANE_H - 8, class: "bar-label", "data-t": s.ti, "data-a": s.ai });
+        label.textContent = name;
+        bars.appendChild(label);
+      }
       task.waits.forEach(function (w) {
         if (w.start === null || w.start < s.start || w.start > s.end) return;
         var wend = w.end === null ? s.end : Math.min(w.end, s.end);
@@ -200,9 +208,13 @@
           width: Math.max(1.5, (wend - w.start) * scale), fill: color("wait"), "data-t": s.ti, "data-a": s.ai, "data-w": w.seq,
         }));
       });
+      // An escalation goes on the last attempt that started before it
+      // fired (a rule on a task's end fires just after its attempt ends).
       task.marks.forEach(function (m) {
-        if (m.at === null || m.at < s.start || m.at > s.end + 1) return;
-        var mx = LEFT + m.at * scale;
+        if (m.at === null || m.at < s.start && s.ai > 0) return;
+        var later = task.timeline.some(function (b, bi) { return bi > s.ai && b.start !== null && b.start <= m.at; });
+        if (later) return;
+        var mx = LEFT + Math.min(Math.max(m.at, s.start), s.end) * scale;
         bars.appendChild(svg("path", {
           class: "bar mark", d: "M" + (mx - 4) + " " + (y - 2) + "h8l-4 6z", fill: color("failed"), "data-t": s.ti, "data-a": s.ai,
         }));
