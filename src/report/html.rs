@@ -134,7 +134,7 @@ pub fn render(report: &Report, snapshot: &Snapshot, redactor: &Redactor) -> Stri
         .unwrap_or(0)
         .max(snapshot.run.concurrency)
         .max(1);
-    let wall_ms = report.ended_at.as_deref().and_then(|end| at(end));
+    let wall_ms = report.ended_at.as_deref().and_then(at);
     let page = Page {
         run: RunHead {
             name: &report.name,
