@@ -128,6 +128,8 @@ pub enum ReportFormat {
     Md,
     Json,
     Junit,
+    /// The self-contained HTML page (timeline, task table, findings).
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -533,6 +535,7 @@ fn report_command(args: &ReportArgs) -> u8 {
                 ReportFormat::Md => &rendered.markdown,
                 ReportFormat::Json => &rendered.json,
                 ReportFormat::Junit => &rendered.junit,
+                ReportFormat::Html => &rendered.html,
             });
             exit::OK
         }

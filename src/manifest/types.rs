@@ -364,8 +364,9 @@ pub enum CommandLine {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reports {
-    /// A folder (relative to the manifest) that receives copies of all three
-    /// reports, besides the run's own folder under `.dispatch/runs/`.
+    /// A folder (relative to the manifest) that receives copies of all four
+    /// reports (`report.md`, `report.json`, `junit.xml`, `report.html`),
+    /// besides the run's own folder under `.dispatch/runs/`.
     #[serde(default)]
     pub dir: Option<String>,
     /// The path of the Markdown report.
@@ -377,6 +378,9 @@ pub struct Reports {
     /// The path of the JUnit XML file.
     #[serde(default)]
     pub junit: Option<String>,
+    /// The path of the HTML report (one self-contained file).
+    #[serde(default)]
+    pub html: Option<String>,
     /// Findings at this severity or above become failed JUnit test cases
     /// (default `high`).
     #[serde(default)]
