@@ -155,7 +155,9 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
             // Another action: check what it would get, run nothing.
             assert!(uses.starts_with("actions/upload-artifact@"), "{uses}");
             for (_, value) in step["with"].as_object().expect("with") {
-                context.substitute(value.as_str().expect("a string input"));
+                if let Some(text) = value.as_str() {
+                    context.substitute(text);
+                }
             }
             continue;
         }
@@ -362,4 +364,54 @@ tasks:
     assert!(!repo.path().join("pwned").exists());
     let junit = std::fs::read_to_string(&ran.outputs["junit"]).expect("junit");
     assert!(junit.contains("Say $(touch pwned)$HOME"), "{junit}");
+}
+
+/// `owner/name` of the crate's repository, where releases, the action and
+/// the images are published.
+fn published() -> &'static str {
+    env!("CARGO_PKG_REPOSITORY")
+        .strip_prefix("https://github.com/")
+        .expect("the repository is on GitHub")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect(path)
+}
+
+/// Copied into another repository, the examples must install the released
+/// dispatch rather than build the repository they find themselves in.
+#[test]
+fn the_examples_and_docs_use_the_released_action_and_image() {
+    let uses = format!("uses: {}@v0", published());
+    for workflow in [
+        ".github/workflows/dispatch-sweep.yml",
+        ".github/workflows/dispatch-shards.yml",
+    ] {
+        let text = read(workflow);
+        assert!(text.contains(&uses), "{workflow} does not use the action");
+        for building in ["cargo ", "target/release", "rust-toolchain"] {
+            assert!(!text.contains(building), "{workflow} builds dispatch: {building}");
+        }
+    }
+    let k8s = read("manifests/k8s/indexed-job.yaml");
+    let image = format!("image: ghcr.io/{}:", published());
+    assert_eq!(k8s.matches(&image).count(), 2, "{k8s}");
+    assert!(!k8s.contains("your-org/dispatch"), "{k8s}");
+
+    let action = action();
+    assert_eq!(action["runs"]["steps"][0]["env"]["REPOSITORY"], published());
+    let readme = read("README.md");
+    assert!(readme.contains(&uses), "the README shows the action");
+    assert!(readme.contains(dispatch::manifest::schema::SCHEMA_URL));
+    assert!(readme.contains(&format!("ghcr.io/{}:", published())));
+    let release = read(".github/workflows/release.yml");
+    for target in [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "aarch64-apple-darwin",
+        "x86_64-apple-darwin",
+    ] {
+        assert!(release.contains(target), "release.yml builds no {target}");
+        assert!(read("action.yml").contains(target), "action.yml installs no {target}");
+    }
 }
