@@ -130,7 +130,9 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
             context.inputs.contains_key(*name),
             "action.yml has no input `{name}`"
         );
-        context.inputs.insert((*name).to_owned(), (*value).to_owned());
+        context
+            .inputs
+            .insert((*name).to_owned(), (*value).to_owned());
     }
     let summary = runner.path().join("step_summary.md");
     let github_path = runner.path().join("github_path");
@@ -174,12 +176,9 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
             .lines()
             .map(PathBuf::from)
             .collect();
-        let path = std::env::join_paths(
-            added
-                .into_iter()
-                .rev()
-                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-        )
+        let path = std::env::join_paths(added.into_iter().rev().chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )))
         .expect("PATH");
         let mut command = std::process::Command::new("bash");
         command
@@ -198,7 +197,9 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
             .env("RUNNER_ARCH", "X64");
         if let Some(env) = step["env"].as_object() {
             for (name, value) in env {
-                let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
                 command.env(name, context.substitute(&value));
             }
         }
@@ -263,9 +264,19 @@ tasks:
     assert_eq!(ran.failed, None, "{}", ran.logs);
     assert_eq!(ran.outputs["exit-code"], "0", "{}", ran.logs);
     let dir = Path::new(&ran.outputs["report-dir"]);
-    assert_eq!(dir, repo.path().join("dispatch-report").canonicalize().expect("dir"));
+    assert_eq!(
+        dir,
+        repo.path()
+            .join("dispatch-report")
+            .canonicalize()
+            .expect("dir")
+    );
     for key in ["report-md", "report-json", "junit"] {
-        assert!(Path::new(&ran.outputs[key]).is_file(), "{key}: {}", ran.outputs[key]);
+        assert!(
+            Path::new(&ran.outputs[key]).is_file(),
+            "{key}: {}",
+            ran.outputs[key]
+        );
     }
     let junit = std::fs::read_to_string(&ran.outputs["junit"]).expect("junit");
     assert!(junit.contains("name=\"Say hello world\""), "{junit}");
@@ -288,7 +299,10 @@ tasks:
     plan: [Work]
 ",
     );
-    let ran = run_action(repo.path(), &[("binary", BINARY), ("manifest", "sweep.yaml")]);
+    let ran = run_action(
+        repo.path(),
+        &[("binary", BINARY), ("manifest", "sweep.yaml")],
+    );
     assert_eq!(ran.failed, Some(1), "{}", ran.logs);
     assert_eq!(ran.outputs["exit-code"], "1");
     assert!(ran.summary.contains("disk full"), "{}", ran.summary);
@@ -308,7 +322,10 @@ tasks:
 #[test]
 fn an_invalid_manifest_exits_2_and_says_so_in_the_job_summary() {
     let repo = workspace("version: 1\ntasks:\n  t:\n    modle: sonnet\n");
-    let ran = run_action(repo.path(), &[("binary", BINARY), ("manifest", "sweep.yaml")]);
+    let ran = run_action(
+        repo.path(),
+        &[("binary", BINARY), ("manifest", "sweep.yaml")],
+    );
     assert_eq!(ran.failed, Some(2), "{}", ran.logs);
     assert_eq!(ran.outputs["exit-code"], "2");
     assert!(ran.logs.contains("modle"), "{}", ran.logs);
@@ -324,7 +341,11 @@ fn install_only_puts_dispatch_on_the_path_and_runs_nothing() {
     let ran = run_action(repo.path(), &[("binary", BINARY), ("install-only", "true")]);
     assert_eq!(ran.failed, None, "{}", ran.logs);
     assert_eq!(ran.outputs["exit-code"], "");
-    assert!(ran.logs.contains("dispatch 0."), "--version ran: {}", ran.logs);
+    assert!(
+        ran.logs.contains("dispatch 0."),
+        "--version ran: {}",
+        ran.logs
+    );
     assert!(!repo.path().join(".dispatch").exists());
     assert!(ran.summary.is_empty());
 }
@@ -334,10 +355,18 @@ fn an_unclosed_quote_in_args_is_an_error_not_a_guess() {
     let repo = workspace("version: 1\ntasks:\n  t:\n    command: [AGENT, done]\n");
     let ran = run_action(
         repo.path(),
-        &[("binary", BINARY), ("manifest", "sweep.yaml"), ("args", "--var 'x=1")],
+        &[
+            ("binary", BINARY),
+            ("manifest", "sweep.yaml"),
+            ("args", "--var 'x=1"),
+        ],
     );
     assert_eq!(ran.failed, Some(2), "{}", ran.logs);
-    assert!(ran.logs.contains("does not split into words"), "{}", ran.logs);
+    assert!(
+        ran.logs.contains("does not split into words"),
+        "{}",
+        ran.logs
+    );
     assert!(!repo.path().join(".dispatch").exists());
 }
 
@@ -390,7 +419,10 @@ fn the_examples_and_docs_use_the_released_action_and_image() {
         let text = read(workflow);
         assert!(text.contains(&uses), "{workflow} does not use the action");
         for building in ["cargo ", "target/release", "rust-toolchain"] {
-            assert!(!text.contains(building), "{workflow} builds dispatch: {building}");
+            assert!(
+                !text.contains(building),
+                "{workflow} builds dispatch: {building}"
+            );
         }
     }
     let k8s = read("manifests/k8s/indexed-job.yaml");
@@ -412,6 +444,9 @@ fn the_examples_and_docs_use_the_released_action_and_image() {
         "x86_64-apple-darwin",
     ] {
         assert!(release.contains(target), "release.yml builds no {target}");
-        assert!(read("action.yml").contains(target), "action.yml installs no {target}");
+        assert!(
+            read("action.yml").contains(target),
+            "action.yml installs no {target}"
+        );
     }
 }

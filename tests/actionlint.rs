@@ -200,9 +200,10 @@ jobs:
     let files = vec![("broken.yml".to_owned(), broken.to_owned())];
     let findings = lint(&files);
     assert!(
-        findings
-            .iter()
-            .any(|f| f["message"].as_str().unwrap_or_default().contains("outptus")),
+        findings.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outptus")),
         "{}",
         explain(&findings, &files)
     );
@@ -217,9 +218,10 @@ fn a_misspelt_input_in_the_action_is_flagged() {
     let files = vec![("action.yml (as a workflow)".to_owned(), text)];
     let findings = lint(&files);
     assert!(
-        findings
-            .iter()
-            .any(|f| f["message"].as_str().unwrap_or_default().contains("manifets")),
+        findings.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("manifets")),
         "{}",
         explain(&findings, &files)
     );

@@ -83,7 +83,12 @@ tasks:
         .command(&["run", "sweep.yaml", "--quiet"])
         .output()
         .expect("dispatch runs");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let junit = junit_of_latest_run(&project);
     assert_eq!(
         case_names(&junit),
@@ -108,7 +113,12 @@ tasks:
         .env_remove("GITHUB_STEP_SUMMARY")
         .output()
         .expect("dispatch merge runs");
-    assert_eq!(merged.status.code(), Some(0), "{}", String::from_utf8_lossy(&merged.stderr));
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
     let junit = std::fs::read_to_string(project.path().join("merged/junit.xml")).expect("junit");
     assert_eq!(
         case_names(&junit)[0],
@@ -149,7 +159,12 @@ tasks:
         .command(&["run", "sweep.yaml", "--quiet"])
         .output()
         .expect("dispatch runs");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value =
         serde_json::from_str(&junit_of_latest_run_report(&project)).expect("report.json");
     let at = |key: &str| {
@@ -173,6 +188,10 @@ tasks:
         .and_then(|t| t.split('"').next())
         .expect("a time attribute");
     let seconds: f64 = time.parse().expect("seconds");
-    assert_eq!((seconds * 1000.0).round() as i64, wall, "{root}; tasks summed {summed} ms");
+    assert_eq!(
+        (seconds * 1000.0).round() as i64,
+        wall,
+        "{root}; tasks summed {summed} ms"
+    );
     assert_ne!(wall, summed, "the test needs tasks that overlap");
 }

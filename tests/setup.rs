@@ -174,7 +174,12 @@ fn man_prints_the_page_and_writes_one_per_command() {
         .output()
         .expect("runs");
     assert!(written.status.success(), "{}", stderr(&written));
-    for page in ["dispatch.1", "dispatch-run.1", "dispatch-init.1", "dispatch-worker-ask.1"] {
+    for page in [
+        "dispatch.1",
+        "dispatch-run.1",
+        "dispatch-init.1",
+        "dispatch-worker-ask.1",
+    ] {
         assert!(out.join(page).is_file(), "{page} missing");
     }
 }

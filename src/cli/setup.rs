@@ -21,7 +21,10 @@ const STARTER: &str = include_str!("../../templates/starter.yaml");
 /// The manifests `--example` starts from: the checked-in scenarios. The
 /// demo is not one: its workers are scripts of this repository.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("pre-launch", include_str!("../../manifests/pre-launch.yaml")),
+    (
+        "pre-launch",
+        include_str!("../../manifests/pre-launch.yaml"),
+    ),
     ("fix-typo", include_str!("../../manifests/fix-typo.yaml")),
     (
         "security-review",
@@ -78,11 +81,7 @@ pub struct ManArgs {
 pub fn manifest_text(example: Option<&str>) -> Result<String, String> {
     let hint = format!("# yaml-language-server: $schema={SCHEMA_URL}");
     let Some(name) = example else {
-        return Ok(STARTER.replacen(
-            "# yaml-language-server: $schema=SCHEMA_URL",
-            &hint,
-            1,
-        ));
+        return Ok(STARTER.replacen("# yaml-language-server: $schema=SCHEMA_URL", &hint, 1));
     };
     let Some((_, text)) = EXAMPLES.iter().find(|(known, _)| *known == name) else {
         let known: Vec<&str> = EXAMPLES.iter().map(|(n, _)| *n).collect();
@@ -154,10 +153,7 @@ fn write_new(path: &Path, text: &str, force: bool) -> std::io::Result<()> {
 
 /// `path` relative to the current folder when it is under it.
 fn shown_path(path: &Path, cwd: &Path) -> String {
-    path.strip_prefix(cwd)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(cwd).unwrap_or(path).display().to_string()
 }
 
 pub fn completions(args: &CompletionsArgs) -> u8 {
@@ -178,7 +174,8 @@ pub fn man(args: &ManArgs) -> u8 {
         print_stdout(&String::from_utf8_lossy(&page));
         return exit::OK;
     };
-    let written = std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir));
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir));
     match written {
         Ok(()) => {
             print_stdout(&format!("wrote the man pages into {}\n", dir.display()));

@@ -120,7 +120,12 @@ fn relative_to(text: &str, root: &str) -> String {
     out
 }
 
-fn suite(report: &Report, task: &TaskReport, fail_severity: Severity, names: &Names<'_>) -> TestSuite {
+fn suite(
+    report: &Report,
+    task: &TaskReport,
+    fail_severity: Severity,
+    names: &Names<'_>,
+) -> TestSuite {
     let mut suite = TestSuite::new(task.id.clone());
     if let Some(time) = task.started_at.as_deref().and_then(rfc3339) {
         suite.set_timestamp(time);
