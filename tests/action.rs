@@ -114,6 +114,12 @@ fn read_outputs(path: &Path) -> BTreeMap<String, String> {
 /// Run the action's steps in `workspace` with `inputs` (the others at
 /// their defaults), as a job whose runner is Linux x64.
 fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
+    run_action_with(workspace, given, None)
+}
+
+/// [`run_action`] with `shims` first on the PATH (stand-ins for `curl`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn run_action_with(workspace: &Path, given: &[(&str, &str)], shims: Option<&Path>) -> Ran {
     let action = action();
     let runner = tempfile::tempdir().expect("runner temp");
     let mut context = Context {
@@ -176,9 +182,15 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
             .lines()
             .map(PathBuf::from)
             .collect();
-        let path = std::env::join_paths(added.into_iter().rev().chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )))
+        let path = std::env::join_paths(
+            added
+                .into_iter()
+                .rev()
+                .chain(shims.map(Path::to_path_buf))
+                .chain(std::env::split_paths(
+                    &std::env::var_os("PATH").unwrap_or_default(),
+                )),
+        )
         .expect("PATH");
         let mut command = std::process::Command::new("bash");
         command
@@ -449,4 +461,113 @@ fn the_examples_and_docs_use_the_released_action_and_image() {
             "action.yml installs no {target}"
         );
     }
+}
+
+/// A release as GitHub serves it, from a folder: a `curl` on the PATH that
+/// answers `https://github.com/OWNER/NAME/releases/…/FILE` with
+/// `release/FILE` and logs each URL. (Linux only: it needs GNU sha256sum.)
+#[cfg(target_os = "linux")]
+fn fake_release(dir: &Path, tamper: bool) -> PathBuf {
+    let release = dir.join("release");
+    let shims = dir.join("shims");
+    std::fs::create_dir_all(&release).expect("mkdir");
+    std::fs::create_dir_all(&shims).expect("mkdir");
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(&staging).expect("mkdir");
+    std::fs::copy(BINARY, staging.join("dispatch")).expect("copy the binary");
+    let archive = "dispatch-x86_64-unknown-linux-musl.tar.gz";
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(release.join(archive))
+        .arg("-C")
+        .arg(&staging)
+        .arg("dispatch")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let sum = std::process::Command::new("sha256sum")
+        .arg(archive)
+        .current_dir(&release)
+        .output()
+        .expect("sha256sum");
+    let mut line = String::from_utf8_lossy(&sum.stdout).into_owned();
+    if tamper {
+        line.replace_range(0..1, if line.starts_with('0') { "1" } else { "0" });
+    }
+    std::fs::write(release.join(format!("{archive}.sha256")), line).expect("write");
+    let curl = format!(
+        r#"#!/bin/sh
+# curl --fail --silent --show-error --location --retry 3 -o FILE URL
+out=""; url=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out="$2"; shift 2 ;;
+    --retry) shift 2 ;;
+    -*) shift ;;
+    *) url="$1"; shift ;;
+  esac
+done
+echo "$url" >> "{log}"
+case "$url" in
+  https://github.com/{repo}/releases/*) cp "{release}/${{url##*/}}" "$out" ;;
+  *) echo "curl: (22) 404 $url" >&2; exit 22 ;;
+esac
+"#,
+        log = dir.join("urls").display(),
+        repo = published(),
+        release = release.display(),
+    );
+    let shim = shims.join("curl");
+    std::fs::write(&shim, curl).expect("write curl");
+    let chmod = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&shim)
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    shims
+}
+
+/// Without `binary`, the action downloads the release archive for the
+/// runner (Linux x64 here) and its checksum from the crate's repository,
+/// checks one against the other, and runs what it unpacked.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_action_installs_the_release_for_the_runner_after_checking_its_checksum() {
+    let repo = workspace(
+        "version: 1\ntasks:\n  t:\n    command: [AGENT, check-all, done]\n    plan: [Go]\n",
+    );
+    let fake = tempfile::tempdir().expect("tempdir");
+    let shims = fake_release(fake.path(), false);
+    let ran = run_action_with(
+        repo.path(),
+        &[("manifest", "sweep.yaml"), ("version", "v0.1.0")],
+        Some(&shims),
+    );
+    assert_eq!(ran.failed, None, "{}", ran.logs);
+    assert_eq!(ran.outputs["exit-code"], "0");
+    let urls = std::fs::read_to_string(fake.path().join("urls")).expect("urls");
+    let base = format!(
+        "https://github.com/{}/releases/download/v0.1.0",
+        published()
+    );
+    assert_eq!(
+        urls,
+        format!(
+            "{base}/dispatch-x86_64-unknown-linux-musl.tar.gz\n{base}/dispatch-x86_64-unknown-linux-musl.tar.gz.sha256\n"
+        )
+    );
+
+    let tampered = tempfile::tempdir().expect("tempdir");
+    let shims = fake_release(tampered.path(), true);
+    let ran = run_action_with(repo.path(), &[("manifest", "sweep.yaml")], Some(&shims));
+    assert!(
+        ran.failed.is_some(),
+        "a bad checksum must stop it: {}",
+        ran.logs
+    );
+    assert!(ran.logs.contains("FAILED"), "{}", ran.logs);
+    assert_eq!(ran.outputs["exit-code"], "", "nothing ran");
+    let urls = std::fs::read_to_string(tampered.path().join("urls")).expect("urls");
+    assert!(urls.contains("/releases/latest/download/"), "{urls}");
 }
