@@ -118,7 +118,6 @@ fn run_action(workspace: &Path, given: &[(&str, &str)]) -> Ran {
 }
 
 /// [`run_action`] with `shims` first on the PATH (stand-ins for `curl`).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn run_action_with(workspace: &Path, given: &[(&str, &str)], shims: Option<&Path>) -> Ran {
     let action = action();
     let runner = tempfile::tempdir().expect("runner temp");
