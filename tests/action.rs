@@ -36,6 +36,8 @@ struct Context<'a> {
     inputs: BTreeMap<String, String>,
     steps: BTreeMap<String, BTreeMap<String, String>>,
     action_path: &'a Path,
+    /// The ref the workflow's `uses:` names (`v0.1.0`); empty for `./`.
+    action_ref: String,
 }
 
 impl Context<'_> {
@@ -50,6 +52,9 @@ impl Context<'_> {
         }
         if name == "github.action_path" {
             return self.action_path.display().to_string();
+        }
+        if name == "github.action_ref" {
+            return self.action_ref.clone();
         }
         if let Some(rest) = name.strip_prefix("steps.") {
             let (id, output) = rest
@@ -125,12 +130,17 @@ fn run_action_with(workspace: &Path, given: &[(&str, &str)], shims: Option<&Path
         inputs: BTreeMap::new(),
         steps: BTreeMap::new(),
         action_path: Path::new(env!("CARGO_MANIFEST_DIR")),
+        action_ref: String::new(),
     };
     for (name, spec) in action["inputs"].as_object().expect("inputs") {
         let default = spec["default"].as_str().unwrap_or_default().to_owned();
         context.inputs.insert(name.clone(), default);
     }
     for (name, value) in given {
+        if *name == "github.action_ref" {
+            context.action_ref = (*value).to_owned();
+            continue;
+        }
         assert!(
             context.inputs.contains_key(*name),
             "action.yml has no input `{name}`"
@@ -538,9 +548,10 @@ fn the_action_installs_the_release_for_the_runner_after_checking_its_checksum() 
     );
     let fake = tempfile::tempdir().expect("tempdir");
     let shims = fake_release(fake.path(), false);
+    // Pinned to a release (`uses: …@v0.1.0`): that release's binary.
     let ran = run_action_with(
         repo.path(),
-        &[("manifest", "sweep.yaml"), ("version", "v0.1.0")],
+        &[("manifest", "sweep.yaml"), ("github.action_ref", "v0.1.0")],
         Some(&shims),
     );
     assert_eq!(ran.failed, None, "{}", ran.logs);
@@ -559,7 +570,12 @@ fn the_action_installs_the_release_for_the_runner_after_checking_its_checksum() 
 
     let tampered = tempfile::tempdir().expect("tempdir");
     let shims = fake_release(tampered.path(), true);
-    let ran = run_action_with(repo.path(), &[("manifest", "sweep.yaml")], Some(&shims));
+    // Used by its major tag (`@v0`): the newest release.
+    let ran = run_action_with(
+        repo.path(),
+        &[("manifest", "sweep.yaml"), ("github.action_ref", "v0")],
+        Some(&shims),
+    );
     assert!(
         ran.failed.is_some(),
         "a bad checksum must stop it: {}",
