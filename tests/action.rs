@@ -27,6 +27,8 @@ fn action() -> Value {
 /// whether the composite step failed (the first failing step's code).
 struct Ran {
     outputs: BTreeMap<String, String>,
+    /// The outputs of the step `sweep` (the artifact's paths among them).
+    sweep: BTreeMap<String, String>,
     summary: String,
     failed: Option<i32>,
     logs: String,
@@ -245,6 +247,7 @@ fn run_action_with(workspace: &Path, given: &[(&str, &str)], shims: Option<&Path
         .collect();
     Ran {
         outputs,
+        sweep: context.steps.get("sweep").cloned().unwrap_or_default(),
         summary: std::fs::read_to_string(&summary).unwrap_or_default(),
         failed,
         logs,
@@ -585,4 +588,32 @@ fn the_action_installs_the_release_for_the_runner_after_checking_its_checksum() 
     assert_eq!(ran.outputs["exit-code"], "", "nothing ran");
     let urls = std::fs::read_to_string(tampered.path().join("urls")).expect("urls");
     assert!(urls.contains("/releases/latest/download/"), "{urls}");
+}
+
+/// In a subfolder (`working-directory`), the manifest and the report
+/// folder are relative to it, and the artifact still finds the run records
+/// at the top of the repository, where dispatch keeps `.dispatch/`.
+#[test]
+fn a_working_directory_keeps_the_records_at_the_top_of_the_repository() {
+    let repo = workspace(
+        "version: 1\ntasks:\n  t:\n    command: [AGENT, check-all, done]\n    plan: [Go]\n",
+    );
+    std::fs::create_dir_all(repo.path().join("sub")).expect("mkdir");
+    let ran = run_action(
+        repo.path(),
+        &[
+            ("binary", BINARY),
+            ("working-directory", "sub"),
+            ("manifest", "../sweep.yaml"),
+        ],
+    );
+    assert_eq!(ran.failed, None, "{}", ran.logs);
+    let top = repo.path().canonicalize().expect("top");
+    assert_eq!(
+        Path::new(&ran.outputs["report-dir"]),
+        top.join("sub/dispatch-report")
+    );
+    let records = Path::new(&ran.sweep["records"]);
+    assert!(records.is_dir(), "{}", records.display());
+    assert!(records.starts_with(&top) && !records.starts_with(top.join("sub")));
 }
