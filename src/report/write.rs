@@ -45,7 +45,8 @@ pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Ren
     let severity = crate::events::attention::recorded_severity(&snapshot.run);
     let (markdown, json, junit, html) = std::thread::scope(|scope| {
         let markdown = scope.spawn(|| markdown::render(&report, &templates, severity));
-        let junit = scope.spawn(|| junit::render(&report, fail_severity));
+        let root = Path::new(&snapshot.run.root);
+        let junit = scope.spawn(|| junit::render(&report, fail_severity, Some(root)));
         let html = scope.spawn(|| html::render(&report, snapshot, redactor));
         let mut json = crate::util::escape::json_for_terminal(
             &serde_json::to_string_pretty(&report).unwrap_or_default(),
