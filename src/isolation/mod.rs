@@ -2,6 +2,7 @@
 //! the review of what it left, and merge readiness.
 
 pub mod merge_check;
+pub mod rerun;
 pub mod review;
 pub mod setup;
 pub mod worktree;
