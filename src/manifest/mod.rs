@@ -35,6 +35,10 @@ pub struct LoadedManifest {
     pub manifest: Manifest,
     /// The user config files that filled in models, backends or roles.
     pub user_config: Vec<PathBuf>,
+    /// Tasks without a model: problems that do not stop the plan from being
+    /// expanded, so [`crate::plan::build`] reports them after its own
+    /// (see [`validate::check`]). A manifest with any is never run.
+    pub no_model: Vec<Diagnostic>,
 }
 
 /// One or more problems with a user's input, ready to print.
@@ -73,7 +77,7 @@ fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Inv
     if with_user_config {
         loaded.user_config = user_config::apply(&mut loaded.manifest)?;
     }
-    validate::check(&loaded)?;
+    loaded.no_model = validate::check(&loaded)?;
     Ok(loaded)
 }
 
@@ -101,6 +105,7 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
         root,
         manifest,
         user_config: Vec::new(),
+        no_model: Vec::new(),
     })
 }
 
