@@ -236,6 +236,10 @@ pub struct RunArgs {
     /// The run --rerun starts from (default: the latest).
     #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::domain::ids::run_id)]
     pub from: Option<String>,
+    /// Print the plan of the tasks this run would start (as `dispatch
+    /// plan` does; JSON with --json) and run nothing.
+    #[arg(long, conflicts_with_all = ["retry_failed", "rerun"])]
+    pub dry_run: bool,
 }
 
 /// How a run (or a resumed one) is supervised and reported.

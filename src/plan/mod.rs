@@ -12,6 +12,7 @@ mod render;
 pub mod select;
 pub mod shard;
 pub mod templates;
+mod vars;
 mod worktrees;
 
 use std::collections::HashMap;
@@ -206,11 +207,13 @@ struct Basics {
 /// reported, the ones in the file's own text first.
 pub fn build(loaded: &LoadedManifest, options: &PlanOptions) -> Result<SweepPlan, Invalid> {
     let built = Builder::new(loaded, options).build();
-    if loaded.no_model.is_empty() {
+    let unused = vars::unused(loaded, &options.vars);
+    if loaded.no_model.is_empty() && unused.is_empty() {
         return built;
     }
     let mut problems = built.err().map(|i| i.0).unwrap_or_default();
     problems.extend(loaded.no_model.iter().cloned());
+    problems.extend(unused);
     Err(Invalid(problems))
 }
 
