@@ -39,6 +39,11 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read manifests without ~/.config/dispatch/config.yaml and
+    /// ~/.dispatch/config.yaml, as CI (where they do not exist) reads
+    /// them. Also: DISPATCH_NO_USER_CONFIG=1.
+    #[arg(long, global = true)]
+    pub no_user_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -480,6 +485,7 @@ where
 }
 
 fn run(cli: Cli) -> u8 {
+    crate::manifest::user_config::set_ignored(cli.no_user_config);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),

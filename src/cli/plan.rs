@@ -87,6 +87,7 @@ fn load_plan(file: &Path, vars: &[(String, String)]) -> Result<SweepPlan, Invali
     };
     let mut plan = plan::build(&loaded, &options)?;
     hide_secrets(&mut plan, &options.vars);
+    super::validate::warn_user_config(&manifest::config_effects::effects(&loaded));
     Ok(plan)
 }
 

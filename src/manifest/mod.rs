@@ -2,6 +2,7 @@
 //! types → checks of meaning. Every problem becomes a [`Diagnostic`] that
 //! points at the place in the file.
 
+pub mod config_effects;
 pub mod diagnostic;
 pub mod duration;
 pub mod models;
@@ -35,6 +36,9 @@ pub struct LoadedManifest {
     pub manifest: Manifest,
     /// The user config files that filled in models, backends or roles.
     pub user_config: Vec<PathBuf>,
+    /// Each name those files filled in ([`config_effects`] says which of
+    /// them change what the manifest means).
+    pub user_filled: Vec<user_config::Filled>,
     /// Tasks without a model: problems that do not stop the plan from being
     /// expanded, so [`crate::plan::build`] reports them after its own
     /// (see [`validate::check`]). A manifest with any is never run.
@@ -75,7 +79,7 @@ fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Inv
     loaded.path = path.to_path_buf();
     loaded.dir = dir;
     if with_user_config {
-        loaded.user_config = user_config::apply(&mut loaded.manifest)?;
+        (loaded.user_config, loaded.user_filled) = user_config::apply(&mut loaded.manifest)?;
     }
     loaded.no_model = validate::check(&loaded)?;
     Ok(loaded)
@@ -105,6 +109,7 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
         root,
         manifest,
         user_config: Vec::new(),
+        user_filled: Vec::new(),
         no_model: Vec::new(),
     })
 }

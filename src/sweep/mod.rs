@@ -152,6 +152,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             options.vars.clone(),
         ),
     };
+    notes.extend(manifest::config_effects::effects(&loaded));
     // What run.json records are the vars this run renders with.
     let options = &RunOptions {
         vars: vars.clone(),
