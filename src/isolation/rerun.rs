@@ -55,10 +55,10 @@ impl Repo {
     ) -> Result<Vec<String>, WorktreeError> {
         let leftover = self.leftover(spec, ignored)?;
         let mut notes = Vec::new();
-        if leftover.clean_folder {
-            if self.remove(spec.path, false, ignored)? == FolderState::KeptWithChanges {
-                return Err(self.folder_has_work(spec, ignored));
-            }
+        if leftover.clean_folder
+            && self.remove(spec.path, false, ignored)? == FolderState::KeptWithChanges
+        {
+            return Err(self.folder_has_work(spec, ignored));
         }
         if leftover.branch {
             notes.extend(self.move_branch_aside(spec.branch)?);
