@@ -374,6 +374,29 @@ fn explain_needs(expression: &str, context: &serde_json::Value) -> Option<(Strin
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever the template text and the error's range, the message
+        /// is built without a panic, and the expression shown holds the
+        /// part the range named.
+        #[test]
+        fn a_needs_lookup_of_any_text_is_explained_without_a_panic(
+            source in "[a-z_ .\\[\\]'\"{}é]{0,40}",
+            start in 0usize..45,
+            len in 0usize..20,
+        ) {
+            let range = start..start.saturating_add(len);
+            if let Some(whole) = whole_expression(&source, range.clone()) {
+                let named = &source[range];
+                proptest::prop_assert!(whole.ends_with(named));
+                let context = serde_json::json!({
+                    "task": {"source_id": "t"},
+                    "needs": {"research": {"output": "o"}},
+                });
+                let _ = explain_needs(whole.trim(), &context);
+            }
+        }
+    }
+
     #[test]
     fn every_builtin_template_parses() {
         let templates = Templates::new(None);
