@@ -95,7 +95,7 @@ impl WorktreeError {
                 "it is not a worktree of this task's branch: `dispatch clean` removes an earlier run's worktree that holds no work; otherwise move it away, or set `worktree.path` to another folder".to_owned()
             }
             WorktreeError::FolderHasWork { path, branch, .. } => format!(
-                "commit it (`git -C {} commit -am ...` keeps it on `{branch}`), discard it with `dispatch clean --force`, or set `worktree.reuse: true` to continue in it",
+                "`dispatch resume` continues that run in it; otherwise commit it (`git -C {} commit -am ...` keeps it on `{branch}`), discard it with `dispatch clean --force`, or set `worktree.reuse: true` to continue in it",
                 path.display()
             ),
             WorktreeError::BranchCheckedOut { .. } => {
