@@ -154,14 +154,12 @@ impl Repo {
             self.delete_branch(branch)?;
             return Ok(None);
         }
+        // A copy under the aside name (an interrupted earlier move) holds
+        // the tip, so it was deleted above; a name taken by another
+        // commit is numbered.
         let aside = self.free_aside_name(branch, tip);
         let mut found = self.repo.find_branch(branch, BranchType::Local)?;
-        if self.branch_tip(&aside) == Some(tip) {
-            // Kept under that name already (an interrupted earlier move).
-            found.delete()?;
-        } else {
-            found.rename(&aside, false)?;
-        }
+        found.rename(&aside, false)?;
         Ok(Some(format!(
             "the branch `{branch}` of an earlier run has commits of its own: they are kept on `{aside}`, and `{branch}` starts again from the base"
         )))
@@ -173,7 +171,7 @@ impl Repo {
         let first = format!("{branch}@{}", short(tip));
         let mut name = first.clone();
         let mut n = 2;
-        while self.branch_tip(&name).is_some_and(|t| t != tip) {
+        while self.branch_tip(&name).is_some() {
             name = format!("{first}-{n}");
             n += 1;
         }
@@ -185,5 +183,87 @@ fn same_path(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// A repository on `main` and a branch `dispatch/t` one commit ahead.
+    fn repository() -> tempfile::TempDir {
+        let temp = tempfile::tempdir().expect("tempdir");
+        git(temp.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(temp.path().join("a.txt"), "a\n").expect("write");
+        git(temp.path(), &["add", "."]);
+        git(temp.path(), &["commit", "-q", "-m", "first"]);
+        git(temp.path(), &["checkout", "-q", "-b", "dispatch/t"]);
+        std::fs::write(temp.path().join("b.txt"), "b\n").expect("write");
+        git(temp.path(), &["add", "."]);
+        git(temp.path(), &["commit", "-q", "-m", "work"]);
+        git(temp.path(), &["checkout", "-q", "main"]);
+        temp
+    }
+
+    fn spec(path: &Path) -> Spec<'_> {
+        Spec {
+            path,
+            branch: "dispatch/t",
+            base: "HEAD",
+            reuse: false,
+        }
+    }
+
+    #[test]
+    fn a_name_already_holding_another_commit_is_not_overwritten() {
+        let temp = repository();
+        let tip = git(temp.path(), &["rev-parse", "dispatch/t"]);
+        let taken = format!("dispatch/t@{}", &tip[..8]);
+        // Someone's branch under the name the move would take.
+        git(temp.path(), &["branch", &taken, "main"]);
+        let repo = Repo::open(temp.path()).expect("open");
+        let path = temp.path().join(".dispatch/worktrees/t");
+        let notes = repo.clear_leftovers(&spec(&path), &[]).expect("cleared");
+        assert_eq!(git(temp.path(), &["rev-parse", &format!("{taken}-2")]), tip);
+        assert_eq!(
+            git(temp.path(), &["rev-parse", &taken]),
+            git(temp.path(), &["rev-parse", "main"]),
+            "the other branch is untouched"
+        );
+        assert!(notes[0].contains(&format!("`{taken}-2`")), "{notes:?}");
+        assert!(repo.branch_tip("dispatch/t").is_none());
+    }
+
+    #[test]
+    fn a_move_interrupted_after_the_copy_finishes_without_a_second_copy() {
+        let temp = repository();
+        let tip = git(temp.path(), &["rev-parse", "dispatch/t"]);
+        let aside = format!("dispatch/t@{}", &tip[..8]);
+        git(temp.path(), &["branch", &aside, "dispatch/t"]);
+        let repo = Repo::open(temp.path()).expect("open");
+        let path = temp.path().join(".dispatch/worktrees/t");
+        repo.clear_leftovers(&spec(&path), &[]).expect("cleared");
+        // The tip is held by `aside` (another ref), so the branch is
+        // simply made again; the copy stays.
+        assert_eq!(git(temp.path(), &["rev-parse", &aside]), tip);
+        assert!(repo.branch_tip("dispatch/t").is_none());
+        assert!(repo.branch_tip(&format!("{aside}-2")).is_none());
     }
 }
