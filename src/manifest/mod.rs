@@ -3,6 +3,7 @@
 //! points at the place in the file.
 
 pub mod config_effects;
+pub mod confine;
 pub mod diagnostic;
 pub mod duration;
 pub mod models;
