@@ -41,6 +41,11 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read manifests without ~/.config/dispatch/config.yaml and
+    /// ~/.dispatch/config.yaml, as CI (where they do not exist) reads
+    /// them. Also: DISPATCH_NO_USER_CONFIG=1.
+    #[arg(long, global = true)]
+    pub no_user_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +265,10 @@ pub struct RunArgs {
     /// The run --rerun starts from (default: the latest).
     #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::domain::ids::run_id)]
     pub from: Option<String>,
+    /// Print the plan of the tasks this run would start (as `dispatch
+    /// plan` does; JSON with --json) and run nothing.
+    #[arg(long, conflicts_with_all = ["retry_failed", "rerun"])]
+    pub dry_run: bool,
 }
 
 /// How a run (or a resumed one) is supervised and reported.
@@ -500,6 +509,7 @@ where
 }
 
 fn run(cli: Cli) -> u8 {
+    crate::manifest::user_config::set_ignored(cli.no_user_config);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),

@@ -4,13 +4,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{exit, print_stdout, report, PlanArgs};
+use super::{exit, print_stdout, report, PlanArgs, RunArgs};
 use crate::manifest::diagnostic::{list_names, Diagnostic};
 use crate::manifest::{
     self,
     types::{CommitPolicy, KeepPolicy, PromptMode},
     Invalid,
 };
+use crate::plan::select::Selection;
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::fsutil::write_atomic;
 
@@ -26,14 +27,7 @@ pub fn run(args: &PlanArgs) -> u8 {
                     return exit::USAGE;
                 }
             }
-            let text = if args.json {
-                let mut json = serde_json::to_string_pretty(&plan).unwrap_or_default();
-                json.push('\n');
-                json
-            } else {
-                render_text(&plan)
-            };
-            print_stdout(&text);
+            print_plan(&plan, args.json);
             exit::OK
         }
         Err(invalid) => {
@@ -43,15 +37,62 @@ pub fn run(args: &PlanArgs) -> u8 {
     }
 }
 
-fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
-    let loaded = manifest::load_with_user_config(&args.file)?;
+fn print_plan(plan: &SweepPlan, json: bool) {
+    let text = if json {
+        let mut json = serde_json::to_string_pretty(plan).unwrap_or_default();
+        json.push('\n');
+        json
+    } else {
+        render_text(plan)
+    };
+    print_stdout(&text);
+}
+
+/// `dispatch run FILE --dry-run`: the plan of the tasks the run would
+/// start (after `--only`, `--skip`, `--tag`, `--shard`), printed as
+/// `dispatch plan` prints it. Nothing is written and nothing runs.
+pub fn dry_run(args: &RunArgs, selection: &Selection) -> u8 {
+    let mut plan = match load_plan(&args.file, &args.vars.vars) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            report(&invalid);
+            return exit::USAGE;
+        }
+    };
+    if !selection.is_empty() {
+        let chosen = selection
+            .choose(&plan)
+            .and_then(|c| crate::plan::select::check_needs(&plan, &c, &c).map(|()| c));
+        let chosen = match chosen {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                eprintln!("error: {e}\n  help: {}", e.help());
+                return exit::USAGE;
+            }
+        };
+        let mut keep = chosen.into_iter();
+        plan.tasks.retain(|_| keep.next().unwrap_or(false));
+    }
+    print_plan(&plan, args.supervision.json);
+    exit::OK
+}
+
+/// The plan as `dispatch plan` shows it: paths relative, secrets hidden.
+fn load_plan(file: &Path, vars: &[(String, String)]) -> Result<SweepPlan, Invalid> {
+    let loaded = manifest::load_with_user_config(file)?;
     let options = PlanOptions {
-        vars: args.vars.vars.clone(),
+        vars: vars.to_vec(),
         run_id: "dry-run".to_owned(),
         root: None,
     };
     let mut plan = plan::build(&loaded, &options)?;
     hide_secrets(&mut plan, &options.vars);
+    super::validate::warn_user_config(&manifest::config_effects::effects(&loaded));
+    Ok(plan)
+}
+
+fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
+    let mut plan = load_plan(&args.file, &args.vars.vars)?;
     if !args.tasks.is_empty() {
         let unknown: Vec<&String> = args
             .tasks

@@ -4,6 +4,7 @@
 pub mod env;
 pub mod forward;
 pub mod merge_check;
+pub mod rerun;
 pub mod review;
 pub mod sandbox;
 pub mod setup;

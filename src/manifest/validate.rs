@@ -14,20 +14,28 @@ use crate::manifest::models::{self, Backend, COMMAND_BACKEND};
 /// Longest task id: ids become branch names and folder names.
 pub const MAX_ID_LEN: usize = 64;
 
-/// Run every check; all problems are reported together.
-pub fn check(loaded: &LoadedManifest) -> Result<(), Invalid> {
+/// Run every check; all problems are reported together. A task without a
+/// model does not stop the plan from being expanded, and is the problem a
+/// user config or `defaults.model` most often hides, so it is returned
+/// apart (`Ok`) when it is the only kind: the plan reports it after the
+/// problems only expansion finds (an unknown need, a cycle, a template),
+/// which would otherwise go unseen until the model was set.
+pub fn check(loaded: &LoadedManifest) -> Result<Vec<Diagnostic>, Invalid> {
     let all = models::backends(&loaded.manifest);
     let mut checker = Checker {
         loaded,
         manifest: &loaded.manifest,
         backends: &all,
         problems: Vec::new(),
+        no_model: Vec::new(),
     };
     checker.run();
+    checker.no_model.sort_by_key(|d| d.location);
     if checker.problems.is_empty() {
-        Ok(())
+        Ok(checker.no_model)
     } else {
         checker.problems.sort_by_key(|d| d.location);
+        checker.problems.append(&mut checker.no_model);
         Err(Invalid(checker.problems))
     }
 }
@@ -39,6 +47,8 @@ struct Checker<'a> {
     /// checked against them).
     backends: &'a IndexMap<String, Backend>,
     problems: Vec<Diagnostic>,
+    /// Tasks that have no model (see [`check`]).
+    no_model: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
@@ -405,7 +415,7 @@ impl Checker<'_> {
                 .loaded
                 .error_at_key(&["tasks", id], "the task has no model and no backend")
                 .with_help("set `model:` (e.g. `model: sonnet`), a `role:` with a model, or `defaults.model`");
-            self.push(d);
+            self.no_model.push(d);
             return;
         };
         if task.backend.is_some()
@@ -449,7 +459,7 @@ impl Checker<'_> {
                 .loaded
                 .error_at_key(&["tasks", id], format!("backend `{backend_name}` needs a model, and this task has none"))
                 .with_help("set `model:` (e.g. `model: sonnet`), a `role:` with a model, or `defaults.model`");
-            self.push(d);
+            self.no_model.push(d);
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod select;
 pub mod shard;
 pub mod sources;
 pub mod templates;
+mod vars;
 mod worktrees;
 
 use std::collections::HashMap;
@@ -219,9 +220,19 @@ struct Basics {
     branch: Option<String>,
 }
 
-/// Expand and render the whole sweep.
+/// Expand and render the whole sweep. The loader's problems with tasks
+/// that have no model come after the ones found here: every problem is
+/// reported, the ones in the file's own text first.
 pub fn build(loaded: &LoadedManifest, options: &PlanOptions) -> Result<SweepPlan, Invalid> {
-    Builder::new(loaded, options).build()
+    let built = Builder::new(loaded, options).build();
+    let unused = vars::unused(loaded, &options.vars);
+    if loaded.no_model.is_empty() && unused.is_empty() {
+        return built;
+    }
+    let mut problems = built.err().map(|i| i.0).unwrap_or_default();
+    problems.extend(loaded.no_model.iter().cloned());
+    problems.extend(unused);
+    Err(Invalid(problems))
 }
 
 struct Builder<'a> {

@@ -153,6 +153,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             options.vars.clone(),
         ),
     };
+    notes.extend(manifest::config_effects::effects(&loaded));
     // What run.json records are the vars this run renders with.
     let options = &RunOptions {
         vars: vars.clone(),
@@ -214,6 +215,11 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
+    let worktree_notes = [
+        worktree_notes,
+        isolation::make_way(&loaded, &sweep_plan, &root, &fates)?,
+    ]
+    .concat();
     crate::supervise::reaper::become_subreaper();
     let from = carried.map(|(from, _)| from);
     let started_at = match &resumed {
