@@ -161,7 +161,10 @@ tasks:
     .expect("write");
     let (code, text) = doctor(dir.path(), &["sweep.yaml", "--json"], None);
     assert_eq!(code, Some(1), "one task lacks a key: {text}");
-    assert!(!text.contains("from-the-manifest"), "never a secret's value");
+    assert!(
+        !text.contains("from-the-manifest"),
+        "never a secret's value"
+    );
     let report: Value = serde_json::from_str(&text).expect("json");
     let need = &report["needs"][0];
     assert_eq!(need["ready"], false, "{need}");
@@ -186,5 +189,8 @@ tasks:
     .expect("write");
     let (code, text) = doctor(dir.path(), &["sweep.yaml"], None);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("gemini-2.5-flash via gemini (1 task): ready"), "{text}");
+    assert!(
+        text.contains("gemini-2.5-flash via gemini (1 task): ready"),
+        "{text}"
+    );
 }

@@ -278,11 +278,11 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let none = |_: &str| None;
         let mut task_env = IndexMap::new();
-        let missing =
-            missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path()))
-                .expect("no key anywhere");
+        let missing = missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path()))
+            .expect("no key anywhere");
         assert!(
-            missing.starts_with("Gemini CLI has no credentials") && missing.contains("GEMINI_API_KEY"),
+            missing.starts_with("Gemini CLI has no credentials")
+                && missing.contains("GEMINI_API_KEY"),
             "{missing}"
         );
         task_env.insert("GEMINI_API_KEY".to_owned(), "k".to_owned());

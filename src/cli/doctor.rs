@@ -113,7 +113,10 @@ pub fn run(args: &DoctorArgs) -> u8 {
             // Judged per task, with each task's own `env:`; a CLI that is
             // not installed says so first.
             if let (None, Some(missing)) = (&need.problem, &need.missing) {
-                need.problem = Some(format!("{missing}; tasks without: {}", need.lacking.join(", ")));
+                need.problem = Some(format!(
+                    "{missing}; tasks without: {}",
+                    need.lacking.join(", ")
+                ));
                 need.ready = false;
             }
         }
