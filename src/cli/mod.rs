@@ -6,6 +6,7 @@ mod clean;
 mod doctor;
 mod plan;
 mod run;
+mod sandboxed;
 mod shard;
 pub mod status;
 mod validate;
@@ -190,6 +191,16 @@ pub enum WorkerCommand {
         /// More detail.
         #[arg(long, value_name = "TEXT")]
         detail: Option<String>,
+    },
+    /// The first process in a task's sandbox (started by `dispatch run`).
+    #[command(hide = true)]
+    Sandboxed {
+        /// A loopback address inside and the socket it is carried to.
+        #[arg(long, value_name = "ADDRESS=SOCKET")]
+        forward: Vec<String>,
+        /// The worker's command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
 }
 

@@ -267,12 +267,71 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     for (name, value) in &task.env {
         field(out, "env", &format!("{name}={value}"));
     }
+    render_confinement(out, task);
     let _ = writeln!(out, "\n--- {} ---", task.paths.plan);
     out.push_str(&task.plan);
     ensure_newline(out);
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
     out.push_str(&task.prompt);
     ensure_newline(out);
+}
+
+/// The sandbox and, under a scoped `env_policy`, the names (never the
+/// values) of this environment's variables that pass and how many are
+/// left out.
+fn render_confinement(out: &mut String, task: &PlannedTask) {
+    use crate::manifest::confine::{EnvMode, NetworkPlan};
+    if let Some(sandbox) = &task.sandbox {
+        let network = match &sandbox.network {
+            NetworkPlan::Full => "full".to_owned(),
+            NetworkPlan::None => "none".to_owned(),
+            NetworkPlan::Allow(allowed) => format!("only {}", allowed.join(", ")),
+        };
+        let _ = writeln!(out, "{:<10}bubblewrap, network {network}", "sandbox:");
+    }
+    if task.env_policy.mode == EnvMode::Scoped {
+        let needs = crate::isolation::env::backend_needs(&task.backend, task.events);
+        let mut rules =
+            vec!["the base (PATH, HOME, user, locale, proxies, CA bundles, DISPATCH_*)".to_owned()];
+        if !needs.is_empty() {
+            rules.push(format!("{}'s {}", task.backend, needs.join(", ")));
+        }
+        if !task.env_policy.allow.is_empty() {
+            rules.push(format!("allow {}", task.env_policy.allow.join(", ")));
+        }
+        if !task.env.is_empty() {
+            rules.push("its own env".to_owned());
+        }
+        let _ = writeln!(out, "{:<10}scoped: {}", "env:", rules.join("; "));
+        // Which of this environment's names pass depends on where the plan
+        // is made; values are never shown.
+        let (mut pass, left_out) = crate::isolation::env::names_of_this_environment(
+            &task.env_policy,
+            &task.backend,
+            task.events,
+        );
+        for name in task.env.keys() {
+            if !pass.contains(name) {
+                pass.push(name.clone());
+            }
+        }
+        pass.sort();
+        let _ = writeln!(
+            out,
+            "{:<10}{} pass; {} left out",
+            "env now:",
+            if pass.is_empty() {
+                "none".to_owned()
+            } else {
+                pass.join(", ")
+            },
+            if left_out.is_empty() {
+                "none".to_owned()
+            } else {
+                left_out.join(", ")
+            }
+        );
+    }
 }
 
 /// A condition in words: `severity ≥ high, tags security`.

@@ -11,6 +11,8 @@ use indexmap::IndexMap;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+pub use super::confine::{EnvPolicy, SandboxSetting};
+
 /// The manifest format version this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -87,6 +89,10 @@ pub struct Manifest {
     /// `*_API_KEY`, `*_TOKEN`, `*_SECRET` and `*_PASSWORD`.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Which of dispatch's environment variables every worker inherits;
+    /// `defaults` and tasks add to its allow list.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
     /// The tasks, keyed by id. An id is lower-case letters, digits and `-`,
     /// and names the task's folder under `.dispatch/tasks/` and its branch.
     #[schemars(extend("propertyNames" = { "pattern": ID_PATTERN }, "minProperties" = 1))]
@@ -123,6 +129,12 @@ pub struct Defaults {
     /// default) or the user's (`user`), unless a task says.
     #[serde(default)]
     pub cli_config: Option<CliConfig>,
+    /// Which of dispatch's environment variables tasks inherit.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
+    /// Whether tasks run in a bubblewrap sandbox.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSetting>,
 }
 
 /// Which configuration a built-in agent CLI sees. `private`: a folder of
@@ -391,6 +403,12 @@ pub struct Task {
     /// Run the worker in its own git worktree: `true`, or settings.
     #[serde(default)]
     pub worktree: Option<WorktreeSetting>,
+    /// Run the worker in a bubblewrap sandbox: `true`, or settings.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSetting>,
+    /// Which of dispatch's environment variables the worker inherits.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
     /// Which ready task starts first: `critical`, `high`, `normal`, `low`, or
     /// a number (the levels are 30, 20, 10 and 0; higher goes first).
     #[serde(default)]

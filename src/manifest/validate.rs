@@ -52,6 +52,7 @@ impl Checker<'_> {
         for (id, task) in &self.manifest.tasks {
             self.check_task(id, task);
         }
+        super::confine::check(self.loaded, &mut self.problems);
     }
 
     fn push(&mut self, d: Diagnostic) {

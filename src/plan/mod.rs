@@ -6,6 +6,7 @@
 //! also catches what only rendering can: undefined template variables, unknown
 //! templates, ids that collide after expansion.
 
+pub mod confine;
 pub mod matrix;
 pub mod order;
 mod render;
@@ -105,6 +106,10 @@ pub struct PlannedTask {
     pub timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<WorktreePlan>,
+    /// Run in a bubblewrap sandbox (`None`: unconfined).
+    pub sandbox: Option<confine::SandboxPlan>,
+    /// Which of dispatch's environment variables the worker inherits.
+    pub env_policy: confine::EnvPlan,
     pub paths: TaskPaths,
     pub context: Vec<String>,
     /// The checklist, as written to `plan.md`.

@@ -125,6 +125,8 @@ impl<'a> Builder<'a> {
         let worktree = self.worktree(instance, own, &context);
         let (argv, prompt_via) = self.argv(instance, own, &context, &worker_prompt);
         let env = self.env(instance, own, &context);
+        let sandbox = self.sandbox(task);
+        let env_policy = self.env_plan(task, sandbox.is_some());
         Some(PlannedTask {
             id: instance.id.clone(),
             source_id: src.to_owned(),
@@ -177,6 +179,8 @@ impl<'a> Builder<'a> {
                 .map(|t| t.0.clone()),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
             worktree,
+            sandbox,
+            env_policy,
             paths: own.paths.clone(),
             context: task.context.clone(),
             plan: plan_text,

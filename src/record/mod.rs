@@ -96,6 +96,13 @@ pub struct TaskRecord {
     /// timeout, the end of the run, or before a resume ran it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strays: Vec<crate::supervise::reaper::Stray>,
+    /// The worker ran in a bubblewrap sandbox (`sandbox:`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandboxed: bool,
+    /// Names (never values) of dispatch's environment variables the worker
+    /// did not get (`env_policy: scoped`), as of its last launch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_left_out: Vec<String>,
 }
 
 /// Everything in a task's record that a worker (or its agent's stream)

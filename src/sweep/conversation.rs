@@ -224,12 +224,20 @@ impl Sweep {
     /// A line typed at this terminal answers the question shown.
     pub(super) fn typed(&mut self, line: String) {
         let answer = line.trim().to_owned();
-        let Some((index, seq)) = self.prompted else {
-            return;
-        };
         if answer.is_empty() {
             return;
         }
+        let Some((index, seq)) = self.prompted else {
+            // Never kept for a question not yet shown: its asker would get
+            // an answer to something the person never saw.
+            self.emit(Event::Warning {
+                task: None,
+                message: format!(
+                    "no question is waiting for an answer, so the line typed was not used: {answer}"
+                ),
+            });
+            return;
+        };
         self.prompted = None;
         self.give_answer(index, seq, &answer, "a person");
     }

@@ -100,9 +100,18 @@ impl Sweep {
             }
             None => (Vec::new(), None),
         };
+        let env = self.worker_env(&task, cli_env);
+        let (confined, cli_failure) = match (cli_failure, self.confine(index, argv, env)) {
+            (Some(failure), _) => (None, Some(failure)),
+            (None, Ok(confined)) => (Some(confined), None),
+            (None, Err(e)) => (None, Some(e)),
+        };
+        let confined = confined.unwrap_or_else(|| super::confine::Confined::failed(&task));
         let launch = Launch {
-            argv,
-            env: self.worker_env(&task, cli_env),
+            argv: confined.argv,
+            env: confined.env,
+            clear_env: confined.clear_env,
+            ignore_term: confined.ignore_term,
             cwd: PathBuf::from(&task.paths.workdir),
             stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
             log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
@@ -138,6 +147,8 @@ impl Sweep {
         );
         self.set_phase(index, Phase::Running);
         let slot = &mut self.slots[index];
+        slot.record.env_left_out = confined.left_out;
+        let forwards = confined.forwards;
         slot.stop = Some(stop_tx);
         let record = &mut slot.record;
         record.status = TaskStatus::Running;
@@ -180,6 +191,7 @@ impl Sweep {
                 Ok(running) => Ok(running.wait(stop_rx).await),
                 Err(e) => Err(e),
             };
+            forwards.iter().for_each(tokio::task::JoinHandle::abort);
             let look = plans.close(index, plan_path, ipc_dir).await;
             let tracker = match tracking {
                 Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),

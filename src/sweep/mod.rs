@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod carry;
 pub mod clean;
 mod conclude;
+mod confine;
 mod conversation;
 mod finish;
 mod gaps;
@@ -202,6 +203,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let programs = preflight(&loaded, &sweep_plan, &fates)?;
     let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
+    confine::preflight(&loaded, &sweep_plan, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
     let lock = Lock::acquire(

@@ -348,5 +348,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         dropped: Vec::new(),
         unticked: Vec::new(),
         strays: Vec::new(),
+        sandboxed: task.sandbox.is_some(),
+        env_left_out: Vec::new(),
     }
 }
