@@ -164,6 +164,8 @@ pub fn run(args: &DoctorArgs) -> u8 {
                     tasks: sandboxed,
                     ready: doctor.sandbox.ready,
                     problem: doctor.sandbox.problem.clone(),
+                    lacking: Vec::new(),
+                    missing: None,
                 },
             );
         }
