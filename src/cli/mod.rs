@@ -7,6 +7,7 @@ mod doctor;
 mod plan;
 mod run;
 mod sandboxed;
+pub mod setup;
 mod shard;
 pub mod status;
 mod validate;
@@ -107,6 +108,16 @@ pub enum Command {
         #[arg(long)]
         report: bool,
     },
+    /// Write a commented starter manifest (or, with --example, one of the
+    /// examples) with the schema hint editors read, at the top of the
+    /// repository.
+    Init(setup::InitArgs),
+    /// Print the completion script of a shell (bash, zsh, fish,
+    /// powershell, elvish).
+    Completions(setup::CompletionsArgs),
+    /// Print the man page (roff), or write every command's page into a
+    /// folder with --out.
+    Man(setup::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +139,8 @@ pub enum ReportFormat {
     Md,
     Json,
     Junit,
+    /// The self-contained HTML page (timeline, task table, findings).
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -503,6 +516,9 @@ fn run(cli: Cli) -> u8 {
         Command::Matrix(args) => shard::matrix(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Merge(args) => shard::merge(&args),
+        Command::Init(args) => setup::init(&args),
+        Command::Completions(args) => setup::completions(&args),
+        Command::Man(args) => setup::man(&args),
         Command::Schema { report } => {
             print_stdout(&if report {
                 crate::report::schema_text()
@@ -533,6 +549,7 @@ fn report_command(args: &ReportArgs) -> u8 {
                 ReportFormat::Md => &rendered.markdown,
                 ReportFormat::Json => &rendered.json,
                 ReportFormat::Junit => &rendered.junit,
+                ReportFormat::Html => &rendered.html,
             });
             exit::OK
         }

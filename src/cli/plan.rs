@@ -217,6 +217,14 @@ fn render_task(out: &mut String, task: &PlannedTask) {
             .collect();
         field(out, "matrix", &values.join(", "));
     }
+    if !task.matrix_sources.is_empty() {
+        let sources: Vec<String> = task
+            .matrix_sources
+            .iter()
+            .map(|(k, origin)| format!("{k} from {origin}"))
+            .collect();
+        field(out, "source", &sources.join("; "));
+    }
     let model = match &task.model {
         Some(m) if m.id == m.name => format!("{} via {}", m.name, task.backend),
         Some(m) => format!("{} ({}) via {}", m.name, m.id, task.backend),

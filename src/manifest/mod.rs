@@ -5,6 +5,7 @@
 pub mod confine;
 pub mod diagnostic;
 pub mod duration;
+pub mod matrix;
 pub mod models;
 pub mod schema;
 pub mod types;

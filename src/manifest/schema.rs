@@ -11,6 +11,15 @@ use super::types::{Manifest, DURATION_PATTERN, ID_PATTERN};
 use super::yaml::Node;
 use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic, Location, SourceFile};
 
+/// Where the schema is published: the raw file on the default branch, so
+/// a manifest's `# yaml-language-server: $schema=` line keeps working in
+/// any repository and for every release (the format is versioned inside
+/// the manifest, `version: 1`, not by the URL). `dispatch init` writes it
+/// and the docs show it; a test checks it against the crate's
+/// `repository`.
+pub const SCHEMA_URL: &str =
+    "https://raw.githubusercontent.com/dispatch-sweeps/dispatch/main/schemas/manifest.schema.json";
+
 /// The schema as JSON, generated from the Rust types.
 pub fn manifest_schema() -> Json {
     let schema = schemars::generate::SchemaSettings::draft2020_12()

@@ -369,19 +369,14 @@ impl Checker<'_> {
             self.check_env_name(&["tasks", id, "env", key], key);
         }
         self.check_answer_rules(&["tasks", id, "answers"], &task.answers);
-        for (key, values) in &task.matrix {
-            if values.is_empty() {
-                let d = self
-                    .loaded
-                    .error_at(
-                        &["tasks", id, "matrix", key],
-                        format!("matrix key `{key}` has no values"),
-                    )
-                    .with_help(
-                        "list at least one value, e.g. `[auth, billing]`, or remove the key",
-                    );
-                self.push(d);
-            }
+        for problem in super::matrix::check(&task.matrix) {
+            let mut at = vec!["tasks".to_owned(), id.to_owned(), "matrix".to_owned()];
+            at.extend(problem.at);
+            let d = self
+                .loaded
+                .error_at(&at, problem.message)
+                .with_help(problem.help);
+            self.push(d);
         }
     }
 

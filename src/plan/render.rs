@@ -153,6 +153,8 @@ impl<'a> Builder<'a> {
                 })
                 .collect(),
             matrix: instance.matrix.clone(),
+            matrix_sources: instance.matrix_sources.clone(),
+            weight: task.weight.unwrap_or(1),
             model: own.model.as_ref().map(|m| ModelInfo {
                 name: m.name.clone(),
                 id: m.id.clone(),

@@ -90,6 +90,8 @@ impl Sweep {
             text: text.clone(),
             answer: None,
             answered_by: None,
+            asked_at: Some(crate::util::clock::now()),
+            answered_at: None,
         });
         self.emit(Event::Question {
             task: task.id.clone(),
@@ -184,6 +186,7 @@ impl Sweep {
         {
             q.answer = Some(answer.to_owned());
             q.answered_by = Some(by.to_owned());
+            q.answered_at = Some(crate::util::clock::now());
         }
         self.save_soon(index);
         let task = self.slots[index].task.id.clone();
@@ -416,6 +419,20 @@ impl Sweep {
                     }
                 }
             }
+        }
+        let (Trigger::Finding { task, .. }
+        | Trigger::TaskEnded { task, .. }
+        | Trigger::Question { task, .. }) = *trigger;
+        if let Some(index) = self.slots.iter().position(|s| s.task.id == task) {
+            self.slots[index]
+                .record
+                .escalations
+                .push(crate::record::EscalationMark {
+                    rule: fired.name.clone(),
+                    summary: fired.summary.clone(),
+                    at: crate::util::clock::now(),
+                });
+            self.save_soon(index);
         }
         self.fired.push(fired);
     }

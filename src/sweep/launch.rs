@@ -146,6 +146,7 @@ impl Sweep {
             findings,
         );
         self.set_phase(index, Phase::Running);
+        let lane = free_lane(&self.slots, index);
         let slot = &mut self.slots[index];
         slot.record.env_left_out = confined.left_out;
         let forwards = confined.forwards;
@@ -163,6 +164,7 @@ impl Sweep {
             status: None,
             reason: None,
             duration_ms: None,
+            lane: Some(lane),
         });
         let format = task.events;
         let (lines, tracking) = track_usage(format, index, &self.usage_tx);
@@ -371,4 +373,19 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
         task.paths.plan,
         task.paths.context
     )
+}
+
+/// The lowest worker slot no other running attempt holds: at most
+/// `concurrency` attempts run at once, so lanes stay below it, and a
+/// timeline drawn by lane shows what ran side by side.
+fn free_lane(slots: &[super::slot::TaskSlot], index: usize) -> u32 {
+    let taken: std::collections::BTreeSet<u32> = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, slot)| *i != index && slot.phase == Phase::Running)
+        .filter_map(|(_, slot)| slot.record.attempts.last())
+        .filter(|attempt| attempt.ended_at.is_none())
+        .filter_map(|attempt| attempt.lane)
+        .collect();
+    (0..).find(|lane| !taken.contains(lane)).unwrap_or(0)
 }

@@ -181,5 +181,6 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+pub mod browser;
 pub mod real_cli;
 pub mod tier;
