@@ -21,6 +21,11 @@ struct Need {
     ready: bool,
     /// Why not, and what to do.
     problem: Option<String>,
+    /// The tasks whose CLI will lack credentials, and what they lack.
+    #[serde(skip)]
+    lacking: Vec<String>,
+    #[serde(skip)]
+    missing: Option<String>,
 }
 
 /// Whether `sandbox:` tasks can run here.
@@ -120,9 +125,29 @@ pub fn run(args: &DoctorArgs) -> u8 {
                     tasks: Vec::new(),
                     ready: problem.is_none(),
                     problem,
+                    lacking: Vec::new(),
+                    missing: None,
                 }
             });
             need.tasks.push(task.id.clone());
+            let program = task.argv.first().map(String::as_str).unwrap_or_default();
+            if let Some(missing) =
+                doctor::missing_credentials(&task.backend, program, &task.env, &env, Some(&home))
+            {
+                need.lacking.push(task.id.clone());
+                need.missing = Some(missing);
+            }
+        }
+        for need in needs.values_mut() {
+            // Judged per task, with each task's own `env:`; a CLI that is
+            // not installed says so first.
+            if let (None, Some(missing)) = (&need.problem, &need.missing) {
+                need.problem = Some(format!(
+                    "{missing}; tasks without: {}",
+                    need.lacking.join(", ")
+                ));
+                need.ready = false;
+            }
         }
         let sandboxed: Vec<String> = plan
             .tasks
@@ -139,6 +164,8 @@ pub fn run(args: &DoctorArgs) -> u8 {
                     tasks: sandboxed,
                     ready: doctor.sandbox.ready,
                     problem: doctor.sandbox.problem.clone(),
+                    lacking: Vec::new(),
+                    missing: None,
                 },
             );
         }
@@ -170,9 +197,8 @@ fn problem_of(check: &CliCheck) -> Option<String> {
                 .map(|i| format!(" ({i})"))
                 .unwrap_or_default()
         )),
-        (Some(_), Setup::NotConfigured(todo)) => {
-            Some(format!("`{}` is not configured: {todo}", check.program))
-        }
+        // Credentials are judged per task, with its `env:`
+        // (`doctor::missing_credentials`).
         _ => None,
     }
 }

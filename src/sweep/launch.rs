@@ -89,7 +89,11 @@ impl Sweep {
         let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
         let (cli_env, cli_failure) = match &task.cli_home {
             Some(home) => {
-                match cli_home::prepare(&task.backend, Path::new(home), &self.user_config) {
+                match cli_home::prepare(
+                    &task.backend,
+                    Path::new(home),
+                    &self.user_config.with_env(&task.env),
+                ) {
                     Ok(env) => (env, None),
                     Err(e) => (Vec::new(), Some(SpawnError::CliHome(e))),
                 }
@@ -226,6 +230,35 @@ impl Sweep {
                     message: cli_home::left_out_warning(&left_out),
                 });
             }
+        }
+    }
+
+    /// Say, before any worker starts, which tasks will start without
+    /// credentials for their CLI (judged with their manifest `env:` over
+    /// dispatch's own): such a worker fails within seconds with an error of
+    /// its CLI's own (Gemini CLI's bare exit code 41).
+    pub(super) fn warn_missing_credentials(&mut self) {
+        let env = |name: &str| std::env::var(name).ok();
+        let home = self.user_config.home.clone();
+        let mut warnings = Vec::new();
+        for slot in self.slots.iter().filter(|s| !s.record.status.is_final()) {
+            let task = &slot.task;
+            let program = task.argv.first().map(String::as_str).unwrap_or_default();
+            if let Some(missing) = crate::agents::doctor::missing_credentials(
+                &task.backend,
+                program,
+                &task.env,
+                &env,
+                home.as_deref(),
+            ) {
+                warnings.push(Event::Warning {
+                    task: Some(task.id.clone()),
+                    message: missing,
+                });
+            }
+        }
+        for warning in warnings {
+            self.emit(warning);
         }
     }
 

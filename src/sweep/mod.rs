@@ -453,6 +453,7 @@ impl Sweep {
             concurrency: self.plan.concurrency,
         });
         self.warn_left_out();
+        self.warn_missing_credentials();
         if let Some(problem) = self.plans.problem.take() {
             self.emit(Event::Warning {
                 task: None,
