@@ -164,7 +164,7 @@ pub fn task_line(record: &TaskRecord, why: Option<Attention>) -> String {
             let failed = record
                 .attempts
                 .iter()
-                .filter(|a| matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut)));
+                .filter(|a| a.status.is_some_and(TaskStatus::is_failure));
             (
                 "~",
                 format!(

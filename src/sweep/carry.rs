@@ -208,6 +208,7 @@ fn needs_retry(record: &TaskRecord) -> bool {
         // Left running by a run whose process died: stopped before this
         // run starts, and not finished.
         TaskStatus::Failed
+        | TaskStatus::CheckFailed
         | TaskStatus::TimedOut
         | TaskStatus::BudgetExceeded
         | TaskStatus::Running => true,
