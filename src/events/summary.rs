@@ -31,6 +31,9 @@ pub struct Summary<'a> {
     pub severity: Severity,
     /// List every task.
     pub verbose: bool,
+    /// The end of what failed tasks printed, by task id (see
+    /// `report::tails`), shown under each one's line.
+    pub tails: &'a [(String, String)],
 }
 
 impl Summary<'_> {
@@ -44,9 +47,10 @@ impl Summary<'_> {
             .map(|escalation| format!("ESCALATED {escalation}"))
             .collect();
         lines.push(format!(
-            "Sweep {}: {} in {}{} (run {}, exit code {})",
+            "Sweep {}: {}{} in {}{} (run {}, exit code {})",
             self.name,
             counts(self.records),
+            flaky(self.records),
             clock::human(self.duration),
             usage(self.records),
             self.run_id,
@@ -76,6 +80,9 @@ impl Summary<'_> {
                 needing += 1;
                 if self.verbose || needing <= ATTENTION_LINES {
                     lines.push(task_line(record, Some(why)));
+                    if let Some((_, tail)) = self.tails.iter().find(|(id, _)| *id == record.id) {
+                        lines.extend(tail.lines().map(|line| format!("    │ {line}")));
+                    }
                 }
             }
         }
@@ -130,8 +137,17 @@ pub fn counts(records: &[TaskRecord]) -> String {
     }
 }
 
-/// ` · 12345 tokens · $1.23`: what the workers reported spending, where
-/// they reported anything.
+/// `, 2 flaky` (complete only on a retry), or nothing.
+fn flaky(records: &[TaskRecord]) -> String {
+    match records.iter().filter(|r| r.is_flaky()).count() {
+        0 => String::new(),
+        n => format!(" ({n} flaky)"),
+    }
+}
+
+/// ` · 12345 tokens · $1.23`: what the workers reported spending; ` · cost
+/// not reported` when workers ran and none reported a cost, so a missing
+/// figure is never read as free.
 fn usage(records: &[TaskRecord]) -> String {
     let tokens: u64 = records
         .iter()
@@ -145,8 +161,12 @@ fn usage(records: &[TaskRecord]) -> String {
     if tokens > 0 {
         out.push_str(&format!(" · {tokens} tokens"));
     }
-    if let Some(cost) = cost {
-        out.push_str(&format!(" · ${cost:.2}"));
+    match cost {
+        Some(cost) => out.push_str(&format!(" · ${cost:.2}")),
+        None if records.iter().any(|r| !r.attempts.is_empty()) => {
+            out.push_str(" · cost not reported")
+        }
+        None => {}
     }
     out
 }
@@ -228,6 +248,7 @@ mod tests {
             exit_code: 0,
             severity: Severity::High,
             verbose: false,
+            tails: &[],
         };
         assert!(
             summary

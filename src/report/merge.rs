@@ -344,6 +344,7 @@ mod tests {
             flaky: false,
             checks: Vec::new(),
             attempt_results: Vec::new(),
+            failure_tail: None,
         }
     }
 

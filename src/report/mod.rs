@@ -9,6 +9,7 @@ pub mod markdown;
 pub mod merge;
 mod redact;
 pub mod repair;
+pub mod tails;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -196,6 +197,10 @@ pub struct TaskReport {
     /// Each attempt of its worker: how it ended and what its checks said.
     #[serde(default)]
     pub attempt_results: Vec<AttemptReport>,
+    /// For a failed or check-failed task: the last lines of its failed
+    /// checks' output, or of its worker's log (redacted).
+    #[serde(default)]
+    pub failure_tail: Option<String>,
 }
 
 /// One attempt of a task's worker.
@@ -371,6 +376,7 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
         dropped: record.dropped.clone(),
         unticked: record.unticked.clone(),
         flaky: record.is_flaky(),
+        failure_tail: tails::failure_tail(record, &dir),
         checks: record.last_checks().to_vec(),
         attempt_results: record
             .attempts
