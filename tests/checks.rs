@@ -18,7 +18,11 @@ fn stderr(output: &Output) -> String {
 
 fn run_file(project: &Project, events: &[Value], name: &str) -> String {
     let run_id = events[0]["run_id"].as_str().expect("run id");
-    let path = project.path().join(".dispatch/runs").join(run_id).join(name);
+    let path = project
+        .path()
+        .join(".dispatch/runs")
+        .join(run_id)
+        .join(name);
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
@@ -29,7 +33,14 @@ fn report_json(project: &Project, events: &[Value]) -> Value {
 /// The run as a person sees it (no `--json`): its summary on stderr.
 fn plain_run(project: &Project) -> (Output, String) {
     let output = project
-        .command(&["run", "sweep.yaml", "--grace", "300ms", "--retry-delay", "50ms"])
+        .command(&[
+            "run",
+            "sweep.yaml",
+            "--grace",
+            "300ms",
+            "--retry-delay",
+            "50ms",
+        ])
         .output()
         .expect("dispatch runs");
     let err = stderr(&output);
@@ -58,7 +69,10 @@ fn a_passing_check_completes_the_task_and_is_a_junit_case() {
         "fine\n"
     );
     assert!(
-        task["reason"].as_str().unwrap_or_default().ends_with("2 checks passed"),
+        task["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("2 checks passed"),
         "{}",
         task["reason"]
     );
@@ -106,6 +120,12 @@ fn a_failing_check_fails_the_task_with_its_own_status_and_shows_its_output() {
         junit.contains(r#"<failure message="unit tests (exit code 3)" type="check-failed">"#),
         "{junit}"
     );
+    let status = project.command(&["status"]).output().expect("status runs");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("  ✗ check unit tests: failed (exit code 3); output in .dispatch/tasks/build/checks/attempt-1-1.log"),
+        "{status}"
+    );
     let (output, err) = plain_run(&project);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(
@@ -113,7 +133,9 @@ fn a_failing_check_fails_the_task_with_its_own_status_and_shows_its_output() {
         "{err}"
     );
     assert!(
-        err.contains("✗ build — check-failed: ") && err.contains("    │ check `unit tests` (exit code 3):\n    │ test parse ... FAILED\n"),
+        err.contains("✗ build — check-failed: ")
+            && err
+                .contains("    │ check `unit tests` (exit code 3):\n    │ test parse ... FAILED\n"),
         "{err}"
     );
 }
@@ -152,7 +174,10 @@ fn a_check_a_retry_fixes_makes_the_task_flaky_and_the_retry_hears_the_output() {
     assert_eq!(attempts[1]["checks"][0]["passed"], true);
     // The retry's prompt quoted the failure, and its plan was reopened.
     let prompt = project.task_file("fix", "stdin.txt");
-    assert!(prompt.contains("### Check `feedback` failed (exit code 1)"), "{prompt}");
+    assert!(
+        prompt.contains("### Check `feedback` failed (exit code 1)"),
+        "{prompt}"
+    );
     assert!(prompt.contains("please say needs-42"), "{prompt}");
     let plan = project.task_file("fix", "plan.md");
     assert!(
@@ -163,7 +188,10 @@ fn a_check_a_retry_fixes_makes_the_task_flaky_and_the_retry_hears_the_output() {
     let report = report_json(&project, &events);
     assert_eq!(report["totals"]["flaky_tasks"], 1);
     assert_eq!(report["tasks"][0]["flaky"], true);
-    assert_eq!(report["tasks"][0]["attempt_results"][0]["status"], "check-failed");
+    assert_eq!(
+        report["tasks"][0]["attempt_results"][0]["status"],
+        "check-failed"
+    );
     let junit = run_file(&project, &events, "junit.xml");
     assert_eq!(junit.matches("<flakyFailure ").count(), 1, "{junit}");
     assert!(
@@ -178,7 +206,10 @@ fn a_check_a_retry_fixes_makes_the_task_flaky_and_the_retry_hears_the_output() {
     let (output, err) = plain_run(&project);
     assert_eq!(output.status.code(), Some(0), "{err}");
     assert!(err.contains("1 complete (1 flaky) in"), "{err}");
-    assert!(err.contains("~ fix — flaky: complete after 1 failed attempt of 2"), "{err}");
+    assert!(
+        err.contains("~ fix — flaky: complete after 1 failed attempt of 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -210,7 +241,10 @@ fn a_check_past_its_timeout_is_stopped_with_what_it_started() {
     let check = &task["attempts"][0]["checks"][0];
     assert_eq!(check["timed_out"], true);
     assert!(
-        task["reason"].as_str().unwrap_or_default().contains("`slow` (timed out)"),
+        task["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`slow` (timed out)"),
         "{}",
         task["reason"]
     );
@@ -219,7 +253,10 @@ fn a_check_past_its_timeout_is_stopped_with_what_it_started() {
         .trim()
         .parse()
         .expect("a pid");
-    assert!(!common::alive(pid), "the check's background process outlived it");
+    assert!(
+        !common::alive(pid),
+        "the check's background process outlived it"
+    );
 }
 
 #[test]
@@ -239,7 +276,10 @@ fn a_secret_a_check_prints_is_redacted_everywhere() {
         ("task.json", task),
         ("check log", log),
         ("stderr", stderr(&output)),
-        ("stdout", String::from_utf8_lossy(&output.stdout).into_owned()),
+        (
+            "stdout",
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ),
         ("junit", run_file(&project, &events, "junit.xml")),
         ("report.md", run_file(&project, &events, "report.md")),
         ("report.json", run_file(&project, &events, "report.json")),
@@ -258,13 +298,19 @@ fn hostile_check_output_stays_text_in_junit() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let junit = run_file(&project, &events, "junit.xml");
     assert!(!junit.contains(r#"<testcase name="forged""#), "{junit}");
-    assert!(!junit.contains('\u{1b}') && !junit.contains('\u{7}'), "{junit}");
+    assert!(
+        !junit.contains('\u{1b}') && !junit.contains('\u{7}'),
+        "{junit}"
+    );
     assert!(
         !junit.lines().any(|l| l.starts_with("::")),
         "a workflow command at the start of a line: {junit}"
     );
     assert!(junit.contains("&lt;/failure&gt;"), "{junit}");
-    assert!(junit.contains(r#"name="check: x&quot; &lt;y&gt;""#), "{junit}");
+    assert!(
+        junit.contains(r#"name="check: x&quot; &lt;y&gt;""#),
+        "{junit}"
+    );
 }
 
 #[test]
@@ -280,7 +326,50 @@ fn a_worktree_checks_sees_its_branch_and_only_the_files_it_changed() {
         .expect("the check wrote files.txt");
     assert_eq!(files, "$(touch pwned).txt|new file.txt|");
     assert!(!project.path().join(".dispatch/worktrees/wt/pwned").exists());
-    let branch = std::fs::read_to_string(project.path().join(".dispatch/branch.txt"))
-        .expect("branch.txt");
+    let branch =
+        std::fs::read_to_string(project.path().join(".dispatch/branch.txt")).expect("branch.txt");
     assert!(branch.ends_with(" HEAD\n"), "{branch}");
+}
+
+#[test]
+fn bad_checks_are_located_errors_before_anything_runs() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ndefaults:\n  checks: [\"  \"]\ntasks:\n  build:\n    command: [AGENT, check-all]\n    plan: [Build]\n    checks:\n      - { name: lint, run: make lint }\n      - { name: lint, run: npm run lint }\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("the check's command is empty"), "{err}");
+    assert!(
+        err.contains("defaults.checks[0]") || err.contains("defaults.checks.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("two checks are named `lint` (entries 0 and 1)"),
+        "{err}"
+    );
+    assert!(err.contains("sweep.yaml:10"), "{err}");
+
+    // `branch` is only there for worktree tasks: a located template error.
+    project.manifest(
+        "version: 1\ntasks:\n  build:\n    command: [AGENT, check-all]\n    plan: [Build]\n    checks: [\"git diff --check {{ branch.base }}\"]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("sweep.yaml:6"), "{err}");
+    assert!(!project.path().join(".dispatch/tasks/build").exists());
+}
+
+#[test]
+fn a_tasks_empty_list_turns_the_defaults_checks_off() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ndefaults:\n  checks: [\"false\"]\ntasks:\n  build:\n    {DONE}\n    checks: []\n  other:\n    {DONE}\n"
+    ));
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(project.task_json("build")["status"], "complete");
+    assert_eq!(project.task_json("other")["status"], "check-failed");
 }

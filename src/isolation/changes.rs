@@ -12,14 +12,16 @@ pub fn changed_files(workdir: &Path, base: &str) -> Result<Vec<String>, git2::Er
     let repo = Repository::open(workdir)?;
     let tree = repo.revparse_single(base)?.peel_to_tree()?;
     let mut options = DiffOptions::new();
-    options
-        .include_untracked(true)
-        .recurse_untracked_dirs(true);
+    options.include_untracked(true).recurse_untracked_dirs(true);
     let diff = repo.diff_tree_to_workdir_with_index(Some(&tree), Some(&mut options))?;
     let mut files: Vec<String> = diff
         .deltas()
         .filter(|d| d.status() != Delta::Deleted)
-        .filter_map(|d| d.new_file().path().map(|p| p.to_string_lossy().into_owned()))
+        .filter_map(|d| {
+            d.new_file()
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
         .collect();
     files.sort();
     files.dedup();

@@ -174,13 +174,20 @@ mod tests {
         ];
         assert_eq!(
             names(&combine(Some(&defaults), Some(&task))),
-            ["lint=npm run lint", "ws=git diff --check", "cargo test=cargo test"]
+            [
+                "lint=npm run lint",
+                "ws=git diff --check",
+                "cargo test=cargo test"
+            ]
         );
         assert_eq!(
             names(&combine(Some(&defaults), None)),
             ["lint=make lint", "ws=git diff --check"]
         );
-        assert!(combine(Some(&defaults), Some(&[])).is_empty(), "`[]` runs none");
+        assert!(
+            combine(Some(&defaults), Some(&[])).is_empty(),
+            "`[]` runs none"
+        );
         assert!(combine(None, None).is_empty());
     }
 

@@ -62,7 +62,10 @@ mod tests {
         let text: String = (1..=20).map(|i| format!("line {i}\n\n")).collect();
         let tail = last_lines(&text);
         assert_eq!(tail.lines().count(), TAIL_LINES);
-        assert!(tail.starts_with("line 9\n") && tail.ends_with("line 20"), "{tail}");
+        assert!(
+            tail.starts_with("line 9\n") && tail.ends_with("line 20"),
+            "{tail}"
+        );
         let long = "é".repeat(500);
         assert_eq!(last_lines(&long).chars().count(), MAX_LINE_CHARS + 1);
     }

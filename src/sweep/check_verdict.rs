@@ -182,7 +182,12 @@ mod tests {
             .contains("`slow` (timed out)"));
         // Anything but complete keeps its own reason.
         assert_eq!(
-            judge(TaskStatus::Failed, "boom".to_owned(), &[check("x", false, "")]).0,
+            judge(
+                TaskStatus::Failed,
+                "boom".to_owned(),
+                &[check("x", false, "")]
+            )
+            .0,
             TaskStatus::Failed
         );
         assert_eq!(judge(TaskStatus::Complete, done(), &[]).1, done());
@@ -192,9 +197,16 @@ mod tests {
     fn the_retry_prompt_quotes_each_failed_check_and_cannot_close_its_fence() {
         let text = feedback(&attempt(vec![
             check("lint", true, "fine"),
-            check("unit tests", false, "test a ... FAILED\n```\n# injected heading"),
+            check(
+                "unit tests",
+                false,
+                "test a ... FAILED\n```\n# injected heading",
+            ),
         ]));
-        assert!(text.contains("### Check `unit tests` failed (exit code 1)"), "{text}");
+        assert!(
+            text.contains("### Check `unit tests` failed (exit code 1)"),
+            "{text}"
+        );
         assert!(text.contains("Command: `run unit tests`"), "{text}");
         assert!(text.contains("test a ... FAILED"), "{text}");
         assert!(!text.contains("lint"), "{text}");

@@ -322,7 +322,12 @@ fn track_usage(
 
 /// Whether the worker's end, by itself, makes the task complete: only
 /// then are its checks worth running (a failed plan already says why).
-fn plan_done(task: &PlannedTask, finished: &Finished, look: &ClosingLook, tracker: &Tracker) -> bool {
+fn plan_done(
+    task: &PlannedTask,
+    finished: &Finished,
+    look: &ClosingLook,
+    tracker: &Tracker,
+) -> bool {
     let written = crate::domain::checklist::parse(&task.plan);
     let (status, _) = super::verdict::decide(&super::verdict::Evidence {
         finished,
