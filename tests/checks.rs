@@ -129,6 +129,10 @@ fn a_failing_check_fails_the_task_with_its_own_status_and_shows_its_output() {
     let (output, err) = plain_run(&project);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(
+        err.contains("build: check `unit tests` FAILED (exit code 3) in "),
+        "the CI lines show each check: {err}"
+    );
+    assert!(
         err.contains("1 check-failed in") && err.contains("cost not reported"),
         "{err}"
     );
