@@ -66,8 +66,14 @@ pub fn command_name(pid: Pid) -> String {
 /// The variables a process was started with (`/proc/PID/environ`); `None`
 /// when they cannot be read (gone, a zombie, another user's).
 pub fn environ(pid: Pid) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let bytes = environ_bytes(pid).ok()?;
     (!bytes.is_empty()).then_some(bytes)
+}
+
+/// `/proc/PID/environ` as read: empty for a zombie, a kernel thread, or a
+/// process in the middle of `exec`; an error when gone or another user's.
+pub fn environ_bytes(pid: Pid) -> std::io::Result<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ"))
 }
 
 /// The value of `name` in an environ block.
@@ -90,6 +96,61 @@ pub fn table() -> HashMap<Pid, Stat> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<Pid>().ok())
         .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect()
+}
+
+/// Whether the kernel lists a thread's children in
+/// `/proc/PID/task/TID/children` (Linux with `CONFIG_PROC_CHILDREN`, as
+/// distributions build it). Without it only [`table`] can tell.
+pub fn children_listed() -> bool {
+    std::path::Path::new("/proc/thread-self/children").exists()
+}
+
+/// The children of every thread of `pid`. A subreaper's orphans are
+/// attached to whichever of its threads the kernel picks, so every thread
+/// is read; a thread or process gone meanwhile has none left to report.
+pub fn children_of(pid: Pid) -> Vec<Pid> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<Pid>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `roots` and all their descendants with their stats, found through the
+/// `children` files ([`children_listed`]): it reads only this subtree,
+/// where [`table`] reads every process on the machine.
+///
+/// The second value says the tree changed while it was read: a listed
+/// process was gone or had already exited (a zombie). Its children were
+/// then re-parented, perhaps to a process read before, so the caller reads
+/// again to find them.
+pub fn subtree(roots: &[Pid]) -> (HashMap<Pid, Stat>, bool) {
+    let mut found = HashMap::new();
+    let mut changed = false;
+    let mut queue: Vec<Pid> = roots.to_vec();
+    while let Some(pid) = queue.pop() {
+        if found.contains_key(&pid) {
+            continue;
+        }
+        let Some(stat) = stat(pid) else {
+            changed = true;
+            continue;
+        };
+        found.insert(pid, stat);
+        if stat.is_zombie() {
+            changed = true;
+        } else {
+            queue.extend(children_of(pid));
+        }
+    }
+    (found, changed)
 }
 
 /// Every descendant of `root` in `table` (not `root` itself).
@@ -286,5 +347,44 @@ mod tests {
             "nothing to compare: not trusted"
         );
         assert!(!is_same_process(me, None, Some(&Marker::task("r", "t"))));
+    }
+
+    /// The task-end scan reads only the subtrees of this process's
+    /// children, so those files must list a child and its grandchildren,
+    /// whichever thread spawned them.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_children_files_give_a_child_and_its_descendants() {
+        assert!(
+            children_listed(),
+            "this kernel lists no children files: the scan falls back to the whole table"
+        );
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read pid");
+        let grandchild: Pid = line.trim().parse().expect("a pid");
+        let pid = Pid::try_from(child.id()).expect("pid fits");
+        let me = Pid::try_from(std::process::id()).expect("pid fits");
+        let listed = children_of(me);
+        let (found, _) = subtree(&[pid]);
+        // SAFETY: kill sends a signal to the grandchild this test started.
+        unsafe {
+            libc::kill(grandchild, libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listed.contains(&pid), "{listed:?} lacks {pid}");
+        assert!(found.contains_key(&pid), "{found:?}");
+        assert!(
+            found.contains_key(&grandchild),
+            "{found:?} lacks {grandchild}"
+        );
+        assert_eq!(found[&grandchild].ppid, pid);
     }
 }

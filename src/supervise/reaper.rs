@@ -11,7 +11,7 @@
 //! the runtime reaps the children it spawned itself, and a reap taken from
 //! it would lose a worker's exit status.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -99,28 +99,78 @@ pub enum Scope {
 
 /// Live processes carrying `marker`.
 fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
-    let table = procfs::table();
-    let candidates: Vec<Pid> = match scope {
+    let me = own_pid();
+    let patient = matches!(scope, Scope::Ours);
+    let (candidates, table): (Vec<Pid>, HashMap<Pid, procfs::Stat>) = match scope {
         // Not under a worker or hook still running (their own processes
         // are theirs until they end): what a worker left when it ended was
-        // re-parented here, out of any such subtree. This also keeps a scan
-        // per task end from reading every running worker's processes.
-        Scope::Ours => procfs::descendants_except(&table, own_pid(), is_own),
-        Scope::Anywhere => table.keys().copied().collect(),
+        // re-parented here, out of any such subtree. So only the subtrees
+        // of this process's children that it did not spawn itself are
+        // read, which at the end of most tasks is nothing at all; reading
+        // the whole table instead made each task's end cost a read of
+        // every process on the machine.
+        Scope::Ours if procfs::children_listed() => {
+            let mut table = HashMap::new();
+            for _ in 0..SUBTREE_READS {
+                let roots: Vec<Pid> = procfs::children_of(me)
+                    .into_iter()
+                    .filter(|&pid| !is_own(pid))
+                    .collect();
+                let (read, changed) = procfs::subtree(&roots);
+                table.extend(read);
+                if !changed {
+                    break;
+                }
+            }
+            (table.keys().copied().collect(), table)
+        }
+        Scope::Ours => {
+            let table = procfs::table();
+            (procfs::descendants_except(&table, me, is_own), table)
+        }
+        Scope::Anywhere => {
+            let table = procfs::table();
+            (table.keys().copied().collect(), table)
+        }
     };
-    let me = own_pid();
     candidates
         .into_iter()
         .filter(|&pid| pid != me)
         .filter_map(|pid| {
             let stat = table.get(&pid)?;
-            (!stat.is_zombie() && marker.carried_by(pid) == Some(true)).then_some(Found {
+            let found = Found {
                 pid,
                 start_time: stat.start_time,
-            })
+            };
+            (!stat.is_zombie() && carries(marker, found, patient)).then_some(found)
         })
         .collect()
 }
+
+/// How often a subtree is read again when it changed while being read.
+const SUBTREE_READS: usize = 4;
+
+/// Whether a live process carries `marker`. A process in the middle of
+/// `exec` (a daemon its worker just started, say) shows an empty
+/// environment for a moment; it is asked again, briefly, rather than let
+/// go as unmarked. Only among our own descendants (`patient`): elsewhere
+/// kernel threads show an empty environment for good.
+fn carries(marker: &Marker, f: Found, patient: bool) -> bool {
+    let tries = if patient { ENVIRON_TRIES } else { 1 };
+    for _ in 0..tries {
+        match procfs::environ_bytes(f.pid) {
+            Ok(env) if !env.is_empty() => return marker.matches(&env),
+            // Gone, or another user's: not one of ours.
+            Err(_) => return false,
+            Ok(_) if gone(f) => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    false
+}
+
+/// Up to 100 ms for an environment to become readable.
+const ENVIRON_TRIES: usize = 20;
 
 fn own_pid() -> Pid {
     Pid::try_from(std::process::id()).unwrap_or(0)
