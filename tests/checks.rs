@@ -377,3 +377,26 @@ fn a_tasks_empty_list_turns_the_defaults_checks_off() {
     assert_eq!(project.task_json("build")["status"], "complete");
     assert_eq!(project.task_json("other")["status"], "check-failed");
 }
+
+#[test]
+fn retry_failed_reopens_a_check_failed_tasks_plan_and_quotes_the_check() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  fix:\n    command: [AGENT, read-stdin, check-all, done]\n    plan: [Fix it]\n    checks:\n      - name: second look\n        run: \"test -e looked-once || { touch looked-once; echo \\\"first look finds out-$((6 * 7))\\\"; exit 1; }\"\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(project.task_json("fix")["status"], "check-failed");
+    let (output, _) = project.run(&["--retry-failed", "latest"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let task = project.task_json("fix");
+    assert_eq!(task["status"], "complete");
+    assert_eq!(task["attempts"].as_array().map(Vec::len), Some(2));
+    let prompt = project.task_file("fix", "stdin.txt");
+    assert!(prompt.contains("first look finds out-42"), "{prompt}");
+    let plan = project.task_file("fix", "plan.md");
+    assert!(
+        plan.contains("- [x] Make the failing acceptance check pass: `second look`"),
+        "{plan}"
+    );
+}

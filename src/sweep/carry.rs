@@ -180,6 +180,7 @@ pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
 pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), StateError> {
     let dir = state.task_dir(&record.id);
     reopen_items(&dir.join("plan.md"))?;
+    super::check_verdict::reopen_for_rerun(&dir, record)?;
     for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
         let Some(answer) = question.answer else {
             continue;
@@ -265,6 +266,7 @@ pub fn install(
     if continued {
         restart(&mut record);
         reopen_items(&target.join("plan.md"))?;
+        super::check_verdict::reopen_for_rerun(&target, &record)?;
     } else {
         record.carried_from = Some(from_run.to_owned());
     }

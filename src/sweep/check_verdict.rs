@@ -85,6 +85,28 @@ pub(super) fn reopen(plan: &Path, ipc: &Path, attempt: &Attempt) -> Result<(), S
     }
 }
 
+/// Reopen the plan in `task_dir` for a task that runs again in a later
+/// run (`resume`, `--retry-failed`) after its last attempt failed checks;
+/// nothing for any other task.
+pub(super) fn reopen_for_rerun(
+    task_dir: &Path,
+    record: &crate::record::TaskRecord,
+) -> Result<(), crate::state::StateError> {
+    let Some(last) = record.attempts.last() else {
+        return Ok(());
+    };
+    if last.status != Some(TaskStatus::CheckFailed) {
+        return Ok(());
+    }
+    let layout = |name: &str| task_dir.join(name);
+    reopen(
+        &layout(crate::state::layout::PLAN),
+        &layout(crate::state::layout::IPC),
+        last,
+    )
+    .map_err(|e| crate::state::StateError::io(task_dir, std::io::Error::other(e)))
+}
+
 /// What a retry's prompt says about the checks of the attempt before:
 /// each failed check, its command and the end of its output (redacted
 /// when it was recorded). Empty when no check failed.
