@@ -400,3 +400,45 @@ fn retry_failed_reopens_a_check_failed_tasks_plan_and_quotes_the_check() {
         "{plan}"
     );
 }
+
+#[test]
+fn ctrl_c_while_a_check_runs_cancels_the_task_and_stops_the_check() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  build:\n    {DONE}\n    retries: 2\n    checks: [\"echo $$ > check.pid; sleep 300\"]\n"
+    ));
+    let child = project
+        .command(&["run", "sweep.yaml", "--grace", "300ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let pid_file = project.path().join("check.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let check: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "the check never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let dispatch = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-2", &dispatch])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("exits");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let task = project.task_json("build");
+    assert_eq!(task["status"], "cancelled", "{task}");
+    assert_eq!(
+        task["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "not retried"
+    );
+    assert!(!common::alive(check), "the check outlived the run");
+}

@@ -37,9 +37,16 @@ pub(super) struct CheckRun {
     pub(super) stop: watch::Receiver<Stop>,
 }
 
-/// Run every check in order; a stop request ends the list (the task is
-/// cancelled then, whatever the checks said).
-pub(super) async fn run_all(run: CheckRun) -> Vec<CheckRecord> {
+/// What a task's checks said, and whether a stop request cut them short
+/// (the task is cancelled then, whatever the checks said).
+#[derive(Default)]
+pub(super) struct Checked {
+    pub(super) records: Vec<CheckRecord>,
+    pub(super) stopped: bool,
+}
+
+/// Run every check in order; a stop request ends the list.
+pub(super) async fn run_all(run: CheckRun) -> Checked {
     let task = &run.task;
     let workdir = PathBuf::from(&task.paths.workdir);
     let task_dir = PathBuf::from(&task.paths.task_dir);
@@ -56,7 +63,10 @@ pub(super) async fn run_all(run: CheckRun) -> Vec<CheckRecord> {
     let mut records = Vec::with_capacity(task.checks.len());
     for (i, check) in task.checks.iter().enumerate() {
         if *run.stop.borrow() != Stop::No {
-            break;
+            return Checked {
+                records,
+                stopped: true,
+            };
         }
         let log = layout::check_log(run.attempt, i + 1);
         let command = changed
@@ -82,6 +92,12 @@ pub(super) async fn run_all(run: CheckRun) -> Vec<CheckRecord> {
             redactor: run.redactor.clone(),
         };
         let record = match process::run(launch, run.stop.clone(), None).await {
+            Ok(finished) if finished.stopped => {
+                return Checked {
+                    records,
+                    stopped: true,
+                }
+            }
             Ok(finished) => CheckRecord {
                 name: check.name.clone(),
                 command: run.redactor.scrub(command),
@@ -96,7 +112,10 @@ pub(super) async fn run_all(run: CheckRun) -> Vec<CheckRecord> {
         };
         records.push(record);
     }
-    records
+    Checked {
+        records,
+        stopped: false,
+    }
 }
 
 /// The end of a check's log for reports and the retry prompt: redacted as

@@ -81,7 +81,14 @@ impl Sweep {
                     outcome: end.tracker.outcome.as_ref(),
                     events: task.events,
                 });
-                let (status, reason) = check_verdict::judge(status, reason, &end.checks);
+                let (status, reason) = if end.checks.stopped {
+                    (
+                        TaskStatus::Cancelled,
+                        "stopped on request while its checks ran".to_owned(),
+                    )
+                } else {
+                    check_verdict::judge(status, reason, &end.checks.records)
+                };
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")
                 } else {
@@ -124,7 +131,7 @@ impl Sweep {
             attempt.status = Some(status);
             attempt.reason = Some(reason.clone());
             attempt.duration_ms = Some(duration.as_millis() as u64);
-            attempt.checks = end.checks;
+            attempt.checks = end.checks.records;
         }
         let checks_failed = status == TaskStatus::CheckFailed;
         if retrying {

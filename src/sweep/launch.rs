@@ -36,7 +36,7 @@ pub(super) struct WorkerEnd {
     /// runner's thread.
     pub(super) look: ClosingLook,
     /// Its acceptance checks, run when its plan was done.
-    pub(super) checks: Vec<crate::record::checks::CheckRecord>,
+    pub(super) checks: super::checks::Checked,
 }
 
 /// A worker's usage changed (read from its event stream).
@@ -196,7 +196,7 @@ impl Sweep {
                 (Some(run), Ok(finished)) if plan_done(&run.task, finished, &look, &tracker) => {
                     super::checks::run_all(run).await
                 }
-                _ => Vec::new(),
+                _ => super::checks::Checked::default(),
             };
             WorkerEnd {
                 index,
