@@ -119,6 +119,39 @@ fn a_timeout_is_acted_on_while_state_writes_stall() {
         .is_some_and(|l| l.contains("run-ended")));
 }
 
+/// A worker's output is written to `worker.log` on a thread of its own:
+/// a chatty worker on a stalled disk delays neither its own timeout nor
+/// anyone else's, and its log is still whole at the end.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_worker_log_writes_stall() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  chatty:\n    command: [AGENT, 'print:one', 'print:two', 'print:three', hang]\n    timeout: 300ms\n    plan: [One]\n",
+    );
+    let delay = WRITE_DELAY_MS.to_string();
+    let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_WRITE_DELAY_MS", &delay)]);
+    let events = all_events(&mut child);
+    let status = child.wait().expect("dispatch ends");
+    assert_eq!(status.code(), Some(1), "{events:?}");
+    let end = ended(&events, "chatty");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "timed-out");
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for worker.log writes: the worker ran {took} ms"
+    );
+    let log = std::fs::read_to_string(project.path().join(".dispatch/tasks/chatty/worker.log"))
+        .expect("worker.log");
+    for line in ["one", "two", "three", "ran past its timeout"] {
+        assert!(log.contains(line), "{line:?} missing from {log:?}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(debug_assertions),

@@ -165,7 +165,7 @@ fn pause(delay: Option<Duration>) {
 /// that a stalled disk stalls no timeout or interrupt. Debug builds only:
 /// a release build never reads the variable.
 #[cfg(debug_assertions)]
-fn test_delay() -> Option<Duration> {
+pub fn test_delay() -> Option<Duration> {
     std::env::var("DISPATCH_TEST_WRITE_DELAY_MS")
         .ok()?
         .parse()
@@ -174,7 +174,7 @@ fn test_delay() -> Option<Duration> {
 }
 
 #[cfg(not(debug_assertions))]
-fn test_delay() -> Option<Duration> {
+pub fn test_delay() -> Option<Duration> {
     None
 }
 

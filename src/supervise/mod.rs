@@ -5,3 +5,4 @@ pub mod limits;
 pub mod process;
 pub mod procfs;
 pub mod reaper;
+mod worker_log;

@@ -19,12 +19,13 @@ use tokio::sync::{mpsc, watch};
 
 use super::procfs::Marker;
 use super::reaper::{self, escaped_descendants, strays_of, Escaped, Scope, Stray};
+use super::worker_log::WorkerLog;
 use crate::domain::redact::Redactor;
-use crate::state::{open_append, StateError};
+use crate::state::StateError;
 
 /// A log is rotated to `worker.log.1` past this size, so a worker that
 /// floods its output keeps at most twice this on disk and nothing in memory.
-pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+pub use super::worker_log::LOG_ROTATE_BYTES;
 /// Longest line kept whole; longer ones are split.
 const MAX_LINE: usize = 64 * 1024;
 /// What one read of a worker's output takes. Lines longer than this are
@@ -113,7 +114,7 @@ pub struct Running {
     /// The task's marker, which everything the worker starts inherits.
     marker: Option<Marker>,
     started: Instant,
-    log: Arc<std::sync::Mutex<LogWriter>>,
+    log: Arc<std::sync::Mutex<WorkerLog>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
     stdin_task: Option<tokio::task::JoinHandle<()>>,
     timeout: Option<Duration>,
@@ -140,7 +141,7 @@ pub fn start(
         program: program.clone(),
         source,
     };
-    let log = Arc::new(std::sync::Mutex::new(LogWriter::open(launch.log.clone())?));
+    let log = Arc::new(std::sync::Mutex::new(WorkerLog::open(launch.log.clone())?));
     let (stdin, unwritten) = match launch.stdin {
         Some(prompt) => {
             let (reader, writer) = pipe().map_err(failed)?;
@@ -368,13 +369,20 @@ impl Running {
                 "dispatch: the worker ran past its timeout and was stopped",
             );
         }
+        let duration = started.elapsed();
+        // Whatever reads the task's end (its tail in a report) reads a
+        // whole log.
+        let written = log.lock().ok().and_then(|mut log| log.close());
+        if let Some(written) = written {
+            let _ = written.await;
+        }
         Finished {
             exit,
             timed_out,
             stopped,
             leaked,
             pid,
-            duration: started.elapsed(),
+            duration,
             strays,
         }
     }
@@ -501,7 +509,7 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
 /// Copy one output stream into the log line by line.
 async fn pump<R: AsyncRead + Unpin>(
     stream: R,
-    log: Arc<std::sync::Mutex<LogWriter>>,
+    log: Arc<std::sync::Mutex<WorkerLog>>,
     redactor: Arc<Redactor>,
     lines: Option<mpsc::UnboundedSender<String>>,
 ) {
@@ -554,49 +562,9 @@ async fn read_line_bounded<R: AsyncBufReadExt + Unpin>(
     }
 }
 
-fn log_line(log: &std::sync::Mutex<LogWriter>, text: &str) {
+fn log_line(log: &std::sync::Mutex<WorkerLog>, text: &str) {
     if let Ok(mut log) = log.lock() {
         log.write(format!("{text}\n").as_bytes());
-    }
-}
-
-/// `worker.log`, rotated to `worker.log.1` when it grows past
-/// [`LOG_ROTATE_BYTES`].
-struct LogWriter {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    written: u64,
-}
-
-impl LogWriter {
-    fn open(path: PathBuf) -> Result<Self, StateError> {
-        let file = open_append(&path)?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Self {
-            path,
-            file: Some(file),
-            written,
-        })
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if self.written + bytes.len() as u64 > LOG_ROTATE_BYTES {
-            self.rotate();
-        }
-        if let Some(file) = &mut self.file {
-            if file.write_all(bytes).is_ok() {
-                self.written += bytes.len() as u64;
-            }
-        }
-    }
-
-    fn rotate(&mut self) {
-        self.file = None;
-        let mut old = self.path.clone().into_os_string();
-        old.push(".1");
-        let _ = std::fs::rename(&self.path, &old);
-        self.file = open_append(&self.path).ok();
-        self.written = 0;
     }
 }
 
