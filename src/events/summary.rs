@@ -237,6 +237,71 @@ pub fn findings_tally(record: &TaskRecord) -> String {
 mod tests {
     use super::*;
 
+    fn record(id: &str, status: &str, reason: &str, attempts: &[&str]) -> TaskRecord {
+        let attempts: Vec<serde_json::Value> = attempts
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                serde_json::json!({ "number": i + 1, "started_at": "t", "ended_at": "t",
+                    "pid": 1, "exit": null, "status": status, "reason": null, "duration_ms": 5 })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": id, "run_id": "r", "title": id, "status": status,
+            "reason": reason,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": ["sh"], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": 10, "exit": null,
+            "items": { "total": 2, "done": 2, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": attempts,
+        }))
+        .expect("a task record")
+    }
+
+    /// The summary a person reads after checks: the flaky count, the cost
+    /// nobody reported, and the failed check's output under its task.
+    #[test]
+    fn a_summary_shows_failure_tails_flaky_tasks_and_the_cost() {
+        let records = [
+            record(
+                "payments",
+                "check-failed",
+                "2/2 items done, but 1 of 1 check failed: `unit tests` (exit code 101)",
+                &["check-failed"],
+            ),
+            record(
+                "docs",
+                "complete",
+                "2/2 items done; 1 check passed",
+                &["check-failed", "complete"],
+            ),
+            record(
+                "lint",
+                "complete",
+                "2/2 items done; 1 check passed",
+                &["complete"],
+            ),
+        ];
+        let tails = [(
+            "payments".to_owned(),
+            "check `unit tests` (exit code 101):\ntest refund ... FAILED\ntest result: FAILED. 1 passed; 1 failed".to_owned(),
+        )];
+        let summary = Summary {
+            name: "checks",
+            run_id: "20261203-100000-abcd",
+            records: &records,
+            escalations: &[],
+            duration: Duration::from_secs(42),
+            exit_code: 1,
+            severity: Severity::High,
+            verbose: false,
+            tails: &tails,
+        };
+        insta::assert_snapshot!(summary.text());
+    }
+
     #[test]
     fn a_summary_of_no_tasks_says_so() {
         let summary = Summary {
