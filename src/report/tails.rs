@@ -14,9 +14,22 @@ pub const TAIL_LINES: usize = 12;
 /// Longer lines are cut (a minified bundle, a JSON event).
 const MAX_LINE_CHARS: usize = 240;
 
-/// Whether a task that ended so shows the tail of its output.
+/// Whether a task that ended so shows the tail of its output: a failure
+/// whose cause is in what it printed. Exhaustive, so a new status (a
+/// stalled worker's, say) has to be placed.
 pub fn shows_tail(status: TaskStatus) -> bool {
-    matches!(status, TaskStatus::Failed | TaskStatus::CheckFailed)
+    match status {
+        TaskStatus::Failed | TaskStatus::CheckFailed => true,
+        TaskStatus::Pending
+        | TaskStatus::Running
+        | TaskStatus::Complete
+        | TaskStatus::Blocked
+        | TaskStatus::Incomplete
+        | TaskStatus::TimedOut
+        | TaskStatus::BudgetExceeded
+        | TaskStatus::Cancelled
+        | TaskStatus::Skipped => false,
+    }
 }
 
 /// The tail to show for `record` (its folder is `task_dir`), or `None`.
