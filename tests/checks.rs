@@ -442,3 +442,19 @@ fn ctrl_c_while_a_check_runs_cancels_the_task_and_stops_the_check() {
     );
     assert!(!common::alive(check), "the check outlived the run");
 }
+
+#[test]
+fn a_check_log_the_worker_planted_is_replaced_not_appended_to() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  build:\n    command: [sh, -c, \"mkdir -p $DISPATCH_TASK_DIR/checks && echo all 999 tests passed > $DISPATCH_TASK_DIR/checks/attempt-1-1.log && exec AGENT check-all done\"]\n    plan: [Build]\n    checks: [\"echo real output; exit 1\"]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = project.task_file("build", "checks/attempt-1-1.log");
+    assert_eq!(log, "real output\n");
+    assert_eq!(
+        project.task_json("build")["attempts"][0]["checks"][0]["tail"],
+        "real output\n"
+    );
+}

@@ -80,6 +80,7 @@ pub(super) async fn run_all(run: CheckRun) -> Checked {
                 continue;
             }
         };
+        forget_planted(&task_dir, &log);
         let launch = Launch {
             argv: vec!["sh".to_owned(), "-c".to_owned(), command.clone()],
             env: run.env.clone(),
@@ -115,6 +116,19 @@ pub(super) async fn run_all(run: CheckRun) -> Checked {
     Checked {
         records,
         stopped: false,
+    }
+}
+
+/// A check's log is new to this attempt: anything already in its place was
+/// put there by the worker (to have its text in the check's tail), so it
+/// is removed first, without following a link.
+fn forget_planted(task_dir: &Path, log: &str) {
+    let path = task_dir.join(log);
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    if let (Ok(dir), Some(name)) = (crate::state::beneath::Dir::open(folder), name.to_str()) {
+        let _ = dir.remove(name);
     }
 }
 
