@@ -181,10 +181,10 @@ pub fn task_line(record: &TaskRecord, why: Option<Attention>) -> String {
     let reason = record.reason.as_deref().unwrap_or("");
     let (symbol, state) = match why {
         Some(Attention::Flaky) => {
-            let failed = record
-                .attempts
-                .iter()
-                .filter(|a| a.status.is_some_and(TaskStatus::is_failure));
+            let failed = record.attempts.iter().filter(|a| {
+                a.status
+                    .is_some_and(crate::record::checks::failed_by_itself)
+            });
             (
                 "~",
                 format!(

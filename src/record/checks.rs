@@ -55,6 +55,22 @@ impl Redact for CheckRecord {
     }
 }
 
+/// Whether an attempt that ended so failed by itself, as a retry would
+/// answer. Exhaustive, so a new status has to be placed.
+pub fn failed_by_itself(status: TaskStatus) -> bool {
+    match status {
+        TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::CheckFailed => true,
+        TaskStatus::Pending
+        | TaskStatus::Running
+        | TaskStatus::Complete
+        | TaskStatus::Blocked
+        | TaskStatus::Incomplete
+        | TaskStatus::BudgetExceeded
+        | TaskStatus::Cancelled
+        | TaskStatus::Skipped => false,
+    }
+}
+
 impl Attempt {
     /// The checks of this attempt that did not pass.
     pub fn failed_checks(&self) -> impl Iterator<Item = &CheckRecord> {
@@ -63,8 +79,9 @@ impl Attempt {
 }
 
 impl TaskRecord {
-    /// Complete only on a retry: an earlier attempt ended in a failure
-    /// (failed, timed out, a check failed). It may fail next time.
+    /// Complete only on a retry: an earlier attempt failed, timed out or
+    /// failed a check. It may fail next time. (An attempt stopped by a
+    /// person, then resumed, is not flakiness.)
     pub fn is_flaky(&self) -> bool {
         self.status == TaskStatus::Complete
             && self
@@ -72,11 +89,52 @@ impl TaskRecord {
                 .iter()
                 .rev()
                 .skip(1)
-                .any(|a| a.status.is_some_and(TaskStatus::is_failure))
+                .any(|a| a.status.is_some_and(failed_by_itself))
     }
 
     /// The checks of its last attempt.
     pub fn last_checks(&self) -> &[CheckRecord] {
         self.attempts.last().map_or(&[], |a| a.checks.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, attempts: &[&str]) -> TaskRecord {
+        let attempts: Vec<serde_json::Value> = attempts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({ "number": i + 1, "started_at": "t", "ended_at": "t",
+                    "pid": 1, "exit": null, "status": s, "reason": null, "duration_ms": 5 })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": "t", "run_id": "r", "title": "t", "status": status, "reason": null,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": [], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": null, "exit": null,
+            "items": { "total": 1, "done": 1, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": attempts,
+        }))
+        .expect("a task record")
+    }
+
+    #[test]
+    fn flaky_means_complete_after_an_attempt_that_failed_by_itself() {
+        for earlier in ["failed", "timed-out", "check-failed"] {
+            assert!(
+                record("complete", &[earlier, "complete"]).is_flaky(),
+                "{earlier}"
+            );
+        }
+        // Stopped by a person and resumed: not the task's doing.
+        assert!(!record("complete", &["cancelled", "complete"]).is_flaky());
+        assert!(!record("complete", &["complete"]).is_flaky());
+        assert!(!record("check-failed", &["failed", "check-failed"]).is_flaky());
     }
 }

@@ -82,7 +82,10 @@ fn earlier_attempts(task: &TaskReport) -> Vec<&AttemptReport> {
     };
     earlier
         .iter()
-        .filter(|a| a.status.is_some_and(TaskStatus::is_failure))
+        .filter(|a| {
+            a.status
+                .is_some_and(crate::record::checks::failed_by_itself)
+        })
         .collect()
 }
 
