@@ -514,16 +514,35 @@ fn on_a_real_terminal_the_person_is_asked_without_a_flag() {
         .spawn()
         .expect("script(1) from util-linux runs the command on a pseudo-terminal");
     wait_for(&project, "ask", "ipc/001.question");
+    // Type only once the question is on screen, as a person would: a line
+    // typed before the prompt answers nothing (on a busy machine the file
+    // can appear well before dispatch has read it).
+    let mut stdout = child.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("screen").extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
+    let shown = |text: &str| String::from_utf8_lossy(&seen.lock().expect("screen")).contains(text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !shown("Type the answer") {
+        assert!(Instant::now() < deadline, "the question was never shown");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"staging\r").expect("type");
-    let output = child.wait_with_output().expect("exits");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let screen = String::from_utf8_lossy(&output.stdout);
+    let status = child.wait().expect("exits");
+    let _ = reader.join();
+    let screen = String::from_utf8_lossy(&seen.lock().expect("screen")).into_owned();
+    assert_eq!(status.code(), Some(0), "{screen}");
     assert!(
         screen.contains("? ask asks: Staging or production?"),
         "{screen}"

@@ -156,6 +156,39 @@ impl Checklist {
             })
             .collect()
     }
+
+    /// [`Checklist::changes_since`], each with how many items were done
+    /// once that change (and those above it) had happened: a worker that
+    /// ticks two items in one write gets `3/4` beside the third and `4/4`
+    /// beside the fourth, not `4/4` twice.
+    pub fn progress_since<'a>(&'a self, earlier: &Checklist) -> Vec<(usize, &'a Item, usize)> {
+        let changes = self.changes_since(earlier);
+        let was_done = |index: usize, item: &Item| {
+            earlier
+                .items
+                .get(index)
+                .is_some_and(|b| b.text == item.text && b.state == ItemState::Done)
+        };
+        let is_done = |item: &Item| item.state == ItemState::Done;
+        let gained: usize = changes.iter().filter(|(_, item)| is_done(item)).count();
+        let lost: usize = changes
+            .iter()
+            .filter(|(index, item)| was_done(*index, item))
+            .count();
+        let mut done = (self.counts().done + lost).saturating_sub(gained);
+        changes
+            .into_iter()
+            .map(|(index, item)| {
+                if was_done(index, item) {
+                    done = done.saturating_sub(1);
+                }
+                if is_done(item) {
+                    done += 1;
+                }
+                (index, item, done)
+            })
+            .collect()
+    }
 }
 
 /// Read a plan, keeping whatever items can be recognised and ignoring the

@@ -611,3 +611,30 @@ proptest! {
         prop_assert_eq!(same.as_deref(), Some(text.as_str()));
     }
 }
+
+#[test]
+fn progress_counts_each_change_in_turn_when_two_are_ticked_at_once() {
+    let before = parse("- [x] One\n- [x] Two\n- [ ] Three\n- [ ] Four\n");
+    let after = parse("- [x] One\n- [x] Two\n- [x] Three\n- [x] Four\n");
+    let progress: Vec<_> = after
+        .progress_since(&before)
+        .into_iter()
+        .map(|(index, item, done)| (index, item.text.as_str(), done))
+        .collect();
+    assert_eq!(progress, [(2, "Three", 3), (3, "Four", 4)]);
+    // An item unticked while another is ticked: the count goes down, then up.
+    let mixed = parse("- [ ] One\n- [x] Two\n- [x] Three\n- [ ] Four\n");
+    let done: Vec<usize> = mixed
+        .progress_since(&before)
+        .into_iter()
+        .map(|(_, _, done)| done)
+        .collect();
+    assert_eq!(done, [1, 2]);
+    // From nothing, every item is new and counted in order.
+    let done: Vec<usize> = after
+        .progress_since(&Checklist::default())
+        .into_iter()
+        .map(|(_, _, done)| done)
+        .collect();
+    assert_eq!(done, [1, 2, 3, 4]);
+}

@@ -11,6 +11,8 @@
 //! than the event), and the engine waits for them before it concludes.
 
 pub mod attention;
+pub mod colour;
+pub mod fit;
 pub mod github;
 pub mod json;
 pub mod live;

@@ -1,6 +1,7 @@
 //! `--quiet`: only what must not wait for the end (warnings, findings,
 //! escalation banners), then the end summary.
 
+use super::colour::Palette;
 use super::reporter::{Reporter, RunEnd, Sink};
 use super::sanitize::{sanitize_for, Destination};
 use super::screen::Labels;
@@ -9,11 +10,22 @@ use super::{Event, Stamped};
 pub struct QuietReporter {
     labels: Labels,
     out: Sink,
+    palette: Palette,
 }
 
 impl QuietReporter {
     pub fn new(labels: Labels, out: Sink) -> Self {
-        Self { labels, out }
+        Self {
+            labels,
+            out,
+            palette: Palette::PLAIN,
+        }
+    }
+
+    /// Colour the summary (a terminal, or forced).
+    pub fn with_palette(mut self, palette: Palette) -> Self {
+        self.palette = palette;
+        self
     }
 }
 
@@ -32,7 +44,7 @@ impl Reporter for QuietReporter {
     }
 
     fn finish(&mut self, end: &RunEnd<'_>) {
-        super::plain::summary_lines(&self.out, end);
+        super::plain::summary_lines(&self.out, end, self.palette);
     }
 
     fn prompt(&mut self, text: &str) -> bool {

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::colour::Palette;
 use super::screen::{Labels, Mode};
 use super::summary::Summary;
 use super::{github, json, live, log, plain, quiet, Event, Stamped};
@@ -137,8 +138,12 @@ impl Reporters {
         }
         list.push(match output.mode {
             Mode::Live => Box::new(live::LiveReporter::new(labels)),
-            Mode::Plain => Box::new(plain::PlainReporter::new(labels, Sink::Stderr)),
-            Mode::Quiet => Box::new(quiet::QuietReporter::new(labels, Sink::Stderr)),
+            Mode::Plain => Box::new(
+                plain::PlainReporter::new(labels, Sink::Stderr).with_palette(Palette::for_stderr()),
+            ),
+            Mode::Quiet => Box::new(
+                quiet::QuietReporter::new(labels, Sink::Stderr).with_palette(Palette::for_stderr()),
+            ),
             Mode::Json => Box::new(json::JsonReporter::new(Sink::Stdout)),
         });
         if let Some(gh) = &output.github {

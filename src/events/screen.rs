@@ -25,10 +25,22 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// `Live` on a terminal, else `Plain`.
+    /// `Live` on a terminal that can move its cursor, else `Plain`.
     pub fn detect() -> Mode {
         use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        Mode::choose(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("CI").is_some(),
+            std::env::var_os("TERM").as_deref(),
+        )
+    }
+
+    /// The rule itself. A `dumb` terminal (Emacs' shell, some IDE
+    /// consoles) has no cursor movement: the live view would show nothing
+    /// until the end, so it gets the CI lines.
+    pub fn choose(terminal: bool, ci: bool, term: Option<&std::ffi::OsStr>) -> Mode {
+        let dumb = term.is_some_and(|t| t == "dumb");
+        if terminal && !ci && !dumb {
             Mode::Live
         } else {
             Mode::Plain
@@ -281,5 +293,24 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         | TaskStatus::Incomplete
         | TaskStatus::Cancelled
         | TaskStatus::BudgetExceeded => "✗",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn a_dumb_terminal_or_ci_gets_the_ci_lines() {
+        let xterm = Some(OsStr::new("xterm-256color"));
+        assert_eq!(Mode::choose(true, false, xterm), Mode::Live);
+        assert_eq!(Mode::choose(true, false, None), Mode::Live);
+        assert_eq!(
+            Mode::choose(true, false, Some(OsStr::new("dumb"))),
+            Mode::Plain
+        );
+        assert_eq!(Mode::choose(true, true, xterm), Mode::Plain);
+        assert_eq!(Mode::choose(false, false, xterm), Mode::Plain);
     }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::attention::{attention, Attention};
+use super::colour::{status_tone, Tone};
 use super::screen::{severity_label, status_symbol};
 use crate::domain::status::TaskStatus;
 use crate::manifest::types::Severity;
@@ -41,20 +42,36 @@ impl Summary<'_> {
     /// the counts, then the tasks worth a look. Each line is one logical
     /// line; the reporter escapes it for where it goes.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
+        self.toned_lines()
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect()
+    }
+
+    /// [`Summary::lines`], each with the colour a terminal shows it in.
+    pub fn toned_lines(&self) -> Vec<(Option<Tone>, String)> {
+        let mut lines: Vec<(Option<Tone>, String)> = self
             .escalations
             .iter()
-            .map(|escalation| format!("ESCALATED {escalation}"))
+            .map(|escalation| (Some(Tone::Bad), format!("ESCALATED {escalation}")))
             .collect();
-        lines.push(format!(
-            "Sweep {}: {}{} in {}{} (run {}, exit code {})",
-            self.name,
-            counts(self.records),
-            flaky(self.records),
-            clock::human(self.duration),
-            usage(self.records),
-            self.run_id,
-            self.exit_code
+        let headline = if self.exit_code == 0 {
+            Tone::Good
+        } else {
+            Tone::Bad
+        };
+        lines.push((
+            Some(headline),
+            format!(
+                "Sweep {}: {}{} in {}{} (run {}, exit code {})",
+                self.name,
+                counts(self.records),
+                flaky(self.records),
+                clock::human(self.duration),
+                usage(self.records),
+                self.run_id,
+                self.exit_code
+            ),
         ));
         let unticked: Vec<&str> = self
             .records
@@ -63,15 +80,18 @@ impl Summary<'_> {
             .map(|r| r.id.as_str())
             .collect();
         if !unticked.is_empty() {
-            lines.push(format!(
-                "warning: {} complete task{} declared done with items nobody ticked: {}",
-                unticked.len(),
-                if unticked.len() == 1 {
-                    " was"
-                } else {
-                    "s were"
-                },
-                unticked.join(", ")
+            lines.push((
+                Some(Tone::Warn),
+                format!(
+                    "warning: {} complete task{} declared done with items nobody ticked: {}",
+                    unticked.len(),
+                    if unticked.len() == 1 {
+                        " was"
+                    } else {
+                        "s were"
+                    },
+                    unticked.join(", ")
+                ),
             ));
         }
         let mut needing = 0;
@@ -79,17 +99,20 @@ impl Summary<'_> {
             if let Some(why) = attention(record, self.severity) {
                 needing += 1;
                 if self.verbose || needing <= ATTENTION_LINES {
-                    lines.push(task_line(record, Some(why)));
+                    lines.push((Some(why_tone(why)), task_line(record, Some(why))));
                     if let Some((_, tail)) = self.tails.iter().find(|(id, _)| *id == record.id) {
-                        lines.extend(tail.lines().map(|line| format!("    │ {line}")));
+                        lines.extend(tail.lines().map(|line| (None, format!("    │ {line}"))));
                     }
                 }
             }
         }
         if needing > ATTENTION_LINES && !self.verbose {
-            lines.push(format!(
-                "… and {} more needing attention (`dispatch status` lists every one)",
-                needing - ATTENTION_LINES
+            lines.push((
+                None,
+                format!(
+                    "… and {} more needing attention (`dispatch status` lists every one)",
+                    needing - ATTENTION_LINES
+                ),
             ));
         }
         let fine = self.records.len() - needing;
@@ -98,20 +121,32 @@ impl Summary<'_> {
                 self.records
                     .iter()
                     .filter(|r| attention(r, self.severity).is_none())
-                    .map(|r| task_line(r, None)),
+                    .map(|r| (Some(status_tone(r.status)), task_line(r, None))),
             );
         } else {
-            lines.push(format!(
-                "{fine} tasks fine, not listed (`--verbose` lists them)"
+            lines.push((
+                None,
+                format!("{fine} tasks fine, not listed (`--verbose` lists them)"),
             ));
         }
-        lines.push("Plans, outputs and logs: .dispatch/tasks/<id>/".to_owned());
+        lines.push((
+            None,
+            "Plans, outputs and logs: .dispatch/tasks/<id>/".to_owned(),
+        ));
         lines
     }
 
     /// The lines joined, each ending in a newline.
     pub fn text(&self) -> String {
         self.lines().into_iter().map(|l| l + "\n").collect()
+    }
+}
+
+/// A task needing attention is red when it failed, yellow otherwise.
+fn why_tone(why: Attention) -> Tone {
+    match why {
+        Attention::Status(status) => status_tone(status),
+        Attention::Flaky | Attention::Findings(_) => Tone::Warn,
     }
 }
 
@@ -162,7 +197,7 @@ fn usage(records: &[TaskRecord]) -> String {
         out.push_str(&format!(" · {tokens} tokens"));
     }
     match cost {
-        Some(cost) => out.push_str(&format!(" · ${cost:.2}")),
+        Some(cost) => out.push_str(&format!(" · {}", crate::util::units::usd(cost))),
         None if records.iter().any(|r| !r.attempts.is_empty()) => {
             out.push_str(" · cost not reported")
         }

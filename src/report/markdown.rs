@@ -8,6 +8,7 @@ use super::{Report, TaskReport};
 use crate::events::attention::attention_of;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
+use crate::util::units::{count, usd};
 
 /// The report template's name.
 pub const TEMPLATE: &str = "report.md.j2";
@@ -32,6 +33,8 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
             |ms| crate::util::clock::human(std::time::Duration::from_millis(ms)),
         )
     });
+    env.add_filter("usd", usd);
+    env.add_filter("count", |n: u64, noun: String| count(n, &noun));
     env.add_filter("budget", |budget: Option<Value>| {
         let budget: Option<crate::manifest::types::Budget> = budget
             .and_then(|b| serde_json::to_value(&b).ok())
@@ -77,10 +80,10 @@ fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
 pub fn describe_budget(budget: &crate::manifest::types::Budget) -> String {
     let mut parts = Vec::new();
     if let Some(cost) = budget.max_cost_usd {
-        parts.push(format!("${cost:.2}"));
+        parts.push(usd(cost));
     }
     if let Some(turns) = budget.max_turns {
-        parts.push(format!("{turns} turns"));
+        parts.push(count(turns, "turn"));
     }
     if let Some(tokens) = budget.max_tokens {
         parts.push(format!("{tokens} tokens"));

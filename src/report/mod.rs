@@ -120,7 +120,8 @@ pub struct UsageReport {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
-    /// Cost in US dollars, where the CLI reports one.
+    /// Cost in US dollars, where the CLI reports one; rounded to 1e-10, so sums carry no float noise.
+    #[serde(serialize_with = "crate::util::units::serialize_usd")]
     pub cost_usd: Option<f64>,
 }
 

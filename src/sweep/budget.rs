@@ -9,17 +9,21 @@ use crate::agents::stream::Usage;
 use crate::events::Event;
 use crate::manifest::types::Budget;
 use crate::supervise::process::Stop;
+use crate::util::units::{count, usd};
 
 /// Why `usage` is over `budget`, or `None` while it is within.
 pub fn exceeded(budget: &Budget, usage: &Usage) -> Option<String> {
     if let (Some(max), Some(cost)) = (budget.max_cost_usd, usage.cost_usd) {
         if cost > max {
-            return Some(format!("spent ${cost:.2} of a ${max:.2} budget"));
+            return Some(format!("spent {} of a {} budget", usd(cost), usd(max)));
         }
     }
     if let Some(max) = budget.max_turns {
         if usage.turns > max {
-            return Some(format!("took {} turns of a {max}-turn budget", usage.turns));
+            return Some(format!(
+                "took {} of a {max}-turn budget",
+                count(usage.turns, "turn")
+            ));
         }
     }
     if let Some(max) = budget.max_tokens {

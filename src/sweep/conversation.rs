@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::plans::IpcNews;
 use super::Sweep;
 use crate::domain::status::TaskStatus;
 use crate::escalation::{self, Trigger};
 use crate::events::Event;
-use crate::ipc::findings::Finding;
-use crate::ipc::{self, questions};
+use crate::ipc::findings::{Finding, Malformed};
+use crate::ipc::questions::{self, Question};
+use crate::ipc::{self};
 use crate::manifest::types::{Action, CommandLine, EndStatus, OnUnanswered};
 use crate::record::QuestionRecord;
 use crate::supervise::process::Stop;
@@ -46,23 +48,25 @@ impl Sweep {
             .get(&folder)
             .filter(|&&i| self.slots[i].stop.is_some())
         {
-            self.check_questions(index);
-            self.read_findings(index);
+            self.plans.read_ipc(Some(index));
         }
     }
 
-    /// Look for new questions and for answers written elsewhere.
-    pub(super) fn check_questions(&mut self, index: usize) {
-        let ipc = PathBuf::from(&self.slots[index].task.paths.ipc);
+    /// What the reader found in a task's `ipc/` and findings file.
+    pub(super) fn ipc_read(&mut self, news: IpcNews) {
+        self.take_questions(news.index, news.questions);
+        self.take_findings(news.index, news.findings);
+    }
+
+    /// New questions, and answers written elsewhere.
+    fn take_questions(&mut self, index: usize, all: Vec<Question>) {
         let seen = &self.seen_questions;
         let pending = &self.pending;
         let wanted = |seq: u32| {
             !seen.contains(&(index, seq))
                 || pending.iter().any(|p| p.index == index && p.seq == seq)
         };
-        let Ok(all) = questions::list_where(&ipc, wanted) else {
-            return;
-        };
+        let all: Vec<Question> = all.into_iter().filter(|q| wanted(q.seq)).collect();
         for question in all {
             let question = self.redactor.scrub(question);
             let key = (index, question.seq);
@@ -306,12 +310,8 @@ impl Sweep {
         }
     }
 
-    /// Read new findings of a task.
-    pub(super) fn read_findings(&mut self, index: usize) {
-        let Some(reader) = self.slots[index].findings.as_mut() else {
-            return;
-        };
-        let results = reader.poll();
+    /// New findings of a task.
+    fn take_findings(&mut self, index: usize, results: Vec<Result<Finding, Malformed>>) {
         let task = self.slots[index].task.clone();
         for result in results {
             match result.map(|finding| self.redactor.scrub(finding)) {

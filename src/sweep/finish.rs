@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::launch::WorkerEnd;
-use super::plans::PlanChange;
+use super::plans::{PlanChange, Read};
 use super::slot::Phase;
 use super::{budget, check_verdict, verdict, Sweep};
 use crate::agents::cli_home;
@@ -43,14 +43,13 @@ pub(super) fn backoff(first: Duration, attempt: u32) -> Duration {
 }
 
 impl Sweep {
-    pub(super) fn finish(&mut self, end: WorkerEnd) {
+    pub(super) fn finish(&mut self, mut end: WorkerEnd) {
         let index = end.index;
         let task = self.slots[index].task.clone();
         if let Ok(finished) = &end.finished {
             self.note_strays(index, &finished.strays);
         }
-        self.check_questions(index);
-        self.read_findings(index);
+        self.ipc_read(std::mem::take(&mut end.look.ipc));
         self.slots[index].stop = None;
         // Looked at just above; a retry watches again when it launches.
         if let Some(folder_watch) = self.folder_watch.as_mut() {
@@ -242,16 +241,20 @@ impl Sweep {
     /// The regular look at running tasks' questions and findings, for what
     /// file-system events missed.
     pub(super) fn poll_running(&mut self) {
-        for index in 0..self.slots.len() {
-            if self.slots[index].stop.is_some() {
-                self.check_questions(index);
-                self.read_findings(index);
-            }
+        self.plans.read_ipc(None);
+    }
+
+    /// What the reading thread found.
+    pub(super) fn files_read(&mut self, read: Read) {
+        match read {
+            Read::Plan(change) => self.plan_read(change),
+            Read::Ipc(news) => self.ipc_read(news),
+            Read::Cancelled(tasks) => self.cancelled(tasks),
         }
     }
 
     /// The plan reader saw a running task's plan change.
-    pub(super) fn plan_read(&mut self, change: PlanChange) {
+    fn plan_read(&mut self, change: PlanChange) {
         if self.slots[change.index].stop.is_some() {
             self.plan_changed(change.index, &change.before, &change.now);
         }
@@ -262,15 +265,15 @@ impl Sweep {
         let current = now.current().map(|i| i.text.clone());
         let task = self.slots[index].task.id.clone();
         let changed: Vec<Event> = now
-            .changes_since(before)
+            .progress_since(before)
             .into_iter()
-            .map(|(i, item)| Event::Item {
+            .map(|(i, item, done)| Event::Item {
                 task: task.clone(),
                 index: i,
                 text: item.text.clone(),
                 state: item.state,
                 note: item.note.clone(),
-                done: counts.done,
+                done,
                 total: counts.total,
                 current: current.clone(),
             })

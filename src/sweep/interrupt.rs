@@ -2,11 +2,11 @@
 //! one kills them), and `dispatch cancel --task` (an `ipc/.cancel` file and
 //! SIGUSR1) stops some tasks, or keeps them from starting.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
-use super::{cancel, Sweep};
+use super::Sweep;
 use crate::domain::status::TaskStatus;
 use crate::events::Event;
 use crate::supervise::process::Stop;
@@ -16,10 +16,22 @@ impl Sweep {
     /// those running, and never start those waiting (also during a retry's
     /// back-off).
     pub(super) fn cancel_requested(&mut self) {
-        for index in 0..self.slots.len() {
+        let tasks = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !slot.record.status.is_final())
+            .map(|(index, slot)| (index, PathBuf::from(&slot.task.paths.ipc)))
+            .collect();
+        // Which of them is a `stat` each: on the reading thread.
+        self.plans.cancels(tasks);
+    }
+
+    /// These tasks hold an `ipc/.cancel`.
+    pub(super) fn cancelled(&mut self, tasks: Vec<usize>) {
+        for index in tasks {
             let slot = &self.slots[index];
-            let ipc = Path::new(&slot.task.paths.ipc);
-            if slot.record.status.is_final() || !cancel::requested(ipc) {
+            if slot.record.status.is_final() {
                 continue;
             }
             let reason = "cancelled by `dispatch cancel`".to_owned();

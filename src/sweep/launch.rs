@@ -138,12 +138,19 @@ impl Sweep {
         // whatever the earlier attempt left, read by the plan reader.
         let plan_now = fresh.then(|| crate::domain::checklist::parse(&task.plan));
         let plan_path = PathBuf::from(&task.paths.plan);
-        self.plans.watch(index, plan_path.clone(), plan_now);
+        let findings = self.slots[index]
+            .findings
+            .take()
+            .unwrap_or_else(|| FindingsReader::new(task_dir.join(crate::state::layout::FINDINGS)));
+        self.plans.watch(
+            index,
+            plan_path.clone(),
+            plan_now,
+            ipc_dir.clone(),
+            findings,
+        );
         self.set_phase(index, Phase::Running);
         let slot = &mut self.slots[index];
-        if slot.findings.is_none() {
-            slot.findings = Some(FindingsReader::new(task_dir.join("findings.jsonl")));
-        }
         slot.stop = Some(stop_tx);
         let record = &mut slot.record;
         record.status = TaskStatus::Running;

@@ -367,7 +367,7 @@ struct Sweep {
     writer: Writer,
     /// Running tasks' plans are read on its thread.
     plans: plans::PlanReader,
-    plan_changes: Option<mpsc::UnboundedReceiver<plans::PlanChange>>,
+    plan_changes: Option<mpsc::UnboundedReceiver<plans::Read>>,
     usage_tx: mpsc::UnboundedSender<launch::UsageUpdate>,
     usage_rx: Option<mpsc::UnboundedReceiver<launch::UsageUpdate>>,
     /// Every output: the engine's one way out.
@@ -500,7 +500,7 @@ impl Sweep {
                 // end is handled.
                 biased;
                 Some(update) = usage.recv() => self.usage_changed(update),
-                Some(change) = plan_changes.recv() => self.plan_read(change),
+                Some(read) = plan_changes.recv() => self.files_read(read),
                 Some(joined) = workers.join_next() => {
                     if let Ok(end) = joined {
                         self.finish(end);

@@ -56,6 +56,8 @@ pub(super) struct TaskSlot {
     /// Its plan as last read (for the reports); the planned one for a task
     /// that never ran.
     pub(super) final_plan: Option<Checklist>,
+    /// A resumed task's findings reader, past what is on record; handed
+    /// to the reading thread at its first launch.
     pub(super) findings: Option<FindingsReader>,
     /// The record changed since it was last written, and when that was.
     pub(super) unsaved: bool,

@@ -1,6 +1,8 @@
 //! Helpers with no knowledge of dispatch: time stamps, fan-out over
-//! cores, and escaping of untrusted text for each destination.
+//! cores, escaping of untrusted text for each destination, and money and
+//! counts as people read them.
 
 pub mod clock;
 pub mod escape;
 pub mod parallel;
+pub mod units;

@@ -82,6 +82,8 @@ Files (in the working directory, e.g. a worktree):
   delete-cwd              delete the working directory and everything in it
 Process:
   sleep:DURATION          sleep; DURATION is a whole number with ms, s, m or h
+  wait-file:PATH          wait until PATH exists (a test's gate: a pace that does not
+                          depend on timing)
   hang                    sleep forever
   ignore-term             ignore SIGTERM from now on
   spawn-hang              start `sleep 3600` sharing our stdout/stderr, don't wait for it
@@ -161,6 +163,7 @@ enum Step {
     Commit(String),
     DeleteCwd,
     Sleep(Duration),
+    WaitFile(PathBuf),
     Hang,
     IgnoreTerm,
     SpawnHang { detached: bool },
@@ -240,6 +243,7 @@ fn parse_step(arg: &str) -> Result<Step, String> {
         "commit" => Step::Commit(text()?),
         "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
+        "wait-file" => Step::WaitFile(PathBuf::from(text()?)),
         "hang" => Step::Hang,
         "ignore-term" => Step::IgnoreTerm,
         "spawn-hang" => Step::SpawnHang { detached: false },
@@ -380,6 +384,12 @@ impl Agent {
             }
             Step::Sleep(duration) => {
                 thread::sleep(*duration);
+                Ok(())
+            }
+            Step::WaitFile(path) => {
+                while !path.exists() {
+                    thread::sleep(ANSWER_POLL);
+                }
                 Ok(())
             }
             Step::Hang => hang(),
