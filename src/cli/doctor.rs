@@ -23,9 +23,37 @@ struct Need {
     problem: Option<String>,
 }
 
+/// Whether `sandbox:` tasks can run here.
+#[derive(Debug, Serialize)]
+struct SandboxCheck {
+    ready: bool,
+    /// bubblewrap's path, when it can make a sandbox.
+    bwrap: Option<PathBuf>,
+    /// Why not, and what to do.
+    problem: Option<String>,
+}
+
+impl SandboxCheck {
+    fn run() -> Self {
+        match crate::isolation::sandbox::probe() {
+            Ok(bwrap) => SandboxCheck {
+                ready: true,
+                bwrap: Some(bwrap),
+                problem: None,
+            },
+            Err(e) => SandboxCheck {
+                ready: false,
+                bwrap: None,
+                problem: Some(format!("{e}; {}", e.help())),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Doctor {
     clis: Vec<CliCheck>,
+    sandbox: SandboxCheck,
     manifest: Option<String>,
     needs: Vec<Need>,
 }
@@ -41,6 +69,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
             .filter(|b| !b.command.is_empty())
             .map(|b| doctor::check(b, &env, &home))
             .collect(),
+        sandbox: SandboxCheck::run(),
         manifest: None,
         needs: Vec::new(),
     };
@@ -94,6 +123,24 @@ pub fn run(args: &DoctorArgs) -> u8 {
                 }
             });
             need.tasks.push(task.id.clone());
+        }
+        let sandboxed: Vec<String> = plan
+            .tasks
+            .iter()
+            .filter(|t| t.sandbox.is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        if !sandboxed.is_empty() {
+            needs.insert(
+                ("sandbox".to_owned(), "bubblewrap".to_owned()),
+                Need {
+                    model: "sandbox".to_owned(),
+                    backend: "bubblewrap".to_owned(),
+                    tasks: sandboxed,
+                    ready: doctor.sandbox.ready,
+                    problem: doctor.sandbox.problem.clone(),
+                },
+            );
         }
         doctor.manifest = Some(file.display().to_string());
         doctor.needs = needs.into_values().collect();
@@ -157,6 +204,11 @@ fn render(doctor: &Doctor) -> String {
             );
         }
     }
+    let sandbox = match (&doctor.sandbox.bwrap, &doctor.sandbox.problem) {
+        (Some(bwrap), _) => format!("ready, {}", bwrap.display()),
+        (None, problem) => format!("NOT AVAILABLE: {}", problem.as_deref().unwrap_or("")),
+    };
+    let _ = writeln!(out, "\nSandbox (`sandbox:` tasks): {sandbox}");
     if let Some(manifest) = &doctor.manifest {
         let _ = writeln!(out, "\nWhat {manifest} needs:");
         for need in &doctor.needs {

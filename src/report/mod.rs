@@ -3,6 +3,7 @@
 //! overridable template) and a JUnit file (for CI dashboards), all built from
 //! the run's state on disk, so any past run can be reported again.
 
+pub mod html;
 pub mod junit;
 mod junit_checks;
 pub mod markdown;

@@ -196,6 +196,8 @@ pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), 
                 text: question.text,
                 answer: Some(answer),
                 answered_by: Some("dispatch answer".to_owned()),
+                asked_at: None,
+                answered_at: None,
             }),
         }
     }

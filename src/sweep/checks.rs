@@ -84,6 +84,10 @@ pub(super) async fn run_all(run: CheckRun) -> Checked {
         let launch = Launch {
             argv: vec!["sh".to_owned(), "-c".to_owned(), command.clone()],
             env: run.env.clone(),
+            // A check is the manifest author's command, not the worker's:
+            // it runs outside any sandbox, with dispatch's environment.
+            clear_env: false,
+            ignore_term: false,
             cwd: workdir.clone(),
             stdin: None,
             log: task_dir.join(&log),

@@ -98,12 +98,20 @@ impl Sweep {
             }
             None => (Vec::new(), None),
         };
-        let worker_env = self.worker_env(&task, cli_env);
-        let check_env = (!task.checks.is_empty()).then(|| worker_env.clone());
+        let env = self.worker_env(&task, cli_env);
+        let check_env = (!task.checks.is_empty()).then(|| env.clone());
         let check_redactor = redactor.clone();
+        let (confined, cli_failure) = match (cli_failure, self.confine(index, argv, env)) {
+            (Some(failure), _) => (None, Some(failure)),
+            (None, Ok(confined)) => (Some(confined), None),
+            (None, Err(e)) => (None, Some(e)),
+        };
+        let confined = confined.unwrap_or_else(|| super::confine::Confined::failed(&task));
         let launch = Launch {
-            argv,
-            env: worker_env,
+            argv: confined.argv,
+            env: confined.env,
+            clear_env: confined.clear_env,
+            ignore_term: confined.ignore_term,
             cwd: PathBuf::from(&task.paths.workdir),
             stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
             log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
@@ -150,7 +158,10 @@ impl Sweep {
             findings,
         );
         self.set_phase(index, Phase::Running);
+        let lane = free_lane(&self.slots, index);
         let slot = &mut self.slots[index];
+        slot.record.env_left_out = confined.left_out;
+        let forwards = confined.forwards;
         slot.stop = Some(stop_tx);
         let record = &mut slot.record;
         record.status = TaskStatus::Running;
@@ -166,6 +177,7 @@ impl Sweep {
             reason: None,
             duration_ms: None,
             checks: Vec::new(),
+            lane: Some(lane),
         });
         let format = task.events;
         let (lines, tracking) = track_usage(format, index, &self.usage_tx);
@@ -194,6 +206,7 @@ impl Sweep {
                 Ok(running) => Ok(running.wait(stop_rx).await),
                 Err(e) => Err(e),
             };
+            forwards.iter().for_each(tokio::task::JoinHandle::abort);
             let look = plans.close(index, plan_path, ipc_dir).await;
             let tracker = match tracking {
                 Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
@@ -376,4 +389,19 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
         task.paths.plan,
         task.paths.context
     )
+}
+
+/// The lowest worker slot no other running attempt holds: at most
+/// `concurrency` attempts run at once, so lanes stay below it, and a
+/// timeline drawn by lane shows what ran side by side.
+fn free_lane(slots: &[super::slot::TaskSlot], index: usize) -> u32 {
+    let taken: std::collections::BTreeSet<u32> = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, slot)| *i != index && slot.phase == Phase::Running)
+        .filter_map(|(_, slot)| slot.record.attempts.last())
+        .filter(|attempt| attempt.ended_at.is_none())
+        .filter_map(|attempt| attempt.lane)
+        .collect();
+    (0..).find(|lane| !taken.contains(lane)).unwrap_or(0)
 }

@@ -10,6 +10,7 @@ mod check_verdict;
 mod checks;
 pub mod clean;
 mod conclude;
+mod confine;
 mod conversation;
 mod finish;
 mod gaps;
@@ -154,6 +155,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             options.vars.clone(),
         ),
     };
+    notes.extend(manifest::config_effects::effects(&loaded));
     // What run.json records are the vars this run renders with.
     let options = &RunOptions {
         vars: vars.clone(),
@@ -204,6 +206,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let programs = preflight(&loaded, &sweep_plan, &fates)?;
     let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
+    confine::preflight(&loaded, &sweep_plan, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
     let lock = Lock::acquire(
@@ -214,6 +217,11 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
+    let worktree_notes = [
+        worktree_notes,
+        isolation::make_way(&loaded, &sweep_plan, &root, &fates)?,
+    ]
+    .concat();
     crate::supervise::reaper::become_subreaper();
     let from = carried.map(|(from, _)| from);
     let started_at = match &resumed {

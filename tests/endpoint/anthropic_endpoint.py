@@ -90,6 +90,21 @@ IN_WORKTREE = [
     (FINISH, "Write the output and finish the plan"),
 ]
 
+# `--mode sandbox`: the whole task of `worker`, with an edit committed in
+# the worktree and a try at the main checkout, which a sandbox keeps
+# read-only (the try's error goes back to the model as the tool's result).
+IN_SANDBOX = STEPS[:3] + [
+    (
+        "echo made-by-claude > edited.txt && git add edited.txt && "
+        "git -c user.name=claude -c user.email=claude@example.invalid "
+        "commit -q -m 'Edit from Claude Code' && "
+        "(echo escape > \"$(git rev-parse --path-format=absolute --git-common-dir)/../escape.txt\" "
+        "2>/dev/null && echo 'main checkout: written' || echo 'main checkout: Read-only file system')",
+        "Edit and commit a file",
+    ),
+    STEPS[3],
+]
+
 # `--mode hang`: a command that starts a grandchild in the background,
 # notes its pid, and never returns, so the task can only end by timeout.
 HANG = (
@@ -155,7 +170,7 @@ def plan_response(body):
     if not offers_bash(body):
         return [{"type": "text", "text": "OK"}], "end_turn", False
     step = tool_result_count(body)
-    steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
+    steps = {"hang": [HANG], "worktree": IN_WORKTREE, "sandbox": IN_SANDBOX}.get(State.mode, STEPS)
     if step < len(steps):
         command, description = steps[step]
         block = {
@@ -369,7 +384,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree", "slow", "malformed"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "hang", "worktree", "sandbox", "slow", "malformed"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log
