@@ -173,6 +173,7 @@ mod tests {
             reason: None,
             duration_ms: None,
             checks,
+            lane: None,
         }
     }
 
