@@ -144,6 +144,9 @@ fn hide_secrets(plan: &mut SweepPlan, vars: &[(String, String)]) {
         }
         task.prompt = known.redact(&task.prompt).into_owned();
         task.plan = known.redact(&task.plan).into_owned();
+        for check in &mut task.checks {
+            check.run = known.redact(&check.run).into_owned();
+        }
     }
 }
 
@@ -315,6 +318,23 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     }
     for (name, value) in &task.env {
         field(out, "env", &format!("{name}={value}"));
+    }
+    for check in &task.checks {
+        let name = if check.name == check.run {
+            String::new()
+        } else {
+            format!("{}: ", check.name)
+        };
+        let later = if check.template.is_some() {
+            " (changed_files filled in when it runs)"
+        } else {
+            ""
+        };
+        field(
+            out,
+            "check",
+            &format!("{name}{} (timeout {}){later}", check.run, check.timeout),
+        );
     }
     render_confinement(out, task);
     let _ = writeln!(out, "\n--- {} ---", task.paths.plan);

@@ -17,6 +17,8 @@ pub enum TaskStatus {
     /// An item `[!]`, a non-zero exit with items left, an error reported by
     /// the agent CLI, or a worker that could not start.
     Failed,
+    /// The plan was done, but an acceptance check failed (or timed out).
+    CheckFailed,
     /// An item `[?]`: the worker is waiting for an answer.
     Blocked,
     /// A clean exit with items left unchecked.
@@ -43,6 +45,7 @@ impl TaskStatus {
             | TaskStatus::Complete
             | TaskStatus::Blocked => false,
             TaskStatus::Failed
+            | TaskStatus::CheckFailed
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
             | TaskStatus::BudgetExceeded
@@ -58,6 +61,7 @@ impl TaskStatus {
         match self {
             TaskStatus::Pending | TaskStatus::Running | TaskStatus::Complete => false,
             TaskStatus::Failed
+            | TaskStatus::CheckFailed
             | TaskStatus::Blocked
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
@@ -68,9 +72,10 @@ impl TaskStatus {
     }
 
     /// Every status, in the order summaries count them.
-    pub const ALL: [TaskStatus; 10] = [
+    pub const ALL: [TaskStatus; 11] = [
         TaskStatus::Complete,
         TaskStatus::Failed,
+        TaskStatus::CheckFailed,
         TaskStatus::TimedOut,
         TaskStatus::BudgetExceeded,
         TaskStatus::Incomplete,
@@ -92,6 +97,7 @@ impl TaskStatus {
             TaskStatus::Running => "running",
             TaskStatus::Complete => "complete",
             TaskStatus::Failed => "failed",
+            TaskStatus::CheckFailed => "check-failed",
             TaskStatus::Blocked => "blocked",
             TaskStatus::Incomplete => "incomplete",
             TaskStatus::TimedOut => "timed-out",
@@ -160,14 +166,15 @@ mod tests {
         match status {
             TaskStatus::Complete => 0,
             TaskStatus::Failed => 1,
-            TaskStatus::TimedOut => 2,
-            TaskStatus::BudgetExceeded => 3,
-            TaskStatus::Incomplete => 4,
-            TaskStatus::Blocked => 5,
-            TaskStatus::Cancelled => 6,
-            TaskStatus::Skipped => 7,
-            TaskStatus::Running => 8,
-            TaskStatus::Pending => 9,
+            TaskStatus::CheckFailed => 2,
+            TaskStatus::TimedOut => 3,
+            TaskStatus::BudgetExceeded => 4,
+            TaskStatus::Incomplete => 5,
+            TaskStatus::Blocked => 6,
+            TaskStatus::Cancelled => 7,
+            TaskStatus::Skipped => 8,
+            TaskStatus::Running => 9,
+            TaskStatus::Pending => 10,
         }
     }
 
@@ -191,6 +198,7 @@ mod tests {
             attention,
             [
                 "failed",
+                "check-failed",
                 "timed-out",
                 "budget-exceeded",
                 "incomplete",

@@ -34,6 +34,7 @@ impl Redact for Event {
                 branch.redact_with(r);
             }
             Event::Warning { message, .. } => message.redact_with(r),
+            Event::CheckEnded { name, .. } => name.redact_with(r),
             Event::Question { text, .. } => text.redact_with(r),
             Event::Answered { answer, by, .. } => {
                 answer.redact_with(r);

@@ -2,6 +2,7 @@
 //! types → checks of meaning. Every problem becomes a [`Diagnostic`] that
 //! points at the place in the file.
 
+pub mod checks;
 pub mod config_effects;
 pub mod confine;
 pub mod diagnostic;

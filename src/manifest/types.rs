@@ -135,6 +135,10 @@ pub struct Defaults {
     /// default) or the user's (`user`), unless a task says.
     #[serde(default)]
     pub cli_config: Option<CliConfig>,
+    /// Acceptance checks every task runs after its worker ends (a task's
+    /// own `checks:` add to these; see the task's `checks`).
+    #[serde(default)]
+    pub checks: Option<Vec<super::checks::CheckSpec>>,
     /// Which of dispatch's environment variables tasks inherit.
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
@@ -451,10 +455,19 @@ pub struct Task {
     /// How long the worker may run.
     #[serde(default)]
     pub timeout: Option<DurationText>,
-    /// How many times a failed worker is launched again.
+    /// How many times a failed worker is launched again. A failed check
+    /// counts: the worker is launched again in the same folder or
+    /// worktree, its plan reopened and the check's output in its prompt.
     #[serde(default)]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// Acceptance checks: shell commands run in the task's folder or
+    /// worktree after its worker ends; the task is complete only when its
+    /// plan is done and every check exits 0 (else `check-failed`). They
+    /// run after the defaults' checks; one named like a defaults' check
+    /// takes its place; `checks: []` runs none at all.
+    #[serde(default)]
+    pub checks: Option<Vec<super::checks::CheckSpec>>,
     /// What this task's worker may spend; past it, the worker is stopped and
     /// the task ends `budget-exceeded` (its plan and commits are kept).
     #[serde(default)]

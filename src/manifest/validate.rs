@@ -175,6 +175,10 @@ impl Checker<'_> {
         if let Some(timeout) = &defaults.timeout {
             self.check_duration(&["defaults", "timeout"], &timeout.0);
         }
+        if let Some(checks) = &defaults.checks {
+            let problems = super::checks::problems(self.loaded, &["defaults", "checks"], checks);
+            self.problems.extend(problems);
+        }
     }
 
     fn check_duration(&mut self, path: &[&str], text: &str) {
@@ -374,6 +378,10 @@ impl Checker<'_> {
         }
         if let Some(timeout) = &task.timeout {
             self.check_duration(&["tasks", id, "timeout"], &timeout.0);
+        }
+        if let Some(checks) = &task.checks {
+            let problems = super::checks::problems(self.loaded, &["tasks", id, "checks"], checks);
+            self.problems.extend(problems);
         }
         for (key, _) in &task.env {
             self.check_env_name(&["tasks", id, "env", key], key);

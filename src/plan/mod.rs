@@ -6,6 +6,7 @@
 //! also catches what only rendering can: undefined template variables, unknown
 //! templates, ids that collide after expansion.
 
+pub mod checks;
 pub mod confine;
 pub mod matrix;
 pub mod order;
@@ -125,6 +126,8 @@ pub struct PlannedTask {
     pub plan: String,
     /// The full worker prompt.
     pub prompt: String,
+    /// Acceptance checks, run in order after the worker ends.
+    pub checks: Vec<checks::PlannedCheck>,
 }
 
 /// The model a task runs on.

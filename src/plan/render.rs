@@ -123,6 +123,7 @@ impl<'a> Builder<'a> {
         let worker_prompt = self.render_template(&["tasks", src], WORKER_PROMPT, &context);
 
         let worktree = self.worktree(instance, own, &context);
+        let checks = self.checks(instance, &context, worktree.as_ref());
         let (argv, prompt_via) = self.argv(instance, own, &context, &worker_prompt);
         let env = self.env(instance, own, &context);
         let sandbox = self.sandbox(task);
@@ -187,6 +188,7 @@ impl<'a> Builder<'a> {
             context: task.context.clone(),
             plan: plan_text,
             prompt: worker_prompt,
+            checks,
         })
     }
 

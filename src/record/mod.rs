@@ -3,6 +3,7 @@
 //! `report`), so they hold everything needed to show a task without its
 //! worker.
 
+pub mod checks;
 pub mod snapshot;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ pub struct Attempt {
     pub status: Option<TaskStatus>,
     pub reason: Option<String>,
     pub duration_ms: Option<u64>,
+    /// Its acceptance checks, in order (none when the worker did not get
+    /// as far as a done plan, or the task has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<checks::CheckRecord>,
     /// Which of the run's `concurrency` worker slots it ran in (0-based):
     /// report.html draws each attempt on its lane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +137,7 @@ impl Redact for TaskRecord {
         }
         for attempt in &mut self.attempts {
             attempt.reason.redact_with(redactor);
+            attempt.checks.redact_with(redactor);
         }
         for mark in &mut self.escalations {
             mark.summary.redact_with(redactor);

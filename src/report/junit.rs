@@ -147,13 +147,21 @@ fn suite(
             Property::new("uncommitted_files", branch.uncommitted.to_string()),
         ]);
     }
+    if task.flaky {
+        suite.add_property(Property::new("flaky", "true"));
+    }
     for item in &task.plan {
-        suite.add_test_case(item_case(
+        let mut case = item_case(
             task,
             &names.stable(&item.text),
             &item.state,
             item.note.as_deref(),
-        ));
+        );
+        super::junit_checks::add_attempt_reruns(task, &mut case);
+        suite.add_test_case(case);
+    }
+    for case in super::junit_checks::check_cases(task) {
+        suite.add_test_case(case);
     }
     // The plan dispatch wrote is the contract: an item the worker deleted
     // stays a case, failed.

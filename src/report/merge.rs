@@ -341,6 +341,10 @@ mod tests {
             log_tail: String::new(),
             dropped: Vec::new(),
             unticked: Vec::new(),
+            flaky: false,
+            checks: Vec::new(),
+            attempt_results: Vec::new(),
+            failure_tail: None,
         }
     }
 

@@ -365,7 +365,9 @@ impl Sweep {
     /// Offer a task's end to the escalation rules.
     pub(super) fn escalate_end(&mut self, index: usize, status: TaskStatus) {
         let end = match status {
-            TaskStatus::Failed | TaskStatus::BudgetExceeded => EndStatus::Failed,
+            TaskStatus::Failed | TaskStatus::CheckFailed | TaskStatus::BudgetExceeded => {
+                EndStatus::Failed
+            }
             TaskStatus::Blocked => EndStatus::Blocked,
             TaskStatus::TimedOut => EndStatus::TimedOut,
             TaskStatus::Incomplete => EndStatus::Incomplete,

@@ -35,6 +35,8 @@ pub(super) struct WorkerEnd {
     /// Its plan and `ipc/.done` as they were once it ended, read off the
     /// runner's thread.
     pub(super) look: ClosingLook,
+    /// Its acceptance checks, run when its plan was done.
+    pub(super) checks: super::checks::Checked,
 }
 
 /// A worker's usage changed (read from its event stream).
@@ -101,6 +103,8 @@ impl Sweep {
             None => (Vec::new(), None),
         };
         let env = self.worker_env(&task, cli_env);
+        let check_env = (!task.checks.is_empty()).then(|| env.clone());
+        let check_redactor = redactor.clone();
         let (confined, cli_failure) = match (cli_failure, self.confine(index, argv, env)) {
             (Some(failure), _) => (None, Some(failure)),
             (None, Ok(confined)) => (Some(confined), None),
@@ -130,6 +134,18 @@ impl Sweep {
         }
         self.folders.insert(ipc_dir.clone(), index);
         let (stop_tx, stop_rx) = watch::channel(Stop::No);
+        let checks = check_env.map(|env| super::checks::CheckRun {
+            task: task.clone(),
+            attempt,
+            env,
+            redactor: check_redactor,
+            grace: self.grace,
+            base: self.slots[index]
+                .worktree
+                .as_ref()
+                .map_or_else(|| "HEAD".to_owned(), |w| w.base_commit.clone()),
+            stop: stop_rx.clone(),
+        });
         // The first attempt's plan is the one just written; a retry's is
         // whatever the earlier attempt left, read by the plan reader.
         let plan_now = fresh.then(|| crate::domain::checklist::parse(&task.plan));
@@ -164,6 +180,7 @@ impl Sweep {
             status: None,
             reason: None,
             duration_ms: None,
+            checks: Vec::new(),
             lane: Some(lane),
         });
         let format = task.events;
@@ -199,12 +216,19 @@ impl Sweep {
                 Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
                 None => Tracker::new(format),
             };
+            let checks = match (checks, &finished) {
+                (Some(run), Ok(finished)) if plan_done(&run.task, finished, &look, &tracker) => {
+                    super::checks::run_all(run).await
+                }
+                _ => super::checks::Checked::default(),
+            };
             WorkerEnd {
                 index,
                 attempt,
                 finished,
                 tracker,
                 look,
+                checks,
             }
         });
     }
@@ -349,6 +373,26 @@ fn track_usage(
     (Some(lines_tx), Some(tracking))
 }
 
+/// Whether the worker's end, by itself, makes the task complete: only
+/// then are its checks worth running (a failed plan already says why).
+fn plan_done(
+    task: &PlannedTask,
+    finished: &Finished,
+    look: &ClosingLook,
+    tracker: &Tracker,
+) -> bool {
+    let written = crate::domain::checklist::parse(&task.plan);
+    let (status, _) = super::verdict::decide(&super::verdict::Evidence {
+        finished,
+        plan: look.plan.as_ref(),
+        written: Some(&written),
+        done_marker: look.done_marker,
+        outcome: tracker.outcome.as_ref(),
+        events: task.events,
+    });
+    status == TaskStatus::Complete
+}
+
 /// The prompt of a retry: the task's prompt, then where the earlier attempt
 /// left off, as the dispatch skill's fallback does.
 fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
@@ -367,8 +411,13 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
     } else {
         format!("\n\nAnswers you were given to your earlier questions:{answers}\n")
     };
+    let checks = record
+        .attempts
+        .last()
+        .map(super::check_verdict::feedback)
+        .unwrap_or_default();
     format!(
-        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}\n",
+        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}{checks}\n",
         task.prompt.trim_end(),
         task.paths.plan,
         task.paths.context

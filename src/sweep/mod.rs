@@ -6,6 +6,8 @@
 pub mod budget;
 pub mod cancel;
 pub mod carry;
+mod check_verdict;
+mod checks;
 pub mod clean;
 mod conclude;
 mod confine;
