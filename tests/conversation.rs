@@ -206,19 +206,87 @@ fn a_person_at_the_terminal_answers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    wait_for(&project, "ask", "ipc/001.question");
+    let screen = Screen::follow(child.stderr.take().expect("stderr"));
+    // Typed as a person would, once the question shows: on a busy machine
+    // the question file appears well before dispatch has read it.
+    screen.wait_for("Type the answer");
     let mut stdin = child.stdin.take().expect("stdin");
     // A blank line is ignored; the next line is the answer.
     stdin.write_all(b"\nstaging\n").expect("type");
-    let output = child.wait_with_output().expect("exits");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let err = stderr(&output);
+    let status = child.wait().expect("exits");
+    let err = screen.text();
+    assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("? ask asks: Staging or production?"), "{err}");
     assert!(project.task_file("ask", "output.md").contains("A: staging"));
     assert_eq!(
         project.task_json("ask")["questions"][0]["answered_by"],
         "a person"
     );
+}
+
+/// A line typed while no question waits answers nothing later, and the
+/// person is told so rather than left guessing.
+#[test]
+fn a_line_typed_before_any_question_is_not_used_and_says_so() {
+    let project = Project::new();
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  ask:\n    command: [AGENT, 'wait-file:go', 'ask:Staging or production?', check-all]\n    {PLAN}\n"
+    ));
+    let mut child = project
+        .command(&["run", "sweep.yaml", "--answer-here"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let screen = Screen::follow(child.stderr.take().expect("stderr"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"production\n").expect("type");
+    screen.wait_for("the line typed was not used: production");
+    std::fs::write(project.path().join("go"), "").expect("open the gate");
+    screen.wait_for("Type the answer");
+    stdin.write_all(b"staging\n").expect("type");
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", screen.text());
+    assert!(project.task_file("ask", "output.md").contains("A: staging"));
+}
+
+/// What dispatch writes to a pipe, read as it comes.
+struct Screen {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn follow(mut pipe: impl std::io::Read + Send + 'static) -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().expect("screen").extend_from_slice(&buffer[..n]);
+            }
+        });
+        Screen { seen }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().expect("screen")).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "never shown: {text:?}\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// A sweep whose one task asks a question nobody answers.

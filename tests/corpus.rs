@@ -7,6 +7,9 @@
 //! `NN-name.expect` holding the same for files that cannot carry a comment.
 //! `NN-name.generate` (`size=BYTES`, or `anchor=BYTES uses=N`) describes a
 //! file too large to check in; the test writes it to a temporary folder.
+//! Lines `# also: LINE:COL TEXT` after the first name further problems that
+//! must be reported too (after the first): one problem must not hide
+//! another.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +24,8 @@ struct Case {
     /// `Some((line, column))`, or `None` for whole-file errors.
     location: Option<(usize, usize)>,
     text: String,
+    /// Further problems that must be reported, after the first.
+    also: Vec<(Option<(usize, usize)>, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -73,11 +78,19 @@ fn cases() -> Vec<Case> {
                         .to_owned()
                 };
                 let (location, text) = parse_expectation(&spec, &path);
+                let bytes = std::fs::read(&path).expect("read case");
+                let also = String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .skip(1)
+                    .map_while(|l| l.strip_prefix("# also:"))
+                    .map(|spec| parse_expectation(spec, &path))
+                    .collect();
                 cases.push(Case {
                     name,
                     path,
                     location,
                     text,
+                    also,
                     _temp: None,
                 });
             }
@@ -93,6 +106,7 @@ fn cases() -> Vec<Case> {
                     path: file,
                     location,
                     text: expected,
+                    also: Vec::new(),
                     _temp: Some(temp),
                 });
             }
@@ -172,6 +186,18 @@ fn every_case_fails_with_its_expected_first_error() {
                 "{}: expected {:?} containing {:?}, got {:?}: {}",
                 case.name, case.location, case.text, location, first.message
             ));
+        }
+        for (place, text) in &case.also {
+            let reported = found.iter().skip(1).any(|d| {
+                d.location.map(|l| (l.line, l.column)) == *place && d.message.contains(text)
+            });
+            if !reported {
+                failures.push(format!(
+                    "{}: {place:?} {text:?} is not reported after the first problem; got {:?}",
+                    case.name,
+                    found.iter().map(|d| &d.message).collect::<Vec<_>>()
+                ));
+            }
         }
         if first.help.is_none() {
             failures.push(format!(

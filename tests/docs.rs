@@ -6,7 +6,11 @@ use dispatch::manifest::models::builtin_backends;
 #[test]
 fn readme_example_manifest_is_valid() {
     let readme = std::fs::read_to_string("README.md").expect("README.md");
-    let start = readme.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let section = readme
+        .find("## The manifest")
+        .expect("the manifest section");
+    let start =
+        section + readme[section..].find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
     let end = start + readme[start..].find("```").expect("closed block");
     let loaded = dispatch::manifest::parse("README.md", &readme[start..end])
         .unwrap_or_else(|e| panic!("{e}"));

@@ -19,7 +19,9 @@ fn doctor(dir: &std::path::Path, args: &[&str], key: Option<&str>) -> (Option<i3
         .env("PATH", path)
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")
-        .env_remove("GEMINI_API_KEY");
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("GOOGLE_GENAI_USE_VERTEXAI");
     // The folders the CLIs are moved to; doctor looks for logins there.
     for moved in [
         "CLAUDE_CONFIG_DIR",
@@ -134,5 +136,61 @@ fn doctor_names_what_private_config_folders_leave_out() {
     assert_eq!(
         claude["left_out"][0],
         "~/.claude/settings.json sets `apiKeyHelper`"
+    );
+}
+
+#[test]
+fn doctor_judges_credentials_per_task_with_the_manifests_env() {
+    let dir = project();
+    let gemini = dir.path().join("bin/gemini");
+    std::fs::write(&gemini, "#!/bin/sh\necho 0.61.0\n").expect("write");
+    std::fs::set_permissions(&gemini, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        dir.path().join("sweep.yaml"),
+        "version: 1
+tasks:
+  keyed:
+    model: gemini-2.5-flash
+    prompt: Audit.
+    env: { GEMINI_API_KEY: from-the-manifest }
+  bare:
+    model: gemini-2.5-flash
+    prompt: Audit.
+",
+    )
+    .expect("write");
+    let (code, text) = doctor(dir.path(), &["sweep.yaml", "--json"], None);
+    assert_eq!(code, Some(1), "one task lacks a key: {text}");
+    assert!(
+        !text.contains("from-the-manifest"),
+        "never a secret's value"
+    );
+    let report: Value = serde_json::from_str(&text).expect("json");
+    let need = &report["needs"][0];
+    assert_eq!(need["ready"], false, "{need}");
+    let problem = need["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.starts_with("Gemini CLI has no credentials")
+            && problem.contains("GEMINI_API_KEY")
+            && problem.ends_with("tasks without: bare"),
+        "{problem}"
+    );
+    // With the key in both tasks' env (and none in dispatch's), it is ready.
+    std::fs::write(
+        dir.path().join("sweep.yaml"),
+        "version: 1
+tasks:
+  keyed:
+    model: gemini-2.5-flash
+    prompt: Audit.
+    env: { GEMINI_API_KEY: from-the-manifest }
+",
+    )
+    .expect("write");
+    let (code, text) = doctor(dir.path(), &["sweep.yaml"], None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("gemini-2.5-flash via gemini (1 task): ready"),
+        "{text}"
     );
 }

@@ -101,7 +101,14 @@ fn assert_no_forged_command(what: &str, text: &str) {
         let line = line.trim_start();
         if line.starts_with("::") {
             assert!(
-                line.starts_with("::error file=") || line.starts_with("::warning file="),
+                [
+                    "::error file=",
+                    "::warning file=",
+                    "::error title=",
+                    "::warning title="
+                ]
+                .iter()
+                .any(|own| line.starts_with(own)),
                 "{what} has a forged workflow command: {line:?}\n{text}"
             );
         }

@@ -209,6 +209,7 @@ fn summary(records: &[TaskRecord], verbose: bool) -> String {
         exit_code: 1,
         severity: Severity::High,
         verbose,
+        tails: &[],
     }
     .text()
 }

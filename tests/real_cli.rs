@@ -520,6 +520,73 @@ tasks:
     );
 }
 
+/// Acceptance checks after a real CLI: one passes on what Claude Code
+/// committed in its worktree; the other fails once, so dispatch launches
+/// the CLI again in the same worktree with its plan reopened and the
+/// check's output in the prompt, and the task completes flaky.
+fn acceptance_checks_judge_the_real_cli_and_a_retry_fixes_a_failed_one() {
+    let claude = claude();
+    let project = Project::new();
+    let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "worktree");
+    write_manifest(
+        &project,
+        "version: 1
+name: real-cli-checks
+tasks:
+  claude-task:
+    model: sonnet
+    timeout: 45s
+    retries: 1
+    prompt: Make the edit with your Bash tool.
+    plan: [Edit a file, Write the output]
+    worktree: true
+    checks:
+      - { name: edited, run: \"git log -1 --format=%s | grep -q 'Edit from Claude Code' && grep -q made-by-claude edited.txt\" }
+      - { name: second look, run: \"test -e ../../looked-once || { touch ../../looked-once; echo \\\"first look finds check-out-$((6 * 7))\\\"; exit 1; }\" }
+",
+    );
+    common::init_repo(project.path());
+    let run = run_sweep(&project, &claude, &endpoint, "0");
+    let why = context(&project, &run, &endpoint);
+    assert_eq!(run.status.code(), Some(0), "{why}");
+    let record = project.task_json(TASK);
+    assert_eq!(record["status"], "complete", "{why}");
+    let attempts = record["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 2, "{why}");
+    assert_eq!(attempts[0]["status"], "check-failed", "{why}");
+    assert_eq!(attempts[0]["checks"][0]["passed"], true, "{why}");
+    assert_eq!(attempts[0]["checks"][1]["passed"], false, "{why}");
+    assert_eq!(attempts[1]["checks"][1]["passed"], true, "{why}");
+    // The retry's prompt reached the model with the check's output (the
+    // command's text does not hold `check-out-42`).
+    let prompts: Vec<String> = endpoint
+        .requests()
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(is_messages))
+        .map(|r| r["body"]["messages"].to_string())
+        .collect();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("first look finds check-out-42")),
+        "the check's output never reached the model\n{why}"
+    );
+    let plan = project.task_file(TASK, "plan.md");
+    assert!(
+        plan.contains("- [x] Make the failing acceptance check pass: `second look`"),
+        "{plan}"
+    );
+    let run_dir = project
+        .path()
+        .join(".dispatch/runs")
+        .join(record["run_id"].as_str().unwrap_or_default());
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap_or_default();
+    assert!(junit.contains("<flakyFailure"), "{junit}");
+    let report = std::fs::read_to_string(run_dir.join("report.json")).unwrap_or_default();
+    let report: Value = serde_json::from_str(&report).unwrap_or_default();
+    assert_eq!(report["totals"]["flaky_tasks"], 1, "{why}");
+}
+
 fn a_slow_stream_still_completes_the_task() {
     let claude = claude();
     let project = Project::new();
@@ -617,6 +684,7 @@ fn main() -> ExitCode {
             a_silent_claude_is_stopped_as_stalled,
             api_retries_of_the_real_cli_are_events,
             a_worktree_task_edits_only_its_worktree,
+            acceptance_checks_judge_the_real_cli_and_a_retry_fixes_a_failed_one,
             a_slow_stream_still_completes_the_task,
             a_malformed_stream_fails_the_task_with_the_clis_error,
         ],

@@ -426,6 +426,63 @@ tasks:
     );
 }
 
+/// Issue 25: with the API key only in the manifest's `env:` (none in
+/// dispatch's environment, no user settings), the worker's private
+/// settings still choose the API-key login, so the task completes instead
+/// of Gemini CLI exiting 41.
+fn a_key_only_in_the_manifest_is_enough() {
+    let gemini = gemini();
+    let project = Project::new();
+    let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "worker");
+    write_manifest(
+        &project,
+        &whole_task_manifest(
+            "real-cli-gemini-manifest-key",
+            "",
+            None,
+            "gemini-task",
+            MODEL,
+            "shell",
+        )
+        .replace(
+            "    retries: 0\n",
+            "    retries: 0\n    env: { GEMINI_API_KEY: test }\n",
+        ),
+    );
+    let tmp = project.path().join(".tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let scrub = |name: &str| {
+        name.starts_with("GEMINI")
+            || name.starts_with("GOOGLE_")
+            || name.ends_with("_PROXY")
+            || name == "CLOUD_SHELL"
+    };
+    let run = real_cli::run_sweep(
+        &project,
+        &gemini,
+        "gemini-task",
+        scrub,
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", endpoint.url().into()),
+            ("TMPDIR", tmp.into()),
+            ("HTTPS_PROXY", endpoint.url().into()),
+            ("HTTP_PROXY", endpoint.url().into()),
+            ("NO_PROXY", "127.0.0.1,localhost".into()),
+        ],
+    );
+    let why = context(&project, &run, &endpoint);
+    let record = project.task_json("gemini-task");
+    assert_eq!(record["status"], "complete", "{record}\n{why}");
+    assert_whole_task_reached_dispatch(&project, &run, "gemini-task", &record, &why);
+    // Nothing warned of missing credentials: the manifest's key counts.
+    assert!(
+        !run.events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no credentials"))),
+        "{why}"
+    );
+}
+
 fn a_worktree_task_edits_only_its_worktree() {
     let gemini = gemini();
     let project = Project::new();
@@ -560,6 +617,7 @@ fn main() -> ExitCode {
             an_unavailable_api_fails_the_task_without_retrying,
             a_timeout_kills_the_real_cli_and_everything_it_started,
             a_worktree_task_edits_only_its_worktree,
+            a_key_only_in_the_manifest_is_enough,
             a_slow_stream_still_completes_the_task,
             a_malformed_stream_fails_the_task_with_the_clis_error,
         ],

@@ -597,7 +597,13 @@ fn the_demo_manifest_runs_with_the_shipped_workers() {
         .env("DEMO_PAUSE", "0")
         .output()
         .expect("runs");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // One of the demo's checks fails on purpose, so a newcomer sees both.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        project.task_json("fix-spelling")["attempts"][0]["checks"][0]["passed"],
+        true
+    );
+    assert_eq!(project.task_json("summarize")["status"], "check-failed");
     let fixed = project.task_file("fix-spelling", "output.md");
     assert!(
         fixed.contains("will receive an email") && !fixed.to_lowercase().contains("recieve"),
@@ -616,7 +622,14 @@ fn the_demo_manifest_runs_with_the_shipped_workers() {
     let summary = project.task_file("summarize", "output.md");
     assert!(summary.contains("Relative links in README.md"), "{summary}");
     let err = stderr(&output);
-    assert!(err.contains("Sweep demo: 4 complete"), "{err}");
+    assert!(
+        err.contains("Sweep demo: 3 complete, 1 check-failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("│ examples/demo/notes.md has no Signed-off-by: line"),
+        "{err}"
+    );
 }
 
 fn unsafe_kill(pid: i32, signal: i32) {

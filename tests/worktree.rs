@@ -553,7 +553,7 @@ tasks:
 }
 
 #[test]
-fn a_branch_left_by_an_earlier_run_is_refused() {
+fn a_branch_left_by_an_earlier_run_and_checked_out_is_refused() {
     let project = Project::new();
     project.manifest(
         "version: 1
@@ -567,6 +567,9 @@ tasks:
     init_repo(project.path());
     run_ok(&project);
     let tip = rev_parse(project.path(), "dispatch/solo");
+    // The user checked the first run's branch out to look at it: a rerun
+    // never moves a branch someone has checked out.
+    git(project.path(), &["checkout", "-q", "dispatch/solo"]);
     let runs = || {
         std::fs::read_dir(project.path().join(".dispatch/runs"))
             .expect("runs")
@@ -579,8 +582,8 @@ tasks:
         &output,
         &events,
         &[
-            "the branch `dispatch/solo` already exists",
-            "dispatch clean",
+            "the branch `dispatch/solo` of an earlier run is checked out in the main checkout",
+            "check out another branch there",
         ],
     );
     assert_eq!(runs(), 1, "no second run started");
@@ -1263,7 +1266,11 @@ tasks:
         "{err}"
     );
     assert!(err.contains("already exists"), "{err}");
-    assert!(err.contains("reuse: true"), "says what to do: {err}");
+    // Not a worktree, so not an earlier run's: a rerun does not clear it.
+    assert!(
+        err.contains("move it away, or set `worktree.path`"),
+        "says what to do: {err}"
+    );
     assert!(!events.iter().any(|e| e["event"] == "task-started"));
     assert_eq!(
         std::fs::read_to_string(folder.join("notes.txt")).expect("kept"),

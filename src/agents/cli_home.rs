@@ -70,6 +70,20 @@ impl UserConfig {
         }
     }
 
+    /// This configuration as a worker with `env` (its manifest's `env:`,
+    /// from its task, backend and defaults) sees it: the manifest's
+    /// variables count as if dispatch's own environment had them, so a
+    /// key given only in the manifest chooses Gemini CLI's login the same.
+    pub fn with_env<'a>(&self, env: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        let mut user = self.clone();
+        for (name, value) in env {
+            if VARIABLES.contains(&name.as_str()) {
+                user.env.insert(name.clone(), value.clone());
+            }
+        }
+        user
+    }
+
     fn var(&self, name: &str) -> Option<PathBuf> {
         self.env
             .get(name)
@@ -412,6 +426,7 @@ fn remove_link(path: &Path) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use indexmap::IndexMap;
 
     fn user_with(home: &Path, env: &[(&str, &str)]) -> UserConfig {
         UserConfig {
@@ -562,6 +577,26 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let folder = temp.path().join("cli");
         let user = user_with(&temp.path().join("home"), &[("GEMINI_API_KEY", "k")]);
+        prepare("gemini", &folder, &user).expect("prepare");
+        let text = std::fs::read_to_string(folder.join(".gemini/settings.json")).expect("read");
+        assert!(
+            text.contains("\"selectedType\":\"gemini-api-key\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gemini_infers_an_api_key_login_from_the_manifests_env() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let folder = temp.path().join("cli");
+        let manifest_env: IndexMap<String, String> = [
+            ("GEMINI_API_KEY".to_owned(), "k".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let user = user_with(&temp.path().join("home"), &[]).with_env(&manifest_env);
+        assert!(!user.env.contains_key("UNRELATED"), "only the known names");
         prepare("gemini", &folder, &user).expect("prepare");
         let text = std::fs::read_to_string(folder.join(".gemini/settings.json")).expect("read");
         assert!(

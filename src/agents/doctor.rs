@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::cli_home;
@@ -173,6 +174,40 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
     }
 }
 
+/// What a task of `backend`, running `program`, lacks to call its model,
+/// judged as its worker will see it: dispatch's environment (`env`) with
+/// the task's own `env:` (`task_env`, from its task and backend) over it,
+/// and the login files under `home`. A worker without credentials fails
+/// at once with an error of its CLI's own, so `dispatch doctor FILE` and
+/// the start of `run` say so first. `None` when it looks set up, and for a
+/// program that is not the built-in CLI of a backend dispatch knows (a
+/// custom program's credentials are its own business).
+pub fn missing_credentials(
+    backend: &str,
+    program: &str,
+    task_env: &IndexMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<String> {
+    let known = KNOWN.iter().find(|k| k.backend == backend)?;
+    let builtin = crate::manifest::models::builtin_backends()
+        .into_iter()
+        .find(|b| b.name == backend)?;
+    let name = Path::new(program).file_name()?.to_str()?;
+    if builtin.command.first().map(String::as_str) != Some(name) {
+        return None;
+    }
+    let seen = |name: &str| task_env.get(name).cloned().or_else(|| env(name));
+    let user = cli_home::UserConfig::from_lookup(&seen, home.map(Path::to_path_buf));
+    match setup_of(known, &seen, &user) {
+        Setup::NotConfigured(todo) => Some(format!(
+            "{} has no credentials: {todo} (in dispatch's environment or the manifest's `env:`)",
+            known.product
+        )),
+        _ => None,
+    }
+}
+
 /// Judged where the CLI itself looks: a variable that moves its folder
 /// (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`, ...) moves its login file too.
 fn setup_of(
@@ -237,6 +272,41 @@ fn version_of(program: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_in_the_tasks_env_counts_as_credentials() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let none = |_: &str| None;
+        let mut task_env = IndexMap::new();
+        let missing = missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path()))
+            .expect("no key anywhere");
+        assert!(
+            missing.starts_with("Gemini CLI has no credentials")
+                && missing.contains("GEMINI_API_KEY"),
+            "{missing}"
+        );
+        task_env.insert("GEMINI_API_KEY".to_owned(), "k".to_owned());
+        assert_eq!(
+            missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path())),
+            None
+        );
+        // A custom program on a built-in backend's name, and a backend
+        // dispatch does not know, are not judged.
+        let empty = IndexMap::new();
+        assert_eq!(
+            missing_credentials("gemini", "./my-gemini", &empty, &none, Some(home.path())),
+            None
+        );
+        assert_eq!(
+            missing_credentials("command", "sh", &empty, &none, Some(home.path())),
+            None
+        );
+        // The full path of the built-in program is still that program.
+        assert!(
+            missing_credentials("codex", "/usr/bin/codex", &empty, &none, Some(home.path()))
+                .is_some()
+        );
+    }
 
     #[test]
     fn setup_is_judged_by_variable_names_and_login_files_never_values() {

@@ -24,7 +24,11 @@ pub const NAME: &str = "Gemini CLI";
 pub fn explain_exit(code: i32) -> Option<&'static str> {
     match code {
         1 => Some("a general or API error; worker.log has its message"),
-        41 => Some("no usable authentication (FatalAuthenticationError)"),
+        // Named with the variable most setups miss: a key given only to
+        // dispatch's shell, or a typo in the manifest's `env:`.
+        41 => Some(
+            "no usable authentication (FatalAuthenticationError): set GEMINI_API_KEY in the manifest's `env:` or dispatch's environment, or sign in by running `gemini` once",
+        ),
         42 => Some("an invalid prompt or argument (FatalInputError)"),
         44 => Some("its sandbox failed (FatalSandboxError)"),
         52 => Some("its settings are invalid (FatalConfigError)"),
@@ -180,6 +184,10 @@ mod tests {
     fn exit_codes_are_explained_as_documented() {
         let explained = |code| explain_exit(code).unwrap_or_default();
         assert!(explained(41).contains("no usable authentication"));
+        assert!(
+            explained(41).contains("GEMINI_API_KEY"),
+            "names the credential"
+        );
         assert!(explained(42).contains("FatalInputError"));
         assert!(explained(44).contains("sandbox"));
         assert!(explained(52).contains("settings"));

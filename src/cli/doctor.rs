@@ -21,11 +21,44 @@ struct Need {
     ready: bool,
     /// Why not, and what to do.
     problem: Option<String>,
+    /// The tasks whose CLI will lack credentials, and what they lack.
+    #[serde(skip)]
+    lacking: Vec<String>,
+    #[serde(skip)]
+    missing: Option<String>,
+}
+
+/// Whether `sandbox:` tasks can run here.
+#[derive(Debug, Serialize)]
+struct SandboxCheck {
+    ready: bool,
+    /// bubblewrap's path, when it can make a sandbox.
+    bwrap: Option<PathBuf>,
+    /// Why not, and what to do.
+    problem: Option<String>,
+}
+
+impl SandboxCheck {
+    fn run() -> Self {
+        match crate::isolation::sandbox::probe() {
+            Ok(bwrap) => SandboxCheck {
+                ready: true,
+                bwrap: Some(bwrap),
+                problem: None,
+            },
+            Err(e) => SandboxCheck {
+                ready: false,
+                bwrap: None,
+                problem: Some(format!("{e}; {}", e.help())),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 struct Doctor {
     clis: Vec<CliCheck>,
+    sandbox: SandboxCheck,
     manifest: Option<String>,
     needs: Vec<Need>,
 }
@@ -41,6 +74,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
             .filter(|b| !b.command.is_empty())
             .map(|b| doctor::check(b, &env, &home))
             .collect(),
+        sandbox: SandboxCheck::run(),
         manifest: None,
         needs: Vec::new(),
     };
@@ -91,9 +125,49 @@ pub fn run(args: &DoctorArgs) -> u8 {
                     tasks: Vec::new(),
                     ready: problem.is_none(),
                     problem,
+                    lacking: Vec::new(),
+                    missing: None,
                 }
             });
             need.tasks.push(task.id.clone());
+            let program = task.argv.first().map(String::as_str).unwrap_or_default();
+            if let Some(missing) =
+                doctor::missing_credentials(&task.backend, program, &task.env, &env, Some(&home))
+            {
+                need.lacking.push(task.id.clone());
+                need.missing = Some(missing);
+            }
+        }
+        for need in needs.values_mut() {
+            // Judged per task, with each task's own `env:`; a CLI that is
+            // not installed says so first.
+            if let (None, Some(missing)) = (&need.problem, &need.missing) {
+                need.problem = Some(format!(
+                    "{missing}; tasks without: {}",
+                    need.lacking.join(", ")
+                ));
+                need.ready = false;
+            }
+        }
+        let sandboxed: Vec<String> = plan
+            .tasks
+            .iter()
+            .filter(|t| t.sandbox.is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        if !sandboxed.is_empty() {
+            needs.insert(
+                ("sandbox".to_owned(), "bubblewrap".to_owned()),
+                Need {
+                    model: "sandbox".to_owned(),
+                    backend: "bubblewrap".to_owned(),
+                    tasks: sandboxed,
+                    ready: doctor.sandbox.ready,
+                    problem: doctor.sandbox.problem.clone(),
+                    lacking: Vec::new(),
+                    missing: None,
+                },
+            );
         }
         doctor.manifest = Some(file.display().to_string());
         doctor.needs = needs.into_values().collect();
@@ -123,9 +197,8 @@ fn problem_of(check: &CliCheck) -> Option<String> {
                 .map(|i| format!(" ({i})"))
                 .unwrap_or_default()
         )),
-        (Some(_), Setup::NotConfigured(todo)) => {
-            Some(format!("`{}` is not configured: {todo}", check.program))
-        }
+        // Credentials are judged per task, with its `env:`
+        // (`doctor::missing_credentials`).
         _ => None,
     }
 }
@@ -157,6 +230,11 @@ fn render(doctor: &Doctor) -> String {
             );
         }
     }
+    let sandbox = match (&doctor.sandbox.bwrap, &doctor.sandbox.problem) {
+        (Some(bwrap), _) => format!("ready, {}", bwrap.display()),
+        (None, problem) => format!("NOT AVAILABLE: {}", problem.as_deref().unwrap_or("")),
+    };
+    let _ = writeln!(out, "\nSandbox (`sandbox:` tasks): {sandbox}");
     if let Some(manifest) = &doctor.manifest {
         let _ = writeln!(out, "\nWhat {manifest} needs:");
         for need in &doctor.needs {

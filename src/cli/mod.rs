@@ -6,6 +6,8 @@ mod clean;
 mod doctor;
 mod plan;
 mod run;
+mod sandboxed;
+pub mod setup;
 mod shard;
 pub mod status;
 mod validate;
@@ -39,6 +41,11 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read manifests without ~/.config/dispatch/config.yaml and
+    /// ~/.dispatch/config.yaml, as CI (where they do not exist) reads
+    /// them. Also: DISPATCH_NO_USER_CONFIG=1.
+    #[arg(long, global = true)]
+    pub no_user_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +113,16 @@ pub enum Command {
         #[arg(long)]
         report: bool,
     },
+    /// Write a commented starter manifest (or, with --example, one of the
+    /// examples) with the schema hint editors read, at the top of the
+    /// repository.
+    Init(setup::InitArgs),
+    /// Print the completion script of a shell (bash, zsh, fish,
+    /// powershell, elvish).
+    Completions(setup::CompletionsArgs),
+    /// Print the man page (roff), or write every command's page into a
+    /// folder with --out.
+    Man(setup::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +144,8 @@ pub enum ReportFormat {
     Md,
     Json,
     Junit,
+    /// The self-contained HTML page (timeline, task table, findings).
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +210,16 @@ pub enum WorkerCommand {
         #[arg(long, value_name = "TEXT")]
         detail: Option<String>,
     },
+    /// The first process in a task's sandbox (started by `dispatch run`).
+    #[command(hide = true)]
+    Sandboxed {
+        /// A loopback address inside and the socket it is carried to.
+        #[arg(long, value_name = "ADDRESS=SOCKET")]
+        forward: Vec<String>,
+        /// The worker's command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn parse_severity(text: &str) -> Result<crate::manifest::types::Severity, String> {
@@ -236,6 +265,10 @@ pub struct RunArgs {
     /// The run --rerun starts from (default: the latest).
     #[arg(long, value_name = "RUN", requires = "rerun", value_parser = crate::domain::ids::run_id)]
     pub from: Option<String>,
+    /// Print the plan of the tasks this run would start (as `dispatch
+    /// plan` does; JSON with --json) and run nothing.
+    #[arg(long, conflicts_with_all = ["retry_failed", "rerun"])]
+    pub dry_run: bool,
 }
 
 /// How a run (or a resumed one) is supervised and reported.
@@ -476,6 +509,7 @@ where
 }
 
 fn run(cli: Cli) -> u8 {
+    crate::manifest::user_config::set_ignored(cli.no_user_config);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
@@ -492,6 +526,9 @@ fn run(cli: Cli) -> u8 {
         Command::Matrix(args) => shard::matrix(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Merge(args) => shard::merge(&args),
+        Command::Init(args) => setup::init(&args),
+        Command::Completions(args) => setup::completions(&args),
+        Command::Man(args) => setup::man(&args),
         Command::Schema { report } => {
             print_stdout(&if report {
                 crate::report::schema_text()
@@ -522,6 +559,7 @@ fn report_command(args: &ReportArgs) -> u8 {
                 ReportFormat::Md => &rendered.markdown,
                 ReportFormat::Json => &rendered.json,
                 ReportFormat::Junit => &rendered.junit,
+                ReportFormat::Html => &rendered.html,
             });
             exit::OK
         }

@@ -4,13 +4,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{exit, print_stdout, report, PlanArgs};
+use super::{exit, print_stdout, report, PlanArgs, RunArgs};
 use crate::manifest::diagnostic::{list_names, Diagnostic};
 use crate::manifest::{
     self,
     types::{CommitPolicy, KeepPolicy, PromptMode},
     Invalid,
 };
+use crate::plan::select::Selection;
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::fsutil::write_atomic;
 
@@ -26,14 +27,7 @@ pub fn run(args: &PlanArgs) -> u8 {
                     return exit::USAGE;
                 }
             }
-            let text = if args.json {
-                let mut json = serde_json::to_string_pretty(&plan).unwrap_or_default();
-                json.push('\n');
-                json
-            } else {
-                render_text(&plan)
-            };
-            print_stdout(&text);
+            print_plan(&plan, args.json);
             exit::OK
         }
         Err(invalid) => {
@@ -43,15 +37,62 @@ pub fn run(args: &PlanArgs) -> u8 {
     }
 }
 
-fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
-    let loaded = manifest::load_with_user_config(&args.file)?;
+fn print_plan(plan: &SweepPlan, json: bool) {
+    let text = if json {
+        let mut json = serde_json::to_string_pretty(plan).unwrap_or_default();
+        json.push('\n');
+        json
+    } else {
+        render_text(plan)
+    };
+    print_stdout(&text);
+}
+
+/// `dispatch run FILE --dry-run`: the plan of the tasks the run would
+/// start (after `--only`, `--skip`, `--tag`, `--shard`), printed as
+/// `dispatch plan` prints it. Nothing is written and nothing runs.
+pub fn dry_run(args: &RunArgs, selection: &Selection) -> u8 {
+    let mut plan = match load_plan(&args.file, &args.vars.vars) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            report(&invalid);
+            return exit::USAGE;
+        }
+    };
+    if !selection.is_empty() {
+        let chosen = selection
+            .choose(&plan)
+            .and_then(|c| crate::plan::select::check_needs(&plan, &c, &c).map(|()| c));
+        let chosen = match chosen {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                eprintln!("error: {e}\n  help: {}", e.help());
+                return exit::USAGE;
+            }
+        };
+        let mut keep = chosen.into_iter();
+        plan.tasks.retain(|_| keep.next().unwrap_or(false));
+    }
+    print_plan(&plan, args.supervision.json);
+    exit::OK
+}
+
+/// The plan as `dispatch plan` shows it: paths relative, secrets hidden.
+fn load_plan(file: &Path, vars: &[(String, String)]) -> Result<SweepPlan, Invalid> {
+    let loaded = manifest::load_with_user_config(file)?;
     let options = PlanOptions {
-        vars: args.vars.vars.clone(),
+        vars: vars.to_vec(),
         run_id: "dry-run".to_owned(),
         root: None,
     };
     let mut plan = plan::build(&loaded, &options)?;
     hide_secrets(&mut plan, &options.vars);
+    super::validate::warn_user_config(&manifest::config_effects::effects(&loaded));
+    Ok(plan)
+}
+
+fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
+    let mut plan = load_plan(&args.file, &args.vars.vars)?;
     if !args.tasks.is_empty() {
         let unknown: Vec<&String> = args
             .tasks
@@ -103,6 +144,9 @@ fn hide_secrets(plan: &mut SweepPlan, vars: &[(String, String)]) {
         }
         task.prompt = known.redact(&task.prompt).into_owned();
         task.plan = known.redact(&task.plan).into_owned();
+        for check in &mut task.checks {
+            check.run = known.redact(&check.run).into_owned();
+        }
     }
 }
 
@@ -217,6 +261,14 @@ fn render_task(out: &mut String, task: &PlannedTask) {
             .collect();
         field(out, "matrix", &values.join(", "));
     }
+    if !task.matrix_sources.is_empty() {
+        let sources: Vec<String> = task
+            .matrix_sources
+            .iter()
+            .map(|(k, origin)| format!("{k} from {origin}"))
+            .collect();
+        field(out, "source", &sources.join("; "));
+    }
     let model = match &task.model {
         Some(m) if m.id == m.name => format!("{} via {}", m.name, task.backend),
         Some(m) => format!("{} ({}) via {}", m.name, m.id, task.backend),
@@ -267,12 +319,88 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     for (name, value) in &task.env {
         field(out, "env", &format!("{name}={value}"));
     }
+    for check in &task.checks {
+        let name = if check.name == check.run {
+            String::new()
+        } else {
+            format!("{}: ", check.name)
+        };
+        let later = if check.template.is_some() {
+            " (changed_files filled in when it runs)"
+        } else {
+            ""
+        };
+        field(
+            out,
+            "check",
+            &format!("{name}{} (timeout {}){later}", check.run, check.timeout),
+        );
+    }
+    render_confinement(out, task);
     let _ = writeln!(out, "\n--- {} ---", task.paths.plan);
     out.push_str(&task.plan);
     ensure_newline(out);
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
     out.push_str(&task.prompt);
     ensure_newline(out);
+}
+
+/// The sandbox and, under a scoped `env_policy`, the names (never the
+/// values) of this environment's variables that pass and how many are
+/// left out.
+fn render_confinement(out: &mut String, task: &PlannedTask) {
+    use crate::manifest::confine::{EnvMode, NetworkPlan};
+    if let Some(sandbox) = &task.sandbox {
+        let network = match &sandbox.network {
+            NetworkPlan::Full => "full".to_owned(),
+            NetworkPlan::None => "none".to_owned(),
+            NetworkPlan::Allow(allowed) => format!("only {}", allowed.join(", ")),
+        };
+        let _ = writeln!(out, "{:<10}bubblewrap, network {network}", "sandbox:");
+    }
+    if task.env_policy.mode == EnvMode::Scoped {
+        let needs = crate::isolation::env::backend_needs(&task.backend, task.events);
+        let mut rules =
+            vec!["the base (PATH, HOME, user, locale, proxies, CA bundles, DISPATCH_*)".to_owned()];
+        if !needs.is_empty() {
+            rules.push(format!("{}'s {}", task.backend, needs.join(", ")));
+        }
+        if !task.env_policy.allow.is_empty() {
+            rules.push(format!("allow {}", task.env_policy.allow.join(", ")));
+        }
+        if !task.env.is_empty() {
+            rules.push("its own env".to_owned());
+        }
+        let _ = writeln!(out, "{:<10}scoped: {}", "env:", rules.join("; "));
+        // Which of this environment's names pass depends on where the plan
+        // is made; values are never shown.
+        let (mut pass, left_out) = crate::isolation::env::names_of_this_environment(
+            &task.env_policy,
+            &task.backend,
+            task.events,
+        );
+        for name in task.env.keys() {
+            if !pass.contains(name) {
+                pass.push(name.clone());
+            }
+        }
+        pass.sort();
+        let _ = writeln!(
+            out,
+            "{:<10}{} pass; {} left out",
+            "env now:",
+            if pass.is_empty() {
+                "none".to_owned()
+            } else {
+                pass.join(", ")
+            },
+            if left_out.is_empty() {
+                "none".to_owned()
+            } else {
+                left_out.join(", ")
+            }
+        );
+    }
 }
 
 /// A condition in words: `severity ≥ high, tags security`.

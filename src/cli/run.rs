@@ -30,6 +30,9 @@ fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
 
 pub fn run(args: &RunArgs) -> u8 {
     let selection = selection(args);
+    if args.dry_run {
+        return super::plan::dry_run(args, &selection);
+    }
     let options = RunOptions {
         manifest: args.file.clone(),
         vars: args.vars.vars.clone(),

@@ -122,7 +122,12 @@ pub fn merge(args: &MergeArgs) -> u8 {
         &Templates::new(None),
         crate::manifest::types::Severity::Critical,
     );
-    let junit = junit::render(&report, Severity::High);
+    // The shards ran elsewhere; paths under this checkout read as theirs
+    // (CI checks each out at the same place).
+    let root = std::env::current_dir()
+        .ok()
+        .map(|cwd| crate::state::find_root(&cwd));
+    let junit = junit::render(&report, Severity::High, root.as_deref());
     let mut json = crate::util::escape::json_for_terminal(
         &serde_json::to_string_pretty(&report).unwrap_or_default(),
     );

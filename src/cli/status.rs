@@ -287,6 +287,26 @@ fn render_task(out: &mut String, view: &TaskView, severity: Severity) {
             &format!("  ✗ {text} (removed from the plan by the worker)"),
         );
     }
+    let attempts = record.attempts.len();
+    for check in record.last_checks() {
+        let (mark, how) = if check.passed {
+            ("✓", "passed".to_owned())
+        } else {
+            ("✗", format!("failed ({})", check.how()))
+        };
+        let after = if attempts > 1 {
+            format!(" after attempt {attempts}")
+        } else {
+            String::new()
+        };
+        put(
+            out,
+            &format!(
+                "  {mark} check {}: {how}{after}; output in .dispatch/tasks/{}/{}",
+                check.name, record.id, check.log
+            ),
+        );
+    }
     let Some(plan) = &view.plan else { return };
     let current = plan.current().map(|i| i.line);
     for item in &plan.items {

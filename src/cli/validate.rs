@@ -8,9 +8,10 @@ pub fn run(args: &ValidateArgs) -> u8 {
     let mut code = exit::OK;
     for file in &args.files {
         match check(file, &args.vars.vars) {
-            Ok(count) => {
+            Ok((count, effects)) => {
                 let tasks = if count == 1 { "task" } else { "tasks" };
                 println!("{}: valid ({count} {tasks})", file.display());
+                warn_user_config(&effects);
             }
             Err(invalid) => {
                 report(&invalid);
@@ -22,13 +23,25 @@ pub fn run(args: &ValidateArgs) -> u8 {
 }
 
 /// Load the manifest and expand it fully, as `run` would: the number of
-/// tasks it expands to.
-pub fn check(file: &std::path::Path, vars: &[(String, String)]) -> Result<usize, Invalid> {
+/// tasks it expands to, and what the user's config files change about it.
+pub fn check(
+    file: &std::path::Path,
+    vars: &[(String, String)],
+) -> Result<(usize, Vec<String>), Invalid> {
     let loaded = manifest::load_with_user_config(file)?;
     let options = PlanOptions {
         vars: vars.to_vec(),
         run_id: "dry-run".to_owned(),
         root: None,
     };
-    Ok(plan::build(&loaded, &options)?.tasks.len())
+    let count = plan::build(&loaded, &options)?.tasks.len();
+    Ok((count, manifest::config_effects::effects(&loaded)))
+}
+
+/// What the user's config files change, on stderr: the manifest is valid
+/// here, but may mean something else (or nothing valid) in CI.
+pub fn warn_user_config(effects: &[String]) {
+    for effect in effects {
+        eprintln!("warning: {effect}");
+    }
 }

@@ -16,6 +16,9 @@ const ANSWER_POLL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &WorkerArgs) -> u8 {
     let result = match &args.command {
+        WorkerCommand::Sandboxed { forward, command } => {
+            return super::sandboxed::run(forward, command)
+        }
         WorkerCommand::Ask { question, timeout } => ask(question, *timeout),
         WorkerCommand::Finding {
             severity,

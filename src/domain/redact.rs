@@ -44,7 +44,7 @@ impl Redactor {
 
     /// Secrets of this process's environment.
     pub fn from_env(listed: &[String]) -> Self {
-        Self::new(std::env::vars(), listed)
+        Self::new(utf8_vars(), listed)
     }
 
     /// Add the secret values of extra variables (a task's own `env`).
@@ -338,6 +338,14 @@ impl<'a> StreamRedactor<'a> {
 fn sort_longest_first(secrets: &mut Vec<(String, String)>) {
     secrets.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
     secrets.dedup_by(|a, b| a.1 == b.1);
+}
+
+/// This process's environment variables that are text: `env::vars`
+/// panics on one that is not UTF-8, and such a value can never appear in
+/// the (lossily decoded) text a redactor scrubs.
+pub fn utf8_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
 #[cfg(test)]

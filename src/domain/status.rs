@@ -17,6 +17,8 @@ pub enum TaskStatus {
     /// An item `[!]`, a non-zero exit with items left, an error reported by
     /// the agent CLI, or a worker that could not start.
     Failed,
+    /// The plan was done, but an acceptance check failed (or timed out).
+    CheckFailed,
     /// An item `[?]`: the worker is waiting for an answer.
     Blocked,
     /// A clean exit with items left unchecked.
@@ -46,6 +48,7 @@ impl TaskStatus {
             | TaskStatus::Complete
             | TaskStatus::Blocked => false,
             TaskStatus::Failed
+            | TaskStatus::CheckFailed
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
             | TaskStatus::Stalled
@@ -62,6 +65,7 @@ impl TaskStatus {
         match self {
             TaskStatus::Pending | TaskStatus::Running | TaskStatus::Complete => false,
             TaskStatus::Failed
+            | TaskStatus::CheckFailed
             | TaskStatus::Blocked
             | TaskStatus::Incomplete
             | TaskStatus::TimedOut
@@ -73,9 +77,10 @@ impl TaskStatus {
     }
 
     /// Every status, in the order summaries count them.
-    pub const ALL: [TaskStatus; 11] = [
+    pub const ALL: [TaskStatus; 12] = [
         TaskStatus::Complete,
         TaskStatus::Failed,
+        TaskStatus::CheckFailed,
         TaskStatus::TimedOut,
         TaskStatus::Stalled,
         TaskStatus::BudgetExceeded,
@@ -98,6 +103,7 @@ impl TaskStatus {
             TaskStatus::Running => "running",
             TaskStatus::Complete => "complete",
             TaskStatus::Failed => "failed",
+            TaskStatus::CheckFailed => "check-failed",
             TaskStatus::Blocked => "blocked",
             TaskStatus::Incomplete => "incomplete",
             TaskStatus::TimedOut => "timed-out",
@@ -167,15 +173,16 @@ mod tests {
         match status {
             TaskStatus::Complete => 0,
             TaskStatus::Failed => 1,
-            TaskStatus::TimedOut => 2,
-            TaskStatus::Stalled => 3,
-            TaskStatus::BudgetExceeded => 4,
-            TaskStatus::Incomplete => 5,
-            TaskStatus::Blocked => 6,
-            TaskStatus::Cancelled => 7,
-            TaskStatus::Skipped => 8,
-            TaskStatus::Running => 9,
-            TaskStatus::Pending => 10,
+            TaskStatus::CheckFailed => 2,
+            TaskStatus::TimedOut => 3,
+            TaskStatus::Stalled => 4,
+            TaskStatus::BudgetExceeded => 5,
+            TaskStatus::Incomplete => 6,
+            TaskStatus::Blocked => 7,
+            TaskStatus::Cancelled => 8,
+            TaskStatus::Skipped => 9,
+            TaskStatus::Running => 10,
+            TaskStatus::Pending => 11,
         }
     }
 
@@ -199,6 +206,7 @@ mod tests {
             attention,
             [
                 "failed",
+                "check-failed",
                 "timed-out",
                 "stalled",
                 "budget-exceeded",

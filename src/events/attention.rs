@@ -11,8 +11,8 @@ use crate::record::{RunRecord, TaskRecord};
 pub enum Attention {
     /// It ended other than complete (see [`TaskStatus::needs_attention`]).
     Status(TaskStatus),
-    /// Complete, but only after an attempt that failed or timed out: it
-    /// may fail next time. (Until `flaky` is a status of its own.)
+    /// Complete, but only after an attempt that failed, timed out or
+    /// failed a check ([`TaskRecord::is_flaky`]): it may fail next time.
     Flaky,
     /// Complete, with a finding at or above the escalation severity.
     Findings(Severity),
@@ -32,10 +32,7 @@ impl Attention {
 /// Whether `record` needs a person's look, and why; `severity` is the run's
 /// escalation severity (findings at or above it count).
 pub fn attention(record: &TaskRecord, severity: Severity) -> Option<Attention> {
-    let retried = record
-        .attempts
-        .iter()
-        .any(|a| matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut)));
+    let retried = record.is_flaky();
     let worst = record.findings.iter().map(|f| f.severity).max();
     attention_of(record.status, retried, worst, severity)
 }

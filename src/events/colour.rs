@@ -48,6 +48,7 @@ pub fn status_tone(status: TaskStatus) -> Tone {
     match status {
         TaskStatus::Complete => Tone::Good,
         TaskStatus::Failed
+        | TaskStatus::CheckFailed
         | TaskStatus::TimedOut
         | TaskStatus::Stalled
         | TaskStatus::Incomplete

@@ -1,7 +1,9 @@
-//! GitHub Actions: an annotation for each finding with a location, so it
-//! shows on the diff, and the Markdown report in the job summary. The
-//! annotations go to stdout, or to stderr under `--json` (which owns
-//! stdout); the runner reads workflow commands from both.
+//! GitHub Actions: an annotation for each escalation that fired, each
+//! finding (on the diff when it has a location, on the run's page without
+//! a file when not) and each question left unanswered, and the Markdown
+//! report in the job summary. The annotations go to stdout, or to stderr
+//! under `--json` (which owns stdout); the runner reads workflow commands
+//! from both.
 
 use std::io::Write;
 use std::path::Path;
@@ -31,7 +33,7 @@ impl Reporter for GithubReporter {
 
     fn finish(&mut self, end: &RunEnd<'_>) {
         if self.options.annotations {
-            for line in annotations(end.summary.records) {
+            for line in annotations(end.summary.records, end.summary.escalations) {
                 self.out.line(&line);
             }
         }
@@ -59,48 +61,66 @@ pub fn append_job_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
         .and_then(|mut f| f.write_all(markdown.as_bytes()))
 }
 
-/// `::error file=F,line=L,title=T::message` for each finding with a
-/// location (`::warning` below high), most severe first within a task.
-pub fn annotations(records: &[TaskRecord]) -> Vec<String> {
-    let mut out = Vec::new();
+/// The annotations of a run: `::error title=escalation::RULE` for each
+/// escalation that fired (they set the exit code, so they lead), then per
+/// task its findings, most severe first (`::error` from high up, else
+/// `::warning`; `file=F,line=L` when the finding has a location, none
+/// otherwise, so GitHub shows it on the run's page), and its questions
+/// nobody answered (`::error`: they end the run with 4 when nothing
+/// failed).
+pub fn annotations(records: &[TaskRecord], escalations: &[String]) -> Vec<String> {
+    let property = |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
+    let data = |text: &str| sanitize_for(Destination::GithubData, text).into_owned();
+    let mut out: Vec<String> = escalations
+        .iter()
+        .map(|line| format!("::error title=escalation::{}", data(line)))
+        .collect();
     for record in records {
         let mut findings: Vec<_> = record.findings.iter().collect();
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for finding in findings {
-            let Some(location) = &finding.location else {
-                continue;
-            };
-            let (file, line) = match location.rsplit_once(':') {
-                Some((file, line))
-                    if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() =>
-                {
-                    (file, Some(line))
-                }
-                _ => (location.as_str(), None),
-            };
             let level = if finding.severity >= Severity::High {
                 "error"
             } else {
                 "warning"
             };
-            let property =
-                |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
-            let mut properties = format!("file={}", property(file));
-            if let Some(line) = line {
-                properties.push_str(&format!(",line={line}"));
+            let mut properties = String::new();
+            if let Some(location) = &finding.location {
+                let (file, line) = split_location(location);
+                properties.push_str(&format!("file={},", property(file)));
+                if let Some(line) = line {
+                    properties.push_str(&format!("line={line},"));
+                }
             }
             let severity = super::screen::severity_label(finding.severity).to_lowercase();
             properties.push_str(&format!(
-                ",title={}",
+                "title={}",
                 property(&format!("{} {severity}", record.id))
             ));
+            out.push(format!("::{level} {properties}::{}", data(&finding.title)));
+        }
+        for question in record.questions.iter().filter(|q| q.answer.is_none()) {
             out.push(format!(
-                "::{level} {properties}::{}",
-                sanitize_for(Destination::GithubData, &finding.title)
+                "::error title={}::{}",
+                property(&format!("{} question unanswered", record.id)),
+                data(&format!(
+                    "{} (answer with: dispatch answer {} --seq {} \"...\", then dispatch resume)",
+                    question.text, record.id, question.seq
+                ))
             ));
         }
     }
     out
+}
+
+/// `FILE:LINE` as the file and the line; anything else is all file.
+fn split_location(location: &str) -> (&str, Option<&str>) {
+    match location.rsplit_once(':') {
+        Some((file, line)) if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() => {
+            (file, Some(line))
+        }
+        _ => (location, None),
+    }
 }
 
 #[cfg(test)]
@@ -120,11 +140,16 @@ mod tests {
             "outcome": null, "attempts": [],
             "findings": [{ "severity": "high", "title": "t\n::error::forged\u{1b}[2J",
                            "location": "a,b:c\n::stop-commands::x:12" }],
+            "questions": [{ "seq": 1, "text": "q\n::error::forged", "answer": null, "answered_by": null }],
         }))
         .unwrap_or_else(|e| panic!("record: {e}"));
         assert_eq!(
-            annotations(&[record]),
-            ["::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J"]
+            annotations(&[record], &["rule: t\n::error::forged".to_owned()]),
+            [
+                "::error title=escalation::rule: t%0A::error::forged",
+                "::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J",
+                "::error title=t question unanswered::q%0A::error::forged (answer with: dispatch answer t --seq 1 \"...\", then dispatch resume)",
+            ]
         );
     }
 }

@@ -395,6 +395,8 @@ pub fn event_tone(event: &Event) -> Option<Tone> {
             Some(Tone::Warn)
         }
         Event::Escalation { .. } => Some(Tone::Bad),
+        Event::CheckEnded { passed: true, .. } => Some(Tone::Good),
+        Event::CheckEnded { passed: false, .. } => Some(Tone::Bad),
         _ => None,
     }
 }

@@ -75,6 +75,7 @@ fn finish(reporter: &mut LiveReporter) {
         exit_code: 0,
         severity: Severity::High,
         verbose: false,
+        tails: &[],
     };
     reporter.finish(&RunEnd {
         summary,

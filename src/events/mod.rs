@@ -80,6 +80,18 @@ pub enum Event {
         /// Another attempt follows after a back-off.
         retrying: bool,
     },
+    /// An acceptance check ran after a worker ended with its plan done.
+    CheckEnded {
+        task: String,
+        attempt: u32,
+        name: String,
+        passed: bool,
+        /// `exit code 1`, `timed out`, `could not start`.
+        how: String,
+        duration_ms: u64,
+        /// Its output, relative to the task's folder.
+        log: String,
+    },
     /// A task's worktree is ready for its worker.
     WorktreeReady {
         task: String,

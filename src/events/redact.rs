@@ -38,6 +38,7 @@ impl Redact for Event {
                 error.redact_with(r);
                 summary.redact_with(r);
             }
+            Event::CheckEnded { name, .. } => name.redact_with(r),
             Event::Question { text, .. } => text.redact_with(r),
             Event::Answered { answer, by, .. } => {
                 answer.redact_with(r);

@@ -131,6 +131,26 @@ impl Labels {
                     clock::human(Duration::from_millis(*duration_ms))
                 )
             }
+            Event::CheckEnded {
+                task,
+                name,
+                passed,
+                how,
+                duration_ms,
+                log,
+                ..
+            } => {
+                let took = clock::human(Duration::from_millis(*duration_ms));
+                if *passed {
+                    format!("{}: check `{name}` passed in {took}", self.name(task))
+                } else {
+                    format!(
+                        "{}: check `{name}` FAILED ({how}) in {took}; output in {}/{log}",
+                        self.name(task),
+                        crate::state::layout::task_dir(task)
+                    )
+                }
+            }
             Event::TaskSkipped { task, reason } => {
                 format!("{}: skipped — {reason}", self.name(task))
             }
@@ -269,6 +289,7 @@ pub fn status_symbol(status: TaskStatus) -> &'static str {
         TaskStatus::Blocked => "?",
         TaskStatus::Skipped => "-",
         TaskStatus::Failed
+        | TaskStatus::CheckFailed
         | TaskStatus::TimedOut
         | TaskStatus::Stalled
         | TaskStatus::Incomplete

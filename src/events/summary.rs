@@ -32,6 +32,9 @@ pub struct Summary<'a> {
     pub severity: Severity,
     /// List every task.
     pub verbose: bool,
+    /// The end of what failed tasks printed, by task id (see
+    /// `report::tails`), shown under each one's line.
+    pub tails: &'a [(String, String)],
 }
 
 impl Summary<'_> {
@@ -60,9 +63,10 @@ impl Summary<'_> {
         lines.push((
             Some(headline),
             format!(
-                "Sweep {}: {} in {}{} (run {}, exit code {})",
+                "Sweep {}: {}{} in {}{} (run {}, exit code {})",
                 self.name,
                 counts(self.records),
+                flaky(self.records),
                 clock::human(self.duration),
                 usage(self.records),
                 self.run_id,
@@ -96,6 +100,9 @@ impl Summary<'_> {
                 needing += 1;
                 if self.verbose || needing <= ATTENTION_LINES {
                     lines.push((Some(why_tone(why)), task_line(record, Some(why))));
+                    if let Some((_, tail)) = self.tails.iter().find(|(id, _)| *id == record.id) {
+                        lines.extend(tail.lines().map(|line| (None, format!("    │ {line}"))));
+                    }
                 }
             }
         }
@@ -165,8 +172,17 @@ pub fn counts(records: &[TaskRecord]) -> String {
     }
 }
 
-/// ` · 12345 tokens · $1.23`: what the workers reported spending, where
-/// they reported anything.
+/// `, 2 flaky` (complete only on a retry), or nothing.
+fn flaky(records: &[TaskRecord]) -> String {
+    match records.iter().filter(|r| r.is_flaky()).count() {
+        0 => String::new(),
+        n => format!(" ({n} flaky)"),
+    }
+}
+
+/// ` · 12345 tokens · $1.23`: what the workers reported spending; ` · cost
+/// not reported` when workers ran and none reported a cost, so a missing
+/// figure is never read as free.
 fn usage(records: &[TaskRecord]) -> String {
     let tokens: u64 = records
         .iter()
@@ -180,8 +196,12 @@ fn usage(records: &[TaskRecord]) -> String {
     if tokens > 0 {
         out.push_str(&format!(" · {tokens} tokens"));
     }
-    if let Some(cost) = cost {
-        out.push_str(&format!(" · {}", crate::util::units::usd(cost)));
+    match cost {
+        Some(cost) => out.push_str(&format!(" · {}", crate::util::units::usd(cost))),
+        None if records.iter().any(|r| !r.attempts.is_empty()) => {
+            out.push_str(" · cost not reported")
+        }
+        None => {}
     }
     out
 }
@@ -196,10 +216,10 @@ pub fn task_line(record: &TaskRecord, why: Option<Attention>) -> String {
     let reason = record.reason.as_deref().unwrap_or("");
     let (symbol, state) = match why {
         Some(Attention::Flaky) => {
-            let failed = record
-                .attempts
-                .iter()
-                .filter(|a| matches!(a.status, Some(TaskStatus::Failed | TaskStatus::TimedOut)));
+            let failed = record.attempts.iter().filter(|a| {
+                a.status
+                    .is_some_and(crate::record::checks::failed_by_itself)
+            });
             (
                 "~",
                 format!(
@@ -252,6 +272,71 @@ pub fn findings_tally(record: &TaskRecord) -> String {
 mod tests {
     use super::*;
 
+    fn record(id: &str, status: &str, reason: &str, attempts: &[&str]) -> TaskRecord {
+        let attempts: Vec<serde_json::Value> = attempts
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                serde_json::json!({ "number": i + 1, "started_at": "t", "ended_at": "t",
+                    "pid": 1, "exit": null, "status": status, "reason": null, "duration_ms": 5 })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": id, "run_id": "r", "title": id, "status": status,
+            "reason": reason,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": ["sh"], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": 10, "exit": null,
+            "items": { "total": 2, "done": 2, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": attempts,
+        }))
+        .expect("a task record")
+    }
+
+    /// The summary a person reads after checks: the flaky count, the cost
+    /// nobody reported, and the failed check's output under its task.
+    #[test]
+    fn a_summary_shows_failure_tails_flaky_tasks_and_the_cost() {
+        let records = [
+            record(
+                "payments",
+                "check-failed",
+                "2/2 items done, but 1 of 1 check failed: `unit tests` (exit code 101)",
+                &["check-failed"],
+            ),
+            record(
+                "docs",
+                "complete",
+                "2/2 items done; 1 check passed",
+                &["check-failed", "complete"],
+            ),
+            record(
+                "lint",
+                "complete",
+                "2/2 items done; 1 check passed",
+                &["complete"],
+            ),
+        ];
+        let tails = [(
+            "payments".to_owned(),
+            "check `unit tests` (exit code 101):\ntest refund ... FAILED\ntest result: FAILED. 1 passed; 1 failed".to_owned(),
+        )];
+        let summary = Summary {
+            name: "checks",
+            run_id: "20261203-100000-abcd",
+            records: &records,
+            escalations: &[],
+            duration: Duration::from_secs(42),
+            exit_code: 1,
+            severity: Severity::High,
+            verbose: false,
+            tails: &tails,
+        };
+        insta::assert_snapshot!(summary.text());
+    }
+
     #[test]
     fn a_summary_of_no_tasks_says_so() {
         let summary = Summary {
@@ -263,6 +348,7 @@ mod tests {
             exit_code: 0,
             severity: Severity::High,
             verbose: false,
+            tails: &[],
         };
         assert!(
             summary

@@ -49,6 +49,14 @@ pub enum WorktreeError {
     BadBranchName { branch: String },
     #[error("the folder {} already exists", path.display())]
     FolderExists { path: PathBuf },
+    #[error("an earlier run left uncommitted work in {} ({files} file(s) on branch `{branch}`)", path.display())]
+    FolderHasWork {
+        path: PathBuf,
+        branch: String,
+        files: usize,
+    },
+    #[error("the branch `{branch}` of an earlier run is checked out in {place}")]
+    BranchCheckedOut { branch: String, place: String },
     #[error("the repository uses Git LFS, whose files libgit2 cannot check out, and `git` is not on PATH")]
     NeedsGitForLfs,
     #[error("`{command}` failed: {stderr}")]
@@ -84,7 +92,14 @@ impl WorktreeError {
             }
             WorktreeError::BadBranchName { .. } => "change `worktree.branch` to a name git accepts (no spaces, `..`, `~`, `^`, `:` or trailing `/`)".to_owned(),
             WorktreeError::FolderExists { .. } => {
-                "an earlier run left it: `dispatch clean` removes it if it holds no work, or set `worktree.reuse: true` to continue in it".to_owned()
+                "it is not a worktree of this task's branch: `dispatch clean` removes an earlier run's worktree that holds no work; otherwise move it away, or set `worktree.path` to another folder".to_owned()
+            }
+            WorktreeError::FolderHasWork { path, branch, .. } => format!(
+                "`dispatch resume` continues that run in it; otherwise commit it (`git -C {} commit -am ...` keeps it on `{branch}`), discard it with `dispatch clean --force`, or set `worktree.reuse: true` to continue in it",
+                path.display()
+            ),
+            WorktreeError::BranchCheckedOut { .. } => {
+                "check out another branch there (or remove that worktree), then run again; dispatch never moves a branch someone has checked out".to_owned()
             }
             WorktreeError::NeedsGitForLfs => "install git (with git-lfs), so worktrees get the real files".to_owned(),
             WorktreeError::GitCommand { .. } => "fix what git says above, or run `git worktree prune` if a stale worktree is in the way".to_owned(),

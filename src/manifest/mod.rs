@@ -2,8 +2,12 @@
 //! types → checks of meaning. Every problem becomes a [`Diagnostic`] that
 //! points at the place in the file.
 
+pub mod checks;
+pub mod config_effects;
+pub mod confine;
 pub mod diagnostic;
 pub mod duration;
+pub mod matrix;
 pub mod models;
 pub mod schema;
 pub mod types;
@@ -35,6 +39,13 @@ pub struct LoadedManifest {
     pub manifest: Manifest,
     /// The user config files that filled in models, backends or roles.
     pub user_config: Vec<PathBuf>,
+    /// Each name those files filled in ([`config_effects`] says which of
+    /// them change what the manifest means).
+    pub user_filled: Vec<user_config::Filled>,
+    /// Tasks without a model: problems that do not stop the plan from being
+    /// expanded, so [`crate::plan::build`] reports them after its own
+    /// (see [`validate::check`]). A manifest with any is never run.
+    pub no_model: Vec<Diagnostic>,
 }
 
 /// One or more problems with a user's input, ready to print.
@@ -71,9 +82,9 @@ fn load_inner(path: &Path, with_user_config: bool) -> Result<LoadedManifest, Inv
     loaded.path = path.to_path_buf();
     loaded.dir = dir;
     if with_user_config {
-        loaded.user_config = user_config::apply(&mut loaded.manifest)?;
+        (loaded.user_config, loaded.user_filled) = user_config::apply(&mut loaded.manifest)?;
     }
-    validate::check(&loaded)?;
+    loaded.no_model = validate::check(&loaded)?;
     Ok(loaded)
 }
 
@@ -101,6 +112,8 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedManifest, Invalid> {
         root,
         manifest,
         user_config: Vec::new(),
+        user_filled: Vec::new(),
+        no_model: Vec::new(),
     })
 }
 

@@ -11,6 +11,15 @@ use super::types::{Manifest, DURATION_PATTERN, ID_PATTERN};
 use super::yaml::Node;
 use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic, Location, SourceFile};
 
+/// Where the schema is published: the raw file on the default branch, so
+/// a manifest's `# yaml-language-server: $schema=` line keeps working in
+/// any repository and for every release (the format is versioned inside
+/// the manifest, `version: 1`, not by the URL). `dispatch init` writes it
+/// and the docs show it; a test checks it against the crate's
+/// `repository`.
+pub const SCHEMA_URL: &str =
+    "https://raw.githubusercontent.com/dispatch-sweeps/dispatch/main/schemas/manifest.schema.json";
+
 /// The schema as JSON, generated from the Rust types.
 pub fn manifest_schema() -> Json {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
@@ -221,13 +230,16 @@ impl Mapper<'_> {
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = type_names(kind);
+                let (message, help) =
+                    duration_without_unit(&segments, instance).unwrap_or_else(|| {
+                        (
+                            format!("expected {expected}, found {}", describe(instance)),
+                            type_help(&segments, &expected, instance),
+                        )
+                    });
                 out.push(
-                    self.diagnostic(
-                        &segments,
-                        at_value,
-                        format!("expected {expected}, found {}", describe(instance)),
-                    )
-                    .with_help(type_help(&segments, &expected, instance)),
+                    self.diagnostic(&segments, at_value, message)
+                        .with_help(help),
                 );
             }
             ValidationErrorKind::Enum { options } => {
@@ -392,6 +404,13 @@ impl Mapper<'_> {
         } else {
             expected.join(" or ")
         };
+        if let Some((message, help)) = duration_without_unit(segments, instance) {
+            out.push(
+                self.diagnostic(segments, self.value_location(segments), message)
+                    .with_help(help),
+            );
+            return;
+        }
         out.push(
             self.diagnostic(
                 segments,
@@ -482,6 +501,18 @@ fn type_help(segments: &[String], expected: &str, found: &Json) -> String {
         }
         _ => format!("write {expected} here"),
     }
+}
+
+/// `timeout: 45`: a number where a duration goes. Which unit was meant
+/// cannot be guessed, so the message names the units instead of a type.
+fn duration_without_unit(segments: &[String], found: &Json) -> Option<(String, String)> {
+    let number = found.as_u64()?;
+    (segments.last().map(String::as_str) == Some("timeout")).then(|| {
+        (
+            format!("`{number}` is a number without a unit, and a duration needs one"),
+            format!("write `{number}s` for seconds or `{number}m` for minutes; the units are ms, s, m, h and d, and they combine: `90s`, `45m`, `2h`, `1h30m`"),
+        )
+    })
 }
 
 fn pattern_message(pattern: &str, given: &str) -> (String, String) {

@@ -11,6 +11,8 @@ use indexmap::IndexMap;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+pub use super::confine::{EnvPolicy, SandboxSetting};
+
 /// The manifest format version this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -87,6 +89,16 @@ pub struct Manifest {
     /// `*_API_KEY`, `*_TOKEN`, `*_SECRET` and `*_PASSWORD`.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Which of dispatch's environment variables every worker inherits;
+    /// `defaults` and tasks add to its allow list.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
+    /// The most tasks the sweep may expand to (default 5,000, at most
+    /// 1,000,000), so a glob or a matrix that matches far more than meant
+    /// is refused before anything is written. Raise it for a wide sweep.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_tasks: Option<u32>,
     /// The tasks, keyed by id. An id is lower-case letters, digits and `-`,
     /// and names the task's folder under `.dispatch/tasks/` and its branch.
     #[schemars(extend("propertyNames" = { "pattern": ID_PATTERN }, "minProperties" = 1))]
@@ -130,6 +142,16 @@ pub struct Defaults {
     /// default) or the user's (`user`), unless a task says.
     #[serde(default)]
     pub cli_config: Option<CliConfig>,
+    /// Acceptance checks every task runs after its worker ends (a task's
+    /// own `checks:` add to these; see the task's `checks`).
+    #[serde(default)]
+    pub checks: Option<Vec<super::checks::CheckSpec>>,
+    /// Which of dispatch's environment variables tasks inherit.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
+    /// Whether tasks run in a bubblewrap sandbox.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSetting>,
 }
 
 /// Which configuration a built-in agent CLI sees. `private`: a folder of
@@ -355,8 +377,9 @@ pub enum CommandLine {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reports {
-    /// A folder (relative to the manifest) that receives copies of all three
-    /// reports, besides the run's own folder under `.dispatch/runs/`.
+    /// A folder (relative to the manifest) that receives copies of all four
+    /// reports (`report.md`, `report.json`, `junit.xml`, `report.html`),
+    /// besides the run's own folder under `.dispatch/runs/`.
     #[serde(default)]
     pub dir: Option<String>,
     /// The path of the Markdown report.
@@ -368,6 +391,9 @@ pub struct Reports {
     /// The path of the JUnit XML file.
     #[serde(default)]
     pub junit: Option<String>,
+    /// The path of the HTML report (one self-contained file).
+    #[serde(default)]
+    pub html: Option<String>,
     /// Findings at this severity or above become failed JUnit test cases
     /// (default `high`).
     #[serde(default)]
@@ -400,6 +426,12 @@ pub struct Task {
     /// Run the worker in its own git worktree: `true`, or settings.
     #[serde(default)]
     pub worktree: Option<WorktreeSetting>,
+    /// Run the worker in a bubblewrap sandbox: `true`, or settings.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSetting>,
+    /// Which of dispatch's environment variables the worker inherits.
+    #[serde(default)]
+    pub env_policy: Option<EnvPolicy>,
     /// Which ready task starts first: `critical`, `high`, `normal`, `low`, or
     /// a number (the levels are 30, 20, 10 and 0; higher goes first).
     #[serde(default)]
@@ -419,10 +451,16 @@ pub struct Task {
     /// stands for all its entries.
     #[serde(default)]
     pub needs: Needs,
-    /// Run the task once per combination of these values; each entry gets the
-    /// id `TASK-VALUE-...` and sees its values as `matrix.KEY`.
+    /// Run the task once per combination of these values (listed, or read
+    /// from data: see [`super::matrix`]).
     #[serde(default)]
-    pub matrix: IndexMap<String, Vec<MatrixValue>>,
+    pub matrix: super::matrix::Matrix,
+    /// How heavy the task is compared with others (default 1), so that
+    /// `--shard K/N` gives each shard a fair share of the work rather than
+    /// of the task count: e.g. the expected minutes.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub weight: Option<u32>,
     /// How long the worker may run.
     #[serde(default)]
     pub timeout: Option<DurationText>,
@@ -432,10 +470,19 @@ pub struct Task {
     /// turns it off.
     #[serde(default)]
     pub idle_timeout: Option<DurationText>,
-    /// How many times a failed worker is launched again.
+    /// How many times a failed worker is launched again. A failed check
+    /// counts: the worker is launched again in the same folder or
+    /// worktree, its plan reopened and the check's output in its prompt.
     #[serde(default)]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// Acceptance checks: shell commands run in the task's folder or
+    /// worktree after its worker ends; the task is complete only when its
+    /// plan is done and every check exits 0 (else `check-failed`). They
+    /// run after the defaults' checks; one named like a defaults' check
+    /// takes its place; `checks: []` runs none at all.
+    #[serde(default)]
+    pub checks: Option<Vec<super::checks::CheckSpec>>,
     /// What this task's worker may spend; past it, the worker is stopped and
     /// the task ends `budget-exceeded` (its plan and commits are kept).
     #[serde(default)]

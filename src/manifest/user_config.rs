@@ -4,10 +4,14 @@
 //!
 //! A manifest always wins: user settings only fill in names the manifest
 //! does not define. A team manifest that validates in CI (where no user
-//! config exists) therefore means the same on every laptop, plus whatever
-//! extra models a person has set up.
+//! config exists) therefore stays valid on every laptop. It can still mean
+//! something else there (a built-in model name such as `gemini-3.1-pro`
+//! routed to another CLI), and a manifest can be valid only thanks to a
+//! file: [`super::config_effects`] says so, and `--no-user-config` (or
+//! `DISPATCH_NO_USER_CONFIG`) reads manifests as CI does.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -67,6 +71,45 @@ pub struct SkillAlias {
     pub prompt: Option<String>,
 }
 
+/// The environment variable that makes every command read a manifest as
+/// CI does, without the user's config files (like `--no-user-config`).
+pub const IGNORE_ENV: &str = "DISPATCH_NO_USER_CONFIG";
+
+/// Set by `--no-user-config` for this process.
+static IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// `--no-user-config`: read manifests without the user's config files, as
+/// CI (where they do not exist) reads them.
+pub fn set_ignored(ignored: bool) {
+    IGNORED.store(ignored, Ordering::Relaxed);
+}
+
+/// Whether the user's config files are left out: `--no-user-config`, or
+/// `DISPATCH_NO_USER_CONFIG` set to anything but empty, `0` or `false`.
+pub fn ignored() -> bool {
+    IGNORED.load(Ordering::Relaxed)
+        || std::env::var(IGNORE_ENV).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+/// A name a user config file defined for a manifest that did not: what
+/// [`crate::manifest::config_effects`] looks for among the names the
+/// manifest uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filled {
+    pub file: PathBuf,
+    pub kind: FilledKind,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilledKind {
+    Model,
+    Backend,
+    Role,
+    /// The default model (`default_model:`, or the skill's `default:`).
+    DefaultModel,
+}
+
 /// Where the two files are, from `XDG_CONFIG_HOME` and `HOME`.
 pub fn paths() -> (Option<PathBuf>, Option<PathBuf>) {
     let home = std::env::var_os("HOME")
@@ -82,22 +125,92 @@ pub fn paths() -> (Option<PathBuf>, Option<PathBuf>) {
     )
 }
 
-/// Fill in what the manifest leaves undefined from the user's config files.
-/// Returns the files that were applied.
-pub fn apply(manifest: &mut Manifest) -> Result<Vec<PathBuf>, Invalid> {
+/// Fill in what the manifest leaves undefined from the user's config files
+/// (none when [`ignored`]). Returns the files that were applied, and each
+/// name they filled in.
+pub fn apply(manifest: &mut Manifest) -> Result<(Vec<PathBuf>, Vec<Filled>), Invalid> {
+    if ignored() {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let (own, skill) = paths();
     let mut applied = Vec::new();
+    let mut filled = Vec::new();
     if let Some(path) = own.filter(|p| p.is_file()) {
         let config: UserConfig = load(&path)?;
+        let before = Names::of(manifest);
         merge_own(manifest, config);
+        filled.extend(before.filled(manifest, &path));
         applied.push(path);
     }
     if let Some(path) = skill.filter(|p| p.is_file()) {
         let config: SkillConfig = load(&path)?;
+        let before = Names::of(manifest);
         merge_skill(manifest, config);
+        filled.extend(before.filled(manifest, &path));
         applied.push(path);
     }
-    Ok(applied)
+    Ok((applied, filled))
+}
+
+/// The names a manifest defines, before a config file is merged in.
+struct Names {
+    models: Vec<String>,
+    backends: Vec<String>,
+    roles: Vec<String>,
+    default_model: bool,
+}
+
+impl Names {
+    fn of(manifest: &Manifest) -> Self {
+        Self {
+            models: manifest.models.keys().cloned().collect(),
+            backends: manifest.backends.keys().cloned().collect(),
+            roles: manifest.roles.keys().cloned().collect(),
+            default_model: manifest.defaults.model.is_some(),
+        }
+    }
+
+    /// What merging `file` added.
+    fn filled(&self, manifest: &Manifest, file: &Path) -> Vec<Filled> {
+        let new = |kind, before: &[String], now: Vec<&String>| -> Vec<Filled> {
+            now.into_iter()
+                .filter(|n| !before.contains(n))
+                .map(|name| Filled {
+                    file: file.to_path_buf(),
+                    kind,
+                    name: name.clone(),
+                })
+                .collect()
+        };
+        let mut filled = new(
+            FilledKind::Model,
+            &self.models,
+            manifest.models.keys().collect(),
+        );
+        filled.extend(new(
+            FilledKind::Backend,
+            &self.backends,
+            manifest.backends.keys().collect(),
+        ));
+        filled.extend(new(
+            FilledKind::Role,
+            &self.roles,
+            manifest.roles.keys().collect(),
+        ));
+        if let Some(model) = manifest
+            .defaults
+            .model
+            .as_ref()
+            .filter(|_| !self.default_model)
+        {
+            filled.push(Filled {
+                file: file.to_path_buf(),
+                kind: FilledKind::DefaultModel,
+                name: model.clone(),
+            });
+        }
+        filled
+    }
 }
 
 fn load<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Invalid> {

@@ -14,20 +14,28 @@ use crate::manifest::models::{self, Backend, COMMAND_BACKEND};
 /// Longest task id: ids become branch names and folder names.
 pub const MAX_ID_LEN: usize = 64;
 
-/// Run every check; all problems are reported together.
-pub fn check(loaded: &LoadedManifest) -> Result<(), Invalid> {
+/// Run every check; all problems are reported together. A task without a
+/// model does not stop the plan from being expanded, and is the problem a
+/// user config or `defaults.model` most often hides, so it is returned
+/// apart (`Ok`) when it is the only kind: the plan reports it after the
+/// problems only expansion finds (an unknown need, a cycle, a template),
+/// which would otherwise go unseen until the model was set.
+pub fn check(loaded: &LoadedManifest) -> Result<Vec<Diagnostic>, Invalid> {
     let all = models::backends(&loaded.manifest);
     let mut checker = Checker {
         loaded,
         manifest: &loaded.manifest,
         backends: &all,
         problems: Vec::new(),
+        no_model: Vec::new(),
     };
     checker.run();
+    checker.no_model.sort_by_key(|d| d.location);
     if checker.problems.is_empty() {
-        Ok(())
+        Ok(checker.no_model)
     } else {
         checker.problems.sort_by_key(|d| d.location);
+        checker.problems.append(&mut checker.no_model);
         Err(Invalid(checker.problems))
     }
 }
@@ -39,6 +47,8 @@ struct Checker<'a> {
     /// checked against them).
     backends: &'a IndexMap<String, Backend>,
     problems: Vec<Diagnostic>,
+    /// Tasks that have no model (see [`check`]).
+    no_model: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
@@ -52,6 +62,7 @@ impl Checker<'_> {
         for (id, task) in &self.manifest.tasks {
             self.check_task(id, task);
         }
+        super::confine::check(self.loaded, &mut self.problems);
     }
 
     fn push(&mut self, d: Diagnostic) {
@@ -166,6 +177,10 @@ impl Checker<'_> {
         }
         if let Some(idle) = &defaults.idle_timeout {
             self.check_duration(&["defaults", "idle_timeout"], &idle.0);
+        }
+        if let Some(checks) = &defaults.checks {
+            let problems = super::checks::problems(self.loaded, &["defaults", "checks"], checks);
+            self.problems.extend(problems);
         }
     }
 
@@ -370,23 +385,22 @@ impl Checker<'_> {
         if let Some(idle) = &task.idle_timeout {
             self.check_duration(&["tasks", id, "idle_timeout"], &idle.0);
         }
+        if let Some(checks) = &task.checks {
+            let problems = super::checks::problems(self.loaded, &["tasks", id, "checks"], checks);
+            self.problems.extend(problems);
+        }
         for (key, _) in &task.env {
             self.check_env_name(&["tasks", id, "env", key], key);
         }
         self.check_answer_rules(&["tasks", id, "answers"], &task.answers);
-        for (key, values) in &task.matrix {
-            if values.is_empty() {
-                let d = self
-                    .loaded
-                    .error_at(
-                        &["tasks", id, "matrix", key],
-                        format!("matrix key `{key}` has no values"),
-                    )
-                    .with_help(
-                        "list at least one value, e.g. `[auth, billing]`, or remove the key",
-                    );
-                self.push(d);
-            }
+        for problem in super::matrix::check(&task.matrix) {
+            let mut at = vec!["tasks".to_owned(), id.to_owned(), "matrix".to_owned()];
+            at.extend(problem.at);
+            let d = self
+                .loaded
+                .error_at(&at, problem.message)
+                .with_help(problem.help);
+            self.push(d);
         }
     }
 
@@ -415,7 +429,7 @@ impl Checker<'_> {
                 .loaded
                 .error_at_key(&["tasks", id], "the task has no model and no backend")
                 .with_help("set `model:` (e.g. `model: sonnet`), a `role:` with a model, or `defaults.model`");
-            self.push(d);
+            self.no_model.push(d);
             return;
         };
         if task.backend.is_some()
@@ -459,7 +473,7 @@ impl Checker<'_> {
                 .loaded
                 .error_at_key(&["tasks", id], format!("backend `{backend_name}` needs a model, and this task has none"))
                 .with_help("set `model:` (e.g. `model: sonnet`), a `role:` with a model, or `defaults.model`");
-            self.push(d);
+            self.no_model.push(d);
         }
     }
 }

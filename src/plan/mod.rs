@@ -6,12 +6,16 @@
 //! also catches what only rendering can: undefined template variables, unknown
 //! templates, ids that collide after expansion.
 
+pub mod checks;
+pub mod confine;
 pub mod matrix;
 pub mod order;
 mod render;
 pub mod select;
 pub mod shard;
+pub mod sources;
 pub mod templates;
+mod vars;
 mod worktrees;
 
 use std::collections::HashMap;
@@ -87,6 +91,13 @@ pub struct PlannedTask {
     pub needs: Vec<String>,
     pub tags: Vec<String>,
     pub matrix: IndexMap<String, Json>,
+    /// Where each matrix value came from (`rows.csv, line 7`), for tasks
+    /// whose matrix reads data or has `include` entries.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub matrix_sources: IndexMap<String, String>,
+    /// The task's `weight:` (1 unless it says), which `--shard` balances.
+    #[serde(skip_serializing_if = "is_one")]
+    pub weight: u32,
     pub model: Option<ModelInfo>,
     pub backend: String,
     /// The program and its arguments, with the prompt in place.
@@ -108,12 +119,18 @@ pub struct PlannedTask {
     pub idle_timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<WorktreePlan>,
+    /// Run in a bubblewrap sandbox (`None`: unconfined).
+    pub sandbox: Option<confine::SandboxPlan>,
+    /// Which of dispatch's environment variables the worker inherits.
+    pub env_policy: confine::EnvPlan,
     pub paths: TaskPaths,
     pub context: Vec<String>,
     /// The checklist, as written to `plan.md`.
     pub plan: String,
     /// The full worker prompt.
     pub prompt: String,
+    /// Acceptance checks, run in order after the worker ends.
+    pub checks: Vec<checks::PlannedCheck>,
 }
 
 /// The model a task runs on.
@@ -183,12 +200,17 @@ fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
 }
 
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
 /// A task after matrix expansion, before rendering.
 struct Instance<'a> {
     id: String,
     source_id: &'a str,
     task: &'a Task,
     matrix: IndexMap<String, Json>,
+    matrix_sources: IndexMap<String, String>,
     needs: Vec<usize>,
     rank: i64,
 }
@@ -204,9 +226,19 @@ struct Basics {
     branch: Option<String>,
 }
 
-/// Expand and render the whole sweep.
+/// Expand and render the whole sweep. The loader's problems with tasks
+/// that have no model come after the ones found here: every problem is
+/// reported, the ones in the file's own text first.
 pub fn build(loaded: &LoadedManifest, options: &PlanOptions) -> Result<SweepPlan, Invalid> {
-    Builder::new(loaded, options).build()
+    let built = Builder::new(loaded, options).build();
+    let unused = vars::unused(loaded, &options.vars);
+    if loaded.no_model.is_empty() && unused.is_empty() {
+        return built;
+    }
+    let mut problems = built.err().map(|i| i.0).unwrap_or_default();
+    problems.extend(loaded.no_model.iter().cloned());
+    problems.extend(unused);
+    Err(Invalid(problems))
 }
 
 struct Builder<'a> {
@@ -335,58 +367,49 @@ impl<'a> Builder<'a> {
         self.finish(plan)
     }
 
-    /// Matrix entries become tasks; ids must stay unique and short.
+    /// Matrix entries become tasks; ids must stay unique and short, and
+    /// the sweep within `max_tasks`.
     fn expand(&self) -> Vec<Instance<'a>> {
         let manifest = &self.loaded.manifest;
         let default_rank = manifest.defaults.priority.unwrap_or_default();
+        let limit = manifest
+            .max_tasks
+            .map_or(matrix::DEFAULT_MAX_TASKS, |n| n as usize);
         let mut instances: Vec<Instance<'a>> = Vec::new();
         let mut seen: HashMap<String, &str> = HashMap::new();
-        let mut total = 0usize;
+        let mut repository: Option<PathBuf> = None;
         for (source_id, task) in &manifest.tasks {
-            let count = matrix::entry_count(task);
-            if count > matrix::MAX_ENTRIES_PER_TASK {
-                let d = self
-                    .loaded
-                    .error_at_key(
-                        &["tasks", source_id, "matrix"],
-                        format!(
-                            "the matrix expands to {} = {count} tasks; the limit is {}",
-                            task.matrix
-                                .values()
-                                .map(|v| v.len().to_string())
-                                .collect::<Vec<_>>()
-                                .join(" × "),
-                            matrix::MAX_ENTRIES_PER_TASK
-                        ),
-                    )
-                    .with_help("split the task, or use fewer values per key");
-                self.fail(d);
+            let Some(keys) = self.matrix_keys(source_id, task, &mut repository) else {
                 continue;
-            }
-            total += count;
-            if total > matrix::MAX_TASKS {
-                let d = self
-                    .loaded
-                    .error_at(
-                        &["tasks", source_id],
-                        format!("the sweep expands to more than {} tasks", matrix::MAX_TASKS),
-                    )
-                    .with_help("split the sweep into several manifests");
-                self.fail(d);
-                break;
-            }
-            for entry in matrix::entries(source_id, task) {
+            };
+            let remaining = limit.saturating_sub(instances.len());
+            let entries = match matrix::entries(source_id, &keys, &task.matrix, remaining) {
+                Ok(entries) => entries,
+                Err(too_many) => {
+                    self.fail(self.too_many(
+                        source_id,
+                        task,
+                        &keys,
+                        too_many,
+                        (instances.len(), limit),
+                    ));
+                    break;
+                }
+            };
+            let show_sources = task.matrix.reads_data() || !task.matrix.include.is_empty();
+            instances.reserve(entries.len());
+            for entry in entries {
                 if entry.id.len() > MAX_ID_LEN {
                     let d = self
                         .loaded
                         .error_at_key(
                             &["tasks", source_id, "matrix"],
                             format!(
-                                "the matrix entry id `{}` is longer than {MAX_ID_LEN} characters",
+                                "the matrix entry id `{}` is longer than {MAX_ID_LEN} characters, even with its values cut short",
                                 entry.id
                             ),
                         )
-                        .with_help("use shorter matrix values or a shorter task id");
+                        .with_help("use a shorter task id, or fewer matrix keys");
                     self.fail(d);
                     continue;
                 }
@@ -411,12 +434,106 @@ impl<'a> Builder<'a> {
                     source_id,
                     task,
                     matrix: entry.values,
+                    matrix_sources: if show_sources {
+                        entry.sources
+                    } else {
+                        IndexMap::new()
+                    },
                     needs: Vec::new(),
                     rank: task.priority.unwrap_or(default_rank).rank(),
                 });
             }
         }
         instances
+    }
+
+    /// Each matrix key of `task` with its values, listed or read from the
+    /// manifest's repository (found once, when a task first reads data);
+    /// `None` after a source failed, with the problem recorded.
+    fn matrix_keys(
+        &self,
+        source_id: &str,
+        task: &Task,
+        repository: &mut Option<PathBuf>,
+    ) -> Option<Vec<matrix::Key>> {
+        use crate::manifest::matrix::Axis;
+        let mut keys = Vec::with_capacity(task.matrix.keys.len());
+        let mut failed = false;
+        for (name, axis) in &task.matrix.keys {
+            let items = match axis {
+                Axis::Values(values) => matrix::listed(values),
+                Axis::Source(source) => {
+                    let repo =
+                        repository.get_or_insert_with(|| sources::repository_of(&self.loaded.dir));
+                    match sources::read(repo, source) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let d = self
+                                .loaded
+                                .error_at(&["tasks", source_id, "matrix", name, e.field], e.message)
+                                .with_help(e.help);
+                            self.fail(d);
+                            failed = true;
+                            continue;
+                        }
+                    }
+                }
+            };
+            keys.push(matrix::Key {
+                name: name.clone(),
+                items,
+                id_field: match axis {
+                    Axis::Source(source) => source.id.clone(),
+                    Axis::Values(_) => None,
+                },
+            });
+        }
+        (!failed).then_some(keys)
+    }
+
+    /// The sweep would pass `max_tasks`: said at the task that passes it.
+    fn too_many(
+        &self,
+        source_id: &str,
+        task: &Task,
+        keys: &[matrix::Key],
+        too_many: matrix::TooMany,
+        (so_far, limit): (usize, usize),
+    ) -> Diagnostic {
+        let counted =
+            if keys.len() > 1 && task.matrix.exclude.is_empty() && task.matrix.include.is_empty() {
+                format!(
+                    "{} = {}",
+                    keys.iter()
+                        .map(|k| k.items.len().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" × "),
+                    too_many.count
+                )
+            } else if too_many.count == usize::MAX {
+                "too many".to_owned()
+            } else {
+                too_many.count.to_string()
+            };
+        let at_least = if task.matrix.exclude.is_empty() && task.matrix.include.is_empty() {
+            ""
+        } else {
+            "at least "
+        };
+        let message = if so_far == 0 {
+            format!("the matrix expands to {at_least}{counted} tasks; the sweep's limit, `max_tasks`, is {limit}")
+        } else {
+            format!("the matrix expands to {at_least}{counted} tasks, which with the {so_far} before it passes the sweep's limit, `max_tasks`, of {limit}")
+        };
+        let at: &[&str] = if task.matrix.is_empty() {
+            &["tasks", source_id]
+        } else {
+            &["tasks", source_id, "matrix"]
+        };
+        self.loaded.error_at_key(at, message).with_help(format!(
+            "raise `max_tasks:` at the top of the manifest (default {}), narrow the matrix, or split the sweep",
+            matrix::DEFAULT_MAX_TASKS
+        ))
     }
 
     /// `needs` names a task id (all its matrix entries) or one entry's id.

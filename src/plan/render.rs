@@ -123,8 +123,11 @@ impl<'a> Builder<'a> {
         let worker_prompt = self.render_template(&["tasks", src], WORKER_PROMPT, &context);
 
         let worktree = self.worktree(instance, own, &context);
+        let checks = self.checks(instance, &context, worktree.as_ref());
         let (argv, prompt_via) = self.argv(instance, own, &context, &worker_prompt);
         let env = self.env(instance, own, &context);
+        let sandbox = self.sandbox(task);
+        let env_policy = self.env_plan(task, sandbox.is_some());
         Some(PlannedTask {
             id: instance.id.clone(),
             source_id: src.to_owned(),
@@ -151,6 +154,8 @@ impl<'a> Builder<'a> {
                 })
                 .collect(),
             matrix: instance.matrix.clone(),
+            matrix_sources: instance.matrix_sources.clone(),
+            weight: task.weight.unwrap_or(1),
             model: own.model.as_ref().map(|m| ModelInfo {
                 name: m.name.clone(),
                 id: m.id.clone(),
@@ -184,10 +189,13 @@ impl<'a> Builder<'a> {
             ),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
             worktree,
+            sandbox,
+            env_policy,
             paths: own.paths.clone(),
             context: task.context.clone(),
             plan: plan_text,
             prompt: worker_prompt,
+            checks,
         })
     }
 

@@ -4,7 +4,7 @@
 //! partial run never waits on a task it will not run.
 
 use super::SweepPlan;
-use crate::manifest::diagnostic::did_you_mean;
+use crate::manifest::diagnostic::{did_you_mean, list_names};
 
 /// Which tasks of the plan to run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct Selection {
 pub enum SelectError {
     #[error("`{name}` is not a task of this manifest{hint}")]
     Unknown { name: String, hint: String },
+    #[error("no task has the tag `{tag}` (tags: {known})")]
+    UnknownTag { tag: String, known: String },
     #[error("task `{task}` needs `{need}`, which is not selected")]
     NeedLeftOut { task: String, need: String },
     #[error("the selection leaves no task to run")]
@@ -32,6 +34,9 @@ impl SelectError {
     pub fn help(&self) -> String {
         match self {
             SelectError::Unknown { .. } => "`dispatch plan FILE` lists the task ids".to_owned(),
+            SelectError::UnknownTag { .. } => {
+                "name a tag the manifest gives its tasks (`tags: [...]`); --tag is repeatable and selects the tasks with any of them".to_owned()
+            }
             SelectError::NeedLeftOut { need, .. } => format!(
                 "select it too (`--only {need}`), or rerun on top of a run where it completed (`--retry-failed RUN`)"
             ),
@@ -60,6 +65,29 @@ impl Selection {
                 return Err(SelectError::Unknown {
                     name: name.clone(),
                     hint,
+                });
+            }
+        }
+        // Several tags select the tasks with any of them, so one misspelt
+        // tag would be lost among the others without this.
+        for tag in &self.tags {
+            if !plan.tasks.iter().any(|t| t.tags.contains(tag)) {
+                let mut all: Vec<&str> = Vec::new();
+                for t in plan.tasks.iter().flat_map(|t| &t.tags) {
+                    if !all.contains(&t.as_str()) {
+                        all.push(t);
+                    }
+                }
+                let known = match did_you_mean(tag, all.iter().copied()) {
+                    Some(close) => format!(
+                        "{}; did you mean `{close}`?",
+                        list_names(all.iter().copied(), 10)
+                    ),
+                    None => list_names(all.iter().copied(), 10),
+                };
+                return Err(SelectError::UnknownTag {
+                    tag: tag.clone(),
+                    known,
                 });
             }
         }

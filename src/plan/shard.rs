@@ -118,40 +118,54 @@ impl fmt::Display for Shard {
 /// needs another). A shard may be empty when there are fewer components
 /// than shards.
 pub fn assign(tasks: &[(String, Vec<String>)], count: u32) -> Vec<u32> {
+    let weighted: Vec<(&str, &[String], u64)> = tasks
+        .iter()
+        .map(|(id, needs)| (id.as_str(), needs.as_slice(), 1))
+        .collect();
+    assign_weighted(&weighted, count)
+}
+
+/// [`assign`] with a weight per task (`weight:`, the expected cost): a
+/// component weighs the sum of its tasks, components go heaviest first
+/// (ties: smallest id) to the shard with the least weight so far (ties:
+/// the lowest number). Still only ids, needs and weights decide, so every
+/// CI job computes the same partition; with every weight 1 it is
+/// [`assign`]'s.
+pub fn assign_weighted(tasks: &[(&str, &[String], u64)], count: u32) -> Vec<u32> {
     let count = count.max(1) as usize;
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
     let mut parent: Vec<usize> = (0..tasks.len()).collect();
-    for (i, (id, _)) in tasks.iter().enumerate() {
+    for (i, &(id, _, _)) in tasks.iter().enumerate() {
         // A repeated id is the same task: join the two entries.
-        if let Some(&first) = index.get(id.as_str()) {
+        if let Some(&first) = index.get(id) {
             union(&mut parent, i, first);
         } else {
             index.insert(id, i);
         }
     }
-    for (i, (_, needs)) in tasks.iter().enumerate() {
+    for (i, &(_, needs, _)) in tasks.iter().enumerate() {
         for need in needs {
             if let Some(&j) = index.get(need.as_str()) {
                 union(&mut parent, i, j);
             }
         }
     }
-    // Each component: its size, its smallest id, its members.
-    let mut components: HashMap<usize, (usize, &str, Vec<usize>)> = HashMap::new();
-    for (i, (id, _)) in tasks.iter().enumerate() {
+    // Each component: its weight, its smallest id, its members.
+    let mut components: HashMap<usize, (u64, &str, Vec<usize>)> = HashMap::new();
+    for (i, &(id, _, weight)) in tasks.iter().enumerate() {
         let root = find(&mut parent, i);
         let entry = components
             .entry(root)
-            .or_insert_with(|| (0, id.as_str(), Vec::new()));
-        entry.0 += 1;
-        if id.as_str() < entry.1 {
-            entry.1 = id.as_str();
+            .or_insert_with(|| (0, id, Vec::new()));
+        entry.0 = entry.0.saturating_add(weight);
+        if id < entry.1 {
+            entry.1 = id;
         }
         entry.2.push(i);
     }
-    let mut components: Vec<(usize, &str, Vec<usize>)> = components.into_values().collect();
+    let mut components: Vec<(u64, &str, Vec<usize>)> = components.into_values().collect();
     components.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    let mut loads = vec![0usize; count];
+    let mut loads = vec![0u64; count];
     let mut shards = vec![0u32; tasks.len()];
     for (size, _, members) in components {
         let lightest = loads
@@ -159,7 +173,7 @@ pub fn assign(tasks: &[(String, Vec<String>)], count: u32) -> Vec<u32> {
             .enumerate()
             .min_by_key(|&(shard, load)| (*load, shard))
             .map_or(0, |(shard, _)| shard);
-        loads[lightest] += size;
+        loads[lightest] = loads[lightest].saturating_add(size);
         for member in members {
             shards[member] = lightest as u32 + 1;
         }
@@ -194,12 +208,18 @@ fn union(parent: &mut [usize], a: usize, b: usize) {
 
 /// The shard of each task of a plan (in plan order) for `count` shards.
 pub fn assign_plan(plan: &SweepPlan, count: u32) -> Vec<u32> {
-    let tasks: Vec<(String, Vec<String>)> = plan
+    let tasks: Vec<(&str, &[String], u64)> = plan
         .tasks
         .iter()
-        .map(|t| (t.id.clone(), t.needs.clone()))
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.needs.as_slice(),
+                u64::from(t.weight.max(1)),
+            )
+        })
         .collect();
-    assign(&tasks, count)
+    assign_weighted(&tasks, count)
 }
 
 /// Which tasks of the plan (in plan order) are in `shard`.
@@ -309,6 +329,39 @@ mod tests {
         // More shards than tasks: the last ones stay empty.
         assert_eq!(assign(&list, 8), vec![5, 1, 4, 2, 3]);
         assert!(assign(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn weights_balance_the_work_not_the_count() {
+        let none: Vec<String> = Vec::new();
+        let needs_a = vec!["a".to_owned()];
+        // One heavy task and six light ones: by count 4 + 3, by weight the
+        // heavy task has a shard to itself.
+        let list: Vec<(&str, &[String], u64)> = vec![
+            ("a", &none, 10),
+            ("b", &none, 1),
+            ("c", &none, 1),
+            ("d", &none, 1),
+            ("e", &none, 1),
+            ("f", &none, 1),
+            ("g", &none, 1),
+        ];
+        assert_eq!(assign_weighted(&list, 2), vec![1, 2, 2, 2, 2, 2, 2]);
+        // A component weighs the sum of its tasks.
+        let list: Vec<(&str, &[String], u64)> = vec![
+            ("a", &none, 3),
+            ("b", &needs_a, 3),
+            ("c", &none, 5),
+            ("d", &none, 1),
+        ];
+        assert_eq!(assign_weighted(&list, 2), vec![1, 1, 2, 2]);
+        // Every weight 1 is the count's partition.
+        let list = tasks(&[("e", &[]), ("a", &[]), ("d", &[]), ("b", &[]), ("c", &[])]);
+        let ones: Vec<(&str, &[String], u64)> = list
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.as_slice(), 1))
+            .collect();
+        assert_eq!(assign_weighted(&ones, 2), assign(&list, 2));
     }
 
     #[test]

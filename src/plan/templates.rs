@@ -230,9 +230,14 @@ pub fn explain_error(
     let expression = error
         .range()
         .zip(source)
-        .and_then(|(range, source)| source.get(range))
+        .and_then(|(range, source)| whole_expression(source, range))
         .map(str::trim)
         .filter(|e| !e.is_empty() && e.len() <= 80);
+    if error.kind() == ErrorKind::UndefinedError {
+        if let Some(explained) = expression.and_then(|e| explain_needs(e, context)) {
+            return explained;
+        }
+    }
     let mut message = match (error.kind(), expression) {
         (ErrorKind::UndefinedError, Some(expression)) => {
             let mut m = format!("undefined variable `{expression}`");
@@ -290,9 +295,107 @@ pub fn explain_error(
     (message, help)
 }
 
+/// The expression an error's range falls in. minijinja's range for a
+/// failed lookup starts at the lookup (`['research'].output`), which on its
+/// own reads as garbage; the variable it was looked up on is added back.
+fn whole_expression(source: &str, range: std::ops::Range<usize>) -> Option<&str> {
+    source.get(range.clone())?;
+    let part_of_name = |c: char| c.is_alphanumeric() || "_.[]'\"".contains(c);
+    let start = source[..range.start]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| part_of_name(c))
+        .last()
+        .map_or(range.start, |(i, _)| i);
+    source.get(start..range.end)
+}
+
+/// `needs['research'].output` in a task that does not list `research` under
+/// `needs:` (or a field `needs.research` lacks): said in those words, not
+/// as an undefined variable.
+fn explain_needs(expression: &str, context: &serde_json::Value) -> Option<(String, String)> {
+    let rest = expression.strip_prefix("needs")?;
+    let (name, after) =
+        if let Some(quoted) = rest.strip_prefix("['").or_else(|| rest.strip_prefix("[\"")) {
+            let end = quoted.find(['\'', '"'])?;
+            (&quoted[..end], quoted[end + 1..].strip_prefix(']')?)
+        } else {
+            let dotted = rest.strip_prefix('.')?;
+            let end = dotted.find(['.', '[']).unwrap_or(dotted.len());
+            (&dotted[..end], &dotted[end..])
+        };
+    if name.is_empty() {
+        return None;
+    }
+    let task = context["task"]["source_id"].as_str().unwrap_or("this task");
+    let needs = context["needs"].as_object()?;
+    let Some(upstream) = needs.get(name) else {
+        let listed: Vec<&str> = needs.keys().map(String::as_str).collect();
+        let message = if listed.is_empty() {
+            format!("`{expression}` reads task `{name}`, but task `{task}` has no `needs:`")
+        } else {
+            format!(
+                "`{expression}` reads task `{name}`, but task `{task}` needs only {}",
+                crate::manifest::diagnostic::list_names(listed.iter().copied(), 8)
+            )
+        };
+        let add = if listed.is_empty() {
+            format!("add `needs: [{name}]` to task `{task}`")
+        } else {
+            format!("add `{name}` to task `{task}`'s `needs:`")
+        };
+        let help =
+            format!("{add}: it then runs after `{name}` and sees its output, plan and branch");
+        return Some((message, help));
+    };
+    let field: String = after
+        .trim_start_matches(['.', '[', '\'', '"'])
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let fields: Vec<&str> = upstream
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    Some((
+        format!("`{expression}`: task `{name}` has no `{field}` here"),
+        format!(
+            "use one of {}",
+            fields
+                .iter()
+                .map(|f| format!("`needs['{name}'].{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever the template text and the error's range, the message
+        /// is built without a panic, and the expression shown holds the
+        /// part the range named.
+        #[test]
+        fn a_needs_lookup_of_any_text_is_explained_without_a_panic(
+            source in "[a-z_ .\\[\\]'\"{}é]{0,40}",
+            start in 0usize..45,
+            len in 0usize..20,
+        ) {
+            let range = start..start.saturating_add(len);
+            if let Some(whole) = whole_expression(&source, range.clone()) {
+                let named = &source[range];
+                proptest::prop_assert!(whole.ends_with(named));
+                let context = serde_json::json!({
+                    "task": {"source_id": "t"},
+                    "needs": {"research": {"output": "o"}},
+                });
+                let _ = explain_needs(whole.trim(), &context);
+            }
+        }
+    }
 
     #[test]
     fn every_builtin_template_parses() {

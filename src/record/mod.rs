@@ -3,6 +3,7 @@
 //! `report`), so they hold everything needed to show a task without its
 //! worker.
 
+pub mod checks;
 pub mod snapshot;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,14 @@ pub struct Attempt {
     pub status: Option<TaskStatus>,
     pub reason: Option<String>,
     pub duration_ms: Option<u64>,
+    /// Its acceptance checks, in order (none when the worker did not get
+    /// as far as a done plan, or the task has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<checks::CheckRecord>,
+    /// Which of the run's `concurrency` worker slots it ran in (0-based):
+    /// report.html draws each attempt on its lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<u32>,
 }
 
 /// `.dispatch/tasks/<id>/task.json`.
@@ -50,6 +59,9 @@ pub struct TaskRecord {
     #[serde(default)]
     pub rank: i64,
     pub needs: Vec<String>,
+    /// Its tags (report.html filters by them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The command line, with secret values redacted and a long prompt
     /// argument shortened.
     pub argv: Vec<String>,
@@ -91,6 +103,9 @@ pub struct TaskRecord {
     /// (`ipc/.done`): `complete`, with this warning, and never a pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unticked: Vec<String>,
+    /// The escalation rules that fired on something it did, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<EscalationMark>,
     /// Processes it started that outlived it (left its process group with
     /// `setsid` or a double fork) and were stopped: at its end, its
     /// timeout, the end of the run, or before a resume ran it again.
@@ -103,6 +118,13 @@ pub struct TaskRecord {
     /// model answers); `dispatch status` shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_retry: Option<crate::agents::evidence::ApiRetry>,
+    /// The worker ran in a bubblewrap sandbox (`sandbox:`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandboxed: bool,
+    /// Names (never values) of dispatch's environment variables the worker
+    /// did not get (`env_policy: scoped`), as of its last launch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_left_out: Vec<String>,
 }
 
 /// Everything in a task's record that a worker (or its agent's stream)
@@ -125,8 +147,24 @@ impl Redact for TaskRecord {
         }
         for attempt in &mut self.attempts {
             attempt.reason.redact_with(redactor);
+            attempt.checks.redact_with(redactor);
+        }
+        for mark in &mut self.escalations {
+            mark.summary.redact_with(redactor);
         }
     }
+}
+
+/// An escalation rule that fired on a task: report.html marks it on the
+/// task's timeline bar.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EscalationMark {
+    /// The rule's name (or `rule N`).
+    pub rule: String,
+    /// Its one-line summary, as in `run.json`'s `escalations`.
+    pub summary: String,
+    /// When it fired (RFC 3339).
+    pub at: String,
 }
 
 /// A question a worker asked, and its answer.
@@ -137,6 +175,12 @@ pub struct QuestionRecord {
     pub answer: Option<String>,
     /// `rule N`, `a person`, `the default answer`, `dispatch answer`.
     pub answered_by: Option<String>,
+    /// When the runner saw it and when it was answered (RFC 3339): how
+    /// long the worker waited, drawn on report.html's timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<String>,
 }
 
 /// `.dispatch/runs/<run-id>/run.json`.

@@ -2,11 +2,18 @@
 //! item, and a failed test case for each finding at or above the manifest's
 //! `reports.junit_fail_severity`.
 //!
+//! Test-case names are what dashboards track a test by across runs, so
+//! they hold no absolute path: a plan item that names a task's file (a
+//! template's `{{ paths.output }}`) is written relative to the project.
+//! The root `time` is the run's wall time, not the sum of the tasks'.
+//!
 //! Written with quick-junit (the crate cargo-nextest writes its JUnit
 //! with): it strips the characters XML cannot hold, which agent logs are
 //! full of (ANSI escapes, BEL). junit-report 0.9.1 wrote them verbatim and
 //! its files did not parse.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestSuite};
@@ -15,19 +22,25 @@ use super::{clean, severity_name, Report, TaskReport};
 use crate::domain::status::TaskStatus;
 use crate::manifest::types::Severity;
 
-/// The JUnit XML of a report.
-pub fn render(report: &Report, fail_severity: Severity) -> String {
+/// The JUnit XML of a report. `root` is the project the paths in test-case
+/// names are made relative to (the run's root; for a merge, the current
+/// repository); a path into a `.dispatch/` folder elsewhere (a shard run on
+/// another machine) is cut to start at `.dispatch/`.
+pub fn render(report: &Report, fail_severity: Severity, root: Option<&Path>) -> String {
     let mut junit = JUnit::new(format!("dispatch {}", report.name));
     if let Some(time) = rfc3339(&report.started_at) {
         junit.set_timestamp(time);
     }
+    let names = Names {
+        root: root.and_then(Path::to_str).map(|r| r.trim_end_matches('/')),
+    };
     let mut total = Duration::ZERO;
     for task in &report.tasks {
-        let suite = suite(report, task, fail_severity);
+        let suite = suite(report, task, fail_severity, &names);
         total += Duration::from_millis(task.duration_ms.unwrap_or(0));
         junit.add_test_suite(suite);
     }
-    junit.set_time(total);
+    junit.set_time(wall_time(report).unwrap_or(total));
     // Worker text keeps its newlines in XML text; a JUnit file shown in a
     // CI log must not start a workflow command.
     // DEL and the C1 controls are legal XML but a terminal may obey them:
@@ -50,7 +63,69 @@ fn xml_char_refs(xml: &str) -> String {
     out
 }
 
-fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSuite {
+/// From the run's start to its end; `None` while it has not ended (then
+/// the tasks' summed time stands in).
+fn wall_time(report: &Report) -> Option<Duration> {
+    let start = rfc3339(&report.started_at)?;
+    let end = rfc3339(report.ended_at.as_deref()?)?;
+    (end - start).to_std().ok()
+}
+
+/// How test-case names are made machine-independent.
+struct Names<'a> {
+    root: Option<&'a str>,
+}
+
+impl Names<'_> {
+    /// `text` with the project root's absolute path made relative
+    /// (`ROOT/x` → `x`, `ROOT` alone → `.`), and any other absolute path
+    /// into a `.dispatch/` folder cut to start there.
+    fn stable(&self, text: &str) -> String {
+        let mut out = match self.root.filter(|r| r.starts_with('/') && r.len() > 1) {
+            Some(root) => relative_to(text, root),
+            None => text.to_owned(),
+        };
+        if out.contains("/.dispatch/") {
+            static STATE_PATH: OnceLock<regex::Regex> = OnceLock::new();
+            let pattern = STATE_PATH.get_or_init(|| {
+                regex::Regex::new(r#"(^|[\s'"`(\[=:])/(?:[^\s'"`()\[\]]*/)?\.dispatch/"#)
+                    .unwrap_or_else(|e| unreachable!("a valid pattern: {e}"))
+            });
+            out = pattern.replace_all(&out, "${1}.dispatch/").into_owned();
+        }
+        out
+    }
+}
+
+/// `text` with each occurrence of the folder `root` (as a whole path
+/// component) written relative to it.
+fn relative_to(text: &str, root: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(root) {
+        let after = &rest[at + root.len()..];
+        out.push_str(&rest[..at]);
+        if let Some(inside) = after.strip_prefix('/') {
+            rest = inside;
+        } else if after.starts_with(|c: char| c.is_alphanumeric() || "-_.~".contains(c)) {
+            // `/a/b` in `/a/bc`: another folder.
+            out.push_str(root);
+            rest = after;
+        } else {
+            out.push('.');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn suite(
+    report: &Report,
+    task: &TaskReport,
+    fail_severity: Severity,
+    names: &Names<'_>,
+) -> TestSuite {
     let mut suite = TestSuite::new(task.id.clone());
     if let Some(time) = task.started_at.as_deref().and_then(rfc3339) {
         suite.set_timestamp(time);
@@ -72,19 +147,27 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
             Property::new("uncommitted_files", branch.uncommitted.to_string()),
         ]);
     }
+    if task.flaky {
+        suite.add_property(Property::new("flaky", "true"));
+    }
     for item in &task.plan {
-        suite.add_test_case(item_case(
+        let mut case = item_case(
             task,
-            &item.text,
+            &names.stable(&item.text),
             &item.state,
             item.note.as_deref(),
-        ));
+        );
+        super::junit_checks::add_attempt_reruns(task, &mut case);
+        suite.add_test_case(case);
+    }
+    for case in super::junit_checks::check_cases(task) {
+        suite.add_test_case(case);
     }
     // The plan dispatch wrote is the contract: an item the worker deleted
     // stays a case, failed.
     for text in &task.dropped {
         let mut case = TestCase::new(
-            text.clone(),
+            names.stable(text),
             with_message(
                 TestCaseStatus::non_success(NonSuccessKind::Failure),
                 "removed from the plan by the worker: the item is in the plan dispatch wrote and was never done",
@@ -103,11 +186,12 @@ fn suite(report: &Report, task: &TaskReport, fail_severity: Severity) -> TestSui
         if finding.severity >= fail_severity {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             status.set_type(severity_name(finding.severity));
-            status.set_message(format!("{}{at}", finding.title));
+            status.set_message(names.stable(&format!("{}{at}", finding.title)));
             if let Some(detail) = &finding.detail {
                 status.set_description(detail.clone());
             }
-            let mut case = TestCase::new(format!("finding: {}", finding.title), status);
+            let mut case =
+                TestCase::new(names.stable(&format!("finding: {}", finding.title)), status);
             case.set_classname(task.id.clone());
             suite.add_test_case(case);
         } else {
@@ -179,4 +263,24 @@ fn with_message(mut status: TestCaseStatus, message: &str) -> TestCaseStatus {
 
 fn rfc3339(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::parse_from_rfc3339(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_the_root_but_not_a_sibling_folder() {
+        let names = Names {
+            root: Some("/w/proj"),
+        };
+        assert_eq!(names.stable("see /w/proj/src/a.rs"), "see src/a.rs");
+        assert_eq!(names.stable("in /w/proj, then"), "in ., then");
+        assert_eq!(names.stable("not /w/project/x"), "not /w/project/x");
+        assert_eq!(
+            names.stable("copy of '/other/place/.dispatch/tasks/t/output.md'"),
+            "copy of '.dispatch/tasks/t/output.md'"
+        );
+        assert_eq!(Names { root: None }.stable("/.dispatch/x"), ".dispatch/x");
+    }
 }

@@ -58,9 +58,10 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
 fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
     let needs = |task: &TaskReport| {
         let worst = task.findings.iter().map(|f| f.severity).max();
-        // The report keeps no status per attempt: a complete task that
-        // took more than one counts as flaky.
-        attention_of(task.status, task.attempts > 1, worst, severity).is_some()
+        // A report from before attempts were kept in it: a complete task
+        // that took more than one counts as flaky.
+        let flaky = task.flaky || (task.attempt_results.is_empty() && task.attempts > 1);
+        attention_of(task.status, flaky, worst, severity).is_some()
     };
     let flags: Vec<bool> = report.tasks.iter().map(needs).collect();
     if flags.windows(2).all(|w| w[0] || !w[1]) {

@@ -342,6 +342,10 @@ mod tests {
             dropped: Vec::new(),
             unticked: Vec::new(),
             last_activity: None,
+            flaky: false,
+            checks: Vec::new(),
+            attempt_results: Vec::new(),
+            failure_tail: None,
         }
     }
 

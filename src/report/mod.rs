@@ -3,11 +3,14 @@
 //! overridable template) and a JUnit file (for CI dashboards), all built from
 //! the run's state on disk, so any past run can be reported again.
 
+pub mod html;
 pub mod junit;
+mod junit_checks;
 pub mod markdown;
 pub mod merge;
 mod redact;
 pub mod repair;
+pub mod tails;
 pub mod write;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -92,6 +95,10 @@ pub struct Totals {
     /// ticked.
     #[serde(default)]
     pub unticked_tasks: usize,
+    /// Tasks complete only on a retry: an earlier attempt failed, timed
+    /// out or failed a check.
+    #[serde(default)]
+    pub flaky_tasks: usize,
 }
 
 /// What the tasks on one model used together.
@@ -185,6 +192,37 @@ pub struct TaskReport {
     /// Absent for every other task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<crate::supervise::activity::LastActivity>,
+    /// Complete only on a retry: an earlier attempt failed, timed out or
+    /// failed a check. JUnit marks its checks' earlier failures
+    /// `flakyFailure`.
+    #[serde(default)]
+    pub flaky: bool,
+    /// The acceptance checks of its last attempt, in order: each a JUnit
+    /// test case beside the plan items.
+    #[serde(default)]
+    pub checks: Vec<crate::record::checks::CheckRecord>,
+    /// Each attempt of its worker: how it ended and what its checks said.
+    #[serde(default)]
+    pub attempt_results: Vec<AttemptReport>,
+    /// For a failed or check-failed task: the last lines of its failed
+    /// checks' output, or of its worker's log (redacted).
+    #[serde(default)]
+    pub failure_tail: Option<String>,
+}
+
+/// One attempt of a task's worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AttemptReport {
+    /// 1 for the first launch (counting earlier runs of a resumed task).
+    pub number: u32,
+    /// How the attempt ended (`null` while it runs).
+    pub status: Option<TaskStatus>,
+    /// Why, in a sentence.
+    pub reason: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// Its acceptance checks (none when its plan was not done).
+    #[serde(default)]
+    pub checks: Vec<crate::record::checks::CheckRecord>,
 }
 
 /// One plan item.
@@ -345,6 +383,20 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
         dropped: record.dropped.clone(),
         unticked: record.unticked.clone(),
         last_activity: record.last_activity.clone(),
+        flaky: record.is_flaky(),
+        failure_tail: tails::failure_tail(record, &dir),
+        checks: record.last_checks().to_vec(),
+        attempt_results: record
+            .attempts
+            .iter()
+            .map(|a| AttemptReport {
+                number: a.number,
+                status: a.status,
+                reason: a.reason.clone(),
+                duration_ms: a.duration_ms,
+                checks: a.checks.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -380,7 +432,7 @@ fn head(path: &Path, limit: u64) -> Option<String> {
 }
 
 /// The end of a (possibly huge) log: only the last `limit` bytes are read.
-fn tail(path: &Path, limit: u64) -> String {
+pub fn tail(path: &Path, limit: u64) -> String {
     let Ok(mut file) = crate::state::open_regular(path) else {
         return String::new();
     };
@@ -462,6 +514,9 @@ pub fn totals(
             .or_default() += 1;
         if !task.unticked.is_empty() {
             totals.unticked_tasks += 1;
+        }
+        if task.flaky {
+            totals.flaky_tasks += 1;
         }
         for finding in &task.findings {
             *totals

@@ -36,5 +36,11 @@ impl Redact for TaskReport {
         }
         self.output_head.redact_with(r);
         self.log_tail.redact_with(r);
+        self.checks.redact_with(r);
+        self.failure_tail.redact_with(r);
+        for attempt in &mut self.attempt_results {
+            attempt.reason.redact_with(r);
+            attempt.checks.redact_with(r);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Reports a crash left unwritten. A run records its end in `run.json`
-//! and then writes its three reports; a kill between the two (or during
+//! and then writes its reports; a kill between the two (or during
 //! them: each file appears whole or not at all) leaves a finished run with
 //! a report missing, which nothing would ever write again, since `resume`
 //! has nothing left to run. So `dispatch resume` and `dispatch report`
@@ -13,7 +13,7 @@ use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
 
 /// The reports every run's folder holds.
-pub const RUN_REPORTS: [&str; 3] = ["report.md", "report.json", "junit.xml"];
+pub const RUN_REPORTS: [&str; 4] = ["report.md", "report.json", "junit.xml", "report.html"];
 
 /// The run folder's reports, each with which report it is (an index into
 /// [`RUN_REPORTS`]). Only these are restored: they are the run's record.
@@ -45,7 +45,12 @@ pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<Stri
     }
     let redactor = crate::record::snapshot::redactor(&snapshot.run);
     let rendered = render(state, snapshot, &redactor);
-    let texts = [&rendered.markdown, &rendered.json, &rendered.junit];
+    let texts = [
+        &rendered.markdown,
+        &rendered.json,
+        &rendered.junit,
+        &rendered.html,
+    ];
     let mut written = Vec::new();
     let mut problems = Vec::new();
     for (path, which) in missing {

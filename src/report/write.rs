@@ -1,11 +1,12 @@
-//! Where reports go: always into the run's folder, and also wherever the
+//! Where reports go (`report.md`, `report.json`, `junit.xml` and
+//! `report.html`): always into the run's folder, and also wherever the
 //! manifest's `reports:` and the command line (`--junit`, `--report-dir`)
 //! say. (On GitHub Actions the job summary and annotations are a reporter's
 //! job: `events::github`.)
 
 use std::path::{Path, PathBuf};
 
-use super::{build, junit, markdown, Report};
+use super::{build, html, junit, markdown, Report};
 use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
@@ -26,9 +27,10 @@ pub struct Rendered {
     pub markdown: String,
     pub json: String,
     pub junit: String,
+    pub html: String,
 }
 
-/// Render the three reports of a run from its state, secrets replaced.
+/// Render the four reports of a run from its state, secrets replaced.
 pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Rendered {
     let report = build(state, snapshot, redactor);
     let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
@@ -41,9 +43,11 @@ pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Ren
     // The three are independent and each takes milliseconds per hundred
     // tasks: render them side by side.
     let severity = crate::events::attention::recorded_severity(&snapshot.run);
-    let (markdown, json, junit) = std::thread::scope(|scope| {
+    let (markdown, json, junit, html) = std::thread::scope(|scope| {
         let markdown = scope.spawn(|| markdown::render(&report, &templates, severity));
-        let junit = scope.spawn(|| junit::render(&report, fail_severity));
+        let root = Path::new(&snapshot.run.root);
+        let junit = scope.spawn(|| junit::render(&report, fail_severity, Some(root)));
+        let html = scope.spawn(|| html::render(&report, snapshot, redactor));
         let mut json = crate::util::escape::json_for_terminal(
             &serde_json::to_string_pretty(&report).unwrap_or_default(),
         );
@@ -53,12 +57,13 @@ pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Ren
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         };
-        (join(markdown), json, join(junit))
+        (join(markdown), json, join(junit), join(html))
     });
     Rendered {
         markdown,
         json,
         junit,
+        html,
         report,
     }
 }
@@ -86,6 +91,7 @@ pub fn after_run(
     put(&run_dir.join("report.md"), &rendered.markdown);
     put(&run_dir.join("report.json"), &rendered.json);
     put(&run_dir.join("junit.xml"), &rendered.junit);
+    put(&run_dir.join("report.html"), &rendered.html);
     let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
     let reports = &snapshot.run.reports;
     let mut dirs: Vec<PathBuf> = reports.dir.iter().map(|d| manifest_dir.join(d)).collect();
@@ -94,11 +100,13 @@ pub fn after_run(
         put(&dir.join("report.md"), &rendered.markdown);
         put(&dir.join("report.json"), &rendered.json);
         put(&dir.join("junit.xml"), &rendered.junit);
+        put(&dir.join("report.html"), &rendered.html);
     }
     for (path, text) in [
         (&reports.markdown, &rendered.markdown),
         (&reports.json, &rendered.json),
         (&reports.junit, &rendered.junit),
+        (&reports.html, &rendered.html),
     ] {
         if let Some(path) = path {
             put(&manifest_dir.join(path), text);

@@ -24,12 +24,24 @@ pub const CONTEXT: &str = "context.md";
 pub const PROMPT: &str = "prompt.md";
 /// In a task folder: questions, answers and the `.done` marker.
 pub const IPC: &str = "ipc";
+/// In `ipc/`: the marker a worker makes when its whole plan is done.
+pub const DONE_MARKER: &str = ".done";
 /// In a task folder: the task's record.
 pub const TASK_RECORD: &str = "task.json";
 /// In a task folder: the worker's output, redacted.
 pub const WORKER_LOG: &str = "worker.log";
 /// In a task folder: the findings the worker reported.
 pub const FINDINGS: &str = "findings.jsonl";
+/// In a task folder: the acceptance checks' output, one log per check and
+/// attempt ([`check_log`]).
+pub const CHECKS: &str = "checks";
+
+/// A check's log, relative to its task folder: `checks/attempt-2-1.log` is
+/// the first check after the second attempt. Numbered, never named after
+/// the check, so a check's name never becomes a path.
+pub fn check_log(attempt: u32, check: usize) -> String {
+    format!("{CHECKS}/attempt-{attempt}-{check}.log")
+}
 
 /// In a run folder: the run's record.
 pub const RUN_RECORD: &str = "run.json";

@@ -55,6 +55,13 @@ pub struct Launch {
     /// worker that has gone quiet (its `idle_timeout`) without a message
     /// per line.
     pub activity: Option<Arc<Activity>>,
+    /// Start from an empty environment rather than dispatch's: `env` is
+    /// then all the worker gets (a scoped `env_policy`).
+    pub clear_env: bool,
+    /// Start the program with SIGTERM ignored: bubblewrap, which would
+    /// otherwise die of a stop at once and SIGKILL the sandbox, while the
+    /// worker inside gets the signal from the group and its grace period.
+    pub ignore_term: bool,
 }
 
 /// A request to stop a running worker.
@@ -105,6 +112,8 @@ pub enum SpawnError {
     Empty,
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("cannot set up the sandbox: {0}")]
+    Sandbox(String),
     #[error("cannot make the agent CLI's private config folder: {0}; remove what is in its place, or set `cli_config: user` to give the CLI your own")]
     CliHome(StateError),
 }
@@ -177,6 +186,20 @@ pub fn start(
         .stderr(stderr_writer)
         .process_group(0)
         .kill_on_drop(true);
+    if launch.clear_env {
+        command.env_clear();
+        command.envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    if launch.ignore_term {
+        // SAFETY: between fork and exec only signal(2), which is
+        // async-signal-safe and touches no memory of the parent's.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
     let started = Instant::now();
     let spawned = command.spawn();
     // The command holds the write ends of the output pipes: they must be

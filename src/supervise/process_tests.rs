@@ -15,6 +15,8 @@ fn launch(dir: &std::path::Path, script: &str) -> Launch {
             vec![("SECRET_TOKEN".to_owned(), "hunter2hunter2".to_owned())],
             &[],
         )),
+        clear_env: false,
+        ignore_term: false,
     }
 }
 

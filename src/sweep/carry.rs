@@ -180,6 +180,7 @@ pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
 pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), StateError> {
     let dir = state.task_dir(&record.id);
     reopen_items(&dir.join("plan.md"))?;
+    super::check_verdict::reopen_for_rerun(&dir, record)?;
     for question in crate::ipc::questions::list(&dir.join("ipc")).unwrap_or_default() {
         let Some(answer) = question.answer else {
             continue;
@@ -195,6 +196,8 @@ pub fn resume_in_place(state: &StateDir, record: &mut TaskRecord) -> Result<(), 
                 text: question.text,
                 answer: Some(answer),
                 answered_by: Some("dispatch answer".to_owned()),
+                asked_at: None,
+                answered_at: None,
             }),
         }
     }
@@ -208,6 +211,7 @@ fn needs_retry(record: &TaskRecord) -> bool {
         // Left running by a run whose process died: stopped before this
         // run starts, and not finished.
         TaskStatus::Failed
+        | TaskStatus::CheckFailed
         | TaskStatus::TimedOut
         | TaskStatus::Stalled
         | TaskStatus::BudgetExceeded
@@ -265,6 +269,7 @@ pub fn install(
     if continued {
         restart(&mut record);
         reopen_items(&target.join("plan.md"))?;
+        super::check_verdict::reopen_for_rerun(&target, &record)?;
     } else {
         record.carried_from = Some(from_run.to_owned());
     }

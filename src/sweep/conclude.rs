@@ -144,6 +144,13 @@ impl Sweep {
             duration_ms: duration.as_millis() as u64,
         });
         let severity = crate::events::attention::recorded_severity(&self.run_record);
+        let tails: Vec<(String, String)> = records
+            .iter()
+            .filter_map(|record| {
+                let dir = self.state.task_dir(&record.id);
+                report::tails::failure_tail(record, &dir).map(|tail| (record.id.clone(), tail))
+            })
+            .collect();
         self.reporters.finish(&crate::events::reporter::RunEnd {
             summary: crate::events::summary::Summary {
                 name: &self.name,
@@ -154,6 +161,7 @@ impl Sweep {
                 exit_code,
                 severity,
                 verbose: self.verbose,
+                tails: &tails,
             },
             markdown: &markdown,
         });

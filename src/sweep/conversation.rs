@@ -90,6 +90,8 @@ impl Sweep {
             text: text.clone(),
             answer: None,
             answered_by: None,
+            asked_at: Some(crate::util::clock::now()),
+            answered_at: None,
         });
         self.emit(Event::Question {
             task: task.id.clone(),
@@ -184,6 +186,7 @@ impl Sweep {
         {
             q.answer = Some(answer.to_owned());
             q.answered_by = Some(by.to_owned());
+            q.answered_at = Some(crate::util::clock::now());
         }
         self.save_soon(index);
         let task = self.slots[index].task.id.clone();
@@ -224,12 +227,20 @@ impl Sweep {
     /// A line typed at this terminal answers the question shown.
     pub(super) fn typed(&mut self, line: String) {
         let answer = line.trim().to_owned();
-        let Some((index, seq)) = self.prompted else {
-            return;
-        };
         if answer.is_empty() {
             return;
         }
+        let Some((index, seq)) = self.prompted else {
+            // Never kept for a question not yet shown: its asker would get
+            // an answer to something the person never saw.
+            self.emit(Event::Warning {
+                task: None,
+                message: format!(
+                    "no question is waiting for an answer, so the line typed was not used: {answer}"
+                ),
+            });
+            return;
+        };
         self.prompted = None;
         self.give_answer(index, seq, &answer, "a person");
     }
@@ -354,7 +365,9 @@ impl Sweep {
     /// Offer a task's end to the escalation rules.
     pub(super) fn escalate_end(&mut self, index: usize, status: TaskStatus) {
         let end = match status {
-            TaskStatus::Failed | TaskStatus::BudgetExceeded => EndStatus::Failed,
+            TaskStatus::Failed | TaskStatus::CheckFailed | TaskStatus::BudgetExceeded => {
+                EndStatus::Failed
+            }
             TaskStatus::Blocked => EndStatus::Blocked,
             TaskStatus::TimedOut => EndStatus::TimedOut,
             TaskStatus::Stalled => EndStatus::Stalled,
@@ -409,6 +422,20 @@ impl Sweep {
                     }
                 }
             }
+        }
+        let (Trigger::Finding { task, .. }
+        | Trigger::TaskEnded { task, .. }
+        | Trigger::Question { task, .. }) = *trigger;
+        if let Some(index) = self.slots.iter().position(|s| s.task.id == task) {
+            self.slots[index]
+                .record
+                .escalations
+                .push(crate::record::EscalationMark {
+                    rule: fired.name.clone(),
+                    summary: fired.summary.clone(),
+                    at: crate::util::clock::now(),
+                });
+            self.save_soon(index);
         }
         self.fired.push(fired);
     }

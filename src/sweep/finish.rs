@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::launch::WorkerEnd;
 use super::plans::{PlanChange, Read};
 use super::slot::Phase;
-use super::{budget, verdict, Sweep};
+use super::{budget, check_verdict, verdict, Sweep};
 use crate::agents::cli_home;
 use crate::domain::checklist::Checklist;
 use crate::domain::status::TaskStatus;
@@ -29,7 +29,10 @@ pub(super) fn retries(
 ) -> bool {
     !stopped_by_runner
         && sweep_goes_on
-        && matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
+        && matches!(
+            status,
+            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::CheckFailed
+        )
         && attempt - attempts_before <= retries
 }
 
@@ -86,6 +89,14 @@ impl Sweep {
                     finished,
                     end.tracker.refuted(clean),
                 );
+                let (status, reason) = if end.checks.stopped {
+                    (
+                        TaskStatus::Cancelled,
+                        "stopped on request while its checks ran".to_owned(),
+                    )
+                } else {
+                    check_verdict::judge(status, reason, &end.checks.records)
+                };
                 let reason = if finished.leaked {
                     format!("{reason} (a process it started held its output open and was killed)")
                 } else {
@@ -128,7 +139,9 @@ impl Sweep {
             attempt.status = Some(status);
             attempt.reason = Some(reason.clone());
             attempt.duration_ms = Some(duration.as_millis() as u64);
+            attempt.checks = end.checks.records;
         }
+        let checks_failed = status == TaskStatus::CheckFailed;
         if retrying {
             record.status = TaskStatus::Pending;
             slot.retry_at = Some(Instant::now() + backoff(self.retry_delay, end.attempt));
@@ -141,6 +154,10 @@ impl Sweep {
             self.set_phase(index, Phase::Ended);
         }
         self.note_gaps(index, status, plan.as_ref());
+        self.report_checks(index, end.attempt);
+        if retrying && checks_failed {
+            self.reopen_plan(index);
+        }
         let counts = self.slots[index].record.items;
         self.save(index);
         self.emit(Event::TaskEnded {
@@ -156,6 +173,51 @@ impl Sweep {
         if !retrying {
             self.settle_worktree(index, status);
             self.escalate_end(index, status);
+        }
+    }
+
+    /// One event per check of the attempt that just ended, for the live
+    /// view, CI lines and `events.jsonl`.
+    fn report_checks(&mut self, index: usize, attempt: u32) {
+        let slot = &self.slots[index];
+        let task = slot.task.id.clone();
+        let events: Vec<Event> = slot
+            .record
+            .attempts
+            .last()
+            .map(|a| a.checks.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|check| Event::CheckEnded {
+                task: task.clone(),
+                attempt,
+                name: check.name.clone(),
+                passed: check.passed,
+                how: check.how(),
+                duration_ms: check.duration_ms,
+                log: check.log.clone(),
+            })
+            .collect();
+        for event in events {
+            self.emit(event);
+        }
+    }
+
+    /// A retry after failed checks starts from a reopened plan.
+    fn reopen_plan(&mut self, index: usize) {
+        let slot = &self.slots[index];
+        let Some(attempt) = slot.record.attempts.last() else {
+            return;
+        };
+        let task = &slot.task;
+        let reopened = check_verdict::reopen(
+            Path::new(&task.paths.plan),
+            Path::new(&task.paths.ipc),
+            attempt,
+        );
+        if let Err(message) = reopened {
+            let task = Some(task.id.clone());
+            self.emit(Event::Warning { task, message });
         }
     }
 

@@ -136,7 +136,25 @@ pub(super) fn preflight(
             continue;
         };
         let made_by_run = branches_of_run.contains(&worktree.base.as_str());
-        if let Err(e) = repo.check(&spec(worktree, *reuse), made_by_run) {
+        let spec = spec(worktree, *reuse);
+        // What an earlier run left is cleared once the run holds its lock
+        // (`make_way`); here only whether it can be, without losing work.
+        let fresh = !spec.reuse;
+        let checked = match fresh {
+            true => repo
+                .leftover_blocks(&spec, &copied(worktree))
+                .and_then(|()| {
+                    repo.check(
+                        &Spec {
+                            reuse: true,
+                            ..spec
+                        },
+                        made_by_run,
+                    )
+                }),
+            false => repo.check(&spec, made_by_run),
+        };
+        if let Err(e) = checked {
             problems.push(at(task, &e));
         }
     }
@@ -163,6 +181,59 @@ pub(super) fn preflight(
         notes.push("the repository has submodules, which worktrees get as empty folders; initialise them in the task if it needs them".to_owned());
     }
     Ok(notes)
+}
+
+/// The setup's copied paths, which are never the worker's uncommitted work.
+fn copied(worktree: &WorktreePlan) -> Vec<String> {
+    worktree
+        .setup
+        .as_ref()
+        .map(|s| s.copy.clone())
+        .unwrap_or_default()
+}
+
+/// Clear the branches and folders earlier runs left under the names of the
+/// tasks this run starts afresh (`isolation::rerun` has the rule). Called
+/// with the run's lock held, after `preflight` found nothing in the way.
+pub(super) fn make_way(
+    loaded: &LoadedManifest,
+    plan: &SweepPlan,
+    root: &Path,
+    fates: &[Fate],
+) -> Result<Vec<String>, Invalid> {
+    let fresh: Vec<(&PlannedTask, &WorktreePlan)> = plan
+        .tasks
+        .iter()
+        .zip(fates)
+        .filter(|(_, fate)| fate.runs() && !fate.reuses_worktree())
+        .filter_map(|(t, _)| t.worktree.as_ref().map(|w| (&**t, w)))
+        .filter(|(_, w)| !w.reuse)
+        .collect();
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = |task: &PlannedTask, e: &WorktreeError| {
+        loaded
+            .error_at(
+                &["tasks", task.source_id.as_str(), "worktree"],
+                format!("task `{}` cannot get its worktree: {e}", task.id),
+            )
+            .with_help(e.help())
+    };
+    let repo = Repo::open(root).map_err(|e| Invalid(vec![at(fresh[0].0, &e)]))?;
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    for (task, worktree) in fresh {
+        match repo.clear_leftovers(&spec(worktree, false), &copied(worktree)) {
+            Ok(said) => notes.extend(said),
+            Err(e) => problems.push(at(task, &e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(notes)
+    } else {
+        Err(Invalid(problems))
+    }
 }
 
 impl Sweep {

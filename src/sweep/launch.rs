@@ -35,6 +35,8 @@ pub(super) struct WorkerEnd {
     /// Its plan and `ipc/.done` as they were once it ended, read off the
     /// runner's thread.
     pub(super) look: ClosingLook,
+    /// Its acceptance checks, run when its plan was done.
+    pub(super) checks: super::checks::Checked,
 }
 
 /// A worker's usage changed, or its CLI said it retries an API call (read
@@ -92,7 +94,11 @@ impl Sweep {
         let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
         let (cli_env, cli_failure) = match &task.cli_home {
             Some(home) => {
-                match cli_home::prepare(&task.backend, Path::new(home), &self.user_config) {
+                match cli_home::prepare(
+                    &task.backend,
+                    Path::new(home),
+                    &self.user_config.with_env(&task.env),
+                ) {
                     Ok(env) => (env, None),
                     Err(e) => (Vec::new(), Some(SpawnError::CliHome(e))),
                 }
@@ -112,9 +118,20 @@ impl Sweep {
             }
         }
         let activity = crate::supervise::activity::Activity::start();
+        let env = self.worker_env(&task, cli_env);
+        let check_env = (!task.checks.is_empty()).then(|| env.clone());
+        let check_redactor = redactor.clone();
+        let (confined, cli_failure) = match (cli_failure, self.confine(index, argv, env)) {
+            (Some(failure), _) => (None, Some(failure)),
+            (None, Ok(confined)) => (Some(confined), None),
+            (None, Err(e)) => (None, Some(e)),
+        };
+        let confined = confined.unwrap_or_else(|| super::confine::Confined::failed(&task));
         let launch = Launch {
-            argv,
-            env: self.worker_env(&task, cli_env),
+            argv: confined.argv,
+            env: confined.env,
+            clear_env: confined.clear_env,
+            ignore_term: confined.ignore_term,
             cwd: PathBuf::from(&task.paths.workdir),
             stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
             log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
@@ -134,6 +151,18 @@ impl Sweep {
         }
         self.folders.insert(ipc_dir.clone(), index);
         let (stop_tx, stop_rx) = watch::channel(Stop::No);
+        let checks = check_env.map(|env| super::checks::CheckRun {
+            task: task.clone(),
+            attempt,
+            env,
+            redactor: check_redactor,
+            grace: self.grace,
+            base: self.slots[index]
+                .worktree
+                .as_ref()
+                .map_or_else(|| "HEAD".to_owned(), |w| w.base_commit.clone()),
+            stop: stop_rx.clone(),
+        });
         // The first attempt's plan is the one just written; a retry's is
         // whatever the earlier attempt left, read by the plan reader.
         let plan_now = fresh.then(|| crate::domain::checklist::parse(&task.plan));
@@ -150,7 +179,10 @@ impl Sweep {
             findings,
         );
         self.set_phase(index, Phase::Running);
+        let lane = free_lane(&self.slots, index);
         let slot = &mut self.slots[index];
+        slot.record.env_left_out = confined.left_out;
+        let forwards = confined.forwards;
         slot.stop = Some(stop_tx);
         slot.activity = Some(activity);
         let record = &mut slot.record;
@@ -166,6 +198,8 @@ impl Sweep {
             status: None,
             reason: None,
             duration_ms: None,
+            checks: Vec::new(),
+            lane: Some(lane),
         });
         let format = task.events;
         let (lines, tracking) = track_usage(format, index, &self.usage_tx);
@@ -194,10 +228,17 @@ impl Sweep {
                 Ok(running) => Ok(running.wait(stop_rx).await),
                 Err(e) => Err(e),
             };
+            forwards.iter().for_each(tokio::task::JoinHandle::abort);
             let look = plans.close(index, plan_path, ipc_dir).await;
             let tracker = match tracking {
                 Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
                 None => Tracker::new(format),
+            };
+            let checks = match (checks, &finished) {
+                (Some(run), Ok(finished)) if plan_done(&run.task, finished, &look, &tracker) => {
+                    super::checks::run_all(run).await
+                }
+                _ => super::checks::Checked::default(),
             };
             WorkerEnd {
                 index,
@@ -205,6 +246,7 @@ impl Sweep {
                 finished,
                 tracker,
                 look,
+                checks,
             }
         });
     }
@@ -230,6 +272,35 @@ impl Sweep {
                     message: cli_home::left_out_warning(&left_out),
                 });
             }
+        }
+    }
+
+    /// Say, before any worker starts, which tasks will start without
+    /// credentials for their CLI (judged with their manifest `env:` over
+    /// dispatch's own): such a worker fails within seconds with an error of
+    /// its CLI's own (Gemini CLI's bare exit code 41).
+    pub(super) fn warn_missing_credentials(&mut self) {
+        let env = |name: &str| std::env::var(name).ok();
+        let home = self.user_config.home.clone();
+        let mut warnings = Vec::new();
+        for slot in self.slots.iter().filter(|s| !s.record.status.is_final()) {
+            let task = &slot.task;
+            let program = task.argv.first().map(String::as_str).unwrap_or_default();
+            if let Some(missing) = crate::agents::doctor::missing_credentials(
+                &task.backend,
+                program,
+                &task.env,
+                &env,
+                home.as_deref(),
+            ) {
+                warnings.push(Event::Warning {
+                    task: Some(task.id.clone()),
+                    message: missing,
+                });
+            }
+        }
+        for warning in warnings {
+            self.emit(warning);
         }
     }
 
@@ -325,6 +396,26 @@ fn track_usage(
     (Some(lines_tx), Some(tracking))
 }
 
+/// Whether the worker's end, by itself, makes the task complete: only
+/// then are its checks worth running (a failed plan already says why).
+fn plan_done(
+    task: &PlannedTask,
+    finished: &Finished,
+    look: &ClosingLook,
+    tracker: &Tracker,
+) -> bool {
+    let written = crate::domain::checklist::parse(&task.plan);
+    let (status, _) = super::verdict::decide(&super::verdict::Evidence {
+        finished,
+        plan: look.plan.as_ref(),
+        written: Some(&written),
+        done_marker: look.done_marker,
+        outcome: tracker.outcome.as_ref(),
+        events: task.events,
+    });
+    status == TaskStatus::Complete
+}
+
 /// The prompt of a retry: the task's prompt, then where the earlier attempt
 /// left off, as the dispatch skill's fallback does.
 fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
@@ -343,10 +434,30 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
     } else {
         format!("\n\nAnswers you were given to your earlier questions:{answers}\n")
     };
+    let checks = record
+        .attempts
+        .last()
+        .map(super::check_verdict::feedback)
+        .unwrap_or_default();
     format!(
-        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}\n",
+        "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}{checks}\n",
         task.prompt.trim_end(),
         task.paths.plan,
         task.paths.context
     )
+}
+
+/// The lowest worker slot no other running attempt holds: at most
+/// `concurrency` attempts run at once, so lanes stay below it, and a
+/// timeline drawn by lane shows what ran side by side.
+fn free_lane(slots: &[super::slot::TaskSlot], index: usize) -> u32 {
+    let taken: std::collections::BTreeSet<u32> = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, slot)| *i != index && slot.phase == Phase::Running)
+        .filter_map(|(_, slot)| slot.record.attempts.last())
+        .filter(|attempt| attempt.ended_at.is_none())
+        .filter_map(|attempt| attempt.lane)
+        .collect();
+    (0..).find(|lane| !taken.contains(lane)).unwrap_or(0)
 }

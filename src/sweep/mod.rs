@@ -6,8 +6,11 @@
 pub mod budget;
 pub mod cancel;
 pub mod carry;
+mod check_verdict;
+mod checks;
 pub mod clean;
 mod conclude;
+mod confine;
 mod conversation;
 mod finish;
 mod gaps;
@@ -153,6 +156,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             options.vars.clone(),
         ),
     };
+    notes.extend(manifest::config_effects::effects(&loaded));
     // What run.json records are the vars this run renders with.
     let options = &RunOptions {
         vars: vars.clone(),
@@ -203,6 +207,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     }
     let programs = preflight(&loaded, &sweep_plan, &fates)?;
     let worktree_notes = isolation::preflight(&loaded, &sweep_plan, &root, &fates)?;
+    confine::preflight(&loaded, &sweep_plan, &fates)?;
     state.prepare()?;
     let started_at = clock::now();
     let lock = Lock::acquire(
@@ -213,6 +218,11 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
             started_at: started_at.clone(),
         },
     )?;
+    let worktree_notes = [
+        worktree_notes,
+        isolation::make_way(&loaded, &sweep_plan, &root, &fates)?,
+    ]
+    .concat();
     crate::supervise::reaper::become_subreaper();
     let from = carried.map(|(from, _)| from);
     let started_at = match &resumed {
@@ -446,6 +456,7 @@ impl Sweep {
             concurrency: self.plan.concurrency,
         });
         self.warn_left_out();
+        self.warn_missing_credentials();
         if let Some(problem) = self.plans.problem.take() {
             self.emit(Event::Warning {
                 task: None,

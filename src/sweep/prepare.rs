@@ -319,6 +319,7 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         priority: task.priority.clone(),
         rank: task.rank,
         needs: task.needs.clone(),
+        tags: task.tags.clone(),
         argv: task
             .argv
             .iter()
@@ -347,8 +348,11 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
         attempts: Vec::new(),
         dropped: Vec::new(),
         unticked: Vec::new(),
+        escalations: Vec::new(),
         strays: Vec::new(),
         last_activity: None,
         api_retry: None,
+        sandboxed: task.sandbox.is_some(),
+        env_left_out: Vec::new(),
     }
 }

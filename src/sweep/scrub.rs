@@ -11,5 +11,8 @@ pub(super) fn run_redactor(plan: &SweepPlan) -> Redactor {
         .tasks
         .iter()
         .flat_map(|task| task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Redactor::new(std::env::vars().chain(task_vars), &plan.secrets)
+    Redactor::new(
+        crate::domain::redact::utf8_vars().chain(task_vars),
+        &plan.secrets,
+    )
 }

@@ -415,8 +415,10 @@ mod tests {
         };
         assert_eq!(
             reason(EventFormat::Gemini),
-            "exited with code 41 (Gemini CLI: no usable authentication \
-             (FatalAuthenticationError)) with 0/1 items done"
+            format!(
+                "exited with code 41 (Gemini CLI: {}) with 0/1 items done",
+                crate::agents::gemini::explain_exit(41).unwrap_or_default()
+            )
         );
         assert_eq!(
             reason(EventFormat::None),

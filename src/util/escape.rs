@@ -181,6 +181,27 @@ fn push_visible(out: &mut String, c: char) {
     }
 }
 
+/// A JSON text made safe inside an HTML `<script>` element: `<`, `>` and
+/// `&` become `\u003c`, `\u003e`, `\u0026`, so no `</script>` or `<!--`
+/// in a worker's text can end the element or open a comment, and U+2028
+/// and U+2029 are escaped as older JavaScript parsers read them as line
+/// breaks. They can only appear inside JSON strings, so the JSON means the
+/// same.
+pub fn json_for_script(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + json.len() / 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +343,19 @@ mod tests {
             prop_assert!(no_forged_command(&one_line(&s)));
             prop_assert!(no_forged_command(&markdown_inline(&s)));
             prop_assert!(no_forged_command(&markdown_text(&s)));
+        }
+    }
+
+    proptest! {
+        /// Whatever a worker writes, the JSON in a `<script>` element has
+        /// no character that could end the element or open a comment, and
+        /// still reads back as what was written.
+        #[test]
+        fn json_for_script_cannot_end_the_element(text in "(</?[sS]cript>|<!--|[<>&\u{2028}\u{2029}]|.){0,40}") {
+            let json = json_for_script(&serde_json::to_string(&text).unwrap_or_default());
+            prop_assert!(!json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']), "{}", json);
+            let back: String = serde_json::from_str(&json).unwrap_or_default();
+            prop_assert_eq!(back, text);
         }
     }
 }

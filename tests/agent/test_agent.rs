@@ -78,6 +78,11 @@ Output:
   read-stdin              copy stdin to DISPATCH_TASK_DIR/stdin.txt, print `stdin: N bytes`
 Files (in the working directory, e.g. a worktree):
   write:PATH=TEXT         write TEXT and a newline to PATH, relative to the working directory
+Probes (each prints `probe KIND TARGET: ok` or `probe KIND TARGET: denied (ERROR)` and goes on):
+  try-read:PATH           read PATH
+  try-write:PATH          create PATH (and remove it again)
+  try-connect:HOST:PORT   open a TCP connection to HOST:PORT (5 s limit)
+  try-env:NAME            look up the environment variable NAME (`denied` when unset)
   commit:MESSAGE          `git add -A` and `git commit -m MESSAGE` in the working directory
   delete-cwd              delete the working directory and everything in it
 Process:
@@ -161,6 +166,10 @@ enum Step {
     ReadStdin,
     Write { path: String, text: String },
     Commit(String),
+    TryRead(String),
+    TryWrite(String),
+    TryConnect(String),
+    TryEnv(String),
     DeleteCwd,
     Sleep(Duration),
     WaitFile(PathBuf),
@@ -241,6 +250,10 @@ fn parse_step(arg: &str) -> Result<Step, String> {
             }
         }
         "commit" => Step::Commit(text()?),
+        "try-read" => Step::TryRead(text()?),
+        "try-write" => Step::TryWrite(text()?),
+        "try-connect" => Step::TryConnect(text()?),
+        "try-env" => Step::TryEnv(text()?),
         "delete-cwd" => Step::DeleteCwd,
         "sleep" => Step::Sleep(parse_duration(&text()?)?),
         "wait-file" => Step::WaitFile(PathBuf::from(text()?)),
@@ -378,6 +391,20 @@ impl Agent {
                 fs::write(path, format!("{text}\n")).map_err(|e| Failure::io(path, e))
             }
             Step::Commit(message) => git_commit(message),
+            Step::TryRead(path) => probe("read", path, fs::read(path).map(drop)),
+            Step::TryWrite(path) => probe(
+                "write",
+                path,
+                fs::write(path, b"probe\n").and_then(|()| fs::remove_file(path)),
+            ),
+            Step::TryConnect(address) => probe("connect", address, try_connect(address)),
+            Step::TryEnv(name) => probe(
+                "env",
+                name,
+                std::env::var_os(name)
+                    .map(drop)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not set")),
+            ),
             Step::DeleteCwd => {
                 let cwd = std::env::current_dir().map_err(|e| Failure::io("cwd", e))?;
                 fs::remove_dir_all(&cwd).map_err(|e| Failure::io(cwd.display(), e))
@@ -408,6 +435,29 @@ impl Agent {
             Step::Crash => crash(),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Probes: what a confined worker must not reach, tried and reported
+
+fn probe(kind: &str, target: &str, result: io::Result<()>) -> Outcome {
+    let line = match result {
+        Ok(()) => format!("probe {kind} {target}: ok\n"),
+        Err(e) => format!("probe {kind} {target}: denied ({e})\n"),
+    };
+    write_stdout(line.as_bytes())
+}
+
+fn try_connect(address: &str) -> io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for resolved in address.to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&resolved, Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 // ---------------------------------------------------------------------------

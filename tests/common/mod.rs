@@ -16,7 +16,11 @@ pub fn agent() -> PathBuf {
             let exe = std::env::current_exe().expect("test binary path");
             let target = exe.parent().and_then(Path::parent).expect("target dir");
             let agent = target.join("examples").join("test-agent");
-            if !agent.exists() {
+            // A filtered run (`cargo test --test NAME`) builds no examples:
+            // an agent older than its source would lack new steps.
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent/test_agent.rs");
+            let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if modified(&agent).is_none() || modified(&agent) < modified(&source) {
                 let status = Command::new(env!("CARGO"))
                     .args(["build", "--example", "test-agent"])
                     .status()
@@ -177,5 +181,6 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+pub mod browser;
 pub mod real_cli;
 pub mod tier;

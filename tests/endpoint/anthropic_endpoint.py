@@ -103,6 +103,21 @@ IN_WORKTREE = [
     (FINISH, "Write the output and finish the plan"),
 ]
 
+# `--mode sandbox`: the whole task of `worker`, with an edit committed in
+# the worktree and a try at the main checkout, which a sandbox keeps
+# read-only (the try's error goes back to the model as the tool's result).
+IN_SANDBOX = STEPS[:3] + [
+    (
+        "echo made-by-claude > edited.txt && git add edited.txt && "
+        "git -c user.name=claude -c user.email=claude@example.invalid "
+        "commit -q -m 'Edit from Claude Code' && "
+        "(echo escape > \"$(git rev-parse --path-format=absolute --git-common-dir)/../escape.txt\" "
+        "2>/dev/null && echo 'main checkout: written' || echo 'main checkout: Read-only file system')",
+        "Edit and commit a file",
+    ),
+    STEPS[3],
+]
+
 # `--mode hang`: a command that starts a grandchild in the background,
 # notes its pid, and never returns, so the task can only end by timeout.
 HANG = (
@@ -173,6 +188,7 @@ def plan_response(body):
     steps = {
         "hang": [HANG],
         "worktree": IN_WORKTREE,
+        "sandbox": IN_SANDBOX,
         "limited": [(FINISH, "Write the output and finish the plan")],
         "busy": [(FINISH, "Write the output and finish the plan")],
     }.get(State.mode, STEPS)
@@ -404,7 +420,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="file to append one JSON line per request to")
     parser.add_argument(
-        "--mode", choices=["worker", "error", "overloaded", "busy", "limited", "hang", "worktree", "slow", "malformed"], default="worker"
+        "--mode", choices=["worker", "error", "overloaded", "busy", "limited", "hang", "worktree", "sandbox", "slow", "malformed"], default="worker"
     )
     args = parser.parse_args()
     State.log_path = args.log

@@ -1,0 +1,2 @@
+// Frozen: deleted next quarter, not worth migrating.
+import { shallow } from 'enzyme';

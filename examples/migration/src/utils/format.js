@@ -1,0 +1,1 @@
+export const money = (n) => `$${n.toFixed(2)}`;
