@@ -172,8 +172,13 @@ fn workflows() -> Vec<(String, String)> {
 fn the_workflows_pass_actionlint() {
     let files = workflows();
     assert!(files.len() >= 4, "{files:?}");
-    let findings = lint(&files);
-    assert!(findings.is_empty(), "{}", explain(&findings, &files));
+    // One file per call: the WebAssembly build runs out of room and traps
+    // ("unreachable") on all of them at once, though each passes alone.
+    for file in files {
+        let files = vec![file];
+        let findings = lint(&files);
+        assert!(findings.is_empty(), "{}", explain(&findings, &files));
+    }
 }
 
 fn the_action_passes_actionlint() {

@@ -4,6 +4,10 @@
 //! Schema in `schemas/manifest.schema.json` is generated from them (doc
 //! comments become the schema's descriptions, which editors show), and a test
 //! fails when the checked-in file drifts from what they generate.
+//!
+//! Over 800 lines on purpose: the top-level manifest, `defaults` and a task
+//! share most fields, and keeping them side by side in one file is what
+//! lets a reader see the whole format (and its schema text) at once.
 
 use std::borrow::Cow;
 
