@@ -283,9 +283,12 @@ pub fn assert_reports_agree(project: &Project, run: &Run, task: &str, usage: &Va
     assert_eq!(entry["usage"]["turns"], usage["turns"]);
     assert_eq!(entry["findings"][0]["title"], "Real CLI finding");
     let markdown = std::fs::read_to_string(run_dir.join("report.md")).expect("report.md");
+    let turns = usage["turns"].as_u64().unwrap_or(0);
     let line = format!(
-        "Usage: {} turns, {} input and {} output tokens",
-        usage["turns"], usage["input_tokens"], usage["output_tokens"]
+        "Usage: {turns} turn{}, {} input and {} output tokens",
+        if turns == 1 { "" } else { "s" },
+        usage["input_tokens"],
+        usage["output_tokens"]
     );
     assert!(markdown.contains(&line), "{line} not in\n{markdown}");
     assert!(markdown.contains("Real CLI finding"), "{markdown}");
