@@ -284,11 +284,10 @@ fn cancel_stops_the_workers_a_killed_run_left() {
     let output = project.command(&["cancel"]).output().expect("cancel");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("stopped the workers it left: orphan"));
-    // SAFETY: signal 0 only checks that the process exists.
-    wait_for(
-        "the worker to be gone",
-        || unsafe { libc::kill(pid, 0) } != 0,
-    );
+    wait_for("the worker to be gone", || {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) != 0 }
+    });
     assert_eq!(status_of(&project, "orphan"), "cancelled");
 }
 
