@@ -13,6 +13,7 @@ pub mod schema;
 pub mod types;
 pub mod user_config;
 pub mod validate;
+pub mod worktree;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
