@@ -102,7 +102,46 @@ pub fn table() -> HashMap<Pid, Stat> {
 /// `/proc/PID/task/TID/children` (Linux with `CONFIG_PROC_CHILDREN`, as
 /// distributions build it). Without it only [`table`] can tell.
 pub fn children_listed() -> bool {
-    std::path::Path::new("/proc/thread-self/children").exists()
+    static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LISTED.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+}
+
+/// The children of process `pid` that its orphans are among: those of its
+/// thread-group leader. When a process dies, the kernel gives its children
+/// to the nearest subreaper's first live thread (`find_new_reaper`, which
+/// walks the thread list from the leader), and a thread that ends hands
+/// its own children to the same; so while the leader lives, everything
+/// re-parented to `pid` is listed in the leader's one `children` file.
+/// Children another thread spawned and still waits for itself are not
+/// listed: dispatch starts workers, checks and hooks on its runtime's
+/// thread (and notes them, see `reaper::own`), and what other threads start
+/// (git, a worktree's setup script) is no task's leftover until it is
+/// orphaned, which brings it here. Once the leader has exited (a zombie
+/// thread lists nothing), every thread is read, as [`children_of`] does.
+///
+/// One file read instead of one per thread: the task-end scan runs at
+/// every task's end, and dispatch has a dozen threads and more.
+pub fn orphan_parents_children(pid: Pid) -> Vec<Pid> {
+    let listed = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    match listed {
+        Ok(text) if !text.trim().is_empty() || !leader_exited(pid) => parse_pids(&text),
+        _ => children_of(pid),
+    }
+}
+
+/// Whether `pid`'s leader thread has exited while other threads go on
+/// (it then stays a zombie thread until the whole process ends).
+fn leader_exited(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"))
+        .ok()
+        .and_then(|text| parse_stat(&text))
+        .is_none_or(|stat| stat.is_zombie())
+}
+
+fn parse_pids(text: &str) -> Vec<Pid> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse::<Pid>().ok())
+        .collect()
 }
 
 /// The children of every thread of `pid`. A subreaper's orphans are
@@ -115,11 +154,7 @@ pub fn children_of(pid: Pid) -> Vec<Pid> {
     threads
         .flatten()
         .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<Pid>().ok())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|text| parse_pids(&text))
         .collect()
 }
 

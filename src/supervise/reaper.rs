@@ -108,11 +108,13 @@ fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
         // of this process's children that it did not spawn itself are
         // read, which at the end of most tasks is nothing at all; reading
         // the whole table instead made each task's end cost a read of
-        // every process on the machine.
+        // every process on the machine. Orphans are re-parented to this
+        // process's leader thread, so its one `children` file is read,
+        // not every thread's (see `procfs::orphan_parents_children`).
         Scope::Ours if procfs::children_listed() => {
             let mut table = HashMap::new();
             for _ in 0..SUBTREE_READS {
-                let roots: Vec<Pid> = procfs::children_of(me)
+                let roots: Vec<Pid> = procfs::orphan_parents_children(me)
                     .into_iter()
                     .filter(|&pid| !is_own(pid))
                     .collect();
@@ -432,7 +434,9 @@ mod tests {
             .expect("sleep");
         let marker = Marker::task("reaper-test-run", "reaper-test-task");
         let pid = marked.id();
-        let strays = stop_marked(&marker, Scope::Ours, Duration::from_millis(200), "test");
+        // Anywhere: `Scope::Ours` looks among the leader thread's children,
+        // where orphans land, and this test's thread is not the leader.
+        let strays = stop_marked(&marker, Scope::Anywhere, Duration::from_millis(200), "test");
         assert_eq!(strays.len(), 1, "{strays:?}");
         assert_eq!(strays[0].pid, pid);
         assert_eq!(strays[0].command, "sleep");

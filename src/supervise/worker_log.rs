@@ -1,27 +1,75 @@
-//! `worker.log`, written on a thread of its own.
+//! `worker.log`, written on one thread shared by every worker's log.
 //!
 //! A worker's output is read on the runner's one thread, which also serves
 //! every other worker's timeout and Ctrl-C. Writing each line to disk there
 //! would hold all of that up for as long as the disk takes (seconds, on a
 //! stalled network disk), so the reader only hands the redacted bytes over
-//! and a thread per log writes them, in order. The log is complete once
-//! [`WorkerLog::close`] has returned, before anything reads its tail.
+//! and the log thread writes them, in order. The log is complete once the
+//! receiver [`WorkerLog::close`] returns has answered, before anything reads
+//! its tail.
+//!
+//! One thread for all logs rather than one per worker: starting and ending
+//! a thread for each task cost more CPU than the writes of a worker that
+//! prints little (a sweep of 1,000 short tasks spent a thread's creation,
+//! stack and exit on every one). The thread starts with the first log and
+//! lives as long as the process.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Mutex;
 
 use crate::state::{open_append, StateError};
 
 /// `worker.log` is rotated to `worker.log.1` past this size.
 pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// One log as the thread knows it.
+type LogId = u64;
+
+enum Job {
+    /// Take over an open log.
+    Open { id: LogId, file: LogFile },
+    /// Append to it.
+    Write { id: LogId, bytes: Vec<u8> },
+    /// Nothing more comes: close it and answer once all it was given is
+    /// written.
+    Close {
+        id: LogId,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// The log thread's queue and the next id, started with the first log.
+/// `None` inside once it could not be started: logs are then written
+/// inline.
+static THREAD: Mutex<Option<Option<(Sender<Job>, LogId)>>> = Mutex::new(None);
+
+/// A queue to the log thread and an id for a new log on it, starting the
+/// thread if this is the first log.
+fn enqueue() -> Option<(Sender<Job>, LogId)> {
+    let mut thread = THREAD.lock().ok()?;
+    let state = thread.get_or_insert_with(|| {
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("dispatch-worker-log".to_owned())
+            .stack_size(64 * 1024)
+            .spawn(move || write_loop(queue))
+            .ok()
+            .map(|_| (jobs, 0))
+    });
+    let (jobs, next) = state.as_mut()?;
+    *next += 1;
+    Some((jobs.clone(), *next))
+}
+
 /// The sending side of one worker's log.
 pub struct WorkerLog {
-    bytes: Option<Sender<Vec<u8>>>,
-    written: Option<tokio::sync::oneshot::Receiver<()>>,
-    /// Without a thread (none could be started) the log is written here.
+    queue: Option<(Sender<Job>, LogId)>,
+    /// Without the thread (it could not be started) the log is written
+    /// here.
     inline: Option<LogFile>,
 }
 
@@ -30,34 +78,34 @@ impl WorkerLog {
     /// so a log that cannot be made fails the launch with its reason.
     pub fn open(path: PathBuf) -> Result<Self, StateError> {
         let file = LogFile::open(path.clone())?;
-        let (bytes, queue) = mpsc::channel();
-        let (done, written) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("dispatch-worker-log".to_owned())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                write_loop(file, queue);
-                let _ = done.send(());
-            });
-        match spawned {
-            Ok(_) => Ok(Self {
-                bytes: Some(bytes),
-                written: Some(written),
-                inline: None,
-            }),
+        let Some((jobs, id)) = enqueue() else {
             // No thread to be had: write on this thread, slower but whole.
-            Err(_) => Ok(Self {
-                bytes: None,
-                written: None,
-                inline: Some(LogFile::open(path)?),
-            }),
+            return Ok(Self::inline(file));
+        };
+        if jobs.send(Job::Open { id, file }).is_err() {
+            // The thread is gone (only a panic ends it): the same.
+            return Ok(Self::inline(LogFile::open(path)?));
+        }
+        Ok(Self {
+            queue: Some((jobs, id)),
+            inline: None,
+        })
+    }
+
+    fn inline(file: LogFile) -> Self {
+        Self {
+            queue: None,
+            inline: Some(file),
         }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
-        match (&self.bytes, &mut self.inline) {
-            (Some(sender), _) => {
-                let _ = sender.send(bytes.to_vec());
+        match (&self.queue, &mut self.inline) {
+            (Some((jobs, id)), _) => {
+                let _ = jobs.send(Job::Write {
+                    id: *id,
+                    bytes: bytes.to_vec(),
+                });
             }
             (None, Some(file)) => file.write(bytes),
             (None, None) => {}
@@ -65,21 +113,61 @@ impl WorkerLog {
     }
 
     /// Stop taking bytes, and a receiver that answers once the thread has
-    /// written everything it was given (await it without holding a lock).
+    /// written everything this log was given (await it without holding a
+    /// lock). `None` when there is nothing to wait for.
     pub fn close(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        self.bytes = None;
-        self.written.take()
+        self.inline = None;
+        let (jobs, id) = self.queue.take()?;
+        let (done, written) = tokio::sync::oneshot::channel();
+        jobs.send(Job::Close { id, done }).ok()?;
+        Some(written)
     }
 }
 
-fn write_loop(mut file: LogFile, queue: Receiver<Vec<u8>>) {
-    while let Ok(first) = queue.recv() {
-        // What queued up while the disk was slow goes out in one write.
-        let mut bytes = first;
-        for more in queue.try_iter() {
-            bytes.extend_from_slice(&more);
+impl Drop for WorkerLog {
+    /// A log dropped without [`WorkerLog::close`] (a launch that failed
+    /// after the open) is closed too, so the thread lets its file go.
+    fn drop(&mut self) {
+        if let Some((jobs, id)) = self.queue.take() {
+            let (done, _) = tokio::sync::oneshot::channel();
+            let _ = jobs.send(Job::Close { id, done });
         }
-        file.write(&bytes);
+    }
+}
+
+fn write_loop(queue: Receiver<Job>) {
+    let mut logs: HashMap<LogId, LogFile> = HashMap::new();
+    // Bytes taken but not yet written, per log, in the order first seen.
+    let mut pending: Vec<(LogId, Vec<u8>)> = Vec::new();
+    while let Ok(first) = queue.recv() {
+        // What queued up while the disk was slow goes out in one write per
+        // log; a close waits for its log's bytes before it is answered.
+        for job in std::iter::once(first).chain(queue.try_iter()) {
+            match job {
+                Job::Open { id, file } => {
+                    logs.insert(id, file);
+                }
+                Job::Write { id, bytes } => match pending.iter_mut().find(|(p, _)| *p == id) {
+                    Some((_, queued)) => queued.extend_from_slice(&bytes),
+                    None => pending.push((id, bytes)),
+                },
+                Job::Close { id, done } => {
+                    if let Some(at) = pending.iter().position(|(p, _)| *p == id) {
+                        let (_, bytes) = pending.remove(at);
+                        if let Some(file) = logs.get_mut(&id) {
+                            file.write(&bytes);
+                        }
+                    }
+                    logs.remove(&id);
+                    let _ = done.send(());
+                }
+            }
+        }
+        for (id, bytes) in pending.drain(..) {
+            if let Some(file) = logs.get_mut(&id) {
+                file.write(&bytes);
+            }
+        }
     }
 }
 
