@@ -189,8 +189,8 @@ pub fn stop_marked(marker: &Marker, scope: Scope, grace: Duration, when: &str) -
 /// with the task its marker names, if any. Zombies re-parented here are
 /// reaped too.
 pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Option<String>, Stray)> {
-    let table = procfs::table();
     let me = own_pid();
+    let table = descendants_table(me);
     let mut found = Vec::new();
     let mut tasks = Vec::new();
     for pid in procfs::descendants(&table, me) {
@@ -213,6 +213,25 @@ pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Option<String>,
         }));
     }
     tasks.into_iter().zip(stop(found, grace, when)).collect()
+}
+
+/// `me`'s descendants with their stats: through the `children` files
+/// (every thread's, once) where the kernel lists them, which reads only
+/// this process's tree rather than every process on the machine; else the
+/// whole table.
+fn descendants_table(me: Pid) -> HashMap<Pid, procfs::Stat> {
+    if !procfs::children_listed() {
+        return procfs::table();
+    }
+    let mut table = HashMap::new();
+    for _ in 0..SUBTREE_READS {
+        let (read, changed) = procfs::subtree(&procfs::children_of(me));
+        table.extend(read);
+        if !changed {
+            break;
+        }
+    }
+    table
 }
 
 /// SIGTERM, up to `grace` for them to go, SIGKILL; each signal only while
