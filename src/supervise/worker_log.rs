@@ -42,14 +42,17 @@ enum Job {
     },
 }
 
-/// The log thread's queue and the next id, started with the first log.
-/// `None` inside once it could not be started: logs are then written
-/// inline.
-static THREAD: Mutex<Option<Option<(Sender<Job>, LogId)>>> = Mutex::new(None);
+/// The log thread's queue and the last id given out.
+type Queue = (Sender<Job>, LogId);
+
+/// The log thread, started with the first log: `None` until then, and
+/// `Some(None)` once it could not be started (logs are then written
+/// inline).
+static THREAD: Mutex<Option<Option<Queue>>> = Mutex::new(None);
 
 /// A queue to the log thread and an id for a new log on it, starting the
 /// thread if this is the first log.
-fn enqueue() -> Option<(Sender<Job>, LogId)> {
+fn enqueue() -> Option<Queue> {
     let mut thread = THREAD.lock().ok()?;
     let state = thread.get_or_insert_with(|| {
         let (jobs, queue) = mpsc::channel();
@@ -67,7 +70,7 @@ fn enqueue() -> Option<(Sender<Job>, LogId)> {
 
 /// The sending side of one worker's log.
 pub struct WorkerLog {
-    queue: Option<(Sender<Job>, LogId)>,
+    queue: Option<Queue>,
     /// Without the thread (it could not be started) the log is written
     /// here.
     inline: Option<LogFile>,
