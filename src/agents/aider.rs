@@ -9,6 +9,19 @@
 //! aider prints no events. It prints a `Tokens:` line per model call and,
 //! when the API fails, a LiteLLM error, after which it still exits 0; those
 //! are what is read.
+//!
+//! It runs with `--no-git`, because in a git repository aider (0.86) can
+//! deliver neither the plan nor the output: it refuses to edit a file git
+//! ignores unless the file is in its chat, and `.dispatch/` is in
+//! `.git/info/exclude`; a file put in its chat (`--file`,
+//! `--add-gitignore-files`) it then fails to commit (`git add` refuses an
+//! ignored path), and that failed commit takes the task's code edits down
+//! with it; and in a worktree the plan is outside its repository, whose
+//! root it edits only beneath. Without git aider edits any path the model
+//! names, consults no ignore rule (nothing of the user's is changed), makes
+//! no commits and no repository map, so it leaves no
+//! `.aider.tags.cache.v4/` behind. Its edits stay uncommitted, as every
+//! other CLI's do; a worktree task's are committed by `commit: auto`.
 
 use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
 
@@ -146,6 +159,13 @@ mod tests {
             &["--no-pretty", "--no-stream"],
             EventFormat::Aider,
         );
+    }
+
+    #[test]
+    fn the_command_line_keeps_aider_out_of_git() {
+        // In a repository aider cannot tick a plan git ignores, nor edit
+        // outside a worktree; see the module's doc.
+        assert_command_line("aider", "aider", &["--no-git"], EventFormat::Aider);
     }
 
     #[test]
