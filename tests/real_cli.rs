@@ -313,7 +313,7 @@ name: real-cli-timeout
 tasks:
   claude-task:
     model: sonnet
-    timeout: 30s
+    timeout: 60s
     retries: 0
     prompt: Run the long job with your Bash tool.
     plan: [Run the long job]

@@ -427,7 +427,7 @@ name: real-cli-codex-timeout
 tasks:
   codex-task:
     model: codex
-    timeout: 30s
+    timeout: 60s
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]

@@ -369,7 +369,7 @@ name: real-cli-gemini-timeout
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 30s
+    timeout: 60s
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]

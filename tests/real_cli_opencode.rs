@@ -337,7 +337,7 @@ models:
 tasks:
   {TASK}:
     model: scripted
-    timeout: 40s
+    timeout: 60s
     retries: 0
     prompt: Run the long job with your bash tool.
     plan: [Run the long job]
@@ -499,7 +499,7 @@ models:
 tasks:
   {TASK}:
     model: scripted
-    timeout: 40s
+    timeout: 60s
     retries: 0
     prompt: Work through the plan with your bash tool.
     plan: [Mark the first item, Write the output]
