@@ -5,8 +5,10 @@
 //! aider has no tools: the endpoint answers with whole-file edit blocks that
 //! rewrite the task's plan (every item checked) and write its output file,
 //! which aider applies. It cannot ask questions or report findings through
-//! `dispatch worker`, and `dispatch` reads no usage from its plain-text
-//! output; see `docs/real-clis-openai-compatible.md`.
+//! `dispatch worker`; `dispatch` reads its usage from its plain-text
+//! output. Every test runs in a git repository, as users run aider, and
+//! one in a worktree task whose edit is committed; see
+//! `docs/real-clis-openai-compatible.md`.
 //!
 //! When `aider` cannot run here (not installed, or no python3 for the
 //! endpoint), each test shows as ignored, and fails instead under

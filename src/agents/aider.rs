@@ -20,8 +20,9 @@
 //! root it edits only beneath. Without git aider edits any path the model
 //! names, consults no ignore rule (nothing of the user's is changed), makes
 //! no commits and no repository map, so it leaves no
-//! `.aider.tags.cache.v4/` behind. Its edits stay uncommitted, as every
-//! other CLI's do; a worktree task's are committed by `commit: auto`.
+//! `.aider.tags.cache.v4/` behind. Its edits stay uncommitted (the other
+//! CLIs commit only when the model runs git); a worktree task's are
+//! committed by `commit: auto`.
 
 use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
 
