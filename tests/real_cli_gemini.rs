@@ -172,6 +172,8 @@ fn the_gemini_backend_drives_real_gemini_cli_through_a_whole_task() {
         &project,
         &whole_task_manifest("real-cli-gemini", "", None, "gemini-task", MODEL, "shell"),
     );
+    // In a git repository, as users run it.
+    common::init_repo(project.path());
     let run = run_sweep(&project, &gemini, &endpoint, 2);
     let why = context(&project, &run, &endpoint);
     // Every task completed; the high finding escalated (exit code 3).
@@ -299,7 +301,7 @@ name: real-cli-gemini-error
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Write the output]
@@ -310,7 +312,7 @@ tasks:
     let run = run_sweep(&project, &gemini, &endpoint, 1);
     let why = context(&project, &run, &endpoint);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(120),
         "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
         started.elapsed()
     );
@@ -367,7 +369,7 @@ name: real-cli-gemini-timeout
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 10s
+    timeout: 60s
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]
@@ -396,7 +398,7 @@ tasks:
     } else {
         -1
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -497,7 +499,7 @@ name: real-cli-gemini-worktree
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Make the edit with your shell tool.
     plan: [Edit a file, Write the output]
@@ -535,7 +537,7 @@ questions:
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Report a finding, Ask which region, Write the output]
@@ -569,7 +571,7 @@ name: real-cli-gemini-malformed
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Write the output]
@@ -580,7 +582,7 @@ tasks:
     let run = run_sweep(&project, &gemini, &endpoint, 1);
     let why = context(&project, &run, &endpoint);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(120),
         "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
         started.elapsed()
     );
