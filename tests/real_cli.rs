@@ -308,16 +308,20 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
-        "version: 1
+        &("version: 1
 name: real-cli-timeout
 tasks:
   claude-task:
     model: sonnet
-    timeout: 60s
+    timeout: STOP_TIMEOUT
     retries: 0
     prompt: Run the long job with your Bash tool.
     plan: [Run the long job]
-",
+")
+        .replace(
+            "STOP_TIMEOUT",
+            &common::real_cli::stop_timeout(&claude, 4.0),
+        ),
     );
     let run = run_sweep(&project, &claude, &endpoint, "0");
     let why = context(&project, &run, &endpoint);

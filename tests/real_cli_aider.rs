@@ -291,9 +291,10 @@ fn a_slow_answer_still_completes_the_task() {
 /// A 200 whose body is not JSON is, to LiteLLM, an `InternalServerError`,
 /// which aider retries itself, 0.25 s doubling to 32 s apart (9 calls in
 /// about 70 s, then it exits 0; no setting bounds it). The test gives the
-/// task 60 s: less than aider's retries take (their waits alone add up to
-/// over 60 s), and time for aider to start on a loaded machine, which was
-/// seen taking over 30 s to make its first call. It
+/// task 15 to 60 s ([`stop_timeout`](common::real_cli::stop_timeout), by how
+/// fast aider starts here): less than aider's retries take (their waits
+/// alone add up to over 60 s), and time for aider to start on a loaded
+/// machine, which was seen taking over 30 s to make its first call. It
 /// must end `timed-out` (not `complete`) with aider stopped,
 /// after aider printed LiteLLM's error and retried, and with that error
 /// read into the task's `outcome`.
@@ -301,7 +302,7 @@ fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
     let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-malformed");
-    write_manifest(&project, "60s", "");
+    write_manifest(&project, &common::real_cli::stop_timeout(&aider, 4.0), "");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
     assert_eq!(run.status.code(), Some(1), "{why}");

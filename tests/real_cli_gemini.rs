@@ -353,15 +353,15 @@ fn an_unavailable_api_fails_the_task_without_retrying() {
 /// Stopping the worker's process group alone would leave the shell, its
 /// foreground command and its background job running; dispatch also finds
 /// the worker's descendants that left its group and stops them. The
-/// timeout is 10 s, not 4 s: Gemini CLI needs 2 to
-/// 5 s to start on a loaded machine, and the job must have started.
+/// timeout ([`stop_timeout`](common::real_cli::stop_timeout)) scales with
+/// how fast Gemini CLI starts here: the job must have started first.
 fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
-        &format!(
+        &(format!(
             "version: 1
 defaults:
   cli_config: user
@@ -369,11 +369,15 @@ name: real-cli-gemini-timeout
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: 60s
+    timeout: STOP_TIMEOUT
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]
 "
+        ))
+        .replace(
+            "STOP_TIMEOUT",
+            &common::real_cli::stop_timeout(&gemini, 4.0),
         ),
     );
     let run = run_sweep(&project, &gemini, &endpoint, 1);
