@@ -153,9 +153,15 @@ fn why_tone(why: Attention) -> Tone {
 /// `4997 complete, 3 failed`, in a fixed status order; `no tasks to run`
 /// for none (an empty shard, say).
 pub fn counts(records: &[TaskRecord]) -> String {
+    status_counts(records.iter().map(|r| r.status))
+}
+
+/// [`counts`] of the statuses alone (`dispatch status` has no more of a
+/// finished run's tasks than its index).
+pub fn status_counts(statuses: impl IntoIterator<Item = TaskStatus>) -> String {
     let mut by = [0usize; TaskStatus::ALL.len()];
-    for record in records {
-        if let Some(i) = TaskStatus::ALL.iter().position(|s| *s == record.status) {
+    for status in statuses {
+        if let Some(i) = TaskStatus::ALL.iter().position(|s| *s == status) {
             by[i] += 1;
         }
     }
