@@ -97,23 +97,37 @@ fn the_slow_task_gets_a_shard_of_its_own() {
 #[test]
 fn matrix_lists_the_shards_the_durations_fill() {
     let project = project_with_report();
-    let output = project
-        .command(&[
-            "matrix",
-            "sweep.yaml",
-            "--shards",
-            "8",
-            "--durations",
-            "durations.json",
-        ])
-        .output()
-        .expect("dispatch runs");
-    assert_eq!(output.status.code(), Some(0));
-    let matrix: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let matrix = |durations: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+            .args([
+                "matrix",
+                "sweep.yaml",
+                "--shards",
+                "8",
+                "--durations",
+                durations,
+            ])
+            .current_dir(project.path())
+            .output()
+            .expect("dispatch runs")
+    };
+    let output = matrix("durations.json");
     assert_eq!(
-        matrix["shard"],
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("json");
+    // Seven tasks: the eighth shard would be empty and is left out.
+    assert_eq!(
+        listed["shard"],
         json!(["1/8", "2/8", "3/8", "4/8", "5/8", "6/8", "7/8"])
     );
+    let output = matrix("missing.json");
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("--durations missing.json"), "{err}");
 }
 
 #[test]
