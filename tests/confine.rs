@@ -185,6 +185,21 @@ tasks:
         "the worker never ran"
     );
 
+    // `validate` keeps the manifest valid (it may run where bwrap is), but
+    // says this machine would refuse it.
+    let validate = bare(&project, &["validate", "sweep.yaml"])
+        .env("PATH", path.path())
+        .output()
+        .expect("runs");
+    let warned = String::from_utf8_lossy(&validate.stderr);
+    assert_eq!(validate.status.code(), Some(0), "{warned}");
+    assert!(
+        warned.contains(
+            "warning: sweep.yaml: task `a` is to run in a sandbox, and bubblewrap (`bwrap`) is not on PATH: `dispatch run` refuses to start it on this machine"
+        ),
+        "{warned}"
+    );
+
     let doctor = bare(&project, &["doctor", "sweep.yaml"])
         .env("PATH", path.path())
         .output()

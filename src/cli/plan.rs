@@ -11,8 +11,8 @@ use crate::manifest::{
     types::{CommitPolicy, KeepPolicy, PromptMode},
     Invalid,
 };
-use crate::plan::select::Selection;
 use crate::plan::prompt::Prompter;
+use crate::plan::select::Selection;
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::fsutil::write_atomic;
 

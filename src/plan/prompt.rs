@@ -59,7 +59,11 @@ pub struct Prompter {
 
 impl Prompter {
     /// For the tasks of `tasks` (the whole plan, before any selection).
-    pub fn new(loaded: Arc<LoadedManifest>, options: PlanOptions, tasks: &[Arc<PlannedTask>]) -> Self {
+    pub fn new(
+        loaded: Arc<LoadedManifest>,
+        options: PlanOptions,
+        tasks: &[Arc<PlannedTask>],
+    ) -> Self {
         let needed: std::collections::HashSet<&str> = tasks
             .iter()
             .flat_map(|t| t.needs.iter().map(String::as_str))

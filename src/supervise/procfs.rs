@@ -72,9 +72,36 @@ pub fn environ(pid: Pid) -> Option<Vec<u8>> {
 
 /// `/proc/PID/environ` as read: empty for a zombie, a kernel thread, or a
 /// process in the middle of `exec`; an error when gone or another user's.
+///
+/// It is read in one `read` call, which the kernel serves from one hold
+/// of the process's memory. Read in several (as `std::fs::read` does,
+/// starting with a small probe), an `exec` between two calls ends the
+/// text early: a daemon caught starting would show a cut environment
+/// without its marker and be let go. When the environment fills the
+/// buffer, it is read again, whole, into a larger one.
 pub fn environ_bytes(pid: Pid) -> std::io::Result<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/environ"))
+    use std::io::Read;
+    let path = format!("/proc/{pid}/environ");
+    let mut size = ENVIRON_BUFFER;
+    loop {
+        let mut file = std::fs::File::open(&path)?;
+        let mut buf = vec![0; size];
+        let read = loop {
+            match file.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if read < size {
+            buf.truncate(read);
+            return Ok(buf);
+        }
+        size *= 2;
+    }
 }
+
+/// Enough for the environment of nearly any process in one read.
+const ENVIRON_BUFFER: usize = 64 * 1024;
 
 /// The value of `name` in an environ block.
 pub fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -307,6 +334,38 @@ pub fn is_same_process(pid: u32, start_time: Option<u64>, marker: Option<&Marker
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process re-executing itself in a loop, with an environment of
+    /// several pages, is read again and again: every read that is not
+    /// empty holds the whole environment (its last variable too). Read in
+    /// several calls, an `exec` between two of them cut it short, and a
+    /// hook's daemon caught starting was let go as unmarked.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_environment_read_during_exec_is_whole_or_empty() {
+        let script = r#"n=$N; [ "$n" -gt 0 ] || exit 0; N=$((n-1)) exec sh -c "$0" "$0""#;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", script, script])
+            .env("N", "4000")
+            .env("PAD", "x".repeat(9000))
+            .env("ZZ_LAST", "1")
+            .spawn()
+            .expect("sh starts");
+        let pid = Pid::try_from(child.id()).expect("a pid");
+        let (mut reads, mut cut) = (0, 0);
+        while reads < 5_000 && matches!(child.try_wait(), Ok(None)) {
+            if let Ok(env) = environ_bytes(pid) {
+                reads += 1;
+                if !env.is_empty() && env_value(&env, "ZZ_LAST").is_none() {
+                    cut += 1;
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(reads > 100, "the process was read {reads} times only");
+        assert_eq!(cut, 0, "{cut} of {reads} reads were cut short");
+    }
 
     #[test]
     fn stat_fields_are_read_after_the_name() {

@@ -182,11 +182,38 @@ pub fn stop_marked(marker: &Marker, scope: Scope, grace: Duration, when: &str) -
     stop(find(marker, scope), grace, when)
 }
 
+/// Whose a leftover found at the end of a run was, by the marker it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// An escalation hook's (its hook id, without the run's prefix). A hook
+    /// gets its task's `DISPATCH_TASK_ID` too, so this is asked first: a
+    /// hook's daemon is not the worker's.
+    Hook(String),
+    /// A task's worker's.
+    Task(String),
+    /// It carries no marker (it cleared its environment).
+    Unknown,
+}
+
+impl Owner {
+    fn of(env: Option<&[u8]>) -> Self {
+        let value = |name| {
+            env.and_then(|env| procfs::env_value(env, name))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        if let Some(hook) = value(procfs::HOOK_VAR) {
+            let id = hook.split_once('/').map_or(hook.as_str(), |(_, id)| id);
+            return Self::Hook(id.to_owned());
+        }
+        value("DISPATCH_TASK_ID").map_or(Self::Unknown, Self::Task)
+    }
+}
+
 /// At the end of a run: every descendant still alive is a leftover (every
 /// worker and hook has ended), whatever its environment says; each comes
-/// with the task its marker names, if any. Zombies re-parented here are
-/// reaped too.
-pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Option<String>, Stray)> {
+/// with the hook or task its marker names, if any. Zombies re-parented
+/// here are reaped too.
+pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Owner, Stray)> {
     let table = procfs::table();
     let me = own_pid();
     let mut found = Vec::new();
@@ -205,10 +232,7 @@ pub fn stop_all_descendants(grace: Duration, when: &str) -> Vec<(Option<String>,
             pid,
             start_time: stat.start_time,
         });
-        tasks.push(procfs::environ(pid).and_then(|env| {
-            procfs::env_value(&env, "DISPATCH_TASK_ID")
-                .map(|id| String::from_utf8_lossy(id).into_owned())
-        }));
+        tasks.push(Owner::of(procfs::environ(pid).as_deref()));
     }
     tasks.into_iter().zip(stop(found, grace, when)).collect()
 }
@@ -443,5 +467,21 @@ mod tests {
         assert!(procfs::start_time(other.id()).is_some(), "left alone");
         let _ = other.kill();
         let _ = other.wait();
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::Owner;
+
+    #[test]
+    fn a_leftover_is_its_hooks_before_its_tasks() {
+        // A hook carries its task's id too: what it left is the hook's.
+        let hook = b"PATH=/bin\0DISPATCH_TASK_ID=crasher\0DISPATCH_HOOK_ID=run-1/starter-0\0";
+        assert_eq!(Owner::of(Some(hook)), Owner::Hook("starter-0".into()));
+        let worker = b"DISPATCH_RUN_ID=run-1\0DISPATCH_TASK_ID=crasher\0";
+        assert_eq!(Owner::of(Some(worker)), Owner::Task("crasher".into()));
+        assert_eq!(Owner::of(Some(b"PATH=/bin\0")), Owner::Unknown);
+        assert_eq!(Owner::of(None), Owner::Unknown);
     }
 }

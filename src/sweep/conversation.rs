@@ -477,10 +477,7 @@ impl Sweep {
             .await
             .unwrap_or_default();
             if !strays.is_empty() {
-                let _ = report.send(format!(
-                    "processes the hook of escalation rule {rule} started outlived it and were stopped: {}",
-                    reaper::describe(&strays)
-                ));
+                let _ = report.send(super::leftovers::hook_strays(&rule, &strays));
             }
         }));
     }

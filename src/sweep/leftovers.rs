@@ -6,7 +6,7 @@
 
 use super::Sweep;
 use crate::events::Event;
-use crate::supervise::reaper::{self, Stray};
+use crate::supervise::reaper::{self, Owner, Stray};
 
 impl Sweep {
     /// Record and announce the processes stopped at a task's end.
@@ -35,11 +35,30 @@ impl Sweep {
                 .await
                 .unwrap_or_default();
         let mut unattributed = Vec::new();
-        for (task, stray) in left {
-            match task.and_then(|id| self.slots.iter().position(|s| s.task.id == id)) {
-                Some(index) => self.note_strays(index, std::slice::from_ref(&stray)),
-                None => unattributed.push(stray),
+        let mut hooks: Vec<(String, Vec<Stray>)> = Vec::new();
+        for (owner, stray) in left {
+            match owner {
+                // Its own end missed it (the hook's end stops what it
+                // left); still the hook's, not its task's worker's.
+                Owner::Hook(id) => {
+                    let rule = id.rsplit_once('-').map_or(id.as_str(), |(rule, _)| rule);
+                    match hooks.iter_mut().find(|(r, _)| r == rule) {
+                        Some((_, strays)) => strays.push(stray),
+                        None => hooks.push((rule.to_owned(), vec![stray])),
+                    }
+                }
+                Owner::Task(id) => match self.slots.iter().position(|s| s.task.id == id) {
+                    Some(index) => self.note_strays(index, std::slice::from_ref(&stray)),
+                    None => unattributed.push(stray),
+                },
+                Owner::Unknown => unattributed.push(stray),
             }
+        }
+        for (rule, strays) in hooks {
+            self.emit(Event::Warning {
+                task: None,
+                message: hook_strays(&rule, &strays),
+            });
         }
         if !unattributed.is_empty() {
             self.emit(Event::Warning {
@@ -51,4 +70,12 @@ impl Sweep {
             });
         }
     }
+}
+
+/// The warning for what an escalation hook left running when it ended.
+pub(super) fn hook_strays(rule: &str, strays: &[Stray]) -> String {
+    format!(
+        "processes the hook of escalation rule {rule} started outlived it and were stopped: {}",
+        reaper::describe(strays)
+    )
 }
