@@ -194,3 +194,54 @@ tasks:
         "{text}"
     );
 }
+
+/// aider takes the key of its model's provider: with only
+/// `ANTHROPIC_API_KEY` set, an `openai/` model lacks one and an
+/// `anthropic/` model does not.
+#[test]
+fn doctor_judges_aiders_credentials_by_its_models_provider() {
+    let dir = project();
+    let aider = dir.path().join("bin/aider");
+    std::fs::write(&aider, "#!/bin/sh\necho 'aider 0.86.2'\n").expect("write");
+    std::fs::set_permissions(&aider, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        dir.path().join("sweep.yaml"),
+        "version: 1
+models:
+  gpt:
+    backend: aider
+    id: openai/gpt-4.1
+  claude:
+    backend: aider
+    id: anthropic/claude-sonnet-4-5
+tasks:
+  port:
+    model: gpt
+    prompt: Port.
+  audit:
+    model: claude
+    prompt: Audit.
+",
+    )
+    .expect("write");
+    let (code, text) = doctor(dir.path(), &["sweep.yaml", "--json"], Some("key"));
+    assert_eq!(code, Some(1), "the openai model lacks its key: {text}");
+    let report: Value = serde_json::from_str(&text).expect("json");
+    let need = |model: &str| {
+        report["needs"]
+            .as_array()
+            .and_then(|needs| needs.iter().find(|n| n["model"] == model))
+            .cloned()
+            .unwrap_or_else(|| panic!("no need for {model}: {text}"))
+    };
+    let gpt = need("gpt");
+    assert_eq!(gpt["ready"], false, "{gpt}");
+    let problem = gpt["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.starts_with("aider (model `openai/gpt-4.1`, provider openai) has no credentials")
+            && problem.contains("set OPENAI_API_KEY")
+            && problem.ends_with("tasks without: port"),
+        "{problem}"
+    );
+    assert_eq!(need("claude")["ready"], true, "{text}");
+}

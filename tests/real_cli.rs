@@ -136,6 +136,8 @@ fn the_claude_backend_drives_real_claude_code_through_a_whole_task() {
             "Bash",
         ),
     );
+    // In a git repository, as users run it.
+    common::init_repo(project.path());
     let run = run_sweep(&project, &claude, &endpoint, "1");
     let why = context(&project, &run, &endpoint);
     // Every task completed; the high finding escalated (exit code 3).
@@ -246,7 +248,7 @@ name: real-cli-error
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your Bash tool.
     plan: [Mark the first item, Write the output]
@@ -256,7 +258,7 @@ tasks:
     let run = run_sweep(&project, &claude, &endpoint, "0");
     let why = context(&project, &run, &endpoint);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(120),
         "with CLAUDE_CODE_MAX_RETRIES=0 the CLI gives up quickly: {:?}",
         started.elapsed()
     );
@@ -306,16 +308,20 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
-        "version: 1
+        &("version: 1
 name: real-cli-timeout
 tasks:
   claude-task:
     model: sonnet
-    timeout: 4s
+    timeout: STOP_TIMEOUT
     retries: 0
     prompt: Run the long job with your Bash tool.
     plan: [Run the long job]
-",
+")
+        .replace(
+            "STOP_TIMEOUT",
+            &common::real_cli::stop_timeout(&claude, 4.0),
+        ),
     );
     let run = run_sweep(&project, &claude, &endpoint, "0");
     let why = context(&project, &run, &endpoint);
@@ -331,7 +337,7 @@ tasks:
         .as_i64()
         .and_then(|p| i32::try_from(p).ok())
         .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -367,7 +373,7 @@ name: real-cli-limited
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your Bash tool.
     plan: [Write the output]
@@ -435,7 +441,7 @@ tasks:
         .as_i64()
         .and_then(|p| i32::try_from(p).ok())
         .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -501,7 +507,7 @@ name: real-cli-worktree
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Make the edit with your Bash tool.
     plan: [Edit a file, Write the output]
@@ -535,7 +541,7 @@ name: real-cli-checks
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 1
     prompt: Make the edit with your Bash tool.
     plan: [Edit a file, Write the output]
@@ -603,7 +609,7 @@ questions:
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your Bash tool.
     plan: [Mark the first item, Report a finding, Ask which region, Write the output]
@@ -646,7 +652,7 @@ name: real-cli-malformed
 tasks:
   claude-task:
     model: sonnet
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your Bash tool.
     plan: [Mark the first item, Write the output]

@@ -5,8 +5,10 @@
 //! aider has no tools: the endpoint answers with whole-file edit blocks that
 //! rewrite the task's plan (every item checked) and write its output file,
 //! which aider applies. It cannot ask questions or report findings through
-//! `dispatch worker`, and `dispatch` reads no usage from its plain-text
-//! output; see `docs/real-clis-openai-compatible.md`.
+//! `dispatch worker`; `dispatch` reads its usage from its plain-text
+//! output. Every test runs in a git repository, as users run aider, and
+//! one in a worktree task whose edit is committed; see
+//! `docs/real-clis-openai-compatible.md`.
 //!
 //! When `aider` cannot run here (not installed, or no python3 for the
 //! endpoint), each test shows as ignored, and fails instead under
@@ -22,7 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::real_cli::{self, alive, assert_all_ticked, events_of, tail, Cli, Endpoint, Run};
+use common::real_cli::{
+    self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, events_of, tail, Cli,
+    Endpoint, Run,
+};
 use common::Project;
 
 /// The message of the endpoint's `--mode error` answer.
@@ -34,6 +39,11 @@ const TASK: &str = "aider-task";
 /// The model as aider (through LiteLLM) names it: an OpenAI-compatible
 /// model, whose base URL comes from `OPENAI_API_BASE`.
 const MODEL_ID: &str = "openai/scripted-model";
+
+/// A task's timeout where the timeout is not what is tested: generous,
+/// since aider (a Python program) may take many seconds just to start on a
+/// loaded machine.
+const TIMEOUT: &str = "150s";
 
 /// The `aider` this file drives: see [`Cli`].
 const AIDER: Cli = Cli {
@@ -101,10 +111,12 @@ fn context(project: &Project, run: &Run, endpoint: &Endpoint) -> String {
     real_cli::context(project, run, endpoint, TASK)
 }
 
-/// `sweep.yaml` with one aider task that may run for `timeout`
+/// `sweep.yaml` with one aider task that may run for `timeout`, with
+/// `more` (indented task keys, each line ending in a newline), in a git
+/// repository, as users run it: the manifest is its first commit
 /// (`Project::manifest` would build the scripted test agent, which these
 /// tests do not use).
-fn write_manifest(project: &Project, timeout: &str) {
+fn write_manifest(project: &Project, timeout: &str, more: &str) {
     let text = format!(
         "version: 1
 name: real-cli-aider
@@ -119,16 +131,38 @@ tasks:
     retries: 0
     prompt: Check off every item of the plan and write the output file.
     plan: [Check the plan, Write the output]
-"
+{more}"
     );
     real_cli::write_manifest(project, &text);
+    common::init_repo(project.path());
+}
+
+/// Assert aider left no trace in the repository at `dir` (the main
+/// checkout or a worktree): no `.aider.tags.cache.v4/` (its repository
+/// map's cache), no `.gitignore` of its making, and no ignore rule of its
+/// own in `.git/info/exclude`; `git status` shows nothing of aider's.
+fn assert_no_aider_traces(project: &Project, dir: &Path, why: &str) {
+    assert!(
+        !dir.join(".aider.tags.cache.v4").exists(),
+        "aider's cache is left in {}\n{why}",
+        dir.display()
+    );
+    assert!(!dir.join(".gitignore").exists(), "{why}");
+    let exclude =
+        std::fs::read_to_string(project.path().join(".git/info/exclude")).unwrap_or_default();
+    assert!(!exclude.contains("aider"), "{exclude}");
+    let status = common::git(dir, &["status", "--porcelain", "--ignored"]);
+    assert!(
+        !status.lines().any(|l| l.contains(".aider.tags")),
+        "{status}\n{why}"
+    );
 }
 
 fn the_aider_backend_drives_real_aider_through_a_plan() {
     let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider");
-    write_manifest(&project, "45s");
+    write_manifest(&project, TIMEOUT, "");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
     assert_eq!(run.status.code(), Some(0), "{why}");
@@ -183,6 +217,15 @@ fn the_aider_backend_drives_real_aider_through_a_plan() {
     );
     assert!(!project.path().join(".aider.chat.history.md").exists());
     assert!(!project.path().join(".aider.input.history").exists());
+    // In the git repository, aider edited files git ignores (the state
+    // folder is in `.git/info/exclude`), committed nothing (`--no-git`) and
+    // left no cache.
+    assert_no_aider_traces(&project, project.path(), &why);
+    assert_eq!(
+        common::git(project.path(), &["rev-list", "--count", "HEAD"]),
+        "1",
+        "aider made no commit\n{why}"
+    );
 
     // aider prints its usage as text (`Tokens: 1.0k sent, 50 received.`);
     // dispatch reads it from there, rounded as aider rounds.
@@ -197,15 +240,9 @@ fn an_api_error_fails_the_task_with_aiders_own_message() {
     let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "error");
-    write_manifest(&project, "45s");
-    let started = Instant::now();
+    write_manifest(&project, TIMEOUT, "");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "aider does not retry an HTTP 400: {:?}",
-        started.elapsed()
-    );
     // aider itself exits 0 after the API error; dispatch reads the error
     // from its output and fails the task with it.
     let record = project.task_json(TASK);
@@ -229,6 +266,7 @@ fn an_api_error_fails_the_task_with_aiders_own_message() {
         words.contains("BadRequestError") && words.contains(API_ERROR_TEXT),
         "{why}"
     );
+    // aider does not retry an HTTP 400.
     assert_eq!(endpoint.completions().len(), 1, "{why}");
 }
 
@@ -236,7 +274,7 @@ fn a_slow_answer_still_completes_the_task() {
     let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-slow");
-    write_manifest(&project, "45s");
+    write_manifest(&project, TIMEOUT, "");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
     let record = assert_all_ticked(&project, &run, TASK, 2, &why);
@@ -253,14 +291,18 @@ fn a_slow_answer_still_completes_the_task() {
 /// A 200 whose body is not JSON is, to LiteLLM, an `InternalServerError`,
 /// which aider retries itself, 0.25 s doubling to 32 s apart (9 calls in
 /// about 70 s, then it exits 0; no setting bounds it). The test gives the
-/// task 10 s: it must end `timed-out` (not `complete`) with aider stopped,
+/// task 15 to 60 s ([`stop_timeout`](common::real_cli::stop_timeout), by how
+/// fast aider starts here): less than aider's retries take (their waits
+/// alone add up to over 60 s), and time for aider to start on a loaded
+/// machine, which was seen taking over 30 s to make its first call. It
+/// must end `timed-out` (not `complete`) with aider stopped,
 /// after aider printed LiteLLM's error and retried, and with that error
 /// read into the task's `outcome`.
 fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
     let aider = aider();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-malformed");
-    write_manifest(&project, "10s");
+    write_manifest(&project, &common::real_cli::stop_timeout(&aider, 4.0), "");
     let run = run_sweep(&project, &aider, &endpoint);
     let why = context(&project, &run, &endpoint);
     assert_eq!(run.status.code(), Some(1), "{why}");
@@ -287,7 +329,7 @@ fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
         .as_i64()
         .and_then(|p| i32::try_from(p).ok())
         .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while alive(worker) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -302,6 +344,48 @@ fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
     );
 }
 
+/// A worktree task: aider works in the worktree while its plan and output
+/// stay in the main checkout's state folder, outside aider's working
+/// folder. It ticks the plan, writes the output and edits `edited.txt` in
+/// the worktree; `commit: auto` commits that edit on the task's branch.
+fn a_worktree_task_ticks_its_plan_and_commits() {
+    let aider = aider();
+    let project = Project::new();
+    let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "aider-worktree");
+    write_manifest(&project, TIMEOUT, "    worktree: { commit: auto }\n");
+    let run = run_sweep(&project, &aider, &endpoint);
+    let why = context(&project, &run, &endpoint);
+    let record = assert_all_ticked(&project, &run, TASK, 2, &why);
+    assert_eq!(
+        project.task_file(TASK, "output.md"),
+        "Real CLI worker output\n"
+    );
+    let subject = format!("dispatch: {TASK} — {TASK}");
+    assert_edited_only_in_its_worktree(&project, &run, TASK, ("made-by-aider", &subject), &why);
+    // The commit holds aider's edit and nothing of aider's own.
+    let files = common::git(
+        project.path(),
+        &[
+            "show",
+            "--name-only",
+            "--format=",
+            &format!("dispatch/{TASK}"),
+        ],
+    );
+    assert_eq!(files, "edited.txt", "{why}");
+    // Nothing was left in the worktree (no aider cache either), so it was
+    // removed rather than kept as uncommitted.
+    let branch = &record["branch"];
+    assert_eq!(branch["uncommitted"], 0, "{branch}");
+    assert_eq!(branch["folder"], "removed", "{branch}");
+    assert!(!project
+        .path()
+        .join(".dispatch/worktrees")
+        .join(TASK)
+        .exists());
+    assert_no_aider_traces(&project, project.path(), &why);
+}
+
 fn main() -> ExitCode {
     real_cli::main(
         &AIDER,
@@ -311,6 +395,7 @@ fn main() -> ExitCode {
             an_api_error_fails_the_task_with_aiders_own_message,
             a_slow_answer_still_completes_the_task,
             a_malformed_answer_is_retried_until_the_timeout_stops_the_cli,
+            a_worktree_task_ticks_its_plan_and_commits,
         ],
     )
 }

@@ -209,6 +209,8 @@ fn the_codex_backend_drives_real_codex_through_a_whole_task() {
             "shell",
         ),
     );
+    // In a git repository, as users run it.
+    common::init_repo(project.path());
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
     // Every task completed; the high finding escalated (exit code 3).
@@ -318,7 +320,7 @@ name: real-cli-codex-error
 tasks:
   codex-task:
     model: codex
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Write the output]
@@ -328,7 +330,7 @@ tasks:
     let run = run_sweep(&project, &codex, &endpoint, stream_retries);
     let why = context(&project, &run, &endpoint);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(120),
         "with retries off the CLI gives up quickly: {:?}",
         started.elapsed()
     );
@@ -418,18 +420,19 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "hang");
     write_manifest(
         &project,
-        "version: 1
+        &("version: 1
 defaults:
   cli_config: user
 name: real-cli-codex-timeout
 tasks:
   codex-task:
     model: codex
-    timeout: 4s
+    timeout: STOP_TIMEOUT
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]
-",
+")
+        .replace("STOP_TIMEOUT", &common::real_cli::stop_timeout(&codex, 4.0)),
     );
     // Codex runs the shell tool in its own pid namespace, so the pid the
     // job writes is not one this test can signal: watch /proc, while the
@@ -475,7 +478,7 @@ tasks:
             started.push(pid);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let all_dead = || started.iter().all(|p| !alive(*p)) && processes_with(&[&state]).is_empty();
     while !all_dead() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -529,7 +532,7 @@ name: real-cli-codex-empty
 tasks:
   codex-task:
     model: codex
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item]
@@ -579,7 +582,7 @@ tasks:
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
     let state = project.path().join(".dispatch").display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !processes_with(&[&state]).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -615,7 +618,7 @@ name: real-cli-codex-worktree
 tasks:
   codex-task:
     model: codex
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Make the edit with your shell tool.
     plan: [Edit a file, Write the output]
@@ -672,7 +675,7 @@ questions:
 tasks:
   codex-task:
     model: codex
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Report a finding, Ask which region, Write the output]
@@ -710,7 +713,7 @@ name: real-cli-codex-malformed
 tasks:
   codex-task:
     model: codex
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your shell tool.
     plan: [Mark the first item, Write the output]
@@ -720,7 +723,7 @@ tasks:
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(120),
         "with stream retries off the CLI gives up quickly: {:?}",
         started.elapsed()
     );

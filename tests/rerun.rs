@@ -97,6 +97,35 @@ fn a_rerun_keeps_the_first_runs_commits_aside_and_starts_the_branch_again() {
         second
     );
     assert_eq!(git(project.path(), &["rev-parse", &aside]), first);
+
+    // `clean --branches` deals with what was set aside as with the branch:
+    // kept while its commits are merged nowhere, deleted once they are.
+    let clean = |args: &[&str]| {
+        let output = project.command(args).output().expect("clean");
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let said = clean(&["clean", "--branches"]);
+    assert!(
+        said.contains(&format!(
+            "kept branch {aside}: it has commits that are not merged anywhere"
+        )),
+        "{said}"
+    );
+    git(project.path(), &["merge", "-q", "--no-edit", &aside]);
+    let said = clean(&["clean", "--branches"]);
+    assert!(said.contains(&format!("deleted branch {aside}")), "{said}");
+    assert!(
+        !branches(&project).contains(&aside),
+        "{:?}",
+        branches(&project)
+    );
+    let said = clean(&["clean", "--branches", "--force"]);
+    assert!(
+        branches(&project) == ["main"],
+        "{said}: {:?}",
+        branches(&project)
+    );
 }
 
 #[test]

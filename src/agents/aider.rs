@@ -9,11 +9,93 @@
 //! aider prints no events. It prints a `Tokens:` line per model call and,
 //! when the API fails, a LiteLLM error, after which it still exits 0; those
 //! are what is read.
+//!
+//! It runs with `--no-git`, because in a git repository aider (0.86) can
+//! deliver neither the plan nor the output: it refuses to edit a file git
+//! ignores unless the file is in its chat, and `.dispatch/` is in
+//! `.git/info/exclude`; a file put in its chat (`--file`,
+//! `--add-gitignore-files`) it then fails to commit (`git add` refuses an
+//! ignored path), and that failed commit takes the task's code edits down
+//! with it; and in a worktree the plan is outside its repository, whose
+//! root it edits only beneath. Without git aider edits any path the model
+//! names, consults no ignore rule (nothing of the user's is changed), makes
+//! no commits and no repository map, so it leaves no
+//! `.aider.tags.cache.v4/` behind. Its edits stay uncommitted (the other
+//! CLIs commit only when the model runs git); a worktree task's are
+//! committed by `commit: auto`.
 
 use super::stream::{truncate_chars, Outcome, Tracker, MAX_MESSAGE_CHARS};
 
 /// The CLI's name in failure reasons.
 pub const NAME: &str = "aider";
+
+/// The variable holding the API key of each provider aider knows by a
+/// model's `provider/` prefix (aider's own table in `models.py`, with the
+/// `xai` of its `grok3` alias).
+const PROVIDER_KEYS: &[(&str, &str)] = &[
+    ("openai", "OPENAI_API_KEY"),
+    ("anthropic", "ANTHROPIC_API_KEY"),
+    ("gemini", "GEMINI_API_KEY"),
+    ("openrouter", "OPENROUTER_API_KEY"),
+    ("deepseek", "DEEPSEEK_API_KEY"),
+    ("groq", "GROQ_API_KEY"),
+    ("fireworks_ai", "FIREWORKS_API_KEY"),
+    ("xai", "XAI_API_KEY"),
+];
+
+/// aider's short model names and the provider each stands for.
+const ALIASES: &[(&str, &str)] = &[
+    ("sonnet", "anthropic"),
+    ("haiku", "anthropic"),
+    ("opus", "anthropic"),
+    ("4", "openai"),
+    ("4o", "openai"),
+    ("4-turbo", "openai"),
+    ("35turbo", "openai"),
+    ("35-turbo", "openai"),
+    ("3", "openai"),
+    ("deepseek", "deepseek"),
+    ("r1", "deepseek"),
+    ("flash", "gemini"),
+    ("flash-lite", "gemini"),
+    ("gemini", "gemini"),
+    ("gemini-exp", "gemini"),
+    ("quasar", "openrouter"),
+    ("optimus", "openrouter"),
+    ("grok3", "xai"),
+];
+
+/// The provider of an aider model and the variable its key must be in,
+/// where the model's name tells: a `provider/` prefix aider knows, one of
+/// its aliases, or a bare OpenAI (`gpt-…`, `o1…`) or Anthropic
+/// (`claude-…`) name. `None` for any other model (a provider LiteLLM reads
+/// other settings for, such as `ollama/` or `bedrock/`), whose credentials
+/// dispatch cannot judge. A wrong guess costs a warning; a missing one, a
+/// worker that fails on its first call.
+pub fn provider_key(model: &str) -> Option<&'static (&'static str, &'static str)> {
+    let model = model.trim();
+    let provider = match model.split_once('/') {
+        Some((prefix, _)) => prefix,
+        None => ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == model)
+            .map(|(_, provider)| *provider)
+            .or_else(|| bare_provider(model))?,
+    };
+    PROVIDER_KEYS.iter().find(|(name, _)| *name == provider)
+}
+
+/// The provider LiteLLM gives a model named without a prefix.
+fn bare_provider(model: &str) -> Option<&'static str> {
+    let openai = ["gpt-", "chatgpt-", "o1", "o3", "o4"];
+    if openai.iter().any(|p| model.starts_with(p)) {
+        Some("openai")
+    } else if model.starts_with("claude-") {
+        Some("anthropic")
+    } else {
+        None
+    }
+}
 
 /// What an aider exit code means. It documents none; it exits 1 when it
 /// cannot start or stops on an error, and 2 when its argument parser
@@ -146,6 +228,37 @@ mod tests {
             &["--no-pretty", "--no-stream"],
             EventFormat::Aider,
         );
+    }
+
+    #[test]
+    fn the_command_line_keeps_aider_out_of_git() {
+        // In a repository aider cannot tick a plan git ignores, nor edit
+        // outside a worktree; see the module's doc.
+        assert_command_line("aider", "aider", &["--no-git"], EventFormat::Aider);
+    }
+
+    #[test]
+    fn a_models_provider_names_the_key_it_needs() {
+        let key = |model: &str| provider_key(model).map(|(_, var)| *var);
+        assert_eq!(key("openai/scripted-model"), Some("OPENAI_API_KEY"));
+        assert_eq!(
+            key("anthropic/claude-sonnet-4-5"),
+            Some("ANTHROPIC_API_KEY")
+        );
+        assert_eq!(key("gemini/gemini-2.5-pro"), Some("GEMINI_API_KEY"));
+        assert_eq!(key("openrouter/x/y"), Some("OPENROUTER_API_KEY"));
+        assert_eq!(key("sonnet"), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(key("4o"), Some("OPENAI_API_KEY"));
+        assert_eq!(key("flash"), Some("GEMINI_API_KEY"));
+        assert_eq!(key("r1"), Some("DEEPSEEK_API_KEY"));
+        assert_eq!(key("gpt-4.1"), Some("OPENAI_API_KEY"));
+        assert_eq!(key("o3-mini"), Some("OPENAI_API_KEY"));
+        assert_eq!(key("claude-opus-4-1"), Some("ANTHROPIC_API_KEY"));
+        // Providers whose credentials are not one key, and names that say
+        // nothing: not judged.
+        assert_eq!(key("ollama/llama3"), None);
+        assert_eq!(key("bedrock/anthropic.claude-v2"), None);
+        assert_eq!(key("my-local-model"), None);
     }
 
     #[test]

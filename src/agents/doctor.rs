@@ -181,10 +181,13 @@ pub fn check(backend: &Backend, env: &dyn Fn(&str) -> Option<String>, home: &Pat
 /// at once with an error of its CLI's own, so `dispatch doctor FILE` and
 /// the start of `run` say so first. `None` when it looks set up, and for a
 /// program that is not the built-in CLI of a backend dispatch knows (a
-/// custom program's credentials are its own business).
+/// custom program's credentials are its own business). `model` is the
+/// task's model id: aider needs the key of that model's provider, not any
+/// provider's.
 pub fn missing_credentials(
     backend: &str,
     program: &str,
+    model: Option<&str>,
     task_env: &IndexMap<String, String>,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
@@ -199,13 +202,46 @@ pub fn missing_credentials(
     }
     let seen = |name: &str| task_env.get(name).cloned().or_else(|| env(name));
     let user = cli_home::UserConfig::from_lookup(&seen, home.map(Path::to_path_buf));
-    match setup_of(known, &seen, &user) {
-        Setup::NotConfigured(todo) => Some(format!(
-            "{} has no credentials: {todo} (in dispatch's environment or the manifest's `env:`)",
-            known.product
+    let narrowed = model.and_then(|m| provider_known(known, m));
+    let (judged, named, todo) = match &narrowed {
+        Some((judged, named, todo)) => (judged, named.as_str(), Some(todo)),
+        None => (known, "", None),
+    };
+    match setup_of(judged, &seen, &user) {
+        Setup::NotConfigured(login) => Some(format!(
+            "{}{named} has no credentials: {} (in dispatch's environment or the manifest's `env:`)",
+            known.product,
+            todo.unwrap_or(&login),
         )),
         _ => None,
     }
+}
+
+/// aider's needs narrowed to the key of `model`'s provider, where its name
+/// tells (`agents::aider::provider_key`): what it needs, the words naming
+/// the model, and what to do.
+fn provider_known(known: &Known, model: &str) -> Option<(Known, String, String)> {
+    if known.backend != "aider" {
+        return None;
+    }
+    let entry = super::aider::provider_key(model)?;
+    let (provider, var) = *entry;
+    // LiteLLM's OpenAI client wants a key even for an OpenAI-compatible
+    // endpoint (`OPENAI_API_BASE`), which takes any value.
+    let todo = if provider == "openai" {
+        format!("set {var} (any value, for an OpenAI-compatible endpoint at OPENAI_API_BASE)")
+    } else {
+        format!("set {var}")
+    };
+    let narrowed = Known {
+        env: std::slice::from_ref(&entry.1),
+        ..*known
+    };
+    Some((
+        narrowed,
+        format!(" (model `{model}`, provider {provider})"),
+        todo,
+    ))
 }
 
 /// Judged where the CLI itself looks: a variable that moves its folder
@@ -278,8 +314,15 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let none = |_: &str| None;
         let mut task_env = IndexMap::new();
-        let missing = missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path()))
-            .expect("no key anywhere");
+        let missing = missing_credentials(
+            "gemini",
+            "gemini",
+            None,
+            &task_env,
+            &none,
+            Some(home.path()),
+        )
+        .expect("no key anywhere");
         assert!(
             missing.starts_with("Gemini CLI has no credentials")
                 && missing.contains("GEMINI_API_KEY"),
@@ -287,24 +330,98 @@ mod tests {
         );
         task_env.insert("GEMINI_API_KEY".to_owned(), "k".to_owned());
         assert_eq!(
-            missing_credentials("gemini", "gemini", &task_env, &none, Some(home.path())),
+            missing_credentials(
+                "gemini",
+                "gemini",
+                None,
+                &task_env,
+                &none,
+                Some(home.path())
+            ),
             None
         );
         // A custom program on a built-in backend's name, and a backend
         // dispatch does not know, are not judged.
         let empty = IndexMap::new();
         assert_eq!(
-            missing_credentials("gemini", "./my-gemini", &empty, &none, Some(home.path())),
+            missing_credentials(
+                "gemini",
+                "./my-gemini",
+                None,
+                &empty,
+                &none,
+                Some(home.path())
+            ),
             None
         );
         assert_eq!(
-            missing_credentials("command", "sh", &empty, &none, Some(home.path())),
+            missing_credentials("command", "sh", None, &empty, &none, Some(home.path())),
             None
         );
         // The full path of the built-in program is still that program.
+        assert!(missing_credentials(
+            "codex",
+            "/usr/bin/codex",
+            None,
+            &empty,
+            &none,
+            Some(home.path())
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn aider_needs_the_key_of_its_models_provider() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let missing = |model: &str, vars: &[&str]| {
+            let vars: Vec<String> = vars.iter().map(|v| (*v).to_owned()).collect();
+            let env = move |name: &str| vars.iter().any(|v| v == name).then(|| "k".to_owned());
+            let no_task_env = IndexMap::new();
+            missing_credentials(
+                "aider",
+                "aider",
+                Some(model),
+                &no_task_env,
+                &env,
+                Some(home.path()),
+            )
+        };
+        // Another provider's key is no key for this model.
+        let openai = missing("openai/gpt-4.1", &["ANTHROPIC_API_KEY"]).expect("lacks a key");
         assert!(
-            missing_credentials("codex", "/usr/bin/codex", &empty, &none, Some(home.path()))
-                .is_some()
+            openai
+                .starts_with("aider (model `openai/gpt-4.1`, provider openai) has no credentials")
+                && openai.contains("set OPENAI_API_KEY")
+                && openai.contains("OPENAI_API_BASE"),
+            "{openai}"
+        );
+        assert_eq!(missing("openai/gpt-4.1", &["OPENAI_API_KEY"]), None);
+        // OPENAI_API_BASE alone is not enough: LiteLLM's client still
+        // wants a key (aider 0.86 fails with an AuthenticationError).
+        assert!(missing("openai/local", &["OPENAI_API_BASE"]).is_some());
+        let sonnet = missing("sonnet", &["OPENAI_API_KEY"]).expect("lacks a key");
+        assert!(sonnet.contains("set ANTHROPIC_API_KEY"), "{sonnet}");
+        assert_eq!(
+            missing("anthropic/claude-sonnet-4-5", &["ANTHROPIC_API_KEY"]),
+            None
+        );
+        // A provider dispatch cannot judge: any known key will do, as before.
+        assert_eq!(missing("ollama/llama3", &["ANTHROPIC_API_KEY"]), None);
+        assert!(missing("ollama/llama3", &[]).is_some());
+        // In the task's `env:`, the provider's key counts.
+        let mut task_env = IndexMap::new();
+        task_env.insert("GEMINI_API_KEY".to_owned(), "k".to_owned());
+        let none = |_: &str| None;
+        assert_eq!(
+            missing_credentials(
+                "aider",
+                "aider",
+                Some("flash"),
+                &task_env,
+                &none,
+                Some(home.path())
+            ),
+            None
         );
     }
 

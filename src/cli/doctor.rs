@@ -131,9 +131,15 @@ pub fn run(args: &DoctorArgs) -> u8 {
             });
             need.tasks.push(task.id.clone());
             let program = task.argv.first().map(String::as_str).unwrap_or_default();
-            if let Some(missing) =
-                doctor::missing_credentials(&task.backend, program, &task.env, &env, Some(&home))
-            {
+            let model_id = task.model.as_ref().map(|m| m.id.as_str());
+            if let Some(missing) = doctor::missing_credentials(
+                &task.backend,
+                program,
+                model_id,
+                &task.env,
+                &env,
+                Some(&home),
+            ) {
                 need.lacking.push(task.id.clone());
                 need.missing = Some(missing);
             }

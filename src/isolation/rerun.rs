@@ -165,6 +165,28 @@ impl Repo {
         )))
     }
 
+    /// The branches earlier reruns set `branch`'s commits aside on
+    /// (`BRANCH@COMMIT`, perhaps numbered), which `dispatch clean
+    /// --branches` deletes with the branch, by the same rule.
+    pub fn set_aside_branches(&self, branch: &str) -> Vec<String> {
+        let prefix = format!("{branch}@");
+        let Ok(branches) = self.repo.branches(Some(BranchType::Local)) else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = branches
+            .flatten()
+            .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_owned))
+            .filter(|name| {
+                name.strip_prefix(&prefix).is_some_and(|rest| {
+                    let id = rest.split_once('-').map_or(rest, |(id, _)| id);
+                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
     /// `BRANCH@COMMIT`, numbered in the unlikely case that name holds
     /// another commit.
     fn free_aside_name(&self, branch: &str, tip: git2::Oid) -> String {

@@ -219,10 +219,18 @@ pub fn commit_all(
     Ok(Some(oid.to_string()))
 }
 
-/// A worktree, with `ignored` paths (what its setup copied in) ignored
-/// for this look only.
+/// Caches agent CLIs write into a checkout's root, never the worker's work:
+/// aider's repository map (`.aider.tags.cache.v4/`), made when aider runs
+/// with git (a backend a manifest overrode; the built-in one runs it
+/// without). A worktree holding only one is not kept as uncommitted, and
+/// `commit: auto` leaves it out.
+const CLI_CACHES: &str = "/.aider.tags.cache.v*/";
+
+/// A worktree, with `ignored` paths (what its setup copied in) and
+/// [`CLI_CACHES`] ignored for this look only.
 pub fn open_worktree(path: &Path, ignored: &[String]) -> Result<Repository, WorktreeError> {
     let repo = Repository::open(path)?;
+    repo.add_ignore_rule(CLI_CACHES)?;
     if !ignored.is_empty() {
         let rules: Vec<String> = ignored
             .iter()

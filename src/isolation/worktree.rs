@@ -612,6 +612,47 @@ mod tests {
     }
 
     #[test]
+    fn an_aider_cache_is_not_uncommitted_work() {
+        let temp = repository();
+        let repo = Repo::open(temp.path()).expect("open");
+        let path = temp.path().join(".dispatch/worktrees/t1");
+        let spec = Spec {
+            path: &path,
+            branch: "dispatch/t1",
+            base: "HEAD",
+            reuse: false,
+        };
+        let created = repo.create(&spec, &Checkout::Libgit2).expect("create");
+        let cache = path.join(".aider.tags.cache.v4");
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        std::fs::write(cache.join("cache.db"), "tags").expect("write");
+        assert_eq!(
+            repo.review(&created, "HEAD", &[])
+                .expect("review")
+                .uncommitted,
+            0
+        );
+        // `commit: auto` commits the work and leaves the cache out.
+        std::fs::write(path.join("b.txt"), "new\n").expect("write");
+        let commit = super::super::review::commit_all(&path, "dispatch: t1", &[]).expect("commit");
+        assert!(commit.is_some());
+        let head = repo.branch_tip("dispatch/t1").expect("branch");
+        let tree = repo
+            .repo
+            .find_commit(head)
+            .expect("commit")
+            .tree()
+            .expect("tree");
+        assert!(tree.get_name("b.txt").is_some());
+        assert!(tree.get_name(".aider.tags.cache.v4").is_none());
+        assert_eq!(
+            repo.remove(&path, false, &[]).expect("remove"),
+            FolderState::Removed,
+            "a worktree holding only the cache is not kept"
+        );
+    }
+
+    #[test]
     fn refuses_a_branch_or_folder_left_from_before_unless_reused() {
         let temp = repository();
         let repo = Repo::open(temp.path()).expect("open");

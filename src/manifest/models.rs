@@ -145,6 +145,8 @@ pub fn builtin_backends() -> Vec<Backend> {
                 "--yes-always",
                 "--no-pretty",
                 "--no-stream",
+                // Outside git's view: see `agents::aider` for why.
+                "--no-git",
                 "--no-gitignore",
                 "--no-check-update",
                 "--no-show-release-notes",

@@ -268,6 +268,18 @@ fn delete_branches(
         }
         leaving.push(item.branch.clone());
     }
+    // What reruns set aside from these branches goes by the same rule;
+    // nothing checks them out.
+    let aside: Vec<String> = left
+        .values()
+        .filter(|item| !item.branch.is_empty())
+        .flat_map(|item| repo.set_aside_branches(&item.branch))
+        .collect();
+    for name in aside {
+        if !leaving.contains(&name) {
+            leaving.push(name);
+        }
+    }
     // A branch is safe to delete when something that stays holds its
     // commits; keeping one branch can make another safe, so settle the
     // set before deleting anything.

@@ -297,6 +297,7 @@ impl Sweep {
             if let Some(missing) = crate::agents::doctor::missing_credentials(
                 &task.backend,
                 program,
+                task.model.as_ref().map(|m| m.id.as_str()),
                 &task.env,
                 &env,
                 home.as_deref(),

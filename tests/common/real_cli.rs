@@ -13,8 +13,29 @@ use serde_json::Value;
 
 use super::{tier, Project};
 
-/// How long one `dispatch run` may take before the test gives up on it.
-pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one `dispatch run` may take before the test gives up on it:
+/// longer than any task's timeout in these tests, which are generous for a
+/// loaded machine; a run that passes never waits for it.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(240);
+
+/// The task timeout of a test where the timeout is what is tested: long
+/// enough for the CLI to start and run its tool on this machine as loaded
+/// as it is now, short enough that the suite does not wait a minute for
+/// each. It scales with the CLI's own start-up (`--version`), measured
+/// here, times `factor` (how much longer the CLI takes to make its first
+/// model call than to print its version): 15 s on a quiet machine, up to
+/// 60 s on a loaded one.
+pub fn stop_timeout(program: &Path, factor: f64) -> String {
+    let started = Instant::now();
+    let _ = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let seconds = (8.0 + factor * started.elapsed().as_secs_f64()).clamp(15.0, 60.0);
+    format!("{}s", seconds.ceil())
+}
 
 /// An agent CLI a tier file drives: `program` on PATH, or `local` under
 /// the prefix `scripts/install-agent-clis.sh` installs into
@@ -217,7 +238,7 @@ escalation:
 {top}tasks:
   {task}:
     model: {model}
-    timeout: 45s
+    timeout: 150s
     retries: 0
     prompt: Work through the plan with your {tool} tool.
     plan: [Mark the first item, Report a finding, Ask which region, Write the output]

@@ -2,8 +2,8 @@
 """A scripted OpenAI Chat Completions endpoint for the real-CLI test tier.
 
     python3 openai_chat_endpoint.py REQUEST_LOG
-        [--mode opencode|opencode-hang|opencode-worktree|aider|error
-                |opencode-slow|opencode-malformed|aider-slow|aider-malformed]
+        [--mode opencode|opencode-hang|opencode-worktree|aider|aider-worktree
+                |error|opencode-slow|opencode-malformed|aider-slow|aider-malformed]
 
 Listens on 127.0.0.1 on a free port, prints the port as the first line of
 stdout, then serves until killed. Every request is appended to REQUEST_LOG
@@ -39,6 +39,10 @@ of whole-file edit blocks that rewrite the task's plan (every item checked)
 and write its output file. The paths come from the prompt aider sends (the
 worker prompt names them); they are made relative to aider's working
 directory, the project root, when the prompt shows it.
+`--mode aider-worktree` answers as `aider` does, and also writes
+`edited.txt` (AIDER_EDIT_TEXT) where aider runs, by a relative path: in a
+worktree task, the worktree, while the plan and output stay in the main
+checkout's state folder.
 
 Other requests (the CLIs' own side calls, such as opencode's session
 title, which offers no tools, or an aider request without the worker
@@ -86,6 +90,8 @@ SIDE_COMPLETION_TOKENS = 5
 MODEL = "scripted-model"
 ERROR_MESSAGE = "scripted endpoint refuses this request (dispatch real-cli test)"
 OUTPUT_TEXT = "Real CLI worker output\n"
+# `--mode aider-worktree`: what aider writes to `edited.txt`.
+AIDER_EDIT_TEXT = "made-by-aider"
 
 # `--mode *-slow`: the pause before every streamed chunk (or piece of a
 # whole answer), in seconds, and how many pieces a whole answer is sent in.
@@ -290,6 +296,8 @@ def aider_answer(body):
             "```",
             "",
         ]
+    if State.mode == "aider-worktree":
+        parts += ["edited.txt", "```", AIDER_EDIT_TEXT, "```", ""]
     return "\n".join(parts), None, True
 
 
@@ -539,6 +547,7 @@ def main():
             "opencode-slow",
             "opencode-malformed",
             "aider",
+            "aider-worktree",
             "aider-slow",
             "aider-malformed",
             "error",

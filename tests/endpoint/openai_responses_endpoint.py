@@ -31,8 +31,10 @@ stream of response.created then response.failed (error code server_error),
 which Codex treats as a dropped stream and retries stream_max_retries times.
 `--mode hang` answers the first main call with one shell command that
 starts a background python3 sleep, writes its pid (inside Codex's pid
-namespace) to $DISPATCH_TASK_DIR/grandchild.pid and then sleeps itself, so
-the task can only end by its timeout; both sleeps get $DISPATCH_TASK_DIR as
+namespace) to $DISPATCH_TASK_DIR/grandchild.pid and then sleeps itself
+(the call's own timeout 600 s), and never answers the call that follows
+(Codex returns to the model after about 30 s whatever the timeout), so the
+task can only end by its timeout; both sleeps get $DISPATCH_TASK_DIR as
 an argument, for the test to find them in /proc. `--mode worktree` has the worker write and commit
 edited.txt in its working directory (its git worktree), then finish the
 plan as step 3 does. `--mode slow` plays the worker, but sends every
@@ -124,6 +126,7 @@ IN_WORKTREE = [
 # Codex runs commands in a new pid namespace (bubblewrap), so `$!` is not
 # the pid outside it: both sleeps carry the task folder as an argument, for
 # the test to find them in /proc.
+HANG_TOOL_TIMEOUT_MS = 600000
 HANG = (
     "python3 -c 'import time; time.sleep(300)' \"$DISPATCH_TASK_DIR\" & "
     'echo $! > "$DISPATCH_TASK_DIR/grandchild.pid"; '
@@ -178,11 +181,14 @@ def shell_tool(body):
 
 
 def shell_arguments(tool, command):
+    # The hang step must outlast any task timeout a test gives: with 30 s,
+    # Codex stopped the job itself and went on to the final message.
+    ms = HANG_TOOL_TIMEOUT_MS if State.mode == "hang" else 30000
     if tool == "shell":
-        return {"command": ["bash", "-lc", command], "timeout_ms": 30000}
+        return {"command": ["bash", "-lc", command], "timeout_ms": ms}
     if tool == "shell_command":
-        return {"command": command, "timeout_ms": 30000}
-    return {"cmd": command, "yield_time_ms": 30000}
+        return {"command": command, "timeout_ms": ms}
+    return {"cmd": command, "yield_time_ms": ms}
 
 
 def new_id(prefix):
@@ -197,6 +203,12 @@ def plan_output(body):
     if State.mode == "empty":
         return [], True
     step = tool_output_count(body)
+    if State.mode == "hang" and step >= 1:
+        # Codex hands a long command back to the model after at most about
+        # 30 s (the command goes on in the background), then asks again:
+        # that call never gets an answer, so the task still ends only by
+        # its timeout, however long a loaded machine needs it to be.
+        time.sleep(HANG_TOOL_TIMEOUT_MS / 1000)
     steps = {"hang": [HANG], "worktree": IN_WORKTREE}.get(State.mode, STEPS)
     if step < len(steps):
         call = {
