@@ -254,14 +254,8 @@ tasks:
     plan: [Mark the first item, Write the output]
 ",
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &claude, &endpoint, "0");
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "with CLAUDE_CODE_MAX_RETRIES=0 the CLI gives up quickly: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "failed", "{record}\n{why}");
@@ -424,10 +418,8 @@ tasks:
     plan: [Run the long job]
 ",
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &claude, &endpoint, "0");
     let why = context(&project, &run, &endpoint);
-    assert!(started.elapsed() < Duration::from_secs(150), "{why}");
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "stalled", "{record}\n{why}");

@@ -326,14 +326,8 @@ tasks:
     plan: [Mark the first item, Write the output]
 ",
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &codex, &endpoint, stream_retries);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "with retries off the CLI gives up quickly: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("codex-task");
     assert_eq!(record["status"], "failed", "{record}\n{why}");
@@ -578,7 +572,6 @@ tasks:
     plan: [Run the long job]
 ",
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
     let state = project.path().join(".dispatch").display().to_string();
@@ -593,7 +586,6 @@ tasks:
             libc::kill(pid, libc::SIGKILL);
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(150), "{why}");
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("codex-task");
     assert_eq!(record["status"], "stalled", "{record}\n{why}");
@@ -719,14 +711,8 @@ tasks:
     plan: [Mark the first item, Write the output]
 ",
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &codex, &endpoint, 0);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "with stream retries off the CLI gives up quickly: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("codex-task");
     assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");

@@ -308,14 +308,8 @@ tasks:
 "
         ),
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &gemini, &endpoint, 1);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("gemini-task");
     assert_eq!(record["status"], "failed", "{record}\n{why}");
@@ -582,14 +576,8 @@ tasks:
 "
         ),
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &gemini, &endpoint, 1);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "with general.maxAttempts 1 the CLI gives up quickly: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("gemini-task");
     assert_eq!(record["status"], "failed", "not complete: {record}\n{why}");

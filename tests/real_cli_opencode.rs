@@ -285,14 +285,8 @@ tasks:
 "
         ),
     );
-    let started = Instant::now();
     let run = run_sweep(&project, &opencode, &endpoint);
     let why = context(&project, &run, &endpoint);
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "opencode does not retry an HTTP 400: {:?}",
-        started.elapsed()
-    );
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json(TASK);
     assert_eq!(record["status"], "failed", "{record}\n{why}");
