@@ -461,6 +461,7 @@ fn five_shards_merged_equal_one_unsharded_run() {
         let selected = dispatch::plan::shard::select(
             &plan,
             &dispatch::plan::shard::Shard { index: k, count: 5 },
+            None,
         );
         let mut expected: Vec<&str> = plan
             .tasks

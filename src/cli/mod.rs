@@ -252,6 +252,12 @@ pub struct RunArgs {
     /// `dispatch merge`).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::plan::shard::Shard>,
+    /// With --shard: balance the shards by how long each task took in this
+    /// report.json (an earlier run's, or the one `dispatch merge` wrote)
+    /// instead of by task count and `weight:`. Give every shard the same
+    /// file (see docs/sharding.md).
+    #[arg(long, value_name = "REPORT.json", requires = "shard")]
+    pub durations: Option<PathBuf>,
     /// Rerun the failed, timed-out and over-budget tasks of run RUN (or
     /// `latest`) from where they stopped, and the tasks they kept from
     /// starting; every other task is carried over as it ended, so this
@@ -558,13 +564,14 @@ fn report_command(args: &ReportArgs) -> u8 {
         Ok(snapshot) => {
             crate::report::repair::restore_and_say(&state, &snapshot);
             let redactor = crate::record::snapshot::redactor(&snapshot.run);
-            let rendered = crate::report::write::render(&state, &snapshot, &redactor);
-            print_stdout(match args.format {
-                ReportFormat::Md => &rendered.markdown,
-                ReportFormat::Json => &rendered.json,
-                ReportFormat::Junit => &rendered.junit,
-                ReportFormat::Html => &rendered.html,
-            });
+            use crate::report::write::{render_one, Format};
+            let format = match args.format {
+                ReportFormat::Md => Format::Markdown,
+                ReportFormat::Json => Format::Json,
+                ReportFormat::Junit => Format::Junit,
+                ReportFormat::Html => Format::Html,
+            };
+            print_stdout(&render_one(&state, &snapshot, &redactor, format));
             exit::OK
         }
         Err(e) => {

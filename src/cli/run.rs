@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 
 use super::{exit, report, CancelArgs, ResumeArgs, RunArgs, SupervisionArgs};
 use crate::events::screen::Mode;
+use crate::plan::balance::{Durations, DurationsError};
 use crate::plan::select::Selection;
 use crate::sweep::cancel::Cancelled;
 use crate::sweep::carry::{CarryOptions, Rerun};
@@ -29,7 +30,14 @@ fn carry_options(args: &RunArgs) -> Option<CarryOptions> {
 }
 
 pub fn run(args: &RunArgs) -> u8 {
-    let selection = selection(args);
+    let selection = match selection(args) {
+        Ok(selection) => selection,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("  help: {}", e.help());
+            return exit::USAGE;
+        }
+    };
     if args.dry_run {
         return super::plan::dry_run(args, &selection);
     }
@@ -92,13 +100,15 @@ pub fn cancel(args: &CancelArgs) -> u8 {
 /// SIGKILL.
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn selection(args: &RunArgs) -> Selection {
-    Selection {
+fn selection(args: &RunArgs) -> Result<Selection, DurationsError> {
+    let durations = args.durations.as_deref().map(Durations::read).transpose()?;
+    Ok(Selection {
         only: args.only.clone(),
         skip: args.skip.clone(),
         tags: args.tag.clone(),
         shard: args.shard,
-    }
+        durations,
+    })
 }
 
 fn options(args: &SupervisionArgs) -> RunOptions {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{exit, print_stdout, report, VarArgs};
 use crate::manifest::{self, types::Severity, Invalid};
+use crate::plan::balance::Durations;
 use crate::plan::shard::{self, Shard, MAX_SHARDS};
 use crate::plan::{self, templates::Templates, PlanOptions, SweepPlan};
 use crate::report::{junit, markdown, merge as merged, Report};
@@ -21,6 +22,11 @@ pub struct MatrixArgs {
     /// one entry per task.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
     pub shards: Option<u32>,
+    /// With --shards: balance the shards by the task durations in this
+    /// report.json, as `dispatch run --shard K/N --durations` does (give
+    /// both the same file).
+    #[arg(long, value_name = "REPORT.json", requires = "shards")]
+    pub durations: Option<PathBuf>,
     #[command(flatten)]
     pub vars: VarArgs,
 }
@@ -50,7 +56,15 @@ pub fn matrix(args: &MatrixArgs) -> u8 {
     };
     let matrix = match args.shards {
         Some(count) => {
-            let assigned = shard::assign_plan(&plan, count);
+            let durations = match args.durations.as_deref().map(Durations::read).transpose() {
+                Ok(durations) => durations,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!("  help: {}", e.help());
+                    return exit::USAGE;
+                }
+            };
+            let assigned = shard::assign_plan_with(&plan, count, durations.as_ref());
             let shards: Vec<String> = (1..=count)
                 .filter(|k| assigned.contains(k))
                 .map(|index| Shard { index, count }.to_string())

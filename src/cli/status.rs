@@ -10,6 +10,7 @@ use crate::events::attention::{attention, Attention};
 use crate::events::screen::{severity_label, symbol};
 use crate::events::summary;
 use crate::manifest::types::Severity;
+use crate::record::index::{IndexEntry, RunIndex};
 use crate::record::snapshot::{self, Snapshot, TaskView};
 use crate::record::TaskRecord;
 use crate::state::StateDir;
@@ -22,14 +23,22 @@ pub fn run(args: &StatusArgs) -> u8 {
         tasks: args.tasks.clone(),
     };
     loop {
-        let mut snapshot = match snapshot::load(&state, args.run.as_deref()) {
-            Ok(snapshot) => snapshot::redactor(&snapshot.run).scrub(snapshot),
+        // A finished run's index lists its tasks: only the ones shown are
+        // read (`--json` shows every one, so it reads them all).
+        let loaded = if args.json {
+            snapshot::load(&state, args.run.as_deref()).map(|s| (s, None))
+        } else {
+            load_shown(&state, args.run.as_deref(), &filter)
+        };
+        let (mut snapshot, entries) = match loaded {
+            Ok((snapshot, entries)) => (snapshot::redactor(&snapshot.run).scrub(snapshot), entries),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::USAGE;
             }
         };
-        if let Err(e) = filter.names_known_tasks(&snapshot) {
+        let entries = entries.unwrap_or_else(|| entries_of(&snapshot));
+        if let Err(e) = filter.names_known_tasks(&snapshot.run.run_id, &entries) {
             eprintln!("error: {e}");
             eprintln!("  help: `dispatch status` without --task lists the tasks that need attention; `--task '*'` lists every one");
             return exit::USAGE;
@@ -43,8 +52,8 @@ pub fn run(args: &StatusArgs) -> u8 {
             json.push('\n');
             json
         } else {
-            let mut text = render(&snapshot, &filter);
-            if let Some(warning) = old_worktrees(&state, &snapshot, !args.watch) {
+            let mut text = render_entries(&snapshot, &entries, &filter);
+            if let Some(warning) = old_worktrees(&state, &entries, !args.watch) {
                 text.push_str(&warning);
             }
             text
@@ -79,23 +88,27 @@ impl Filter {
     }
 
     pub fn keeps(&self, record: &TaskRecord) -> bool {
-        (!self.failed || record.status.is_failure())
-            && (self.statuses.is_empty() || self.statuses.contains(&record.status))
-            && (self.tasks.is_empty() || self.tasks.iter().any(|p| glob_match(p, &record.id)))
+        self.keeps_task(&record.id, record.status)
+    }
+
+    /// [`Filter::keeps`] from a task's id and status alone.
+    fn keeps_task(&self, id: &str, status: TaskStatus) -> bool {
+        (!self.failed || status.is_failure())
+            && (self.statuses.is_empty() || self.statuses.contains(&status))
+            && (self.tasks.is_empty() || self.tasks.iter().any(|p| glob_match(p, id)))
     }
 
     /// Every `--task` must name at least one task of the run: a typo
     /// would otherwise read as "nothing wrong".
-    fn names_known_tasks(&self, snapshot: &Snapshot) -> Result<(), String> {
-        let ids = || snapshot.tasks.iter().map(|t| t.record.id.as_str());
+    fn names_known_tasks(&self, run_id: &str, entries: &[IndexEntry]) -> Result<(), String> {
+        let ids = || entries.iter().map(|e| e.id.as_str());
         for pattern in &self.tasks {
             if !ids().any(|id| glob_match(pattern, id)) {
                 let hint = crate::manifest::diagnostic::did_you_mean(pattern, ids())
                     .map(|close| format!("; did you mean `{close}`?"))
                     .unwrap_or_default();
                 return Err(format!(
-                    "--task {pattern}: no task of run {} matches{hint}",
-                    snapshot.run.run_id
+                    "--task {pattern}: no task of run {run_id} matches{hint}"
                 ));
             }
         }
@@ -133,6 +146,56 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// that need attention (or are running), so a failure is not lost among
 /// a thousand complete tasks.
 pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
+    render_entries(snapshot, &entries_of(snapshot), filter)
+}
+
+/// Every task of a snapshot as an index entry.
+fn entries_of(snapshot: &Snapshot) -> Vec<IndexEntry> {
+    let severity = crate::events::attention::recorded_severity(&snapshot.run);
+    snapshot
+        .tasks
+        .iter()
+        .map(|t| IndexEntry::of(&t.record, attention(&t.record, severity).is_some()))
+        .collect()
+}
+
+/// Whether the view lists a task, given how many tasks the run has.
+fn shows(entry: &IndexEntry, filter: &Filter, total: usize) -> bool {
+    if !filter.is_empty() {
+        filter.keeps_task(&entry.id, entry.status)
+    } else {
+        total <= summary::LIST_COMPLETE_UP_TO
+            || entry.status == TaskStatus::Running
+            || entry.attention
+    }
+}
+
+/// The run, and the tasks `filter` shows. From a finished run with an
+/// index, only those tasks' folders are read, and the index comes back
+/// too; otherwise every task is read (and no index is returned).
+fn load_shown(
+    state: &StateDir,
+    run_id: Option<&str>,
+    filter: &Filter,
+) -> Result<(Snapshot, Option<Vec<IndexEntry>>), snapshot::SnapshotError> {
+    let run = snapshot::load_run(state, run_id)?;
+    let Some(index) = RunIndex::read_current(state, &run) else {
+        let tasks = snapshot::load_tasks(state, &run, run.tasks.iter().map(String::as_str))?;
+        return Ok((snapshot::assemble(run, tasks), None));
+    };
+    let total = index.tasks.len();
+    let shown = index
+        .tasks
+        .iter()
+        .filter(|e| shows(e, filter, total))
+        .map(|e| e.id.as_str());
+    let tasks = snapshot::load_tasks(state, &run, shown)?;
+    Ok((snapshot::assemble(run, tasks), Some(index.tasks)))
+}
+
+/// [`render`] from every task's index entry; `snapshot` holds at least the
+/// tasks shown.
+fn render_entries(snapshot: &Snapshot, entries: &[IndexEntry], filter: &Filter) -> String {
     let run = &snapshot.run;
     let mut out = String::new();
     let state = if snapshot.live {
@@ -155,28 +218,25 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
         ),
     );
     let severity = crate::events::attention::recorded_severity(run);
-    let few = snapshot.tasks.len() <= summary::LIST_COMPLETE_UP_TO;
-    let shown: Vec<&TaskView> = snapshot
+    let total = entries.len();
+    let few = total <= summary::LIST_COMPLETE_UP_TO;
+    let views: std::collections::HashMap<&str, &TaskView> = snapshot
         .tasks
         .iter()
-        .filter(|t| {
-            if !filter.is_empty() {
-                filter.keeps(&t.record)
-            } else {
-                few || t.record.status == TaskStatus::Running
-                    || attention(&t.record, severity).is_some()
-            }
-        })
+        .map(|t| (t.record.id.as_str(), t))
+        .collect();
+    let shown: Vec<&TaskView> = entries
+        .iter()
+        .filter(|e| shows(e, filter, total))
+        .filter_map(|e| views.get(e.id.as_str()).copied())
         .collect();
     if !few || !filter.is_empty() {
-        let records: Vec<TaskRecord> = snapshot.tasks.iter().map(|t| t.record.clone()).collect();
         put(
             &mut out,
             &format!(
-                "{} task{}: {}",
-                records.len(),
-                if records.len() == 1 { "" } else { "s" },
-                summary::counts(&records)
+                "{total} task{}: {}",
+                if total == 1 { "" } else { "s" },
+                summary::status_counts(entries.iter().map(|e| e.status))
             ),
         );
     }
@@ -184,7 +244,7 @@ pub fn render(snapshot: &Snapshot, filter: &Filter) -> String {
         out.push('\n');
         render_task(&mut out, task, severity);
     }
-    let hidden = snapshot.tasks.len() - shown.len();
+    let hidden = total - shown.len();
     if filter.is_empty() && hidden > 0 {
         out.push('\n');
         put(
@@ -338,12 +398,11 @@ fn put(out: &mut String, line: &str) {
 /// A warning when worktrees of other runs pile up under
 /// `.dispatch/worktrees/` (with the disk they hold, unless `sized` is off:
 /// sizing walks every file, too slow to repeat every second).
-fn old_worktrees(state: &StateDir, snapshot: &Snapshot, sized: bool) -> Option<String> {
-    let own: Vec<std::path::PathBuf> = snapshot
-        .tasks
+fn old_worktrees(state: &StateDir, entries: &[IndexEntry], sized: bool) -> Option<String> {
+    let own: std::collections::HashSet<std::path::PathBuf> = entries
         .iter()
-        .filter_map(|t| t.record.branch.as_ref())
-        .map(|b| std::path::PathBuf::from(&b.path))
+        .filter_map(|e| e.worktree.as_ref())
+        .map(std::path::PathBuf::from)
         .collect();
     let old: Vec<std::path::PathBuf> = std::fs::read_dir(state.dir.join("worktrees"))
         .ok()?

@@ -18,6 +18,21 @@ pub const LIST_COMPLETE_UP_TO: usize = 20;
 /// At most this many tasks needing attention are listed without
 /// `--verbose`; the rest are counted, and `dispatch status` lists them all.
 pub const ATTENTION_LINES: usize = 50;
+/// At most this many ids are named in one warning line without
+/// `--verbose`: at 5,000 tasks the whole list is a wall of text.
+pub const NAMED_IN_A_LINE: usize = 10;
+
+/// `a, b, c`, or the first [`NAMED_IN_A_LINE`] and how many more.
+fn named(ids: &[&str], verbose: bool) -> String {
+    if verbose || ids.len() <= NAMED_IN_A_LINE {
+        return ids.join(", ");
+    }
+    format!(
+        "{}, … and {} more (`--verbose` names every one)",
+        ids[..NAMED_IN_A_LINE].join(", "),
+        ids.len() - NAMED_IN_A_LINE
+    )
+}
 
 /// What the end-of-run summary says.
 pub struct Summary<'a> {
@@ -90,7 +105,7 @@ impl Summary<'_> {
                     } else {
                         "s were"
                     },
-                    unticked.join(", ")
+                    named(&unticked, self.verbose)
                 ),
             ));
         }
@@ -153,9 +168,15 @@ fn why_tone(why: Attention) -> Tone {
 /// `4997 complete, 3 failed`, in a fixed status order; `no tasks to run`
 /// for none (an empty shard, say).
 pub fn counts(records: &[TaskRecord]) -> String {
+    status_counts(records.iter().map(|r| r.status))
+}
+
+/// [`counts`] of the statuses alone (`dispatch status` has no more of a
+/// finished run's tasks than its index).
+pub fn status_counts(statuses: impl IntoIterator<Item = TaskStatus>) -> String {
     let mut by = [0usize; TaskStatus::ALL.len()];
-    for record in records {
-        if let Some(i) = TaskStatus::ALL.iter().position(|s| *s == record.status) {
+    for status in statuses {
+        if let Some(i) = TaskStatus::ALL.iter().position(|s| *s == status) {
             by[i] += 1;
         }
     }
@@ -357,5 +378,17 @@ mod tests {
             "{}",
             summary.text()
         );
+    }
+
+    #[test]
+    fn a_long_list_of_ids_in_a_warning_names_ten_and_counts_the_rest() {
+        let ids: Vec<String> = (0..5000).map(|n| format!("t{n}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            named(&ids, false),
+            "t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, … and 4990 more (`--verbose` names every one)"
+        );
+        assert_eq!(named(&ids, true).matches(", ").count(), 4999);
+        assert_eq!(named(&ids[..3], false), "t0, t1, t2");
     }
 }

@@ -6,6 +6,7 @@
 //! also catches what only rendering can: undefined template variables, unknown
 //! templates, ids that collide after expansion.
 
+pub mod balance;
 pub mod checks;
 pub mod confine;
 pub mod matrix;

@@ -14,6 +14,8 @@ pub struct Selection {
     pub tags: Vec<String>,
     /// `--shard K/N`: the tasks the partition gives this job.
     pub shard: Option<crate::plan::shard::Shard>,
+    /// `--durations REPORT.json`: balance the shards by these.
+    pub durations: Option<crate::plan::balance::Durations>,
 }
 
 /// A selection that names no task, or leaves a need out.
@@ -94,7 +96,7 @@ impl Selection {
         let in_shard = self
             .shard
             .as_ref()
-            .map(|shard| crate::plan::shard::select(plan, shard));
+            .map(|shard| crate::plan::shard::select(plan, shard, self.durations.as_ref()));
         let names = |t: &super::PlannedTask, list: &[String]| {
             list.iter().any(|n| *n == t.id || *n == t.source_id)
         };

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::plan::balance::Durations;
 use crate::plan::SweepPlan;
 
 /// The most shards a sweep can be split into (a GitHub Actions matrix holds
@@ -43,9 +44,9 @@ pub struct ShardInfo {
 
 impl ShardInfo {
     /// The record of running `shard` of `plan` (the whole plan, before
-    /// selection).
-    pub fn of(plan: &SweepPlan, shard: &Shard) -> ShardInfo {
-        let mut with_tasks = assign_plan(plan, shard.count);
+    /// selection), balanced by `durations` when given.
+    pub fn of(plan: &SweepPlan, shard: &Shard, durations: Option<&Durations>) -> ShardInfo {
+        let mut with_tasks = assign_plan_with(plan, shard.count, durations);
         with_tasks.sort_unstable();
         with_tasks.dedup();
         ShardInfo {
@@ -222,9 +223,26 @@ pub fn assign_plan(plan: &SweepPlan, count: u32) -> Vec<u32> {
     assign_weighted(&tasks, count)
 }
 
-/// Which tasks of the plan (in plan order) are in `shard`.
-pub fn select(plan: &SweepPlan, shard: &Shard) -> Vec<bool> {
-    assign_plan(plan, shard.count)
+/// [`assign_plan`], each task weighing its duration in `durations` (see
+/// [`Durations::weights`]) when given, else its `weight:`.
+pub fn assign_plan_with(plan: &SweepPlan, count: u32, durations: Option<&Durations>) -> Vec<u32> {
+    let Some(durations) = durations else {
+        return assign_plan(plan, count);
+    };
+    let weights = durations.plan_weights(plan);
+    let tasks: Vec<(&str, &[String], u64)> = plan
+        .tasks
+        .iter()
+        .zip(weights)
+        .map(|(t, weight)| (t.id.as_str(), t.needs.as_slice(), weight))
+        .collect();
+    assign_weighted(&tasks, count)
+}
+
+/// Which tasks of the plan (in plan order) are in `shard`, balanced by
+/// `durations` when given.
+pub fn select(plan: &SweepPlan, shard: &Shard, durations: Option<&Durations>) -> Vec<bool> {
+    assign_plan_with(plan, shard.count, durations)
         .into_iter()
         .map(|s| s == shard.index)
         .collect()
@@ -394,7 +412,7 @@ tasks:
             .unwrap_or_else(|e| panic!("{e}"));
         let ids: Vec<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
         let chosen = |index| {
-            let selected = select(&plan, &Shard { index, count: 2 });
+            let selected = select(&plan, &Shard { index, count: 2 }, None);
             let mut picked: Vec<&str> = ids
                 .iter()
                 .zip(selected)

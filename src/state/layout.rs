@@ -45,6 +45,10 @@ pub fn check_log(attempt: u32, check: usize) -> String {
 
 /// In a run folder: the run's record.
 pub const RUN_RECORD: &str = "run.json";
+/// In a run folder: each task's id, status and need for attention, written
+/// when the run ends (`record::index`), so `dispatch status` need not read
+/// every task's folder.
+pub const RUN_INDEX: &str = "index.json";
 /// In a run folder: every event of the run, one JSON object a line.
 pub const EVENTS: &str = "events.jsonl";
 /// In a run folder: the manifest as the run started from it.

@@ -99,8 +99,10 @@ impl Sweep {
                 self.save(index);
             }
         }
-        // The records are on disk before the run says it ended, so a
-        // reader that sees the ended run sees its tasks' ends too.
+        self.queue_index();
+        // The records (and the index) are on disk before the run says it
+        // ended, so a reader that sees the ended run sees its tasks' ends
+        // too.
         self.writer.flush().await;
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
@@ -173,6 +175,27 @@ impl Sweep {
             exit_code,
             records,
             message: None,
+        }
+    }
+}
+
+impl Sweep {
+    /// Queue the run's index (`record::index`) for the end `run_record`
+    /// now holds, so `dispatch status` on the finished run reads one file
+    /// rather than every task's.
+    fn queue_index(&self) {
+        let severity = crate::events::attention::recorded_severity(&self.run_record);
+        let entries = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let needs = crate::events::attention::attention(&slot.record, severity).is_some();
+                crate::record::index::IndexEntry::of(&slot.record, needs)
+            })
+            .collect();
+        if let Some(index) = crate::record::index::RunIndex::of(&self.run_record, entries) {
+            let path = crate::record::index::RunIndex::path(&self.state, &self.run_id);
+            self.writer.replace_json(path, &index);
         }
     }
 }

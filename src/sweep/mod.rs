@@ -195,11 +195,10 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         Some((_, fates)) => fates.clone(),
         None => vec![carry::Fate::Fresh; sweep_plan.tasks.len()],
     };
-    let shard = options
-        .selection
-        .shard
-        .as_ref()
-        .map(|shard| crate::plan::shard::ShardInfo::of(&sweep_plan, shard));
+    let shard = options.selection.shard.as_ref().map(|shard| {
+        let durations = options.selection.durations.as_ref();
+        crate::plan::shard::ShardInfo::of(&sweep_plan, shard, durations)
+    });
     if !options.selection.is_empty() {
         start::select_tasks(&options.selection, &mut sweep_plan, &mut fates)?;
     }
