@@ -472,6 +472,10 @@ pub struct PlanArgs {
     /// Print the plan as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Show every task's worker prompt. Without it, a sweep of more than
+    /// 100 tasks shows the prompts only of the tasks named with --task.
+    #[arg(long)]
+    pub prompts: bool,
     #[command(flatten)]
     pub vars: VarArgs,
 }

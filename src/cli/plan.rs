@@ -11,6 +11,7 @@ use crate::manifest::{
     types::{CommitPolicy, KeepPolicy, PromptMode},
     Invalid,
 };
+use crate::plan::prompt::Prompter;
 use crate::plan::select::Selection;
 use crate::plan::{self, PlanOptions, PlannedTask, SweepPlan};
 use crate::state::fsutil::write_atomic;
@@ -52,8 +53,8 @@ fn print_plan(plan: &SweepPlan, json: bool) {
 /// start (after `--only`, `--skip`, `--tag`, `--shard`), printed as
 /// `dispatch plan` prints it. Nothing is written and nothing runs.
 pub fn dry_run(args: &RunArgs, selection: &Selection) -> u8 {
-    let mut plan = match load_plan(&args.file, &args.vars.vars) {
-        Ok(plan) => plan,
+    let (mut plan, prompter) = match load_plan(&args.file, &args.vars.vars) {
+        Ok(loaded) => loaded,
         Err(invalid) => {
             report(&invalid);
             return exit::USAGE;
@@ -73,26 +74,69 @@ pub fn dry_run(args: &RunArgs, selection: &Selection) -> u8 {
         let mut keep = chosen.into_iter();
         plan.tasks.retain(|_| keep.next().unwrap_or(false));
     }
+    if plan.tasks.len() <= PROMPTS_SHOWN_UP_TO {
+        if let Err(invalid) = fill_prompts(&mut plan, &prompter) {
+            report(&invalid);
+            return exit::USAGE;
+        }
+    }
+    hide_secrets(&mut plan, &args.vars.vars);
     print_plan(&plan, args.supervision.json);
     exit::OK
 }
 
-/// The plan as `dispatch plan` shows it: paths relative, secrets hidden.
-fn load_plan(file: &Path, vars: &[(String, String)]) -> Result<SweepPlan, Invalid> {
+/// A sweep of at most this many tasks shows every worker prompt; a larger
+/// one (where they would run to megabytes) shows them with `--prompts`, or
+/// for the tasks named with `--task`.
+pub const PROMPTS_SHOWN_UP_TO: usize = 100;
+
+/// Render the worker prompt of each task of `plan` (and the argv that
+/// carries it), on every core.
+fn fill_prompts(plan: &mut SweepPlan, prompter: &Prompter) -> Result<(), Invalid> {
+    let rendered = crate::util::parallel::map_chunks(&plan.tasks, |part| {
+        part.iter()
+            .map(|task| prompter.render(task))
+            .collect::<Vec<_>>()
+    });
+    let mut problems = Vec::new();
+    for (task, rendered) in plan.tasks.iter_mut().zip(rendered.into_iter().flatten()) {
+        match rendered {
+            Ok(rendered) => {
+                let task = std::sync::Arc::make_mut(task);
+                task.prompt = rendered.prompt;
+                task.argv = rendered.argv;
+            }
+            Err(invalid) => problems.extend(invalid.0),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.dedup();
+        Err(Invalid(problems))
+    }
+}
+
+/// The plan as `dispatch plan` shows it: paths relative, no prompts yet
+/// (see [`fill_prompts`]); and what renders them.
+fn load_plan(file: &Path, vars: &[(String, String)]) -> Result<(SweepPlan, Prompter), Invalid> {
     let loaded = manifest::load_with_user_config(file)?;
     let options = PlanOptions {
         vars: vars.to_vec(),
         run_id: "dry-run".to_owned(),
         root: None,
+        prompts: plan::Prompts::Lazy,
     };
-    let mut plan = plan::build(&loaded, &options)?;
-    hide_secrets(&mut plan, &options.vars);
+    let plan = plan::build(&loaded, &options)?;
     super::validate::warn_user_config(&manifest::config_effects::effects(&loaded));
-    Ok(plan)
+    let prompter = Prompter::new(std::sync::Arc::new(loaded), options, &plan.tasks);
+    Ok((plan, prompter))
 }
 
+/// The plan of the tasks asked for, their prompts rendered where shown,
+/// secrets hidden.
 fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
-    let mut plan = load_plan(&args.file, &args.vars.vars)?;
+    let (mut plan, prompter) = load_plan(&args.file, &args.vars.vars)?;
     if !args.tasks.is_empty() {
         let unknown: Vec<&String> = args
             .tasks
@@ -123,6 +167,14 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
                 .any(|want| *want == t.id || *want == t.source_id)
         });
     }
+    let shown = args.prompts
+        || args.out.is_some()
+        || !args.tasks.is_empty()
+        || plan.tasks.len() <= PROMPTS_SHOWN_UP_TO;
+    if shown {
+        fill_prompts(&mut plan, &prompter)?;
+    }
+    hide_secrets(&mut plan, &args.vars.vars);
     Ok(plan)
 }
 
@@ -341,6 +393,13 @@ fn render_task(out: &mut String, task: &PlannedTask) {
     out.push_str(&task.plan);
     ensure_newline(out);
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));
+    if task.prompt.is_empty() {
+        let _ = writeln!(
+            out,
+            "(not shown in a sweep of more than {PROMPTS_SHOWN_UP_TO} tasks: `dispatch plan --prompts` shows every prompt, `--task {}` this one's)",
+            task.id
+        );
+    }
     out.push_str(&task.prompt);
     ensure_newline(out);
 }
@@ -469,7 +528,7 @@ fn command_line(task: &PlannedTask) -> String {
         .argv
         .iter()
         .map(|arg| {
-            if arg == &task.prompt && !arg.is_empty() {
+            if (arg == &task.prompt && !arg.is_empty()) || arg == crate::plan::prompt::MARKER {
                 "<worker prompt>".to_owned()
             } else {
                 shell_quote(arg)

@@ -93,6 +93,7 @@ fn plan_for(file: &Path, vars: &VarArgs) -> Result<SweepPlan, Invalid> {
         vars: vars.vars.clone(),
         run_id: "dry-run".to_owned(),
         root: None,
+        prompts: plan::Prompts::Lazy,
     };
     plan::build(&loaded, &options)
 }

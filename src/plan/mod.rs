@@ -11,6 +11,7 @@ pub mod checks;
 pub mod confine;
 pub mod matrix;
 pub mod order;
+pub mod prompt;
 mod render;
 pub mod select;
 pub mod shard;
@@ -50,6 +51,19 @@ pub struct PlanOptions {
     /// The project root that paths are made absolute against; `None` keeps
     /// them relative (`.dispatch/tasks/ID/plan.md`) for reviewable output.
     pub root: Option<PathBuf>,
+    /// Whether each task's worker prompt is rendered into the plan.
+    pub prompts: Prompts,
+}
+
+/// Whether a plan holds its tasks' worker prompts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prompts {
+    /// Rendered and kept in each task (`dispatch plan` shows them).
+    #[default]
+    Render,
+    /// Checked but not kept: `dispatch run` renders each at its launch
+    /// ([`prompt::Prompter`]), and `dispatch validate` needs none.
+    Lazy,
 }
 
 /// Everything a sweep will do, in the order it starts.
@@ -128,7 +142,9 @@ pub struct PlannedTask {
     pub context: Vec<String>,
     /// The checklist, as written to `plan.md`.
     pub plan: String,
-    /// The full worker prompt.
+    /// The full worker prompt; empty in a plan built with
+    /// [`Prompts::Lazy`], whose argv holds [`prompt::MARKER`] instead.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub prompt: String,
     /// Acceptance checks, run in order after the worker ends.
     pub checks: Vec<checks::PlannedCheck>,
@@ -245,7 +261,13 @@ pub fn build(loaded: &LoadedManifest, options: &PlanOptions) -> Result<SweepPlan
 struct Builder<'a> {
     loaded: &'a LoadedManifest,
     options: &'a PlanOptions,
-    templates: Templates,
+    templates: Arc<Templates>,
+    /// A lazy plan renders every prompt to check it (a project's own
+    /// prompt template), not only each manifest task's largest.
+    check_every_prompt: bool,
+    /// Each manifest task's entry with the largest prompt texts: its size
+    /// and index (see `prompt.rs`).
+    largest: Mutex<HashMap<String, (usize, usize)>>,
     backends: IndexMap<String, Backend>,
     root: String,
     /// Behind a lock: tasks are rendered on several threads.
@@ -254,14 +276,20 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(loaded: &'a LoadedManifest, options: &'a PlanOptions) -> Self {
-        let override_dir = match &loaded.manifest.templates {
-            Some(dir) => loaded.dir.join(dir),
-            None => loaded.dir.join("templates"),
-        };
+        Self::with_templates(loaded, options, Arc::new(templates_of(loaded)))
+    }
+
+    fn with_templates(
+        loaded: &'a LoadedManifest,
+        options: &'a PlanOptions,
+        templates: Arc<Templates>,
+    ) -> Self {
         Self {
             loaded,
             options,
-            templates: Templates::new(Some(override_dir)),
+            check_every_prompt: prompt::check_every_prompt(options, &templates),
+            largest: Mutex::default(),
+            templates,
             backends: models::backends(&loaded.manifest),
             root: options
                 .root
@@ -323,6 +351,9 @@ impl<'a> Builder<'a> {
         .into_iter()
         .flatten()
         .collect();
+        if self.options.prompts == Prompts::Lazy && !self.check_every_prompt {
+            self.check_largest_prompts(&instances, &basics);
+        }
         let manifest = &self.loaded.manifest;
         let plan = SweepPlan {
             name: manifest.name.clone().unwrap_or_else(|| {
@@ -538,17 +569,23 @@ impl<'a> Builder<'a> {
     }
 
     /// `needs` names a task id (all its matrix entries) or one entry's id.
+    /// Both are looked up in maps made once, so a sweep of tens of
+    /// thousands of entries resolves in one pass instead of one scan of
+    /// every entry per need.
     fn resolve_needs(&self, instances: &mut [Instance<'a>]) {
-        let by_id: HashMap<String, usize> = instances
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.id.clone(), i))
-            .collect();
-        for index in 0..instances.len() {
-            let task = instances[index].task;
-            let source_id = instances[index].source_id;
+        let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(instances.len());
+        let mut by_source: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, x) in instances.iter().enumerate() {
+            by_id.insert(x.id.as_str(), i);
+            by_source.entry(x.source_id).or_default().push(i);
+        }
+        let mut resolved_all: Vec<Vec<usize>> = Vec::with_capacity(instances.len());
+        for (index, instance) in instances.iter().enumerate() {
+            let task = instance.task;
+            let source_id = instance.source_id;
             let single = matches!(task.needs, crate::manifest::types::Needs::One(_));
             let mut resolved = Vec::new();
+            let mut taken = std::collections::HashSet::new();
             for (n, name) in task.needs.ids().iter().enumerate() {
                 let position = n.to_string();
                 let path: Vec<&str> = if single {
@@ -556,38 +593,34 @@ impl<'a> Builder<'a> {
                 } else {
                     vec!["tasks", source_id, "needs", &position]
                 };
-                let mut targets: Vec<usize> = instances
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, x)| x.source_id == name)
-                    .map(|(i, _)| i)
-                    .collect();
-                if targets.is_empty() {
-                    if let Some(&i) = by_id.get(name) {
-                        targets.push(i);
-                    }
-                }
+                let one;
+                let targets: &[usize] = match by_source.get(name.as_str()) {
+                    Some(entries) => entries,
+                    None => match by_id.get(name.as_str()) {
+                        Some(&i) => {
+                            one = [i];
+                            &one
+                        }
+                        None => &[],
+                    },
+                };
                 if targets.is_empty() {
                     let d = unknown_task(self.loaded, &path, name);
                     self.fail(d);
                 } else if targets.contains(&index) {
                     let d = self
                         .loaded
-                        .error_at(
-                            &path,
-                            format!("task `{}` needs itself", instances[index].id),
-                        )
+                        .error_at(&path, format!("task `{}` needs itself", instance.id))
                         .with_help("remove it from `needs`");
                     self.fail(d);
                 } else {
-                    for t in targets {
-                        if !resolved.contains(&t) {
-                            resolved.push(t);
-                        }
-                    }
+                    resolved.extend(targets.iter().copied().filter(|t| taken.insert(*t)));
                 }
             }
-            instances[index].needs = resolved;
+            resolved_all.push(resolved);
+        }
+        for (instance, resolved) in instances.iter_mut().zip(resolved_all) {
+            instance.needs = resolved;
         }
     }
 
@@ -752,6 +785,16 @@ impl<'a> Builder<'a> {
             "needs": needs,
         })
     }
+}
+
+/// The templates a manifest's tasks render with: its own folder (default
+/// `templates/` beside it) in front of the built-in ones.
+fn templates_of(loaded: &LoadedManifest) -> Templates {
+    let override_dir = match &loaded.manifest.templates {
+        Some(dir) => loaded.dir.join(dir),
+        None => loaded.dir.join("templates"),
+    };
+    Templates::new(Some(override_dir))
 }
 
 /// A worker of an agent CLI that says nothing for this long is taken for

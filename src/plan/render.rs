@@ -59,14 +59,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    pub(super) fn render(
+    /// The context a task's worker prompt is rendered in: its prompt
+    /// field, plan items, plan text and role prompt filled in. Returns it
+    /// with the plan text.
+    pub(super) fn prompt_context(
         &self,
         instances: &[Instance<'a>],
         basics: &[Basics],
         index: usize,
-        position: usize,
-        stage: usize,
-    ) -> Option<PlannedTask> {
+    ) -> (Json, String) {
         let manifest = &self.loaded.manifest;
         let instance = &instances[index];
         let own = &basics[index];
@@ -120,11 +121,44 @@ impl<'a> Builder<'a> {
         };
         context["plan_text"] = Json::String(plan_text.clone());
         context["role_prompt"] = Json::String(role_prompt);
-        let worker_prompt = self.render_template(&["tasks", src], WORKER_PROMPT, &context);
+        (context, plan_text)
+    }
+
+    pub(super) fn render(
+        &self,
+        instances: &[Instance<'a>],
+        basics: &[Basics],
+        index: usize,
+        position: usize,
+        stage: usize,
+    ) -> Option<PlannedTask> {
+        let manifest = &self.loaded.manifest;
+        let instance = &instances[index];
+        let own = &basics[index];
+        let task = instance.task;
+        let src = instance.source_id;
+        let (context, plan_text) = self.prompt_context(instances, basics, index);
+        // Lazily, the prompt is rendered when the task launches; here only
+        // where its check needs it (see `prompt.rs`), and not kept.
+        let worker_prompt = match self.options.prompts {
+            Prompts::Render => self.render_template(&["tasks", src], WORKER_PROMPT, &context),
+            Prompts::Lazy => {
+                if self.check_every_prompt {
+                    self.render_template(&["tasks", src], WORKER_PROMPT, &context);
+                } else {
+                    self.note_prompt_size(index, src, &context);
+                }
+                String::new()
+            }
+        };
+        let in_argv = match self.options.prompts {
+            Prompts::Render => worker_prompt.as_str(),
+            Prompts::Lazy => prompt::MARKER,
+        };
 
         let worktree = self.worktree(instance, own, &context);
         let checks = self.checks(instance, &context, worktree.as_ref());
-        let (argv, prompt_via) = self.argv(instance, own, &context, &worker_prompt);
+        let (argv, prompt_via) = self.argv(instance, own, &context, in_argv);
         let env = self.env(instance, own, &context);
         let sandbox = self.sandbox(task);
         let env_policy = self.env_plan(task, sandbox.is_some());
@@ -233,6 +267,18 @@ impl<'a> Builder<'a> {
             self.fail(d);
             return String::new();
         }
+        if name == DEFAULT_PLAN && !self.templates.overridden(&template) {
+            // The built-in checklist, the plan of most tasks of a wide
+            // sweep, without a template engine's pass per task.
+            let title = context["task"]["title"].as_str().unwrap_or_default();
+            let items: Vec<&str> = context["task"]["plan"]
+                .as_array()
+                .map(|items| items.iter().filter_map(Json::as_str).collect())
+                .unwrap_or_default();
+            if let Some(text) = templates::checklist(title, &items) {
+                return text;
+            }
+        }
         self.render_template(&["tasks", src, "template"], &template, context)
     }
 
@@ -262,9 +308,9 @@ impl<'a> Builder<'a> {
             ),
         };
         let indexed = !backend.builtin || instance.task.command.is_some();
-        let mut context = context.clone();
-        context["prompt"] = Json::String(prompt.to_owned());
-        context["prompt_file"] = Json::String(own.paths.prompt.clone());
+        // The context plus the prompt, made only for an argv with
+        // templates: a copy of the whole context per task adds up.
+        let mut with_prompt: Option<Json> = None;
         let placed = templates.iter().any(|a| a.contains("prompt"));
         let mut argv: Vec<String> = Vec::with_capacity(templates.len() + 1);
         for (i, arg) in templates.iter().enumerate() {
@@ -273,7 +319,17 @@ impl<'a> Builder<'a> {
             if indexed {
                 path.push(&index);
             }
-            argv.push(self.render_field(&path, arg, &context));
+            if is_template(arg) {
+                let context = with_prompt.get_or_insert_with(|| {
+                    let mut context = context.clone();
+                    context["prompt"] = Json::String(prompt.to_owned());
+                    context["prompt_file"] = Json::String(own.paths.prompt.clone());
+                    context
+                });
+                argv.push(self.render_field(&path, arg, context));
+            } else {
+                argv.push(arg.clone());
+            }
         }
         let mode = backend.prompt;
         if !placed {

@@ -130,7 +130,8 @@ impl Templates {
         BUILTIN.iter().any(|(n, _)| *n == name) || self.overridden(name)
     }
 
-    fn overridden(&self, name: &str) -> bool {
+    /// Whether the project's folder has its own template of that name.
+    pub fn overridden(&self, name: &str) -> bool {
         let Some(dir) = self.override_dir.as_deref() else {
             return false;
         };
@@ -162,6 +163,36 @@ impl Templates {
         names.sort();
         names
     }
+}
+
+/// What the built-in `plans/checklist.md.j2` renders for this title and
+/// these items, made directly (it is every task's plan unless it names
+/// another): `None` where the template's own bounds could matter (a text
+/// past [`MAX_RENDERED_BYTES`], items enough to use up its fuel), for the
+/// template to render and refuse in its own words.
+pub fn checklist(title: &str, items: &[&str]) -> Option<String> {
+    if items.len() > 10_000 {
+        return None;
+    }
+    let lines: Vec<&str> = if items.is_empty() {
+        vec![title]
+    } else {
+        items.to_vec()
+    };
+    let size = title.len() + 3 + lines.iter().map(|l| l.len() + 7).sum::<usize>();
+    if size > MAX_RENDERED_BYTES {
+        return None;
+    }
+    let mut text = String::with_capacity(size);
+    text.push_str("# ");
+    text.push_str(title);
+    text.push_str("\n\n");
+    for line in lines {
+        text.push_str("- [ ] ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    Some(text)
 }
 
 /// Render `template`, refusing output past [`MAX_RENDERED_BYTES`]: the
@@ -395,6 +426,37 @@ mod tests {
                 let _ = explain_needs(whole.trim(), &context);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// The checklist made directly is what the built-in template
+        /// renders, whatever the title and items hold.
+        #[test]
+        fn the_checklist_made_directly_is_the_templates(
+            title in "[a-z {}%#\\-\\[\\]\n\té]{0,30}",
+            items in proptest::collection::vec("[a-z {}%#\\-\\[\\]\n\té]{0,20}", 0..5),
+        ) {
+            let templates = Templates::new(None);
+            let template = templates
+                .env()
+                .get_template(&plan_template_name(DEFAULT_PLAN))
+                .expect("built in");
+            let context = serde_json::json!({"task": {"title": title, "plan": items}});
+            let rendered = render_bounded(
+                &template,
+                minijinja::Value::from(minijinja::value::Serde(&context)),
+            )
+            .expect("renders");
+            let items: Vec<&str> = items.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(checklist(&title, &items), Some(rendered));
+        }
+    }
+
+    #[test]
+    fn a_checklist_past_the_bound_is_left_to_the_template() {
+        let long = "x".repeat(MAX_RENDERED_BYTES);
+        assert_eq!(checklist(&long, &[]), None);
+        assert!(checklist("t", &["a"; 10_001]).is_none());
     }
 
     #[test]

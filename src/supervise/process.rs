@@ -114,6 +114,8 @@ pub enum SpawnError {
     State(#[from] StateError),
     #[error("cannot set up the sandbox: {0}")]
     Sandbox(String),
+    #[error("cannot render the worker prompt: {0}")]
+    Prompt(String),
     #[error("cannot make the agent CLI's private config folder: {0}; remove what is in its place, or set `cli_config: user` to give the CLI your own")]
     CliHome(StateError),
 }

@@ -130,8 +130,13 @@ pub fn decide(
         }
     }
     let mut fates = Vec::with_capacity(plan.tasks.len());
+    let views: std::collections::HashMap<&str, &snapshot::TaskView> = earlier
+        .tasks
+        .iter()
+        .map(|v| (v.record.id.as_str(), v))
+        .collect();
     for task in &plan.tasks {
-        let Some(view) = earlier.tasks.iter().find(|v| v.record.id == task.id) else {
+        let Some(view) = views.get(task.id.as_str()) else {
             fates.push(Fate::Fresh);
             continue;
         };
@@ -153,10 +158,16 @@ pub fn decide(
 /// left running by a dead process, never started, blocked on a question
 /// answered since) run again in place.
 pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
+    // By id, once: a scan of the run's tasks per task is quadratic.
+    let views: std::collections::HashMap<&str, &snapshot::TaskView> = run
+        .tasks
+        .iter()
+        .map(|v| (v.record.id.as_str(), v))
+        .collect();
     plan.tasks
         .iter()
         .map(|task| {
-            let Some(view) = run.tasks.iter().find(|v| v.record.id == task.id) else {
+            let Some(view) = views.get(task.id.as_str()) else {
                 return Fate::Fresh;
             };
             let mut record = view.record.clone();

@@ -50,7 +50,10 @@ pub(super) struct UsageUpdate {
 
 impl Sweep {
     pub(super) fn launch(&mut self, index: usize, workers: &mut Workers) {
-        if self.needs_worktree(index) {
+        // Its folder first (written in the background, usually long
+        // before): the worktree's setup log and the worker's files go there.
+        let folder_failure = self.task_folders.ensure(index).err();
+        if folder_failure.is_none() && self.needs_worktree(index) {
             // The worker launches once its worktree is ready.
             let ready = self.prepared_tx.clone();
             self.prepare_worktree(index, &ready);
@@ -61,14 +64,16 @@ impl Sweep {
         let attempt = slot.record.attempts.len() as u32 + 1;
         let first_here = attempt == slot.earlier.attempts + 1;
         let fresh = first_here && !slot.earlier.continued;
+        // The plan keeps no prompt: rendered here, for this launch only.
+        let (base, planned_argv, render_failure) = self.worker_prompt(&task);
         let prompt = if fresh {
-            task.prompt.clone()
+            base.clone()
         } else {
-            retry_prompt(&task, attempt, &slot.record)
+            retry_prompt(&base, &task, attempt, &slot.record)
         };
-        if !fresh && task.prompt_via == PromptMode::File {
+        if task.prompt_via == PromptMode::File && (!fresh || task.prompt.is_empty()) {
             // Written before the worker starts, which reads it at once; a
-            // small file, and only on a retry.
+            // small file, one per launch.
             let path = PathBuf::from(&task.paths.prompt);
             if let Err(e) = crate::state::write_state(&path, prompt.as_bytes()) {
                 self.emit(Event::Warning {
@@ -77,14 +82,13 @@ impl Sweep {
                 });
             }
         }
-        let mut argv: Vec<String> = task
-            .argv
-            .iter()
+        let mut argv: Vec<String> = planned_argv
+            .into_iter()
             .map(|a| {
-                if *a == task.prompt {
+                if !base.is_empty() && a == base {
                     prompt.clone()
                 } else {
-                    a.clone()
+                    a
                 }
             })
             .collect();
@@ -105,6 +109,10 @@ impl Sweep {
             }
             None => (Vec::new(), None),
         };
+        let cli_failure = folder_failure
+            .map(SpawnError::State)
+            .or(render_failure)
+            .or(cli_failure);
         if task.backend == "codex" {
             if let Some(worktree) = &task.worktree {
                 let worktree = Path::new(&worktree.path);
@@ -179,7 +187,7 @@ impl Sweep {
             findings,
         );
         self.set_phase(index, Phase::Running);
-        let lane = free_lane(&self.slots, index);
+        let lane = free_lane(&self.slots, &self.running, index);
         let slot = &mut self.slots[index];
         slot.record.env_left_out = confined.left_out;
         let forwards = confined.forwards;
@@ -397,6 +405,30 @@ fn track_usage(
     (Some(lines_tx), Some(tracking))
 }
 
+impl Sweep {
+    /// The task's worker prompt and its argv with the prompt in place:
+    /// the plan's, or rendered now for a plan that keeps none. A prompt
+    /// that cannot be rendered now (a template changed since the plan was
+    /// checked) fails the launch.
+    fn worker_prompt(&self, task: &PlannedTask) -> (String, Vec<String>, Option<SpawnError>) {
+        let rendered = match &self.prompter {
+            Some(prompter) if task.prompt.is_empty() => prompter.render(task),
+            _ => Ok(crate::plan::prompt::Rendered {
+                prompt: task.prompt.clone(),
+                argv: task.argv.clone(),
+            }),
+        };
+        match rendered {
+            Ok(r) => (r.prompt, r.argv, None),
+            Err(invalid) => (
+                String::new(),
+                task.argv.clone(),
+                Some(SpawnError::Prompt(invalid.to_string())),
+            ),
+        }
+    }
+}
+
 /// Whether the worker's end, by itself, makes the task complete: only
 /// then are its checks worth running (a failed plan already says why).
 fn plan_done(
@@ -419,7 +451,7 @@ fn plan_done(
 
 /// The prompt of a retry: the task's prompt, then where the earlier attempt
 /// left off, as the dispatch skill's fallback does.
-fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
+fn retry_prompt(prompt: &str, task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String {
     let why = record
         .reason
         .as_deref()
@@ -442,7 +474,7 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
         .unwrap_or_default();
     format!(
         "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}{checks}\n",
-        task.prompt.trim_end(),
+        prompt.trim_end(),
         task.paths.plan,
         task.paths.context
     )
@@ -451,12 +483,15 @@ fn retry_prompt(task: &PlannedTask, attempt: u32, record: &TaskRecord) -> String
 /// The lowest worker slot no other running attempt holds: at most
 /// `concurrency` attempts run at once, so lanes stay below it, and a
 /// timeline drawn by lane shows what ran side by side.
-fn free_lane(slots: &[super::slot::TaskSlot], index: usize) -> u32 {
-    let taken: std::collections::BTreeSet<u32> = slots
+fn free_lane(
+    slots: &[super::slot::TaskSlot],
+    running: &std::collections::HashSet<usize>,
+    index: usize,
+) -> u32 {
+    let taken: std::collections::BTreeSet<u32> = running
         .iter()
-        .enumerate()
-        .filter(|(i, slot)| *i != index && slot.phase == Phase::Running)
-        .filter_map(|(_, slot)| slot.record.attempts.last())
+        .filter(|&&i| i != index)
+        .filter_map(|&i| slots[i].record.attempts.last())
         .filter(|attempt| attempt.ended_at.is_none())
         .filter_map(|attempt| attempt.lane)
         .collect();

@@ -13,6 +13,7 @@ mod conclude;
 mod confine;
 mod conversation;
 mod finish;
+mod folders;
 mod gaps;
 mod interrupt;
 mod isolation;
@@ -162,14 +163,16 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         vars: vars.clone(),
         ..options.clone()
     };
-    let mut sweep_plan = plan::build(
-        &loaded,
-        &PlanOptions {
-            vars,
-            run_id: run_id.clone(),
-            root: Some(root.clone()),
-        },
-    )?;
+    // Prompts are rendered at each launch (`Sweep::prompter`), not kept.
+    let plan_options = PlanOptions {
+        vars,
+        run_id: run_id.clone(),
+        root: Some(root.clone()),
+        prompts: plan::Prompts::Lazy,
+    };
+    let mut sweep_plan = plan::build(&loaded, &plan_options)?;
+    let loaded = Arc::new(loaded);
+    let prompter = plan::prompt::Prompter::new(loaded.clone(), plan_options, &sweep_plan.tasks);
     if let Some(concurrency) = options.concurrency {
         sweep_plan.concurrency = concurrency;
     }
@@ -237,6 +240,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         started_at,
         (from, fates),
     )?;
+    sweep.prompter = Some(prompter);
     if let Some(earlier) = &resumed {
         sweep.mark_resumed(earlier);
     }
@@ -345,10 +349,18 @@ struct Sweep {
     /// The plan's sweep-wide settings; its tasks are in `slots`.
     plan: SweepPlan,
     slots: Vec<slot::TaskSlot>,
+    /// New task folders, written in the background.
+    task_folders: folders::Folders,
+    /// Renders each task's worker prompt at its launch (the plan keeps
+    /// none).
+    prompter: Option<plan::prompt::Prompter>,
     /// Tasks making their worktree (each holds a worker slot), and tasks
     /// whose branch is being settled.
     preparing: usize,
     settling: usize,
+    /// The tasks whose worker runs (a launch looks for a free lane among
+    /// them, not among every task).
+    running: HashSet<usize>,
     scheduler: schedule::Scheduler,
     spent: budget::Spent,
     /// Watched `ipc/` folders, and whose they are.
@@ -430,6 +442,14 @@ impl Sweep {
 
     /// Write a task's record (on the writer's thread).
     fn save(&mut self, index: usize) {
+        // A record is saved into its folder, which must exist (and never
+        // be written after it with the pending record).
+        if let Err(e) = self.task_folders.ensure(index) {
+            self.emit(Event::Warning {
+                task: Some(self.slots[index].task.id.clone()),
+                message: e.to_string(),
+            });
+        }
         let slot = &mut self.slots[index];
         slot.unsaved = false;
         slot.saved_at = Instant::now();
@@ -543,6 +563,7 @@ impl Sweep {
             });
         }
         self.stop_leftovers().await;
+        self.task_folders.finish();
         self.conclude().await
     }
 

@@ -1,5 +1,6 @@
-//! Before the first launch: every task's folder and record, the run's
-//! record, its event log, and one slot per task.
+//! Before the first launch: every task's record (its folder is written
+//! in the background, `folders.rs`), the run's record, its event log, and
+//! one slot per task.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -104,7 +105,15 @@ impl Sweep {
             }
             records.push(record);
         }
-        write_task_folders(&state, &plan.tasks, &records, &fresh)?;
+        // Fresh folders are written on a thread of their own, in schedule
+        // order, while the first workers run (see `folders.rs`).
+        let task_folders = super::folders::Folders::start(
+            state.clone(),
+            run_id.clone(),
+            redactor.clone(),
+            plan.tasks.clone(),
+            fresh,
+        );
         let run_record = RunRecord {
             run_id: run_id.clone(),
             name: plan.name.clone(),
@@ -189,6 +198,8 @@ impl Sweep {
             state,
             plan,
             slots,
+            task_folders,
+            prompter: None,
             spent: Default::default(),
             folder_watch: None,
             folders: HashMap::new(),
@@ -231,6 +242,7 @@ impl Sweep {
             scheduler: schedule::Scheduler::default(),
             preparing: 0,
             settling: 0,
+            running: HashSet::new(),
             usage_tx,
             usage_rx: Some(usage_rx),
             settled_tx,
@@ -267,7 +279,7 @@ impl Sweep {
 /// Write a task's folder for a new run: the earlier run's folder archived,
 /// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it, and
 /// `task.json`. Returns the folder.
-fn write_task_folder(
+pub(super) fn write_task_folder(
     state: &StateDir,
     task: &PlannedTask,
     record: &TaskRecord,
@@ -277,34 +289,16 @@ fn write_task_folder(
     })?;
     dir.folder("ipc")?;
     dir.write("plan.md", task.plan.as_bytes())?;
-    if task.prompt_via == PromptMode::File {
-        // The backend reads its prompt from this file.
+    if task.prompt_via == PromptMode::File && !task.prompt.is_empty() {
+        // The backend reads its prompt from this file (a plan that keeps
+        // no prompt has it written at launch).
         dir.write("prompt.md", task.prompt.as_bytes())?;
     }
     dir.write_json("task.json", record)?;
     Ok(dir.path().to_path_buf())
 }
 
-/// The folders of the tasks at `indexes`, written by as many threads as
-/// there are cores (up to four): a thousand-task sweep spends tens of
-/// milliseconds here before its first worker can start, and the folders
-/// are independent of each other.
-fn write_task_folders(
-    state: &StateDir,
-    tasks: &[Arc<PlannedTask>],
-    records: &[TaskRecord],
-    indexes: &[usize],
-) -> Result<(), StateError> {
-    crate::util::parallel::map_chunks(indexes, |chunk| {
-        chunk
-            .iter()
-            .try_for_each(|&i| write_task_folder(state, &tasks[i], &records[i]).map(drop))
-    })
-    .into_iter()
-    .collect()
-}
-
-fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
+pub(super) fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
     let plan = crate::domain::checklist::parse(&task.plan);
     TaskRecord {
         id: task.id.clone(),
@@ -324,8 +318,8 @@ fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskReco
             .argv
             .iter()
             .map(|a| {
-                if *a == task.prompt {
-                    "<worker prompt>".to_owned()
+                if !task.prompt.is_empty() && *a == task.prompt {
+                    crate::plan::prompt::MARKER.to_owned()
                 } else {
                     redactor.redact(a).into_owned()
                 }

@@ -259,6 +259,11 @@ impl Sweep {
             }
         }
         slot.phase = phase;
+        if phase == Phase::Running {
+            self.running.insert(index);
+        } else {
+            self.running.remove(&index);
+        }
     }
 }
 

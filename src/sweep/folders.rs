@@ -1,0 +1,216 @@
+//! New task folders written in the background while the first workers
+//! already run.
+//!
+//! A fresh task's folder (`ipc/`, `plan.md`, `prompt.md` where the backend
+//! reads it, `task.json`) is five file-system entries; at 50,000 tasks that
+//! is a quarter of a million, which took minutes on a loaded machine when
+//! every one was written before the first launch. Now one thread writes
+//! them in schedule order, and the runner makes sure of a task's folder
+//! only where it needs it: before the task launches and before its record
+//! is first saved. Whoever comes first writes it (a claim per task, so it
+//! is written exactly once), and a claim the thread holds is waited for, so
+//! the thread never overwrites a newer `task.json` with the pending one.
+//! The run waits for the thread before it concludes, so every task of a
+//! finished run has its folder, as the dispatch skill's layout expects.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::domain::redact::Redactor;
+use crate::plan::PlannedTask;
+use crate::state::{StateDir, StateError};
+
+/// Not written yet; nobody has claimed it.
+const TO_WRITE: u8 = 0;
+/// Claimed: being written by whoever claimed it.
+const WRITING: u8 = 1;
+/// Written (or never this run's to write: carried, kept, resumed).
+const WRITTEN: u8 = 2;
+/// Its write failed; the error is in `Shared::errors`.
+const FAILED: u8 = 3;
+
+/// The task folders of a run still to be written, and the thread that
+/// writes them.
+pub(super) struct Folders {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: StateDir,
+    run_id: String,
+    redactor: Arc<Redactor>,
+    tasks: Vec<Arc<PlannedTask>>,
+    marks: Vec<AtomicU8>,
+    /// Why a task's folder could not be written, by task index.
+    errors: Mutex<HashMap<usize, String>>,
+    /// Wakes those waiting for a claim to end.
+    ended: Condvar,
+    lock: Mutex<()>,
+}
+
+impl Folders {
+    /// Start writing the folders of the tasks at `fresh` (indexes into
+    /// `tasks`, in schedule order); every other task's folder counts as
+    /// written already.
+    pub(super) fn start(
+        state: StateDir,
+        run_id: String,
+        redactor: Arc<Redactor>,
+        tasks: Vec<Arc<PlannedTask>>,
+        fresh: Vec<usize>,
+    ) -> Folders {
+        let marks: Vec<AtomicU8> = (0..tasks.len()).map(|_| AtomicU8::new(WRITTEN)).collect();
+        for &i in &fresh {
+            if let Some(mark) = marks.get(i) {
+                mark.store(TO_WRITE, Ordering::Release);
+            }
+        }
+        let shared = Arc::new(Shared {
+            state,
+            run_id,
+            redactor,
+            tasks,
+            marks,
+            errors: Mutex::default(),
+            ended: Condvar::new(),
+            lock: Mutex::default(),
+        });
+        let thread = if fresh.is_empty() {
+            None
+        } else {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("dispatch-folders".to_owned())
+                .spawn(move || {
+                    for i in fresh {
+                        shared.write_if_unclaimed(i);
+                    }
+                })
+                // No thread: each folder is written when its task needs it.
+                .ok()
+        };
+        Folders { shared, thread }
+    }
+
+    /// Make sure task `index`'s folder is written: write it here if nobody
+    /// has, or wait for the thread's write of it to end (one folder).
+    pub(super) fn ensure(&self, index: usize) -> Result<(), StateError> {
+        self.shared.ensure(index)
+    }
+
+    /// Wait until every folder is written (before the run concludes, so
+    /// its reports and `dispatch status` find each task's record).
+    pub(super) fn finish(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Whatever the thread did not reach (it could not start, or ended
+        // early): written here.
+        for i in 0..self.shared.marks.len() {
+            let _ = self.shared.ensure(i);
+        }
+        // The tasks are not needed any more: let the run's reports, which
+        // come next and take the most memory of a run, have theirs.
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.tasks = Vec::new();
+        }
+    }
+}
+
+impl Shared {
+    fn mark(&self, index: usize) -> u8 {
+        self.marks
+            .get(index)
+            .map_or(WRITTEN, |m| m.load(Ordering::Acquire))
+    }
+
+    fn claim(&self, index: usize) -> bool {
+        self.marks.get(index).is_some_and(|m| {
+            m.compare_exchange(TO_WRITE, WRITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    fn write_if_unclaimed(&self, index: usize) {
+        if self.claim(index) {
+            self.write(index);
+        }
+    }
+
+    /// Write a claimed folder and end the claim.
+    fn write(&self, index: usize) {
+        if let Some(delay) = test_delay() {
+            std::thread::sleep(delay);
+        }
+        let written = match self.tasks.get(index) {
+            Some(task) => {
+                let record = super::prepare::new_record(task, &self.run_id, &self.redactor);
+                super::prepare::write_task_folder(&self.state, task, &record).map(drop)
+            }
+            None => Ok(()),
+        };
+        let mark = match written {
+            Ok(()) => WRITTEN,
+            Err(e) => {
+                self.errors().insert(index, e.to_string());
+                FAILED
+            }
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.marks[index].store(mark, Ordering::Release);
+        self.ended.notify_all();
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<usize, String>> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ensure(&self, index: usize) -> Result<(), StateError> {
+        loop {
+            match self.mark(index) {
+                WRITTEN => return Ok(()),
+                FAILED => {
+                    let why = self
+                        .errors()
+                        .get(&index)
+                        .cloned()
+                        .unwrap_or_else(|| "cannot write the task's folder".to_owned());
+                    let dir: PathBuf = self
+                        .tasks
+                        .get(index)
+                        .map(|task| self.state.task_dir(&task.id))
+                        .unwrap_or_default();
+                    return Err(StateError::io(&dir, std::io::Error::other(why)));
+                }
+                TO_WRITE => self.write_if_unclaimed(index),
+                _ => {
+                    let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.mark(index) == WRITING {
+                        drop(self.ended.wait(guard).unwrap_or_else(|e| e.into_inner()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tests make each folder slow to write (`DISPATCH_TEST_FOLDER_DELAY_MS`)
+/// to show that the first worker does not wait for the others' folders.
+/// Debug builds only: a release build never reads the variable.
+#[cfg(debug_assertions)]
+fn test_delay() -> Option<std::time::Duration> {
+    std::env::var("DISPATCH_TEST_FOLDER_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_millis)
+}
+
+#[cfg(not(debug_assertions))]
+fn test_delay() -> Option<std::time::Duration> {
+    None
+}
