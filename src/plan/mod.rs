@@ -11,6 +11,7 @@ pub mod checks;
 pub mod confine;
 pub mod matrix;
 pub mod order;
+mod paths;
 pub mod prompt;
 mod render;
 pub mod select;
@@ -39,6 +40,7 @@ use crate::manifest::types::{
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::state::layout::{self, join};
+pub use paths::TaskPaths;
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
 
 /// Settings of one expansion that do not come from the manifest.
@@ -169,46 +171,6 @@ pub struct WorktreePlan {
     pub reuse: bool,
     pub setup: Option<crate::manifest::types::WorktreeSetup>,
     pub commit: CommitPolicy,
-}
-
-/// A task's files, compatible with the dispatch skill.
-#[derive(Clone, Debug, Serialize)]
-pub struct TaskPaths {
-    /// The project root (`.` in dry runs).
-    pub root: String,
-    /// The state folder, `ROOT/.dispatch` (agents in a worktree need leave
-    /// to write there).
-    pub state: String,
-    pub task_dir: String,
-    pub plan: String,
-    pub output: String,
-    pub context: String,
-    pub ipc: String,
-    pub prompt: String,
-    /// Where the worker runs: the project root or its worktree.
-    pub workdir: String,
-}
-
-impl TaskPaths {
-    fn new(root: &str, id: &str, workdir: String) -> Self {
-        let task_dir = join(root, &layout::task_dir(id));
-        let file = |name: &str| format!("{task_dir}/{name}");
-        Self {
-            plan: file(layout::PLAN),
-            output: file(layout::OUTPUT),
-            context: file(layout::CONTEXT),
-            ipc: file(layout::IPC),
-            prompt: file(layout::PROMPT),
-            root: if root.is_empty() {
-                ".".to_owned()
-            } else {
-                root.to_owned()
-            },
-            state: join(root, layout::DIR_NAME),
-            task_dir,
-            workdir,
-        }
-    }
 }
 
 /// Whether a string from the manifest holds template syntax (otherwise it
