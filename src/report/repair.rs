@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::write::render;
+use super::write::{Format, Renderer};
 use crate::record::snapshot::Snapshot;
 use crate::state::fsutil::write_atomic;
 use crate::state::StateDir;
@@ -44,19 +44,26 @@ pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<Stri
         return (Vec::new(), Vec::new());
     }
     let redactor = crate::record::snapshot::redactor(&snapshot.run);
-    let rendered = render(state, snapshot, &redactor);
-    let texts = [
-        &rendered.markdown,
-        &rendered.json,
-        &rendered.junit,
-        &rendered.html,
-    ];
+    let renderer = Renderer::new(state, snapshot, &redactor);
+    let formats = [Format::Markdown, Format::Json, Format::Junit, Format::Html];
     let mut written = Vec::new();
     let mut problems = Vec::new();
-    for (path, which) in missing {
-        match write_atomic(&path, texts[which].as_bytes()) {
-            Ok(()) => written.push(path),
-            Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
+    // Each format rendered once, only if one of its places is missing.
+    for (which, format) in formats.into_iter().enumerate() {
+        let paths: Vec<&PathBuf> = missing
+            .iter()
+            .filter(|(_, w)| *w == which)
+            .map(|(path, _)| path)
+            .collect();
+        if paths.is_empty() {
+            continue;
+        }
+        let text = renderer.render(format);
+        for path in paths {
+            match write_atomic(path, text.as_bytes()) {
+                Ok(()) => written.push(path.clone()),
+                Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
+            }
         }
     }
     (written, problems)

@@ -21,15 +21,6 @@ pub struct Targets {
     pub dir: Option<PathBuf>,
 }
 
-/// A run's reports, rendered.
-pub struct Rendered {
-    pub report: Report,
-    pub markdown: String,
-    pub json: String,
-    pub junit: String,
-    pub html: String,
-}
-
 /// One of a run's reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -48,13 +39,37 @@ pub fn render_one(
     redactor: &Redactor,
     format: Format,
 ) -> String {
-    let report = build(state, snapshot, redactor);
-    let how = How::of(snapshot);
-    match format {
-        Format::Markdown => markdown::render(&report, &how.templates, how.severity),
-        Format::Json => json(&report),
-        Format::Junit => junit::render(&report, how.fail_severity, Some(how.root)),
-        Format::Html => html::render(&report, snapshot, redactor),
+    Renderer::new(state, snapshot, redactor).render(format)
+}
+
+/// A run's report built once, rendered in each format asked for, one at a
+/// time: at 50,000 tasks each text is tens of megabytes, and the four side
+/// by side (with their intermediate copies) were the run's memory peak.
+pub struct Renderer<'a> {
+    report: Report,
+    how: How<'a>,
+    snapshot: &'a Snapshot,
+    redactor: &'a Redactor,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(state: &StateDir, snapshot: &'a Snapshot, redactor: &'a Redactor) -> Self {
+        Self {
+            report: build(state, snapshot, redactor),
+            how: How::of(snapshot),
+            snapshot,
+            redactor,
+        }
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        let (report, how) = (&self.report, &self.how);
+        match format {
+            Format::Markdown => markdown::render(report, &how.templates, how.severity),
+            Format::Json => json(report),
+            Format::Junit => junit::render(report, how.fail_severity, Some(how.root)),
+            Format::Html => html::render(report, self.snapshot, self.redactor),
+        }
     }
 }
 
@@ -92,33 +107,6 @@ fn json(report: &Report) -> String {
     json
 }
 
-/// Render the four reports of a run from its state, secrets replaced.
-pub fn render(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Rendered {
-    let report = build(state, snapshot, redactor);
-    let how = How::of(snapshot);
-    // The three are independent and each takes milliseconds per hundred
-    // tasks: render them side by side.
-    let (markdown, json, junit, html) = std::thread::scope(|scope| {
-        let markdown = scope.spawn(|| markdown::render(&report, &how.templates, how.severity));
-        let junit = scope.spawn(|| junit::render(&report, how.fail_severity, Some(how.root)));
-        let html = scope.spawn(|| html::render(&report, snapshot, redactor));
-        let json = json(&report);
-        let join = |handle: std::thread::ScopedJoinHandle<'_, String>| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        };
-        (join(markdown), json, join(junit), join(html))
-    });
-    Rendered {
-        markdown,
-        json,
-        junit,
-        html,
-        report,
-    }
-}
-
 /// Write the reports of a finished run. Returns the Markdown report (the
 /// GitHub reporter puts it in the job summary) and the problems, if any, as
 /// messages (a report that cannot be written never changes the run's
@@ -131,40 +119,45 @@ pub fn after_run(
     redactor: &Redactor,
 ) -> (String, Vec<String>) {
     let run_id = snapshot.run.run_id.as_str();
-    let rendered = render(state, snapshot, redactor);
-    let mut problems = Vec::new();
-    let mut put = |path: &Path, text: &str| {
-        if let Err(e) = write_atomic(path, text.as_bytes()) {
-            problems.push(format!("cannot write {}: {e}", path.display()));
-        }
-    };
-    let run_dir = state.run_dir(run_id);
-    put(&run_dir.join("report.md"), &rendered.markdown);
-    put(&run_dir.join("report.json"), &rendered.json);
-    put(&run_dir.join("junit.xml"), &rendered.junit);
-    put(&run_dir.join("report.html"), &rendered.html);
+    let renderer = Renderer::new(state, snapshot, redactor);
     let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
     let reports = &snapshot.run.reports;
-    let mut dirs: Vec<PathBuf> = reports.dir.iter().map(|d| manifest_dir.join(d)).collect();
+    let mut dirs = vec![state.run_dir(run_id)];
+    dirs.extend(reports.dir.iter().map(|d| manifest_dir.join(d)));
     dirs.extend(targets.dir.clone());
-    for dir in dirs {
-        put(&dir.join("report.md"), &rendered.markdown);
-        put(&dir.join("report.json"), &rendered.json);
-        put(&dir.join("junit.xml"), &rendered.junit);
-        put(&dir.join("report.html"), &rendered.html);
-    }
-    for (path, text) in [
-        (&reports.markdown, &rendered.markdown),
-        (&reports.json, &rendered.json),
-        (&reports.junit, &rendered.junit),
-        (&reports.html, &rendered.html),
-    ] {
-        if let Some(path) = path {
-            put(&manifest_dir.join(path), text);
+    let mut problems = Vec::new();
+    let mut put = |name: &str, own: Option<&String>, extra: Option<&PathBuf>, text: &str| {
+        let paths = dirs
+            .iter()
+            .map(|dir| dir.join(name))
+            .chain(own.map(|path| manifest_dir.join(path)))
+            .chain(extra.cloned());
+        for path in paths {
+            if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                problems.push(format!("cannot write {}: {e}", path.display()));
+            }
         }
-    }
-    if let Some(path) = &targets.junit {
-        put(path, &rendered.junit);
-    }
-    (rendered.markdown, problems)
+    };
+    // Each text is dropped once written (see [`Renderer`]).
+    let markdown = renderer.render(Format::Markdown);
+    put("report.md", reports.markdown.as_ref(), None, &markdown);
+    put(
+        "report.json",
+        reports.json.as_ref(),
+        None,
+        &renderer.render(Format::Json),
+    );
+    put(
+        "junit.xml",
+        reports.junit.as_ref(),
+        targets.junit.as_ref(),
+        &renderer.render(Format::Junit),
+    );
+    put(
+        "report.html",
+        reports.html.as_ref(),
+        None,
+        &renderer.render(Format::Html),
+    );
+    (markdown, problems)
 }
