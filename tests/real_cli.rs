@@ -300,21 +300,20 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let claude = claude();
     let project = Project::new();
     let endpoint = Endpoint::start("anthropic_endpoint.py", project.path(), "hang");
+    let timeout = common::real_cli::stop_timeout(&claude, 4.0);
     write_manifest(
         &project,
-        &("version: 1
+        &format!(
+            "version: 1
 name: real-cli-timeout
 tasks:
   claude-task:
     model: sonnet
-    timeout: STOP_TIMEOUT
+    timeout: {timeout}
     retries: 0
     prompt: Run the long job with your Bash tool.
     plan: [Run the long job]
-")
-        .replace(
-            "STOP_TIMEOUT",
-            &common::real_cli::stop_timeout(&claude, 4.0),
+"
         ),
     );
     let run = run_sweep(&project, &claude, &endpoint, "0");

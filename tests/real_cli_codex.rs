@@ -412,21 +412,23 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let codex = codex();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_responses_endpoint.py", project.path(), "hang");
+    let timeout = common::real_cli::stop_timeout(&codex, 4.0);
     write_manifest(
         &project,
-        &("version: 1
+        &format!(
+            "version: 1
 defaults:
   cli_config: user
 name: real-cli-codex-timeout
 tasks:
   codex-task:
     model: codex
-    timeout: STOP_TIMEOUT
+    timeout: {timeout}
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]
-")
-        .replace("STOP_TIMEOUT", &common::real_cli::stop_timeout(&codex, 4.0)),
+"
+        ),
     );
     // Codex runs the shell tool in its own pid namespace, so the pid the
     // job writes is not one this test can signal: watch /proc, while the

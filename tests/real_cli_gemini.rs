@@ -353,9 +353,10 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let gemini = gemini();
     let project = Project::new();
     let endpoint = Endpoint::start("gemini_endpoint.py", project.path(), "hang");
+    let timeout = common::real_cli::stop_timeout(&gemini, 4.0);
     write_manifest(
         &project,
-        &(format!(
+        &format!(
             "version: 1
 defaults:
   cli_config: user
@@ -363,15 +364,11 @@ name: real-cli-gemini-timeout
 tasks:
   gemini-task:
     model: {MODEL}
-    timeout: STOP_TIMEOUT
+    timeout: {timeout}
     retries: 0
     prompt: Run the long job with your shell tool.
     plan: [Run the long job]
 "
-        ))
-        .replace(
-            "STOP_TIMEOUT",
-            &common::real_cli::stop_timeout(&gemini, 4.0),
         ),
     );
     let run = run_sweep(&project, &gemini, &endpoint, 1);

@@ -320,9 +320,10 @@ fn a_timeout_kills_the_real_cli_and_everything_it_started() {
     let opencode = opencode();
     let project = Project::new();
     let endpoint = Endpoint::start("openai_chat_endpoint.py", project.path(), "opencode-hang");
+    let timeout = common::real_cli::stop_timeout(&opencode, 15.0);
     write_manifest(
         &project,
-        &(format!(
+        &format!(
             "version: 1
 name: real-cli-opencode-timeout
 models:
@@ -332,15 +333,11 @@ models:
 tasks:
   {TASK}:
     model: scripted
-    timeout: STOP_TIMEOUT
+    timeout: {timeout}
     retries: 0
     prompt: Run the long job with your bash tool.
     plan: [Run the long job]
 "
-        ))
-        .replace(
-            "STOP_TIMEOUT",
-            &common::real_cli::stop_timeout(&opencode, 15.0),
         ),
     );
     let run = run_sweep(&project, &opencode, &endpoint);
@@ -487,9 +484,10 @@ fn a_malformed_stream_is_retried_until_the_timeout_stops_the_cli() {
         project.path(),
         "opencode-malformed",
     );
+    let timeout = common::real_cli::stop_timeout(&opencode, 15.0);
     write_manifest(
         &project,
-        &(format!(
+        &format!(
             "version: 1
 name: real-cli-opencode-malformed
 models:
@@ -499,15 +497,11 @@ models:
 tasks:
   {TASK}:
     model: scripted
-    timeout: STOP_TIMEOUT
+    timeout: {timeout}
     retries: 0
     prompt: Work through the plan with your bash tool.
     plan: [Mark the first item, Write the output]
 "
-        ))
-        .replace(
-            "STOP_TIMEOUT",
-            &common::real_cli::stop_timeout(&opencode, 15.0),
         ),
     );
     let run = run_sweep(&project, &opencode, &endpoint);
