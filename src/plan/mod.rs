@@ -232,6 +232,8 @@ struct Builder<'a> {
     largest: Mutex<HashMap<String, (usize, usize)>>,
     backends: IndexMap<String, Backend>,
     root: String,
+    /// `root` once, for every task's paths to share.
+    shared_root: Arc<str>,
     /// Behind a lock: tasks are rendered on several threads.
     problems: Mutex<Vec<Diagnostic>>,
 }
@@ -257,6 +259,12 @@ impl<'a> Builder<'a> {
                 .root
                 .as_deref()
                 .map_or_else(String::new, |p| p.display().to_string()),
+            shared_root: Arc::from(
+                options
+                    .root
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            ),
             problems: Mutex::default(),
         }
     }
@@ -625,7 +633,7 @@ impl<'a> Builder<'a> {
         } else {
             self.root.clone()
         };
-        let paths = TaskPaths::new(&self.root, &instance.id, workdir);
+        let paths = TaskPaths::new(&self.shared_root, &instance.id, workdir);
         let mut basics = Basics {
             title: instance.id.clone(),
             model: None,
@@ -657,11 +665,11 @@ impl<'a> Builder<'a> {
                     &path,
                     &context,
                 );
-                basics.paths.workdir = if Path::new(&rendered).is_absolute() {
+                basics.paths.set_workdir(if Path::new(&rendered).is_absolute() {
                     rendered
                 } else {
                     join(&self.root, &rendered)
-                };
+                });
             }
             let template = options
                 .and_then(|o| o.branch.clone())

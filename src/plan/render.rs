@@ -83,8 +83,8 @@ impl<'a> Builder<'a> {
                     json!({
                         "id": instances[n].id,
                         "title": up.title,
-                        "output": up.paths.output,
-                        "plan": up.paths.plan,
+                        "output": up.paths.output(),
+                        "plan": up.paths.plan(),
                         "branch": up.branch,
                         "status": "pending",
                     }),
@@ -242,7 +242,7 @@ impl<'a> Builder<'a> {
             .unwrap_or_default();
         let builtin = self.backends.get(backend).is_some_and(|b| b.builtin);
         (wanted == CliConfig::Private && builtin && cli_home::supports(backend))
-            .then(|| format!("{}/{}", paths.task_dir, cli_home::FOLDER))
+            .then(|| format!("{}/{}", paths.task_dir(), cli_home::FOLDER))
     }
 
     pub(super) fn render_plan(&self, task: &Task, src: &str, context: &Json) -> String {
@@ -323,7 +323,7 @@ impl<'a> Builder<'a> {
                 let context = with_prompt.get_or_insert_with(|| {
                     let mut context = context.clone();
                     context["prompt"] = Json::String(prompt.to_owned());
-                    context["prompt_file"] = Json::String(own.paths.prompt.clone());
+                    context["prompt_file"] = Json::String(own.paths.prompt());
                     context
                 });
                 argv.push(self.render_field(&path, arg, context));
@@ -335,7 +335,7 @@ impl<'a> Builder<'a> {
         if !placed {
             match mode {
                 PromptMode::Arg => argv.push(prompt.to_owned()),
-                PromptMode::File => argv.push(own.paths.prompt.clone()),
+                PromptMode::File => argv.push(own.paths.prompt()),
                 PromptMode::Stdin => {}
             }
         }

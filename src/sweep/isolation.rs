@@ -266,7 +266,7 @@ impl Sweep {
         let ready = ready.clone();
         let task = &self.slots[index].task;
         let env = self.worker_env(task, Vec::new());
-        let log = Path::new(&task.paths.task_dir).join("worker.log");
+        let log = Path::new(task.paths.task_dir()).join("worker.log");
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let made = Repo::open(&root)
@@ -327,7 +327,7 @@ impl Sweep {
                 });
                 self.slots[index].worktree = Some(made);
                 self.save(index);
-                if super::cancel::requested(Path::new(&task.paths.ipc)) {
+                if super::cancel::requested(Path::new(&task.paths.ipc())) {
                     // `dispatch cancel --task` came while it was being made.
                     self.end_unlaunched(
                         index,

@@ -297,7 +297,7 @@ fn preflight(
         };
         let path = found
             .entry(program.as_str())
-            .or_insert_with(|| find_program(program, Path::new(&task.paths.root)))
+            .or_insert_with(|| find_program(program, Path::new(task.paths.root())))
             .clone();
         programs.push(path.clone());
         if path.is_some() || reported.contains(&program.as_str()) {

@@ -72,7 +72,7 @@ impl Sweep {
                 carry::Fate::Resumed { record } => {
                     let mut record = record.clone();
                     carry::resume_in_place(&state, &mut record)?;
-                    take_up(index, &record, fate, Path::new(&task.paths.task_dir));
+                    take_up(index, &record, fate, Path::new(task.paths.task_dir()));
                     records.push(record);
                     continue;
                 }
@@ -82,7 +82,7 @@ impl Sweep {
                 (&from, fate)
             {
                 if let Some(record) = carry::install(&state, fate, &run_id, from)? {
-                    take_up(index, &record, fate, Path::new(&task.paths.task_dir));
+                    take_up(index, &record, fate, Path::new(task.paths.task_dir()));
                     records.push(record);
                     continue;
                 }
@@ -176,7 +176,7 @@ impl Sweep {
             .zip(fates.iter().zip(earlier).zip(findings))
             .map(|(((task, record), program), ((fate, earlier), findings))| {
                 let final_plan = match fate {
-                    carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&task.paths.plan)),
+                    carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&task.paths.plan())),
                     _ => Some(crate::domain::checklist::parse(&task.plan)),
                 };
                 let mut slot = TaskSlot::new(task, record, program, final_plan);
