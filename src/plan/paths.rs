@@ -87,6 +87,12 @@ impl TaskPaths {
     pub fn workdir(&self) -> &str {
         self.workdir.as_deref().unwrap_or_else(|| self.root())
     }
+
+    /// Both hold one and the same root, not a copy each.
+    #[cfg(test)]
+    pub(super) fn shares_root_with(&self, other: &TaskPaths) -> bool {
+        Arc::ptr_eq(&self.root, &other.root)
+    }
 }
 
 /// The nine paths, in the order plans and templates have always shown them.

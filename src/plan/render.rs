@@ -190,10 +190,12 @@ impl<'a> Builder<'a> {
             matrix: instance.matrix.clone(),
             matrix_sources: instance.matrix_sources.clone(),
             weight: task.weight.unwrap_or(1),
-            model: own.model.as_ref().map(|m| ModelInfo {
-                name: m.name.clone(),
-                id: m.id.clone(),
-                backend: m.backend.clone(),
+            model: own.model.as_ref().map(|m| {
+                Box::new(ModelInfo {
+                    name: m.name.clone(),
+                    id: m.id.clone(),
+                    backend: m.backend.clone(),
+                })
             }),
             backend: own.backend.clone(),
             argv,
@@ -207,7 +209,8 @@ impl<'a> Builder<'a> {
             budget: task
                 .budget
                 .clone()
-                .or_else(|| manifest.defaults.budget.clone()),
+                .or_else(|| manifest.defaults.budget.clone())
+                .map(Box::new),
             answers: task.answers.clone(),
             timeout: task
                 .timeout
@@ -222,7 +225,7 @@ impl<'a> Builder<'a> {
                     .map_or(EventFormat::None, |b| b.events),
             ),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
-            worktree,
+            worktree: worktree.map(Box::new),
             sandbox,
             env_policy,
             paths: own.paths.clone(),

@@ -178,6 +178,7 @@ impl Sweep {
         let findings = self.slots[index]
             .findings
             .take()
+            .map(|reader| *reader)
             .unwrap_or_else(|| FindingsReader::new(task_dir.join(crate::state::layout::FINDINGS)));
         self.plans.watch(
             index,

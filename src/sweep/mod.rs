@@ -14,6 +14,7 @@ mod confine;
 mod conversation;
 mod finish;
 mod folders;
+mod footprint;
 mod gaps;
 mod interrupt;
 mod isolation;
@@ -453,7 +454,7 @@ impl Sweep {
         let slot = &mut self.slots[index];
         slot.unsaved = false;
         slot.saved_at = Instant::now();
-        self.redactor.scrub_in_place(&mut slot.record);
+        self.redactor.scrub_in_place(&mut *slot.record);
         let path = self.state.task_dir(&slot.record.id).join("task.json");
         self.writer.replace_json(path, &slot.record);
     }
