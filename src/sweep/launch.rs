@@ -198,7 +198,7 @@ impl Sweep {
         record.status = TaskStatus::Running;
         let now = clock::now();
         record.started_at.get_or_insert_with(|| now.clone());
-        record.attempts.push(Attempt {
+        record.add_attempt(Attempt {
             number: attempt,
             started_at: now,
             ended_at: None,
