@@ -670,11 +670,13 @@ impl<'a> Builder<'a> {
                     &path,
                     &context,
                 );
-                basics.paths.set_workdir(if Path::new(&rendered).is_absolute() {
-                    rendered
-                } else {
-                    join(&self.root, &rendered)
-                });
+                basics
+                    .paths
+                    .set_workdir(if Path::new(&rendered).is_absolute() {
+                        rendered
+                    } else {
+                        join(&self.root, &rendered)
+                    });
             }
             let template = options
                 .and_then(|o| o.branch.clone())

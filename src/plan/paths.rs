@@ -131,7 +131,10 @@ mod tests {
             })
         );
         let dry = TaskPaths::new(&Arc::from(""), "a", ".".to_owned());
-        assert_eq!((dry.root(), dry.workdir(), dry.state().as_str()), (".", ".", ".dispatch"));
+        assert_eq!(
+            (dry.root(), dry.workdir(), dry.state().as_str()),
+            (".", ".", ".dispatch")
+        );
         assert_eq!(dry.plan(), ".dispatch/tasks/a/plan.md");
     }
 

@@ -58,10 +58,16 @@ pub enum Fate {
     /// Not in the earlier run: runs as in any run.
     Fresh,
     /// Kept as it ended; its folder is copied from `dir`.
-    Carried { record: Box<TaskRecord>, dir: PathBuf },
+    Carried {
+        record: Box<TaskRecord>,
+        dir: PathBuf,
+    },
     /// Runs again from where it stopped (its plan so far, `context.md`),
     /// as a further attempt.
-    Continued { record: Box<TaskRecord>, dir: PathBuf },
+    Continued {
+        record: Box<TaskRecord>,
+        dir: PathBuf,
+    },
     /// Runs again from a fresh plan; its earlier attempts stay on record.
     Restarted { record: Box<TaskRecord> },
     /// `dispatch resume`: the run's own task, left as it ended.

@@ -325,7 +325,10 @@ impl Sweep {
         let mut env = vec![
             ("DISPATCH_RUN_ID".to_owned(), self.run_id.clone()),
             ("DISPATCH_TASK_ID".to_owned(), task.id.clone()),
-            ("DISPATCH_TASK_DIR".to_owned(), task.paths.task_dir().to_owned()),
+            (
+                "DISPATCH_TASK_DIR".to_owned(),
+                task.paths.task_dir().to_owned(),
+            ),
             ("DISPATCH_PLAN".to_owned(), task.paths.plan()),
             ("DISPATCH_OUTPUT".to_owned(), task.paths.output()),
             ("DISPATCH_IPC_DIR".to_owned(), task.paths.ipc()),

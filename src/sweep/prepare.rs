@@ -180,7 +180,9 @@ impl Sweep {
             .map(|(((task, record), program), (index, fate))| {
                 let (earlier, findings) = taken_up.remove(&index).unwrap_or_default();
                 let final_plan = match fate {
-                    carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&task.paths.plan())),
+                    carry::Fate::Carried { .. } => {
+                        monitor::read_plan(Path::new(&task.paths.plan()))
+                    }
                     _ => Some(crate::domain::checklist::parse(&task.plan)),
                 };
                 let mut slot = TaskSlot::new(task, record, program, final_plan);
