@@ -386,6 +386,71 @@ pub fn alive(pid: i32) -> bool {
     pid > 1 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// The worker's pid in its task record; 0 when it has none.
+pub fn worker_pid(record: &Value) -> i32 {
+    record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// Waits up to 30 s for every one of `pids` to end (dispatch stops them
+/// at once; the wait is for a loaded machine) and says whether they did.
+pub fn all_end(pids: &[i32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !pids.iter().any(|&p| alive(p))
+}
+
+/// A stopped task's CLI and the job its shell tool started, which wrote
+/// its pid to `grandchild.pid` in the task folder (0 if it never did).
+pub struct CliAndJob {
+    pub worker: i32,
+    pub job: i32,
+    /// Whether each was still alive after the wait: (worker, job).
+    pub left: (bool, bool),
+}
+
+/// Waits for `task`'s CLI and its shell job to end, then kills whatever
+/// is left, so a failing test leaves nothing behind: the job's process
+/// group too (read before the wait, while the job surely lives), since
+/// several CLIs start their shell tool detached, in a group of its own.
+pub fn stop_cli_and_job(project: &Project, task: &str, record: &Value) -> CliAndJob {
+    let worker = worker_pid(record);
+    let job = project
+        .task_file(task, "grandchild.pid")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // SAFETY: getpgid only reads; a pid that is gone gives ESRCH (-1).
+    let group = if alive(job) {
+        unsafe { libc::getpgid(job) }
+    } else {
+        -1
+    };
+    all_end(&[worker, job]);
+    let left = (alive(worker), alive(job));
+    // SAFETY: getpgrp only reads this process's own group.
+    let own_group = unsafe { libc::getpgrp() };
+    if group > 1 && group != own_group {
+        // SAFETY: the group the job's shell made, never the test's own.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
+    for pid in [job, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    CliAndJob { worker, job, left }
+}
+
 pub fn u64_of(value: &Value) -> u64 {
     value.as_u64().unwrap_or_default()
 }
