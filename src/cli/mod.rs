@@ -560,7 +560,7 @@ pub(crate) fn state_dir(root: Option<&PathBuf>) -> crate::state::StateDir {
 
 fn report_command(args: &ReportArgs) -> u8 {
     let state = state_dir(args.root.as_ref());
-    match crate::record::snapshot::load(&state, args.run.as_deref()) {
+    match crate::record::snapshot::load_for_report(&state, args.run.as_deref()) {
         Ok(snapshot) => {
             crate::report::repair::restore_and_say(&state, &snapshot);
             let redactor = crate::record::snapshot::redactor(&snapshot.run);

@@ -10,7 +10,8 @@ use crate::domain::checklist::Checklist;
 use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
-use crate::state::{read_bounded, StateDir};
+use super::folder::Folder;
+use crate::state::{layout, read_bounded, StateDir};
 use crate::supervise::procfs::{is_same_process, Marker};
 
 /// One task: its record and its plan as the worker has left it.
@@ -88,6 +89,17 @@ pub fn load(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, Snapshot
     Ok(assemble(run, tasks))
 }
 
+/// [`load`] for the reports, which show the questions the records hold
+/// and never the waiting files: each task's `ipc/` folder is not listed
+/// (two calls fewer per task, 100,000 at 50,000 tasks).
+pub fn load_for_report(state: &StateDir, run_id: Option<&str>) -> Result<Snapshot, SnapshotError> {
+    let run = load_run(state, run_id)?;
+    let ids: Vec<&str> = run.tasks.iter().map(String::as_str).collect();
+    let parts = crate::util::parallel::map_chunks(&ids, |part| load_part(state, &run, part, false));
+    let tasks = parts.into_iter().flatten().collect();
+    Ok(assemble(run, tasks))
+}
+
 /// The record of run `run_id` (default: the latest), without its tasks.
 pub fn load_run(state: &StateDir, run_id: Option<&str>) -> Result<RunRecord, SnapshotError> {
     let run_id = match run_id {
@@ -117,12 +129,13 @@ pub fn load_tasks<'a>(
     ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<TaskView>, SnapshotError> {
     let ids: Vec<&str> = ids.into_iter().collect();
-    let parts = crate::util::parallel::map_chunks(&ids, |part| load_part(state, run, part));
+    let parts = crate::util::parallel::map_chunks(&ids, |part| load_part(state, run, part, true));
     Ok(parts.into_iter().flatten().collect())
 }
 
-/// [`load_tasks`] of one part of the ids, on the calling thread.
-fn load_part(state: &StateDir, run: &RunRecord, ids: &[&str]) -> Vec<TaskView> {
+/// [`load_tasks`] of one part of the ids, on the calling thread; with
+/// `waiting`, each task's waiting questions too.
+fn load_part(state: &StateDir, run: &RunRecord, ids: &[&str], waiting: bool) -> Vec<TaskView> {
     let run_dir = state.run_dir(&run.run_id);
     let mut tasks = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -131,21 +144,28 @@ fn load_part(state: &StateDir, run: &RunRecord, ids: &[&str]) -> Vec<TaskView> {
         let current = state.task_dir(id);
         let archived = run_dir.join("tasks").join(id);
         let found = [current, archived].into_iter().find_map(|dir| {
-            read_json::<TaskRecord>(&dir.join("task.json"))
-                .ok()
+            let folder = Folder::open(dir).ok()?;
+            read_record(&folder)
                 .filter(|r| r.run_id == run.run_id)
-                .map(|record| (dir, record))
+                .map(|record| (folder, record))
         });
-        let Some((dir, record)) = found else { continue };
-        let plan = monitor::read_plan(&dir.join("plan.md"));
-        let waiting = crate::ipc::questions::waiting(&dir.join("ipc"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|q| WaitingQuestion {
-                seq: q.seq,
-                text: q.text,
-            })
-            .collect();
+        let Some((folder, record)) = found else { continue };
+        let plan = folder
+            .read(layout::PLAN, monitor::MAX_PLAN_BYTES)
+            .ok()
+            .map(|text| crate::domain::checklist::parse(&text));
+        let waiting = if waiting {
+            crate::ipc::questions::waiting(&folder.path().join(layout::IPC))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|q| WaitingQuestion {
+                    seq: q.seq,
+                    text: q.text,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         tasks.push(TaskView {
             record,
             plan,
@@ -153,6 +173,15 @@ fn load_part(state: &StateDir, run: &RunRecord, ids: &[&str]) -> Vec<TaskView> {
         });
     }
     tasks
+}
+
+/// The `task.json` in `folder`; read twice if need be (see [`read_json`]).
+fn read_record(folder: &Folder) -> Option<TaskRecord> {
+    let read = || -> Option<TaskRecord> {
+        let text = folder.read(layout::TASK_RECORD, 16 * 1024 * 1024).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    read().or_else(read)
 }
 
 /// A snapshot of `run` with `tasks` (all of them, or the part a caller

@@ -27,7 +27,9 @@ use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
 use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
+use crate::record::folder::Folder;
 use crate::record::snapshot::{Snapshot, TaskView};
+use crate::state::layout;
 use crate::state::StateDir;
 
 /// The JSON report's format version; bumped when a field changes meaning.
@@ -305,12 +307,15 @@ pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Repo
 /// run archived it, from this run's copy).
 fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
     let record = &view.record;
-    let task_dir = state.task_dir(&record.id);
-    let dir = if task_dir.join("task.json").is_file() {
-        task_dir
-    } else {
-        state.run_dir(run_id).join("tasks").join(&record.id)
+    let current = Folder::open(state.task_dir(&record.id)).ok();
+    let folder = match current {
+        Some(folder) if folder.has(layout::TASK_RECORD) => Some(folder),
+        _ => Folder::open(state.run_dir(run_id).join("tasks").join(&record.id)).ok(),
     };
+    let dir = folder.as_ref().map_or_else(
+        || state.run_dir(run_id).join("tasks").join(&record.id),
+        |f| f.path().to_path_buf(),
+    );
     let mut findings: Vec<FindingReport> = record
         .findings
         .iter()
@@ -378,8 +383,15 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
             })
             .collect(),
         output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
-        output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
-        log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
+        output_head: folder
+            .as_ref()
+            .and_then(|f| f.read(layout::OUTPUT, OUTPUT_HEAD_BYTES).ok())
+            .map(|text| clean(&text)),
+        log_tail: folder
+            .as_ref()
+            .and_then(|f| f.read_end(layout::WORKER_LOG, LOG_TAIL_BYTES).ok())
+            .map(|bytes| clean(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or_default(),
         dropped: record.dropped.clone(),
         unticked: record.unticked.clone(),
         last_activity: record.last_activity.clone(),
@@ -422,13 +434,6 @@ fn item_state_name(state: ItemState) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// The start of a file a worker wrote (bounded, lossy, never through a
-/// symlink).
-fn head(path: &Path, limit: u64) -> Option<String> {
-    let text = crate::state::read_bounded(path, limit).ok()?;
-    Some(clean(&text))
 }
 
 /// The end of a (possibly huge) log: only the last `limit` bytes are read.
