@@ -564,14 +564,17 @@ fn report_command(args: &ReportArgs) -> u8 {
         Ok(snapshot) => {
             crate::report::repair::restore_and_say(&state, &snapshot);
             let redactor = crate::record::snapshot::redactor(&snapshot.run);
-            use crate::report::write::{render_one, Format};
+            use crate::report::write::{write_one, Format};
             let format = match args.format {
                 ReportFormat::Md => Format::Markdown,
                 ReportFormat::Json => Format::Json,
                 ReportFormat::Junit => Format::Junit,
                 ReportFormat::Html => Format::Html,
             };
-            print_stdout(&render_one(&state, &snapshot, &redactor, format));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // A closed pipe (`dispatch report | head`) is not an error.
+            let _ = write_one(&state, &snapshot, &redactor, format, &mut out)
+                .and_then(|()| out.flush());
             exit::OK
         }
         Err(e) => {

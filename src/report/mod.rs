@@ -10,6 +10,8 @@ pub mod markdown;
 pub mod merge;
 mod redact;
 pub mod repair;
+#[cfg(test)]
+mod stream_tests;
 pub mod tails;
 pub mod write;
 
@@ -260,6 +262,29 @@ pub struct QuestionReport {
     pub answer: Option<String>,
     /// Who answered.
     pub answered_by: Option<String>,
+}
+
+impl Report {
+    /// The report with no tasks (its other fields cloned): the head of
+    /// the JSON report, which is written a task at a time.
+    pub fn without_tasks(&self) -> Report {
+        Report {
+            format_version: self.format_version,
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            manifest: self.manifest.clone(),
+            started_at: self.started_at.clone(),
+            ended_at: self.ended_at.clone(),
+            status: self.status,
+            exit_code: self.exit_code,
+            escalations: self.escalations.clone(),
+            continues: self.continues.clone(),
+            shard: self.shard.clone(),
+            merge_readiness: self.merge_readiness.clone(),
+            totals: self.totals.clone(),
+            tasks: Vec::new(),
+        }
+    }
 }
 
 /// Build the report of a run from its state. Each task's part reads its
