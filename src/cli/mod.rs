@@ -573,7 +573,7 @@ fn report_command(args: &ReportArgs) -> u8 {
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             // A closed pipe (`dispatch report | head`) is not an error.
-            let _ = write_one(&state, &snapshot, &redactor, format, &mut out)
+            let _ = write_one(&state, snapshot, &redactor, format, &mut out)
                 .and_then(|()| out.flush());
             exit::OK
         }

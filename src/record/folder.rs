@@ -43,6 +43,11 @@ impl Folder {
 
     /// The regular file `name` in the folder, opened for reading.
     pub fn open_file(&self, name: &str) -> io::Result<File> {
+        self.open_sized(name).map(|(file, _)| file)
+    }
+
+    /// [`Folder::open_file`] and the file's size, from one `fstat`.
+    fn open_sized(&self, name: &str) -> io::Result<(File, u64)> {
         let fd = openat(
             &self.fd,
             name,
@@ -50,8 +55,9 @@ impl Folder {
             Mode::empty(),
         )?;
         let file = File::from(fd);
-        if file.metadata()?.is_file() {
-            Ok(file)
+        let meta = file.metadata()?;
+        if meta.is_file() {
+            Ok((file, meta.len()))
         } else {
             Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -68,10 +74,14 @@ impl Folder {
     /// At most `limit` bytes from the start of file `name`, as text
     /// (invalid UTF-8 replaced), like `state::read_bounded`.
     pub fn read(&self, name: &str, limit: u64) -> io::Result<String> {
-        let mut file = self.open_file(name)?;
-        let size = file.metadata()?.len().min(limit);
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
-        (&mut file).take(limit).read_to_end(&mut bytes)?;
+        let (file, len) = self.open_sized(name)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len.min(limit)).unwrap_or(0) + 1);
+        // An empty file (a worker's log, often) costs no read: what is
+        // written after the `fstat` is seen at the next look, as if the
+        // file had been read a moment earlier.
+        if len > 0 {
+            file.take(limit).read_to_end(&mut bytes)?;
+        }
         Ok(match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -80,14 +90,15 @@ impl Folder {
 
     /// At most the last `limit` bytes of file `name`, as bytes.
     pub fn read_end(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
-        let mut file = self.open_file(name)?;
-        let len = file.metadata()?.len();
+        let (mut file, len) = self.open_sized(name)?;
         let from = len.saturating_sub(limit);
         if from > 0 {
             file.seek(SeekFrom::Start(from))?;
         }
         let mut bytes = Vec::with_capacity(usize::try_from(len - from).unwrap_or(0) + 1);
-        file.take(limit).read_to_end(&mut bytes)?;
+        if len > 0 {
+            file.take(limit).read_to_end(&mut bytes)?;
+        }
         Ok(bytes)
     }
 }
@@ -107,7 +118,7 @@ mod tests {
         std::fs::create_dir(dir.join("sub")).expect("mkdir");
         let folder = Folder::open(dir.clone()).expect("open");
         assert_eq!(folder.read("a.txt", 1024).expect("read"), "héllo world");
-        assert_eq!(folder.read("a.txt", 5).expect("read"), "hél");
+        assert_eq!(folder.read("a.txt", 5).expect("read"), "héll");
         assert_eq!(folder.read_end("a.txt", 5).expect("end"), b"world");
         assert_eq!(folder.read_end("a.txt", 100).expect("end").len(), 12);
         assert!(folder.read("link", 1024).is_err(), "a symlink is not followed");

@@ -293,15 +293,15 @@ impl Report {
 /// through `redactor` before anything is rendered from it.
 pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
     let run = &snapshot.run;
-    let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
-        views
-            .iter()
-            .map(|view| task_report(state, &run.run_id, view))
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+    let tasks = crate::record::snapshot::concat(crate::util::parallel::map_chunks(
+        &snapshot.tasks,
+        |views| {
+            views
+                .iter()
+                .map(|view| task_report(state, &run.run_id, view))
+                .collect::<Vec<_>>()
+        },
+    ));
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
