@@ -146,43 +146,46 @@ pub fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
 /// [`load_tasks`] of one part of the ids, on the calling thread; with
 /// `waiting`, each task's waiting questions too.
 fn load_part(state: &StateDir, run: &RunRecord, ids: &[&str], waiting: bool) -> Vec<TaskView> {
-    let run_dir = state.run_dir(&run.run_id);
-    let mut tasks = Vec::with_capacity(ids.len());
-    for &id in ids {
-        // The task's folder is current unless a later run archived it into
-        // this run's folder.
-        let current = state.task_dir(id);
-        let archived = run_dir.join("tasks").join(id);
-        let found = [current, archived].into_iter().find_map(|dir| {
-            let folder = Folder::open(dir).ok()?;
-            read_record(&folder)
-                .filter(|r| r.run_id == run.run_id)
-                .map(|record| (folder, record))
-        });
-        let Some((folder, record)) = found else { continue };
-        let plan = folder
-            .read(layout::PLAN, monitor::MAX_PLAN_BYTES)
-            .ok()
-            .map(|text| crate::domain::checklist::parse(&text));
-        let waiting = if waiting {
-            crate::ipc::questions::waiting(&folder.path().join(layout::IPC))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|q| WaitingQuestion {
-                    seq: q.seq,
-                    text: q.text,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        tasks.push(TaskView {
-            record,
-            plan,
-            waiting,
-        });
-    }
-    tasks
+    ids.iter()
+        .filter_map(|id| load_task(state, run, id, waiting))
+        .collect()
+}
+
+/// Task `id` of `run` as it stands on disk, or `None` when its folder
+/// holds no record of this run; with `waiting`, its waiting questions
+/// too. Its folder is opened once and each file read relative to it.
+pub fn load_task(state: &StateDir, run: &RunRecord, id: &str, waiting: bool) -> Option<TaskView> {
+    // The task's folder is current unless a later run archived it into
+    // this run's folder.
+    let current = state.task_dir(id);
+    let archived = state.run_dir(&run.run_id).join("tasks").join(id);
+    let (folder, record) = [current, archived].into_iter().find_map(|dir| {
+        let folder = Folder::open(dir).ok()?;
+        read_record(&folder)
+            .filter(|r| r.run_id == run.run_id)
+            .map(|record| (folder, record))
+    })?;
+    let plan = folder
+        .read(layout::PLAN, monitor::MAX_PLAN_BYTES)
+        .ok()
+        .map(|text| crate::domain::checklist::parse(&text));
+    let waiting = if waiting {
+        crate::ipc::questions::waiting(&folder.path().join(layout::IPC))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|q| WaitingQuestion {
+                seq: q.seq,
+                text: q.text,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(TaskView {
+        record,
+        plan,
+        waiting,
+    })
 }
 
 /// The `task.json` in `folder`; read twice if need be (see [`read_json`]).
@@ -217,24 +220,31 @@ pub fn assemble(run: RunRecord, tasks: Vec<TaskView>) -> Snapshot {
 fn mark_dead_run(snapshot: &mut Snapshot) {
     let mut orphans = 0;
     for task in &mut snapshot.tasks {
-        let record = &mut task.record;
-        if record.status != TaskStatus::Running {
-            continue;
-        }
-        let marker = Marker::task(&snapshot.run.run_id, &record.id);
-        let alive = record
-            .pid
-            .is_some_and(|pid| is_same_process(pid, record.pid_start_time, Some(&marker)));
-        if alive {
+        if mark_dead_task(&snapshot.run.run_id, &mut task.record) {
             orphans += 1;
-            record.reason = Some(ORPHANED.to_owned());
-        } else {
-            record.status = TaskStatus::Cancelled;
-            record.reason = Some("the run's process is gone".to_owned());
         }
     }
     snapshot.run.status = RunStatus::Interrupted;
     snapshot.orphaned = orphans;
+}
+
+/// [`mark_dead_run`] for one task of run `run_id`, for a caller reading
+/// the tasks one at a time; true when its worker is still alive.
+pub fn mark_dead_task(run_id: &str, record: &mut TaskRecord) -> bool {
+    if record.status != TaskStatus::Running {
+        return false;
+    }
+    let marker = Marker::task(run_id, &record.id);
+    let alive = record
+        .pid
+        .is_some_and(|pid| is_same_process(pid, record.pid_start_time, Some(&marker)));
+    if alive {
+        record.reason = Some(ORPHANED.to_owned());
+    } else {
+        record.status = TaskStatus::Cancelled;
+        record.reason = Some("the run's process is gone".to_owned());
+    }
+    alive
 }
 
 /// The reason a task shows while its worker outlives its dispatch.

@@ -302,6 +302,13 @@ pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Repo
                 .collect::<Vec<_>>()
         },
     ));
+    assemble(snapshot, tasks, redactor)
+}
+
+/// The report of `snapshot`'s run (its tasks aside) with `tasks`, counted
+/// and redacted.
+fn assemble(snapshot: &Snapshot, tasks: Vec<TaskReport>, redactor: &Redactor) -> Report {
+    let run = &snapshot.run;
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
@@ -325,6 +332,46 @@ pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Repo
         totals,
         tasks,
     })
+}
+
+/// The report of `run` read from its task folders, each task's part made
+/// as its folder is read and its record then dropped (kept only with
+/// `keep_records`, for the HTML page): `dispatch report` of a 50,000-task
+/// run never holds every record and every report part at once. Returns
+/// the report and the snapshot it was made from (its tasks only with
+/// `keep_records`).
+pub fn build_from_disk(
+    state: &StateDir,
+    run: crate::record::RunRecord,
+    redactor: &Redactor,
+    keep_records: bool,
+) -> (Report, Snapshot) {
+    use crate::record::snapshot;
+    let mut head = snapshot::assemble(run, Vec::new());
+    let dead = !head.live && head.run.ended_at.is_none();
+    let ids: Vec<&str> = head.run.tasks.iter().map(String::as_str).collect();
+    let parts = crate::util::parallel::map_chunks(&ids, |part| {
+        let mut reports = Vec::with_capacity(part.len());
+        let mut views = Vec::new();
+        for id in part {
+            let Some(mut view) = snapshot::load_task(state, &head.run, id, false) else {
+                continue;
+            };
+            if dead {
+                snapshot::mark_dead_task(&head.run.run_id, &mut view.record);
+            }
+            reports.push(task_report(state, &head.run.run_id, &view));
+            if keep_records {
+                views.push(view);
+            }
+        }
+        (reports, views)
+    });
+    let (reports, views): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let tasks = snapshot::concat(reports);
+    head.tasks = snapshot::concat(views);
+    let report = assemble(&head, tasks, redactor);
+    (report, head)
 }
 
 /// One task's part of the report: its record, its last plan, and the head

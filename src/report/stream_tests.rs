@@ -185,3 +185,73 @@ fn a_template_that_fails_midway_ends_with_the_error() {
     assert!(text.contains("The report template failed"), "{text}");
     assert!(!text.contains("never"), "{text}");
 }
+
+/// A state folder with run `run_id`'s record, its tasks `ids` (the first
+/// archived into the run's folder, each with a plan, a log and an
+/// output), and a task folder holding another run's record.
+fn state_with_run(root: &std::path::Path, ended: bool, ids: &[&str]) -> crate::state::StateDir {
+    let state = crate::state::StateDir::new(root);
+    let run_id = "20261203-100000-abcd";
+    let run = serde_json::json!({
+        "run_id": run_id, "name": "sweep", "manifest": "sweep.yaml",
+        "root": root, "pid": 999_999_999u32, "started_at": "2026-12-03T10:00:00Z",
+        "ended_at": if ended { Some("2026-12-03T11:00:00Z") } else { None },
+        "concurrency": 2, "vars": [], "tasks": ids.iter().chain(&["other"]).collect::<Vec<_>>(),
+        "status": if ended { "complete" } else { "running" },
+        "exit_code": if ended { Some(0) } else { None },
+    });
+    let run_dir = state.run_dir(run_id);
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    std::fs::write(run_dir.join("run.json"), run.to_string()).expect("write");
+    for (i, id) in ids.iter().chain(&["other"]).enumerate() {
+        let dir = if i == 0 {
+            run_dir.join("tasks").join(id)
+        } else {
+            state.task_dir(id)
+        };
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let owner = if *id == "other" { "20261202-100000-ffff" } else { run_id };
+        let status = if i == 1 { "running" } else { "complete" };
+        let record = serde_json::json!({
+            "id": id, "run_id": owner, "title": format!("{id} {HOSTILE}"), "status": status,
+            "reason": null, "model": "sonnet", "backend": "command", "worktree": false,
+            "priority": "normal", "needs": [], "argv": [], "pid": null, "started_at": null,
+            "ended_at": null, "duration_ms": 5, "exit": null,
+            "items": { "total": 1, "done": 1, "pending": 0, "in_progress": 0, "blocked": 0, "failed": 0 },
+            "current_item": null,
+            "usage": { "turns": 1, "input_tokens": 2, "output_tokens": 3, "cached_input_tokens": 0, "cost_usd": null },
+            "outcome": null, "attempts": [],
+        });
+        std::fs::write(dir.join("task.json"), record.to_string()).expect("write");
+        std::fs::write(dir.join("plan.md"), format!("# {id}\n\n- [x] {HOSTILE}\n")).expect("write");
+        std::fs::write(dir.join("worker.log"), format!("log of {id}\n{HOSTILE}\n")).expect("write");
+        std::fs::write(dir.join("output.md"), format!("output of {id}")).expect("write");
+    }
+    state
+}
+
+#[test]
+fn the_report_read_a_task_at_a_time_is_the_report_of_the_whole_snapshot() {
+    for ended in [true, false] {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = state_with_run(temp.path(), ended, &["a", "b", "c", "d"]);
+        let run = crate::record::snapshot::load_run(&state, None).expect("the run");
+        let redactor = crate::record::snapshot::redactor(&run);
+        let whole = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
+        let expected = build(&state, &whole, &redactor);
+        assert_eq!(expected.tasks.len(), 4, "the other run's task is left out");
+        assert!(expected.tasks[0].log_tail.starts_with("log of a\n"), "the archived folder is read");
+        assert_eq!(expected.tasks[0].output_head.as_deref(), Some("output of a"));
+        let (report, kept) = build_from_disk(&state, run.clone(), &redactor, false);
+        assert_eq!(report, expected, "ended: {ended}");
+        assert!(kept.tasks.is_empty(), "no record is kept for md, json, junit");
+        assert_eq!(kept.run, whole.run);
+        let (report, kept) = build_from_disk(&state, run, &redactor, true);
+        assert_eq!(report, expected);
+        assert_eq!(kept.tasks.len(), 4, "the HTML page keeps the records");
+        if !ended {
+            assert_eq!(report.status, RunStatus::Interrupted);
+            assert_eq!(report.tasks[1].status, TaskStatus::Cancelled);
+        }
+    }
+}

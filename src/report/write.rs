@@ -7,11 +7,12 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{build, html, junit, markdown, Report};
+use super::{build, build_from_disk, html, junit, markdown, Report};
 use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
 use crate::record::snapshot::Snapshot;
+use crate::record::RunRecord;
 use crate::state::fsutil::write_atomic_with;
 use crate::state::open_regular;
 use crate::state::StateDir;
@@ -32,22 +33,19 @@ pub enum Format {
     Html,
 }
 
-/// One report of a run from its state, secrets replaced, written to `out`
+/// One report of `run` from its state, secrets replaced, written to `out`
 /// as it is rendered: `dispatch report --format F` renders only the one it
-/// prints (at 50,000 tasks each of the others costs seconds). Only the
-/// HTML page reads the records once the report is built: for the other
-/// formats they are dropped first (at 50,000 tasks, 100 MB).
+/// prints (at 50,000 tasks each of the others costs seconds), and keeps
+/// of each task only its part of the report (the HTML page also reads the
+/// records).
 pub fn write_one(
     state: &StateDir,
-    mut snapshot: Snapshot,
+    run: RunRecord,
     redactor: &Redactor,
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let report = build(state, &snapshot, redactor);
-    if format != Format::Html {
-        snapshot.tasks = Vec::new();
-    }
+    let (report, snapshot) = build_from_disk(state, run, redactor, format == Format::Html);
     Renderer::from_report(report, &snapshot, redactor).write(format, out)
 }
 
