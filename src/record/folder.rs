@@ -121,7 +121,10 @@ mod tests {
         assert_eq!(folder.read("a.txt", 5).expect("read"), "héll");
         assert_eq!(folder.read_end("a.txt", 5).expect("end"), b"world");
         assert_eq!(folder.read_end("a.txt", 100).expect("end").len(), 12);
-        assert!(folder.read("link", 1024).is_err(), "a symlink is not followed");
+        assert!(
+            folder.read("link", 1024).is_err(),
+            "a symlink is not followed"
+        );
         assert!(folder.read("sub", 1024).is_err(), "a folder is not a file");
         assert!(folder.read("missing", 1024).is_err());
         assert!(folder.has("a.txt") && folder.has("link") && !folder.has("missing"));

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::folder::Folder;
 use super::{RunRecord, TaskRecord};
 use crate::domain::checklist::Checklist;
 use crate::domain::redact::{Redact, Redactor};
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::state::plan_watch as monitor;
-use super::folder::Folder;
 use crate::state::{layout, read_bounded, StateDir};
 use crate::supervise::procfs::{is_same_process, Marker};
 

@@ -40,7 +40,10 @@ pub fn write(
     let template = match env.get_template(TEMPLATE) {
         Ok(template) => template,
         Err(e) => {
-            let text = format!("# Sweep {}\n\nThe report template failed: {e}\n", report.name);
+            let text = format!(
+                "# Sweep {}\n\nThe report template failed: {e}\n",
+                report.name
+            );
             return out.write_all(text.as_bytes());
         }
     };
@@ -114,8 +117,16 @@ fn attention_first(report: &Report, severity: Severity) -> Option<Vec<usize>> {
     if flags.windows(2).all(|w| w[0] || !w[1]) {
         return None;
     }
-    let first = flags.iter().enumerate().filter(|(_, n)| **n).map(|(i, _)| i);
-    let rest = flags.iter().enumerate().filter(|(_, n)| !**n).map(|(i, _)| i);
+    let first = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n)
+        .map(|(i, _)| i);
+    let rest = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !**n)
+        .map(|(i, _)| i);
     Some(first.chain(rest).collect())
 }
 

@@ -210,7 +210,11 @@ fn state_with_run(root: &std::path::Path, ended: bool, ids: &[&str]) -> crate::s
             state.task_dir(id)
         };
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let owner = if *id == "other" { "20261202-100000-ffff" } else { run_id };
+        let owner = if *id == "other" {
+            "20261202-100000-ffff"
+        } else {
+            run_id
+        };
         let status = if i == 1 { "running" } else { "complete" };
         let record = serde_json::json!({
             "id": id, "run_id": owner, "title": format!("{id} {HOSTILE}"), "status": status,
@@ -240,11 +244,20 @@ fn the_report_read_a_task_at_a_time_is_the_report_of_the_whole_snapshot() {
         let whole = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
         let expected = build(&state, &whole, &redactor);
         assert_eq!(expected.tasks.len(), 4, "the other run's task is left out");
-        assert!(expected.tasks[0].log_tail.starts_with("log of a\n"), "the archived folder is read");
-        assert_eq!(expected.tasks[0].output_head.as_deref(), Some("output of a"));
+        assert!(
+            expected.tasks[0].log_tail.starts_with("log of a\n"),
+            "the archived folder is read"
+        );
+        assert_eq!(
+            expected.tasks[0].output_head.as_deref(),
+            Some("output of a")
+        );
         let (report, kept) = build_from_disk(&state, run.clone(), &redactor, false);
         assert_eq!(report, expected, "ended: {ended}");
-        assert!(kept.tasks.is_empty(), "no record is kept for md, json, junit");
+        assert!(
+            kept.tasks.is_empty(),
+            "no record is kept for md, json, junit"
+        );
         assert_eq!(kept.run, whole.run);
         let (report, kept) = build_from_disk(&state, run, &redactor, true);
         assert_eq!(report, expected);

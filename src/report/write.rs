@@ -84,7 +84,8 @@ impl<'a> Renderer<'a> {
         let mut out = Vec::new();
         // Writing to a Vec cannot fail.
         let _ = self.write(format, &mut out);
-        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The report in `format`, written to `out` as it is rendered (JSON
@@ -137,7 +138,10 @@ impl<'a> How<'a> {
 fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let terminal = crate::util::escape::json_for_terminal;
     let head = serde_json::to_string_pretty(&report.without_tasks()).unwrap_or_default();
-    let Some(head) = head.strip_suffix("[]\n}").filter(|_| !report.tasks.is_empty()) else {
+    let Some(head) = head
+        .strip_suffix("[]\n}")
+        .filter(|_| !report.tasks.is_empty())
+    else {
         out.write_all(terminal(&head).as_bytes())?;
         return out.write_all(b"\n");
     };
