@@ -187,10 +187,10 @@ pub fn write(
     // is never replaced again.
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
-        out.write_all(rest[..start].as_bytes())?;
+        out.write_all(&rest.as_bytes()[..start])?;
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            out.write_all(rest[start..].as_bytes())?;
+            out.write_all(&rest.as_bytes()[start..])?;
             rest = "";
             break;
         };
