@@ -150,7 +150,7 @@ fn the_json_report_written_a_task_at_a_time_is_the_whole_reports_json() {
 fn no_report_is_written_whole_at_once() {
     let tasks = 2000;
     let one_task = serde_json::to_string_pretty(&task(1)).expect("json").len();
-    for format in [Format::Json, Format::Markdown, Format::Html] {
+    for format in [Format::Json, Format::Markdown, Format::Html, Format::Junit] {
         let out = written(report(tasks), format);
         assert!(
             out.bytes.len() > 40 * one_task,

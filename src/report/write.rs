@@ -95,9 +95,7 @@ impl<'a> Renderer<'a> {
         match format {
             Format::Markdown => markdown::write(report, &how.templates, how.severity, out),
             Format::Json => json(report, out),
-            Format::Junit => {
-                out.write_all(junit::render(report, how.fail_severity, Some(how.root)).as_bytes())
-            }
+            Format::Junit => junit::write(report, how.fail_severity, Some(how.root), out),
             Format::Html => html::write(report, self.snapshot, self.redactor, out),
         }
     }
