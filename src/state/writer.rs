@@ -13,11 +13,11 @@
 //! for an append-only log go out in one `write`.
 //!
 //! After each batch the thread lets writes gather for [`GATHER`] before it
-//! looks again. A sweep of short tasks sends a save and an event line at
-//! every start and end; woken for each, the thread cost a sleep and a wake
-//! (two context switches) per write, more than the writes. A sender never
-//! wakes a gathering thread; [`Writer::flush`] does, so the run's end does
-//! not wait for the window.
+//! looks again ([`crate::util::gather`]). A sweep of short tasks sends a
+//! save and an event line at every start and end; woken for each, the
+//! thread cost a sleep and a wake (two context switches) per write, more
+//! than the writes. A sender never wakes a gathering thread;
+//! [`Writer::flush`] does, so the run's end does not wait for the window.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,7 +26,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::util::gather::Gate;
 
 /// How long writes gather after a batch before the thread looks again: a
 /// state file is at most this much later on disk (and a reader such as
@@ -53,11 +55,8 @@ enum Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<Job>,
-    /// The writing thread, woken by a flush while it gathers.
-    thread: Option<std::thread::Thread>,
-    /// Flushes sent and not yet answered: the thread does not gather while
-    /// one waits.
-    flushes: Arc<AtomicUsize>,
+    /// Flushes are urgent: they end the thread's gathering window.
+    gate: Arc<Gate>,
     next_log: Arc<AtomicUsize>,
 }
 
@@ -70,17 +69,19 @@ impl Writer {
 
     fn start_gathering(gather: Duration) -> Writer {
         let (jobs, queue) = mpsc::channel();
-        let flushes = Arc::new(AtomicUsize::new(0));
-        let waiting = Arc::clone(&flushes);
+        let gate = Arc::new(Gate::default());
+        let thread_gate = Arc::clone(&gate);
         let spawned = std::thread::Builder::new()
             .name("dispatch-writer".to_owned())
             .spawn(move || {
-                write_loop(queue, gather, &waiting);
+                write_loop(queue, gather, &thread_gate);
             });
+        if let Ok(thread) = &spawned {
+            gate.serve(thread.thread().clone());
+        }
         let writer = Writer {
             jobs,
-            thread: spawned.as_ref().ok().map(|t| t.thread().clone()),
-            flushes,
+            gate,
             next_log: Default::default(),
         };
         if let Err(e) = spawned {
@@ -117,11 +118,9 @@ impl Writer {
     /// Wait until everything sent so far is written (or given up on).
     pub async fn flush(&self) {
         let (done, written) = tokio::sync::oneshot::channel();
-        self.flushes.fetch_add(1, Ordering::SeqCst);
+        self.gate.urgent();
         if self.jobs.send(Job::Flush(done)).is_ok() {
-            if let Some(thread) = &self.thread {
-                thread.unpark();
-            }
+            self.gate.wake();
             let _ = written.await;
         }
     }
@@ -130,7 +129,7 @@ impl Writer {
 /// Write what comes until every sender is gone, letting jobs gather for
 /// `gather` after each batch; returns how many writes that took (fewer
 /// than the jobs when they queued up).
-fn write_loop(queue: Receiver<Job>, gather: Duration, flushes: &AtomicUsize) -> usize {
+fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
     let delay = test_delay();
     let mut writes = 0;
     let mut logs: HashMap<LogId, File> = HashMap::new();
@@ -182,19 +181,11 @@ fn write_loop(queue: Receiver<Job>, gather: Duration, flushes: &AtomicUsize) -> 
         for done in done_flushes {
             let _ = done.send(());
         }
-        flushes.fetch_sub(answered, Ordering::SeqCst);
-        // Parked, not waiting on the queue: a send does not wake it; a
-        // flush counts itself first and then unparks it. An unpark left
-        // over from a flush already answered only makes it look again.
+        gate.answered(answered);
         // After a flush it waits on the queue at once (the run's end, or a
         // caller that wants what it writes next on disk promptly).
-        let until = Instant::now() + gather;
-        while answered == 0 && flushes.load(Ordering::SeqCst) == 0 {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            std::thread::park_timeout(until - now);
+        if answered == 0 {
+            gate.gather(gather);
         }
     }
     writes
@@ -302,7 +293,7 @@ mod tests {
         }
         drop(jobs);
         // All of it queued before the loop ran: one write per file.
-        assert_eq!(write_loop(queue, Duration::ZERO, &AtomicUsize::new(0)), 3);
+        assert_eq!(write_loop(queue, Duration::ZERO, &Gate::default()), 3);
         assert_eq!(std::fs::read_to_string(&a).expect("a"), "19\n");
         assert_eq!(std::fs::read_to_string(&b).expect("b"), "19\n");
         let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");
