@@ -2,7 +2,8 @@
 # The cost curve of a wide sweep: for 1,000, 5,000 and 50,000 instant tasks,
 # how long `validate` and `plan` take, the peak memory of the run, the time
 # before its first worker starts, `dispatch status` and `dispatch report`
-# (every format) on the finished run, and the state folder's size per task.
+# (every format: md, json, junit, html) on the finished run, and the state
+# folder's size per task.
 # A benchmark, not a test: it fails only when a step fails, never because
 # a number is large. See benches/README.md.
 #
@@ -71,9 +72,9 @@ timed() {
     printf '%s\n' "${out[@]}" | median
 }
 
-# One build at one size: prints `label|validate+plan|rss MiB|first ms|status ms|md|json|junit|KiB per task|wall s`.
+# One build at one size: prints `label|validate+plan|rss MiB|first ms|status ms|md|json|junit|html|KiB per task|wall s`.
 measure() {
-    local bin=$1 label=$2 tasks=$3 dir limit validate plan start end rss first events ts status md json junit kib wall
+    local bin=$1 label=$2 tasks=$3 dir limit validate plan start end rss first events ts status md json junit html kib wall
     dir=$(mktemp -d "$TMP/dispatch-scale-XXXXXX")
     limit=no
     ((tasks > 5000)) && limit=yes
@@ -81,7 +82,7 @@ measure() {
     cd "$dir"
     if ! "$bin" validate sweep.yaml >/dev/null 2>"$dir/validate.err"; then
         log "$label, $tasks tasks: refused ($(head -1 "$dir/validate.err"))"
-        echo "$label|$tasks|refused: $(head -1 "$dir/validate.err" | sed 's/.*: //' | cut -c1-60)||||||||"
+        echo "$label|$tasks|refused: $(head -1 "$dir/validate.err" | sed 's/.*: //' | cut -c1-60)|||||||||"
         cd - >/dev/null
         rm -rf "$dir"
         return
@@ -101,9 +102,10 @@ measure() {
     md=$(timed "$bin" report --format md)
     json=$(timed "$bin" report --format json)
     junit=$(timed "$bin" report --format junit)
+    html=$(timed "$bin" report --format html)
     kib=$(du -sk .dispatch | awk -v n="$tasks" '{printf "%.1f", $1 / n}')
-    log "$label, $tasks tasks: validate $validate + plan $plan ms, peak $rss MiB, first worker $first ms, status $status ms, report $md/$json/$junit ms, $kib KiB per task, run $wall s"
-    echo "$label|$tasks|$((${validate%.*} + ${plan%.*}))|$rss|$first|$status|$md|$json|$junit|$kib|$wall"
+    log "$label, $tasks tasks: validate $validate + plan $plan ms, peak $rss MiB, first worker $first ms, status $status ms, report $md/$json/$junit/$html ms, $kib KiB per task, run $wall s"
+    echo "$label|$tasks|$((${validate%.*} + ${plan%.*}))|$rss|$first|$status|$md|$json|$junit|$html|$kib|$wall"
     cd - >/dev/null
     rm -rf "$dir"
 }
@@ -114,14 +116,14 @@ for tasks in $SIZES; do
     rows+=("$(measure "$DISPATCH" new "$tasks")")
 done
 
-echo "| Build | Tasks | validate + plan (ms) | peak RSS (MiB) | before the first worker (ms) | status (ms) | report md / json / junit (ms) | state per task (KiB) | whole run (s) |"
+echo "| Build | Tasks | validate + plan (ms) | peak RSS (MiB) | before the first worker (ms) | status (ms) | report md / json / junit / html (ms) | state per task (KiB) | whole run (s) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
-    IFS='|' read -r label tasks vp rss first status md json junit kib wall <<<"$row"
+    IFS='|' read -r label tasks vp rss first status md json junit html kib wall <<<"$row"
     if [[ $vp == refused* ]]; then
         echo "| $label | $tasks | $vp | | | | | | |"
     else
-        echo "| $label | $tasks | $vp | $rss | $first | $status | $md / $json / $junit | $kib | $wall |"
+        echo "| $label | $tasks | $vp | $rss | $first | $status | $md / $json / $junit / $html | $kib | $wall |"
     fi
 done
 echo

@@ -131,6 +131,50 @@ fn plan_is_deterministic() {
 }
 
 #[test]
+fn plan_shows_when_a_quiet_worker_is_stopped_as_stalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write(
+        dir.path(),
+        "sweep.yaml",
+        "version: 1
+tasks:
+  cli-default: { model: sonnet, prompt: Go, plan: [Go] }
+  cli-own: { model: sonnet, prompt: Go, plan: [Go], idle_timeout: 90s }
+  cli-off: { model: sonnet, prompt: Go, plan: [Go], idle_timeout: 0m }
+  script: { command: [sh, -c, 'true'], plan: [Go] }
+",
+    );
+    let output = dispatch()
+        .arg("plan")
+        .arg(&manifest)
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let limits = |task: &str| {
+        let start = text
+            .find(&format!("title:    {task}\n"))
+            .expect("task shown");
+        let rest = &text[start..];
+        let line = rest
+            .lines()
+            .find(|l| l.starts_with("limits:"))
+            .expect("limits");
+        line.to_owned()
+    };
+    assert!(
+        limits("cli-default").contains("stalled after 10m quiet"),
+        "{text}"
+    );
+    assert!(
+        limits("cli-own").contains("stalled after 90s quiet"),
+        "{text}"
+    );
+    assert!(!limits("cli-off").contains("stalled"), "{text}");
+    assert!(!limits("script").contains("stalled"), "{text}");
+}
+
+#[test]
 fn validate_reports_every_file_and_fails_if_any_is_invalid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = write(dir.path(), "good.yaml", SMALL);

@@ -559,8 +559,11 @@ tasks:
 /// On a real terminal (a pseudo-terminal made by `script`), the live view
 /// is on and the person there is asked, without any flag. Linux only: the
 /// BSD `script` of macOS takes other arguments.
-#[cfg(target_os = "linux")]
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "Linux only: the BSD `script` of macOS takes other arguments"
+)]
 fn on_a_real_terminal_the_person_is_asked_without_a_flag() {
     let project = Project::new();
     project.manifest(&format!(

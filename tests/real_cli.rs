@@ -14,12 +14,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_edited_only_in_its_worktree, assert_reports_agree,
+    self, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
     write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
@@ -321,31 +320,13 @@ tasks:
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "timed-out", "{record}\n{why}");
-    let pid_text = project.task_file("claude-task", "grandchild.pid");
-    let grandchild: i32 = pid_text
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the Bash tool never started its job: {pid_text:?}\n{why}"));
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left = (alive(worker), alive(grandchild));
-    // Never leave the job behind, whatever the test finds.
-    for pid in [grandchild, worker] {
-        if alive(pid) {
-            // SAFETY: a positive pid that this test's run started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+    let stopped = real_cli::stop_cli_and_job(&project, "claude-task", &record);
+    assert!(
+        stopped.job > 1,
+        "the Bash tool never started its job\n{why}"
+    );
     assert_eq!(
-        left,
+        stopped.left,
         (false, false),
         "(claude, its Bash job) still alive after the timeout\n{why}"
     );
@@ -423,30 +404,13 @@ tasks:
     let record = project.task_json("claude-task");
     assert_eq!(record["status"], "stalled", "{record}\n{why}");
     assert!(record["last_activity"]["what"].is_string(), "{record}");
-    let pid_text = project.task_file("claude-task", "grandchild.pid");
-    let grandchild: i32 = pid_text
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the Bash tool never started its job: {pid_text:?}\n{why}"));
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left = (alive(worker), alive(grandchild));
-    for pid in [grandchild, worker] {
-        if alive(pid) {
-            // SAFETY: a positive pid that this test's run started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+    let stopped = real_cli::stop_cli_and_job(&project, "claude-task", &record);
+    assert!(
+        stopped.job > 1,
+        "the Bash tool never started its job\n{why}"
+    );
     assert_eq!(
-        left,
+        stopped.left,
         (false, false),
         "(claude, its job) alive after the stall\n{why}"
     );

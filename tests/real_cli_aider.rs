@@ -20,13 +20,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, events_of, tail, Cli,
-    Endpoint, Run,
+    self, assert_all_ticked, assert_edited_only_in_its_worktree, events_of, tail, Cli, Endpoint,
+    Run,
 };
 use common::Project;
 
@@ -325,15 +324,11 @@ fn a_malformed_answer_is_retried_until_the_timeout_stops_the_cli() {
         "{why}"
     );
     assert!(endpoint.completions().len() >= 2, "aider retried\n{why}");
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(worker) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(worker), "aider ({worker}) was stopped\n{why}");
+    let worker = real_cli::worker_pid(&record);
+    assert!(
+        real_cli::all_end(&[worker]),
+        "aider ({worker}) was stopped\n{why}"
+    );
     // dispatch read LiteLLM's error from aider's output all the same.
     assert_eq!(record["outcome"]["is_error"], true, "{record}");
     assert!(

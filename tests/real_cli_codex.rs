@@ -465,10 +465,7 @@ tasks:
     let (mut started, sleeps) = watcher.join().expect("the /proc watcher");
     let why = context(&project, &run, &endpoint);
     let record = project.task_json("codex-task");
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
+    let worker = real_cli::worker_pid(&record);
     for pid in processes_with(&[&state]).into_iter().chain([worker]) {
         if !started.contains(&pid) {
             started.push(pid);

@@ -15,12 +15,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
+    self, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
     write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
@@ -376,48 +375,15 @@ tasks:
     assert_eq!(run.status.code(), Some(1), "{why}");
     let record = project.task_json("gemini-task");
     assert_eq!(record["status"], "timed-out", "{record}\n{why}");
-    let pid_text = project.task_file("gemini-task", "grandchild.pid");
-    let grandchild: i32 = pid_text
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the shell tool never started its job: {pid_text:?}\n{why}"));
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    // The shell's own process group (Gemini CLI's session for the command),
-    // read now, while the job is surely alive.
-    // SAFETY: getpgid only reads; a pid that is gone is ESRCH (-1).
-    let shell_group = if alive(grandchild) {
-        unsafe { libc::getpgid(grandchild) }
-    } else {
-        -1
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left = (alive(worker), alive(grandchild));
-    // Never leave the job behind, whatever the test finds: also the shell
-    // and its foreground command, in the job's group (never the test's own).
-    // SAFETY: getpgid(0) only reads this process's group.
-    let own_group = unsafe { libc::getpgid(0) };
-    if shell_group > 1 && shell_group != own_group {
-        // SAFETY: a group of processes that this test's run started.
-        unsafe {
-            libc::killpg(shell_group, libc::SIGKILL);
-        }
-    }
-    for pid in [grandchild, worker] {
-        if alive(pid) {
-            // SAFETY: a positive pid that this test's run started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+    // Gemini CLI runs the command in a session of its own: its group is
+    // stopped too when the test finds it alive.
+    let stopped = real_cli::stop_cli_and_job(&project, "gemini-task", &record);
+    assert!(
+        stopped.job > 1,
+        "the shell tool never started its job\n{why}"
+    );
     assert_eq!(
-        left,
+        stopped.left,
         (false, false),
         "(gemini, its shell job) still alive after the timeout\n{why}"
     );

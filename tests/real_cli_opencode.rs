@@ -16,12 +16,11 @@ mod common;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::real_cli::{
-    self, alive, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
+    self, assert_all_ticked, assert_edited_only_in_its_worktree, assert_reports_agree,
     assert_whole_task_reached_dispatch, events_of, tail, u64_of, whole_task_manifest,
     write_manifest, Cli, Endpoint, Run, REGION_ANSWER,
 };
@@ -343,47 +342,18 @@ tasks:
     let run = run_sweep(&project, &opencode, &endpoint);
     let why = context(&project, &run, &endpoint);
     let record = project.task_json(TASK);
-    let pid_text = project.task_file(TASK, "grandchild.pid");
-    let grandchild: i32 = pid_text.trim().parse().unwrap_or(0);
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (alive(grandchild) || alive(worker)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left = (alive(worker), alive(grandchild));
-    // Never leave the job behind, whatever the test finds: its whole
-    // process group (opencode starts the bash tool's shell detached, in a
-    // group of its own), then the pids themselves.
-    if alive(grandchild) {
-        // SAFETY: getpgid only reads; the group is the one the bash tool's
-        // shell made (never the test's own group) and a positive id.
-        unsafe {
-            let group = libc::getpgid(grandchild);
-            if group > 1 && group != libc::getpgrp() {
-                libc::kill(-group, libc::SIGKILL);
-            }
-        }
-    }
-    for pid in [grandchild, worker] {
-        if alive(pid) {
-            // SAFETY: a positive pid that this test's run started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+    // opencode starts the bash tool's shell detached, in a group of its
+    // own: that group is stopped too when the test finds it alive.
+    let stopped = real_cli::stop_cli_and_job(&project, TASK, &record);
     assert_eq!(run.status.code(), Some(1), "{why}");
     assert_eq!(record["status"], "timed-out", "{record}\n{why}");
     assert!(
-        grandchild > 1,
-        "the bash tool never started its job: {pid_text:?}\n{why}"
+        stopped.job > 1,
+        "the bash tool never started its job\n{why}"
     );
-    assert!(worker > 1, "task.json has no worker pid: {record}");
+    assert!(stopped.worker > 1, "task.json has no worker pid: {record}");
     assert_eq!(
-        left,
+        stopped.left,
         (false, false),
         "(opencode, its bash job) still alive after the timeout\n{why}"
     );
@@ -527,15 +497,11 @@ tasks:
         calls >= 2,
         "opencode retried the broken stream: {calls}\n{why}"
     );
-    let worker = record["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(worker) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(worker), "opencode ({worker}) was stopped\n{why}");
+    let worker = real_cli::worker_pid(&record);
+    assert!(
+        real_cli::all_end(&[worker]),
+        "opencode ({worker}) was stopped\n{why}"
+    );
 }
 
 fn main() -> ExitCode {

@@ -559,19 +559,26 @@ pub(crate) fn state_dir(root: Option<&PathBuf>) -> crate::state::StateDir {
 }
 
 fn report_command(args: &ReportArgs) -> u8 {
+    use crate::record::snapshot;
     let state = state_dir(args.root.as_ref());
-    match crate::record::snapshot::load(&state, args.run.as_deref()) {
-        Ok(snapshot) => {
-            crate::report::repair::restore_and_say(&state, &snapshot);
-            let redactor = crate::record::snapshot::redactor(&snapshot.run);
-            use crate::report::write::{render_one, Format};
+    match snapshot::load_run(&state, args.run.as_deref()) {
+        Ok(run) => {
+            if crate::report::repair::needs_restore(&state, &run) {
+                if let Ok(snapshot) = snapshot::load_for_report(&state, Some(&run.run_id)) {
+                    crate::report::repair::restore_and_say(&state, &snapshot);
+                }
+            }
+            let redactor = snapshot::redactor(&run);
+            use crate::report::write::{write_one, Format};
             let format = match args.format {
                 ReportFormat::Md => Format::Markdown,
                 ReportFormat::Json => Format::Json,
                 ReportFormat::Junit => Format::Junit,
                 ReportFormat::Html => Format::Html,
             };
-            print_stdout(&render_one(&state, &snapshot, &redactor, format));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // A closed pipe (`dispatch report | head`) is not an error.
+            let _ = write_one(&state, run, &redactor, format, &mut out).and_then(|()| out.flush());
             exit::OK
         }
         Err(e) => {

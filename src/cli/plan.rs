@@ -355,6 +355,11 @@ fn render_task(out: &mut String, task: &PlannedTask) {
         "timeout {}",
         task.timeout.as_deref().unwrap_or("none")
     )];
+    // The idle timeout is set for agent CLIs by default, so a reader of the
+    // plan would not otherwise know why a quiet worker ends `stalled`.
+    if let (Some(idle), Some(_)) = (&task.idle_timeout, task.idle_limit()) {
+        limits.push(format!("stalled after {idle} quiet"));
+    }
     limits.push(format!("retries {}", task.retries));
     field(out, "limits", &limits.join(", "));
     if !task.tags.is_empty() {

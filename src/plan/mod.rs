@@ -776,6 +776,18 @@ pub fn idle_timeout_of(
         .or_else(|| (events != EventFormat::None).then(|| DEFAULT_IDLE_TIMEOUT.to_owned()))
 }
 
+impl PlannedTask {
+    /// How long the worker may stay quiet before it is stopped as stalled;
+    /// `None` when it has no idle timeout or it is zero (off), the one
+    /// reading the engine and `dispatch plan` share.
+    pub fn idle_limit(&self) -> Option<std::time::Duration> {
+        self.idle_timeout
+            .as_deref()
+            .and_then(crate::manifest::duration::parse)
+            .filter(|limit| !limit.is_zero())
+    }
+}
+
 /// The default number of workers at once.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 

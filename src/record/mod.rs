@@ -4,6 +4,7 @@
 //! worker.
 
 pub mod checks;
+pub mod folder;
 pub mod index;
 pub mod snapshot;
 

@@ -13,6 +13,7 @@
 //! 5,000-task page small.
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use serde::Serialize;
 
@@ -27,21 +28,24 @@ use crate::record::TaskRecord;
 const TEMPLATE: &str = include_str!("html/report.html");
 const STYLE: &str = include_str!("html/report.css");
 const SCRIPT: &str = include_str!("html/report.js");
+/// The largest piece of the page that is not a task's: the page is
+/// written in pieces no larger than this or one task's data.
+#[cfg(test)]
+pub(super) const LARGEST_PART: usize = {
+    let (a, b, c) = (TEMPLATE.len(), STYLE.len(), SCRIPT.len());
+    let ab = if a > b { a } else { b };
+    if ab > c {
+        ab
+    } else {
+        c
+    }
+};
 
 /// What the page quotes of all tasks' logs and outputs together: each
 /// task's share shrinks as a sweep grows, so 5,000 tasks stay a few MB.
 const TEXT_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 /// The least any task keeps of its log tail and output head.
 const MIN_TEXT_BYTES: usize = 256;
-
-/// The page's data: the run, then its tasks.
-#[derive(Serialize)]
-struct Page<'a> {
-    run: RunHead<'a>,
-    /// Each task's `TaskData` without its empty fields (nulls, empty
-    /// lists and strings): a fifth of a 5,000-task page otherwise.
-    tasks: Vec<serde_json::Value>,
-}
 
 #[derive(Serialize)]
 struct RunHead<'a> {
@@ -109,6 +113,21 @@ struct Mark {
 /// The page of a run. `report` is already redacted; the record fields the
 /// page adds pass through `redactor` here.
 pub fn render(report: &Report, snapshot: &Snapshot, redactor: &Redactor) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(report, snapshot, redactor, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render`] written to `out` as it is made: each task's data is built,
+/// written and dropped in turn, so the page's memory is one task's, not
+/// the whole page three times over (its data, the data escaped, the page).
+pub fn write(
+    report: &Report,
+    snapshot: &Snapshot,
+    redactor: &Redactor,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let origin = millis(&report.started_at).unwrap_or(0);
     let at = |time: &str| millis(time).map(|t| t.saturating_sub(origin));
     let records: HashMap<&str, &TaskView> = snapshot
@@ -116,75 +135,84 @@ pub fn render(report: &Report, snapshot: &Snapshot, redactor: &Redactor) -> Stri
         .iter()
         .map(|view| (view.record.id.as_str(), view))
         .collect();
+    let record_of = |task: &TaskReport| records.get(task.id.as_str()).map(|view| &view.record);
     let text_limit = (TEXT_BUDGET_BYTES / report.tasks.len().max(1))
         .clamp(MIN_TEXT_BYTES, super::LOG_TAIL_BYTES as usize);
-    let tasks: Vec<TaskData> = report
+    let lanes = report
         .tasks
         .iter()
-        .map(|task| {
-            let record = records.get(task.id.as_str()).map(|view| &view.record);
-            task_data(task, record, &at, text_limit, redactor)
-        })
-        .collect();
-    let lanes = tasks
-        .iter()
-        .flat_map(|t| t.timeline.iter().filter_map(|s| s.lane))
+        .filter_map(record_of)
+        .flat_map(|r| r.attempts.iter().filter_map(|a| a.lane))
         .map(|lane| lane + 1)
         .max()
         .unwrap_or(0)
         .max(snapshot.run.concurrency)
         .max(1);
     let wall_ms = report.ended_at.as_deref().and_then(at);
-    let page = Page {
-        run: RunHead {
-            name: &report.name,
-            run_id: &report.run_id,
-            manifest: &report.manifest,
-            started_at: &report.started_at,
-            ended_at: report.ended_at.as_deref(),
-            status: report.status,
-            exit_code: report.exit_code,
-            why: why(report),
-            wall_ms,
-            lanes,
-            escalations: &report.escalations,
-            continues: report.continues.as_deref(),
-            merge_readiness: report.merge_readiness.as_ref(),
-            totals: &report.totals,
-            text_limit,
-        },
-        tasks: tasks.iter().map(compact).collect(),
+    let run = RunHead {
+        name: &report.name,
+        run_id: &report.run_id,
+        manifest: &report.manifest,
+        started_at: &report.started_at,
+        ended_at: report.ended_at.as_deref(),
+        status: report.status,
+        exit_code: report.exit_code,
+        why: why(report),
+        wall_ms,
+        lanes,
+        escalations: &report.escalations,
+        continues: report.continues.as_deref(),
+        merge_readiness: report.merge_readiness.as_ref(),
+        totals: &report.totals,
+        text_limit,
     };
-    let data =
-        crate::util::escape::json_for_script(&serde_json::to_string(&page).unwrap_or_default());
+    // The page's data, `{"run":…,"tasks":[…]}`, each part escaped for the
+    // script element on its own (the escape is per character, so the parts
+    // escape as the whole would).
+    let data = |out: &mut dyn Write| -> std::io::Result<()> {
+        out.write_all(b"{\"run\":")?;
+        out.write_all(script_json(&run).as_bytes())?;
+        out.write_all(b",\"tasks\":[")?;
+        for (i, task) in report.tasks.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            let data = task_data(task, record_of(task), &at, text_limit, redactor);
+            out.write_all(script_json(&compact(&data)).as_bytes())?;
+        }
+        out.write_all(b"]}")
+    };
     let title = html_text(&format!("{} · {} · dispatch", report.name, report.run_id));
     // One pass over the template: a placeholder inside the inserted data
     // is never replaced again.
-    let mut out = String::with_capacity(TEMPLATE.len() + STYLE.len() + SCRIPT.len() + data.len());
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
+        out.write_all(&rest.as_bytes()[..start])?;
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
+            out.write_all(&rest.as_bytes()[start..])?;
             rest = "";
             break;
         };
         match &after[..end] {
-            "title" => out.push_str(&title),
-            "style" => out.push_str(STYLE),
-            "script" => out.push_str(SCRIPT),
-            "data" => out.push_str(&data),
+            "title" => out.write_all(title.as_bytes())?,
+            "style" => out.write_all(STYLE.as_bytes())?,
+            "script" => out.write_all(SCRIPT.as_bytes())?,
+            "data" => data(out)?,
             other => {
-                out.push_str("{{");
-                out.push_str(other);
-                out.push_str("}}");
+                out.write_all(b"{{")?;
+                out.write_all(other.as_bytes())?;
+                out.write_all(b"}}")?;
             }
         }
         rest = &after[end + 2..];
     }
-    out.push_str(rest);
-    out
+    out.write_all(rest.as_bytes())
+}
+
+/// `value` as compact JSON, safe inside the page's script element.
+fn script_json(value: &impl Serialize) -> String {
+    crate::util::escape::json_for_script(&serde_json::to_string(value).unwrap_or_default())
 }
 
 fn task_data(

@@ -12,6 +12,7 @@
 //! full of (ANSI escapes, BEL). junit-report 0.9.1 wrote them verbatim and
 //! its files did not parse.
 
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,6 +28,21 @@ use crate::manifest::types::Severity;
 /// repository); a path into a `.dispatch/` folder elsewhere (a shard run on
 /// another machine) is cut to start at `.dispatch/`.
 pub fn render(report: &Report, fail_severity: Severity, root: Option<&Path>) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(report, fail_severity, root, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`render`] written to `out` line by line as quick-junit serializes:
+/// its text and the two escaped copies of it are never whole in memory
+/// (at 50,000 tasks, about 36 MB each).
+pub fn write(
+    report: &Report,
+    fail_severity: Severity,
+    root: Option<&Path>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let mut junit = JUnit::new(format!("dispatch {}", report.name));
     if let Some(time) = rfc3339(&report.started_at) {
         junit.set_timestamp(time);
@@ -41,12 +57,60 @@ pub fn render(report: &Report, fail_severity: Severity, root: Option<&Path>) -> 
         junit.add_test_suite(suite);
     }
     junit.set_time(wall_time(report).unwrap_or(total));
-    // Worker text keeps its newlines in XML text; a JUnit file shown in a
-    // CI log must not start a workflow command.
-    // DEL and the C1 controls are legal XML but a terminal may obey them:
-    // they become character references, which mean the same to a parser.
-    let xml = junit.to_string().unwrap_or_default();
-    crate::util::escape::log_safe(&xml_char_refs(&xml))
+    let mut lines = SafeLines {
+        out,
+        line: Vec::new(),
+    };
+    junit
+        .serialize(&mut lines)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    lines.finish()
+}
+
+/// A writer that passes each line on made safe: worker text keeps its
+/// newlines in XML text, and a JUnit file shown in a CI log must not start
+/// a workflow command (`log_safe`); DEL and the C1 controls are legal XML
+/// but a terminal may obey them, so they become character references,
+/// which mean the same to a parser. Both work line by line (a line ends
+/// at `\n` or `\r`, as `log_safe` reads them), so the lines come out as
+/// the whole text would.
+struct SafeLines<'a> {
+    out: &'a mut dyn Write,
+    line: Vec<u8>,
+}
+
+impl SafeLines<'_> {
+    fn emit(&mut self) -> io::Result<()> {
+        let text = String::from_utf8_lossy(&self.line);
+        let safe = crate::util::escape::log_safe(&xml_char_refs(&text));
+        self.line.clear();
+        self.out.write_all(safe.as_bytes())
+    }
+
+    /// Pass on the last line, which has no line break.
+    fn finish(mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            self.emit()?;
+        }
+        self.out.flush()
+    }
+}
+
+impl Write for SafeLines<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.line.extend_from_slice(&rest[..=at]);
+            self.emit()?;
+            rest = &rest[at + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// `xml` with DEL and C1 controls written as `&#N;`. They can stand only in
@@ -268,6 +332,30 @@ fn rfc3339(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What `render` did before it wrote line by line, to the whole text.
+    fn whole(text: &str) -> String {
+        crate::util::escape::log_safe(&xml_char_refs(text))
+    }
+
+    proptest! {
+        /// However quick-junit splits its writes, the lines come out as
+        /// the whole text made safe would.
+        #[test]
+        fn safe_lines_are_the_whole_text_made_safe(
+            parts in proptest::collection::vec("(::|##\\[|\\s|\\r|\\n|\\x7f|\\u{9b}|\\u{85}|[a-z<&é]){0,12}", 0..8),
+        ) {
+            let text: String = parts.concat();
+            let mut out = Vec::new();
+            let mut lines = SafeLines { out: &mut out, line: Vec::new() };
+            for part in &parts {
+                lines.write_all(part.as_bytes()).expect("write");
+            }
+            lines.finish().expect("finish");
+            prop_assert_eq!(String::from_utf8(out).expect("UTF-8"), whole(&text));
+        }
+    }
 
     #[test]
     fn names_lose_the_root_but_not_a_sibling_folder() {

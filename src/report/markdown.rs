@@ -2,6 +2,8 @@
 //! override it by name). Worker-written text goes through the `md` filter,
 //! so a finding titled `<script>` is shown, never run as HTML.
 
+use std::io::{self, Write};
+
 use minijinja::value::Value;
 
 use super::{Report, TaskReport};
@@ -19,8 +21,47 @@ pub const TEMPLATE: &str = "report.md.j2";
 /// count. A broken override template gives a plain error text rather than
 /// no report.
 pub fn render(report: &Report, templates: &Templates, severity: Severity) -> String {
-    let reordered = attention_first(report, severity);
-    let report = reordered.as_ref().unwrap_or(report);
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(report, templates, severity, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`render`] written to `out` as the template renders, never whole in
+/// memory. A template that fails midway (an override's runtime error) has
+/// written its text so far; the error follows it.
+pub fn write(
+    report: &Report,
+    templates: &Templates,
+    severity: Severity,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let env = environment(templates);
+    let template = match env.get_template(TEMPLATE) {
+        Ok(template) => template,
+        Err(e) => {
+            let text = format!(
+                "# Sweep {}\n\nThe report template failed: {e}\n",
+                report.name
+            );
+            return out.write_all(text.as_bytes());
+        }
+    };
+    let rendered = template
+        .render_captured_to(context(report, severity), &mut *out)
+        .map(drop);
+    match rendered {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => {
+            Err(io::Error::other(e.to_string()))
+        }
+        Err(e) => out.write_all(format!("\n\nThe report template failed: {e}\n").as_bytes()),
+    }
+}
+
+/// The template environment: the project's templates and the report's
+/// filters.
+fn environment(templates: &Templates) -> minijinja::Environment<'static> {
     let mut env = templates.env().clone();
     // The report's size follows the sweep's (thousands of tasks, their
     // findings): the fuel that bounds a manifest's templates would cut it.
@@ -41,21 +82,30 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
             .and_then(|j| serde_json::from_value(j).ok());
         budget.map_or_else(|| "—".to_owned(), |b| describe_budget(&b))
     });
-    let result = env
-        .get_template(TEMPLATE)
-        .and_then(|t| t.render(Value::from(minijinja::value::Serde(report))));
-    match result {
-        Ok(text) => text,
-        Err(e) => format!(
-            "# Sweep {}\n\nThe report template failed: {e}\n",
-            report.name
-        ),
-    }
+    env
 }
 
-/// The report with its tasks needing attention moved first (schedule order
-/// kept within each part), or `None` when they already are.
-fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
+/// The template's context: the report, its tasks needing attention moved
+/// first (schedule order kept within each part). The tasks are reordered
+/// as template values (shared, not copied): the report is never cloned.
+fn context(report: &Report, severity: Severity) -> Value {
+    let base = Value::from(minijinja::value::Serde(report));
+    let Some(order) = attention_first(report, severity) else {
+        return base;
+    };
+    let Ok(tasks) = base.get_attr("tasks") else {
+        return base;
+    };
+    let reordered: Vec<Value> = order
+        .into_iter()
+        .filter_map(|i| tasks.get_item_by_index(i).ok())
+        .collect();
+    minijinja::context! { tasks => reordered, ..base }
+}
+
+/// The order of the tasks with those needing attention first (schedule
+/// order kept within each part), or `None` when they already are.
+fn attention_first(report: &Report, severity: Severity) -> Option<Vec<usize>> {
     let needs = |task: &TaskReport| {
         let worst = task.findings.iter().map(|f| f.severity).max();
         // A report from before attempts were kept in it: a complete task
@@ -67,13 +117,17 @@ fn attention_first(report: &Report, severity: Severity) -> Option<Report> {
     if flags.windows(2).all(|w| w[0] || !w[1]) {
         return None;
     }
-    let mut ordered = report.clone();
-    let (first, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ordered.tasks)
-        .into_iter()
-        .zip(flags)
-        .partition(|(_, needs)| *needs);
-    ordered.tasks = first.into_iter().chain(rest).map(|(t, _)| t).collect();
-    Some(ordered)
+    let first = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n)
+        .map(|(i, _)| i);
+    let rest = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !**n)
+        .map(|(i, _)| i);
+    Some(first.chain(rest).collect())
 }
 
 /// `$5.00, 200 turns, 1000000 tokens`: the limits a budget sets.

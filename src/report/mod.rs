@@ -10,6 +10,8 @@ pub mod markdown;
 pub mod merge;
 mod redact;
 pub mod repair;
+#[cfg(test)]
+mod stream_tests;
 pub mod tails;
 pub mod write;
 
@@ -27,7 +29,9 @@ use crate::domain::status::{RunStatus, TaskStatus};
 use crate::isolation::merge_check::MergeReadiness;
 use crate::isolation::review::BranchRecord;
 use crate::manifest::types::{Budget, Severity};
+use crate::record::folder::Folder;
 use crate::record::snapshot::{Snapshot, TaskView};
+use crate::state::layout;
 use crate::state::StateDir;
 
 /// The JSON report's format version; bumped when a field changes meaning.
@@ -260,21 +264,51 @@ pub struct QuestionReport {
     pub answered_by: Option<String>,
 }
 
+impl Report {
+    /// The report with no tasks (its other fields cloned): the head of
+    /// the JSON report, which is written a task at a time.
+    pub fn without_tasks(&self) -> Report {
+        Report {
+            format_version: self.format_version,
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            manifest: self.manifest.clone(),
+            started_at: self.started_at.clone(),
+            ended_at: self.ended_at.clone(),
+            status: self.status,
+            exit_code: self.exit_code,
+            escalations: self.escalations.clone(),
+            continues: self.continues.clone(),
+            shard: self.shard.clone(),
+            merge_readiness: self.merge_readiness.clone(),
+            totals: self.totals.clone(),
+            tasks: Vec::new(),
+        }
+    }
+}
+
 /// Build the report of a run from its state. Each task's part reads its
 /// files (the head of `output.md`, the tail of `worker.log`), so a large
 /// run's tasks are read on every core. What the workers wrote passes
 /// through `redactor` before anything is rendered from it.
 pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
     let run = &snapshot.run;
-    let tasks: Vec<TaskReport> = crate::util::parallel::map_chunks(&snapshot.tasks, |views| {
-        views
-            .iter()
-            .map(|view| task_report(state, &run.run_id, view))
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+    let tasks = crate::record::snapshot::concat(crate::util::parallel::map_chunks(
+        &snapshot.tasks,
+        |views| {
+            views
+                .iter()
+                .map(|view| task_report(state, &run.run_id, view))
+                .collect::<Vec<_>>()
+        },
+    ));
+    assemble(snapshot, tasks, redactor)
+}
+
+/// The report of `snapshot`'s run (its tasks aside) with `tasks`, counted
+/// and redacted.
+fn assemble(snapshot: &Snapshot, tasks: Vec<TaskReport>, redactor: &Redactor) -> Report {
+    let run = &snapshot.run;
     let totals = totals(&tasks, run.budget.clone(), |model| {
         run.model_budgets.get(model).cloned()
     });
@@ -300,17 +334,60 @@ pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Repo
     })
 }
 
+/// The report of `run` read from its task folders, each task's part made
+/// as its folder is read and its record then dropped (kept only with
+/// `keep_records`, for the HTML page): `dispatch report` of a 50,000-task
+/// run never holds every record and every report part at once. Returns
+/// the report and the snapshot it was made from (its tasks only with
+/// `keep_records`).
+pub fn build_from_disk(
+    state: &StateDir,
+    run: crate::record::RunRecord,
+    redactor: &Redactor,
+    keep_records: bool,
+) -> (Report, Snapshot) {
+    use crate::record::snapshot;
+    let mut head = snapshot::assemble(run, Vec::new());
+    let dead = !head.live && head.run.ended_at.is_none();
+    let ids: Vec<&str> = head.run.tasks.iter().map(String::as_str).collect();
+    let parts = crate::util::parallel::map_chunks(&ids, |part| {
+        let mut reports = Vec::with_capacity(part.len());
+        let mut views = Vec::new();
+        for id in part {
+            let Some(mut view) = snapshot::load_task(state, &head.run, id, false) else {
+                continue;
+            };
+            if dead {
+                snapshot::mark_dead_task(&head.run.run_id, &mut view.record);
+            }
+            reports.push(task_report(state, &head.run.run_id, &view));
+            if keep_records {
+                views.push(view);
+            }
+        }
+        (reports, views)
+    });
+    let (reports, views): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let tasks = snapshot::concat(reports);
+    head.tasks = snapshot::concat(views);
+    let report = assemble(&head, tasks, redactor);
+    (report, head)
+}
+
 /// One task's part of the report: its record, its last plan, and the head
 /// of its output and tail of its log, from its folder (or, once a later
 /// run archived it, from this run's copy).
 fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
     let record = &view.record;
-    let task_dir = state.task_dir(&record.id);
-    let dir = if task_dir.join("task.json").is_file() {
-        task_dir
-    } else {
-        state.run_dir(run_id).join("tasks").join(&record.id)
+    let current = Folder::open(state.task_dir(&record.id)).ok();
+    let folder = match current {
+        Some(folder) if folder.has(layout::TASK_RECORD) => Some(folder),
+        _ => Folder::open(state.run_dir(run_id).join("tasks").join(&record.id)).ok(),
     };
+    let dir = folder.as_ref().map_or_else(
+        || state.run_dir(run_id).join("tasks").join(&record.id),
+        |f| f.path().to_path_buf(),
+    );
     let mut findings: Vec<FindingReport> = record
         .findings
         .iter()
@@ -378,8 +455,15 @@ fn task_report(state: &StateDir, run_id: &str, view: &TaskView) -> TaskReport {
             })
             .collect(),
         output_path: format!("{}/tasks/{}/output.md", crate::state::DIR_NAME, record.id),
-        output_head: head(&dir.join("output.md"), OUTPUT_HEAD_BYTES),
-        log_tail: tail(&dir.join("worker.log"), LOG_TAIL_BYTES),
+        output_head: folder
+            .as_ref()
+            .and_then(|f| f.read(layout::OUTPUT, OUTPUT_HEAD_BYTES).ok())
+            .map(|text| clean(&text)),
+        log_tail: folder
+            .as_ref()
+            .and_then(|f| f.read_end(layout::WORKER_LOG, LOG_TAIL_BYTES).ok())
+            .map(|bytes| clean(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or_default(),
         dropped: record.dropped.clone(),
         unticked: record.unticked.clone(),
         last_activity: record.last_activity.clone(),
@@ -422,13 +506,6 @@ fn item_state_name(state: ItemState) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// The start of a file a worker wrote (bounded, lossy, never through a
-/// symlink).
-fn head(path: &Path, limit: u64) -> Option<String> {
-    let text = crate::state::read_bounded(path, limit).ok()?;
-    Some(clean(&text))
 }
 
 /// The end of a (possibly huge) log: only the last `limit` bytes are read.

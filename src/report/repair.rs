@@ -69,6 +69,16 @@ pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<Stri
     (written, problems)
 }
 
+/// Whether `run` has ended (or its process is gone) with a report of its
+/// folder missing: only then is [`restore_and_say`] worth its snapshot.
+pub fn needs_restore(state: &StateDir, run: &crate::record::RunRecord) -> bool {
+    let head = crate::record::snapshot::assemble(run.clone(), Vec::new());
+    !head.live
+        && places(state, &head)
+            .iter()
+            .any(|(path, _)| std::fs::symlink_metadata(path).is_err())
+}
+
 /// Restore a run's missing reports, saying on stderr what was written
 /// and what could not be.
 pub fn restore_and_say(state: &StateDir, snapshot: &Snapshot) {

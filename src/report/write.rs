@@ -4,14 +4,17 @@
 //! say. (On GitHub Actions the job summary and annotations are a reporter's
 //! job: `events::github`.)
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{build, html, junit, markdown, Report};
+use super::{build, build_from_disk, html, junit, markdown, Report};
 use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
 use crate::record::snapshot::Snapshot;
-use crate::state::fsutil::write_atomic;
+use crate::record::RunRecord;
+use crate::state::fsutil::write_atomic_with;
+use crate::state::open_regular;
 use crate::state::StateDir;
 
 /// Extra places for the reports, from the command line.
@@ -30,16 +33,20 @@ pub enum Format {
     Html,
 }
 
-/// One report of a run from its state, secrets replaced: `dispatch report
-/// --format F` renders only the one it prints (at 50,000 tasks each of
-/// the others costs seconds).
-pub fn render_one(
+/// One report of `run` from its state, secrets replaced, written to `out`
+/// as it is rendered: `dispatch report --format F` renders only the one it
+/// prints (at 50,000 tasks each of the others costs seconds), and keeps
+/// of each task only its part of the report (the HTML page also reads the
+/// records).
+pub fn write_one(
     state: &StateDir,
-    snapshot: &Snapshot,
+    run: RunRecord,
     redactor: &Redactor,
     format: Format,
-) -> String {
-    Renderer::new(state, snapshot, redactor).render(format)
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let (report, snapshot) = build_from_disk(state, run, redactor, format == Format::Html);
+    Renderer::from_report(report, &snapshot, redactor).write(format, out)
 }
 
 /// A run's report built once, rendered in each format asked for, one at a
@@ -55,21 +62,41 @@ pub struct Renderer<'a> {
 
 impl<'a> Renderer<'a> {
     pub fn new(state: &StateDir, snapshot: &'a Snapshot, redactor: &'a Redactor) -> Self {
+        Self::from_report(build(state, snapshot, redactor), snapshot, redactor)
+    }
+
+    /// A renderer of `report`, already built from `snapshot`.
+    pub(crate) fn from_report(
+        report: Report,
+        snapshot: &'a Snapshot,
+        redactor: &'a Redactor,
+    ) -> Self {
         Self {
-            report: build(state, snapshot, redactor),
+            report,
             how: How::of(snapshot),
             snapshot,
             redactor,
         }
     }
 
+    /// The report in `format`, as text.
     pub fn render(&self, format: Format) -> String {
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write(format, &mut out);
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// The report in `format`, written to `out` as it is rendered (JSON
+    /// and HTML one task at a time), never whole in memory.
+    pub fn write(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
         let (report, how) = (&self.report, &self.how);
         match format {
-            Format::Markdown => markdown::render(report, &how.templates, how.severity),
-            Format::Json => json(report),
-            Format::Junit => junit::render(report, how.fail_severity, Some(how.root)),
-            Format::Html => html::render(report, self.snapshot, self.redactor),
+            Format::Markdown => markdown::write(report, &how.templates, how.severity, out),
+            Format::Json => json(report, out),
+            Format::Junit => junit::write(report, how.fail_severity, Some(how.root), out),
+            Format::Html => html::write(report, self.snapshot, self.redactor, out),
         }
     }
 }
@@ -99,13 +126,31 @@ impl<'a> How<'a> {
     }
 }
 
-/// `report.json`'s text.
-fn json(report: &Report) -> String {
-    let mut json = crate::util::escape::json_for_terminal(
-        &serde_json::to_string_pretty(report).unwrap_or_default(),
-    );
-    json.push('\n');
-    json
+/// `report.json`, written a task at a time: pretty JSON of the report
+/// without its tasks, then each task's, indented to its place. A line
+/// break in pretty JSON is always layout (one inside a string is `\n`),
+/// so indenting after each one moves a task's JSON to its depth and the
+/// text is what `to_string_pretty` of the whole report gives, without the
+/// whole of it ever in memory. Each part is made safe for a terminal on
+/// its own (that escape is per character).
+fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let terminal = crate::util::escape::json_for_terminal;
+    let head = serde_json::to_string_pretty(&report.without_tasks()).unwrap_or_default();
+    let Some(head) = head
+        .strip_suffix("[]\n}")
+        .filter(|_| !report.tasks.is_empty())
+    else {
+        out.write_all(terminal(&head).as_bytes())?;
+        return out.write_all(b"\n");
+    };
+    out.write_all(terminal(head).as_bytes())?;
+    out.write_all(b"[")?;
+    for (i, task) in report.tasks.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        let text = serde_json::to_string_pretty(task).unwrap_or_default();
+        out.write_all(terminal(&text.replace('\n', "\n    ")).as_bytes())?;
+    }
+    out.write_all(b"\n  ]\n}\n")
 }
 
 /// Write the reports of a finished run. Returns the Markdown report (the
@@ -127,38 +172,41 @@ pub fn after_run(
     dirs.extend(reports.dir.iter().map(|d| manifest_dir.join(d)));
     dirs.extend(targets.dir.clone());
     let mut problems = Vec::new();
-    let mut put = |name: &str, own: Option<&String>, extra: Option<&PathBuf>, text: &str| {
+    // Each report is written to its first place as it is rendered, and
+    // copied from there to the others (see [`Renderer`]).
+    type Source<'s> = &'s dyn Fn(&mut dyn Write) -> io::Result<()>;
+    let mut put = |name: &str, own: Option<&String>, extra: Option<&PathBuf>, source: Source| {
         let paths = dirs
             .iter()
             .map(|dir| dir.join(name))
             .chain(own.map(|path| manifest_dir.join(path)))
             .chain(extra.cloned());
+        let mut first: Option<PathBuf> = None;
         for path in paths {
-            if let Err(e) = write_atomic(&path, text.as_bytes()) {
-                problems.push(format!("cannot write {}: {e}", path.display()));
+            let written = match &first {
+                Some(from) => write_atomic_with(&path, |out| {
+                    io::copy(&mut open_regular(from)?, out).map(drop)
+                }),
+                None => write_atomic_with(&path, source),
+            };
+            match written {
+                Ok(()) if first.is_none() => first = Some(path),
+                Ok(()) => {}
+                Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
             }
         }
     };
-    // Each text is dropped once written (see [`Renderer`]).
+    // The GitHub reporter puts the Markdown in the job summary: it is
+    // kept as text.
     let markdown = renderer.render(Format::Markdown);
-    put("report.md", reports.markdown.as_ref(), None, &markdown);
-    put(
-        "report.json",
-        reports.json.as_ref(),
-        None,
-        &renderer.render(Format::Json),
-    );
-    put(
-        "junit.xml",
-        reports.junit.as_ref(),
-        targets.junit.as_ref(),
-        &renderer.render(Format::Junit),
-    );
-    put(
-        "report.html",
-        reports.html.as_ref(),
-        None,
-        &renderer.render(Format::Html),
-    );
+    let md = |out: &mut dyn Write| out.write_all(markdown.as_bytes());
+    put("report.md", reports.markdown.as_ref(), None, &md);
+    let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
+    put("report.json", reports.json.as_ref(), None, &json);
+    let junit = |out: &mut dyn Write| renderer.write(Format::Junit, out);
+    let junit_path = targets.junit.as_ref();
+    put("junit.xml", reports.junit.as_ref(), junit_path, &junit);
+    let html = |out: &mut dyn Write| renderer.write(Format::Html, out);
+    put("report.html", reports.html.as_ref(), None, &html);
     (markdown, problems)
 }

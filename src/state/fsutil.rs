@@ -9,6 +9,16 @@ use std::path::Path;
 /// fsync: state files are rewritten many times a second in a large sweep,
 /// and surviving a power cut is not worth a disk flush each time.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes, buffered, as it writes it: a
+/// report of tens of megabytes is never whole in memory. If `write` fails,
+/// `path` is left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -22,7 +32,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
         made => made?,
     };
-    temp.write_all(bytes)?;
+    let mut out = std::io::BufWriter::new(temp.as_file_mut());
+    write(&mut out)?;
+    out.flush()?;
+    drop(out);
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -253,7 +253,7 @@ pub fn start(
 /// A pipe (read end, write end), closed on exec: the worker gets its end
 /// through its standard streams only.
 #[cfg(not(target_vendor = "apple"))]
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
@@ -262,7 +262,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// spawned on another thread in between could inherit an end; that only
 /// delays the end of this worker's output to its leak timeout.
 #[cfg(target_vendor = "apple")]
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     use rustix::io::{fcntl_setfd, FdFlags};
     let (reader, writer) = rustix::pipe::pipe()?;
     fcntl_setfd(&reader, FdFlags::CLOEXEC)?;

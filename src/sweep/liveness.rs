@@ -11,13 +11,12 @@
 //! thread never waits on it; its task ends `stalled`, with its last sign
 //! of life in the record and the reports.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::Sweep;
 use crate::agents::evidence::ApiRetry;
 use crate::domain::status::TaskStatus;
 use crate::events::Event;
-use crate::plan::PlannedTask;
 use crate::supervise::activity::{ActivityKind, LastActivity};
 use crate::supervise::process::Stop;
 use crate::util::clock;
@@ -42,14 +41,6 @@ pub(super) fn overrule(
     }
 }
 
-/// A task's idle timeout; `None` when it has none or it is `0s` (off).
-fn idle_limit(task: &PlannedTask) -> Option<Duration> {
-    task.idle_timeout
-        .as_deref()
-        .and_then(crate::manifest::duration::parse)
-        .filter(|limit| !limit.is_zero())
-}
-
 impl Sweep {
     /// Stop the workers that have been quiet past their idle timeout.
     pub(super) fn stop_stalled(&mut self) {
@@ -63,7 +54,7 @@ impl Sweep {
             if slot.ended_by.is_some() || slot.over_budget.is_some() {
                 continue;
             }
-            let Some(limit) = idle_limit(&slot.task) else {
+            let Some(limit) = slot.task.idle_limit() else {
                 continue;
             };
             let quiet = activity.quiet_for(now);

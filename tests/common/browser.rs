@@ -53,8 +53,9 @@ pub struct Page<'a> {
     session: String,
 }
 
+/// dispatch's own close-on-exec pipe, which macOS (no `pipe2`) makes too.
 fn pipe() -> (OwnedFd, OwnedFd) {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe")
+    dispatch::supervise::process::pipe().expect("pipe")
 }
 
 impl Browser {

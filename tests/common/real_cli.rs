@@ -25,15 +25,23 @@ pub const RUN_DEADLINE: Duration = Duration::from_secs(240);
 /// here, times `factor` (how much longer the CLI takes to make its first
 /// model call than to print its version): 15 s on a quiet machine, up to
 /// 60 s on a loaded one.
+///
+/// The second of two `--version` calls is timed: the first reads the CLI's
+/// files from disk, which the run that follows finds cached, and made a
+/// quiet machine's timeout the 60 s ceiling for a CLI as large as opencode.
 pub fn stop_timeout(program: &Path, factor: f64) -> String {
-    let started = Instant::now();
-    let _ = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let seconds = (8.0 + factor * started.elapsed().as_secs_f64()).clamp(15.0, 60.0);
+    let version = || {
+        let started = Instant::now();
+        let _ = Command::new(program)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        started.elapsed()
+    };
+    version();
+    let seconds = (8.0 + factor * version().as_secs_f64()).clamp(15.0, 60.0);
     format!("{}s", seconds.ceil())
 }
 
@@ -376,6 +384,71 @@ pub fn tail(text: &str, max: usize) -> &str {
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
     pid > 1 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// The worker's pid in its task record; 0 when it has none.
+pub fn worker_pid(record: &Value) -> i32 {
+    record["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// Waits up to 30 s for every one of `pids` to end (dispatch stops them
+/// at once; the wait is for a loaded machine) and says whether they did.
+pub fn all_end(pids: &[i32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !pids.iter().any(|&p| alive(p))
+}
+
+/// A stopped task's CLI and the job its shell tool started, which wrote
+/// its pid to `grandchild.pid` in the task folder (0 if it never did).
+pub struct CliAndJob {
+    pub worker: i32,
+    pub job: i32,
+    /// Whether each was still alive after the wait: (worker, job).
+    pub left: (bool, bool),
+}
+
+/// Waits for `task`'s CLI and its shell job to end, then kills whatever
+/// is left, so a failing test leaves nothing behind: the job's process
+/// group too (read before the wait, while the job surely lives), since
+/// several CLIs start their shell tool detached, in a group of its own.
+pub fn stop_cli_and_job(project: &Project, task: &str, record: &Value) -> CliAndJob {
+    let worker = worker_pid(record);
+    let job = project
+        .task_file(task, "grandchild.pid")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // SAFETY: getpgid only reads; a pid that is gone gives ESRCH (-1).
+    let group = if alive(job) {
+        unsafe { libc::getpgid(job) }
+    } else {
+        -1
+    };
+    all_end(&[worker, job]);
+    let left = (alive(worker), alive(job));
+    // SAFETY: getpgrp only reads this process's own group.
+    let own_group = unsafe { libc::getpgrp() };
+    if group > 1 && group != own_group {
+        // SAFETY: the group the job's shell made, never the test's own.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
+    for pid in [job, worker] {
+        if alive(pid) {
+            // SAFETY: a positive pid that this test's run started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    CliAndJob { worker, job, left }
 }
 
 pub fn u64_of(value: &Value) -> u64 {
