@@ -253,3 +253,98 @@ fn a_cancel_during_a_retry_backoff_is_read_before_the_relaunch() {
     assert_eq!(record["status"], "cancelled", "{record}");
     assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
 }
+
+/// An agent CLI's launch files (its private config folder; a prompt file
+/// for a backend that reads one) are written on a blocking thread: while
+/// one task's are slow to write, another worker's timeout is acted on at
+/// once, and the slow task still launches once they are written.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_a_launch_writes_its_files() {
+    let project = Project::new();
+    // A stand-in `claude` (the built-in backend needs it on PATH), so the
+    // task gets a private config folder; it exits at once.
+    let bin = project.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let claude = bin.join("claude");
+    std::fs::write(
+        &claude,
+        "#!/bin/sh\ntouch \"$DISPATCH_IPC_DIR/../claude-ran\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    project.manifest(
+        "version: 1\nconcurrency: 2\ntasks:\n  stuck:\n    command: [AGENT, hang]\n    timeout: 300ms\n    plan: [One]\n  cli:\n    model: sonnet\n    prompt: Go\n    plan: [Go]\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let delay = WRITE_DELAY_MS.to_string();
+    let mut child = spawn_run(
+        &project,
+        &[],
+        &[("PATH", &path), ("DISPATCH_TEST_STAGE_DELAY_MS", &delay)],
+    );
+    let events = all_events(&mut child);
+    child.wait().expect("dispatch ends");
+    let end = ended(&events, "stuck");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "timed-out");
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for another task's launch files: the worker ran {took} ms"
+    );
+    // The slow task launched once its files were written, with them.
+    assert_eq!(ended(&events, "cli").len(), 1, "{events:?}");
+    assert!(
+        project
+            .path()
+            .join(".dispatch/tasks/cli/claude-ran")
+            .exists(),
+        "the slow task's worker ran"
+    );
+    assert!(project.path().join(".dispatch/tasks/cli/cli").is_dir());
+}
+
+/// A backend that reads its prompt from a file finds, at each attempt,
+/// that attempt's prompt there: written (off the runtime's thread) before
+/// the worker starts, the retry's saying which attempt it is.
+#[test]
+fn each_attempt_reads_its_own_prompt_file() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1
+backends:
+  filer:
+    command: [sh, -c, 'cat \"$1\" >> prompts.txt; exit 1', filer, '{{ prompt_file }}']
+    prompt: file
+tasks:
+  reader:
+    backend: filer
+    prompt: Read me from a file.
+    plan: [One]
+    retries: 1
+",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let prompts = std::fs::read_to_string(project.path().join("prompts.txt")).expect("read");
+    assert_eq!(
+        prompts.matches("Read me from a file.").count(),
+        2,
+        "{prompts}"
+    );
+    let (first, retry) = prompts
+        .split_once("## This is attempt 2")
+        .expect("the retry's prompt");
+    assert!(first.contains("Read me from a file."), "{prompts}");
+    assert!(!first.contains("This is attempt"), "{prompts}");
+    assert!(retry.contains("did not finish"), "{prompts}");
+}

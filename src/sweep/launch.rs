@@ -71,16 +71,22 @@ impl Sweep {
         } else {
             retry_prompt(&base, &task, attempt, &slot.record)
         };
-        if task.prompt_via == PromptMode::File && (!fresh || task.prompt.is_empty()) {
-            // Written before the worker starts, which reads it at once; a
-            // small file, one per launch.
-            let path = PathBuf::from(task.paths.prompt());
-            if let Err(e) = crate::state::write_state(&path, prompt.as_bytes()) {
-                self.emit(Event::Warning {
-                    task: Some(task.id.clone()),
-                    message: e.to_string(),
-                });
+        // Its private config folder and a prompt file are written on a
+        // blocking thread first; the launch goes on when they are back.
+        let files = match self.slots[index].staged.take() {
+            Some(files) => *files,
+            None if super::stage::needed(&task, fresh) => {
+                let ready = self.staged_tx.clone();
+                self.stage(index, &task, &prompt, fresh, &ready);
+                return;
             }
+            None => super::stage::LaunchFiles::default(),
+        };
+        if let Some(e) = files.prompt_failure {
+            self.emit(Event::Warning {
+                task: Some(task.id.clone()),
+                message: e.to_string(),
+            });
         }
         let mut argv: Vec<String> = planned_argv
             .into_iter()
@@ -96,17 +102,9 @@ impl Sweep {
             *first = path.display().to_string();
         }
         let redactor = Arc::new(self.redactor.with(task.env.iter(), &self.plan.secrets));
-        let (cli_env, cli_failure) = match &task.cli_home {
-            Some(home) => {
-                match cli_home::prepare(
-                    &task.backend,
-                    Path::new(home),
-                    &self.user_config.with_env(&task.env),
-                ) {
-                    Ok(env) => (env, None),
-                    Err(e) => (Vec::new(), Some(SpawnError::CliHome(e))),
-                }
-            }
+        let (cli_env, cli_failure) = match files.cli_env {
+            Some(Ok(env)) => (env, None),
+            Some(Err(e)) => (Vec::new(), Some(SpawnError::CliHome(e))),
             None => (Vec::new(), None),
         };
         let cli_failure = folder_failure

@@ -27,6 +27,7 @@ mod schedule;
 mod scrub;
 pub mod signals;
 mod slot;
+mod stage;
 mod start;
 pub mod verdict;
 
@@ -409,6 +410,8 @@ struct Sweep {
     prepared_rx: Option<mpsc::UnboundedReceiver<isolation::Prepared>>,
     settled_tx: mpsc::UnboundedSender<isolation::Settled>,
     settled_rx: Option<mpsc::UnboundedReceiver<isolation::Settled>>,
+    staged_tx: mpsc::UnboundedSender<stage::Staged>,
+    staged_rx: Option<mpsc::UnboundedReceiver<stage::Staged>>,
     interrupted: u32,
     started: Instant,
 }
@@ -506,6 +509,7 @@ impl Sweep {
         let mut hook_problems = take(&mut self.hook_problems);
         let mut prepared = take(&mut self.prepared_rx);
         let mut settled = take(&mut self.settled_rx);
+        let mut staged = take(&mut self.staged_rx);
         let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()
@@ -538,6 +542,7 @@ impl Sweep {
                 }
                 Some(done) = settled.recv() => self.settled(done),
                 Some(ready) = prepared.recv() => self.worktree_ready(ready, &mut workers),
+                Some(files) = staged.recv() => self.staged(files, &mut workers),
                 Some(folder) = folder_changes.recv() => self.folders_changed(folder, &mut folder_changes),
                 _ = ticker.tick() => {
                     ticks += 1;

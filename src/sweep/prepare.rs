@@ -163,6 +163,7 @@ impl Sweep {
         let (hook_reports, hook_problems) = mpsc::unbounded_channel();
         let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
+        let (staged_tx, staged_rx) = mpsc::unbounded_channel();
         let (plan_changes_tx, plan_changes_rx) = mpsc::unbounded_channel();
         let (usage_tx, usage_rx) = mpsc::unbounded_channel();
         let index_of: HashMap<String, usize> = plan
@@ -253,6 +254,8 @@ impl Sweep {
             usage_rx: Some(usage_rx),
             settled_tx,
             settled_rx: Some(settled_rx),
+            staged_tx,
+            staged_rx: Some(staged_rx),
             interrupted: 0,
             started: Instant::now(),
         })

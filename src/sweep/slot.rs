@@ -23,7 +23,8 @@ use crate::supervise::process::Stop;
 pub(super) enum Phase {
     /// Waiting for its turn (or for a retry's back-off).
     Pending,
-    /// Holding a worker slot while its worktree is made.
+    /// Holding a worker slot while its worktree or its launch files are
+    /// made.
     Preparing,
     /// Its worker runs (or has just ended and is being looked at).
     Running,
@@ -76,6 +77,8 @@ pub(super) struct TaskSlot {
     pub(super) ended_by: Option<(TaskStatus, String)>,
     /// Its worktree, once made.
     pub(super) worktree: Option<Box<Created>>,
+    /// Its launch files, written and waiting for its launch (`stage.rs`).
+    pub(super) staged: Option<Box<super::stage::LaunchFiles>>,
     /// What an earlier run of it brings (attempts, usage).
     pub(super) earlier: Earlier,
 }
@@ -109,6 +112,7 @@ impl TaskSlot {
             over_budget: None,
             ended_by: None,
             worktree: None,
+            staged: None,
             earlier: Earlier::default(),
         }
     }
