@@ -6,6 +6,7 @@
 pub mod html;
 pub mod junit;
 mod junit_checks;
+mod lazy_tasks;
 pub mod markdown;
 pub mod merge;
 mod redact;
