@@ -310,3 +310,32 @@ fn a_lazily_converted_task_is_the_whole_tasks_value() {
     assert!(eager.contains("t00002"), "{eager}");
     assert_eq!(lazy, eager);
 }
+
+/// JUnit written a `<testsuite>` at a time (its document never whole) is
+/// the document quick-junit serializes whole, root counts included, with
+/// no tasks, one, and many (failed ones among them), whatever the names.
+#[test]
+fn junit_written_a_suite_at_a_time_is_the_whole_documents_text() {
+    for count in [0, 1, 20] {
+        let mut report = report(count);
+        if let Some(task) = report.tasks.get_mut(0) {
+            task.findings.push(FindingReport {
+                severity: Severity::Critical,
+                title: format!("{HOSTILE} >"),
+                location: Some("/root/x".to_owned()),
+                detail: Some(HOSTILE.to_owned()),
+            });
+            task.dropped.push(HOSTILE.to_owned());
+        }
+        let root = Some(std::path::Path::new("/root"));
+        let (mut suites, mut whole) = (Vec::new(), Vec::new());
+        super::junit::write(&report, Severity::High, root, &mut suites).expect("write");
+        super::junit::write_whole(&report, Severity::High, root, &mut whole).expect("write");
+        assert!(whole.len() > 100, "{count}");
+        assert_eq!(
+            String::from_utf8_lossy(&suites),
+            String::from_utf8_lossy(&whole),
+            "{count}"
+        );
+    }
+}
