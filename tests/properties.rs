@@ -64,7 +64,7 @@ proptest! {
         let text = format!("version: 1\ntasks:\n  {id}:\n    model: sonnet\n    prompt: do it\n");
         let loaded = dispatch::manifest::parse("ids.yaml", &text).expect("a valid id loads");
         let plan = dispatch::plan::build(&loaded, &dispatch::plan::PlanOptions::default()).expect("plans");
-        prop_assert_eq!(&plan.tasks[0].paths.plan, &format!(".dispatch/tasks/{id}/plan.md"));
+        prop_assert_eq!(&plan.tasks[0].paths.plan(), &format!(".dispatch/tasks/{id}/plan.md"));
     }
 
     #[test]

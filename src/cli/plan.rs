@@ -349,7 +349,7 @@ fn render_task(out: &mut String, task: &PlannedTask) {
                 if w.reuse { ", reuse" } else { "" }
             ),
         ),
-        None => field(out, "workdir", &task.paths.workdir),
+        None => field(out, "workdir", task.paths.workdir()),
     }
     let mut limits = vec![format!(
         "timeout {}",
@@ -394,7 +394,7 @@ fn render_task(out: &mut String, task: &PlannedTask) {
         );
     }
     render_confinement(out, task);
-    let _ = writeln!(out, "\n--- {} ---", task.paths.plan);
+    let _ = writeln!(out, "\n--- {} ---", task.paths.plan());
     out.push_str(&task.plan);
     ensure_newline(out);
     let _ = writeln!(out, "\n--- worker prompt ({}) ---", via(task.prompt_via));

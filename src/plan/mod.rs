@@ -93,6 +93,10 @@ pub struct SweepPlan {
 }
 
 /// One task, ready to launch.
+///
+/// A sweep holds one per task for the whole run, so what most tasks leave
+/// unset and is large (a worktree, a model, a budget) is boxed: each costs
+/// a pointer where it is absent (see the size test in `sweep/footprint.rs`).
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedTask {
     pub id: String,
@@ -107,7 +111,8 @@ pub struct PlannedTask {
     pub rank: i64,
     pub needs: Vec<String>,
     pub tags: Vec<String>,
-    pub matrix: IndexMap<String, Json>,
+    /// Shared with the expansion it came from, not copied per task.
+    pub matrix: Arc<IndexMap<String, Json>>,
     /// Where each matrix value came from (`rows.csv, line 7`), for tasks
     /// whose matrix reads data or has `include` entries.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
@@ -115,7 +120,7 @@ pub struct PlannedTask {
     /// The task's `weight:` (1 unless it says), which `--shard` balances.
     #[serde(skip_serializing_if = "is_one")]
     pub weight: u32,
-    pub model: Option<ModelInfo>,
+    pub model: Option<Box<ModelInfo>>,
     pub backend: String,
     /// The program and its arguments, with the prompt in place.
     pub argv: Vec<String>,
@@ -127,7 +132,7 @@ pub struct PlannedTask {
     /// built-in backend that can be moved); `None` where it sees the
     /// user's own.
     pub cli_home: Option<String>,
-    pub budget: Option<Budget>,
+    pub budget: Option<Box<Budget>>,
     /// This task's own answer rules, tried before the manifest's.
     pub answers: Vec<AnswerRule>,
     pub timeout: Option<String>,
@@ -135,7 +140,7 @@ pub struct PlannedTask {
     /// `stalled` (`0s`: never); see [`idle_timeout_of`].
     pub idle_timeout: Option<String>,
     pub retries: u32,
-    pub worktree: Option<WorktreePlan>,
+    pub worktree: Option<Box<WorktreePlan>>,
     /// Run in a bubblewrap sandbox (`None`: unconfined).
     pub sandbox: Option<confine::SandboxPlan>,
     /// Which of dispatch's environment variables the worker inherits.
@@ -188,7 +193,7 @@ struct Instance<'a> {
     id: String,
     source_id: &'a str,
     task: &'a Task,
-    matrix: IndexMap<String, Json>,
+    matrix: Arc<IndexMap<String, Json>>,
     matrix_sources: IndexMap<String, String>,
     needs: Vec<usize>,
     rank: i64,
@@ -232,6 +237,8 @@ struct Builder<'a> {
     largest: Mutex<HashMap<String, (usize, usize)>>,
     backends: IndexMap<String, Backend>,
     root: String,
+    /// `root` once, for every task's paths to share.
+    shared_root: Arc<str>,
     /// Behind a lock: tasks are rendered on several threads.
     problems: Mutex<Vec<Diagnostic>>,
 }
@@ -257,6 +264,12 @@ impl<'a> Builder<'a> {
                 .root
                 .as_deref()
                 .map_or_else(String::new, |p| p.display().to_string()),
+            shared_root: Arc::from(
+                options
+                    .root
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            ),
             problems: Mutex::default(),
         }
     }
@@ -427,7 +440,7 @@ impl<'a> Builder<'a> {
                     id: entry.id,
                     source_id,
                     task,
-                    matrix: entry.values,
+                    matrix: Arc::new(entry.values),
                     matrix_sources: if show_sources {
                         entry.sources
                     } else {
@@ -625,7 +638,7 @@ impl<'a> Builder<'a> {
         } else {
             self.root.clone()
         };
-        let paths = TaskPaths::new(&self.root, &instance.id, workdir);
+        let paths = TaskPaths::new(&self.shared_root, &instance.id, workdir);
         let mut basics = Basics {
             title: instance.id.clone(),
             model: None,
@@ -657,11 +670,13 @@ impl<'a> Builder<'a> {
                     &path,
                     &context,
                 );
-                basics.paths.workdir = if Path::new(&rendered).is_absolute() {
-                    rendered
-                } else {
-                    join(&self.root, &rendered)
-                };
+                basics
+                    .paths
+                    .set_workdir(if Path::new(&rendered).is_absolute() {
+                        rendered
+                    } else {
+                        join(&self.root, &rendered)
+                    });
             }
             let template = options
                 .and_then(|o| o.branch.clone())

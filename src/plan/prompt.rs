@@ -136,7 +136,7 @@ impl Prompter {
                 id: need.clone(),
                 source_id: &up.source_id,
                 task: up_task,
-                matrix: IndexMap::new(),
+                matrix: Arc::default(),
                 matrix_sources: IndexMap::new(),
                 needs: Vec::new(),
                 rank: 0,

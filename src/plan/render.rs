@@ -83,8 +83,8 @@ impl<'a> Builder<'a> {
                     json!({
                         "id": instances[n].id,
                         "title": up.title,
-                        "output": up.paths.output,
-                        "plan": up.paths.plan,
+                        "output": up.paths.output(),
+                        "plan": up.paths.plan(),
                         "branch": up.branch,
                         "status": "pending",
                     }),
@@ -190,10 +190,12 @@ impl<'a> Builder<'a> {
             matrix: instance.matrix.clone(),
             matrix_sources: instance.matrix_sources.clone(),
             weight: task.weight.unwrap_or(1),
-            model: own.model.as_ref().map(|m| ModelInfo {
-                name: m.name.clone(),
-                id: m.id.clone(),
-                backend: m.backend.clone(),
+            model: own.model.as_ref().map(|m| {
+                Box::new(ModelInfo {
+                    name: m.name.clone(),
+                    id: m.id.clone(),
+                    backend: m.backend.clone(),
+                })
             }),
             backend: own.backend.clone(),
             argv,
@@ -207,7 +209,8 @@ impl<'a> Builder<'a> {
             budget: task
                 .budget
                 .clone()
-                .or_else(|| manifest.defaults.budget.clone()),
+                .or_else(|| manifest.defaults.budget.clone())
+                .map(Box::new),
             answers: task.answers.clone(),
             timeout: task
                 .timeout
@@ -222,7 +225,7 @@ impl<'a> Builder<'a> {
                     .map_or(EventFormat::None, |b| b.events),
             ),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
-            worktree,
+            worktree: worktree.map(Box::new),
             sandbox,
             env_policy,
             paths: own.paths.clone(),
@@ -242,7 +245,7 @@ impl<'a> Builder<'a> {
             .unwrap_or_default();
         let builtin = self.backends.get(backend).is_some_and(|b| b.builtin);
         (wanted == CliConfig::Private && builtin && cli_home::supports(backend))
-            .then(|| format!("{}/{}", paths.task_dir, cli_home::FOLDER))
+            .then(|| format!("{}/{}", paths.task_dir(), cli_home::FOLDER))
     }
 
     pub(super) fn render_plan(&self, task: &Task, src: &str, context: &Json) -> String {
@@ -323,7 +326,7 @@ impl<'a> Builder<'a> {
                 let context = with_prompt.get_or_insert_with(|| {
                     let mut context = context.clone();
                     context["prompt"] = Json::String(prompt.to_owned());
-                    context["prompt_file"] = Json::String(own.paths.prompt.clone());
+                    context["prompt_file"] = Json::String(own.paths.prompt());
                     context
                 });
                 argv.push(self.render_field(&path, arg, context));
@@ -335,7 +338,7 @@ impl<'a> Builder<'a> {
         if !placed {
             match mode {
                 PromptMode::Arg => argv.push(prompt.to_owned()),
-                PromptMode::File => argv.push(own.paths.prompt.clone()),
+                PromptMode::File => argv.push(own.paths.prompt()),
                 PromptMode::Stdin => {}
             }
         }

@@ -109,3 +109,26 @@ fn a_worktree_branch_shared_across_a_large_sweep_blames_the_later_task() {
         ["task `t191` gets the worktree branch `shared`, which task `t002` has too"]
     );
 }
+
+/// Every task's paths hold the plan's one root rather than a copy, and a
+/// task that runs in the root keeps no working folder of its own: a
+/// 50,000-task sweep kept nine owned paths per task.
+#[test]
+fn the_tasks_of_a_plan_share_one_root_and_derive_their_paths() {
+    let loaded = crate::manifest::parse("large.yaml", &large_sweep(|_| String::new()))
+        .expect("a valid manifest");
+    let options = PlanOptions {
+        root: Some(PathBuf::from("/project")),
+        ..PlanOptions::default()
+    };
+    let plan = build(&loaded, &options).expect("plans");
+    let first = &plan.tasks[0].paths;
+    for task in &plan.tasks {
+        assert!(task.paths.shares_root_with(first), "{}", task.id);
+        assert_eq!(task.paths.workdir(), "/project");
+        assert_eq!(
+            task.paths.plan(),
+            format!("/project/.dispatch/tasks/{}/plan.md", task.id)
+        );
+    }
+}

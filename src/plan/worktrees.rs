@@ -20,7 +20,7 @@ impl<'a> Builder<'a> {
             }
             for (what, value) in [
                 ("branch", own.branch.as_deref().unwrap_or_default()),
-                ("path", own.paths.workdir.as_str()),
+                ("path", own.paths.workdir()),
             ] {
                 let key = format!("{what}\0{value}");
                 match taken.get(&key) {
@@ -73,7 +73,7 @@ impl<'a> Builder<'a> {
             self.check_setup(instance.source_id, setup);
         }
         Some(WorktreePlan {
-            path: own.paths.workdir.clone(),
+            path: own.paths.workdir().to_owned(),
             branch: own.branch.clone().unwrap_or_default(),
             base,
             keep: options.and_then(|o| o.keep),

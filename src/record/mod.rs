@@ -249,3 +249,48 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_severity: Option<crate::manifest::types::Severity>,
 }
+
+impl TaskRecord {
+    /// Add an attempt, growing the list by one: most tasks make a single
+    /// attempt, and a vector's first push reserves room for four (about
+    /// 0.5 KiB a task kept for the whole run).
+    pub fn add_attempt(&mut self, attempt: Attempt) {
+        self.attempts.reserve_exact(1);
+        self.attempts.push(attempt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_holds_room_for_the_attempts_it_made_only() {
+        let mut attempts = Vec::new();
+        let attempt = |number| Attempt {
+            number,
+            started_at: String::new(),
+            ended_at: None,
+            pid: None,
+            exit: None,
+            status: None,
+            reason: None,
+            duration_ms: None,
+            checks: Vec::new(),
+            lane: None,
+        };
+        let mut record: TaskRecord = serde_json::from_value(serde_json::json!({
+            "id": "a", "run_id": "r", "title": "a", "status": "pending", "reason": null,
+            "model": null, "backend": "command", "worktree": false, "priority": "normal",
+            "needs": [], "argv": [], "pid": null, "started_at": null, "ended_at": null,
+            "duration_ms": null, "exit": null, "items": Counts::default(),
+            "current_item": null, "usage": Usage::default(), "outcome": null, "attempts": [],
+        }))
+        .unwrap_or_else(|e| panic!("a minimal record: {e}"));
+        for number in 1..=2 {
+            record.add_attempt(attempt(number));
+            attempts.push(number);
+            assert_eq!(record.attempts.capacity(), attempts.len());
+        }
+    }
+}

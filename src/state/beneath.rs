@@ -3,8 +3,9 @@
 //! A worker can replace its task folder, its `ipc/`, or any folder under
 //! `.dispatch/` with a symbolic link to somewhere else; a write by path
 //! would then land there (answers once did). So dispatch opens such a
-//! folder one component at a time from the project root, each with
-//! `O_NOFOLLOW | O_DIRECTORY`, and writes relative to the folder's
+//! folder from the project root without following a link in any component
+//! (in one `openat2` call on Linux, else one component at a time, each with
+//! `O_NOFOLLOW | O_DIRECTORY`; see [`resolve`]), and writes relative to the folder's
 //! descriptor: a link anywhere from `.dispatch` down is refused (`ELOOP` or
 //! `ENOTDIR`), and a link planted after the folder was opened changes
 //! nothing, since the descriptor keeps naming the real folder.
@@ -68,10 +69,10 @@ impl Dir {
         } else {
             base
         };
-        let mut dir = Dir::open_followed(&base)?;
+        let mut names = Vec::new();
         for component in &components[from..] {
             match component {
-                Component::Normal(name) => dir = dir.folder(name)?,
+                Component::Normal(name) => names.push(*name),
                 Component::CurDir => {}
                 _ => {
                     return Err(io::Error::new(
@@ -80,6 +81,25 @@ impl Dir {
                     ))
                 }
             }
+        }
+        Dir::open_followed(&base)?.below(&names, resolve::Way::current())
+    }
+
+    /// The folder `names` leads to from this one, no component through a
+    /// link: in one `openat2` call where the kernel has it, otherwise one
+    /// `openat` per component.
+    fn below(self, names: &[&OsStr], way: resolve::Way) -> io::Result<Dir> {
+        if names.is_empty() {
+            return Ok(self);
+        }
+        if way == resolve::Way::Openat2 {
+            if let Some(opened) = resolve::openat2(&self, names) {
+                return opened;
+            }
+        }
+        let mut dir = self;
+        for name in names {
+            dir = dir.folder(name)?;
         }
         Ok(dir)
     }
@@ -232,6 +252,102 @@ impl Dir {
     }
 }
 
+/// Opening a path of several folders in one call.
+///
+/// Opening `.dispatch/tasks/ID/ipc` one component at a time costs four
+/// `openat` and four `close` calls per state write, and a sweep makes
+/// several writes per task. Linux's `openat2` (5.6 and later) resolves the
+/// whole relative path in one call with the same guarantee:
+/// `RESOLVE_NO_SYMLINKS` refuses a link in any component (`ELOOP`, as
+/// `O_NOFOLLOW` did), `RESOLVE_BENEATH` any way out of the starting folder.
+/// A kernel without it, or a seccomp filter that refuses it (`ENOSYS`,
+/// `EPERM`), is remembered, and from then on every open takes the
+/// one-component-at-a-time way.
+mod resolve {
+    use super::Dir;
+    use std::ffi::OsStr;
+    use std::io;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// How [`Dir::open`] walks the folders below the user's part.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Way {
+        Openat2,
+        PerComponent,
+    }
+
+    const UNKNOWN: u8 = 0;
+    const AVAILABLE: u8 = 1;
+    const UNAVAILABLE: u8 = 2;
+
+    /// Whether `openat2` has worked here: tried until it once answers.
+    static OPENAT2: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    impl Way {
+        pub(super) fn current() -> Way {
+            if cfg!(target_os = "linux") && OPENAT2.load(Ordering::Relaxed) != UNAVAILABLE {
+                Way::Openat2
+            } else {
+                Way::PerComponent
+            }
+        }
+    }
+
+    /// Whether this process has found `openat2` usable (`None` before the
+    /// first try).
+    #[cfg(test)]
+    pub(super) fn available() -> Option<bool> {
+        match OPENAT2.load(Ordering::Relaxed) {
+            AVAILABLE => Some(true),
+            UNAVAILABLE => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The folder `names` leads to from `dir`, or `None` when the kernel
+    /// refuses the call itself (the caller then walks the components).
+    #[cfg(target_os = "linux")]
+    pub(super) fn openat2(dir: &Dir, names: &[&OsStr]) -> Option<io::Result<Dir>> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use std::os::unix::ffi::OsStrExt;
+        let mut path = Vec::new();
+        for name in names {
+            if let Err(e) = super::c_name(name) {
+                return Some(Err(e));
+            }
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.as_bytes());
+        }
+        let path = std::ffi::OsStr::from_bytes(&path);
+        let opened = rustix::fs::openat2(
+            &dir.fd,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        );
+        match opened {
+            Ok(fd) => {
+                OPENAT2.store(AVAILABLE, Ordering::Relaxed);
+                Some(Ok(Dir { fd }))
+            }
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+                OPENAT2.store(UNAVAILABLE, Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn openat2(_dir: &Dir, _names: &[&OsStr]) -> Option<io::Result<Dir>> {
+        OPENAT2.store(UNAVAILABLE, Ordering::Relaxed);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +392,53 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+    }
+
+    /// A relative link from one task's folder to another's stays beneath
+    /// the project, so refusing only ways out of it would follow the link:
+    /// each way of walking the components must refuse links as such.
+    #[test]
+    fn both_ways_refuse_a_link_that_stays_inside_the_state_folder() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let tasks = temp.path().join(".dispatch/tasks");
+        for folder in ["real/ipc", "other/ipc"] {
+            std::fs::create_dir_all(tasks.join(folder)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink("other", tasks.join("linked")).expect("symlink");
+        std::os::unix::fs::symlink("../other/ipc", tasks.join("real/ipc2")).expect("symlink");
+        let names = |path: &'static str| -> Vec<&'static OsStr> {
+            path.split('/').map(OsStr::new).collect()
+        };
+        for way in [resolve::Way::Openat2, resolve::Way::PerComponent] {
+            for planted in [".dispatch/tasks/linked/ipc", ".dispatch/tasks/real/ipc2"] {
+                let base = Dir::open_followed(temp.path()).expect("open the project");
+                let error = base
+                    .below(&names(planted), way)
+                    .expect_err("a link is not followed");
+                assert!(is_planted(&error), "{way:?}, {planted}: {error}");
+            }
+            let base = Dir::open_followed(temp.path()).expect("open the project");
+            let real = base
+                .below(&names(".dispatch/tasks/real/ipc"), way)
+                .expect("a real folder");
+            real.write_atomic(&format!("{way:?}.json"), b"{}")
+                .expect("write");
+        }
+        assert_eq!(
+            std::fs::read_dir(tasks.join("real/ipc"))
+                .expect("list")
+                .count(),
+            2
+        );
+        assert_eq!(
+            std::fs::read_dir(tasks.join("other/ipc"))
+                .expect("list")
+                .count(),
+            0
+        );
+        if cfg!(target_os = "linux") {
+            assert!(resolve::available().is_some(), "openat2 was tried on Linux");
+        }
     }
 
     #[test]

@@ -11,13 +11,30 @@
 //! When writes queue up, the thread catches up in one go: a file rewritten
 //! several times is written once, with its last contents, and the lines
 //! for an append-only log go out in one `write`.
+//!
+//! After each batch the thread lets writes gather for [`GATHER`] before it
+//! looks again ([`crate::util::gather`]). A sweep of short tasks sends a
+//! save and an event line at every start and end; woken for each, the
+//! thread cost a sleep and a wake (two context switches) per write, more
+//! than the writes. A sender never wakes a gathering thread;
+//! [`Writer::flush`] does, so the run's end does not wait for the window.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::util::gather::Gate;
+
+/// How long writes gather after a batch before the thread looks again: a
+/// state file is at most this much later on disk (and a reader such as
+/// `dispatch status` that much behind), in exchange for one wake per window
+/// instead of one per write.
+pub const GATHER: Duration = Duration::from_millis(10);
 
 /// One log file the writer appends to, handed over with [`Writer::adopt`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,21 +55,33 @@ enum Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<Job>,
-    next_log: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Flushes are urgent: they end the thread's gathering window.
+    gate: Arc<Gate>,
+    next_log: Arc<AtomicUsize>,
 }
 
 impl Writer {
     /// Start the writing thread. It ends once every `Writer` is dropped and
     /// what they sent is written.
     pub fn start() -> Writer {
+        Writer::start_gathering(GATHER)
+    }
+
+    fn start_gathering(gather: Duration) -> Writer {
         let (jobs, queue) = mpsc::channel();
+        let gate = Arc::new(Gate::default());
+        let thread_gate = Arc::clone(&gate);
         let spawned = std::thread::Builder::new()
             .name("dispatch-writer".to_owned())
             .spawn(move || {
-                write_loop(queue);
+                write_loop(queue, gather, &thread_gate);
             });
+        if let Ok(thread) = &spawned {
+            gate.serve(thread.thread().clone());
+        }
         let writer = Writer {
             jobs,
+            gate,
             next_log: Default::default(),
         };
         if let Err(e) = spawned {
@@ -77,10 +106,7 @@ impl Writer {
     /// Hand over an open append-only file; appends to it go through
     /// [`Writer::append`] from now on.
     pub fn adopt(&self, file: File) -> LogId {
-        let id = LogId(
-            self.next_log
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
+        let id = LogId(self.next_log.fetch_add(1, Ordering::Relaxed));
         let _ = self.jobs.send(Job::Adopt { id, file });
         id
     }
@@ -92,15 +118,18 @@ impl Writer {
     /// Wait until everything sent so far is written (or given up on).
     pub async fn flush(&self) {
         let (done, written) = tokio::sync::oneshot::channel();
+        self.gate.urgent();
         if self.jobs.send(Job::Flush(done)).is_ok() {
+            self.gate.wake();
             let _ = written.await;
         }
     }
 }
 
-/// Write what comes until every sender is gone; returns how many writes
-/// that took (fewer than the jobs when they queued up).
-fn write_loop(queue: Receiver<Job>) -> usize {
+/// Write what comes until every sender is gone, letting jobs gather for
+/// `gather` after each batch; returns how many writes that took (fewer
+/// than the jobs when they queued up).
+fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
     let delay = test_delay();
     let mut writes = 0;
     let mut logs: HashMap<LogId, File> = HashMap::new();
@@ -113,7 +142,7 @@ fn write_loop(queue: Receiver<Job>) -> usize {
         // newer bytes.
         let mut replaces: indexmap::IndexMap<PathBuf, Vec<u8>> = indexmap::IndexMap::new();
         let mut appends: Vec<(LogId, Vec<u8>)> = Vec::new();
-        let mut flushes = Vec::new();
+        let mut done_flushes = Vec::new();
         for job in batch {
             match job {
                 Job::Replace { path, bytes } => {
@@ -126,7 +155,7 @@ fn write_loop(queue: Receiver<Job>) -> usize {
                     Some((_, pending)) => pending.append(&mut bytes),
                     None => appends.push((id, bytes)),
                 },
-                Job::Flush(done) => flushes.push(done),
+                Job::Flush(done) => done_flushes.push(done),
             }
         }
         for (id, bytes) in appends {
@@ -148,8 +177,15 @@ fn write_loop(queue: Receiver<Job>) -> usize {
                 eprintln!("warning: cannot update {}: {e}", path.display());
             }
         }
-        for done in flushes {
+        let answered = done_flushes.len();
+        for done in done_flushes {
             let _ = done.send(());
+        }
+        gate.answered(answered);
+        // After a flush it waits on the queue at once (the run's end, or a
+        // caller that wants what it writes next on disk promptly).
+        if answered == 0 {
+            gate.gather(gather);
         }
     }
     writes
@@ -203,6 +239,31 @@ mod tests {
         );
     }
 
+    /// The gathering window holds a write back (so a burst of writes costs
+    /// the thread one wake), and a flush cuts it short. The window here is
+    /// far longer than any test runs, so a slow machine cannot make the
+    /// write land "in time" by luck.
+    #[tokio::test]
+    async fn a_write_waits_for_the_window_and_a_flush_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = Writer::start_gathering(Duration::from_secs(600));
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        writer.replace(first.clone(), b"1".to_vec());
+        writer.flush().await;
+        assert!(first.is_file());
+        // The thread answered the flush and, with nothing queued, parks in
+        // `recv`; this write wakes it, and it then gathers.
+        writer.replace(first.clone(), b"2".to_vec());
+        while std::fs::read(&first).ok().as_deref() != Some(b"2".as_slice()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.replace(second.clone(), b"3".to_vec());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.exists(), "written while the thread gathers");
+        writer.flush().await;
+        assert_eq!(std::fs::read(&second).expect("flushed"), b"3");
+    }
+
     #[test]
     fn writes_that_queued_up_are_made_once_per_file() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -232,7 +293,7 @@ mod tests {
         }
         drop(jobs);
         // All of it queued before the loop ran: one write per file.
-        assert_eq!(write_loop(queue), 3);
+        assert_eq!(write_loop(queue, Duration::ZERO, &Gate::default()), 3);
         assert_eq!(std::fs::read_to_string(&a).expect("a"), "19\n");
         assert_eq!(std::fs::read_to_string(&b).expect("b"), "19\n");
         let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");

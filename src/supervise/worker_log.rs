@@ -13,6 +13,11 @@
 //! prints little (a sweep of 1,000 short tasks spent a thread's creation,
 //! stack and exit on every one). The thread starts with the first log and
 //! lives as long as the process.
+//!
+//! A log reaches the thread with its first bytes, not when it is opened: a
+//! worker that prints nothing (many do; their output goes to files) then
+//! costs the thread nothing, where handing over its open and its close
+//! woke the thread twice per task.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,8 +35,12 @@ pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 type LogId = u64;
 
 enum Job {
-    /// Take over an open log.
-    Open { id: LogId, file: LogFile },
+    /// Take over an open log, and append its first bytes.
+    Open {
+        id: LogId,
+        file: LogFile,
+        bytes: Vec<u8>,
+    },
     /// Append to it.
     Write { id: LogId, bytes: Vec<u8> },
     /// Nothing more comes: close it and answer once all it was given is
@@ -70,6 +79,8 @@ fn enqueue() -> Option<Queue> {
 
 /// The sending side of one worker's log.
 pub struct WorkerLog {
+    /// Opened, nothing written yet: not handed to the thread.
+    unsent: Option<LogFile>,
     queue: Option<Queue>,
     /// Without the thread (it could not be started) the log is written
     /// here.
@@ -80,29 +91,43 @@ impl WorkerLog {
     /// Open (or continue) the log at `path`. The open itself happens here,
     /// so a log that cannot be made fails the launch with its reason.
     pub fn open(path: PathBuf) -> Result<Self, StateError> {
-        let file = LogFile::open(path.clone())?;
-        let Some((jobs, id)) = enqueue() else {
-            // No thread to be had: write on this thread, slower but whole.
-            return Ok(Self::inline(file));
-        };
-        if jobs.send(Job::Open { id, file }).is_err() {
-            // The thread is gone (only a panic ends it): the same.
-            return Ok(Self::inline(LogFile::open(path)?));
-        }
         Ok(Self {
-            queue: Some((jobs, id)),
+            unsent: Some(LogFile::open(path)?),
+            queue: None,
             inline: None,
         })
     }
 
-    fn inline(file: LogFile) -> Self {
-        Self {
-            queue: None,
-            inline: Some(file),
+    /// Hand the log to the thread with its first bytes.
+    fn hand_over(&mut self, mut file: LogFile, bytes: &[u8]) {
+        let Some((jobs, id)) = enqueue() else {
+            // No thread to be had: write on this thread, slower but whole.
+            file.write(bytes);
+            self.inline = Some(file);
+            return;
+        };
+        let bytes = bytes.to_vec();
+        match jobs.send(Job::Open { id, file, bytes }) {
+            Ok(()) => self.queue = Some((jobs, id)),
+            // The thread is gone (only a panic ends it): the same.
+            Err(mpsc::SendError(Job::Open {
+                mut file, bytes, ..
+            })) => {
+                file.write(&bytes);
+                self.inline = Some(file);
+            }
+            Err(_) => {}
         }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(file) = self.unsent.take() {
+            self.hand_over(file, bytes);
+            return;
+        }
         match (&self.queue, &mut self.inline) {
             (Some((jobs, id)), _) => {
                 let _ = jobs.send(Job::Write {
@@ -119,6 +144,8 @@ impl WorkerLog {
     /// written everything this log was given (await it without holding a
     /// lock). `None` when there is nothing to wait for.
     pub fn close(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        // Nothing was written to it: closing the descriptor is all.
+        self.unsent = None;
         self.inline = None;
         let (jobs, id) = self.queue.take()?;
         let (done, written) = tokio::sync::oneshot::channel();
@@ -147,8 +174,9 @@ fn write_loop(queue: Receiver<Job>) {
         // log; a close waits for its log's bytes before it is answered.
         for job in std::iter::once(first).chain(queue.try_iter()) {
             match job {
-                Job::Open { id, file } => {
+                Job::Open { id, file, bytes } => {
                     logs.insert(id, file);
+                    pending.push((id, bytes));
                 }
                 Job::Write { id, bytes } => match pending.iter_mut().find(|(p, _)| *p == id) {
                     Some((_, queued)) => queued.extend_from_slice(&bytes),
@@ -214,5 +242,34 @@ impl LogFile {
         let _ = std::fs::rename(&self.path, &old);
         self.file = open_append(&self.path).ok();
         self.written = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker that prints nothing costs the log thread nothing: its end
+    /// has nothing to wait for, and its (empty) log is still there.
+    #[tokio::test]
+    async fn a_log_that_got_no_bytes_never_reaches_the_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.log");
+        let mut log = WorkerLog::open(path.clone()).expect("open");
+        log.write(b"");
+        assert!(log.close().is_none(), "nothing to wait for");
+        assert_eq!(std::fs::read(&path).expect("the log is made"), b"");
+    }
+
+    #[tokio::test]
+    async fn a_log_goes_to_the_thread_with_its_first_bytes_and_is_whole_at_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.log");
+        let mut log = WorkerLog::open(path.clone()).expect("open");
+        log.write(b"one\n");
+        log.write(b"two\n");
+        let written = log.close().expect("the thread has the log");
+        written.await.expect("answered");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "one\ntwo\n");
     }
 }

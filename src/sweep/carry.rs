@@ -51,23 +51,30 @@ pub enum CarryError {
     Leftovers(String),
 }
 
-/// What becomes of one task of the new run.
+/// What becomes of one task of the new run. Its record is boxed: a run
+/// holds one fate per task while it starts, most of them `Fresh`.
 #[derive(Clone, Debug)]
 pub enum Fate {
     /// Not in the earlier run: runs as in any run.
     Fresh,
     /// Kept as it ended; its folder is copied from `dir`.
-    Carried { record: TaskRecord, dir: PathBuf },
+    Carried {
+        record: Box<TaskRecord>,
+        dir: PathBuf,
+    },
     /// Runs again from where it stopped (its plan so far, `context.md`),
     /// as a further attempt.
-    Continued { record: TaskRecord, dir: PathBuf },
+    Continued {
+        record: Box<TaskRecord>,
+        dir: PathBuf,
+    },
     /// Runs again from a fresh plan; its earlier attempts stay on record.
-    Restarted { record: TaskRecord },
+    Restarted { record: Box<TaskRecord> },
     /// `dispatch resume`: the run's own task, left as it ended.
-    Kept { record: TaskRecord },
+    Kept { record: Box<TaskRecord> },
     /// `dispatch resume`: the run's own task, run again in place from
     /// where it stopped (or started, if it never ran).
-    Resumed { record: TaskRecord },
+    Resumed { record: Box<TaskRecord> },
 }
 
 impl Fate {
@@ -140,7 +147,7 @@ pub fn decide(
             fates.push(Fate::Fresh);
             continue;
         };
-        let record = view.record.clone();
+        let record = Box::new(view.record.clone());
         let dir = folder_of(state, &from, &task.id);
         let fate = match &options.rerun {
             Rerun::Failed if needs_retry(&record) => Fate::Continued { record, dir },
@@ -170,7 +177,7 @@ pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
             let Some(view) = views.get(task.id.as_str()) else {
                 return Fate::Fresh;
             };
-            let mut record = view.record.clone();
+            let mut record = Box::new(view.record.clone());
             let keep = match record.status {
                 TaskStatus::Complete | TaskStatus::BudgetExceeded => true,
                 TaskStatus::Blocked => !view.waiting.is_empty(),
@@ -260,13 +267,13 @@ pub fn install(
     let (mut record, dir, continued) = match fate {
         Fate::Fresh | Fate::Kept { .. } | Fate::Resumed { .. } => return Ok(None),
         Fate::Restarted { record } => {
-            let mut record = record.clone();
+            let mut record = TaskRecord::clone(record);
             restart(&mut record);
             record.run_id = new_run.to_owned();
             return Ok(Some(record));
         }
-        Fate::Carried { record, dir } => (record.clone(), dir.clone(), false),
-        Fate::Continued { record, dir } => (record.clone(), dir.clone(), true),
+        Fate::Carried { record, dir } => (TaskRecord::clone(record), dir.clone(), false),
+        Fate::Continued { record, dir } => (TaskRecord::clone(record), dir.clone(), true),
     };
     let target = state.task_dir(&record.id);
     let archived = state.archive_task(&record.id)?;

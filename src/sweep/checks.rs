@@ -48,8 +48,8 @@ pub(super) struct Checked {
 /// Run every check in order; a stop request ends the list.
 pub(super) async fn run_all(run: CheckRun) -> Checked {
     let task = &run.task;
-    let workdir = PathBuf::from(&task.paths.workdir);
-    let task_dir = PathBuf::from(&task.paths.task_dir);
+    let workdir = PathBuf::from(task.paths.workdir());
+    let task_dir = PathBuf::from(task.paths.task_dir());
     let changed = if task.checks.iter().any(|c| c.template.is_some()) {
         let (dir, base) = (workdir.clone(), run.base.clone());
         tokio::task::spawn_blocking(move || {

@@ -123,13 +123,13 @@ impl Sweep {
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(name).ok())
         };
-        let root = PathBuf::from(&task.paths.root);
+        let root = PathBuf::from(task.paths.root());
         Ok(sandbox::Spec {
             bwrap,
             helper: PathBuf::from(&self.dispatch_bin),
-            state: PathBuf::from(&task.paths.state),
-            task_dir: PathBuf::from(&task.paths.task_dir),
-            workdir: PathBuf::from(&task.paths.workdir),
+            state: PathBuf::from(task.paths.state()),
+            task_dir: PathBuf::from(task.paths.task_dir()),
+            workdir: PathBuf::from(task.paths.workdir()),
             needs: task
                 .needs
                 .iter()

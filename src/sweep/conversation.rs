@@ -136,7 +136,7 @@ impl Sweep {
 
     /// Write an answer and record who gave it.
     pub(super) fn give_answer(&mut self, index: usize, seq: u32, answer: &str, by: &str) {
-        let ipc = PathBuf::from(&self.slots[index].task.paths.ipc);
+        let ipc = PathBuf::from(self.slots[index].task.paths.ipc());
         match questions::answer(&ipc, seq, answer) {
             Ok(()) => self.record_answer(index, seq, answer, by),
             Err(questions::AnswerError::AlreadyAnswered(existing)) => {

@@ -55,7 +55,7 @@ impl Sweep {
         self.slots[index].record.api_retry = None;
         // Looked at just above; a retry watches again when it launches.
         if let Some(folder_watch) = self.folder_watch.as_mut() {
-            folder_watch.unwatch(Path::new(&task.paths.ipc));
+            folder_watch.unwatch(Path::new(&task.paths.ipc()));
         }
         if let Some(home) = &task.cli_home {
             cli_home::release(&task.backend, Path::new(home));
@@ -211,8 +211,8 @@ impl Sweep {
         };
         let task = &slot.task;
         let reopened = check_verdict::reopen(
-            Path::new(&task.paths.plan),
-            Path::new(&task.paths.ipc),
+            Path::new(&task.paths.plan()),
+            Path::new(&task.paths.ipc()),
             attempt,
         );
         if let Err(message) = reopened {

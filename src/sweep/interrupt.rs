@@ -21,7 +21,7 @@ impl Sweep {
             .iter()
             .enumerate()
             .filter(|(_, slot)| !slot.record.status.is_final())
-            .map(|(index, slot)| (index, PathBuf::from(&slot.task.paths.ipc)))
+            .map(|(index, slot)| (index, PathBuf::from(slot.task.paths.ipc())))
             .collect();
         // Which of them is a `stat` each: on the reading thread.
         self.plans.cancels(tasks);

@@ -206,7 +206,7 @@ pub(super) fn make_way(
         .iter()
         .zip(fates)
         .filter(|(_, fate)| fate.runs() && !fate.reuses_worktree())
-        .filter_map(|(t, _)| t.worktree.as_ref().map(|w| (&**t, w)))
+        .filter_map(|(t, _)| t.worktree.as_deref().map(|w| (&**t, w)))
         .filter(|(_, w)| !w.reuse)
         .collect();
     if fresh.is_empty() {
@@ -266,7 +266,7 @@ impl Sweep {
         let ready = ready.clone();
         let task = &self.slots[index].task;
         let env = self.worker_env(task, Vec::new());
-        let log = Path::new(&task.paths.task_dir).join("worker.log");
+        let log = Path::new(task.paths.task_dir()).join("worker.log");
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let made = Repo::open(&root)
@@ -325,9 +325,9 @@ impl Sweep {
                     reused: made.reused,
                     ..BranchRecord::default()
                 });
-                self.slots[index].worktree = Some(made);
+                self.slots[index].worktree = Some(Box::new(made));
                 self.save(index);
-                if super::cancel::requested(Path::new(&task.paths.ipc)) {
+                if super::cancel::requested(Path::new(&task.paths.ipc())) {
                     // `dispatch cancel --task` came while it was being made.
                     self.end_unlaunched(
                         index,

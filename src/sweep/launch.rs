@@ -74,7 +74,7 @@ impl Sweep {
         if task.prompt_via == PromptMode::File && (!fresh || task.prompt.is_empty()) {
             // Written before the worker starts, which reads it at once; a
             // small file, one per launch.
-            let path = PathBuf::from(&task.paths.prompt);
+            let path = PathBuf::from(task.paths.prompt());
             if let Err(e) = crate::state::write_state(&path, prompt.as_bytes()) {
                 self.emit(Event::Warning {
                     task: Some(task.id.clone()),
@@ -140,17 +140,17 @@ impl Sweep {
             env: confined.env,
             clear_env: confined.clear_env,
             ignore_term: confined.ignore_term,
-            cwd: PathBuf::from(&task.paths.workdir),
+            cwd: PathBuf::from(task.paths.workdir()),
             stdin: (task.prompt_via == PromptMode::Stdin).then(|| prompt.into_bytes()),
-            log: PathBuf::from(&task.paths.task_dir).join("worker.log"),
+            log: PathBuf::from(task.paths.task_dir()).join("worker.log"),
             timeout: task.timeout.as_deref().and_then(manifest::duration::parse),
             grace: self.grace,
             leak_timeout: LEAK_TIMEOUT,
             redactor,
             activity: Some(activity.clone()),
         };
-        let task_dir = PathBuf::from(&task.paths.task_dir);
-        let ipc_dir = PathBuf::from(&task.paths.ipc);
+        let task_dir = PathBuf::from(task.paths.task_dir());
+        let ipc_dir = PathBuf::from(task.paths.ipc());
         // Questions need an answer at once, so `ipc/` is watched; findings
         // and plans are read on the regular poll, which is live enough and
         // saves a watch per task.
@@ -174,10 +174,11 @@ impl Sweep {
         // The first attempt's plan is the one just written; a retry's is
         // whatever the earlier attempt left, read by the plan reader.
         let plan_now = fresh.then(|| crate::domain::checklist::parse(&task.plan));
-        let plan_path = PathBuf::from(&task.paths.plan);
+        let plan_path = PathBuf::from(task.paths.plan());
         let findings = self.slots[index]
             .findings
             .take()
+            .map(|reader| *reader)
             .unwrap_or_else(|| FindingsReader::new(task_dir.join(crate::state::layout::FINDINGS)));
         self.plans.watch(
             index,
@@ -197,7 +198,7 @@ impl Sweep {
         record.status = TaskStatus::Running;
         let now = clock::now();
         record.started_at.get_or_insert_with(|| now.clone());
-        record.attempts.push(Attempt {
+        record.add_attempt(Attempt {
             number: attempt,
             started_at: now,
             ended_at: None,
@@ -324,10 +325,13 @@ impl Sweep {
         let mut env = vec![
             ("DISPATCH_RUN_ID".to_owned(), self.run_id.clone()),
             ("DISPATCH_TASK_ID".to_owned(), task.id.clone()),
-            ("DISPATCH_TASK_DIR".to_owned(), task.paths.task_dir.clone()),
-            ("DISPATCH_PLAN".to_owned(), task.paths.plan.clone()),
-            ("DISPATCH_OUTPUT".to_owned(), task.paths.output.clone()),
-            ("DISPATCH_IPC_DIR".to_owned(), task.paths.ipc.clone()),
+            (
+                "DISPATCH_TASK_DIR".to_owned(),
+                task.paths.task_dir().to_owned(),
+            ),
+            ("DISPATCH_PLAN".to_owned(), task.paths.plan()),
+            ("DISPATCH_OUTPUT".to_owned(), task.paths.output()),
+            ("DISPATCH_IPC_DIR".to_owned(), task.paths.ipc()),
             (
                 "DISPATCH_MODEL".to_owned(),
                 task.model
@@ -339,7 +343,7 @@ impl Sweep {
             // As a shell sets it: CLIs such as opencode take their folder
             // from PWD, which would otherwise still name the folder
             // dispatch was started in, not the worker's worktree.
-            ("PWD".to_owned(), task.paths.workdir.clone()),
+            ("PWD".to_owned(), task.paths.workdir().to_owned()),
         ];
         env.extend(cli_env);
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -475,8 +479,8 @@ fn retry_prompt(prompt: &str, task: &PlannedTask, attempt: u32, record: &TaskRec
     format!(
         "{}\n\n## This is attempt {attempt}\n\nAn earlier attempt of this task did not finish.{why} Your plan so far is in `{}`: items marked `[x]` are done, so do not redo them; continue from the first item that is not. Notes from the earlier attempt, if any, are in `{}`.{answers}{checks}\n",
         prompt.trim_end(),
-        task.paths.plan,
-        task.paths.context
+        task.paths.plan(),
+        task.paths.context()
     )
 }
 

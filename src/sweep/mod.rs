@@ -14,6 +14,7 @@ mod confine;
 mod conversation;
 mod finish;
 mod folders;
+mod footprint;
 mod gaps;
 mod interrupt;
 mod isolation;
@@ -297,7 +298,7 @@ fn preflight(
         };
         let path = found
             .entry(program.as_str())
-            .or_insert_with(|| find_program(program, Path::new(&task.paths.root)))
+            .or_insert_with(|| find_program(program, Path::new(task.paths.root())))
             .clone();
         programs.push(path.clone());
         if path.is_some() || reported.contains(&program.as_str()) {
@@ -453,7 +454,7 @@ impl Sweep {
         let slot = &mut self.slots[index];
         slot.unsaved = false;
         slot.saved_at = Instant::now();
-        self.redactor.scrub_in_place(&mut slot.record);
+        self.redactor.scrub_in_place(&mut *slot.record);
         let path = self.state.task_dir(&slot.record.id).join("task.json");
         self.writer.replace_json(path, &slot.record);
     }

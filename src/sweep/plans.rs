@@ -11,10 +11,20 @@
 //! served in order, so a task's closing look comes after every change seen
 //! before it; and the runner takes what was sent before it handles the
 //! worker's end (its loop is biased that way).
+//!
+//! After each batch the thread lets requests gather for [`GATHER`]
+//! ([`crate::util::gather`]): a sweep of short tasks asks for a watch, an
+//! `ipc/` read and a closing look per task, and a wake for each cost more
+//! than the reads. What somebody waits for ends the window at once: a
+//! closing look (a worker's end waits for it) and the read of an `ipc/`
+//! that just changed (a question wants its answer at once; see
+//! `benches/question_latency.sh`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
@@ -22,6 +32,11 @@ use crate::domain::checklist::Checklist;
 use crate::ipc::findings::{Finding, FindingsReader, Malformed};
 use crate::ipc::questions::{self, Question};
 use crate::state::plan_watch::{self as monitor, PlanWatch};
+use crate::util::gather::Gate;
+
+/// How long requests gather after a batch: a plan change, a question or a
+/// cancel is seen at most this much later.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// A running task's plan changed.
 pub(super) struct PlanChange {
@@ -118,12 +133,21 @@ enum Job {
         ipc: PathBuf,
         reply: oneshot::Sender<ClosingLook>,
     },
+    /// The task is done with in this run (no retry follows): what the
+    /// thread kept of its `ipc/` across attempts goes.
+    Forget(usize),
+    /// How many tasks' `ipc/` the thread still follows.
+    #[cfg(test)]
+    Followed(oneshot::Sender<usize>),
 }
 
 /// The asking side; cheap to clone (each worker future holds one).
 #[derive(Clone)]
 pub(super) struct PlanReader {
     jobs: Sender<Job>,
+    /// Closing looks and reads of a changed `ipc/` are urgent: they end
+    /// the thread's gathering window.
+    gate: Arc<Gate>,
     /// Why the reading thread could not start, for the run to warn about.
     pub(super) problem: Option<String>,
 }
@@ -132,16 +156,29 @@ impl PlanReader {
     /// Start the reading thread; changes go to `changes`. It ends when
     /// every `PlanReader` is dropped.
     pub(super) fn start(changes: tokio_mpsc::UnboundedSender<Read>) -> PlanReader {
+        PlanReader::start_gathering(changes, GATHER)
+    }
+
+    fn start_gathering(changes: tokio_mpsc::UnboundedSender<Read>, gather: Duration) -> PlanReader {
         let (jobs, queue) = mpsc::channel();
+        let gate = Arc::new(Gate::default());
+        let thread_gate = Arc::clone(&gate);
         let spawned = std::thread::Builder::new()
             .name("dispatch-plans".to_owned())
-            .spawn(move || read_loop(queue, changes));
+            .spawn(move || read_loop(queue, changes, gather, &thread_gate));
+        if let Ok(thread) = &spawned {
+            gate.serve(thread.thread().clone());
+        }
         let problem = spawned.err().map(|e| {
             format!(
                 "cannot start the plan reader thread: {e}; plans are read only when a worker ends"
             )
         });
-        PlanReader { jobs, problem }
+        PlanReader {
+            jobs,
+            gate,
+            problem,
+        }
     }
 
     pub(super) fn watch(
@@ -165,10 +202,32 @@ impl PlanReader {
         let _ = self.jobs.send(Job::Poll);
     }
 
+    /// Stop following a task that ended for good. Without it the thread
+    /// kept every task's `ipc/` path, findings reader and settled questions
+    /// to the run's end (about 0.3 KiB a task, 17 MB at 50,000 tasks), and
+    /// walked them all at every look for news.
+    pub(super) fn forget(&self, index: usize) {
+        let _ = self.jobs.send(Job::Forget(index));
+    }
+
+    #[cfg(test)]
+    async fn followed(&self) -> usize {
+        let (reply, count) = oneshot::channel();
+        let _ = self.jobs.send(Job::Followed(reply));
+        count.await.unwrap_or(usize::MAX)
+    }
+
     /// Ask for a running task's questions and findings (`None`: every
     /// running task's); they come back as [`Read::Ipc`].
     pub(super) fn read_ipc(&self, index: Option<usize>) {
+        if index.is_none() {
+            // The regular poll: it may wait for the window.
+            let _ = self.jobs.send(Job::Ipc(index));
+            return;
+        }
+        self.gate.urgent();
         let _ = self.jobs.send(Job::Ipc(index));
+        self.gate.wake();
     }
 
     /// Ask which of these tasks were cancelled; the answer comes back as
@@ -181,12 +240,14 @@ impl PlanReader {
     /// it is read here, on a blocking thread.
     pub(super) async fn close(&self, index: usize, plan: PathBuf, ipc: PathBuf) -> ClosingLook {
         let (reply, look) = oneshot::channel();
+        self.gate.urgent();
         let sent = self.jobs.send(Job::Close {
             index,
             plan: plan.clone(),
             ipc: ipc.clone(),
             reply,
         });
+        self.gate.wake();
         if sent.is_ok() {
             if let Ok(look) = look.await {
                 return look;
@@ -209,12 +270,19 @@ impl PlanReader {
     }
 }
 
-fn read_loop(queue: Receiver<Job>, changes: tokio_mpsc::UnboundedSender<Read>) {
+fn read_loop(
+    queue: Receiver<Job>,
+    changes: tokio_mpsc::UnboundedSender<Read>,
+    gather: Duration,
+    gate: &Gate,
+) {
     let mut watches: BTreeMap<usize, PlanWatch> = BTreeMap::new();
     let mut ipcs: BTreeMap<usize, TaskIpc> = BTreeMap::new();
     while let Ok(first) = queue.recv() {
         // Polls that queued up while a read was slow are one poll.
         let mut polled = false;
+        // Jobs somebody waits for (see `Gate::urgent`), answered.
+        let mut urgent = 0;
         for job in std::iter::once(first).chain(queue.try_iter().collect::<Vec<_>>()) {
             match job {
                 Job::Watch {
@@ -248,6 +316,7 @@ fn read_loop(queue: Receiver<Job>, changes: tokio_mpsc::UnboundedSender<Read>) {
                     }
                 }
                 Job::Ipc(only) => {
+                    urgent += usize::from(only.is_some());
                     let running = ipcs
                         .iter_mut()
                         .filter(|(&index, task)| task.running && only.is_none_or(|i| i == index));
@@ -277,9 +346,20 @@ fn read_loop(queue: Receiver<Job>, changes: tokio_mpsc::UnboundedSender<Read>) {
                     let task = ipcs.get_mut(&index);
                     let look = closing_look(watches.remove(&index), task, index, &plan, &ipc);
                     let _ = reply.send(look);
+                    urgent += 1;
+                }
+                Job::Forget(index) => {
+                    watches.remove(&index);
+                    ipcs.remove(&index);
+                }
+                #[cfg(test)]
+                Job::Followed(reply) => {
+                    let _ = reply.send(ipcs.len());
                 }
             }
         }
+        gate.answered(urgent);
+        gate.gather(gather);
     }
 }
 
@@ -309,5 +389,80 @@ fn closing_look(
         change,
         done_marker: crate::ipc::questions::all_done(ipc),
         ipc: ipc_news,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that ended for good leaves nothing behind on the reading
+    /// thread; one that may be retried keeps its reader (its findings are
+    /// not read twice).
+    #[tokio::test]
+    async fn a_task_done_with_is_no_longer_followed() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (changes, _read) = tokio_mpsc::unbounded_channel();
+        let reader = PlanReader::start(changes);
+        for index in 0..2 {
+            let dir = temp.path().join(index.to_string());
+            let ipc = dir.join("ipc");
+            std::fs::create_dir_all(&ipc).expect("ipc folder");
+            let findings = FindingsReader::new(dir.join(crate::state::layout::FINDINGS));
+            reader.watch(index, dir.join("plan.md"), None, ipc.clone(), findings);
+            reader.close(index, dir.join("plan.md"), ipc).await;
+        }
+        assert_eq!(reader.followed().await, 2, "kept for a retry");
+        reader.forget(0);
+        assert_eq!(reader.followed().await, 1);
+        reader.forget(1);
+        assert_eq!(reader.followed().await, 0);
+    }
+
+    /// A worker's end waits for its closing look, so the look must not
+    /// wait for the thread's gathering window (here far longer than the
+    /// test may take: only the wake can end it).
+    #[tokio::test]
+    async fn a_closing_look_ends_the_gathering_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plan, ipc) = (dir.path().join("plan.md"), dir.path().join("ipc"));
+        std::fs::create_dir(&ipc).expect("mkdir");
+        std::fs::write(&plan, "- [x] one\n").expect("write");
+        let (changes, mut read) = tokio_mpsc::unbounded_channel();
+        let reader = PlanReader::start_gathering(changes, Duration::from_secs(600));
+        let findings = FindingsReader::new(dir.path().join("findings.jsonl"));
+        let before = crate::domain::checklist::parse("- [ ] one\n");
+        reader.watch(0, plan.clone(), Some(before), ipc.clone(), findings);
+        reader.poll();
+        // The poll's news: the thread has served its first batch and now
+        // gathers.
+        let news = read.recv().await;
+        assert!(matches!(news, Some(Read::Plan(_))));
+        let look = tokio::time::timeout(Duration::from_secs(120), reader.close(0, plan, ipc))
+            .await
+            .expect("the closing look came before the window ended");
+        assert_eq!(look.plan.map(|p| p.counts().done), Some(1));
+    }
+
+    /// The read of an `ipc/` that changed (a question waits for its
+    /// answer) does not wait for the window either.
+    #[tokio::test]
+    async fn a_changed_ipc_is_read_before_the_gathering_window_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plan, ipc) = (dir.path().join("plan.md"), dir.path().join("ipc"));
+        std::fs::create_dir(&ipc).expect("mkdir");
+        std::fs::write(&plan, "- [ ] one\n").expect("write");
+        let findings_path = dir.path().join("findings.jsonl");
+        let (changes, mut read) = tokio_mpsc::unbounded_channel();
+        let reader = PlanReader::start_gathering(changes, Duration::from_secs(600));
+        let findings = FindingsReader::new(findings_path.clone());
+        reader.watch(0, plan, None, ipc, findings);
+        reader.poll();
+        std::fs::write(&findings_path, "not a finding\n").expect("write");
+        reader.read_ipc(Some(0));
+        let news = tokio::time::timeout(Duration::from_secs(120), read.recv())
+            .await
+            .expect("read before the window ended");
+        assert!(matches!(news, Some(Read::Ipc(news)) if news.findings.len() == 1));
     }
 }

@@ -17,6 +17,7 @@ use crate::domain::redact::Redactor;
 use crate::domain::status::{RunStatus, TaskStatus};
 use crate::events::reporter::Reporters;
 use crate::events::Event;
+use crate::ipc::findings::FindingsReader;
 use crate::isolation::worktree::Checkout;
 use crate::manifest::types::PromptMode;
 use crate::manifest::LoadedManifest;
@@ -51,14 +52,16 @@ impl Sweep {
         )?;
         let redactor = Arc::new(super::scrub::run_redactor(&plan));
         let count = plan.tasks.len();
-        let mut records = Vec::with_capacity(count);
-        let mut earlier = vec![Earlier::default(); count];
-        let mut findings: Vec<_> = (0..count).map(|_| None).collect();
+        // Each record is boxed as it is made, and what an earlier run
+        // brings is kept only for the tasks it brings something for: at
+        // 50,000 tasks, a vector of records beside the slots they move into
+        // was the run's largest moment (about 60 MB).
+        let mut records: Vec<Box<TaskRecord>> = Vec::with_capacity(count);
+        let mut taken_up: HashMap<usize, (Earlier, Option<FindingsReader>)> = HashMap::new();
         let mut seen_questions = HashSet::new();
         let mut take_up = |index: usize, record: &TaskRecord, fate: &carry::Fate, dir: &Path| {
             let (taken, on_record) = Earlier::take_up(record, fate, dir);
-            earlier[index] = taken;
-            findings[index] = on_record.findings;
+            taken_up.insert(index, (taken, on_record.findings));
             seen_questions.extend(on_record.questions.into_iter().map(|seq| (index, seq)));
         };
         let mut fresh = Vec::new();
@@ -72,7 +75,7 @@ impl Sweep {
                 carry::Fate::Resumed { record } => {
                     let mut record = record.clone();
                     carry::resume_in_place(&state, &mut record)?;
-                    take_up(index, &record, fate, Path::new(&task.paths.task_dir));
+                    take_up(index, &record, fate, Path::new(task.paths.task_dir()));
                     records.push(record);
                     continue;
                 }
@@ -82,8 +85,8 @@ impl Sweep {
                 (&from, fate)
             {
                 if let Some(record) = carry::install(&state, fate, &run_id, from)? {
-                    take_up(index, &record, fate, Path::new(&task.paths.task_dir));
-                    records.push(record);
+                    take_up(index, &record, fate, Path::new(task.paths.task_dir()));
+                    records.push(Box::new(record));
                     continue;
                 }
             }
@@ -91,7 +94,7 @@ impl Sweep {
             let (Some(from), carry::Fate::Restarted { .. }) = (&from, fate) else {
                 // A fresh task's folder: written below, with the others.
                 fresh.push(index);
-                records.push(record);
+                records.push(Box::new(record));
                 continue;
             };
             let dir = write_task_folder(&state, task, &record)?;
@@ -103,7 +106,7 @@ impl Sweep {
                 record.questions = earlier_record.questions;
                 state::write_json(&dir.join("task.json"), &record)?;
             }
-            records.push(record);
+            records.push(Box::new(record));
         }
         // Fresh folders are written on a thread of their own, in schedule
         // order, while the first workers run (see `folders.rs`).
@@ -173,10 +176,13 @@ impl Sweep {
             .into_iter()
             .zip(records)
             .zip(programs)
-            .zip(fates.iter().zip(earlier).zip(findings))
-            .map(|(((task, record), program), ((fate, earlier), findings))| {
+            .zip(fates.iter().enumerate())
+            .map(|(((task, record), program), (index, fate))| {
+                let (earlier, findings) = taken_up.remove(&index).unwrap_or_default();
                 let final_plan = match fate {
-                    carry::Fate::Carried { .. } => monitor::read_plan(Path::new(&task.paths.plan)),
+                    carry::Fate::Carried { .. } => {
+                        monitor::read_plan(Path::new(&task.paths.plan()))
+                    }
                     _ => Some(crate::domain::checklist::parse(&task.plan)),
                 };
                 let mut slot = TaskSlot::new(task, record, program, final_plan);
@@ -188,7 +194,7 @@ impl Sweep {
                     .collect();
                 slot.caps = schedule::cap_names(&slot.task, &plan.caps);
                 slot.earlier = earlier;
-                slot.findings = findings;
+                slot.findings = findings.map(Box::new);
                 slot
             })
             .collect();
@@ -334,7 +340,7 @@ pub(super) fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) 
         items: plan.counts(),
         current_item: plan.current().map(|i| i.text.clone()),
         usage: Default::default(),
-        budget: task.budget.clone(),
+        budget: task.budget.as_deref().cloned(),
         carried_from: None,
         outcome: None,
         findings: Vec::new(),

@@ -259,6 +259,9 @@ impl Sweep {
             }
         }
         slot.phase = phase;
+        if phase == Phase::Ended {
+            self.plans.forget(index);
+        }
         if phase == Phase::Running {
             self.running.insert(index);
         } else {

@@ -41,9 +41,13 @@ impl Phase {
     }
 }
 
+/// One per task for the whole run: what only some tasks have (a resumed
+/// task's findings reader, a worktree) is boxed, so the rest pay a pointer.
 pub(super) struct TaskSlot {
     pub(super) task: Arc<PlannedTask>,
-    pub(super) record: TaskRecord,
+    /// Boxed: the slots of a large sweep are one allocation, and records
+    /// made one by one move in without a second copy of them all.
+    pub(super) record: Box<TaskRecord>,
     pub(super) phase: Phase,
     /// The worker's program, found on `PATH` once before the run.
     pub(super) program: Option<PathBuf>,
@@ -61,7 +65,7 @@ pub(super) struct TaskSlot {
     pub(super) final_plan: Option<Checklist>,
     /// A resumed task's findings reader, past what is on record; handed
     /// to the reading thread at its first launch.
-    pub(super) findings: Option<FindingsReader>,
+    pub(super) findings: Option<Box<FindingsReader>>,
     /// The record changed since it was last written, and when that was.
     pub(super) unsaved: bool,
     pub(super) saved_at: Instant,
@@ -71,7 +75,7 @@ pub(super) struct TaskSlot {
     /// question, an escalation's cancel, `dispatch cancel`).
     pub(super) ended_by: Option<(TaskStatus, String)>,
     /// Its worktree, once made.
-    pub(super) worktree: Option<Created>,
+    pub(super) worktree: Option<Box<Created>>,
     /// What an earlier run of it brings (attempts, usage).
     pub(super) earlier: Earlier,
 }
@@ -79,7 +83,7 @@ pub(super) struct TaskSlot {
 impl TaskSlot {
     pub(super) fn new(
         task: Arc<PlannedTask>,
-        record: TaskRecord,
+        record: Box<TaskRecord>,
         program: Option<PathBuf>,
         final_plan: Option<Checklist>,
     ) -> Self {

@@ -1,8 +1,9 @@
 //! Helpers with no knowledge of dispatch: time stamps, fan-out over
-//! cores, escaping of untrusted text for each destination, and money and
+//! cores, helper threads that let work gather, escaping of untrusted text for each destination, and money and
 //! counts as people read them.
 
 pub mod clock;
 pub mod escape;
+pub mod gather;
 pub mod parallel;
 pub mod units;
