@@ -131,6 +131,8 @@ pub fn merge(args: &MergeArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    // Shared with the Markdown template's values.
+    let report = std::sync::Arc::new(report);
     // A merged report keeps no escalation rules: critical findings count.
     let markdown = markdown::render(
         &report,
@@ -144,7 +146,7 @@ pub fn merge(args: &MergeArgs) -> u8 {
         .map(|cwd| crate::state::find_root(&cwd));
     let junit = junit::render(&report, Severity::High, root.as_deref());
     let mut json = crate::util::escape::json_for_terminal(
-        &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        &serde_json::to_string_pretty(&*report).unwrap_or_default(),
     );
     json.push('\n');
     let mut writes: Vec<(PathBuf, &str)> = Vec::new();

@@ -34,10 +34,71 @@ pub fn render(report: &Report, fail_severity: Severity, root: Option<&Path>) -> 
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// [`render`] written to `out` line by line as quick-junit serializes:
-/// its text and the two escaped copies of it are never whole in memory
-/// (at 50,000 tasks, about 36 MB each).
+/// [`render`] written to `out` a `<testsuite>` at a time, line by line:
+/// neither quick-junit's document (about 85 MB at 50,000 tasks) nor its
+/// text is ever whole in memory. The root's counts come first in the
+/// file, so a first pass builds each suite to count it and drops it; the
+/// second builds it again and writes it.
 pub fn write(
+    report: &Report,
+    fail_severity: Severity,
+    root: Option<&Path>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let names = Names {
+        root: root.and_then(Path::to_str).map(|r| r.trim_end_matches('/')),
+    };
+    let suites = || {
+        report
+            .tasks
+            .iter()
+            .map(|task| suite(report, task, fail_severity, &names))
+    };
+    let mut junit = JUnit::new(format!("dispatch {}", report.name));
+    if let Some(time) = rfc3339(&report.started_at) {
+        junit.set_timestamp(time);
+    }
+    let mut total = Duration::ZERO;
+    for (task, suite) in report.tasks.iter().zip(suites()) {
+        total += Duration::from_millis(task.duration_ms.unwrap_or(0));
+        // Counted as quick-junit counts, then dropped.
+        junit.add_test_suite(suite);
+        junit.test_suites.clear();
+    }
+    junit.set_time(wall_time(report).unwrap_or(total));
+    let mut lines = SafeLines {
+        out,
+        line: Vec::new(),
+    };
+    if report.tasks.is_empty() {
+        serialize(&junit, &mut lines)?;
+        return lines.finish();
+    }
+    // The root with one empty suite (which counts nothing): the text
+    // before that suite is the file's head, the text after it its end.
+    junit.add_test_suite(TestSuite::new(""));
+    let mut text = Vec::new();
+    serialize(&junit, &mut text)?;
+    let (head, end) = suites_within(&text)?;
+    lines.write_all(&text[..head])?;
+    let tail = text[end..].to_vec();
+    let mut one = JUnit::new("");
+    for suite in suites() {
+        one.test_suites.clear();
+        one.add_test_suite(suite);
+        text.clear();
+        serialize(&one, &mut text)?;
+        let (start, end) = suites_within(&text)?;
+        lines.write_all(&text[start..end])?;
+    }
+    lines.write_all(&tail)?;
+    lines.finish()
+}
+
+/// The document built whole and serialized at once, as [`write`] did
+/// before it wrote a suite at a time: what that must still write.
+#[cfg(test)]
+pub(super) fn write_whole(
     report: &Report,
     fail_severity: Severity,
     root: Option<&Path>,
@@ -52,19 +113,41 @@ pub fn write(
     };
     let mut total = Duration::ZERO;
     for task in &report.tasks {
-        let suite = suite(report, task, fail_severity, &names);
         total += Duration::from_millis(task.duration_ms.unwrap_or(0));
-        junit.add_test_suite(suite);
+        junit.add_test_suite(suite(report, task, fail_severity, &names));
     }
     junit.set_time(wall_time(report).unwrap_or(total));
     let mut lines = SafeLines {
         out,
         line: Vec::new(),
     };
-    junit
-        .serialize(&mut lines)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    serialize(&junit, &mut lines)?;
     lines.finish()
+}
+
+fn serialize(junit: &JUnit, out: &mut dyn Write) -> io::Result<()> {
+    junit
+        .serialize(out)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Where the suites of a serialized document start (after the root's
+/// start tag: quick-xml escapes `>` in attribute values, so the first one
+/// after `<testsuites` ends it) and end (the line break before the root's
+/// end tag): a suite's text does not depend on the root around it.
+fn suites_within(xml: &[u8]) -> io::Result<(usize, usize)> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let root = find(xml, b"<testsuites").and_then(|at| {
+        let end = xml[at..].iter().position(|&b| b == b'>')?;
+        Some(at + end + 1)
+    });
+    let end = xml
+        .windows(b"\n</testsuites>".len())
+        .rposition(|w| w == b"\n</testsuites>");
+    match (root, end) {
+        (Some(start), Some(end)) if start <= end => Ok((start, end)),
+        _ => Err(io::Error::other("quick-junit wrote no <testsuites> root")),
+    }
 }
 
 /// A writer that passes each line on made safe: worker text keeps its

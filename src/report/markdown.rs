@@ -3,9 +3,11 @@
 //! so a finding titled `<script>` is shown, never run as HTML.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use minijinja::value::Value;
 
+use super::lazy_tasks::Tasks;
 use super::{Report, TaskReport};
 use crate::events::attention::attention_of;
 use crate::manifest::types::Severity;
@@ -20,7 +22,7 @@ pub const TEMPLATE: &str = "report.md.j2";
 /// report should not scroll for the failures); findings from `severity` up
 /// count. A broken override template gives a plain error text rather than
 /// no report.
-pub fn render(report: &Report, templates: &Templates, severity: Severity) -> String {
+pub fn render(report: &Arc<Report>, templates: &Templates, severity: Severity) -> String {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
     let _ = write(report, templates, severity, &mut out);
@@ -31,7 +33,7 @@ pub fn render(report: &Report, templates: &Templates, severity: Severity) -> Str
 /// memory. A template that fails midway (an override's runtime error) has
 /// written its text so far; the error follows it.
 pub fn write(
-    report: &Report,
+    report: &Arc<Report>,
     templates: &Templates,
     severity: Severity,
     out: &mut dyn Write,
@@ -86,21 +88,14 @@ fn environment(templates: &Templates) -> minijinja::Environment<'static> {
 }
 
 /// The template's context: the report, its tasks needing attention moved
-/// first (schedule order kept within each part). The tasks are reordered
-/// as template values (shared, not copied): the report is never cloned.
-fn context(report: &Report, severity: Severity) -> Value {
-    let base = Value::from(minijinja::value::Serde(report));
-    let Some(order) = attention_first(report, severity) else {
-        return base;
-    };
-    let Ok(tasks) = base.get_attr("tasks") else {
-        return base;
-    };
-    let reordered: Vec<Value> = order
-        .into_iter()
-        .filter_map(|i| tasks.get_item_by_index(i).ok())
-        .collect();
-    minijinja::context! { tasks => reordered, ..base }
+/// first (schedule order kept within each part). The tasks are template
+/// values made as the template reaches them ([`Tasks`]): the report is
+/// never cloned nor converted whole.
+fn context(report: &Arc<Report>, severity: Severity) -> Value {
+    let order = attention_first(report, severity);
+    let tasks = Value::from_object(Tasks::new(Arc::clone(report), order));
+    let base = Value::from(minijinja::value::Serde(report.without_tasks()));
+    minijinja::context! { tasks => tasks, ..base }
 }
 
 /// The order of the tasks with those needing attention first (schedule

@@ -54,7 +54,8 @@ pub fn write_one(
 /// four side by side (with their intermediate copies) added about 130 MB
 /// to the run's memory peak.
 pub struct Renderer<'a> {
-    report: Report,
+    /// Shared with the Markdown template's values, which must own it.
+    report: std::sync::Arc<Report>,
     how: How<'a>,
     snapshot: &'a Snapshot,
     redactor: &'a Redactor,
@@ -72,7 +73,7 @@ impl<'a> Renderer<'a> {
         redactor: &'a Redactor,
     ) -> Self {
         Self {
-            report,
+            report: std::sync::Arc::new(report),
             how: How::of(snapshot),
             snapshot,
             redactor,
