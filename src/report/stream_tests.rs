@@ -339,3 +339,34 @@ fn junit_written_a_suite_at_a_time_is_the_whole_documents_text() {
         );
     }
 }
+
+/// A finished run's reports rendered two at a time (a small run's way)
+/// are the files rendered one at a time (a wide run's way), and the
+/// Markdown handed back is `report.md`.
+#[test]
+fn reports_rendered_side_by_side_are_the_ones_rendered_one_at_a_time() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let state = state_with_run(temp.path(), true, &["a", "b", "c", "d"]);
+    let snapshot = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
+    let redactor = crate::record::snapshot::redactor(&snapshot.run);
+    let run_dir = state.run_dir(&snapshot.run.run_id);
+    let mut written = Vec::new();
+    for side_by_side in [true, false] {
+        let targets = super::write::Targets::default();
+        let (markdown, problems) =
+            super::write::write_finished(&state, &snapshot, &targets, &redactor, side_by_side);
+        assert!(problems.is_empty(), "{problems:?}");
+        let files: Vec<String> = super::repair::RUN_REPORTS
+            .iter()
+            .map(|name| std::fs::read_to_string(run_dir.join(name)).expect("a report"))
+            .collect();
+        assert_eq!(markdown, files[0]);
+        assert!(files.iter().all(|text| text.contains('d')), "{files:?}");
+        for name in super::repair::RUN_REPORTS {
+            std::fs::remove_file(run_dir.join(name)).expect("remove");
+        }
+        written.push(files);
+    }
+    assert!(written[0][1].contains("\"id\": \"d\""), "{}", written[0][1]);
+    assert_eq!(written[0], written[1]);
+}

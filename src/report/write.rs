@@ -154,6 +154,14 @@ fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(b"\n  ]\n}\n")
 }
 
+/// Runs of up to this many tasks have their reports rendered two at a
+/// time, one pair on another core: at a thousand tasks that is about half
+/// of what a run spends after its last worker. Larger runs render one at a
+/// time, as [`Renderer`] says why: `report.html` holds the records while
+/// it renders, and beside another report it would raise a wide sweep's
+/// memory peak.
+pub const SIDE_BY_SIDE_UP_TO: usize = 10_000;
+
 /// Write the reports of a finished run. Returns the Markdown report (the
 /// GitHub reporter puts it in the job summary) and the problems, if any, as
 /// messages (a report that cannot be written never changes the run's
@@ -165,23 +173,99 @@ pub fn after_run(
     targets: &Targets,
     redactor: &Redactor,
 ) -> (String, Vec<String>) {
-    let run_id = snapshot.run.run_id.as_str();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let side_by_side = cores > 1 && snapshot.tasks.len() <= SIDE_BY_SIDE_UP_TO;
+    write_finished(state, snapshot, targets, redactor, side_by_side)
+}
+
+/// [`after_run`], the reports rendered two at a time or one at a time.
+pub(super) fn write_finished(
+    state: &StateDir,
+    snapshot: &Snapshot,
+    targets: &Targets,
+    redactor: &Redactor,
+    side_by_side: bool,
+) -> (String, Vec<String>) {
     let renderer = Renderer::new(state, snapshot, redactor);
-    let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
+    let places = Places::of(state, snapshot, targets);
     let reports = &snapshot.run.reports;
-    let mut dirs = vec![state.run_dir(run_id)];
-    dirs.extend(reports.dir.iter().map(|d| manifest_dir.join(d)));
-    dirs.extend(targets.dir.clone());
-    let mut problems = Vec::new();
-    // Each report is written to its first place as it is rendered, and
-    // copied from there to the others (see [`Renderer`]).
-    type Source<'s> = &'s dyn Fn(&mut dyn Write) -> io::Result<()>;
-    let mut put = |name: &str, own: Option<&String>, extra: Option<&PathBuf>, source: Source| {
-        let paths = dirs
+    // The GitHub reporter puts the Markdown in the job summary: it is
+    // kept as text.
+    let text_reports = || {
+        let markdown = renderer.render(Format::Markdown);
+        let md = |out: &mut dyn Write| out.write_all(markdown.as_bytes());
+        let mut problems = places.put("report.md", reports.markdown.as_ref(), None, &md);
+        let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
+        problems.extend(places.put("report.json", reports.json.as_ref(), None, &json));
+        (markdown, problems)
+    };
+    let other_reports = || {
+        let junit = |out: &mut dyn Write| renderer.write(Format::Junit, out);
+        let junit_path = targets.junit.as_ref();
+        let mut problems = places.put("junit.xml", reports.junit.as_ref(), junit_path, &junit);
+        let html = |out: &mut dyn Write| renderer.write(Format::Html, out);
+        problems.extend(places.put("report.html", reports.html.as_ref(), None, &html));
+        problems
+    };
+    let ((markdown, mut problems), others) = if side_by_side {
+        std::thread::scope(|scope| {
+            let others = scope.spawn(other_reports);
+            let text = text_reports();
+            let others = others
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (text, others)
+        })
+    } else {
+        (text_reports(), other_reports())
+    };
+    problems.extend(others);
+    (markdown, problems)
+}
+
+/// Where a finished run's reports go: the run's folder, the manifest's
+/// `reports.dir` and `--report-dir`, and each report's own path if set.
+struct Places {
+    dirs: Vec<PathBuf>,
+    manifest_dir: PathBuf,
+}
+
+/// Writes a report to a file.
+type Source<'s> = &'s dyn Fn(&mut dyn Write) -> io::Result<()>;
+
+impl Places {
+    fn of(state: &StateDir, snapshot: &Snapshot, targets: &Targets) -> Self {
+        let manifest_dir = PathBuf::from(&snapshot.run.manifest_dir);
+        let mut dirs = vec![state.run_dir(&snapshot.run.run_id)];
+        dirs.extend(
+            snapshot
+                .run
+                .reports
+                .dir
+                .iter()
+                .map(|d| manifest_dir.join(d)),
+        );
+        dirs.extend(targets.dir.clone());
+        Places { dirs, manifest_dir }
+    }
+
+    /// Write report `name` to its first place as it is rendered, and copy
+    /// it from there to the others (see [`Renderer`]). Returns what could
+    /// not be written.
+    fn put(
+        &self,
+        name: &str,
+        own: Option<&String>,
+        extra: Option<&PathBuf>,
+        source: Source,
+    ) -> Vec<String> {
+        let paths = self
+            .dirs
             .iter()
             .map(|dir| dir.join(name))
-            .chain(own.map(|path| manifest_dir.join(path)))
+            .chain(own.map(|path| self.manifest_dir.join(path)))
             .chain(extra.cloned());
+        let mut problems = Vec::new();
         let mut first: Option<PathBuf> = None;
         for path in paths {
             let written = match &first {
@@ -196,18 +280,6 @@ pub fn after_run(
                 Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
             }
         }
-    };
-    // The GitHub reporter puts the Markdown in the job summary: it is
-    // kept as text.
-    let markdown = renderer.render(Format::Markdown);
-    let md = |out: &mut dyn Write| out.write_all(markdown.as_bytes());
-    put("report.md", reports.markdown.as_ref(), None, &md);
-    let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
-    put("report.json", reports.json.as_ref(), None, &json);
-    let junit = |out: &mut dyn Write| renderer.write(Format::Junit, out);
-    let junit_path = targets.junit.as_ref();
-    put("junit.xml", reports.junit.as_ref(), junit_path, &junit);
-    let html = |out: &mut dyn Write| renderer.write(Format::Html, out);
-    put("report.html", reports.html.as_ref(), None, &html);
-    (markdown, problems)
+        problems
+    }
 }
