@@ -200,6 +200,7 @@ fn thousand() -> Vec<TaskRecord> {
 }
 
 fn summary(records: &[TaskRecord], verbose: bool) -> String {
+    let records = &records.iter().cloned().map(Box::new).collect::<Vec<_>>();
     Summary {
         name: "big",
         run_id: "20261203-100000-abcd",
@@ -245,7 +246,7 @@ fn snapshot_of(records: Vec<TaskRecord>) -> Snapshot {
         tasks: records
             .into_iter()
             .map(|record| TaskView {
-                record,
+                record: Box::new(record),
                 plan: None,
                 waiting: Vec::new(),
             })

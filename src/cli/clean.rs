@@ -68,7 +68,10 @@ pub fn merge_check(args: &MergeCheckArgs) -> u8 {
     let branches: Vec<_> = snapshot
         .tasks
         .into_iter()
-        .filter_map(|t| t.record.branch.map(|b| (t.record.id, b)))
+        .filter_map(|t| {
+            let record = *t.record;
+            record.branch.map(|b| (record.id, b))
+        })
         .collect();
     let readiness = match merge_check::assess(&state.root, &branches) {
         Ok(readiness) => readiness,

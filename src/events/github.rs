@@ -68,7 +68,7 @@ pub fn append_job_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
 /// otherwise, so GitHub shows it on the run's page), and its questions
 /// nobody answered (`::error`: they end the run with 4 when nothing
 /// failed).
-pub fn annotations(records: &[TaskRecord], escalations: &[String]) -> Vec<String> {
+pub fn annotations(records: &[Box<TaskRecord>], escalations: &[String]) -> Vec<String> {
     let property = |text: &str| sanitize_for(Destination::GithubProperty, text).into_owned();
     let data = |text: &str| sanitize_for(Destination::GithubData, text).into_owned();
     let mut out: Vec<String> = escalations
@@ -144,7 +144,7 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("record: {e}"));
         assert_eq!(
-            annotations(&[record], &["rule: t\n::error::forged".to_owned()]),
+            annotations(&[Box::new(record)], &["rule: t\n::error::forged".to_owned()]),
             [
                 "::error title=escalation::rule: t%0A::error::forged",
                 "::error file=a%2Cb%3Ac%0A%3A%3Astop-commands%3A%3Ax,line=12,title=t high::t%0A::error::forged\\x1b[2J",

@@ -38,7 +38,7 @@ fn named(ids: &[&str], verbose: bool) -> String {
 pub struct Summary<'a> {
     pub name: &'a str,
     pub run_id: &'a str,
-    pub records: &'a [TaskRecord],
+    pub records: &'a [Box<TaskRecord>],
     /// The escalation rules that fired, one line each.
     pub escalations: &'a [String],
     pub duration: Duration,
@@ -167,7 +167,7 @@ fn why_tone(why: Attention) -> Tone {
 
 /// `4997 complete, 3 failed`, in a fixed status order; `no tasks to run`
 /// for none (an empty shard, say).
-pub fn counts(records: &[TaskRecord]) -> String {
+pub fn counts(records: &[Box<TaskRecord>]) -> String {
     status_counts(records.iter().map(|r| r.status))
 }
 
@@ -194,7 +194,7 @@ pub fn status_counts(statuses: impl IntoIterator<Item = TaskStatus>) -> String {
 }
 
 /// `, 2 flaky` (complete only on a retry), or nothing.
-fn flaky(records: &[TaskRecord]) -> String {
+fn flaky(records: &[Box<TaskRecord>]) -> String {
     match records.iter().filter(|r| r.is_flaky()).count() {
         0 => String::new(),
         n => format!(" ({n} flaky)"),
@@ -204,7 +204,7 @@ fn flaky(records: &[TaskRecord]) -> String {
 /// ` · 12345 tokens · $1.23`: what the workers reported spending; ` · cost
 /// not reported` when workers ran and none reported a cost, so a missing
 /// figure is never read as free.
-fn usage(records: &[TaskRecord]) -> String {
+fn usage(records: &[Box<TaskRecord>]) -> String {
     let tokens: u64 = records
         .iter()
         .map(|r| r.usage.input_tokens + r.usage.output_tokens)
@@ -347,7 +347,7 @@ mod tests {
         let summary = Summary {
             name: "checks",
             run_id: "20261203-100000-abcd",
-            records: &records,
+            records: &records.map(Box::new),
             escalations: &[],
             duration: Duration::from_secs(42),
             exit_code: 1,

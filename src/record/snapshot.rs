@@ -17,7 +17,11 @@ use crate::supervise::procfs::{is_same_process, Marker};
 /// One task: its record and its plan as the worker has left it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskView {
-    pub record: TaskRecord,
+    /// Boxed: a finished run hands its records (already boxed, one per
+    /// task) to the reports' snapshot, and a vector of them inline was a
+    /// second copy of every record at once (58 MB at 50,000 tasks, the
+    /// run's memory peak).
+    pub record: Box<TaskRecord>,
     pub plan: Option<Checklist>,
     /// Questions waiting for an answer, read from its `ipc/` folder (the
     /// files are the truth, even when the run that saw them is gone).
@@ -182,7 +186,7 @@ pub fn load_task(state: &StateDir, run: &RunRecord, id: &str, waiting: bool) -> 
         Vec::new()
     };
     Some(TaskView {
-        record,
+        record: Box::new(record),
         plan,
         waiting,
     })

@@ -135,7 +135,7 @@ pub fn write(
         .iter()
         .map(|view| (view.record.id.as_str(), view))
         .collect();
-    let record_of = |task: &TaskReport| records.get(task.id.as_str()).map(|view| &view.record);
+    let record_of = |task: &TaskReport| records.get(task.id.as_str()).map(|view| &*view.record);
     let text_limit = (TEXT_BUDGET_BYTES / report.tasks.len().max(1))
         .clamp(MIN_TEXT_BYTES, super::LOG_TAIL_BYTES as usize);
     let lanes = report

@@ -60,7 +60,7 @@ pub fn cancel(
     let chosen: Vec<&TaskRecord> = snapshot
         .tasks
         .iter()
-        .map(|t| &t.record)
+        .map(|t| &*t.record)
         .filter(|r| tasks.is_empty() || tasks.contains(&r.id))
         .collect();
     if snapshot.live {

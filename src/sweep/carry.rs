@@ -147,7 +147,7 @@ pub fn decide(
             fates.push(Fate::Fresh);
             continue;
         };
-        let record = Box::new(view.record.clone());
+        let record = view.record.clone();
         let dir = folder_of(state, &from, &task.id);
         let fate = match &options.rerun {
             Rerun::Failed if needs_retry(&record) => Fate::Continued { record, dir },
@@ -177,7 +177,7 @@ pub fn resume_fates(plan: &SweepPlan, run: &snapshot::Snapshot) -> Vec<Fate> {
             let Some(view) = views.get(task.id.as_str()) else {
                 return Fate::Fresh;
             };
-            let mut record = Box::new(view.record.clone());
+            let mut record = view.record.clone();
             let keep = match record.status {
                 TaskStatus::Complete | TaskStatus::BudgetExceeded => true,
                 TaskStatus::Blocked => !view.waiting.is_empty(),

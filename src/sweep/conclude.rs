@@ -117,7 +117,7 @@ impl Sweep {
         let mut tasks = Vec::with_capacity(slots.len());
         for slot in slots {
             tasks.push(snapshot::TaskView {
-                record: *slot.record,
+                record: slot.record,
                 plan: slot.final_plan,
                 waiting: Vec::new(),
             });

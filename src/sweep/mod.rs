@@ -120,7 +120,7 @@ pub enum RunError {
 pub struct RunResult {
     pub run_id: String,
     pub exit_code: u8,
-    pub records: Vec<TaskRecord>,
+    pub records: Vec<Box<TaskRecord>>,
     /// Said instead of a run (nothing to resume).
     pub message: Option<String>,
 }

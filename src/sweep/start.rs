@@ -259,7 +259,7 @@ pub(super) fn recorded_vars(
 /// `run.json` and `junit.xml`) gets the missing ones now.
 pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) -> RunResult {
     crate::report::repair::restore_and_say(state, earlier);
-    let records: Vec<TaskRecord> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
+    let records: Vec<Box<TaskRecord>> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
     let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
         RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
     });
