@@ -250,6 +250,25 @@ pub struct RunRecord {
     pub attention_severity: Option<crate::manifest::types::Severity>,
 }
 
+impl Attempt {
+    /// Attempt `number`, begun at `started_at` on `lane`: nothing about
+    /// its end known yet.
+    pub fn begun(number: u32, started_at: String, lane: Option<u32>) -> Self {
+        Attempt {
+            number,
+            started_at,
+            ended_at: None,
+            pid: None,
+            exit: None,
+            status: None,
+            reason: None,
+            duration_ms: None,
+            checks: Vec::new(),
+            lane,
+        }
+    }
+}
+
 impl TaskRecord {
     /// Add an attempt, growing the list by one: most tasks make a single
     /// attempt, and a vector's first push reserves room for four (about
@@ -267,18 +286,7 @@ mod tests {
     #[test]
     fn a_record_holds_room_for_the_attempts_it_made_only() {
         let mut attempts = Vec::new();
-        let attempt = |number| Attempt {
-            number,
-            started_at: String::new(),
-            ended_at: None,
-            pid: None,
-            exit: None,
-            status: None,
-            reason: None,
-            duration_ms: None,
-            checks: Vec::new(),
-            lane: None,
-        };
+        let attempt = |number| Attempt::begun(number, String::new(), None);
         let mut record: TaskRecord = serde_json::from_value(serde_json::json!({
             "id": "a", "run_id": "r", "title": "a", "status": "pending", "reason": null,
             "model": null, "backend": "command", "worktree": false, "priority": "normal",

@@ -164,16 +164,9 @@ mod tests {
 
     fn attempt(checks: Vec<CheckRecord>) -> Attempt {
         Attempt {
-            number: 1,
-            started_at: String::new(),
-            ended_at: None,
-            pid: None,
-            exit: None,
             status: Some(TaskStatus::CheckFailed),
-            reason: None,
-            duration_ms: None,
             checks,
-            lane: None,
+            ..Attempt::begun(1, String::new(), None)
         }
     }
 

@@ -196,18 +196,7 @@ impl Sweep {
         record.status = TaskStatus::Running;
         let now = clock::now();
         record.started_at.get_or_insert_with(|| now.clone());
-        record.add_attempt(Attempt {
-            number: attempt,
-            started_at: now,
-            ended_at: None,
-            pid: None,
-            exit: None,
-            status: None,
-            reason: None,
-            duration_ms: None,
-            checks: Vec::new(),
-            lane: Some(lane),
-        });
+        record.add_attempt(Attempt::begun(attempt, now, Some(lane)));
         let format = task.events;
         let (lines, tracking) = track_usage(format, index, &self.usage_tx);
         // Started here, synchronously: workers start in the order the
