@@ -18,6 +18,7 @@ pub mod select;
 pub mod shard;
 pub mod sources;
 pub mod templates;
+mod types;
 mod vars;
 mod worktrees;
 
@@ -26,166 +27,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use crate::agents::cli_home;
 use crate::manifest::diagnostic::{did_you_mean, list_names, Diagnostic};
 use crate::manifest::models::{self, Backend, Model};
 use crate::manifest::types::EventFormat;
-use crate::manifest::types::{
-    AnswerRule, Budget, CliConfig, CommitPolicy, EscalationRule, KeepPolicy, PromptMode, Questions,
-    Task, WorktreeSetting,
-};
+use crate::manifest::types::{CliConfig, CommitPolicy, PromptMode, Task, WorktreeSetting};
 use crate::manifest::validate::{unknown_task, MAX_ID_LEN};
 use crate::manifest::{Invalid, LoadedManifest};
 use crate::state::layout::{self, join};
 pub use paths::TaskPaths;
 use templates::{explain_error, plan_template_name, Templates, DEFAULT_PLAN, WORKER_PROMPT};
-
-/// Settings of one expansion that do not come from the manifest.
-#[derive(Clone, Debug, Default)]
-pub struct PlanOptions {
-    /// `--var NAME=VALUE`, overriding every `vars:` of the manifest.
-    pub vars: Vec<(String, String)>,
-    /// The run the plan is for; `dry-run` for `dispatch plan`.
-    pub run_id: String,
-    /// The project root that paths are made absolute against; `None` keeps
-    /// them relative (`.dispatch/tasks/ID/plan.md`) for reviewable output.
-    pub root: Option<PathBuf>,
-    /// Whether each task's worker prompt is rendered into the plan.
-    pub prompts: Prompts,
-}
-
-/// Whether a plan holds its tasks' worker prompts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Prompts {
-    /// Rendered and kept in each task (`dispatch plan` shows them).
-    #[default]
-    Render,
-    /// Checked but not kept: `dispatch run` renders each at its launch
-    /// ([`prompt::Prompter`]), and `dispatch validate` needs none.
-    Lazy,
-}
-
-/// Everything a sweep will do, in the order it starts.
-#[derive(Clone, Debug, Serialize)]
-pub struct SweepPlan {
-    pub name: String,
-    pub manifest: String,
-    pub run_id: String,
-    pub concurrency: u32,
-    /// What the tasks on each model may spend together.
-    pub model_budgets: IndexMap<String, Budget>,
-    /// At most this many workers at once per backend or model name.
-    pub caps: IndexMap<String, u32>,
-    /// What the whole sweep may spend.
-    pub budget: Option<Budget>,
-    /// Names of variables whose values are redacted.
-    pub secrets: Vec<String>,
-    /// User config files that filled in models, backends or roles.
-    pub user_config: Vec<String>,
-    /// How questions are answered, and the rules that answer them.
-    pub questions: Questions,
-    /// The escalation rules (the built-in one when the manifest has none).
-    pub escalation: Vec<EscalationRule>,
-    pub tasks: Vec<Arc<PlannedTask>>,
-}
-
-/// One task, ready to launch.
-///
-/// A sweep holds one per task for the whole run, so what most tasks leave
-/// unset and is large (a worktree, a model, a budget) is boxed: each costs
-/// a pointer where it is absent (see the size test in `sweep/footprint.rs`).
-#[derive(Clone, Debug, Serialize)]
-pub struct PlannedTask {
-    pub id: String,
-    /// The manifest task it came from (differs from `id` for matrix entries).
-    pub source_id: String,
-    pub title: String,
-    /// 1-based position in the schedule.
-    pub position: usize,
-    /// 1 for tasks that need nothing; one more than the latest of its needs.
-    pub stage: usize,
-    pub priority: String,
-    pub rank: i64,
-    pub needs: Vec<String>,
-    pub tags: Vec<String>,
-    /// Shared with the expansion it came from, not copied per task.
-    pub matrix: Arc<IndexMap<String, Json>>,
-    /// Where each matrix value came from (`rows.csv, line 7`), for tasks
-    /// whose matrix reads data or has `include` entries.
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    pub matrix_sources: IndexMap<String, String>,
-    /// The task's `weight:` (1 unless it says), which `--shard` balances.
-    #[serde(skip_serializing_if = "is_one")]
-    pub weight: u32,
-    pub model: Option<Box<ModelInfo>>,
-    pub backend: String,
-    /// The program and its arguments, with the prompt in place.
-    pub argv: Vec<String>,
-    pub prompt_via: PromptMode,
-    /// How the worker's stdout is read for usage and errors.
-    pub events: EventFormat,
-    pub env: IndexMap<String, String>,
-    /// The agent CLI's private config folder (`cli_config: private` on a
-    /// built-in backend that can be moved); `None` where it sees the
-    /// user's own.
-    pub cli_home: Option<String>,
-    pub budget: Option<Box<Budget>>,
-    /// This task's own answer rules, tried before the manifest's.
-    pub answers: Vec<AnswerRule>,
-    pub timeout: Option<String>,
-    /// How long its worker may stay quiet before it is stopped as
-    /// `stalled` (`0s`: never); see [`idle_timeout_of`].
-    pub idle_timeout: Option<String>,
-    pub retries: u32,
-    pub worktree: Option<Box<WorktreePlan>>,
-    /// Run in a bubblewrap sandbox (`None`: unconfined).
-    pub sandbox: Option<confine::SandboxPlan>,
-    /// Which of dispatch's environment variables the worker inherits.
-    pub env_policy: confine::EnvPlan,
-    pub paths: TaskPaths,
-    pub context: Vec<String>,
-    /// The checklist, as written to `plan.md`.
-    pub plan: String,
-    /// The full worker prompt; empty in a plan built with
-    /// [`Prompts::Lazy`], whose argv holds [`prompt::MARKER`] instead.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub prompt: String,
-    /// Acceptance checks, run in order after the worker ends.
-    pub checks: Vec<checks::PlannedCheck>,
-}
-
-/// The model a task runs on.
-#[derive(Clone, Debug, Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub id: String,
-    pub backend: String,
-}
-
-/// Where a task's worktree goes and what it starts from.
-#[derive(Clone, Debug, Serialize)]
-pub struct WorktreePlan {
-    pub path: String,
-    pub branch: String,
-    pub base: String,
-    pub keep: Option<KeepPolicy>,
-    /// Continue on a branch or folder left from before.
-    pub reuse: bool,
-    pub setup: Option<crate::manifest::types::WorktreeSetup>,
-    pub commit: CommitPolicy,
-}
+pub use types::{ModelInfo, PlanOptions, PlannedTask, Prompts, SweepPlan, WorktreePlan};
 
 /// Whether a string from the manifest holds template syntax (otherwise it
 /// is used as it is, without rendering).
 fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
-}
-
-fn is_one(n: &u32) -> bool {
-    *n == 1
 }
 
 /// A task after matrix expansion, before rendering.
@@ -789,18 +648,6 @@ pub fn idle_timeout_of(
     own.or(defaults)
         .map(|t| t.0.clone())
         .or_else(|| (events != EventFormat::None).then(|| DEFAULT_IDLE_TIMEOUT.to_owned()))
-}
-
-impl PlannedTask {
-    /// How long the worker may stay quiet before it is stopped as stalled;
-    /// `None` when it has no idle timeout or it is zero (off), the one
-    /// reading the engine and `dispatch plan` share.
-    pub fn idle_limit(&self) -> Option<std::time::Duration> {
-        self.idle_timeout
-            .as_deref()
-            .and_then(crate::manifest::duration::parse)
-            .filter(|limit| !limit.is_zero())
-    }
 }
 
 /// The default number of workers at once.
