@@ -49,10 +49,11 @@ pub fn write_one(
     Renderer::from_report(report, &snapshot, redactor).write(format, out)
 }
 
-/// A run's report built once, rendered in each format asked for, one at a
-/// time: at 50,000 tasks each text is tens of megabytes, and holding the
-/// four side by side (with their intermediate copies) added about 130 MB
-/// to the run's memory peak.
+/// A run's report built once, rendered in each format asked for, each
+/// written as it renders: at 50,000 tasks each text is tens of megabytes,
+/// and holding the four side by side (with their intermediate copies)
+/// added about 130 MB to the run's memory peak. [`after_run`] renders two
+/// formats at once only for runs up to [`SIDE_BY_SIDE_UP_TO`] tasks.
 pub struct Renderer<'a> {
     /// Shared with the Markdown template's values, which must own it.
     report: std::sync::Arc<Report>,
@@ -157,9 +158,8 @@ fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// Runs of up to this many tasks have their reports rendered two at a
 /// time, one pair on another core: at a thousand tasks that is about half
 /// of what a run spends after its last worker. Larger runs render one at a
-/// time, as [`Renderer`] says why: `report.html` holds the records while
-/// it renders, and beside another report it would raise a wide sweep's
-/// memory peak.
+/// time: `report.html` holds the records while it renders, and beside
+/// another report it would raise a wide sweep's memory peak.
 pub const SIDE_BY_SIDE_UP_TO: usize = 10_000;
 
 /// Write the reports of a finished run. Returns the Markdown report (the
