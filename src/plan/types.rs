@@ -36,7 +36,7 @@ pub enum Prompts {
     #[default]
     Render,
     /// Checked but not kept: `dispatch run` renders each at its launch
-    /// ([`prompt::Prompter`]), and `dispatch validate` needs none.
+    /// ([`super::prompt::Prompter`]), and `dispatch validate` needs none.
     Lazy,
 }
 
@@ -109,7 +109,7 @@ pub struct PlannedTask {
     pub answers: Vec<AnswerRule>,
     pub timeout: Option<String>,
     /// How long its worker may stay quiet before it is stopped as
-    /// `stalled` (`0s`: never); see [`idle_timeout_of`].
+    /// `stalled` (`0s`: never); see [`super::idle_timeout_of`].
     pub idle_timeout: Option<String>,
     pub retries: u32,
     pub worktree: Option<Box<WorktreePlan>>,
@@ -122,7 +122,7 @@ pub struct PlannedTask {
     /// The checklist, as written to `plan.md`.
     pub plan: String,
     /// The full worker prompt; empty in a plan built with
-    /// [`Prompts::Lazy`], whose argv holds [`prompt::MARKER`] instead.
+    /// [`Prompts::Lazy`], whose argv holds [`super::prompt::MARKER`] instead.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub prompt: String,
     /// Acceptance checks, run in order after the worker ends.
