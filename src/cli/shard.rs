@@ -170,7 +170,11 @@ pub fn merge(args: &MergeArgs) -> u8 {
     if writes.is_empty() {
         print_stdout(&markdown);
     }
-    job_summary(&markdown);
+    let whole = match &args.report_dir {
+        Some(dir) => format!("`{}`", dir.join("report.md").display()),
+        None => "what `dispatch merge` printed".to_owned(),
+    };
+    job_summary(&markdown, &whole);
     let exit_code = report.exit_code.unwrap_or(exit::TASK_FAILED);
     eprintln!("{}", summary(&report, count, exit_code));
     exit_code
@@ -189,12 +193,12 @@ fn read_report(path: &Path) -> Result<Report, String> {
 }
 
 /// On GitHub Actions, the merged report goes into the job summary, as a
-/// run's does.
-fn job_summary(markdown: &str) {
+/// run's does; `whole` says where the whole of it is.
+fn job_summary(markdown: &str, whole: &str) {
     let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) else {
         return;
     };
-    if let Err(e) = crate::events::github::append_job_summary(summary.as_ref(), markdown) {
+    if let Err(e) = crate::events::job_summary::append(summary.as_ref(), markdown, whole) {
         eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY: {e}");
     }
 }

@@ -5,9 +5,6 @@
 //! under `--json` (which owns stdout); the runner reads workflow commands
 //! from both.
 
-use std::io::Write;
-use std::path::Path;
-
 use super::reporter::{Github, Reporter, RunEnd, Sink};
 use super::sanitize::{sanitize_for, Destination};
 use super::Stamped;
@@ -38,7 +35,11 @@ impl Reporter for GithubReporter {
             }
         }
         if let Some(path) = &self.options.step_summary {
-            if let Err(e) = append_job_summary(path, end.markdown) {
+            let whole = format!(
+                "`{}/report.md`",
+                crate::state::layout::run_dir(end.summary.run_id)
+            );
+            if let Err(e) = super::job_summary::append(path, end.markdown, &whole) {
                 // Said where GitHub shows it: as a warning annotation.
                 self.out.line(&format!(
                     "::warning::{}",
@@ -50,15 +51,6 @@ impl Reporter for GithubReporter {
             }
         }
     }
-}
-
-/// Append `markdown` to the job summary file (`dispatch merge` too).
-pub fn append_job_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(markdown.as_bytes()))
 }
 
 /// The annotations of a run: `::error title=escalation::RULE` for each

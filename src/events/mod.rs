@@ -14,6 +14,7 @@ pub mod attention;
 pub mod colour;
 pub mod fit;
 pub mod github;
+pub mod job_summary;
 pub mod json;
 pub mod live;
 pub mod log;

@@ -34,7 +34,10 @@ pub trait Reporter {
 /// What reporters get when the run ends.
 pub struct RunEnd<'a> {
     pub summary: Summary<'a>,
-    /// The run's Markdown report (for the GitHub job summary).
+    /// The run's Markdown report for the GitHub job summary: at most its
+    /// first [`super::job_summary::LIMIT`] + 1 bytes (what is past the
+    /// limit is never shown there, and at 50,000 tasks the whole is
+    /// 16 MB); the whole is `report.md`.
     pub markdown: &'a str,
 }
 

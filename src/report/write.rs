@@ -162,8 +162,9 @@ fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// another report it would raise a wide sweep's memory peak.
 pub const SIDE_BY_SIDE_UP_TO: usize = 10_000;
 
-/// Write the reports of a finished run. Returns the Markdown report (the
-/// GitHub reporter puts it in the job summary) and the problems, if any, as
+/// Write the reports of a finished run. Returns the beginning of the
+/// Markdown report, as much as the GitHub job summary can show and a byte
+/// more (see [`RunEnd::markdown`](crate::events::reporter::RunEnd)), and the problems, if any, as
 /// messages (a report that cannot be written never changes the run's
 /// outcome). The runner passes the run as it holds it in memory, rather
 /// than have every task's files read back.
@@ -189,12 +190,17 @@ pub(super) fn write_finished(
     let renderer = Renderer::new(state, snapshot, redactor);
     let places = Places::of(state, snapshot, targets);
     let reports = &snapshot.run.reports;
-    // The GitHub reporter puts the Markdown in the job summary: it is
-    // kept as text.
+    // The GitHub reporter puts the Markdown in the job summary, which
+    // shows no more than its limit: that much of it is kept as text.
     let text_reports = || {
-        let markdown = renderer.render(Format::Markdown);
-        let md = |out: &mut dyn Write| out.write_all(markdown.as_bytes());
+        let kept = KeptHead::default();
+        let md = |out: &mut dyn Write| kept.write(out, |out| renderer.write(Format::Markdown, out));
         let mut problems = places.put("report.md", reports.markdown.as_ref(), None, &md);
+        if !kept.whole.get() {
+            // Written nowhere: rendered again for the summary alone.
+            let _ = md(&mut io::sink());
+        }
+        let markdown = String::from_utf8_lossy(&kept.head.take()).into_owned();
         let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
         problems.extend(places.put("report.json", reports.json.as_ref(), None, &json));
         (markdown, problems)
@@ -221,6 +227,51 @@ pub(super) fn write_finished(
     };
     problems.extend(others);
     (markdown, problems)
+}
+
+/// The beginning of a report written elsewhere, as much of it as a job
+/// summary can show and a byte more (so a cut can tell it was cut).
+#[derive(Default)]
+struct KeptHead {
+    head: std::cell::RefCell<Vec<u8>>,
+    /// The last write rendered the whole report.
+    whole: std::cell::Cell<bool>,
+}
+
+impl KeptHead {
+    const KEEP: usize = crate::events::job_summary::LIMIT + 1;
+
+    /// `render` into `out`, keeping the head of what it writes (a write
+    /// tried again after a failed one starts afresh).
+    fn write(
+        &self,
+        out: &mut dyn Write,
+        render: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.head.borrow_mut().clear();
+        let written = render(&mut Tee { out, kept: self });
+        self.whole.set(written.is_ok());
+        written
+    }
+}
+
+/// Writes to `out`, and keeps the first bytes in `kept`.
+struct Tee<'a> {
+    out: &'a mut dyn Write,
+    kept: &'a KeptHead,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        let mut head = self.kept.head.borrow_mut();
+        let room = KeptHead::KEEP.saturating_sub(head.len());
+        head.extend_from_slice(&buf[..n.min(room)]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Where a finished run's reports go: the run's folder, the manifest's
@@ -281,5 +332,65 @@ impl Places {
             }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that fails after `left` bytes.
+    struct FailsAfter {
+        left: usize,
+    }
+
+    impl Write for FailsAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("disk full"));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The whole report reaches its file; only what a job summary can show
+    /// (and a byte to tell it was cut) stays in memory: at 50,000 tasks the
+    /// Markdown report is 16 MB.
+    #[test]
+    fn the_markdown_kept_for_the_job_summary_is_the_reports_head_only() {
+        let report: Vec<u8> = (0..200_000)
+            .flat_map(|i| format!("| t{i:06} | complete |\n").into_bytes())
+            .collect();
+        assert!(report.len() > 3 * KeptHead::KEEP);
+        let kept = KeptHead::default();
+        let mut file = Vec::new();
+        let render = |out: &mut dyn Write| {
+            report
+                .chunks(8192)
+                .try_for_each(|chunk| out.write_all(chunk))
+        };
+        kept.write(&mut file, render).expect("written");
+        assert_eq!(file, report);
+        assert!(kept.whole.get());
+        let head = kept.head.take();
+        assert_eq!(head.len(), KeptHead::KEEP);
+        assert!(report.starts_with(&head));
+
+        // A write that fails midway is not the whole; tried again, the
+        // head starts afresh rather than after the failed part.
+        let small = b"# report\n\nall fine\n";
+        let render_small = |out: &mut dyn Write| out.write_all(small);
+        assert!(kept
+            .write(&mut FailsAfter { left: 5 }, render_small)
+            .is_err());
+        assert!(!kept.whole.get());
+        kept.write(&mut io::sink(), render_small).expect("written");
+        assert!(kept.whole.get());
+        assert_eq!(kept.head.take(), small);
     }
 }

@@ -69,6 +69,11 @@ pub fn task_dir(id: &str) -> String {
     format!("{DIR_NAME}/{TASKS}/{id}")
 }
 
+/// A run's folder relative to the project root, as text.
+pub fn run_dir(run_id: &str) -> String {
+    format!("{DIR_NAME}/{RUNS}/{run_id}")
+}
+
 /// A worktree task's default checkout, relative to the project root.
 pub fn worktree_dir(id: &str) -> String {
     format!("{DIR_NAME}/{WORKTREES}/{id}")
