@@ -122,7 +122,7 @@ impl std::fmt::Display for TaskStatus {
 }
 
 /// Where a whole run stands. A run that has ended says how, by the same
-/// precedence as its exit code ([`crate::domain::exit::Outcome`]).
+/// precedence as its exit code ([`crate::domain::exit::RunOutcome`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
