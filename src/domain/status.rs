@@ -122,7 +122,10 @@ impl std::fmt::Display for TaskStatus {
 }
 
 /// Where a whole run stands. A run that has ended says how, by the same
-/// precedence as its exit code ([`crate::domain::exit::RunOutcome`]).
+/// precedence as its exit code.
+//
+// The precedence is `crate::domain::exit::RunOutcome`'s; a plain comment, so
+// the rustdoc path stays out of the published report schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
