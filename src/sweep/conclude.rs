@@ -111,6 +111,15 @@ impl Sweep {
                 message: format!("cannot write {}: {e}", run_json.display()),
             });
         }
+        // The reports need the records alone. The planned tasks (each
+        // slot's and the plan's) and what found a task by its folder are
+        // let go of first, and the memory they leave handed back, so a
+        // wide run's reports do not add to its peak on top of them (at
+        // 50,000 tasks they are the run's second-largest part, after the
+        // records).
+        self.plan.tasks = Vec::new();
+        self.prompter = None;
+        self.folders = std::collections::HashMap::new();
         // The records go into the reports' snapshot and come back after:
         // a thousand tasks' records are worth moving, not copying.
         let slots = std::mem::take(&mut self.slots);
@@ -128,6 +137,7 @@ impl Sweep {
             orphaned: 0,
             tasks,
         };
+        crate::util::memory::release_freed();
         let (markdown, problems) =
             report::write::after_run(&self.state, &snapshot, &self.report_targets, &self.redactor);
         let records: Vec<_> = snapshot.tasks.into_iter().map(|view| view.record).collect();

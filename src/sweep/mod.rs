@@ -243,6 +243,9 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         (from, fates),
     )?;
     sweep.prompter = Some(prompter);
+    // The plan's rendering and the records' making leave freed memory in
+    // the planning threads' arenas that the runner's thread never reuses.
+    crate::util::memory::release_freed();
     if let Some(earlier) = &resumed {
         sweep.mark_resumed(earlier);
     }
