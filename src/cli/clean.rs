@@ -70,7 +70,7 @@ pub fn merge_check(args: &MergeCheckArgs) -> u8 {
         .into_iter()
         .filter_map(|t| {
             let record = *t.record;
-            record.branch.map(|b| (record.id, b))
+            record.branch.map(|b| (record.id, *b))
         })
         .collect();
     let readiness = match merge_check::assess(&state.root, &branches) {

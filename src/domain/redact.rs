@@ -127,6 +127,12 @@ impl<T: Redact> Redact for Option<T> {
     }
 }
 
+impl<T: Redact + ?Sized> Redact for Box<T> {
+    fn redact_with(&mut self, redactor: &Redactor) {
+        (**self).redact_with(redactor);
+    }
+}
+
 impl<T: Redact> Redact for [T] {
     fn redact_with(&mut self, redactor: &Redactor) {
         for value in self {

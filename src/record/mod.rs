@@ -41,6 +41,10 @@ pub struct Attempt {
 }
 
 /// `.dispatch/tasks/<id>/task.json`.
+///
+/// A run holds one per task from its start to its end, so what most tasks
+/// never have (a branch, a budget, a verdict, a stall, an API retry) is
+/// boxed: absent, each costs a pointer (`sweep/footprint.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
@@ -55,7 +59,7 @@ pub struct TaskRecord {
     /// A worktree task's branch: where it started, what was committed on
     /// it, and what became of its folder.
     #[serde(default)]
-    pub branch: Option<BranchRecord>,
+    pub branch: Option<Box<BranchRecord>>,
     pub priority: String,
     /// The priority as a number (higher first), for ordering questions.
     #[serde(default)]
@@ -83,13 +87,13 @@ pub struct TaskRecord {
     pub usage: Usage,
     /// What it may spend (its own budget, or the defaults').
     #[serde(default)]
-    pub budget: Option<Budget>,
+    pub budget: Option<Box<Budget>>,
     /// The earlier run whose result this task carries unchanged (a run
     /// started with `--retry-failed` or `--rerun`).
     #[serde(default)]
     pub carried_from: Option<String>,
     /// The agent CLI's own verdict, where its events give one.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Box<Outcome>>,
     /// What the worker reported with `dispatch worker finding`, in order.
     #[serde(default)]
     pub findings: Vec<Finding>,
@@ -115,11 +119,11 @@ pub struct TaskRecord {
     pub strays: Vec<crate::supervise::reaper::Stray>,
     /// A stalled task's last sign of life: what it was and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity: Option<crate::supervise::activity::LastActivity>,
+    pub last_activity: Option<Box<crate::supervise::activity::LastActivity>>,
     /// The API call its CLI is retrying, while it runs (cleared when the
     /// model answers); `dispatch status` shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_retry: Option<crate::agents::evidence::ApiRetry>,
+    pub api_retry: Option<Box<crate::agents::evidence::ApiRetry>>,
     /// The worker ran in a bubblewrap sandbox (`sandbox:`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sandboxed: bool,

@@ -150,7 +150,7 @@ pub struct TaskReport {
     pub worktree: bool,
     /// A worktree task's branch, ready for review: commits ahead of its
     /// base, diff stat, uncommitted files, and what became of the folder.
-    pub branch: Option<BranchRecord>,
+    pub branch: Option<Box<BranchRecord>>,
     /// Its priority.
     pub priority: String,
     /// When it started and ended (RFC 3339).
@@ -170,7 +170,7 @@ pub struct TaskReport {
     /// What its worker used.
     pub usage: UsageReport,
     /// What it was allowed to spend, if it had a budget.
-    pub budget: Option<Budget>,
+    pub budget: Option<Box<Budget>>,
     /// The earlier run whose result it carries unchanged.
     pub carried_from: Option<String>,
     /// Its findings, most severe first.
@@ -196,7 +196,7 @@ pub struct TaskReport {
     /// retry): what it was, when, and how long the worker was quiet after.
     /// Absent for every other task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity: Option<crate::supervise::activity::LastActivity>,
+    pub last_activity: Option<Box<crate::supervise::activity::LastActivity>>,
     /// Complete only on a retry: an earlier attempt failed, timed out or
     /// failed a check. JUnit marks its checks' earlier failures
     /// `flakyFailure`.

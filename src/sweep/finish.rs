@@ -129,7 +129,7 @@ impl Sweep {
             record.current_item = plan.current().map(|i| i.text.clone());
         }
         record.usage = budget::total([&slot.earlier.usage, &end.tracker.usage]);
-        record.outcome = end.tracker.outcome.clone();
+        record.outcome = end.tracker.outcome.clone().map(Box::new);
         record.exit = finished.as_ref().map(|f| f.exit);
         record.reason = Some(reason.clone());
         let ended = clock::now();

@@ -317,14 +317,14 @@ impl Sweep {
                     reused: made.reused,
                     duration_ms: prepared.took_ms,
                 });
-                self.slots[index].record.branch = Some(BranchRecord {
+                self.slots[index].record.branch = Some(Box::new(BranchRecord {
                     name: made.branch.clone(),
                     path: made.path.display().to_string(),
                     base: plan.base.clone(),
                     base_commit: made.base_commit.clone(),
                     reused: made.reused,
                     ..BranchRecord::default()
-                });
+                }));
                 self.slots[index].worktree = Some(Box::new(made));
                 self.save(index);
                 if super::cancel::requested(Path::new(&task.paths.ipc())) {
@@ -414,7 +414,7 @@ impl Sweep {
             folder: record.folder,
             path: record.path.clone(),
         });
-        self.slots[index].record.branch = Some(record);
+        self.slots[index].record.branch = Some(Box::new(record));
         self.save(index);
     }
 
@@ -425,7 +425,7 @@ impl Sweep {
             .slots
             .iter()
             .map(|s| &s.record)
-            .filter_map(|r| r.branch.clone().map(|b| (r.id.clone(), b)))
+            .filter_map(|r| r.branch.as_deref().map(|b| (r.id.clone(), b.clone())))
             .filter(|(_, b)| b.head.is_some())
             .collect();
         if branches.is_empty() {

@@ -74,11 +74,11 @@ impl Sweep {
                 what.describe()
             );
             slot.ended_by = Some((TaskStatus::Stalled, reason.clone()));
-            slot.record.last_activity = Some(LastActivity {
+            slot.record.last_activity = Some(Box::new(LastActivity {
                 what,
                 at,
                 quiet_ms: u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX),
-            });
+            }));
             slot.unsaved = true;
             let task = slot.task.id.clone();
             self.emit(Event::Warning {
@@ -111,7 +111,7 @@ impl Sweep {
         };
         self.touch(index, ActivityKind::ApiRetry);
         let slot = &mut self.slots[index];
-        slot.record.api_retry = Some(retry.clone());
+        slot.record.api_retry = Some(Box::new(retry.clone()));
         slot.unsaved = true;
         let task = slot.task.id.clone();
         self.emit(Event::ApiRetry {

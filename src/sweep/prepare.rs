@@ -343,7 +343,7 @@ pub(super) fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) 
         items: plan.counts(),
         current_item: plan.current().map(|i| i.text.clone()),
         usage: Default::default(),
-        budget: task.budget.as_deref().cloned(),
+        budget: task.budget.clone(),
         carried_from: None,
         outcome: None,
         findings: Vec::new(),
