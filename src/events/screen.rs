@@ -55,17 +55,19 @@ pub struct Labels {
 }
 
 impl Labels {
-    /// Remember how to name a task on screen.
+    /// Remember how to name a task on screen. A task named by its id
+    /// alone is not kept: a wide sweep of plain commands would hold every
+    /// id twice over for nothing.
     pub fn label(&mut self, task: &str, model: Option<&str>, worktree: bool) {
         let mut parts: Vec<&str> = model.into_iter().collect();
         if worktree {
             parts.push("worktree");
         }
-        let label = if parts.is_empty() {
-            task.to_owned()
-        } else {
-            format!("{task} ({})", parts.join(", "))
-        };
+        if parts.is_empty() {
+            self.labels.remove(task);
+            return;
+        }
+        let label = format!("{task} ({})", parts.join(", "));
         self.labels.insert(task.to_owned(), label);
     }
 
@@ -314,5 +316,19 @@ mod tests {
         );
         assert_eq!(Mode::choose(true, true, xterm), Mode::Plain);
         assert_eq!(Mode::choose(false, false, xterm), Mode::Plain);
+    }
+
+    #[test]
+    fn a_task_is_named_by_its_model_and_worktree_and_only_those_are_kept() {
+        let mut labels = Labels::default();
+        labels.label("lint", None, false);
+        labels.label("fix", Some("opus"), true);
+        labels.label("docs", Some("opus"), false);
+        assert_eq!(labels.name("lint"), "lint");
+        assert_eq!(labels.name("fix"), "fix (opus, worktree)");
+        assert_eq!(labels.name("docs"), "docs (opus)");
+        assert_eq!(labels.labels.len(), 2, "a plain id is not stored");
+        labels.label("docs", None, false);
+        assert_eq!(labels.name("docs"), "docs");
     }
 }

@@ -112,14 +112,12 @@ impl Sweep {
             });
         }
         // The reports need the records alone. The planned tasks (each
-        // slot's and the plan's) and what found a task by its folder are
-        // let go of first, and the memory they leave handed back, so a
-        // wide run's reports do not add to its peak on top of them (at
-        // 50,000 tasks they are the run's second-largest part, after the
-        // records).
+        // slot's and the plan's) are let go of first, and the memory they
+        // leave handed back, so a wide run's reports do not add to its
+        // peak on top of them (at 50,000 tasks they are the run's
+        // second-largest part, after the records).
         self.plan.tasks = Vec::new();
         self.prompter = None;
-        self.folders = std::collections::HashMap::new();
         // The records go into the reports' snapshot and come back after:
         // a thousand tasks' records are worth moving, not copying.
         let slots = std::mem::take(&mut self.slots);

@@ -78,7 +78,7 @@ impl Sweep {
         let Some(plan) = &task.sandbox else {
             return Ok(confined);
         };
-        let program = self.slots[index].program.clone();
+        let program = self.slots[index].program.as_deref().map(Path::to_path_buf);
         let spec = self.sandbox_spec(task, program, &confined.env, plan.network.clone())?;
         let wrapped =
             sandbox::wrap(&spec, &confined.argv).map_err(|e| SpawnError::Sandbox(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! and whether it gets another attempt. Also the ends of tasks that never
 //! launched, and plan changes while a worker runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::launch::WorkerEnd;
@@ -54,9 +54,13 @@ impl Sweep {
         self.slots[index].activity = None;
         self.slots[index].record.api_retry = None;
         // Looked at just above; a retry watches again when it launches.
+        let ipc = PathBuf::from(task.paths.ipc());
         if let Some(folder_watch) = self.folder_watch.as_mut() {
-            folder_watch.unwatch(Path::new(&task.paths.ipc()));
+            folder_watch.unwatch(&ipc);
         }
+        // Its folder's late changes are ignored either way: kept, the map
+        // would hold a path for every task a wide sweep ever ran.
+        self.folders.remove(&ipc);
         if let Some(home) = &task.cli_home {
             cli_home::release(&task.backend, Path::new(home));
         }

@@ -288,10 +288,10 @@ fn preflight(
     loaded: &LoadedManifest,
     plan: &SweepPlan,
     fates: &[carry::Fate],
-) -> Result<Vec<Option<PathBuf>>, Invalid> {
+) -> Result<Vec<Option<Arc<Path>>>, Invalid> {
     let mut problems = Vec::new();
     let mut reported: Vec<&str> = Vec::new();
-    let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
+    let mut found: HashMap<&str, Option<Arc<Path>>> = HashMap::new();
     let mut programs = Vec::with_capacity(plan.tasks.len());
     for (task, fate) in plan.tasks.iter().zip(fates) {
         // A task carried over or kept from an earlier run does not run:
@@ -302,7 +302,7 @@ fn preflight(
         };
         let path = found
             .entry(program.as_str())
-            .or_insert_with(|| find_program(program, Path::new(task.paths.root())))
+            .or_insert_with(|| find_program(program, Path::new(task.paths.root())).map(Arc::from))
             .clone();
         programs.push(path.clone());
         if path.is_some() || reported.contains(&program.as_str()) {
@@ -368,8 +368,9 @@ struct Sweep {
     running: HashSet<usize>,
     scheduler: schedule::Scheduler,
     spent: budget::Spent,
-    /// Watched `ipc/` folders, and whose they are.
+    /// Watched `ipc/` folders.
     folder_watch: Option<FolderWatch>,
+    /// The running tasks' `ipc/` folders, and whose they are.
     folders: HashMap<PathBuf, usize>,
     seen_questions: HashSet<(usize, u32)>,
     /// Questions no rule answered, most urgent first.

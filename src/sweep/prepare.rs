@@ -37,7 +37,7 @@ impl Sweep {
     pub(super) fn prepare(
         loaded: &LoadedManifest,
         mut plan: SweepPlan,
-        programs: Vec<Option<PathBuf>>,
+        programs: Vec<Option<Arc<Path>>>,
         state: StateDir,
         options: &RunOptions,
         started_at: String,

@@ -1,7 +1,7 @@
 //! One task of a run in progress: everything the runner keeps about it in
 //! one place, instead of a dozen vectors indexed alike.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,8 +50,9 @@ pub(super) struct TaskSlot {
     /// made one by one move in without a second copy of them all.
     pub(super) record: Box<TaskRecord>,
     pub(super) phase: Phase,
-    /// The worker's program, found on `PATH` once before the run.
-    pub(super) program: Option<PathBuf>,
+    /// The worker's program, found on `PATH` once before the run (one
+    /// path shared by every task that runs it).
+    pub(super) program: Option<Arc<Path>>,
     /// Its needs, as slot indexes (`None`: not in this run).
     pub(super) needs: Vec<Option<usize>>,
     /// The capped backend and model names it counts against.
@@ -87,7 +88,7 @@ impl TaskSlot {
     pub(super) fn new(
         task: Arc<PlannedTask>,
         record: Box<TaskRecord>,
-        program: Option<PathBuf>,
+        program: Option<Arc<Path>>,
         final_plan: Option<Checklist>,
     ) -> Self {
         let phase = if record.status.is_final() {
