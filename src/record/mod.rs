@@ -48,7 +48,8 @@ pub struct Attempt {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
-    pub run_id: String,
+    /// Shared by every record of the run, not copied into each.
+    pub run_id: std::sync::Arc<str>,
     pub title: String,
     pub status: TaskStatus,
     /// Why it ended as it did, in a sentence.

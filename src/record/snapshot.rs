@@ -166,7 +166,7 @@ pub fn load_task(state: &StateDir, run: &RunRecord, id: &str, waiting: bool) -> 
     let (folder, record) = [current, archived].into_iter().find_map(|dir| {
         let folder = Folder::open(dir).ok()?;
         read_record(&folder)
-            .filter(|r| r.run_id == run.run_id)
+            .filter(|r| *r.run_id == *run.run_id)
             .map(|record| (folder, record))
     })?;
     let plan = folder

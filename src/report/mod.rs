@@ -292,18 +292,27 @@ impl Report {
 /// files (the head of `output.md`, the tail of `worker.log`), so a large
 /// run's tasks are read on every core. What the workers wrote passes
 /// through `redactor` before anything is rendered from it.
-pub fn build(state: &StateDir, snapshot: &Snapshot, redactor: &Redactor) -> Report {
-    let run = &snapshot.run;
+///
+/// Each task's last plan is let go of once its part is made: the report
+/// holds the plan's items from then on, and what renders after reads the
+/// report and the records only (at 50,000 tasks the plans are a few MB of
+/// the reports' peak).
+pub fn build(state: &StateDir, snapshot: &mut Snapshot, redactor: &Redactor) -> Report {
     // In rounds, as [`build_from_disk`] reads: never every report twice.
     let mut tasks = Vec::with_capacity(snapshot.tasks.len());
-    for round in snapshot.tasks.chunks(READ_ROUND) {
-        let parts = crate::util::parallel::map_chunks(round, |views| {
+    for start in (0..snapshot.tasks.len()).step_by(READ_ROUND) {
+        let round = start..(start + READ_ROUND).min(snapshot.tasks.len());
+        let run_id = &snapshot.run.run_id;
+        let parts = crate::util::parallel::map_chunks(&snapshot.tasks[round.clone()], |views| {
             views
                 .iter()
-                .map(|view| task_report(state, &run.run_id, view))
+                .map(|view| task_report(state, run_id, view))
                 .collect::<Vec<_>>()
         });
         parts.into_iter().for_each(|part| tasks.extend(part));
+        for view in &mut snapshot.tasks[round] {
+            view.plan = None;
+        }
     }
     assemble(snapshot, tasks, redactor)
 }
@@ -369,6 +378,8 @@ pub fn build_from_disk(
             }
             reports.push(task_report(state, &head.run.run_id, &view));
             if keep_records {
+                // The page reads the records; the plan is in the report.
+                view.plan = None;
                 views.push(view);
             }
         }

@@ -44,7 +44,10 @@ pub fn restore(state: &StateDir, snapshot: &Snapshot) -> (Vec<PathBuf>, Vec<Stri
         return (Vec::new(), Vec::new());
     }
     let redactor = crate::record::snapshot::redactor(&snapshot.run);
-    let renderer = Renderer::new(state, snapshot, &redactor);
+    // The renderer takes the plans into the report; the caller's snapshot
+    // (a resume goes on with it) keeps its own.
+    let mut snapshot = snapshot.clone();
+    let renderer = Renderer::new(state, &mut snapshot, &redactor);
     let formats = [Format::Markdown, Format::Json, Format::Junit, Format::Html];
     let mut written = Vec::new();
     let mut problems = Vec::new();

@@ -241,8 +241,8 @@ fn the_report_read_a_task_at_a_time_is_the_report_of_the_whole_snapshot() {
         let state = state_with_run(temp.path(), ended, &["a", "b", "c", "d"]);
         let run = crate::record::snapshot::load_run(&state, None).expect("the run");
         let redactor = crate::record::snapshot::redactor(&run);
-        let whole = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
-        let expected = build(&state, &whole, &redactor);
+        let mut whole = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
+        let expected = build(&state, &mut whole, &redactor);
         assert_eq!(expected.tasks.len(), 4, "the other run's task is left out");
         assert!(
             expected.tasks[0].log_tail.starts_with("log of a\n"),
@@ -353,8 +353,13 @@ fn reports_rendered_side_by_side_are_the_ones_rendered_one_at_a_time() {
     let mut written = Vec::new();
     for side_by_side in [true, false] {
         let targets = super::write::Targets::default();
-        let (markdown, problems) =
-            super::write::write_finished(&state, &snapshot, &targets, &redactor, side_by_side);
+        let (markdown, problems) = super::write::write_finished(
+            &state,
+            &mut snapshot.clone(),
+            &targets,
+            &redactor,
+            side_by_side,
+        );
         assert!(problems.is_empty(), "{problems:?}");
         let files: Vec<String> = super::repair::RUN_REPORTS
             .iter()

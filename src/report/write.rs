@@ -63,8 +63,10 @@ pub struct Renderer<'a> {
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(state: &StateDir, snapshot: &'a Snapshot, redactor: &'a Redactor) -> Self {
-        Self::from_report(build(state, snapshot, redactor), snapshot, redactor)
+    /// Takes each task's last plan into the report (see [`build`]).
+    pub fn new(state: &StateDir, snapshot: &'a mut Snapshot, redactor: &'a Redactor) -> Self {
+        let report = build(state, snapshot, redactor);
+        Self::from_report(report, snapshot, redactor)
     }
 
     /// A renderer of `report`, already built from `snapshot`.
@@ -170,7 +172,7 @@ pub const SIDE_BY_SIDE_UP_TO: usize = 10_000;
 /// than have every task's files read back.
 pub fn after_run(
     state: &StateDir,
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     targets: &Targets,
     redactor: &Redactor,
 ) -> (String, Vec<String>) {
@@ -182,12 +184,14 @@ pub fn after_run(
 /// [`after_run`], the reports rendered two at a time or one at a time.
 pub(super) fn write_finished(
     state: &StateDir,
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     targets: &Targets,
     redactor: &Redactor,
     side_by_side: bool,
 ) -> (String, Vec<String>) {
-    let renderer = Renderer::new(state, snapshot, redactor);
+    let report = build(state, snapshot, redactor);
+    let snapshot: &Snapshot = snapshot;
+    let renderer = Renderer::from_report(report, snapshot, redactor);
     let places = Places::of(state, snapshot, targets);
     let reports = &snapshot.run.reports;
     // The GitHub reporter puts the Markdown in the job summary, which

@@ -167,7 +167,7 @@ fn record_stopped(
     let Ok(mut on_disk) = serde_json::from_str::<TaskRecord>(&text) else {
         return Ok(());
     };
-    if on_disk.run_id != run_id {
+    if *on_disk.run_id != *run_id {
         return Ok(());
     }
     if on_disk.ended_at.is_none() {

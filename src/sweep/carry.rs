@@ -246,7 +246,7 @@ fn folder_of(state: &StateDir, run_id: &str, id: &str) -> PathBuf {
     let owned = state::read_bounded(&current.join("task.json"), 16 * 1024 * 1024)
         .ok()
         .and_then(|text| serde_json::from_str::<TaskRecord>(&text).ok())
-        .is_some_and(|r| r.run_id == run_id);
+        .is_some_and(|r| *r.run_id == *run_id);
     if owned {
         current
     } else {
@@ -269,7 +269,7 @@ pub fn install(
         Fate::Restarted { record } => {
             let mut record = TaskRecord::clone(record);
             restart(&mut record);
-            record.run_id = new_run.to_owned();
+            record.run_id = new_run.into();
             return Ok(Some(record));
         }
         Fate::Carried { record, dir } => (TaskRecord::clone(record), dir.clone(), false),
@@ -283,7 +283,7 @@ pub fn install(
         _ => dir,
     };
     copy_folder(&source, &target)?;
-    record.run_id = new_run.to_owned();
+    record.run_id = new_run.into();
     if continued {
         restart(&mut record);
         reopen_items(&target.join("plan.md"))?;

@@ -129,15 +129,19 @@ impl Sweep {
                 waiting: Vec::new(),
             });
         }
-        let snapshot = snapshot::Snapshot {
+        let mut snapshot = snapshot::Snapshot {
             run: self.run_record.clone(),
             live: false,
             orphaned: 0,
             tasks,
         };
         crate::util::memory::release_freed();
-        let (markdown, problems) =
-            report::write::after_run(&self.state, &snapshot, &self.report_targets, &self.redactor);
+        let (markdown, problems) = report::write::after_run(
+            &self.state,
+            &mut snapshot,
+            &self.report_targets,
+            &self.redactor,
+        );
         let records: Vec<_> = snapshot.tasks.into_iter().map(|view| view.record).collect();
         for problem in problems {
             self.emit(Event::Warning {

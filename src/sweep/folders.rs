@@ -41,7 +41,7 @@ pub(super) struct Folders {
 
 struct Shared {
     state: StateDir,
-    run_id: String,
+    run_id: Arc<str>,
     redactor: Arc<Redactor>,
     tasks: Vec<Arc<PlannedTask>>,
     marks: Vec<AtomicU8>,
@@ -58,7 +58,7 @@ impl Folders {
     /// written already.
     pub(super) fn start(
         state: StateDir,
-        run_id: String,
+        run_id: Arc<str>,
         redactor: Arc<Redactor>,
         tasks: Vec<Arc<PlannedTask>>,
         fresh: Vec<usize>,

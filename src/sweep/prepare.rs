@@ -65,6 +65,7 @@ impl Sweep {
             seen_questions.extend(on_record.questions.into_iter().map(|seq| (index, seq)));
         };
         let mut fresh = Vec::new();
+        let shared_run_id: Arc<str> = Arc::from(run_id.as_str());
         for (index, task) in plan.tasks.iter().enumerate() {
             let fate = &fates[index];
             match fate {
@@ -90,7 +91,7 @@ impl Sweep {
                     continue;
                 }
             }
-            let mut record = new_record(task, &run_id, &redactor);
+            let mut record = new_record(task, &shared_run_id, &redactor);
             let (Some(from), carry::Fate::Restarted { .. }) = (&from, fate) else {
                 // A fresh task's folder: written below, with the others.
                 fresh.push(index);
@@ -112,7 +113,7 @@ impl Sweep {
         // order, while the first workers run (see `folders.rs`).
         let task_folders = super::folders::Folders::start(
             state.clone(),
-            run_id.clone(),
+            shared_run_id,
             redactor.clone(),
             plan.tasks.clone(),
             fresh,
@@ -307,11 +308,11 @@ pub(super) fn write_task_folder(
     Ok(dir.path().to_path_buf())
 }
 
-pub(super) fn new_record(task: &PlannedTask, run_id: &str, redactor: &Redactor) -> TaskRecord {
+pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redactor) -> TaskRecord {
     let plan = crate::domain::checklist::parse(&task.plan);
     TaskRecord {
         id: task.id.clone(),
-        run_id: run_id.to_owned(),
+        run_id: Arc::clone(run_id),
         title: task.title.clone(),
         status: TaskStatus::Pending,
         reason: None,
