@@ -242,7 +242,16 @@ fn the_report_read_a_task_at_a_time_is_the_report_of_the_whole_snapshot() {
         let run = crate::record::snapshot::load_run(&state, None).expect("the run");
         let redactor = crate::record::snapshot::redactor(&run);
         let mut whole = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
-        let expected = build(&state, &mut whole, &redactor);
+        assert!(whole.tasks.iter().any(|view| view.plan.is_some()));
+        let expected = build(&state, &mut whole, &redactor, Cores::All);
+        assert!(
+            whole.tasks.iter().all(|view| view.plan.is_none()),
+            "the plans went into the report"
+        );
+        assert!(expected.tasks.iter().any(|task| !task.plan.is_empty()));
+        let mut again = crate::record::snapshot::load_for_report(&state, None).expect("snapshot");
+        let on_one = build(&state, &mut again, &redactor, Cores::One);
+        assert_eq!(on_one, expected, "built on one thread or on all");
         assert_eq!(expected.tasks.len(), 4, "the other run's task is left out");
         assert!(
             expected.tasks[0].log_tail.starts_with("log of a\n"),

@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{build, build_from_disk, html, junit, markdown, Report};
+use super::{build, build_from_disk, html, junit, markdown, Cores, Report};
 use crate::domain::redact::Redactor;
 use crate::manifest::types::Severity;
 use crate::plan::templates::Templates;
@@ -65,7 +65,7 @@ pub struct Renderer<'a> {
 impl<'a> Renderer<'a> {
     /// Takes each task's last plan into the report (see [`build`]).
     pub fn new(state: &StateDir, snapshot: &'a mut Snapshot, redactor: &'a Redactor) -> Self {
-        let report = build(state, snapshot, redactor);
+        let report = build(state, snapshot, redactor, Cores::All);
         Self::from_report(report, snapshot, redactor)
     }
 
@@ -189,7 +189,10 @@ pub(super) fn write_finished(
     redactor: &Redactor,
     side_by_side: bool,
 ) -> (String, Vec<String>) {
-    let report = build(state, snapshot, redactor);
+    // A wide run's records are turned into the report on this thread, as
+    // its reports are rendered one at a time: both for the run's peak.
+    let cores = if side_by_side { Cores::All } else { Cores::One };
+    let report = build(state, snapshot, redactor, cores);
     let snapshot: &Snapshot = snapshot;
     let renderer = Renderer::from_report(report, snapshot, redactor);
     let places = Places::of(state, snapshot, targets);

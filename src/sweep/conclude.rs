@@ -207,7 +207,14 @@ impl Sweep {
             .collect();
         if let Some(index) = crate::record::index::RunIndex::of(&self.run_record, entries) {
             let path = crate::record::index::RunIndex::path(&self.state, &self.run_id);
-            self.writer.replace_json(path, &index);
+            // Compact, in a buffer of about its size: a program reads it,
+            // and at 50,000 tasks the indented text (and the buffer it
+            // doubled through) was the largest thing made as the run ends.
+            let mut bytes = Vec::with_capacity(index.tasks.len().saturating_mul(48) + 256);
+            if serde_json::to_writer(&mut bytes, &index).is_ok() {
+                bytes.push(b'\n');
+                self.writer.replace(path, bytes);
+            }
         }
     }
 }
