@@ -41,7 +41,7 @@ pub fn waiting(state: &StateDir, run: Option<&str>) -> Result<Vec<Waiting>, Stri
                     seq: q.seq,
                     question: q.text,
                     asked_at: q.asked_at.map(crate::util::clock::rfc3339),
-                    priority: task.record.priority.clone(),
+                    priority: task.record.priority.to_string(),
                     model: task.record.model.clone(),
                 },
             ));

@@ -100,9 +100,9 @@ pub fn run(args: &DoctorArgs) -> u8 {
                 || task.argv.first().cloned().unwrap_or_default(),
                 |m| m.name.clone(),
             );
-            let key = (model.clone(), task.backend.clone());
+            let key = (model.clone(), task.backend.to_string());
             let need = needs.entry(key).or_insert_with(|| {
-                let problem = match all.get(&task.backend) {
+                let problem = match all.get(&*task.backend) {
                     Some(backend) if !backend.command.is_empty() => {
                         let check = doctor
                             .clis
@@ -121,7 +121,7 @@ pub fn run(args: &DoctorArgs) -> u8 {
                 };
                 Need {
                     model,
-                    backend: task.backend.clone(),
+                    backend: task.backend.to_string(),
                     tasks: Vec::new(),
                     ready: problem.is_none(),
                     problem,

@@ -145,7 +145,7 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
                 !plan
                     .tasks
                     .iter()
-                    .any(|t| t.id == **want || t.source_id == **want)
+                    .any(|t| t.id == **want || *t.source_id == ***want)
             })
             .collect();
         if let Some(first) = unknown.first() {
@@ -164,7 +164,7 @@ fn plan_for(args: &PlanArgs) -> Result<SweepPlan, Invalid> {
         plan.tasks.retain(|t| {
             args.tasks
                 .iter()
-                .any(|want| *want == t.id || *want == t.source_id)
+                .any(|want| *want == t.id || **want == *t.source_id)
         });
     }
     let shown = args.prompts

@@ -63,7 +63,7 @@ struct Instance<'a> {
 struct Basics {
     title: String,
     model: Option<Model>,
-    backend: String,
+    backend: Arc<str>,
     paths: TaskPaths,
     worktree: bool,
     branch: Option<String>,
@@ -100,6 +100,9 @@ struct Builder<'a> {
     shared_root: Arc<str>,
     /// Behind a lock: tasks are rendered on several threads.
     problems: Mutex<Vec<Diagnostic>>,
+    /// The texts every entry of a matrix repeats (its manifest task, its
+    /// backend, its priority), one copy each for the whole plan.
+    shared: crate::util::intern::Interner,
 }
 
 impl<'a> Builder<'a> {
@@ -130,6 +133,7 @@ impl<'a> Builder<'a> {
                     .map_or_else(String::new, |p| p.display().to_string()),
             ),
             problems: Mutex::default(),
+            shared: Default::default(),
         }
     }
 
@@ -501,14 +505,15 @@ impl<'a> Builder<'a> {
         let mut basics = Basics {
             title: instance.id.clone(),
             model: None,
-            backend: String::new(),
+            backend: Arc::from(""),
             paths,
             worktree,
             branch: None,
         };
         basics.model = self.model(instance, &basics);
-        basics.backend =
-            models::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default();
+        basics.backend = self.shared.get(
+            &models::task_backend_name(manifest, task, basics.model.as_ref()).unwrap_or_default(),
+        );
         if let Some(title) = &task.title {
             // The context is built only for a title that needs it: most are
             // plain text, and a large sweep plans thousands of tasks.

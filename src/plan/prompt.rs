@@ -75,7 +75,7 @@ impl Prompter {
                 (
                     t.id.clone(),
                     Upstream {
-                        source_id: t.source_id.clone(),
+                        source_id: t.source_id.to_string(),
                         title: t.title.clone(),
                         paths: t.paths.clone(),
                         branch: t.worktree.as_ref().map(|w| w.branch.clone()),
@@ -97,7 +97,7 @@ impl Prompter {
     pub fn render(&self, task: &PlannedTask) -> Result<Rendered, Invalid> {
         let builder = Builder::with_templates(&self.loaded, &self.options, self.templates.clone());
         let manifest = &self.loaded.manifest;
-        let Some(own_task) = manifest.tasks.get(&task.source_id) else {
+        let Some(own_task) = manifest.tasks.get(&*task.source_id) else {
             return Ok(Rendered {
                 prompt: String::new(),
                 argv: task.argv.clone(),
@@ -144,7 +144,7 @@ impl Prompter {
             basics.push(Basics {
                 title: up.title.clone(),
                 model: None,
-                backend: String::new(),
+                backend: Arc::from(""),
                 paths: up.paths.clone(),
                 worktree: up.branch.is_some(),
                 branch: up.branch.clone(),

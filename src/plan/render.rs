@@ -164,15 +164,17 @@ impl<'a> Builder<'a> {
         let env_policy = self.env_plan(task, sandbox.is_some());
         Some(PlannedTask {
             id: instance.id.clone(),
-            source_id: src.to_owned(),
+            source_id: self.shared.get(src),
             title: own.title.clone(),
             position,
             stage,
-            priority: task
-                .priority
-                .or(manifest.defaults.priority)
-                .unwrap_or_default()
-                .label(),
+            priority: self.shared.get(
+                &task
+                    .priority
+                    .or(manifest.defaults.priority)
+                    .unwrap_or_default()
+                    .label(),
+            ),
             rank: instance.rank,
             needs: instance
                 .needs
@@ -202,7 +204,7 @@ impl<'a> Builder<'a> {
             prompt_via,
             events: self
                 .backends
-                .get(&own.backend)
+                .get(&*own.backend)
                 .map_or(EventFormat::None, |b| b.events),
             env,
             cli_home: self.cli_home(task, &own.backend, &own.paths),
@@ -221,7 +223,7 @@ impl<'a> Builder<'a> {
                 task.idle_timeout.as_ref(),
                 manifest.defaults.idle_timeout.as_ref(),
                 self.backends
-                    .get(&own.backend)
+                    .get(&*own.backend)
                     .map_or(EventFormat::None, |b| b.events),
             ),
             retries: task.retries.or(manifest.defaults.retries).unwrap_or(0),
@@ -293,7 +295,7 @@ impl<'a> Builder<'a> {
         context: &Json,
         prompt: &str,
     ) -> (Vec<String>, PromptMode) {
-        let Some(backend) = self.backends.get(&own.backend).cloned() else {
+        let Some(backend) = self.backends.get(&*own.backend).cloned() else {
             return (Vec::new(), PromptMode::Stdin);
         };
         let src = instance.source_id.to_owned();
@@ -307,7 +309,7 @@ impl<'a> Builder<'a> {
             _ if backend.builtin => (backend.command.clone(), vec!["tasks".into(), src]),
             _ => (
                 backend.command.clone(),
-                vec!["backends".into(), own.backend.clone(), "command".into()],
+                vec!["backends".into(), own.backend.to_string(), "command".into()],
             ),
         };
         let indexed = !backend.builtin || instance.task.command.is_some();
@@ -352,7 +354,7 @@ impl<'a> Builder<'a> {
         context: &Json,
     ) -> IndexMap<String, String> {
         let mut env = IndexMap::new();
-        if let Some(backend) = self.backends.get(&own.backend).cloned() {
+        if let Some(backend) = self.backends.get(&*own.backend).cloned() {
             for (name, value) in &backend.env {
                 let rendered =
                     self.render_field(&["backends", &own.backend, "env", name], value, context);

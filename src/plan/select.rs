@@ -59,7 +59,7 @@ impl Selection {
             let known = plan
                 .tasks
                 .iter()
-                .any(|t| &t.id == name || &t.source_id == name);
+                .any(|t| &t.id == name || *t.source_id == **name);
             if !known {
                 let hint = did_you_mean(name, plan.tasks.iter().map(|t| t.id.as_str()))
                     .map(|close| format!("; did you mean `{close}`?"))
@@ -98,7 +98,7 @@ impl Selection {
             .as_ref()
             .map(|shard| crate::plan::shard::select(plan, shard, self.durations.as_ref()));
         let names = |t: &super::PlannedTask, list: &[String]| {
-            list.iter().any(|n| *n == t.id || *n == t.source_id)
+            list.iter().any(|n| *n == t.id || **n == *t.source_id)
         };
         let chosen: Vec<bool> = plan
             .tasks

@@ -49,8 +49,8 @@ fn a_large_sweep_is_planned_in_schedule_order_each_task_with_its_own_context() {
         );
     }
     // High priority first, then normal, then low; manifest order within.
-    let first_normal = plan.tasks.iter().position(|t| t.priority == "normal");
-    let last_high = plan.tasks.iter().rposition(|t| t.priority == "high");
+    let first_normal = plan.tasks.iter().position(|t| &*t.priority == "normal");
+    let last_high = plan.tasks.iter().rposition(|t| &*t.priority == "high");
     assert!(last_high < first_normal, "the schedule's order is kept");
     assert_eq!(plan.tasks[0].id, "t002");
 }

@@ -73,13 +73,13 @@ pub struct SweepPlan {
 pub struct PlannedTask {
     pub id: String,
     /// The manifest task it came from (differs from `id` for matrix entries).
-    pub source_id: String,
+    pub source_id: Arc<str>,
     pub title: String,
     /// 1-based position in the schedule.
     pub position: usize,
     /// 1 for tasks that need nothing; one more than the latest of its needs.
     pub stage: usize,
-    pub priority: String,
+    pub priority: Arc<str>,
     pub rank: i64,
     pub needs: Vec<String>,
     pub tags: Vec<String>,
@@ -93,7 +93,7 @@ pub struct PlannedTask {
     #[serde(skip_serializing_if = "is_one")]
     pub weight: u32,
     pub model: Option<Box<ModelInfo>>,
-    pub backend: String,
+    pub backend: Arc<str>,
     /// The program and its arguments, with the prompt in place.
     pub argv: Vec<String>,
     pub prompt_via: PromptMode,

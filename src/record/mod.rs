@@ -55,13 +55,15 @@ pub struct TaskRecord {
     /// Why it ended as it did, in a sentence.
     pub reason: Option<String>,
     pub model: Option<String>,
-    pub backend: String,
+    /// Shared with its planned task and every task on the same backend.
+    pub backend: std::sync::Arc<str>,
     pub worktree: bool,
     /// A worktree task's branch: where it started, what was committed on
     /// it, and what became of its folder.
     #[serde(default)]
     pub branch: Option<Box<BranchRecord>>,
-    pub priority: String,
+    /// Shared with its planned task, as the backend is.
+    pub priority: std::sync::Arc<str>,
     /// The priority as a number (higher first), for ordering questions.
     #[serde(default)]
     pub rank: i64,

@@ -186,10 +186,10 @@ pub(super) fn preflight(
     let own = loaded
         .manifest
         .tasks
-        .get(&first.source_id)
+        .get(&*first.source_id)
         .is_some_and(|t| t.sandbox.is_some());
     let path: Vec<&str> = if own {
-        vec!["tasks", first.source_id.as_str(), "sandbox"]
+        vec!["tasks", &*first.source_id, "sandbox"]
     } else {
         vec!["defaults", "sandbox"]
     };

@@ -54,6 +54,23 @@ mod tests {
         assert!(size_of::<TaskView>() * 4 < size_of::<crate::record::TaskRecord>());
     }
 
+    /// Was 1,080 bytes with a branch, a budget, a verdict, a stall and an
+    /// API retry inline, which most tasks never have; the task report
+    /// beside it in a run's reports was 872.
+    #[test]
+    fn a_record_and_a_task_report_box_what_most_tasks_lack() {
+        assert!(
+            size_of::<crate::record::TaskRecord>() <= 760,
+            "TaskRecord is {} bytes",
+            size_of::<crate::record::TaskRecord>()
+        );
+        assert!(
+            size_of::<crate::report::TaskReport>() <= 620,
+            "TaskReport is {} bytes",
+            size_of::<crate::report::TaskReport>()
+        );
+    }
+
     /// One fate per task is held while a run starts, most of them `Fresh`;
     /// with its record inline each was 1,112 bytes.
     #[test]

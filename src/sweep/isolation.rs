@@ -120,7 +120,7 @@ pub(super) fn preflight(
     let at = |task: &PlannedTask, e: &WorktreeError| {
         loaded
             .error_at(
-                &["tasks", task.source_id.as_str(), "worktree"],
+                &["tasks", &*task.source_id, "worktree"],
                 format!("task `{}` cannot get its worktree: {e}", task.id),
             )
             .with_help(e.help())
@@ -215,7 +215,7 @@ pub(super) fn make_way(
     let at = |task: &PlannedTask, e: &WorktreeError| {
         loaded
             .error_at(
-                &["tasks", task.source_id.as_str(), "worktree"],
+                &["tasks", &*task.source_id, "worktree"],
                 format!("task `{}` cannot get its worktree: {e}", task.id),
             )
             .with_help(e.help())

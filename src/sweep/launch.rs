@@ -111,7 +111,7 @@ impl Sweep {
             .map(SpawnError::State)
             .or(render_failure)
             .or(cli_failure);
-        if task.backend == "codex" {
+        if &*task.backend == "codex" {
             if let Some(worktree) = &task.worktree {
                 let worktree = Path::new(&worktree.path);
                 crate::agents::codex::grant_git_writes(&mut argv, worktree);
@@ -256,7 +256,7 @@ impl Sweep {
             .slots
             .iter()
             .filter(|s| s.task.cli_home.is_some() && !s.record.status.is_final())
-            .map(|s| s.task.backend.clone())
+            .map(|s| s.task.backend.to_string())
             .collect();
         backends.sort();
         backends.dedup();
@@ -349,7 +349,7 @@ impl Sweep {
             task: task.id.clone(),
             attempt: record.attempts.len() as u32,
             model: task.model.as_ref().map(|m| m.name.clone()),
-            backend: task.backend.clone(),
+            backend: task.backend.to_string(),
             worktree: task.worktree.is_some(),
             pid,
         };

@@ -310,7 +310,7 @@ fn preflight(
         }
         reported.push(program);
         let mut d = loaded.error_at_key(
-            &["tasks", task.source_id.as_str()],
+            &["tasks", &*task.source_id],
             format!(
                 "backend \"{}\" needs the \"{program}\" command, which is not on PATH",
                 task.backend

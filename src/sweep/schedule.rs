@@ -178,7 +178,7 @@ pub(super) fn next_retry<C: Candidate>(slots: &[C]) -> Option<Instant> {
 /// The capped backend and model names a task counts against.
 pub(super) fn cap_names(task: &PlannedTask, caps: &indexmap::IndexMap<String, u32>) -> Vec<String> {
     [
-        Some(task.backend.as_str()),
+        Some(&*task.backend),
         task.model.as_ref().map(|m| m.name.as_str()),
     ]
     .into_iter()
