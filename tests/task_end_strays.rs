@@ -120,3 +120,64 @@ tasks:
         "{escape}"
     );
 }
+
+/// Two tasks that end together (each worker waits for the other's daemon
+/// before it exits, so their ends are queued for the same look): each
+/// task's stray is stopped at its own end and reported in its own record,
+/// never in the other's.
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "Linux only: the task-end scan reads /proc children files"
+)]
+fn tasks_that_end_together_each_get_their_own_strays() {
+    let project = Project::new();
+    let worker = |me: &str, other: &str| {
+        format!(
+            "    command:
+      - sh
+      - -c
+      - |
+        sh -c \"setsid sh -c 'echo \\$\\$ > {me}.pid; exec sleep 305' >/dev/null 2>&1 &\"
+        until [ -s {me}.pid ] && [ -s {other}.pid ]; do sleep 0.01; done
+        exec AGENT check-all
+    plan: [Work]
+"
+        )
+    };
+    project.manifest(&format!(
+        "version: 1
+concurrency: 2
+tasks:
+  left:
+{}  right:
+{}",
+        worker("left", "right"),
+        worker("right", "left")
+    ));
+    init_repo(project.path());
+    let (output, _events) = project.run(&[]);
+    let pids = [pid_in(&project, "left.pid"), pid_in(&project, "right.pid")];
+    let alive: Vec<i32> = pids.iter().copied().filter(|&p| common::alive(p)).collect();
+    cleanup(&pids);
+    assert!(alive.is_empty(), "still running after the run: {alive:?}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let left = project.task_json("left");
+    let right = project.task_json("right");
+    assert_eq!(
+        stopped_when(&left, pids[0]).as_deref(),
+        Some("task end"),
+        "{left}"
+    );
+    assert_eq!(
+        stopped_when(&right, pids[1]).as_deref(),
+        Some("task end"),
+        "{right}"
+    );
+    assert_eq!(stopped_when(&left, pids[1]), None, "{left}");
+    assert_eq!(stopped_when(&right, pids[0]), None, "{right}");
+}

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod limits;
+mod looks;
 pub mod process;
 pub mod procfs;
 pub mod reaper;

@@ -18,8 +18,9 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use super::activity::{Activity, ActivityKind};
+use super::looks;
 use super::procfs::Marker;
-use super::reaper::{self, escaped_descendants, strays_of, Escaped, Scope, Stray};
+use super::reaper::{self, escaped_descendants, strays_of, Escaped, Stray};
 use super::worker_log::WorkerLog;
 use crate::domain::redact::Redactor;
 use crate::state::StateError;
@@ -374,7 +375,8 @@ impl Running {
         let when = if timed_out { "timeout" } else { "stop" };
         let mut strays = strays_of(escaped, when);
         if let Some(marker) = marker {
-            for stray in stop_strays(marker, grace, timed_out).await {
+            let when = if timed_out { "timeout" } else { "task end" };
+            for stray in looks::stop_strays(marker, grace, when).await {
                 if !strays.iter().any(|s| s.pid == stray.pid) {
                     strays.push(stray);
                 }
@@ -418,15 +420,6 @@ impl Running {
             strays,
         }
     }
-}
-
-/// The task's processes still alive after its worker ended, stopped on a
-/// blocking thread (the `/proc` scan reads every process's stat).
-async fn stop_strays(marker: Marker, grace: Duration, timed_out: bool) -> Vec<Stray> {
-    let when = if timed_out { "timeout" } else { "task end" };
-    tokio::task::spawn_blocking(move || reaper::stop_marked(&marker, Scope::Ours, grace, when))
-        .await
-        .unwrap_or_default()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

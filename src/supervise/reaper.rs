@@ -81,7 +81,7 @@ pub fn become_subreaper() -> bool {
 /// A live process found for stopping: the pid with its start time, so it
 /// is never confused with a process that takes the pid over later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Found {
+pub(super) struct Found {
     pid: Pid,
     start_time: u64,
 }
@@ -99,9 +99,47 @@ pub enum Scope {
 
 /// Live processes carrying `marker`.
 fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
+    find_each(&[marker], scope).pop().unwrap_or_default()
+}
+
+/// The live processes carrying each of `markers`, in their order, from one
+/// read of `scope`: the looks of several tasks that end together cost the
+/// read of one (see `supervise::looks`). A candidate's environment is read
+/// once, whatever the number of markers.
+pub(super) fn find_each(markers: &[&Marker], scope: Scope) -> Vec<Vec<Found>> {
     let me = own_pid();
     let patient = matches!(scope, Scope::Ours);
-    let (candidates, table): (Vec<Pid>, HashMap<Pid, procfs::Stat>) = match scope {
+    let mut found = vec![Vec::new(); markers.len()];
+    if markers.is_empty() {
+        return found;
+    }
+    let (candidates, table) = candidates(me, scope);
+    for pid in candidates.into_iter().filter(|&pid| pid != me) {
+        let Some(stat) = table.get(&pid) else {
+            continue;
+        };
+        if stat.is_zombie() {
+            continue;
+        }
+        let one = Found {
+            pid,
+            start_time: stat.start_time,
+        };
+        let Some(env) = environ_of(one, patient) else {
+            continue;
+        };
+        for (marker, found) in markers.iter().zip(found.iter_mut()) {
+            if marker.matches(&env) {
+                found.push(one);
+            }
+        }
+    }
+    found
+}
+
+/// The pids to look at for `scope`, with the stats they were found by.
+fn candidates(me: Pid, scope: Scope) -> (Vec<Pid>, HashMap<Pid, procfs::Stat>) {
+    match scope {
         // Not under a worker or hook still running (their own processes
         // are theirs until they end): what a worker left when it ended was
         // re-parented here, out of any such subtree. So only the subtrees
@@ -134,41 +172,30 @@ fn find(marker: &Marker, scope: Scope) -> Vec<Found> {
             let table = procfs::table();
             (table.keys().copied().collect(), table)
         }
-    };
-    candidates
-        .into_iter()
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let stat = table.get(&pid)?;
-            let found = Found {
-                pid,
-                start_time: stat.start_time,
-            };
-            (!stat.is_zombie() && carries(marker, found, patient)).then_some(found)
-        })
-        .collect()
+    }
 }
 
 /// How often a subtree is read again when it changed while being read.
 const SUBTREE_READS: usize = 4;
 
-/// Whether a live process carries `marker`. A process in the middle of
-/// `exec` (a daemon its worker just started, say) shows an empty
-/// environment for a moment; it is asked again, briefly, rather than let
-/// go as unmarked. Only among our own descendants (`patient`): elsewhere
-/// kernel threads show an empty environment for good.
-fn carries(marker: &Marker, f: Found, patient: bool) -> bool {
+/// A live process's environment, to be matched against markers. A process
+/// in the middle of `exec` (a daemon its worker just started, say) shows an
+/// empty environment for a moment; it is asked again, briefly, rather than
+/// let go as unmarked. Only among our own descendants (`patient`):
+/// elsewhere kernel threads show an empty environment for good. `None`
+/// when it is gone, another user's, or stays empty.
+fn environ_of(f: Found, patient: bool) -> Option<Vec<u8>> {
     let tries = if patient { ENVIRON_TRIES } else { 1 };
     for _ in 0..tries {
         match procfs::environ_bytes(f.pid) {
-            Ok(env) if !env.is_empty() => return marker.matches(&env),
+            Ok(env) if !env.is_empty() => return Some(env),
             // Gone, or another user's: not one of ours.
-            Err(_) => return false,
-            Ok(_) if gone(f) => return false,
+            Err(_) => return None,
+            Ok(_) if gone(f) => return None,
             Ok(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
-    false
+    None
 }
 
 /// Up to 100 ms for an environment to become readable.
@@ -260,7 +287,7 @@ fn descendants_table(me: Pid) -> HashMap<Pid, procfs::Stat> {
 
 /// SIGTERM, up to `grace` for them to go, SIGKILL; each signal only while
 /// the pid is still the process that was found.
-fn stop(found: Vec<Found>, grace: Duration, when: &str) -> Vec<Stray> {
+pub(super) fn stop(found: Vec<Found>, grace: Duration, when: &str) -> Vec<Stray> {
     if found.is_empty() {
         return Vec::new();
     }
