@@ -10,12 +10,14 @@
 //! `ENOTDIR`), and a link planted after the folder was opened changes
 //! nothing, since the descriptor keeps naming the real folder.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::DIR_NAME;
@@ -58,31 +60,24 @@ impl Dir {
     /// is. A path without `.dispatch` has only its last component opened
     /// without following a link.
     pub fn open(path: &Path) -> io::Result<Dir> {
-        let components: Vec<Component<'_>> = path.components().collect();
-        let from = components
-            .iter()
-            .rposition(|c| c.as_os_str() == OsStr::new(DIR_NAME))
-            .unwrap_or(components.len().saturating_sub(1));
-        let base: std::path::PathBuf = components[..from].iter().collect();
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".").to_path_buf()
-        } else {
-            base
+        let (base, names) = split(path)?;
+        Dir::open_followed(&base)?.below(&names, resolve::Way::current())
+    }
+
+    /// The folder `names` leads to from this one, which stays open, no
+    /// component through a link (see [`Dir::below`]).
+    fn beneath(&self, names: &[&OsStr]) -> io::Result<Dir> {
+        let Some((first, rest)) = names.split_first() else {
+            return Ok(Dir {
+                fd: self.fd.try_clone()?,
+            });
         };
-        let mut names = Vec::new();
-        for component in &components[from..] {
-            match component {
-                Component::Normal(name) => names.push(*name),
-                Component::CurDir => {}
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "`..` or a root inside the state folder",
-                    ))
-                }
+        if resolve::Way::current() == resolve::Way::Openat2 {
+            if let Some(opened) = resolve::openat2(self, names) {
+                return opened;
             }
         }
-        Dir::open_followed(&base)?.below(&names, resolve::Way::current())
+        self.folder(first)?.below(rest, resolve::Way::PerComponent)
     }
 
     /// The folder `names` leads to from this one, no component through a
@@ -128,6 +123,78 @@ impl Dir {
 impl AsRawFd for Dir {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// `path` as the user's part, above its last `.dispatch` component (a link
+/// there is followed), and the names from `.dispatch` down (none is). A
+/// path without `.dispatch` has only its last component in the second part.
+fn split(path: &Path) -> io::Result<(PathBuf, Vec<&OsStr>)> {
+    let components: Vec<Component<'_>> = path.components().collect();
+    let from = components
+        .iter()
+        .rposition(|c| c.as_os_str() == OsStr::new(DIR_NAME))
+        .unwrap_or(components.len().saturating_sub(1));
+    let base: PathBuf = components[..from].iter().collect();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let mut names = Vec::new();
+    for component in &components[from..] {
+        match component {
+            Component::Normal(name) => names.push(*name),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "`..` or a root inside the state folder",
+                ))
+            }
+        }
+    }
+    Ok((base, names))
+}
+
+/// Folders opened as [`Dir::open`] opens them, for a thread that writes
+/// state files one batch after another (`writer.rs`). The user's part of
+/// the paths (the project root) is opened once and kept for as long as
+/// this lives; each folder below it is opened once per batch, however many
+/// of its files the batch writes, and let go by [`Folders::end_batch`], so
+/// a folder moved or replaced between batches is looked up afresh. Opening
+/// each from the root, reopened every time, cost a sweep about seven more
+/// `open` and `close` calls per task.
+#[derive(Debug, Default)]
+pub struct Folders {
+    bases: HashMap<PathBuf, Dir>,
+    batch: HashMap<PathBuf, Dir>,
+}
+
+impl Folders {
+    /// The folder at `path`, opened as [`Dir::open`] does.
+    pub fn open(&mut self, path: &Path) -> io::Result<&Dir> {
+        if !self.batch.contains_key(path) {
+            let (base, names) = split(path)?;
+            let base = match self.bases.entry(base) {
+                Entry::Occupied(base) => base.into_mut(),
+                Entry::Vacant(base) => {
+                    let opened = Dir::open_followed(base.key())?;
+                    base.insert(opened)
+                }
+            };
+            let dir = base.beneath(&names)?;
+            self.batch.insert(path.to_path_buf(), dir);
+        }
+        self.batch
+            .get(path)
+            .ok_or_else(|| io::Error::other("a folder opened was not kept"))
+    }
+
+    /// Let go of the folders below the roots: the next batch opens them
+    /// again.
+    pub fn end_batch(&mut self) {
+        self.batch.clear();
     }
 }
 
@@ -455,5 +522,56 @@ mod tests {
         dir.write_new("001.answer", b"yes\n").expect("write");
         assert!(moved.join("001.answer").is_file());
         assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+    }
+
+    /// Within a batch a folder is opened once (a link planted in its place
+    /// meanwhile changes nothing, as for any open folder); the next batch
+    /// opens it afresh and refuses the link.
+    #[test]
+    fn a_folder_is_opened_once_per_batch_and_looked_up_again_after() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let task = temp.path().join(".dispatch/tasks/t");
+        std::fs::create_dir_all(&task).expect("mkdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        let mut folders = Folders::default();
+        let write = |folders: &mut Folders, name: &str| {
+            folders
+                .open(&task)
+                .and_then(|dir| dir.write_atomic(name, b"{}"))
+        };
+        write(&mut folders, "a.json").expect("first write");
+        let moved = temp.path().join(".dispatch/tasks/t.moved");
+        std::fs::rename(&task, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &task).expect("plant");
+        write(&mut folders, "b.json").expect("the folder opened in this batch");
+        assert!(moved.join("b.json").is_file());
+        folders.end_batch();
+        let error = write(&mut folders, "c.json").expect_err("a link is not followed");
+        assert!(is_planted(&error), "{error}");
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+    }
+
+    /// The project root is opened once for as long as the folders live,
+    /// not once per write: batches after the first start from it.
+    #[test]
+    fn the_root_is_opened_once() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let root = temp.path().join("project");
+        let task = root.join(".dispatch/tasks/t");
+        std::fs::create_dir_all(&task).expect("mkdir");
+        let mut folders = Folders::default();
+        folders
+            .open(&task)
+            .and_then(|dir| dir.write_atomic("a.json", b"{}"))
+            .expect("first write");
+        folders.end_batch();
+        let moved = temp.path().join("moved");
+        std::fs::rename(&root, &moved).expect("move the project");
+        folders
+            .open(&task)
+            .and_then(|dir| dir.write_atomic("b.json", b"{}"))
+            .expect("from the root opened before");
+        assert!(moved.join(".dispatch/tasks/t/b.json").is_file());
     }
 }

@@ -176,12 +176,22 @@ pub fn ensure_dir(path: &Path) -> Result<(), StateError> {
 /// down (its task folder, `ipc/`, `cli/`) is refused, never written
 /// through.
 pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_state_in(&mut beneath::Folders::default(), path, bytes)
+}
+
+/// [`write_state`] with the folder opened through `folders`, which a
+/// thread writing batches of state files keeps (`writer.rs`). A folder
+/// that is not there yet is made (a symlink in its place is refused).
+pub fn write_state_in(
+    folders: &mut beneath::Folders,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), StateError> {
     let (parent, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
         (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => (parent, name),
         _ => return write_atomic(path, bytes).map_err(|e| StateError::io(path, e)),
     };
-    ensure_dir(parent)?;
-    let dir = beneath::Dir::open(parent).map_err(|e| {
+    let refused = |e: io::Error| {
         if beneath::is_planted(&e) {
             StateError::Symlink {
                 path: parent.to_path_buf(),
@@ -189,9 +199,18 @@ pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         } else {
             StateError::io(parent, e)
         }
-    })?;
+    };
+    // Opened first and made only when missing: a look before each write
+    // cost a `stat` per state file, and the open refuses a link by itself.
+    if let Err(e) = folders.open(parent) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(refused(e));
+        }
+        ensure_dir(parent)?;
+    }
+    let dir = folders.open(parent).map_err(refused)?;
     #[cfg(target_os = "linux")]
-    if exchange::replace_in(&dir, name, bytes).map_err(|e| StateError::io(path, e))? {
+    if exchange::replace_in(dir, name, bytes).map_err(|e| StateError::io(path, e))? {
         return Ok(());
     }
     dir.write_atomic(name, bytes)

@@ -133,6 +133,8 @@ fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
     let delay = test_delay();
     let mut writes = 0;
     let mut logs: HashMap<LogId, File> = HashMap::new();
+    // The project root, open for the run; a task's folder once per batch.
+    let mut folders = super::beneath::Folders::default();
     while let Ok(first) = queue.recv() {
         // Everything queued behind it too: a file rewritten three times
         // while the disk was slow is written once.
@@ -173,10 +175,11 @@ fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
         for (path, bytes) in replaces {
             pause(delay);
             writes += 1;
-            if let Err(e) = super::write_state(&path, &bytes) {
+            if let Err(e) = super::write_state_in(&mut folders, &path, &bytes) {
                 eprintln!("warning: cannot update {}: {e}", path.display());
             }
         }
+        folders.end_batch();
         let answered = done_flushes.len();
         for done in done_flushes {
             let _ = done.send(());
