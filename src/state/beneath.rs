@@ -216,6 +216,14 @@ impl Dir {
         })
     }
 
+    /// Make the folder `name` inside this one (as `mkdir` would, with the
+    /// usual mode less the umask).
+    pub fn make_folder(&self, name: &str) -> io::Result<()> {
+        let name = c_name(OsStr::new(name))?;
+        rustix::fs::mkdirat(&self.fd, name.as_c_str(), rustix::fs::Mode::from(0o777))?;
+        Ok(())
+    }
+
     /// The type of `name` (not following a link), `None` when nothing is
     /// there.
     pub fn kind(&self, name: &str) -> io::Result<Option<libc::mode_t>> {

@@ -292,9 +292,26 @@ impl NewFolder {
         }
     }
 
-    /// Make a folder inside this one.
+    /// Make a folder inside this one: made and opened relative to this
+    /// folder's descriptor, so a link planted in this folder's place since
+    /// leads nowhere, and no path is walked from the root again (two
+    /// `open`s and `close`s per task, for every task's `ipc/`).
     pub fn folder(&self, name: &str) -> Result<NewFolder, StateError> {
-        NewFolder::make(&self.path.join(name))
+        let path = self.path.join(name);
+        match self.dir.make_folder(name) {
+            Ok(()) => {}
+            // Taken as it is, unless it is a link (refused just below).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StateError::io(&path, e)),
+        }
+        let dir = self.dir.folder(name.as_ref()).map_err(|e| {
+            if beneath::is_planted(&e) {
+                StateError::Symlink { path: path.clone() }
+            } else {
+                StateError::io(&path, e)
+            }
+        })?;
+        Ok(NewFolder { path, dir })
     }
 
     /// Write a file that is not there yet: a temporary file, renamed.
@@ -496,6 +513,30 @@ mod tests {
             std::fs::read_to_string(archived.join("plan.md")).expect("kept"),
             "earlier run"
         );
+    }
+
+    /// A folder made inside a new one lands in the folder that was opened,
+    /// even once a link was planted at its path, and a link in the new
+    /// folder's own place is refused.
+    #[test]
+    fn a_folder_inside_a_new_one_is_made_where_that_one_was_opened() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        let path = temp.path().join("t1");
+        let folder = NewFolder::make(&path).expect("made");
+        let moved = temp.path().join("t1.moved");
+        std::fs::rename(&path, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("plant");
+        let ipc = folder.folder("ipc").expect("ipc");
+        ipc.write("note", b"1").expect("write");
+        assert!(moved.join("ipc/note").is_file());
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+        std::os::unix::fs::symlink(&elsewhere, moved.join("cli")).expect("plant");
+        assert!(matches!(
+            folder.folder("cli"),
+            Err(StateError::Symlink { .. })
+        ));
     }
 
     #[test]
