@@ -34,9 +34,40 @@ pub fn stat(pid: Pid) -> Option<Stat> {
     if pid <= 0 {
         return None;
     }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_small(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
+
+/// A small `/proc` file, read whole. `std::fs::read_to_string` sizes its
+/// buffer by the file's length, which `/proc` gives as 0, and so reads a
+/// `stat` of some 300 bytes in six calls after a `statx`; the runner's
+/// thread reads one at every launch (the worker's start time). One buffer
+/// large enough for these files takes it in one, and a call to see the end.
+fn read_small(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    // Not `read_to_end`: it asks for the file's length first (a `statx`
+    // and an `lseek`), which `/proc` does not know.
+    let mut text = vec![0; SMALL_FILE];
+    let mut len = 0;
+    loop {
+        if len == text.len() {
+            text.resize(len * 2, 0);
+        }
+        match file.read(&mut text[len..]) {
+            Ok(0) => break,
+            Ok(read) => len += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    text.truncate(len);
+    String::from_utf8(text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Room for a whole `stat` (52 numbers and a 16-byte name), `comm`, or a
+/// `children` list of a few hundred pids.
+const SMALL_FILE: usize = 4096;
 
 fn parse_stat(text: &str) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
@@ -58,7 +89,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 
 /// The process's short command name (`/proc/PID/comm`), for reports.
 pub fn command_name(pid: Pid) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    read_small(format!("/proc/{pid}/comm"))
         .map(|name| name.trim_end().to_owned())
         .unwrap_or_default()
 }
@@ -149,7 +180,7 @@ pub fn children_listed() -> bool {
 /// One file read instead of one per thread: the task-end scan runs at
 /// every task's end, and dispatch has a dozen threads and more.
 pub fn orphan_parents_children(pid: Pid) -> Vec<Pid> {
-    let listed = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    let listed = read_small(format!("/proc/{pid}/task/{pid}/children"));
     match listed {
         Ok(text) if !text.trim().is_empty() || !leader_exited(pid) => parse_pids(&text),
         _ => children_of(pid),
@@ -159,7 +190,7 @@ pub fn orphan_parents_children(pid: Pid) -> Vec<Pid> {
 /// Whether `pid`'s leader thread has exited while other threads go on
 /// (it then stays a zombie thread until the whole process ends).
 fn leader_exited(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"))
+    read_small(format!("/proc/{pid}/task/{pid}/stat"))
         .ok()
         .and_then(|text| parse_stat(&text))
         .is_none_or(|stat| stat.is_zombie())
@@ -180,7 +211,7 @@ pub fn children_of(pid: Pid) -> Vec<Pid> {
     };
     threads
         .flatten()
-        .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
+        .filter_map(|thread| read_small(thread.path().join("children")).ok())
         .flat_map(|text| parse_pids(&text))
         .collect()
 }
@@ -479,5 +510,19 @@ mod tests {
             "{found:?} lacks {grandchild}"
         );
         assert_eq!(found[&grandchild].ppid, pid);
+    }
+
+    /// A file longer than the first buffer is read whole, not cut where the
+    /// buffer ends.
+    #[test]
+    fn a_small_read_takes_a_long_file_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("long");
+        let text: String = (0..3000).map(|n| format!("{n} ")).collect();
+        assert!(text.len() > 2 * SMALL_FILE);
+        std::fs::write(&path, &text).expect("write");
+        assert_eq!(read_small(&path).expect("read"), text);
+        let own = stat(Pid::try_from(std::process::id()).expect("pid")).expect("own stat");
+        assert!(own.start_time > 0 && !own.is_zombie());
     }
 }
