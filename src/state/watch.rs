@@ -25,7 +25,8 @@ mod imp {
 
     use super::*;
 
-    /// What makes a question, an answer, a cancel or `.done` appear: a
+    /// What makes a question, an answer or a cancel appear (`.done` is
+    /// left out below, see `is_done_marker`): a
     /// file finished, moved in or out, made or removed. Reads and opens are
     /// left out, so the runner's own looks never wake it.
     const CHANGES: WatchMask = WatchMask::CREATE
@@ -170,6 +171,7 @@ mod imp {
                     .filter(|e| {
                         !e.mask
                             .intersects(EventMask::IGNORED | EventMask::Q_OVERFLOW)
+                            && !is_done_marker(e.name)
                     })
                     .map(|e| e.wd)
                     .collect::<Vec<_>>())
@@ -190,6 +192,16 @@ mod imp {
             }
         }
         close_apart(readable.into_inner());
+    }
+
+    /// Whether an event is about `ipc/.done` itself. Nobody waits on it: it
+    /// is read once, at the worker's end (its closing look). Reported, it
+    /// made nearly every task's end ask for an urgent read of its `ipc/`
+    /// on the reading thread, a wake and a folder listing that found
+    /// nothing new. Questions (`NNN.question`), their `NNN.done` and
+    /// `.cancel` still report.
+    fn is_done_marker(name: Option<&std::ffi::OsStr>) -> bool {
+        name.is_some_and(|name| name == crate::state::layout::DONE_MARKER)
     }
 
     /// Drop the last handle to an inotify instance on a short-lived thread.
@@ -305,6 +317,27 @@ mod tests {
         assert!(quiet.is_err(), "reads caused an event: {quiet:?}");
     }
 
+    /// `ipc/.done` is read at the worker's end, never on its own event, so
+    /// making it reports nothing; a question made after it still does.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_done_marker_alone_reports_no_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ipc = dir.path().join("ipc");
+        std::fs::create_dir(&ipc).expect("mkdir");
+        let (mut watch, mut changed) = FolderWatch::new();
+        assert!(watch.watch(&ipc), "watching works here");
+        std::fs::write(ipc.join(".done"), "").expect("write");
+        let quiet = tokio::time::timeout(Duration::from_millis(300), changed.recv()).await;
+        assert!(quiet.is_err(), ".done caused an event: {quiet:?}");
+        std::fs::write(ipc.join("001.done"), "").expect("write");
+        let folder = tokio::time::timeout(Duration::from_secs(5), changed.recv())
+            .await
+            .expect("an event in time")
+            .expect("a folder");
+        assert_eq!(folder, ipc);
+    }
+
     /// Closing ends the stream of changes, even with changes still coming.
     #[tokio::test]
     async fn closing_ends_the_stream_of_changes() {
@@ -357,7 +390,7 @@ mod tests {
         std::fs::create_dir(first).expect("mkdir");
         assert!(watch.watch(first));
         watch.unwatch(first);
-        std::fs::write(first.join(".done"), "").expect("write");
+        std::fs::write(first.join("001.question"), "").expect("write");
         let folder = tokio::time::timeout(Duration::from_secs(5), changed.recv())
             .await
             .expect("an event in time")
@@ -373,7 +406,7 @@ mod tests {
         }
         watch.unwatch(first);
         std::fs::write(first.join("again"), "").expect("write");
-        std::fs::write(last.join(".done"), "").expect("write");
+        std::fs::write(last.join("001.question"), "").expect("write");
         let mut seen_last = false;
         while let Ok(Some(folder)) =
             tokio::time::timeout(Duration::from_millis(300), changed.recv()).await
