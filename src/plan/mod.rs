@@ -94,7 +94,10 @@ struct Builder<'a> {
     /// Each manifest task's entry with the largest prompt texts: its size
     /// and index (see `prompt.rs`).
     largest: Mutex<HashMap<String, (usize, usize)>>,
-    backends: IndexMap<String, Backend>,
+    /// Shared with a [`prompt::Prompter`], which renders a prompt per
+    /// launch: made afresh each time, the built-in backends' table was
+    /// most of a launch's allocations.
+    backends: Arc<IndexMap<String, Backend>>,
     root: String,
     /// `root` once, for every task's paths to share.
     shared_root: Arc<str>,
@@ -107,13 +110,15 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(loaded: &'a LoadedManifest, options: &'a PlanOptions) -> Self {
-        Self::with_templates(loaded, options, Arc::new(templates_of(loaded)))
+        let backends = Arc::new(models::backends(&loaded.manifest));
+        Self::with_parts(loaded, options, Arc::new(templates_of(loaded)), backends)
     }
 
-    fn with_templates(
+    fn with_parts(
         loaded: &'a LoadedManifest,
         options: &'a PlanOptions,
         templates: Arc<Templates>,
+        backends: Arc<IndexMap<String, Backend>>,
     ) -> Self {
         Self {
             loaded,
@@ -121,7 +126,7 @@ impl<'a> Builder<'a> {
             check_every_prompt: prompt::check_every_prompt(options, &templates),
             largest: Mutex::default(),
             templates,
-            backends: models::backends(&loaded.manifest),
+            backends,
             root: options
                 .root
                 .as_deref()

@@ -52,6 +52,7 @@ pub struct Prompter {
     loaded: Arc<LoadedManifest>,
     options: PlanOptions,
     templates: Arc<Templates>,
+    backends: Arc<IndexMap<String, crate::manifest::models::Backend>>,
     /// Every task some task needs, by id (a need may be left out of the
     /// run by `--only` or `--shard`; its entry in the prompt stays).
     upstream: HashMap<String, Upstream>,
@@ -84,10 +85,12 @@ impl Prompter {
             })
             .collect();
         let templates = Arc::new(super::templates_of(&loaded));
+        let backends = Arc::new(crate::manifest::models::backends(&loaded.manifest));
         Prompter {
             loaded,
             options,
             templates,
+            backends,
             upstream,
         }
     }
@@ -95,7 +98,12 @@ impl Prompter {
     /// `task`'s worker prompt and argv, as a plan built with
     /// [`Prompts::Render`] would have them.
     pub fn render(&self, task: &PlannedTask) -> Result<Rendered, Invalid> {
-        let builder = Builder::with_templates(&self.loaded, &self.options, self.templates.clone());
+        let builder = Builder::with_parts(
+            &self.loaded,
+            &self.options,
+            self.templates.clone(),
+            self.backends.clone(),
+        );
         let manifest = &self.loaded.manifest;
         let Some(own_task) = manifest.tasks.get(&*task.source_id) else {
             return Ok(Rendered {
