@@ -34,6 +34,19 @@ fn cleanup(pids: &[i32]) {
 }
 
 /// When each of the task's strays was stopped, by pid.
+/// None of `pids` outlived the run (each is stopped here either way), and
+/// the run succeeded.
+fn none_left_and_succeeded(pids: &[i32], output: &std::process::Output) {
+    let alive: Vec<i32> = pids.iter().copied().filter(|&p| common::alive(p)).collect();
+    cleanup(pids);
+    assert!(alive.is_empty(), "still running after the run: {alive:?}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn stopped_when(record: &Value, pid: i32) -> Option<String> {
     record["strays"]
         .as_array()?
@@ -99,14 +112,7 @@ tasks:
         .unwrap_or_else(|| panic!("no setup.pid beside the worktree"));
     let double_pid = pid_in(&project, "double.pid");
     let pids = [setup_pid, double_pid];
-    let alive: Vec<i32> = pids.iter().copied().filter(|&p| common::alive(p)).collect();
-    cleanup(&pids);
-    assert!(alive.is_empty(), "still running after the run: {alive:?}");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    none_left_and_succeeded(&pids, &output);
     let web = project.task_json("web");
     let escape = project.task_json("escape");
     assert_eq!(
@@ -158,14 +164,7 @@ tasks:
     init_repo(project.path());
     let (output, _events) = project.run(&[]);
     let pids = [pid_in(&project, "left.pid"), pid_in(&project, "right.pid")];
-    let alive: Vec<i32> = pids.iter().copied().filter(|&p| common::alive(p)).collect();
-    cleanup(&pids);
-    assert!(alive.is_empty(), "still running after the run: {alive:?}");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    none_left_and_succeeded(&pids, &output);
     let left = project.task_json("left");
     let right = project.task_json("right");
     assert_eq!(
