@@ -338,7 +338,7 @@ fn junit_written_a_suite_at_a_time_is_the_whole_documents_text() {
         }
         let root = Some(std::path::Path::new("/root"));
         let (mut suites, mut whole) = (Vec::new(), Vec::new());
-        super::junit::write(&report, Severity::High, root, &mut suites).expect("write");
+        super::junit::write_by_suite(&report, Severity::High, root, &mut suites).expect("write");
         super::junit::write_whole(&report, Severity::High, root, &mut whole).expect("write");
         assert!(whole.len() > 100, "{count}");
         assert_eq!(
