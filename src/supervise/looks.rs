@@ -102,7 +102,7 @@ fn answer(batch: Vec<Look>, scope: Scope) {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::process::{Child, Command};
@@ -121,6 +121,7 @@ mod tests {
     /// not the leader whose `children` the task-end look reads, so this
     /// looks anywhere, as a dead run's leftovers are looked for.)
     #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
     fn looks_queued_together_each_get_their_own_strays() {
         let run = format!("looks-test-{}", std::process::id());
         let mut a = marked_sleep(&run, "a");

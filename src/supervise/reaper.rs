@@ -482,11 +482,12 @@ pub fn describe(strays: &[Stray]) -> String {
         .join(", ")
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
     fn a_marked_process_anywhere_is_stopped_and_an_unmarked_one_is_not() {
         // Reaped by the reaper itself (the point of the test), not here.
         #[allow(clippy::zombie_processes)]
@@ -525,6 +526,7 @@ mod owner_tests {
     use super::Owner;
 
     #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
     fn a_leftover_is_its_hooks_before_its_tasks() {
         // A hook carries its task's id too: what it left is the hook's.
         let hook = b"PATH=/bin\0DISPATCH_TASK_ID=crasher\0DISPATCH_HOOK_ID=run-1/starter-0\0";

@@ -5,7 +5,7 @@
 //! on the runner's: the planned tasks freed before the reports stay
 //! resident in the planning threads' arenas while the reports grow the
 //! runner's, so the two add up in the run's peak (at 50,000 tasks, about
-//! 50 MB). Trimming after such a hand-over returns those pages first.
+//! 34 MiB). Trimming after such a hand-over returns those pages first.
 
 /// Return freed memory to the system where the allocator keeps it (glibc);
 /// elsewhere nothing is kept that way and this does nothing.
