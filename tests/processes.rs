@@ -286,6 +286,28 @@ fn retry_failed_stops_the_dead_runs_worker_before_starting_its_next() {
 
 /// A task.json (and run.json) whose pid now belongs to an unrelated
 /// process — a reboot or pid reuse — must not get that process signalled.
+/// A worker's start time is read after its launch, off the runner's
+/// thread, and recorded beside its pid: the same figure the worker reads
+/// for itself in `/proc`.
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
+fn a_workers_start_time_is_recorded_beside_its_pid() {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\ntasks:\n  slow:\n    command: [sh, -c, 'cut -d\" \" -f22 /proc/$$/stat > start; echo $$ > pid; sleep 0.4; : > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [One]\n",
+    );
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let own: u64 = std::fs::read_to_string(project.path().join("start"))
+        .expect("start")
+        .trim()
+        .parse()
+        .expect("a number");
+    let task = project.task_json("slow");
+    assert_eq!(task["pid"], pid_in(&project, "pid"));
+    assert_eq!(task["pid_start_time"], own, "{task:#}");
+}
+
 #[test]
 fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
     let project = Project::new();
@@ -317,9 +339,12 @@ fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
     task["pid"] = pid.into();
     task["status"] = "running".into();
     task["ended_at"] = Value::Null;
-    for start_time in [task["pid_start_time"].clone(), Value::Null] {
-        // Once with the worker's own start time, once with none recorded
-        // (then the environment marker decides).
+    // A worker that ends within moments of its launch has no start time
+    // recorded (it is read a little after the launch): stand in the
+    // earliest there could be, which is not the stranger's.
+    for start_time in [Value::from(1u64), Value::Null] {
+        // Once with a start time that is not the process's, once with none
+        // recorded (then the environment marker decides).
         task["pid_start_time"] = start_time;
         std::fs::write(&task_json, task.to_string()).expect("write");
         let output = project.command(&["cancel"]).output().expect("cancel");

@@ -1,4 +1,6 @@
-//! The look for strays at each task's end, coalesced.
+//! `/proc` reads a task needs while it runs, on one thread of their own:
+//! the look for strays at each task's end, and the start time of each new
+//! worker.
 //!
 //! Every task's end looks for what its worker left behind (`reaper`),
 //! after the worker exits and before the end is reported, and the look
@@ -12,13 +14,25 @@
 //! look was queued sees what that task's worker left as well as a read of
 //! its own would; tasks that end together share it.
 //!
+//! A new worker's start time (recorded beside its pid, so a later signal
+//! can tell it from a process that reused the pid) was read on the
+//! runtime's thread right after the spawn. The worker is then still
+//! loading its program, and the kernel makes `/proc/PID/stat` wait for
+//! that: the read cost the runner more than the rest of a launch's file
+//! work (a tenth of a short sweep's wall time). Here it waits off the
+//! runner's path, and it is kept only if the worker was not yet reaped
+//! when it was read ([`identity`]), since after that its pid may name
+//! another process.
+//!
 //! Stopping what was found (SIGTERM, grace, SIGKILL) takes seconds at
 //! worst, so it is the asking task's own blocking job, as before: one
 //! task's stubborn daemon holds up no other task's look.
 
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -31,17 +45,47 @@ struct Look {
     reply: oneshot::Sender<Vec<Found>>,
 }
 
-/// The looking thread's queue; `None` when the thread could not start.
-static LOOKER: OnceLock<Option<Sender<Look>>> = OnceLock::new();
+/// A new worker to read the start time of, and whom to give it to.
+struct Identify {
+    pid: u32,
+    /// Opened before the worker could be reaped: it tells whether the pid
+    /// still names the worker when its start time is read.
+    pidfd: OwnedFd,
+    reply: Box<dyn FnOnce(u64) + Send>,
+}
 
-fn looker() -> Option<&'static Sender<Look>> {
+enum Job {
+    Look(Look),
+    /// A start time became due while none was: the thread must now wake
+    /// in time for it.
+    Due,
+}
+
+/// Start times still to read, oldest first, each with when it is due.
+/// They wait beside the queue rather than in it: a queued job wakes the
+/// thread, and a sweep of short tasks would wake it at every launch for a
+/// read that is not due yet (and that the worker's end usually makes
+/// needless).
+type DueList = Mutex<VecDeque<(Instant, Identify)>>;
+
+static DUE: DueList = Mutex::new(VecDeque::new());
+
+/// How long after its launch a worker's start time is read. Right after
+/// the spawn the worker is still loading its program, which the read has
+/// to wait for; a worker that has ended by then needs no start time.
+const IDENTIFY_AFTER: Duration = Duration::from_millis(50);
+
+/// The looking thread's queue; `None` when the thread could not start.
+static LOOKER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+
+fn looker() -> Option<&'static Sender<Job>> {
     LOOKER
         .get_or_init(|| {
             let (looks, queue) = mpsc::channel();
             std::thread::Builder::new()
                 .name("dispatch-strays".to_owned())
                 .spawn(move || {
-                    serve(&queue, Scope::Ours);
+                    serve(&queue, Scope::Ours, &DUE);
                 })
                 .ok()
                 .map(|_| looks)
@@ -56,7 +100,7 @@ pub async fn stop_strays(marker: Marker, grace: Duration, when: &'static str) ->
     let found = match looker() {
         Some(looks) => {
             let (reply, answer) = oneshot::channel();
-            if looks.send(Look { marker, reply }).is_err() {
+            if looks.send(Job::Look(Look { marker, reply })).is_err() {
                 return Vec::new();
             }
             answer.await.unwrap_or_default()
@@ -78,18 +122,140 @@ pub async fn stop_strays(marker: Marker, grace: Duration, when: &'static str) ->
         .unwrap_or_default()
 }
 
-/// The looking thread: every look queued when it wakes is answered from
-/// one read, until the queue's senders are gone (never, in a run). Returns
-/// how many reads that took (fewer than the looks when they queued up).
-fn serve(queue: &Receiver<Look>, scope: Scope) -> usize {
-    let mut reads = 0;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter());
-        answer(batch, scope);
-        reads += 1;
+/// Hand `pid`'s start time (`/proc/PID/stat`) to `reply`, read on the
+/// looking thread [`IDENTIFY_AFTER`] from now; `reply` is dropped uncalled
+/// when the worker has exited by then, or the time cannot be read. `pid`
+/// must be a child of this process not yet waited for, as a just-started
+/// worker is. Without `/proc` (not Linux) there is no start time to read.
+pub fn identify(pid: u32, reply: impl FnOnce(u64) + Send + 'static) {
+    let Some(pidfd) = pidfd_open(pid) else {
+        return;
+    };
+    let job = Identify {
+        pid,
+        pidfd,
+        reply: Box::new(reply),
+    };
+    let Some(looks) = looker() else {
+        // No thread for looks: read off the runtime's thread all the same,
+        // on a blocking job of its own.
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(IDENTIFY_AFTER);
+            identified(job, super::procfs::start_time);
+        });
+        return;
+    };
+    let first = {
+        let mut due = DUE.lock().unwrap_or_else(|e| e.into_inner());
+        due.push_back((Instant::now() + IDENTIFY_AFTER, job));
+        due.len() == 1
+    };
+    if first {
+        let _ = looks.send(Job::Due);
     }
+}
+
+#[cfg(target_os = "linux")]
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pidfd_open(_pid: u32) -> Option<OwnedFd> {
+    None
+}
+
+/// Answer one [`Identify`] with the start time `read` gives, if the worker
+/// still runs: one that has exited needs no start time, and once it has
+/// been reaped its pid may name another process. `waitid` on its pidfd,
+/// which reaps nothing, tells which, before the read and after it.
+#[cfg(target_os = "linux")]
+fn identified(job: Identify, read: impl FnOnce(u32) -> Option<u64>) {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let state = || {
+        waitid(
+            WaitId::PidFd(std::os::fd::AsFd::as_fd(&job.pidfd)),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        )
+    };
+    // `Ok(None)`: not exited. A zombie gives `Ok(Some(_))`, a reaped
+    // worker an error.
+    if !matches!(state(), Ok(None)) {
+        return;
+    }
+    let Some(start_time) = read(job.pid) else {
+        return;
+    };
+    if state().is_ok() {
+        (job.reply)(start_time);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn identified(job: Identify, _read: impl FnOnce(u32) -> Option<u64>) {
+    drop(job);
+}
+
+/// The looking thread: the looks queued when it wakes are answered from
+/// one read, and start times are read once due, until the queue's senders
+/// are gone (never, in a run); then what is still due is read as it comes
+/// due. Returns how many reads for looks that took (fewer than the looks
+/// when they queued up).
+fn serve(queue: &Receiver<Job>, scope: Scope, due: &DueList) -> usize {
+    let mut reads = 0;
+    loop {
+        let next = due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .front()
+            .map(|(at, _)| *at);
+        let job = match next {
+            Some(at) => match queue.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match queue.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+        };
+        let looks: Vec<Look> = job
+            .into_iter()
+            .chain(queue.try_iter())
+            .filter_map(|job| match job {
+                Job::Look(look) => Some(look),
+                Job::Due => None,
+            })
+            .collect();
+        if !looks.is_empty() {
+            answer(looks, scope);
+            reads += 1;
+        }
+        read_due(due, false);
+    }
+    read_due(due, true);
     reads
+}
+
+/// Read the start times that are due (all of them, waiting for each, when
+/// `all`).
+fn read_due(due: &DueList, all: bool) {
+    loop {
+        let job = {
+            let mut due = due.lock().unwrap_or_else(|e| e.into_inner());
+            match due.front() {
+                Some((at, _)) if all || *at <= Instant::now() => due.pop_front(),
+                _ => None,
+            }
+        };
+        let Some((at, job)) = job else {
+            return;
+        };
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        identified(job, super::procfs::start_time);
+    }
 }
 
 fn answer(batch: Vec<Look>, scope: Scope) {
@@ -133,16 +299,16 @@ mod tests {
         for task in ["a", "b", "d"] {
             let (reply, answer) = oneshot::channel();
             looks
-                .send(Look {
+                .send(Job::Look(Look {
                     marker: Marker::task(&run, task),
                     reply,
-                })
+                }))
                 .expect("queued");
             answers.push(answer);
         }
         drop(looks);
         assert_eq!(
-            serve(&queue, Scope::Anywhere),
+            serve(&queue, Scope::Anywhere, &DueList::default()),
             1,
             "one read for three looks"
         );
@@ -172,5 +338,86 @@ mod tests {
         );
         let _ = other.kill();
         let _ = other.wait();
+    }
+
+    fn identify_job(child: &Child) -> (Identify, std::sync::mpsc::Receiver<u64>) {
+        let (sent, got) = std::sync::mpsc::channel();
+        let job = Identify {
+            pid: child.id(),
+            pidfd: pidfd_open(child.id()).expect("pidfd"),
+            reply: Box::new(move |start_time| {
+                let _ = sent.send(start_time);
+            }),
+        };
+        (job, got)
+    }
+
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
+    fn a_running_worker_is_identified_by_its_start_time() {
+        let mut child = marked_sleep("identify-test", "a");
+        let (job, got) = identify_job(&child);
+        identified(job, super::super::procfs::start_time);
+        let expected = super::super::procfs::start_time(child.id()).expect("readable");
+        assert_eq!(got.try_recv(), Ok(expected));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Exited but not reaped: its pid is still its own, but it needs no
+    /// start time, and none is read.
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: pidfd")]
+    fn a_worker_that_has_exited_is_not_read() {
+        let mut child = Command::new("true").spawn().expect("true");
+        let (job, got) = identify_job(&child);
+        let _ = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&job.pidfd)),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        );
+        identified(job, |_| panic!("read the start time of an exited worker"));
+        assert!(got.try_recv().is_err(), "no start time for it");
+        let _ = child.wait();
+    }
+
+    /// The worker is reaped while its start time is read: what was read may
+    /// be another process's, which took the pid, so it is not kept.
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: pidfd")]
+    fn a_start_time_read_after_the_worker_was_reaped_is_not_kept() {
+        let mut child = marked_sleep("identify-test", "b");
+        let (job, got) = identify_job(&child);
+        identified(job, |_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            Some(42)
+        });
+        assert!(
+            got.try_recv().is_err(),
+            "a start time after the reap was kept"
+        );
+    }
+
+    /// Queued start times are read once due, not when queued, and the
+    /// thread wakes for them by itself.
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
+    fn a_start_time_is_read_when_due() {
+        let mut child = marked_sleep("identify-test", "c");
+        let (job, got) = identify_job(&child);
+        let due: &'static DueList = Box::leak(Box::default());
+        due.lock()
+            .expect("due")
+            .push_back((Instant::now() + Duration::from_millis(300), job));
+        let (looks, queue) = mpsc::channel();
+        let thread = std::thread::spawn(move || serve(&queue, Scope::Anywhere, due));
+        looks.send(Job::Due).expect("queued");
+        assert!(got.try_recv().is_err(), "read before it was due");
+        let expected = super::super::procfs::start_time(child.id()).expect("readable");
+        assert_eq!(got.recv_timeout(Duration::from_secs(10)), Ok(expected));
+        drop(looks);
+        thread.join().expect("served");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

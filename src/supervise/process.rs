@@ -125,9 +125,6 @@ pub enum SpawnError {
 pub struct Running {
     child: tokio::process::Child,
     pid: u32,
-    /// The pid's start time (`/proc/PID/stat`), recorded beside it so a
-    /// later signal can tell the worker from a process that reused its pid.
-    start_time: Option<u64>,
     /// The task's marker, which everything the worker starts inherits.
     marker: Option<Marker>,
     started: Instant,
@@ -211,7 +208,6 @@ pub fn start(
     let child = spawned.map_err(failed)?;
     let pid = child.id().unwrap_or(0);
     reaper::own(pid);
-    let start_time = super::procfs::start_time(pid);
     let stdin_task = unwritten.map(|(writer, rest)| {
         tokio::spawn(async move {
             let mut writer = writer;
@@ -239,7 +235,6 @@ pub fn start(
     Ok(Running {
         child,
         pid,
-        start_time,
         marker: Marker::of_env(&launch.env),
         started,
         log,
@@ -323,9 +318,13 @@ impl Running {
         self.pid
     }
 
-    /// The worker's start time, as `/proc/PID/stat` gives it.
-    pub fn start_time(&self) -> Option<u64> {
-        self.start_time
+    /// Have the worker's start time (`/proc/PID/stat`), which tells it from
+    /// a later process given the same pid, read off the runtime's thread
+    /// and handed to `reply`; `reply` is dropped uncalled when it cannot
+    /// be known (see [`looks::identify`]). The worker cannot have been
+    /// reaped yet: that happens in [`Running::wait`], which takes `self`.
+    pub fn identify(&self, reply: impl FnOnce(u64) + Send + 'static) {
+        looks::identify(self.pid, reply);
     }
 
     /// Wait for the worker to end: by itself, past its timeout, or when a
@@ -334,7 +333,6 @@ impl Running {
         let Running {
             mut child,
             pid,
-            start_time: _,
             marker,
             started,
             log,

@@ -208,8 +208,18 @@ impl Sweep {
         let plans = self.plans.clone();
         let running = match started {
             Ok(running) => {
-                self.slots[index].record.pid_start_time = running.start_time();
+                // Known a moment later, off this thread (see `identified`).
+                self.slots[index].record.pid_start_time = None;
                 self.mark_started(index, running.pid());
+                let identified = self.identified_tx.clone();
+                let pid = running.pid();
+                running.identify(move |start_time| {
+                    let _ = identified.send(Identified {
+                        index,
+                        pid,
+                        start_time,
+                    });
+                });
                 Ok(running)
             }
             Err(e) => {
@@ -337,6 +347,20 @@ impl Sweep {
         env
     }
 
+    /// A worker's start time is known: it is recorded beside the pid, so
+    /// that `dispatch cancel`, or a run resumed after this one died, tells
+    /// the worker from a process that was later given the same pid. A
+    /// worker that has ended (or was replaced by a retry) meanwhile needs
+    /// none.
+    pub(super) fn identified(&mut self, known: Identified) {
+        let record = &mut self.slots[known.index].record;
+        if record.status != TaskStatus::Running || record.pid != Some(known.pid) {
+            return;
+        }
+        record.pid_start_time = Some(known.start_time);
+        self.save(known.index);
+    }
+
     fn mark_started(&mut self, index: usize, pid: u32) {
         let slot = &mut self.slots[index];
         let task = &slot.task;
@@ -356,6 +380,13 @@ impl Sweep {
         self.save(index);
         self.emit(event);
     }
+}
+
+/// A launched worker's start time, read after its launch.
+pub(super) struct Identified {
+    index: usize,
+    pid: u32,
+    start_time: u64,
 }
 
 /// The worker's stdout lines go to a tracker, which sends usage as it

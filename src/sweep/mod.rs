@@ -396,6 +396,9 @@ struct Sweep {
     plan_changes: Option<mpsc::UnboundedReceiver<plans::Read>>,
     usage_tx: mpsc::UnboundedSender<launch::UsageUpdate>,
     usage_rx: Option<mpsc::UnboundedReceiver<launch::UsageUpdate>>,
+    /// Workers' start times, read off this thread after their launch.
+    identified_tx: mpsc::UnboundedSender<launch::Identified>,
+    identified_rx: Option<mpsc::UnboundedReceiver<launch::Identified>>,
     /// Every output: the engine's one way out.
     reporters: Reporters,
     verbose: bool,
@@ -509,6 +512,7 @@ impl Sweep {
         let (folder_watch, mut folder_changes) = FolderWatch::new();
         self.folder_watch = Some(folder_watch);
         let mut usage = take(&mut self.usage_rx);
+        let mut identified = take(&mut self.identified_rx);
         let mut plan_changes = take(&mut self.plan_changes);
         let mut hook_problems = take(&mut self.hook_problems);
         let mut prepared = take(&mut self.prepared_rx);
@@ -539,6 +543,7 @@ impl Sweep {
                 biased;
                 Some(update) = usage.recv() => self.usage_changed(update),
                 Some(read) = plan_changes.recv() => self.files_read(read),
+                Some(known) = identified.recv() => self.identified(known),
                 Some(joined) = workers.join_next() => {
                     if let Ok(end) = joined {
                         self.finish(end);

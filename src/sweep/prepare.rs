@@ -167,6 +167,7 @@ impl Sweep {
         let (staged_tx, staged_rx) = mpsc::unbounded_channel();
         let (plan_changes_tx, plan_changes_rx) = mpsc::unbounded_channel();
         let (usage_tx, usage_rx) = mpsc::unbounded_channel();
+        let (identified_tx, identified_rx) = mpsc::unbounded_channel();
         let index_of: HashMap<String, usize> = plan
             .tasks
             .iter()
@@ -253,6 +254,8 @@ impl Sweep {
             running: HashSet::new(),
             usage_tx,
             usage_rx: Some(usage_rx),
+            identified_tx,
+            identified_rx: Some(identified_rx),
             settled_tx,
             settled_rx: Some(settled_rx),
             staged_tx,
