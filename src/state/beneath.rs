@@ -269,7 +269,7 @@ impl Dir {
         let mut last = io::Error::other("no temporary name was free");
         for _ in 0..100 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let temp = format!(".{name}.{}-{n}.tmp", std::process::id());
+            let temp = format!(".{name}.{}-{n}.tmp", crate::util::own_pid());
             match self.open_file(OsStr::new(&temp), libc::O_CREAT | libc::O_EXCL) {
                 Ok(mut file) => {
                     if let Err(e) = file.write_all(bytes) {

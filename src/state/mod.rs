@@ -314,6 +314,23 @@ impl NewFolder {
         Ok(NewFolder { path, dir })
     }
 
+    /// Make a folder inside this one that nothing is written into now (a
+    /// task's `ipc/`): as [`NewFolder::folder`], without opening it. One
+    /// found already there is taken if it is a folder, and refused if it is
+    /// a link or anything else.
+    pub fn make_folder(&self, name: &str) -> Result<(), StateError> {
+        let path = || self.path.join(name);
+        match self.dir.make_folder(name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match self.dir.kind(name) {
+                Ok(Some(libc::S_IFDIR)) => Ok(()),
+                Ok(_) => Err(StateError::Symlink { path: path() }),
+                Err(e) => Err(StateError::io(&path(), e)),
+            },
+            Err(e) => Err(StateError::io(&path(), e)),
+        }
+    }
+
     /// Write a file that is not there yet: a temporary file, renamed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         self.dir
@@ -537,6 +554,35 @@ mod tests {
             folder.folder("cli"),
             Err(StateError::Symlink { .. })
         ));
+    }
+
+    /// A folder made without being opened: made where the new folder was
+    /// opened, an existing folder taken, and a link or a file in its place
+    /// refused.
+    #[test]
+    fn a_folder_made_unopened_is_made_beneath_and_never_through_a_link() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        let path = temp.path().join("t1");
+        let folder = NewFolder::make(&path).expect("made");
+        let moved = temp.path().join("t1.moved");
+        std::fs::rename(&path, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("plant");
+        folder.make_folder("ipc").expect("ipc");
+        assert!(moved.join("ipc").is_dir());
+        folder
+            .make_folder("ipc")
+            .expect("an existing folder is taken");
+        std::os::unix::fs::symlink(&elsewhere, moved.join("cli")).expect("plant");
+        std::fs::write(moved.join("file"), b"").expect("file");
+        for name in ["cli", "file"] {
+            assert!(
+                matches!(folder.make_folder(name), Err(StateError::Symlink { .. })),
+                "{name} was taken"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
     }
 
     #[test]

@@ -202,7 +202,7 @@ fn environ_of(f: Found, patient: bool) -> Option<Vec<u8>> {
 const ENVIRON_TRIES: usize = 20;
 
 fn own_pid() -> Pid {
-    Pid::try_from(std::process::id()).unwrap_or(0)
+    Pid::try_from(crate::util::own_pid()).unwrap_or(0)
 }
 
 /// Stop every process carrying `marker` in `scope`, and reap those that

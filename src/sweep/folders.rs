@@ -49,7 +49,9 @@ struct Shared {
     errors: Mutex<HashMap<usize, String>>,
     /// Wakes those waiting for a claim to end.
     ended: Condvar,
-    lock: Mutex<()>,
+    /// How many wait on `ended`: a write ends without a wake (a system
+    /// call) when nobody does, as for almost every folder.
+    waiting: Mutex<usize>,
 }
 
 impl Folders {
@@ -77,7 +79,7 @@ impl Folders {
             marks,
             errors: Mutex::default(),
             ended: Condvar::new(),
-            lock: Mutex::default(),
+            waiting: Mutex::default(),
         });
         let thread = if fresh.is_empty() {
             None
@@ -160,9 +162,11 @@ impl Shared {
                 FAILED
             }
         };
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         self.marks[index].store(mark, Ordering::Release);
-        self.ended.notify_all();
+        if *waiting > 0 {
+            self.ended.notify_all();
+        }
     }
 
     fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<usize, String>> {
@@ -188,9 +192,11 @@ impl Shared {
                 }
                 TO_WRITE => self.write_if_unclaimed(index),
                 _ => {
-                    let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
                     if self.mark(index) == WRITING {
-                        drop(self.ended.wait(guard).unwrap_or_else(|e| e.into_inner()));
+                        *waiting += 1;
+                        waiting = self.ended.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                        *waiting -= 1;
                     }
                 }
             }

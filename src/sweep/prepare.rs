@@ -300,7 +300,7 @@ pub(super) fn write_task_folder(
     let dir = state::NewFolder::make_archiving(&state.task_dir(&task.id), || {
         state.archive_task(&task.id)
     })?;
-    dir.folder("ipc")?;
+    dir.make_folder("ipc")?;
     dir.write("plan.md", task.plan.as_bytes())?;
     if task.prompt_via == PromptMode::File && !task.prompt.is_empty() {
         // The backend reads its prompt from this file (a plan that keeps
