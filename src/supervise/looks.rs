@@ -1,6 +1,9 @@
 //! `/proc` reads a task needs while it runs, on one thread of their own:
 //! the look for strays at each task's end, and the start time of each new
-//! worker.
+//! worker. (A sweep's workers have their end's look made by the sweep's
+//! file-reading thread instead, with the task's last plan: see
+//! [`crate::supervise::process::Running::wait_then`]. This thread makes it
+//! for every other process dispatch runs: hooks, checks.)
 //!
 //! Every task's end looks for what its worker left behind (`reaper`),
 //! after the worker exits and before the end is reported, and the look
@@ -75,6 +78,11 @@ static DUE: DueList = Mutex::new(VecDeque::new());
 /// to wait for; a worker that has ended by then needs no start time.
 const IDENTIFY_AFTER: Duration = Duration::from_millis(50);
 
+/// Start times queued within this long of each other are read together,
+/// on one wake of the thread: each at least `IDENTIFY_AFTER` less this
+/// after its launch.
+const IDENTIFY_TOGETHER: Duration = Duration::from_millis(25);
+
 /// The looking thread's queue; `None` when the thread could not start.
 static LOOKER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
 
@@ -93,31 +101,45 @@ fn looker() -> Option<&'static Sender<Job>> {
         .as_ref()
 }
 
-/// Stop the processes still alive that carry `marker` (a task's, whose
-/// worker has exited): found by the shared look, stopped on a blocking
-/// thread. `when` says when, for the record.
-pub async fn stop_strays(marker: Marker, grace: Duration, when: &'static str) -> Vec<Stray> {
-    let found = match looker() {
-        Some(looks) => {
-            let (reply, answer) = oneshot::channel();
-            if looks.send(Job::Look(Look { marker, reply })).is_err() {
-                return Vec::new();
-            }
-            answer.await.unwrap_or_default()
-        }
-        // No thread for looks: a blocking job of its own, as it takes.
-        None => {
-            return tokio::task::spawn_blocking(move || {
-                reaper::stop_marked(&marker, Scope::Ours, grace, when)
-            })
-            .await
-            .unwrap_or_default();
-        }
+/// What a task's end-of-task look found: processes that carry its marker
+/// and outlived its worker, still to be stopped ([`stop_found`]).
+#[derive(Default)]
+pub struct Leftovers(Vec<Found>);
+
+/// The end-of-task look for several ending tasks, from one read of
+/// `/proc`: blocking, for a thread that reads files for the run (never the
+/// runtime's). One per marker, in order.
+pub fn look_at_end(markers: &[&Marker]) -> Vec<Leftovers> {
+    reaper::find_each(markers, Scope::Ours)
+        .into_iter()
+        .map(Leftovers)
+        .collect()
+}
+
+/// The end-of-task look for one task, on the looking thread (or, without
+/// it, on a blocking thread).
+pub async fn look(marker: Marker) -> Leftovers {
+    let Some(looks) = looker() else {
+        return tokio::task::spawn_blocking(move || {
+            look_at_end(&[&marker]).pop().unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
     };
-    if found.is_empty() {
+    let (reply, answer) = oneshot::channel();
+    if looks.send(Job::Look(Look { marker, reply })).is_err() {
+        return Leftovers::default();
+    }
+    Leftovers(answer.await.unwrap_or_default())
+}
+
+/// Stop what a look found (SIGTERM, `grace`, SIGKILL), on a blocking
+/// thread. `when` says when, for the record.
+pub async fn stop_found(found: Leftovers, grace: Duration, when: &'static str) -> Vec<Stray> {
+    if found.0.is_empty() {
         return Vec::new();
     }
-    tokio::task::spawn_blocking(move || reaper::stop(found, grace, when))
+    tokio::task::spawn_blocking(move || reaper::stop(found.0, grace, when))
         .await
         .unwrap_or_default()
 }
@@ -147,7 +169,13 @@ pub fn identify(pid: u32, reply: impl FnOnce(u64) + Send + 'static) {
     };
     let first = {
         let mut due = DUE.lock().unwrap_or_else(|e| e.into_inner());
-        due.push_back((Instant::now() + IDENTIFY_AFTER, job));
+        let mut at = Instant::now() + IDENTIFY_AFTER;
+        if let Some((last, _)) = due.back() {
+            if *last + IDENTIFY_TOGETHER >= at {
+                at = *last;
+            }
+        }
+        due.push_back((at, job));
         due.len() == 1
     };
     if first {

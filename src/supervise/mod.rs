@@ -8,3 +8,5 @@ pub mod process;
 pub mod procfs;
 pub mod reaper;
 mod worker_log;
+
+pub use looks::{look_at_end, Leftovers};

@@ -329,7 +329,33 @@ impl Running {
 
     /// Wait for the worker to end: by itself, past its timeout, or when a
     /// stop is requested.
-    pub async fn wait(self, mut stop: watch::Receiver<Stop>) -> Finished {
+    pub async fn wait(self, stop: watch::Receiver<Stop>) -> Finished {
+        let look = |marker: Option<Marker>| async move {
+            let found = match marker {
+                Some(marker) => looks::look(marker).await,
+                None => looks::Leftovers::default(),
+            };
+            (found, ())
+        };
+        self.wait_then(stop, look).await.0
+    }
+
+    /// [`Running::wait`], with the look for what the worker left (given
+    /// its marker, once it has exited and its output is drained) made by
+    /// `look`, which may read more of the task's files on the same trip:
+    /// a sweep's worker asks its file-reading thread for the task's last
+    /// plan and for its leftovers at once, one hand-off instead of two at
+    /// every task's end. What `look` found is stopped here, before the
+    /// log is closed; what else it read comes back beside the end.
+    pub async fn wait_then<T, F, Fut>(
+        self,
+        mut stop: watch::Receiver<Stop>,
+        look: F,
+    ) -> (Finished, T)
+    where
+        F: FnOnce(Option<Marker>) -> Fut,
+        Fut: std::future::Future<Output = (looks::Leftovers, T)>,
+    {
         let Running {
             mut child,
             pid,
@@ -372,12 +398,11 @@ impl Running {
         let leaked = drain(pgid, readers, leak_timeout).await;
         let when = if timed_out { "timeout" } else { "stop" };
         let mut strays = strays_of(escaped, when);
-        if let Some(marker) = marker {
-            let when = if timed_out { "timeout" } else { "task end" };
-            for stray in looks::stop_strays(marker, grace, when).await {
-                if !strays.iter().any(|s| s.pid == stray.pid) {
-                    strays.push(stray);
-                }
+        let (found, read) = look(marker).await;
+        let when = if timed_out { "timeout" } else { "task end" };
+        for stray in looks::stop_found(found, grace, when).await {
+            if !strays.iter().any(|s| s.pid == stray.pid) {
+                strays.push(stray);
             }
         }
         if !strays.is_empty() {
@@ -408,7 +433,7 @@ impl Running {
         if let Some(written) = written {
             let _ = written.await;
         }
-        Finished {
+        let finished = Finished {
             exit,
             timed_out,
             stopped,
@@ -416,7 +441,8 @@ impl Running {
             pid,
             duration,
             strays,
-        }
+        };
+        (finished, read)
     }
 }
 

@@ -230,12 +230,17 @@ impl Sweep {
             }
         };
         workers.spawn(async move {
-            let finished = match running {
-                Ok(running) => Ok(running.wait(stop_rx).await),
-                Err(e) => Err(e),
+            // The last look at its plan and the look for what its worker
+            // left, on one trip to the plan reader.
+            let (finished, look) = match running {
+                Ok(running) => {
+                    let close = |marker| plans.close(index, plan_path, ipc_dir, marker);
+                    let (finished, look) = running.wait_then(stop_rx, close).await;
+                    (Ok(finished), look)
+                }
+                Err(e) => (Err(e), plans.close(index, plan_path, ipc_dir, None).await.1),
             };
             forwards.iter().for_each(tokio::task::JoinHandle::abort);
-            let look = plans.close(index, plan_path, ipc_dir).await;
             let tracker = match tracking {
                 Some(tracking) => tracking.await.unwrap_or_else(|_| Tracker::new(format)),
                 None => Tracker::new(format),

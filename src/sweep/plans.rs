@@ -7,7 +7,11 @@
 //! [`PlanWatch`]es and the findings readers, looks when asked (every poll
 //! tick, and when `ipc/` changes), sends what it found back ([`Read`]), and
 //! gives each worker future its closing look (the plan, questions, findings
-//! and `ipc/.done` as the worker left them) for the verdict. Requests are
+//! and `ipc/.done` as the worker left them) for the verdict, together with
+//! the look for processes the worker left (`supervise::look_at_end`, one
+//! read of `/proc` for the tasks that ended together): two hand-offs to
+//! two threads at every task's end were one more wake of a thread, and of
+//! the runner, than a sweep of short tasks needed. Requests are
 //! served in order, so a task's closing look comes after every change seen
 //! before it; and the runner takes what was sent before it handles the
 //! worker's end (its loop is biased that way).
@@ -32,6 +36,8 @@ use crate::domain::checklist::Checklist;
 use crate::ipc::findings::{Finding, FindingsReader, Malformed};
 use crate::ipc::questions::{self, Question};
 use crate::state::plan_watch::{self as monitor, PlanWatch};
+use crate::supervise::procfs::Marker;
+use crate::supervise::{look_at_end, Leftovers};
 use crate::util::gather::Gate;
 
 /// How long requests gather after a batch: a plan change, a question or a
@@ -126,12 +132,14 @@ enum Job {
     Ipc(Option<usize>),
     /// Which of these tasks' `ipc/` folders hold a `.cancel`.
     Cancels(Vec<(usize, PathBuf)>),
-    /// The task's worker ended: one last look, and stop watching.
+    /// The task's worker ended: one last look, and stop watching; and,
+    /// given its marker, the look for the processes it left.
     Close {
         index: usize,
         plan: PathBuf,
         ipc: PathBuf,
-        reply: oneshot::Sender<ClosingLook>,
+        marker: Option<Marker>,
+        reply: oneshot::Sender<(Leftovers, ClosingLook)>,
     },
     /// The task is done with in this run (no retry follows): what the
     /// thread kept of its `ipc/` across attempts goes.
@@ -236,15 +244,25 @@ impl PlanReader {
         let _ = self.jobs.send(Job::Cancels(tasks));
     }
 
-    /// The closing look at a task whose worker ended. Without the thread
-    /// it is read here, on a blocking thread.
-    pub(super) async fn close(&self, index: usize, plan: PathBuf, ipc: PathBuf) -> ClosingLook {
+    /// The closing look at a task whose worker ended, and the look for
+    /// what it left when its `marker` is given (see
+    /// [`Running::wait_then`](crate::supervise::process::Running::wait_then)):
+    /// both on one trip to the thread. Without the thread they are read
+    /// here, on a blocking thread.
+    pub(super) async fn close(
+        &self,
+        index: usize,
+        plan: PathBuf,
+        ipc: PathBuf,
+        marker: Option<Marker>,
+    ) -> (Leftovers, ClosingLook) {
         let (reply, look) = oneshot::channel();
         self.gate.urgent();
         let sent = self.jobs.send(Job::Close {
             index,
             plan: plan.clone(),
             ipc: ipc.clone(),
+            marker: marker.clone(),
             reply,
         });
         self.gate.wake();
@@ -263,7 +281,11 @@ impl PlanReader {
                 settled: HashSet::new(),
                 running: false,
             };
-            closing_look(None, Some(&mut task), index, &plan, &ipc)
+            let look = closing_look(None, Some(&mut task), index, &plan, &ipc);
+            let found = marker
+                .and_then(|marker| look_at_end(&[&marker]).pop())
+                .unwrap_or_default();
+            (found, look)
         })
         .await
         .unwrap_or_default()
@@ -281,6 +303,9 @@ fn read_loop(
     while let Ok(first) = queue.recv() {
         // Polls that queued up while a read was slow are one poll.
         let mut polled = false;
+        // Closing looks, answered once the batch's look for leftovers is
+        // made: one read of `/proc` for every task that ended together.
+        let mut closed = Vec::new();
         // Jobs somebody waits for (see `Gate::urgent`), answered.
         let mut urgent = 0;
         for job in std::iter::once(first).chain(queue.try_iter().collect::<Vec<_>>()) {
@@ -341,11 +366,12 @@ fn read_loop(
                     index,
                     plan,
                     ipc,
+                    marker,
                     reply,
                 } => {
                     let task = ipcs.get_mut(&index);
                     let look = closing_look(watches.remove(&index), task, index, &plan, &ipc);
-                    let _ = reply.send(look);
+                    closed.push((marker, reply, look));
                     urgent += 1;
                 }
                 Job::Forget(index) => {
@@ -358,8 +384,36 @@ fn read_loop(
                 }
             }
         }
+        answer_closed(closed);
         gate.answered(urgent);
         gate.gather(gather);
+    }
+}
+
+/// A closing look made, waiting for the batch's look for leftovers: the
+/// task's marker, where to answer, and the look.
+type Closed = (
+    Option<Marker>,
+    oneshot::Sender<(Leftovers, ClosingLook)>,
+    ClosingLook,
+);
+
+/// Answer the batch's closing looks, with what the one look at `/proc`
+/// found for each that gave its marker.
+fn answer_closed(closed: Vec<Closed>) {
+    let markers: Vec<&Marker> = closed.iter().filter_map(|(m, _, _)| m.as_ref()).collect();
+    let mut found = if markers.is_empty() {
+        Vec::new()
+    } else {
+        look_at_end(&markers)
+    }
+    .into_iter();
+    for (marker, reply, look) in closed {
+        let left = match marker {
+            Some(_) => found.next().unwrap_or_default(),
+            None => Leftovers::default(),
+        };
+        let _ = reply.send((left, look));
     }
 }
 
@@ -410,7 +464,7 @@ mod tests {
             std::fs::create_dir_all(&ipc).expect("ipc folder");
             let findings = FindingsReader::new(dir.join(crate::state::layout::FINDINGS));
             reader.watch(index, dir.join("plan.md"), None, ipc.clone(), findings);
-            reader.close(index, dir.join("plan.md"), ipc).await;
+            reader.close(index, dir.join("plan.md"), ipc, None).await;
         }
         assert_eq!(reader.followed().await, 2, "kept for a retry");
         reader.forget(0);
@@ -438,9 +492,10 @@ mod tests {
         // gathers.
         let news = read.recv().await;
         assert!(matches!(news, Some(Read::Plan(_))));
-        let look = tokio::time::timeout(Duration::from_secs(120), reader.close(0, plan, ipc))
-            .await
-            .expect("the closing look came before the window ended");
+        let (_, look) =
+            tokio::time::timeout(Duration::from_secs(120), reader.close(0, plan, ipc, None))
+                .await
+                .expect("the closing look came before the window ended");
         assert_eq!(look.plan.map(|p| p.counts().done), Some(1));
     }
 
