@@ -75,13 +75,16 @@ static DUE: DueList = Mutex::new(VecDeque::new());
 
 /// How long after its launch a worker's start time is read. Right after
 /// the spawn the worker is still loading its program, which the read has
-/// to wait for; a worker that has ended by then needs no start time.
-const IDENTIFY_AFTER: Duration = Duration::from_millis(50);
+/// to wait for; a worker that has ended by then needs no start time. Not
+/// longer: each start time waiting holds a pidfd open, and every spawn
+/// copies the process's descriptor table (at 50 ms a sweep of short tasks
+/// kept eighty of them open).
+const IDENTIFY_AFTER: Duration = Duration::from_millis(10);
 
 /// Start times queued within this long of each other are read together,
 /// on one wake of the thread: each at least `IDENTIFY_AFTER` less this
 /// after its launch.
-const IDENTIFY_TOGETHER: Duration = Duration::from_millis(25);
+const IDENTIFY_TOGETHER: Duration = Duration::from_millis(5);
 
 /// The looking thread's queue; `None` when the thread could not start.
 static LOOKER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
