@@ -181,11 +181,15 @@ struct SafeLines<'a> {
 }
 
 impl SafeLines<'_> {
+    /// Pass on the line gathered. Each step borrows what it leaves as it
+    /// is (almost every line), so a line costs no copy.
     fn emit(&mut self) -> io::Result<()> {
         let text = String::from_utf8_lossy(&self.line);
-        let safe = crate::util::escape::log_safe(&xml_char_refs(&text));
+        let refs = xml_char_refs(&text);
+        let safe = crate::util::escape::log_safe_line(&refs);
+        self.out.write_all(safe.as_bytes())?;
         self.line.clear();
-        self.out.write_all(safe.as_bytes())
+        Ok(())
     }
 
     /// Pass on the last line, which has no line break.
@@ -216,7 +220,10 @@ impl Write for SafeLines<'_> {
 
 /// `xml` with DEL and C1 controls written as `&#N;`. They can stand only in
 /// text and attribute values, where a reference is the same character.
-fn xml_char_refs(xml: &str) -> String {
+fn xml_char_refs(xml: &str) -> std::borrow::Cow<'_, str> {
+    if !xml.contains(|c| ('\u{7f}'..='\u{9f}').contains(&c)) {
+        return std::borrow::Cow::Borrowed(xml);
+    }
     let mut out = String::with_capacity(xml.len());
     for c in xml.chars() {
         if ('\u{7f}'..='\u{9f}').contains(&c) {
@@ -225,7 +232,7 @@ fn xml_char_refs(xml: &str) -> String {
             out.push(c);
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// From the run's start to its end; `None` while it has not ended (then

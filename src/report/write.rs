@@ -199,6 +199,9 @@ pub(super) fn write_finished(
     let reports = &snapshot.run.reports;
     // The GitHub reporter puts the Markdown in the job summary, which
     // shows no more than its limit: that much of it is kept as text.
+    // Two by two: Markdown and HTML (the slower two to render from
+    // templates) on one core, JUnit and JSON on the other, which at a
+    // thousand tasks takes each pair about as long.
     let text_reports = || {
         let kept = KeptHead::default();
         let md = |out: &mut dyn Write| kept.write(out, |out| renderer.write(Format::Markdown, out));
@@ -208,16 +211,16 @@ pub(super) fn write_finished(
             let _ = md(&mut io::sink());
         }
         let markdown = String::from_utf8_lossy(&kept.head.take()).into_owned();
-        let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
-        problems.extend(places.put("report.json", reports.json.as_ref(), None, &json));
+        let html = |out: &mut dyn Write| renderer.write(Format::Html, out);
+        problems.extend(places.put("report.html", reports.html.as_ref(), None, &html));
         (markdown, problems)
     };
     let other_reports = || {
         let junit = |out: &mut dyn Write| renderer.write(Format::Junit, out);
         let junit_path = targets.junit.as_ref();
         let mut problems = places.put("junit.xml", reports.junit.as_ref(), junit_path, &junit);
-        let html = |out: &mut dyn Write| renderer.write(Format::Html, out);
-        problems.extend(places.put("report.html", reports.html.as_ref(), None, &html));
+        let json = |out: &mut dyn Write| renderer.write(Format::Json, out);
+        problems.extend(places.put("report.json", reports.json.as_ref(), None, &json));
         problems
     };
     let ((markdown, mut problems), others) = if side_by_side {

@@ -107,6 +107,13 @@ pub fn log_safe(text: &str) -> String {
         .collect()
 }
 
+/// One line of [`log_safe`] (ending at `\n` or `\r`, or at the end of
+/// the text): borrowed when nothing in it needs changing, as almost no
+/// line does.
+pub fn log_safe_line(line: &str) -> std::borrow::Cow<'_, str> {
+    defuse_command(line)
+}
+
 /// `line` with a zero-width space after its first non-blank character
 /// when it would start a workflow command (`::` now, `##[` in the older
 /// syntax the runner still reads).
