@@ -135,7 +135,7 @@ impl Sweep {
             orphaned: 0,
             tasks,
         };
-        crate::util::memory::release_freed();
+        crate::util::memory::release_freed_in_run(snapshot.tasks.len());
         let (markdown, problems) = report::write::after_run(
             &self.state,
             &mut snapshot,

@@ -245,7 +245,7 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
     sweep.prompter = Some(prompter);
     // The plan's rendering and the records' making leave freed memory in
     // the planning threads' arenas that the runner's thread never reuses.
-    crate::util::memory::release_freed();
+    crate::util::memory::release_freed_in_run(sweep.slots.len());
     if let Some(earlier) = &resumed {
         sweep.mark_resumed(earlier);
     }
