@@ -532,19 +532,27 @@ mod tests {
         );
     }
 
+    /// A new folder `t1` in `temp`, opened, then moved to `t1.moved` with a
+    /// link to an empty `elsewhere` planted at its old path. Returns the
+    /// opened folder, where it went, and where the link leads.
+    fn opened_then_moved(temp: &Path) -> (NewFolder, PathBuf, PathBuf) {
+        let elsewhere = temp.join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        let path = temp.join("t1");
+        let folder = NewFolder::make(&path).expect("made");
+        let moved = temp.join("t1.moved");
+        std::fs::rename(&path, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("plant");
+        (folder, moved, elsewhere)
+    }
+
     /// A folder made inside a new one lands in the folder that was opened,
     /// even once a link was planted at its path, and a link in the new
     /// folder's own place is refused.
     #[test]
     fn a_folder_inside_a_new_one_is_made_where_that_one_was_opened() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let elsewhere = temp.path().join("elsewhere");
-        std::fs::create_dir(&elsewhere).expect("dir");
-        let path = temp.path().join("t1");
-        let folder = NewFolder::make(&path).expect("made");
-        let moved = temp.path().join("t1.moved");
-        std::fs::rename(&path, &moved).expect("move away");
-        std::os::unix::fs::symlink(&elsewhere, &path).expect("plant");
+        let (folder, moved, elsewhere) = opened_then_moved(temp.path());
         let ipc = folder.folder("ipc").expect("ipc");
         ipc.write("note", b"1").expect("write");
         assert!(moved.join("ipc/note").is_file());
@@ -562,13 +570,7 @@ mod tests {
     #[test]
     fn a_folder_made_unopened_is_made_beneath_and_never_through_a_link() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let elsewhere = temp.path().join("elsewhere");
-        std::fs::create_dir(&elsewhere).expect("dir");
-        let path = temp.path().join("t1");
-        let folder = NewFolder::make(&path).expect("made");
-        let moved = temp.path().join("t1.moved");
-        std::fs::rename(&path, &moved).expect("move away");
-        std::os::unix::fs::symlink(&elsewhere, &path).expect("plant");
+        let (folder, moved, elsewhere) = opened_then_moved(temp.path());
         folder.make_folder("ipc").expect("ipc");
         assert!(moved.join("ipc").is_dir());
         folder
