@@ -48,7 +48,9 @@ struct Look {
     reply: oneshot::Sender<Vec<Found>>,
 }
 
-/// A new worker to read the start time of, and whom to give it to.
+/// A new worker to read the start time of, and whom to give it to. (None
+/// is made off Linux, where there is no `/proc` to read it from.)
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 struct Identify {
     pid: u32,
     /// Opened before the worker could be reaped: it tells whether the pid
@@ -402,6 +404,7 @@ mod tests {
     fn a_worker_that_has_exited_is_not_read() {
         let mut child = Command::new("true").spawn().expect("true");
         let (job, got) = identify_job(&child);
+        #[cfg(target_os = "linux")]
         let _ = rustix::process::waitid(
             rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&job.pidfd)),
             rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
