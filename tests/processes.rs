@@ -294,7 +294,7 @@ fn retry_failed_stops_the_dead_runs_worker_before_starting_its_next() {
 fn a_workers_start_time_is_recorded_beside_its_pid() {
     let project = Project::new();
     project.manifest(
-        "version: 1\ntasks:\n  slow:\n    command: [sh, -c, 'cut -d\" \" -f22 /proc/$$/stat > start; echo $$ > pid; sleep 0.4; : > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [One]\n",
+        "version: 1\ntasks:\n  slow:\n    command: [sh, -c, 'cut -d\" \" -f22 /proc/$$/stat > start; echo $$ > pid; sleep 1; : > \"$DISPATCH_IPC_DIR/.done\"']\n    plan: [One]\n",
     );
     let (output, _) = project.run(&[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
