@@ -292,32 +292,12 @@ impl NewFolder {
         }
     }
 
-    /// Make a folder inside this one: made and opened relative to this
-    /// folder's descriptor, so a link planted in this folder's place since
-    /// leads nowhere, and no path is walked from the root again (two
-    /// `open`s and `close`s per task, for every task's `ipc/`).
-    pub fn folder(&self, name: &str) -> Result<NewFolder, StateError> {
-        let path = self.path.join(name);
-        match self.dir.make_folder(name) {
-            Ok(()) => {}
-            // Taken as it is, unless it is a link (refused just below).
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StateError::io(&path, e)),
-        }
-        let dir = self.dir.folder(name.as_ref()).map_err(|e| {
-            if beneath::is_planted(&e) {
-                StateError::Symlink { path: path.clone() }
-            } else {
-                StateError::io(&path, e)
-            }
-        })?;
-        Ok(NewFolder { path, dir })
-    }
-
-    /// Make a folder inside this one that nothing is written into now (a
-    /// task's `ipc/`): as [`NewFolder::folder`], without opening it. One
+    /// Make a folder inside this one (a task's `ipc/`): made relative to
+    /// this folder's descriptor, so a link planted in this folder's place
+    /// since leads nowhere, and no path is walked from the root again. One
     /// found already there is taken if it is a folder, and refused if it is
-    /// a link or anything else.
+    /// a link or anything else. It is not opened: nothing is written into
+    /// it now.
     pub fn make_folder(&self, name: &str) -> Result<(), StateError> {
         let path = || self.path.join(name);
         match self.dir.make_folder(name) {
@@ -468,7 +448,7 @@ mod tests {
     fn a_new_folder_is_made_and_written_without_leftovers() {
         let temp = tempfile::tempdir().expect("tempdir");
         let folder = NewFolder::make(&temp.path().join("t1")).expect("made");
-        folder.folder("ipc").expect("ipc");
+        folder.make_folder("ipc").expect("ipc");
         folder.write("plan.md", b"- [ ] one\n").expect("plan");
         folder
             .write_json("task.json", &serde_json::json!({"id": "t1"}))
@@ -546,27 +526,9 @@ mod tests {
         (folder, moved, elsewhere)
     }
 
-    /// A folder made inside a new one lands in the folder that was opened,
-    /// even once a link was planted at its path, and a link in the new
-    /// folder's own place is refused.
-    #[test]
-    fn a_folder_inside_a_new_one_is_made_where_that_one_was_opened() {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let (folder, moved, elsewhere) = opened_then_moved(temp.path());
-        let ipc = folder.folder("ipc").expect("ipc");
-        ipc.write("note", b"1").expect("write");
-        assert!(moved.join("ipc/note").is_file());
-        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
-        std::os::unix::fs::symlink(&elsewhere, moved.join("cli")).expect("plant");
-        assert!(matches!(
-            folder.folder("cli"),
-            Err(StateError::Symlink { .. })
-        ));
-    }
-
-    /// A folder made without being opened: made where the new folder was
-    /// opened, an existing folder taken, and a link or a file in its place
-    /// refused.
+    /// A folder made inside a new one is made where that one was opened,
+    /// even once a link was planted at its path; an existing folder is
+    /// taken, and a link or a file in its place refused.
     #[test]
     fn a_folder_made_unopened_is_made_beneath_and_never_through_a_link() {
         let temp = tempfile::tempdir().expect("tempdir");

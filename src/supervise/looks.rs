@@ -22,10 +22,11 @@
 //! runtime's thread right after the spawn. The worker is then still
 //! loading its program, and the kernel makes `/proc/PID/stat` wait for
 //! that: the read cost the runner more than the rest of a launch's file
-//! work (a tenth of a short sweep's wall time). Here it waits off the
-//! runner's path, and it is kept only if the worker was not yet reaped
-//! when it was read ([`identity`]), since after that its pid may name
-//! another process.
+//! work (8% of a short sweep's wall time). Here it is read a moment later
+//! ([`IDENTIFY_AFTER`]), off the runner's path, not at all for a worker
+//! that has ended by then, and it is kept only if the worker was not yet
+//! reaped when it was read ([`identified`]), since after that its pid may
+//! name another process.
 //!
 //! Stopping what was found (SIGTERM, grace, SIGKILL) takes seconds at
 //! worst, so it is the asking task's own blocking job, as before: one
@@ -61,8 +62,8 @@ struct Identify {
 
 enum Job {
     Look(Look),
-    /// A start time became due while none was: the thread must now wake
-    /// in time for it.
+    /// A start time was queued while none was waiting: the thread must
+    /// now wake when it is due.
     Due,
 }
 
@@ -107,7 +108,7 @@ fn looker() -> Option<&'static Sender<Job>> {
 }
 
 /// What a task's end-of-task look found: processes that carry its marker
-/// and outlived its worker, still to be stopped ([`stop_found`]).
+/// and outlived its worker, still to be stopped (`stop_found`).
 #[derive(Default)]
 pub struct Leftovers(Vec<Found>);
 

@@ -40,9 +40,10 @@ pub fn stat(pid: Pid) -> Option<Stat> {
 
 /// A small `/proc` file, read whole. `std::fs::read_to_string` sizes its
 /// buffer by the file's length, which `/proc` gives as 0, and so reads a
-/// `stat` of some 300 bytes in six calls after a `statx`; the runner's
-/// thread reads one at every launch (the worker's start time). One buffer
-/// large enough for these files takes it in one, and a call to see the end.
+/// `stat` of some 300 bytes in six calls after a `statx`; a sweep reads
+/// one for each worker (its start time) and a `children` list at each
+/// task's end. One buffer large enough for these files takes it in one,
+/// and a call to see the end.
 fn read_small(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;

@@ -103,21 +103,16 @@ pub fn markdown_text(text: &str) -> String {
 pub fn log_safe(text: &str) -> String {
     // The runner reads lines as .NET does: `\r` alone ends one too.
     text.split_inclusive(['\n', '\r'])
-        .map(defuse_command)
+        .map(log_safe_line)
         .collect()
 }
 
 /// One line of [`log_safe`] (ending at `\n` or `\r`, or at the end of
-/// the text): borrowed when nothing in it needs changing, as almost no
-/// line does.
+/// the text): a zero-width space after its first non-blank character when
+/// it would start a workflow command (`::` now, `##[` in the older syntax
+/// the runner still reads); borrowed when it would not, as almost no line
+/// does.
 pub fn log_safe_line(line: &str) -> std::borrow::Cow<'_, str> {
-    defuse_command(line)
-}
-
-/// `line` with a zero-width space after its first non-blank character
-/// when it would start a workflow command (`::` now, `##[` in the older
-/// syntax the runner still reads).
-fn defuse_command(line: &str) -> std::borrow::Cow<'_, str> {
     let body = line.trim_start();
     if body.starts_with("::") || body.starts_with("##[") {
         let at = line.len() - body.len() + 1;
