@@ -308,6 +308,59 @@ fn a_workers_start_time_is_recorded_beside_its_pid() {
     assert_eq!(task["pid_start_time"], own, "{task:#}");
 }
 
+/// Every thread of a running sweep but the runner blocks the signals that
+/// come from outside, so the SIGCHLD of each worker's exit (and a Ctrl-C)
+/// wakes the runner alone, not a helper asleep in a timed wait.
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "Linux only: reads /proc")]
+fn only_the_runner_thread_takes_signals_from_outside() {
+    let project = Project::new();
+    std::fs::write(
+        project.path().join("threads.sh"),
+        "sleep 0.3\nfor t in /proc/$PPID/task/*; do echo \"${t##*/} $(grep SigBlk $t/status | cut -f2) $(cat $t/comm)\"; done > threads\necho $PPID > parent\n: > \"$DISPATCH_IPC_DIR/.done\"\n",
+    )
+    .expect("script");
+    project
+        .manifest("version: 1\ntasks:\n  look:\n    command: [sh, threads.sh]\n    plan: [One]\n");
+    let (output, _) = project.run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let runner = pid_in(&project, "parent");
+    let listing = std::fs::read_to_string(project.path().join("threads")).expect("threads");
+    let blocks = |mask: u64, signal: i32| mask & (1 << (signal - 1)) != 0;
+    let mut helpers = Vec::new();
+    for line in listing.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(tid), Some(mask), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            panic!("unreadable line {line:?} in {listing}");
+        };
+        let mask = u64::from_str_radix(mask, 16).expect("hex mask");
+        if tid.parse::<i32>().ok() == Some(runner) {
+            assert!(
+                !blocks(mask, libc::SIGCHLD),
+                "the runner blocks SIGCHLD: {listing}"
+            );
+            assert!(
+                !blocks(mask, libc::SIGINT),
+                "the runner blocks SIGINT: {listing}"
+            );
+        } else {
+            assert!(
+                blocks(mask, libc::SIGCHLD),
+                "{name} takes SIGCHLD: {listing}"
+            );
+            assert!(blocks(mask, libc::SIGINT), "{name} takes SIGINT: {listing}");
+            helpers.push(name.to_owned());
+        }
+    }
+    for expected in ["dispatch-writer", "dispatch-plans"] {
+        assert!(
+            helpers.iter().any(|h| h == expected),
+            "no {expected}: {listing}"
+        );
+    }
+}
+
 #[test]
 fn cancel_never_signals_a_process_that_took_a_recorded_pid() {
     let project = Project::new();

@@ -91,21 +91,26 @@ impl LiveReporter {
             finished: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker = animate.then(|| {
-            let (view, stop) = (view.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    std::thread::park_timeout(TICK);
-                    if stop.load(Ordering::Acquire) {
-                        break;
+        let ticker = animate
+            .then(|| {
+                let (view, stop) = (view.clone(), stop.clone());
+                let builder = std::thread::Builder::new().name("dispatch-ticker".to_owned());
+                crate::util::thread::spawn(builder, move || {
+                    while !stop.load(Ordering::Acquire) {
+                        std::thread::park_timeout(TICK);
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        if let Ok(mut view) = view.lock() {
+                            view.frame = view.frame.wrapping_add(1);
+                            view.redraw(&[]);
+                        }
                     }
-                    if let Ok(mut view) = view.lock() {
-                        view.frame = view.frame.wrapping_add(1);
-                        view.redraw(&[]);
-                    }
-                }
+                })
+                // No thread: the view is drawn at each event, without a spinner.
+                .ok()
             })
-        });
+            .flatten();
         Self { view, stop, ticker }
     }
 

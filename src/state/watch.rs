@@ -208,9 +208,8 @@ mod imp {
     /// When no thread can be started, `spawn` drops the closure, and the
     /// instance with it, here: correct, only not apart.
     fn close_apart(inotify: Inotify) {
-        let _ = std::thread::Builder::new()
-            .name("dispatch-inotify-close".to_owned())
-            .spawn(move || drop(inotify));
+        let builder = std::thread::Builder::new().name("dispatch-inotify-close".to_owned());
+        let _ = crate::util::thread::spawn(builder, move || drop(inotify));
     }
 }
 

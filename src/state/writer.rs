@@ -71,11 +71,10 @@ impl Writer {
         let (jobs, queue) = mpsc::channel();
         let gate = Arc::new(Gate::default());
         let thread_gate = Arc::clone(&gate);
-        let spawned = std::thread::Builder::new()
-            .name("dispatch-writer".to_owned())
-            .spawn(move || {
-                write_loop(queue, gather, &thread_gate);
-            });
+        let builder = std::thread::Builder::new().name("dispatch-writer".to_owned());
+        let spawned = crate::util::thread::spawn(builder, move || {
+            write_loop(queue, gather, &thread_gate);
+        });
         if let Ok(thread) = &spawned {
             gate.serve(thread.thread().clone());
         }

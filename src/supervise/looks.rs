@@ -96,13 +96,12 @@ fn looker() -> Option<&'static Sender<Job>> {
     LOOKER
         .get_or_init(|| {
             let (looks, queue) = mpsc::channel();
-            std::thread::Builder::new()
-                .name("dispatch-strays".to_owned())
-                .spawn(move || {
-                    serve(&queue, Scope::Ours, &DUE);
-                })
-                .ok()
-                .map(|_| looks)
+            let builder = std::thread::Builder::new().name("dispatch-strays".to_owned());
+            crate::util::thread::spawn(builder, move || {
+                serve(&queue, Scope::Ours, &DUE);
+            })
+            .ok()
+            .map(|_| looks)
         })
         .as_ref()
 }

@@ -65,10 +65,10 @@ fn enqueue() -> Option<Queue> {
     let mut thread = THREAD.lock().ok()?;
     let state = thread.get_or_insert_with(|| {
         let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name("dispatch-worker-log".to_owned())
-            .stack_size(64 * 1024)
-            .spawn(move || write_loop(queue))
+            .stack_size(64 * 1024);
+        crate::util::thread::spawn(builder, move || write_loop(queue))
             .ok()
             .map(|_| (jobs, 0))
     });

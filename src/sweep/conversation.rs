@@ -559,7 +559,9 @@ pub(crate) fn default_policy(interactive: bool) -> OnUnanswered {
 /// Lines typed at this terminal, read on a thread of their own.
 pub(super) fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
+    let builder = std::thread::Builder::new().name("dispatch-stdin".to_owned());
+    // No thread: no answers are typed; the channel closes at once.
+    let _ = crate::util::thread::spawn(builder, move || {
         let stdin = std::io::stdin();
         let mut line = String::new();
         loop {

@@ -85,15 +85,14 @@ impl Folders {
             None
         } else {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("dispatch-folders".to_owned())
-                .spawn(move || {
-                    for i in fresh {
-                        shared.write_if_unclaimed(i);
-                    }
-                })
-                // No thread: each folder is written when its task needs it.
-                .ok()
+            let builder = std::thread::Builder::new().name("dispatch-folders".to_owned());
+            crate::util::thread::spawn(builder, move || {
+                for i in fresh {
+                    shared.write_if_unclaimed(i);
+                }
+            })
+            // No thread: each folder is written when its task needs it.
+            .ok()
         };
         Folders { shared, thread }
     }

@@ -133,6 +133,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, RunError> {
     // Slow work (worktrees, hooks) goes to the blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_start(crate::util::thread::leave_signals_to_others)
         .build()
         .map_err(RunError::Runtime)?;
     runtime.block_on(run_async(options))

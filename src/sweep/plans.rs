@@ -171,9 +171,10 @@ impl PlanReader {
         let (jobs, queue) = mpsc::channel();
         let gate = Arc::new(Gate::default());
         let thread_gate = Arc::clone(&gate);
-        let spawned = std::thread::Builder::new()
-            .name("dispatch-plans".to_owned())
-            .spawn(move || read_loop(queue, changes, gather, &thread_gate));
+        let builder = std::thread::Builder::new().name("dispatch-plans".to_owned());
+        let spawned = crate::util::thread::spawn(builder, move || {
+            read_loop(queue, changes, gather, &thread_gate)
+        });
         if let Ok(thread) = &spawned {
             gate.serve(thread.thread().clone());
         }

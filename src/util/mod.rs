@@ -1,8 +1,8 @@
 //! Helpers with no knowledge of dispatch: time stamps, fan-out over
-//! cores, helper threads that let work gather, escaping of untrusted text
-//! for each destination, one shared copy of repeated texts, handing freed
-//! memory back, this process's id, and money and counts as people read
-//! them.
+//! cores, helper threads that let work gather and take no signals,
+//! escaping of untrusted text for each destination, one shared copy of
+//! repeated texts, handing freed memory back, this process's id, and money
+//! and counts as people read them.
 
 pub mod clock;
 pub mod escape;
@@ -10,6 +10,7 @@ pub mod gather;
 pub mod intern;
 pub mod memory;
 pub mod parallel;
+pub mod thread;
 pub mod units;
 
 /// This process's id. glibc asks the kernel at every `getpid` (it stopped
