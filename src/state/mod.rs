@@ -256,15 +256,7 @@ impl NewFolder {
     }
 
     fn opened(path: &Path) -> Result<Self, StateError> {
-        let dir = beneath::Dir::open(path).map_err(|e| {
-            if beneath::is_planted(&e) {
-                StateError::Symlink {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                StateError::io(path, e)
-            }
-        })?;
+        let dir = beneath::Dir::open(path).map_err(|e| refused(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
             dir,
@@ -320,6 +312,61 @@ impl NewFolder {
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
         self.write(name, &pretty_json(value))
+    }
+}
+
+/// A link (or a file) found where a folder of the state folder should be is
+/// refused as a planted link; any other error is the file system's.
+fn refused(path: &Path, e: io::Error) -> StateError {
+    if beneath::is_planted(&e) {
+        StateError::Symlink {
+            path: path.to_path_buf(),
+        }
+    } else {
+        StateError::io(path, e)
+    }
+}
+
+/// `.dispatch/tasks/`, held open while a run makes its task folders in it.
+/// Each new folder is made and opened relative to it: two calls, each one
+/// name long, where making it by path and opening it from the project
+/// root took four, each walking the whole path. A link planted in its
+/// place since it was opened leads nowhere: the folders are made in the
+/// real one.
+pub struct TaskFolders {
+    path: PathBuf,
+    dir: beneath::Dir,
+}
+
+impl TaskFolders {
+    /// Open (making it if missing) the tasks folder of `state`.
+    pub fn open(state: &StateDir) -> Result<Self, StateError> {
+        let path = state.tasks_dir();
+        ensure_dir(&path)?;
+        let dir = beneath::Dir::open(&path).map_err(|e| refused(&path, e))?;
+        Ok(Self { path, dir })
+    }
+
+    /// Task `id`'s folder, made as [`NewFolder::make_archiving`] makes it.
+    pub fn make_archiving<F>(&self, id: &str, archive: F) -> Result<NewFolder, StateError>
+    where
+        F: FnOnce() -> Result<Option<PathBuf>, StateError>,
+    {
+        let path = self.path.join(id);
+        match self.dir.make_folder(id) {
+            Ok(()) => {
+                let dir = self
+                    .dir
+                    .folder(std::ffi::OsStr::new(id))
+                    .map_err(|e| refused(&path, e))?;
+                Ok(NewFolder { path, dir })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                archive()?;
+                NewFolder::make(&path)
+            }
+            Err(_) => NewFolder::make(&path),
+        }
     }
 }
 
@@ -546,6 +593,44 @@ mod tests {
                 "{name} was taken"
             );
         }
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
+    }
+
+    /// A task folder is made in the tasks folder that was opened, even
+    /// once a link was planted in that folder's place; one already there is
+    /// archived first, and a link planted as a task's folder is refused.
+    #[test]
+    fn task_folders_are_made_in_the_tasks_folder_opened_never_through_a_link() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(temp.path());
+        let folders = TaskFolders::open(&state).expect("open");
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        let tasks = state.tasks_dir();
+
+        std::fs::create_dir(tasks.join("old")).expect("an earlier folder");
+        let mut archived = false;
+        folders
+            .make_archiving("old", || {
+                archived = true;
+                Ok(None)
+            })
+            .expect("an earlier folder is taken once archived");
+        assert!(archived, "an earlier folder was not archived");
+        std::os::unix::fs::symlink(&elsewhere, tasks.join("planted")).expect("plant");
+        assert!(matches!(
+            folders.make_archiving("planted", || Ok(None)),
+            Err(StateError::Symlink { .. })
+        ));
+
+        let moved = temp.path().join("tasks.moved");
+        std::fs::rename(&tasks, &moved).expect("move away");
+        std::os::unix::fs::symlink(&elsewhere, &tasks).expect("plant");
+        let made = folders
+            .make_archiving("t1", || panic!("nothing to archive"))
+            .expect("made");
+        made.write("plan.md", b"- [ ] One\n").expect("write");
+        assert!(moved.join("t1/plan.md").is_file());
         assert_eq!(std::fs::read_dir(&elsewhere).expect("list").count(), 0);
     }
 

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use crate::domain::redact::Redactor;
 use crate::plan::PlannedTask;
-use crate::state::{StateDir, StateError};
+use crate::state::{StateDir, StateError, TaskFolders};
 
 /// Not written yet; nobody has claimed it.
 const TO_WRITE: u8 = 0;
@@ -41,6 +41,9 @@ pub(super) struct Folders {
 
 struct Shared {
     state: StateDir,
+    /// `.dispatch/tasks/`, held open (`None`: it could not be; each folder
+    /// is then made by its path).
+    task_folders: Option<TaskFolders>,
     run_id: Arc<str>,
     redactor: Arc<Redactor>,
     tasks: Vec<Arc<PlannedTask>>,
@@ -71,8 +74,14 @@ impl Folders {
                 mark.store(TO_WRITE, Ordering::Release);
             }
         }
+        let task_folders = if fresh.is_empty() {
+            None
+        } else {
+            TaskFolders::open(&state).ok()
+        };
         let shared = Arc::new(Shared {
             state,
+            task_folders,
             run_id,
             redactor,
             tasks,
@@ -150,7 +159,13 @@ impl Shared {
         let written = match self.tasks.get(index) {
             Some(task) => {
                 let record = super::prepare::new_record(task, &self.run_id, &self.redactor);
-                super::prepare::write_task_folder(&self.state, task, &record).map(drop)
+                super::prepare::write_task_folder(
+                    &self.state,
+                    self.task_folders.as_ref(),
+                    task,
+                    &record,
+                )
+                .map(drop)
             }
             None => Ok(()),
         };

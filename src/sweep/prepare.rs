@@ -98,7 +98,7 @@ impl Sweep {
                 records.push(Box::new(record));
                 continue;
             };
-            let dir = write_task_folder(&state, task, &record)?;
+            let dir = write_task_folder(&state, None, task, &record)?;
             if let Some(earlier_record) = carry::install(&state, fate, &run_id, from)? {
                 take_up(index, &earlier_record, fate, &dir);
                 record.attempts = earlier_record.attempts;
@@ -292,14 +292,19 @@ impl Sweep {
 /// Write a task's folder for a new run: the earlier run's folder archived,
 /// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it, and
 /// `task.json`. Returns the folder.
+/// Write a task's folder; made inside `folders` when the tasks folder is
+/// held open, else by its path.
 pub(super) fn write_task_folder(
     state: &StateDir,
+    folders: Option<&state::TaskFolders>,
     task: &PlannedTask,
     record: &TaskRecord,
 ) -> Result<PathBuf, StateError> {
-    let dir = state::NewFolder::make_archiving(&state.task_dir(&task.id), || {
-        state.archive_task(&task.id)
-    })?;
+    let archive = || state.archive_task(&task.id);
+    let dir = match folders {
+        Some(folders) => folders.make_archiving(&task.id, archive)?,
+        None => state::NewFolder::make_archiving(&state.task_dir(&task.id), archive)?,
+    };
     dir.make_folder("ipc")?;
     dir.write("plan.md", task.plan.as_bytes())?;
     if task.prompt_via == PromptMode::File && !task.prompt.is_empty() {
