@@ -76,7 +76,12 @@ impl Object for Task {
             return Some(value.clone());
         }
         let mut pick = Pick::Field(name, None);
-        self.task()?.serialize(&mut pick).ok()?;
+        // The walk stops at the field (`Stop::Found`): the fields after it
+        // are not looked at.
+        match self.task()?.serialize(&mut pick) {
+            Ok(()) | Err(Stop::Found) => {}
+            Err(Stop::NotAStruct) => return None,
+        }
         let Pick::Field(_, Some((name, value))) = pick else {
             return None;
         };
@@ -105,38 +110,48 @@ enum Pick<'k> {
     Names(Vec<&'static str>),
 }
 
-/// Why a [`Pick`] stopped: what it was given is not a struct.
+/// Why a [`Pick`] stopped: it has the field it was after, or what it was
+/// given is not a struct.
 #[derive(Debug)]
-struct NotAStruct;
+enum Stop {
+    Found,
+    NotAStruct,
+}
 
-impl std::fmt::Display for NotAStruct {
+impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not a struct")
+        f.write_str(match self {
+            Stop::Found => "found",
+            Stop::NotAStruct => "not a struct",
+        })
     }
 }
 
-impl std::error::Error for NotAStruct {}
+impl std::error::Error for Stop {}
 
-impl ser::Error for NotAStruct {
+impl ser::Error for Stop {
     fn custom<T: std::fmt::Display>(_: T) -> Self {
-        NotAStruct
+        Stop::NotAStruct
     }
 }
 
 impl SerializeStruct for &mut Pick<'_> {
     type Ok = ();
-    type Error = NotAStruct;
+    type Error = Stop;
 
     fn serialize_field<T: ?Sized + Serialize>(
         &mut self,
         key: &'static str,
         value: &T,
-    ) -> Result<(), NotAStruct> {
+    ) -> Result<(), Stop> {
+        #[cfg(test)]
+        VISITED.with(|n| n.set(n.get() + 1));
         match self {
             Pick::Field(want, found) if *want == key => {
                 #[cfg(test)]
                 CONVERTED.with(|n| n.set(n.get() + 1));
                 *found = Some((key, Value::from(Serde(value))));
+                return Err(Stop::Found);
             }
             Pick::Field(..) => {}
             Pick::Names(names) => names.push(key),
@@ -144,7 +159,7 @@ impl SerializeStruct for &mut Pick<'_> {
         Ok(())
     }
 
-    fn end(self) -> Result<(), NotAStruct> {
+    fn end(self) -> Result<(), Stop> {
         Ok(())
     }
 }
@@ -154,27 +169,29 @@ thread_local! {
     /// How many task fields this thread converted: tests check that a
     /// template converts only what it reads.
     pub(super) static CONVERTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many task fields this thread's picks looked at.
+    pub(super) static VISITED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Everything but a struct is refused.
 macro_rules! refuse {
     ($($name:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $name(self, $(_: $arg),*) -> Result<(), NotAStruct> {
-            Err(NotAStruct)
+        $(fn $name(self, $(_: $arg),*) -> Result<(), Stop> {
+            Err(Stop::NotAStruct)
         })*
     };
 }
 
 impl Serializer for &mut Pick<'_> {
     type Ok = ();
-    type Error = NotAStruct;
-    type SerializeSeq = Impossible<(), NotAStruct>;
-    type SerializeTuple = Impossible<(), NotAStruct>;
-    type SerializeTupleStruct = Impossible<(), NotAStruct>;
-    type SerializeTupleVariant = Impossible<(), NotAStruct>;
-    type SerializeMap = Impossible<(), NotAStruct>;
+    type Error = Stop;
+    type SerializeSeq = Impossible<(), Stop>;
+    type SerializeTuple = Impossible<(), Stop>;
+    type SerializeTupleStruct = Impossible<(), Stop>;
+    type SerializeTupleVariant = Impossible<(), Stop>;
+    type SerializeMap = Impossible<(), Stop>;
     type SerializeStruct = Self;
-    type SerializeStructVariant = Impossible<(), NotAStruct>;
+    type SerializeStructVariant = Impossible<(), Stop>;
 
     refuse!(
         serialize_bool(bool),
@@ -197,16 +214,16 @@ impl Serializer for &mut Pick<'_> {
         serialize_unit_variant(&'static str, u32, &'static str),
     );
 
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Stop> {
+        Err(Stop::NotAStruct)
     }
 
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
         _: &'static str,
         _: &T,
-    ) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<(), Stop> {
+        Err(Stop::NotAStruct)
     }
 
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
@@ -215,24 +232,24 @@ impl Serializer for &mut Pick<'_> {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<(), Stop> {
+        Err(Stop::NotAStruct)
     }
 
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> {
+        Err(Stop::NotAStruct)
     }
 
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> {
+        Err(Stop::NotAStruct)
     }
 
     fn serialize_tuple_struct(
         self,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeTupleStruct, NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<Self::SerializeTupleStruct, Stop> {
+        Err(Stop::NotAStruct)
     }
 
     fn serialize_tuple_variant(
@@ -241,15 +258,15 @@ impl Serializer for &mut Pick<'_> {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeTupleVariant, NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<Self::SerializeTupleVariant, Stop> {
+        Err(Stop::NotAStruct)
     }
 
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> {
+        Err(Stop::NotAStruct)
     }
 
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, NotAStruct> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Stop> {
         Ok(self)
     }
 
@@ -259,7 +276,7 @@ impl Serializer for &mut Pick<'_> {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeStructVariant, NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<Self::SerializeStructVariant, Stop> {
+        Err(Stop::NotAStruct)
     }
 }

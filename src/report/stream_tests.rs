@@ -299,6 +299,24 @@ fn the_markdown_template_converts_only_the_task_fields_it_reads() {
     assert_eq!(text.trim_end(), "5 t00003 t00003 t00004");
 }
 
+/// Reading a task's field stops at it: its first field (`id`) is found
+/// without a look at the thirty after it.
+#[test]
+fn reading_a_task_field_looks_no_further_than_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(super::markdown::TEMPLATE),
+        "{{ tasks[0].id }}",
+    )
+    .expect("write");
+    let templates = crate::plan::templates::Templates::new(Some(dir.path().to_path_buf()));
+    let visited = || super::lazy_tasks::VISITED.with(std::cell::Cell::get);
+    let before = visited();
+    let text = super::markdown::render(&std::sync::Arc::new(report(1)), &templates, Severity::High);
+    assert_eq!(text.trim_end(), "t00000");
+    assert_eq!(visited() - before, 1);
+}
+
 /// A task converted field by field is the value converting it whole
 /// gives: the same fields in the same order, skipped ones undefined.
 #[test]
