@@ -372,21 +372,32 @@ impl TaskFolders {
 
 /// Open a file for appending without following a symlink.
 pub fn open_append(path: &Path) -> Result<File, StateError> {
+    open_append_sized(path).map(|(file, _)| file)
+}
+
+/// [`open_append`], with the file's length: the look that makes sure it
+/// is a regular file has it, so a log needs no second look.
+pub fn open_append_sized(path: &Path) -> Result<(File, u64), StateError> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    open_append_regular(path).map_err(|e| StateError::io(path, e))
+    open_append_new(path)
+        .and_then(regular_with_len)
+        .map_err(|e| StateError::io(path, e))
 }
 
 /// Open (creating) a file for appending: never through a symlink, never
 /// blocking on a FIFO planted in its place, and only a regular file.
 pub fn open_append_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
+    require_regular(open_append_new(path)?)
+}
+
+fn open_append_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .append(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    require_regular(file)
+        .open(path)
 }
 
 /// Open a file for reading: never through a symlink, never blocking on a
@@ -401,8 +412,13 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 fn require_regular(file: File) -> io::Result<File> {
-    if file.metadata()?.is_file() {
-        Ok(file)
+    regular_with_len(file).map(|(file, _)| file)
+}
+
+fn regular_with_len(file: File) -> io::Result<(File, u64)> {
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        Ok((file, meta.len()))
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 
-use crate::state::{open_append, StateError};
+use crate::state::{open_append, open_append_sized, StateError};
 
 /// `worker.log` is rotated to `worker.log.1` past this size.
 pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
@@ -211,8 +211,7 @@ struct LogFile {
 
 impl LogFile {
     fn open(path: PathBuf) -> Result<Self, StateError> {
-        let file = open_append(&path)?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (file, written) = open_append_sized(&path)?;
         Ok(Self {
             path,
             file: Some(file),
@@ -271,5 +270,31 @@ mod tests {
         let written = log.close().expect("the thread has the log");
         written.await.expect("answered");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "one\ntwo\n");
+    }
+
+    /// A log continued from an earlier attempt counts what it already
+    /// holds: the write that takes it past the limit rotates it first.
+    #[tokio::test]
+    async fn a_continued_log_counts_what_it_held_towards_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.log");
+        let earlier = std::fs::File::create(&path).expect("create");
+        earlier.set_len(LOG_ROTATE_BYTES - 2).expect("grow");
+        drop(earlier);
+        let mut log = WorkerLog::open(path.clone()).expect("open");
+        log.write(b"past the limit\n");
+        log.close()
+            .expect("the thread has the log")
+            .await
+            .expect("answered");
+        let rotated = dir.path().join("worker.log.1");
+        assert_eq!(
+            std::fs::metadata(&rotated).expect("rotated").len(),
+            LOG_ROTATE_BYTES - 2
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "past the limit\n"
+        );
     }
 }
