@@ -1,6 +1,8 @@
 //! A wide sweep starts at once and keeps little: task folders are written
-//! in the background while the first workers run, worker prompts are
-//! rendered at each launch (and checked, not kept, by `validate`), and
+//! in the background while the first workers run, a wide sweep's worker
+//! prompts are rendered at each launch (a narrower one's with its plan;
+//! the workers get the same either way), `validate` checks them without
+//! keeping them, and
 //! `dispatch plan` of a large sweep leaves the prompts out unless asked.
 //! A prompt error that only some matrix rows hit is still a located error
 //! before anything runs.
@@ -40,8 +42,20 @@ const RECORDING_BACKEND: &str = r#"backends:
     prompt: stdin
 "#;
 
+/// The prompts kept in the plan (a sweep this small).
 #[test]
 fn each_worker_gets_the_prompt_dispatch_plan_shows() {
+    each_worker_gets_the_planned_prompt(None);
+}
+
+/// The prompts rendered at each launch, as a wide sweep's are.
+#[test]
+fn each_worker_gets_the_prompt_dispatch_plan_shows_rendered_at_launch() {
+    each_worker_gets_the_planned_prompt(Some("0"));
+}
+
+/// `kept_up_to` lowers the size up to which a run keeps its prompts.
+fn each_worker_gets_the_planned_prompt(kept_up_to: Option<&str>) {
     let project = Project::new();
     project.manifest(&format!(
         r#"version: 1
@@ -63,7 +77,11 @@ vars: {{ what: things }}
     let planned = dispatch(&project, &["plan", "sweep.yaml", "--json"]);
     assert_eq!(planned.status.code(), Some(0), "{}", text(&planned.stderr));
     let plan: Value = serde_json::from_slice(&planned.stdout).expect("plan JSON");
-    let (output, _) = project.run(&[]);
+    let mut run = project.command(&["run", "sweep.yaml", "--json"]);
+    if let Some(most) = kept_up_to {
+        run.env("DISPATCH_TEST_PROMPTS_KEPT_UP_TO", most);
+    }
+    let output = run.output().expect("dispatch runs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let root = project.path().display().to_string();
     let tasks = plan["tasks"].as_array().expect("tasks");

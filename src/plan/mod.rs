@@ -91,6 +91,9 @@ struct Builder<'a> {
     /// A lazy plan renders every prompt to check it (a project's own
     /// prompt template), not only each manifest task's largest.
     check_every_prompt: bool,
+    /// Whether this plan keeps its prompts: the options' mode, made
+    /// [`Prompts::Render`] or [`Prompts::Lazy`] once the tasks are counted.
+    prompts: Prompts,
     /// Each manifest task's entry with the largest prompt texts: its size
     /// and index (see `prompt.rs`).
     largest: Mutex<HashMap<String, (usize, usize)>>,
@@ -123,7 +126,8 @@ impl<'a> Builder<'a> {
         Self {
             loaded,
             options,
-            check_every_prompt: prompt::check_every_prompt(options, &templates),
+            check_every_prompt: prompt::check_every_prompt(options.prompts, &templates),
+            prompts: options.prompts,
             largest: Mutex::default(),
             templates,
             backends,
@@ -170,9 +174,11 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn build(self) -> Result<SweepPlan, Invalid> {
+    fn build(mut self) -> Result<SweepPlan, Invalid> {
         let mut instances = self.expand();
         self.finish(())?;
+        self.prompts = self.options.prompts.for_tasks(instances.len());
+        self.check_every_prompt = prompt::check_every_prompt(self.prompts, &self.templates);
         self.resolve_needs(&mut instances);
         self.finish(())?;
         let slots = self.order(&instances)?;
@@ -194,7 +200,7 @@ impl<'a> Builder<'a> {
         .into_iter()
         .flatten()
         .collect();
-        if self.options.prompts == Prompts::Lazy && !self.check_every_prompt {
+        if self.prompts == Prompts::Lazy && !self.check_every_prompt {
             self.check_largest_prompts(&instances, &basics);
         }
         let manifest = &self.loaded.manifest;

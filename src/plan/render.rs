@@ -140,9 +140,9 @@ impl<'a> Builder<'a> {
         let (context, plan_text) = self.prompt_context(instances, basics, index);
         // Lazily, the prompt is rendered when the task launches; here only
         // where its check needs it (see `prompt.rs`), and not kept.
-        let worker_prompt = match self.options.prompts {
+        let worker_prompt = match self.prompts {
             Prompts::Render => self.render_template(&["tasks", src], WORKER_PROMPT, &context),
-            Prompts::Lazy => {
+            Prompts::Lazy | Prompts::RenderUpTo(_) => {
                 if self.check_every_prompt {
                     self.render_template(&["tasks", src], WORKER_PROMPT, &context);
                 } else {
@@ -151,9 +151,9 @@ impl<'a> Builder<'a> {
                 String::new()
             }
         };
-        let in_argv = match self.options.prompts {
+        let in_argv = match self.prompts {
             Prompts::Render => worker_prompt.as_str(),
-            Prompts::Lazy => prompt::MARKER,
+            Prompts::Lazy | Prompts::RenderUpTo(_) => prompt::MARKER,
         };
 
         let worktree = self.worktree(instance, own, &context);

@@ -132,3 +132,33 @@ fn the_tasks_of_a_plan_share_one_root_and_derive_their_paths() {
         );
     }
 }
+
+/// `dispatch run`'s mode keeps the prompts of a plan up to its size and
+/// renders those of a wider one at launch (their argv holding the marker).
+#[test]
+fn a_plan_keeps_its_prompts_up_to_a_size_and_no_further() {
+    let loaded = crate::manifest::parse(
+        "two.yaml",
+        "version: 1\ntasks:\n  a:\n    command: [./work.sh, '{{ prompt }}']\n    plan: [One]\n  b:\n    command: [./work.sh, '{{ prompt }}']\n    plan: [One]\n",
+    )
+    .expect("a valid manifest");
+    let with = |prompts| PlanOptions {
+        prompts,
+        ..PlanOptions::default()
+    };
+    let kept = build(&loaded, &with(Prompts::RenderUpTo(2))).expect("plans");
+    for task in &kept.tasks {
+        assert!(
+            task.prompt.contains("# Task: "),
+            "{}: {:?}",
+            task.id,
+            task.prompt
+        );
+        assert_eq!(task.argv[1], task.prompt);
+    }
+    let lazy = build(&loaded, &with(Prompts::RenderUpTo(1))).expect("plans");
+    for task in &lazy.tasks {
+        assert_eq!(task.prompt, "");
+        assert_eq!(task.argv[1], prompt::MARKER);
+    }
+}

@@ -38,6 +38,20 @@ pub enum Prompts {
     /// Checked but not kept: `dispatch run` renders each at its launch
     /// ([`super::prompt::Prompter`]), and `dispatch validate` needs none.
     Lazy,
+    /// [`Prompts::Render`] for a plan of at most this many tasks,
+    /// [`Prompts::Lazy`] past it (see [`super::prompt::RENDERED_UP_TO`]).
+    RenderUpTo(usize),
+}
+
+impl Prompts {
+    /// The mode for a plan of `tasks` tasks.
+    pub fn for_tasks(self, tasks: usize) -> Prompts {
+        match self {
+            Prompts::RenderUpTo(most) if tasks <= most => Prompts::Render,
+            Prompts::RenderUpTo(_) => Prompts::Lazy,
+            mode => mode,
+        }
+    }
 }
 
 /// Everything a sweep will do, in the order it starts.

@@ -166,12 +166,13 @@ async fn run_async(options: &RunOptions) -> Result<RunResult, RunError> {
         vars: vars.clone(),
         ..options.clone()
     };
-    // Prompts are rendered at each launch (`Sweep::prompter`), not kept.
+    // A wide sweep's prompts are rendered at each launch
+    // (`Sweep::prompter`), not kept; a narrower one's with the plan.
     let plan_options = PlanOptions {
         vars,
         run_id: run_id.clone(),
         root: Some(root.clone()),
-        prompts: plan::Prompts::Lazy,
+        prompts: plan::Prompts::RenderUpTo(plan::prompt::rendered_up_to()),
     };
     let mut sweep_plan = plan::build(&loaded, &plan_options)?;
     let loaded = Arc::new(loaded);

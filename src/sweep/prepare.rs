@@ -316,6 +316,22 @@ pub(super) fn write_task_folder(
     Ok(dir.path().to_path_buf())
 }
 
+/// An argument as the record shows it: the worker prompt, alone or inside
+/// the argument, as the marker a plan without prompts has there, so a
+/// record reads the same however its plan was built; secrets redacted.
+fn recorded_arg(task: &PlannedTask, arg: &str, redactor: &Redactor) -> String {
+    let prompt = task.prompt.as_str();
+    if prompt.is_empty() || !arg.contains(prompt) {
+        return redactor.redact(arg).into_owned();
+    }
+    if arg == prompt {
+        return crate::plan::prompt::MARKER.to_owned();
+    }
+    redactor
+        .redact(&arg.replace(prompt, crate::plan::prompt::MARKER))
+        .into_owned()
+}
+
 pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redactor) -> TaskRecord {
     let plan = crate::domain::checklist::parse(&task.plan);
     TaskRecord {
@@ -335,13 +351,7 @@ pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redac
         argv: task
             .argv
             .iter()
-            .map(|a| {
-                if !task.prompt.is_empty() && *a == task.prompt {
-                    crate::plan::prompt::MARKER.to_owned()
-                } else {
-                    redactor.redact(a).into_owned()
-                }
-            })
+            .map(|a| recorded_arg(task, a, redactor))
             .collect(),
         pid: None,
         pid_start_time: None,
@@ -366,5 +376,43 @@ pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redac
         api_retry: None,
         sandboxed: task.sandbox.is_some(),
         env_left_out: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record shows the worker prompt as the marker, whether an argument
+    /// is the prompt or holds it, and however the plan was built.
+    #[test]
+    fn a_recorded_argument_shows_the_marker_where_the_prompt_was() {
+        let loaded = crate::manifest::parse(
+            "one.yaml",
+            "version: 1\ntasks:\n  a:\n    command: [./work.sh, '{{ prompt }}', 'prompt: {{ prompt }} (end)', '--key=sk-test-123456']\n    plan: [One]\n",
+        )
+        .expect("a valid manifest");
+        let redactor = Redactor::new(
+            [("MY_API_KEY".to_owned(), "sk-test-123456".to_owned())],
+            &[],
+        );
+        for prompts in [crate::plan::Prompts::Render, crate::plan::Prompts::Lazy] {
+            let options = crate::plan::PlanOptions {
+                prompts,
+                ..crate::plan::PlanOptions::default()
+            };
+            let plan = crate::plan::build(&loaded, &options).expect("plans");
+            let record = new_record(&plan.tasks[0], &Arc::from("run"), &redactor);
+            assert_eq!(
+                record.argv,
+                [
+                    "./work.sh",
+                    "<worker prompt>",
+                    "prompt: <worker prompt> (end)",
+                    "--key=[redacted MY_API_KEY]"
+                ],
+                "{prompts:?}"
+            );
+        }
     }
 }
