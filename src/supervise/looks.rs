@@ -307,12 +307,14 @@ mod tests {
     use std::process::{Child, Command};
 
     fn marked_sleep(run: &str, task: &str) -> Child {
-        Command::new("sleep")
+        let child = Command::new("sleep")
             .arg("30")
             .env("DISPATCH_RUN_ID", run)
             .env("DISPATCH_TASK_ID", task)
             .spawn()
-            .expect("sleep")
+            .expect("sleep");
+        super::super::procfs::wait_for_environ(child.id());
+        child
     }
 
     /// Two tasks whose looks were queued together: one read answers both,

@@ -102,6 +102,19 @@ pub fn environ(pid: Pid) -> Option<Vec<u8>> {
     (!bytes.is_empty()).then_some(bytes)
 }
 
+/// Wait until `pid` has its environment (up to 10 s). A process just
+/// spawned may still be in `exec`, where its environment reads empty:
+/// tests that look for a marker they just gave a child wait for it first.
+#[cfg(test)]
+pub(crate) fn wait_for_environ(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while environ_bytes(pid as Pid).is_ok_and(|env| env.is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// `/proc/PID/environ` as read: empty for a zombie, a kernel thread, or a
 /// process in the middle of `exec`; an error when gone or another user's.
 ///

@@ -505,6 +505,8 @@ mod tests {
             .expect("sleep");
         let marker = Marker::task("reaper-test-run", "reaper-test-task");
         let pid = marked.id();
+        // Looked for once (`Anywhere` is not patient): past its `exec`.
+        procfs::wait_for_environ(pid);
         // Anywhere: `Scope::Ours` looks among the leader thread's children,
         // where orphans land, and this test's thread is not the leader.
         let strays = stop_marked(&marker, Scope::Anywhere, Duration::from_millis(200), "test");
