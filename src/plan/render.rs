@@ -159,6 +159,13 @@ impl<'a> Builder<'a> {
         let worktree = self.worktree(instance, own, &context);
         let checks = self.checks(instance, &context, worktree.as_ref());
         let (argv, prompt_via) = self.argv(instance, own, &context, in_argv);
+        // A record shows the marker where the prompt goes; an argument
+        // that holds the prompt among other text needs its own rendering.
+        let argv_recorded = (!worker_prompt.is_empty()
+            && argv
+                .iter()
+                .any(|a| *a != worker_prompt && a.contains(worker_prompt.as_str())))
+        .then(|| self.argv(instance, own, &context, prompt::MARKER).0);
         let env = self.env(instance, own, &context);
         let sandbox = self.sandbox(task);
         let env_policy = self.env_plan(task, sandbox.is_some());
@@ -201,6 +208,7 @@ impl<'a> Builder<'a> {
             }),
             backend: own.backend.clone(),
             argv,
+            argv_recorded,
             prompt_via,
             events: self
                 .backends

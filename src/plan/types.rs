@@ -110,6 +110,12 @@ pub struct PlannedTask {
     pub backend: Arc<str>,
     /// The program and its arguments, with the prompt in place.
     pub argv: Vec<String>,
+    /// The argv with [`super::prompt::MARKER`] where the prompt goes, for
+    /// the record, when the prompt sits inside a longer argument of a plan
+    /// that keeps prompts. `None` otherwise: the record shows `argv`, an
+    /// argument that is the prompt shown as the marker.
+    #[serde(skip)]
+    pub argv_recorded: Option<Vec<String>>,
     pub prompt_via: PromptMode,
     /// How the worker's stdout is read for usage and errors.
     pub events: EventFormat,

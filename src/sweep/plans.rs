@@ -492,7 +492,10 @@ mod tests {
         // The thread serves the watch (with the poll, whose news then
         // comes, or alone, the poll waiting for the window) and gathers.
         let news = tokio::time::timeout(Duration::from_millis(500), read.recv()).await;
-        assert!(matches!(news, Ok(Some(Read::Plan(_))) | Err(_)), "other news");
+        assert!(
+            matches!(news, Ok(Some(Read::Plan(_))) | Err(_)),
+            "other news"
+        );
         let (_, look) =
             tokio::time::timeout(Duration::from_secs(120), reader.close(0, plan, ipc, None))
                 .await

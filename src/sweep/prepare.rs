@@ -316,20 +316,20 @@ pub(super) fn write_task_folder(
     Ok(dir.path().to_path_buf())
 }
 
-/// An argument as the record shows it: the worker prompt, alone or inside
-/// the argument, as the marker a plan without prompts has there, so a
-/// record reads the same however its plan was built; secrets redacted.
-fn recorded_arg(task: &PlannedTask, arg: &str, redactor: &Redactor) -> String {
-    let prompt = task.prompt.as_str();
-    if prompt.is_empty() || !arg.contains(prompt) {
-        return redactor.redact(arg).into_owned();
-    }
-    if arg == prompt {
-        return crate::plan::prompt::MARKER.to_owned();
-    }
-    redactor
-        .redact(&arg.replace(prompt, crate::plan::prompt::MARKER))
-        .into_owned()
+/// The argv as a record shows it: the marker where the worker prompt goes
+/// (as a plan without prompts has it), so a record reads the same however
+/// its plan was built; secrets redacted.
+fn recorded_argv(task: &PlannedTask, redactor: &Redactor) -> Vec<String> {
+    let argv = task.argv_recorded.as_ref().unwrap_or(&task.argv);
+    argv.iter()
+        .map(|arg| {
+            if !task.prompt.is_empty() && *arg == task.prompt {
+                crate::plan::prompt::MARKER.to_owned()
+            } else {
+                redactor.redact(arg).into_owned()
+            }
+        })
+        .collect()
 }
 
 pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redactor) -> TaskRecord {
@@ -348,11 +348,7 @@ pub(super) fn new_record(task: &PlannedTask, run_id: &Arc<str>, redactor: &Redac
         rank: task.rank,
         needs: task.needs.clone(),
         tags: task.tags.clone(),
-        argv: task
-            .argv
-            .iter()
-            .map(|a| recorded_arg(task, a, redactor))
-            .collect(),
+        argv: recorded_argv(task, redactor),
         pid: None,
         pid_start_time: None,
         started_at: None,
