@@ -284,16 +284,12 @@ fn the_report_read_a_task_at_a_time_is_the_report_of_the_whole_snapshot() {
 /// 50,000 tasks); a field read twice from one task value is converted once.
 #[test]
 fn the_markdown_template_converts_only_the_task_fields_it_reads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join(super::markdown::TEMPLATE),
-        "{% set first = tasks[0] %}{{ tasks | length }} {{ first.id }} {{ first.id }} {{ tasks[4].id }}",
-    )
-    .expect("write");
-    let templates = crate::plan::templates::Templates::new(Some(dir.path().to_path_buf()));
     let converted = || super::lazy_tasks::CONVERTED.with(std::cell::Cell::get);
     let before = converted();
-    let text = super::markdown::render(&std::sync::Arc::new(report(5)), &templates, Severity::High);
+    let text = markdown_of(
+        "{% set first = tasks[0] %}{{ tasks | length }} {{ first.id }} {{ first.id }} {{ tasks[4].id }}",
+        5,
+    );
     assert_eq!(converted() - before, 2);
     // The failed task comes first.
     assert_eq!(text.trim_end(), "5 t00003 t00003 t00004");
@@ -303,18 +299,24 @@ fn the_markdown_template_converts_only_the_task_fields_it_reads() {
 /// without a look at the thirty after it.
 #[test]
 fn reading_a_task_field_looks_no_further_than_the_field() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join(super::markdown::TEMPLATE),
-        "{{ tasks[0].id }}",
-    )
-    .expect("write");
-    let templates = crate::plan::templates::Templates::new(Some(dir.path().to_path_buf()));
     let visited = || super::lazy_tasks::VISITED.with(std::cell::Cell::get);
     let before = visited();
-    let text = super::markdown::render(&std::sync::Arc::new(report(1)), &templates, Severity::High);
+    let text = markdown_of("{{ tasks[0].id }}", 1);
     assert_eq!(text.trim_end(), "t00000");
     assert_eq!(visited() - before, 1);
+}
+
+/// The Markdown report of `report(tasks)` rendered with `template` as the
+/// project's own report template.
+fn markdown_of(template: &str, tasks: usize) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(super::markdown::TEMPLATE), template).expect("write");
+    let templates = crate::plan::templates::Templates::new(Some(dir.path().to_path_buf()));
+    super::markdown::render(
+        &std::sync::Arc::new(report(tasks)),
+        &templates,
+        Severity::High,
+    )
 }
 
 /// A task converted field by field is the value converting it whole
