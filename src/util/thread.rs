@@ -8,6 +8,8 @@
 //! Helpers therefore block the signals that come from outside, and the
 //! runner thread, which acts on them, takes every one. Faults (SIGSEGV and
 //! the like) are left alone: they belong to the thread that caused them.
+//! Threads that only compute for a moment (`parallel.rs`, the reports'
+//! pair) are left as they are: they are awake anyway.
 
 use std::io;
 use std::thread::{Builder, JoinHandle};
