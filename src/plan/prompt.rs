@@ -21,7 +21,7 @@
 //! with every prompt renders them all at once, spread over the cores,
 //! before the first launch. So `dispatch run` keeps the prompts of a sweep
 //! of up to [`RENDERED_UP_TO`] tasks ([`Prompts::RenderUpTo`]): a few MB at
-//! most, and a thousand-task sweep ran 6% faster. Past it, memory decides.
+//! most, and a thousand-task sweep ran 4–6% faster. Past it, memory decides.
 
 use std::collections::HashMap;
 use std::sync::Arc;

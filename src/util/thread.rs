@@ -46,18 +46,16 @@ where
 pub fn leave_signals_to_others() {
     #[cfg(unix)]
     {
-        // SAFETY: `set` is a local sigset_t that sigemptyset initialises
-        // before sigaddset and pthread_sigmask read it; the signal numbers
-        // are valid; a null old-mask pointer is allowed. The calls change
-        // only this thread's mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in FROM_OUTSIDE {
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // SAFETY: an all-zero sigset_t is a valid value for sigemptyset to overwrite.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, writable sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        for signal in FROM_OUTSIDE {
+            // SAFETY: `set` is initialised and `signal` a valid signal number.
+            unsafe { libc::sigaddset(&mut set, signal) };
         }
+        // SAFETY: `set` is initialised, a null old mask is allowed, and only this thread's mask changes.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     }
 }
 
