@@ -283,3 +283,49 @@ fn a_hostile_worker_leaks_no_secret_and_forges_no_command_on_github_actions() {
     assert_no_raw_controls("the job summary", &text);
     check_records(&project);
 }
+
+/// A worker that swaps its task folder for a link to a folder outside
+/// makes dispatch's last write of its record fail. Nothing is written
+/// through the link, and the failure is a warning event, in `--json` and
+/// in `events.jsonl`, not a line the state writer printed around the
+/// reporters (which redact and escape what they show).
+#[test]
+fn a_record_that_cannot_be_written_is_a_warning_event() {
+    let project = Project::new();
+    let outside = project.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    project.manifest(&format!(
+        "version: 1\ntasks:\n  mover:\n    command: [sh, -c, 'mv \"$DISPATCH_TASK_DIR\" \"$DISPATCH_TASK_DIR.gone\" && ln -s \"{}\" \"$DISPATCH_TASK_DIR\"']\n    plan: [Move]\n",
+        outside.display()
+    ));
+    let (output, events) = project.run(&[]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let warned = |events: &[serde_json::Value]| {
+        events.iter().any(|e| {
+            e["event"] == "warning"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("cannot update ") && m.contains("symbolic link"))
+        })
+    };
+    assert!(warned(&events), "no warning event: {events:?}");
+    assert!(
+        !err.contains("cannot update"),
+        "printed around the reporters: {err}"
+    );
+    let runs = project.path().join(".dispatch/runs");
+    let logged: Vec<serde_json::Value> = std::fs::read_dir(&runs)
+        .expect("runs")
+        .filter_map(Result::ok)
+        .filter_map(|run| std::fs::read_to_string(run.path().join("events.jsonl")).ok())
+        .flat_map(|log| {
+            log.lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(warned(&logged), "not in events.jsonl: {logged:?}");
+    let written: Vec<_> = std::fs::read_dir(&outside).expect("outside").collect();
+    assert!(written.is_empty(), "written through the link: {written:?}");
+}

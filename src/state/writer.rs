@@ -18,6 +18,11 @@
 //! thread cost a sleep and a wake (two context switches) per write, more
 //! than the writes. A sender never wakes a gathering thread;
 //! [`Writer::flush`] does, so the run's end does not wait for the window.
+//!
+//! A write that fails is kept as a problem ([`Writer::problems`]) for the
+//! runner to emit as a warning: this layer has no output of its own, and
+//! what reaches the terminal or a CI log goes through the reporters, which
+//! redact and escape it (`events::reporter`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,7 +30,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::util::gather::Gate;
@@ -58,7 +63,12 @@ pub struct Writer {
     /// Flushes are urgent: they end the thread's gathering window.
     gate: Arc<Gate>,
     next_log: Arc<AtomicUsize>,
+    /// What could not be written, not yet taken.
+    problems: Arc<Problems>,
 }
+
+/// Failed writes, said in a line each.
+type Problems = Mutex<Vec<String>>;
 
 impl Writer {
     /// Start the writing thread. It ends once every `Writer` is dropped and
@@ -71,24 +81,38 @@ impl Writer {
         let (jobs, queue) = mpsc::channel();
         let gate = Arc::new(Gate::default());
         let thread_gate = Arc::clone(&gate);
+        let problems = Arc::new(Problems::default());
+        let thread_problems = Arc::clone(&problems);
         let builder = std::thread::Builder::new().name("dispatch-writer".to_owned());
         let spawned = crate::util::thread::spawn(builder, move || {
-            write_loop(queue, gather, &thread_gate);
+            write_loop(queue, gather, &thread_gate, &thread_problems);
         });
         if let Ok(thread) = &spawned {
             gate.serve(thread.thread().clone());
         }
-        let writer = Writer {
-            jobs,
-            gate,
-            next_log: Default::default(),
-        };
         if let Err(e) = spawned {
             // No thread: the jobs queue up unwritten, so say so once; the
             // run itself goes on (its terminal output does not depend on it).
-            eprintln!("warning: cannot start the state writer thread: {e}; state files will not be updated");
+            note(
+                &problems,
+                format!(
+                    "cannot start the state writer thread: {e}; state files will not be updated"
+                ),
+            );
         }
-        writer
+        Writer {
+            jobs,
+            gate,
+            next_log: Default::default(),
+            problems,
+        }
+    }
+
+    /// What could not be written since the last call, a line each, for
+    /// the runner to warn about.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *problems)
     }
 
     /// Replace `path` with `bytes` (atomically, as [`super::write_state`]).
@@ -128,7 +152,7 @@ impl Writer {
 /// Write what comes until every sender is gone, letting jobs gather for
 /// `gather` after each batch; returns how many writes that took (fewer
 /// than the jobs when they queued up).
-fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
+fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate, problems: &Problems) -> usize {
     let delay = test_delay();
     let mut writes = 0;
     let mut logs: HashMap<LogId, File> = HashMap::new();
@@ -175,7 +199,7 @@ fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
             pause(delay);
             writes += 1;
             if let Err(e) = super::write_state_in(&mut folders, &path, &bytes) {
-                eprintln!("warning: cannot update {}: {e}", path.display());
+                note(problems, format!("cannot update {}: {e}", path.display()));
             }
         }
         folders.end_batch();
@@ -191,6 +215,13 @@ fn write_loop(queue: Receiver<Job>, gather: Duration, gate: &Gate) -> usize {
         }
     }
     writes
+}
+
+fn note(problems: &Problems, problem: String) {
+    problems
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(problem);
 }
 
 fn pause(delay: Option<Duration>) {
@@ -219,6 +250,25 @@ pub fn test_delay() -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails is kept for the runner to warn about (the
+    /// writer prints nothing itself), and taken once.
+    #[tokio::test]
+    async fn a_failed_write_is_kept_as_a_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_a_folder = dir.path().join("file");
+        std::fs::write(&not_a_folder, "").expect("write");
+        let writer = Writer::start();
+        writer.replace(not_a_folder.join("task.json"), b"{}".to_vec());
+        writer.flush().await;
+        let problems = writer.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("cannot update ") && problems[0].contains("task.json"),
+            "{problems:?}"
+        );
+        assert!(writer.problems().is_empty(), "taken once");
+    }
 
     #[tokio::test]
     async fn writes_land_in_order_and_flush_waits_for_them() {
@@ -295,7 +345,12 @@ mod tests {
         }
         drop(jobs);
         // All of it queued before the loop ran: one write per file.
-        assert_eq!(write_loop(queue, Duration::ZERO, &Gate::default()), 3);
+        let problems = Problems::default();
+        assert_eq!(
+            write_loop(queue, Duration::ZERO, &Gate::default(), &problems),
+            3
+        );
+        assert!(problems.lock().expect("lock").is_empty());
         assert_eq!(std::fs::read_to_string(&a).expect("a"), "19\n");
         assert_eq!(std::fs::read_to_string(&b).expect("b"), "19\n");
         let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");

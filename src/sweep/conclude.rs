@@ -104,6 +104,7 @@ impl Sweep {
         // ended, so a reader that sees the ended run sees its tasks' ends
         // too.
         self.writer.flush().await;
+        self.warn_unwritten();
         let run_json = self.state.run_dir(&self.run_id).join("run.json");
         if let Err(e) = state::write_json(&run_json, &self.run_record) {
             self.emit(Event::Warning {

@@ -435,6 +435,17 @@ impl Sweep {
         self.reporters.emit(event);
     }
 
+    /// Say what the state writer could not write, as warnings: it has no
+    /// output of its own (see `state::writer`).
+    fn warn_unwritten(&mut self) {
+        for problem in self.writer.problems() {
+            self.emit(Event::Warning {
+                task: None,
+                message: problem,
+            });
+        }
+    }
+
     /// Mark a record changed; progress is written at most once a second per
     /// task (start and end are written at once). Every rewrite of a state
     /// file costs a new inode, which adds up on ext4 in a large sweep.
@@ -594,6 +605,7 @@ impl Sweep {
         self.question_deadlines();
         self.stop_stalled();
         self.flush_progress();
+        self.warn_unwritten();
     }
 
     /// A worktree is ready (or failed): launch its task if it may.
