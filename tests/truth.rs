@@ -224,6 +224,11 @@ tasks:
         .expect("report");
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     assert_eq!(stdout(&report), junit);
+    assert!(
+        stderr(&report).contains("report.md, which run "),
+        "says what it restored: {}",
+        stderr(&report)
+    );
     for name in ["report.md", "report.json", "junit.xml"] {
         assert!(dir.join(name).is_file(), "{name} restored");
     }

@@ -565,7 +565,9 @@ fn report_command(args: &ReportArgs) -> u8 {
         Ok(run) => {
             if crate::report::repair::needs_restore(&state, &run) {
                 if let Ok(snapshot) = snapshot::load_for_report(&state, Some(&run.run_id)) {
-                    crate::report::repair::restore_and_say(&state, &snapshot);
+                    for line in crate::report::repair::restore_and_say(&state, &snapshot) {
+                        eprintln!("{line}");
+                    }
                 }
             }
             let redactor = snapshot::redactor(&run);

@@ -82,18 +82,21 @@ pub fn needs_restore(state: &StateDir, run: &crate::record::RunRecord) -> bool {
             .any(|(path, _)| std::fs::symlink_metadata(path).is_err())
 }
 
-/// Restore a run's missing reports, saying on stderr what was written
-/// and what could not be.
-pub fn restore_and_say(state: &StateDir, snapshot: &Snapshot) {
+/// Restore a run's missing reports, and say in a line each what was
+/// written and what could not be, for the command to show (this layer
+/// prints nothing), made safe for a terminal.
+pub fn restore_and_say(state: &StateDir, snapshot: &Snapshot) -> Vec<String> {
     let (written, problems) = restore(state, snapshot);
-    for path in written {
-        eprintln!(
+    let wrote = written.into_iter().map(|path| {
+        format!(
             "wrote {}, which run {} ended without (its process stopped before it was written)",
             path.display(),
             snapshot.run.run_id
-        );
-    }
-    for problem in problems {
-        eprintln!("warning: {problem}");
-    }
+        )
+    });
+    let failed = problems.into_iter().map(|p| format!("warning: {p}"));
+    wrote
+        .chain(failed)
+        .map(|line| crate::util::escape::terminal(&line))
+        .collect()
 }

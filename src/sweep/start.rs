@@ -258,15 +258,19 @@ pub(super) fn recorded_vars(
 /// A run that ended before all its reports were written (a kill between
 /// `run.json` and `junit.xml`) gets the missing ones now.
 pub(super) fn nothing_to_resume(state: &StateDir, earlier: &snapshot::Snapshot) -> RunResult {
-    crate::report::repair::restore_and_say(state, earlier);
+    let restored = crate::report::repair::restore_and_say(state, earlier);
     let records: Vec<Box<TaskRecord>> = earlier.tasks.iter().map(|t| t.record.clone()).collect();
     let exit_code = earlier.run.exit_code.unwrap_or_else(|| {
         RunOutcome::decide(false, None, records.iter().map(|r| r.status)).code()
     });
-    let message = format!(
+    let mut message = restored.join("\n");
+    if !message.is_empty() {
+        message.push('\n');
+    }
+    message.push_str(&format!(
         "run {} has nothing to resume: its tasks are complete, over budget, or waiting on a question nobody answered yet (`dispatch questions`); exit code {exit_code}",
         earlier.run.run_id
-    );
+    ));
     RunResult {
         run_id: earlier.run.run_id.clone(),
         exit_code,
