@@ -1,7 +1,9 @@
 //! The layering of `src/`, checked: a module imports only from the layers
 //! below it, and nothing imports `cli`. The order is the one
 //! `docs/architecture.md` explains; a new top-level module must be placed in
-//! it here.
+//! it here. And output has one way out: below `cli`, only the reporters
+//! (`events`) write to the terminal, so whatever reaches it is redacted and
+//! escaped in one place.
 
 use std::path::Path;
 
@@ -102,4 +104,64 @@ fn the_checker_sees_an_upward_import() {
     // The check itself must be able to fail.
     let found = imports("use crate::cli::exit; // crate::sweep in a comment\n");
     assert_eq!(found, vec![(1, "cli".to_owned())]);
+}
+
+/// Where a source file writes to the terminal around the reporters: a
+/// print macro anywhere, or a handle on stdout or stderr outside `events`.
+fn prints(text: &str, reporters: bool) -> Vec<usize> {
+    const MACROS: &[&str] = &["println!", "print!", "eprintln!", "eprint!", "dbg!"];
+    const HANDLES: &[&str] = &["io::stdout()", "io::stderr()"];
+    let named = |code: &str, name: &str| {
+        code.match_indices(name).any(|(at, _)| {
+            !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or("");
+            MACROS.iter().any(|m| named(code, m))
+                || (!reporters && HANDLES.iter().any(|h| code.contains(h)))
+        })
+        .map(|(number, _)| number + 1)
+        .collect()
+}
+
+#[test]
+fn below_cli_only_the_reporters_write_to_the_terminal() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut wrong = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src/");
+        let top = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or_default();
+        if top == "cli" || top == "main.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("a readable source file");
+        for line in prints(&text, top == "events") {
+            wrong.push(format!("src/{}:{line}", relative.display()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "output around the reporters (emit an event instead):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_a_print() {
+    let text = "eprintln!(\"x\");\n// println!(\"in a comment\")\nwriteln!(out)?;\nlet o = std::io::stdout();\n";
+    assert_eq!(prints(text, false), vec![1, 4]);
+    assert_eq!(prints(text, true), vec![1]);
 }
