@@ -313,6 +313,63 @@ fn a_timeout_is_acted_on_while_a_launch_writes_its_files() {
     assert!(project.path().join(".dispatch/tasks/cli/cli").is_dir());
 }
 
+/// A worker with a short timeout, and beside it two more launched one
+/// after the other (whichever thread makes the first folders, a launch
+/// comes while the first worker runs): what those launches do on a
+/// stalled disk must not hold up its timeout. Returns its recorded run
+/// time.
+fn first_timeout_beside_a_launch(env: &[(&str, &str)]) -> (u64, Vec<Value>) {
+    let project = Project::new();
+    project.manifest(
+        "version: 1\nconcurrency: 2\ntasks:\n  stuck:\n    command: [AGENT, hang]\n    timeout: 300ms\n    plan: [One]\n  quick:\n    command: [AGENT, check-all, done]\n    plan: [One]\n  second:\n    command: [AGENT, 'print:hello', check-all, done]\n    plan: [One]\n",
+    );
+    let mut child = spawn_run(&project, &[], env);
+    let events = all_events(&mut child);
+    child.wait().expect("dispatch ends");
+    let end = ended(&events, "stuck");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "timed-out");
+    let second = ended(&events, "second");
+    assert_eq!(second.len(), 1, "the second task still ran: {events:?}");
+    assert_eq!(second[0]["status"], "complete", "{events:?}");
+    let log = project.task_file("second", "worker.log");
+    assert!(log.contains("hello"), "its output is logged: {log:?}");
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    (took, events)
+}
+
+/// A task's folder not yet written when its turn comes is written (or
+/// waited for) on a blocking thread, not on the runner's.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_a_launch_waits_for_its_folder() {
+    let delay = WRITE_DELAY_MS.to_string();
+    let (took, _) = first_timeout_beside_a_launch(&[("DISPATCH_TEST_FOLDER_DELAY_MS", &delay)]);
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for another task's folder: the worker ran {took} ms"
+    );
+}
+
+/// A worker's `worker.log` is opened on the log thread with its first
+/// bytes, not by its launch on the runner's thread.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_a_launch_opens_its_log() {
+    let delay = WRITE_DELAY_MS.to_string();
+    let (took, _) = first_timeout_beside_a_launch(&[("DISPATCH_TEST_WRITE_DELAY_MS", &delay)]);
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for another worker's log to open: the worker ran {took} ms"
+    );
+}
+
 /// A backend that reads its prompt from a file finds, at each attempt,
 /// that attempt's prompt there: written (off the runtime's thread) before
 /// the worker starts, the retry's saying which attempt it is.

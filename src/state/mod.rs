@@ -313,6 +313,15 @@ impl NewFolder {
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
         self.write(name, &pretty_json(value))
     }
+
+    /// Make the file `name` if it is not there (empty), never through a
+    /// link; one that is there keeps what it holds.
+    pub fn create(&self, name: &str) -> Result<(), StateError> {
+        self.dir
+            .open_file(std::ffi::OsStr::new(name), libc::O_CREAT | libc::O_APPEND)
+            .map(drop)
+            .map_err(|e| StateError::io(&self.path.join(name), e))
+    }
 }
 
 /// A link (or a file) found where a folder of the state folder should be is

@@ -10,3 +10,4 @@ pub mod reaper;
 mod worker_log;
 
 pub use looks::{look_at_end, Leftovers};
+pub use worker_log::problems as log_problems;

@@ -155,7 +155,7 @@ pub fn start(
         program: program.clone(),
         source,
     };
-    let log = Arc::new(std::sync::Mutex::new(WorkerLog::open(launch.log.clone())?));
+    let log = Arc::new(std::sync::Mutex::new(WorkerLog::at(launch.log.clone())));
     let (stdin, unwritten) = match launch.stdin {
         Some(prompt) => {
             let (reader, writer) = pipe().map_err(failed)?;

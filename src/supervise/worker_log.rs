@@ -14,10 +14,13 @@
 //! stack and exit on every one). The thread starts with the first log and
 //! lives as long as the process.
 //!
-//! A log reaches the thread with its first bytes, not when it is opened: a
-//! worker that prints nothing (many do; their output goes to files) then
-//! costs the thread nothing, where handing over its open and its close
-//! woke the thread twice per task.
+//! A log reaches the thread with its first bytes, and the thread opens it
+//! then: the open is file work too (on a stalled disk it hangs like a
+//! write), and a worker that prints nothing (many do; their output goes to
+//! files) costs the thread nothing, where handing over its open and its
+//! close woke the thread twice per task. Its task's folder is made with an
+//! empty `worker.log`, so such a worker still has one. A log that cannot be
+//! opened is kept as a problem ([`problems`]) for the runner to warn about.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,10 +38,10 @@ pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 type LogId = u64;
 
 enum Job {
-    /// Take over an open log, and append its first bytes.
+    /// Open (or continue) a log, and append its first bytes.
     Open {
         id: LogId,
-        file: LogFile,
+        path: PathBuf,
         bytes: Vec<u8>,
     },
     /// Append to it.
@@ -77,10 +80,36 @@ fn enqueue() -> Option<Queue> {
     Some((jobs.clone(), *next))
 }
 
+/// Logs that could not be opened, a line each, not yet taken.
+static PROBLEMS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The logs that could not be opened since the last call, a line each,
+/// for the runner to warn about (this layer has no output of its own).
+pub fn problems() -> Vec<String> {
+    let mut problems = PROBLEMS.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::take(&mut *problems)
+}
+
+/// Open the log at `path`, or say why not and drop what it was given.
+fn open_or_note(path: PathBuf) -> Option<LogFile> {
+    match LogFile::open(path) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            let problem = format!("a worker's output is not logged: {e}");
+            PROBLEMS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(problem);
+            None
+        }
+    }
+}
+
 /// The sending side of one worker's log.
 pub struct WorkerLog {
-    /// Opened, nothing written yet: not handed to the thread.
-    unsent: Option<LogFile>,
+    /// Where it goes, while nothing was written: not opened, not handed
+    /// to the thread.
+    unsent: Option<PathBuf>,
     queue: Option<Queue>,
     /// Without the thread (it could not be started) the log is written
     /// here.
@@ -88,35 +117,38 @@ pub struct WorkerLog {
 }
 
 impl WorkerLog {
-    /// Open (or continue) the log at `path`. The open itself happens here,
-    /// so a log that cannot be made fails the launch with its reason.
-    pub fn open(path: PathBuf) -> Result<Self, StateError> {
-        Ok(Self {
-            unsent: Some(LogFile::open(path)?),
+    /// The log at `path` (continued if it holds an earlier attempt's),
+    /// opened with its first bytes.
+    pub fn at(path: PathBuf) -> Self {
+        Self {
+            unsent: Some(path),
             queue: None,
             inline: None,
-        })
+        }
     }
 
     /// Hand the log to the thread with its first bytes.
-    fn hand_over(&mut self, mut file: LogFile, bytes: &[u8]) {
+    fn hand_over(&mut self, path: PathBuf, bytes: &[u8]) {
         let Some((jobs, id)) = enqueue() else {
             // No thread to be had: write on this thread, slower but whole.
-            file.write(bytes);
-            self.inline = Some(file);
+            self.write_inline(path, bytes);
             return;
         };
         let bytes = bytes.to_vec();
-        match jobs.send(Job::Open { id, file, bytes }) {
+        match jobs.send(Job::Open { id, path, bytes }) {
             Ok(()) => self.queue = Some((jobs, id)),
             // The thread is gone (only a panic ends it): the same.
-            Err(mpsc::SendError(Job::Open {
-                mut file, bytes, ..
-            })) => {
-                file.write(&bytes);
-                self.inline = Some(file);
+            Err(mpsc::SendError(Job::Open { path, bytes, .. })) => {
+                self.write_inline(path, &bytes);
             }
             Err(_) => {}
+        }
+    }
+
+    fn write_inline(&mut self, path: PathBuf, bytes: &[u8]) {
+        self.inline = open_or_note(path);
+        if let Some(file) = &mut self.inline {
+            file.write(bytes);
         }
     }
 
@@ -124,8 +156,8 @@ impl WorkerLog {
         if bytes.is_empty() {
             return;
         }
-        if let Some(file) = self.unsent.take() {
-            self.hand_over(file, bytes);
+        if let Some(path) = self.unsent.take() {
+            self.hand_over(path, bytes);
             return;
         }
         match (&self.queue, &mut self.inline) {
@@ -144,7 +176,7 @@ impl WorkerLog {
     /// written everything this log was given (await it without holding a
     /// lock). `None` when there is nothing to wait for.
     pub fn close(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        // Nothing was written to it: closing the descriptor is all.
+        // Nothing was written to it: there is nothing to close.
         self.unsent = None;
         self.inline = None;
         let (jobs, id) = self.queue.take()?;
@@ -174,8 +206,11 @@ fn write_loop(queue: Receiver<Job>) {
         // log; a close waits for its log's bytes before it is answered.
         for job in std::iter::once(first).chain(queue.try_iter()) {
             match job {
-                Job::Open { id, file, bytes } => {
-                    logs.insert(id, file);
+                Job::Open { id, path, bytes } => {
+                    // A log that cannot be opened drops its bytes.
+                    if let Some(file) = open_or_note(path) {
+                        logs.insert(id, file);
+                    }
                     pending.push((id, bytes));
                 }
                 Job::Write { id, bytes } => match pending.iter_mut().find(|(p, _)| *p == id) {
@@ -211,6 +246,10 @@ struct LogFile {
 
 impl LogFile {
     fn open(path: PathBuf) -> Result<Self, StateError> {
+        // Tests stall the disk here too (debug builds only).
+        if let Some(delay) = crate::state::writer::test_delay() {
+            std::thread::sleep(delay);
+        }
         let (file, written) = open_append_sized(&path)?;
         Ok(Self {
             path,
@@ -248,23 +287,50 @@ impl LogFile {
 mod tests {
     use super::*;
 
-    /// A worker that prints nothing costs the log thread nothing: its end
-    /// has nothing to wait for, and its (empty) log is still there.
+    /// A worker that prints nothing costs the log thread nothing, and no
+    /// file work is done for it: its end has nothing to wait for, and
+    /// nothing was opened (its task's folder holds an empty log).
     #[tokio::test]
-    async fn a_log_that_got_no_bytes_never_reaches_the_thread() {
+    async fn a_log_that_got_no_bytes_is_never_opened() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("worker.log");
-        let mut log = WorkerLog::open(path.clone()).expect("open");
+        let mut log = WorkerLog::at(path.clone());
         log.write(b"");
         assert!(log.close().is_none(), "nothing to wait for");
-        assert_eq!(std::fs::read(&path).expect("the log is made"), b"");
+        assert!(!path.exists(), "opened without bytes to write");
+    }
+
+    /// A log planted as a link is not written through: the worker's bytes
+    /// are dropped and the problem is kept for the runner to warn about.
+    #[tokio::test]
+    async fn a_log_that_cannot_be_opened_is_a_problem_not_a_write_through_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "").expect("write");
+        let path = dir.path().join("worker.log");
+        std::os::unix::fs::symlink(&outside, &path).expect("symlink");
+        let mut log = WorkerLog::at(path.clone());
+        log.write(b"secret output\n");
+        log.close()
+            .expect("the thread has the log")
+            .await
+            .expect("answered");
+        assert_eq!(std::fs::read(&outside).expect("read"), b"");
+        let problems = problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("a worker's output is not logged")
+                    && p.contains("worker.log")),
+            "{problems:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_log_goes_to_the_thread_with_its_first_bytes_and_is_whole_at_close() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("worker.log");
-        let mut log = WorkerLog::open(path.clone()).expect("open");
+        let mut log = WorkerLog::at(path.clone());
         log.write(b"one\n");
         log.write(b"two\n");
         let written = log.close().expect("the thread has the log");
@@ -281,7 +347,7 @@ mod tests {
         let earlier = std::fs::File::create(&path).expect("create");
         earlier.set_len(LOG_ROTATE_BYTES - 2).expect("grow");
         drop(earlier);
-        let mut log = WorkerLog::open(path.clone()).expect("open");
+        let mut log = WorkerLog::at(path.clone());
         log.write(b"past the limit\n");
         log.close()
             .expect("the thread has the log")

@@ -32,6 +32,15 @@ const WRITTEN: u8 = 2;
 /// Its write failed; the error is in `Shared::errors`.
 const FAILED: u8 = 3;
 
+/// Where a task's folder is.
+pub(super) enum Look {
+    Written,
+    /// It could not be written: why.
+    Failed(StateError),
+    /// Not written yet, or being written.
+    Pending,
+}
+
 /// The task folders of a run still to be written, and the thread that
 /// writes them.
 pub(super) struct Folders {
@@ -112,6 +121,26 @@ impl Folders {
         self.shared.ensure(index)
     }
 
+    /// Whether task `index`'s folder is written, without waiting: what a
+    /// launch asks on the runner's thread, which never writes one or waits
+    /// for one (a stalled disk would hold up every timeout and Ctrl-C).
+    pub(super) fn look(&self, index: usize) -> Look {
+        match self.shared.mark(index) {
+            WRITTEN => Look::Written,
+            FAILED => Look::Failed(self.shared.failure(index)),
+            _ => Look::Pending,
+        }
+    }
+
+    /// [`Folders::ensure`] on a blocking thread, then `done`.
+    pub(super) fn ensure_then(&self, index: usize, done: impl FnOnce() + Send + 'static) {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let _ = shared.ensure(index);
+            done();
+        });
+    }
+
     /// Wait until every folder is written (before the run concludes, so
     /// its reports and `dispatch status` find each task's record).
     pub(super) fn finish(&mut self) {
@@ -183,6 +212,21 @@ impl Shared {
         }
     }
 
+    /// Why task `index`'s folder could not be written.
+    fn failure(&self, index: usize) -> StateError {
+        let why = self
+            .errors()
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| "cannot write the task's folder".to_owned());
+        let dir: PathBuf = self
+            .tasks
+            .get(index)
+            .map(|task| self.state.task_dir(&task.id))
+            .unwrap_or_default();
+        StateError::io(&dir, std::io::Error::other(why))
+    }
+
     fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<usize, String>> {
         self.errors.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -191,19 +235,7 @@ impl Shared {
         loop {
             match self.mark(index) {
                 WRITTEN => return Ok(()),
-                FAILED => {
-                    let why = self
-                        .errors()
-                        .get(&index)
-                        .cloned()
-                        .unwrap_or_else(|| "cannot write the task's folder".to_owned());
-                    let dir: PathBuf = self
-                        .tasks
-                        .get(index)
-                        .map(|task| self.state.task_dir(&task.id))
-                        .unwrap_or_default();
-                    return Err(StateError::io(&dir, std::io::Error::other(why)));
-                }
+                FAILED => return Err(self.failure(index)),
                 TO_WRITE => self.write_if_unclaimed(index),
                 _ => {
                     let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());

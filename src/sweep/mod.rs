@@ -398,6 +398,10 @@ struct Sweep {
     plan_changes: Option<mpsc::UnboundedReceiver<plans::Read>>,
     usage_tx: mpsc::UnboundedSender<launch::UsageUpdate>,
     usage_rx: Option<mpsc::UnboundedReceiver<launch::UsageUpdate>>,
+    /// Task folders a launch waited for, written off this thread.
+    /// With whether `dispatch cancel --task` came meanwhile.
+    folder_made_tx: mpsc::UnboundedSender<(usize, bool)>,
+    folder_made_rx: Option<mpsc::UnboundedReceiver<(usize, bool)>>,
     /// Workers' start times, read off this thread after their launch.
     identified_tx: mpsc::UnboundedSender<launch::Identified>,
     identified_rx: Option<mpsc::UnboundedReceiver<launch::Identified>>,
@@ -435,10 +439,12 @@ impl Sweep {
         self.reporters.emit(event);
     }
 
-    /// Say what the state writer could not write, as warnings: it has no
-    /// output of its own (see `state::writer`).
+    /// Say what the state writer and the worker-log thread could not
+    /// write, as warnings: they have no output of their own (see
+    /// `state::writer`, `supervise::worker_log`).
     fn warn_unwritten(&mut self) {
-        for problem in self.writer.problems() {
+        let problems = self.writer.problems();
+        for problem in problems.into_iter().chain(crate::supervise::log_problems()) {
             self.emit(Event::Warning {
                 task: None,
                 message: problem,
@@ -531,6 +537,7 @@ impl Sweep {
         let mut prepared = take(&mut self.prepared_rx);
         let mut settled = take(&mut self.settled_rx);
         let mut staged = take(&mut self.staged_rx);
+        let mut folder_made = take(&mut self.folder_made_rx);
         let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()
@@ -565,6 +572,7 @@ impl Sweep {
                 Some(done) = settled.recv() => self.settled(done),
                 Some(ready) = prepared.recv() => self.worktree_ready(ready, &mut workers),
                 Some(files) = staged.recv() => self.staged(files, &mut workers),
+                Some((index, cancelled)) = folder_made.recv() => self.folder_made(index, cancelled, &mut workers),
                 Some(folder) = folder_changes.recv() => self.folders_changed(folder, &mut folder_changes),
                 _ = ticker.tick() => {
                     ticks += 1;

@@ -167,6 +167,7 @@ impl Sweep {
         let (staged_tx, staged_rx) = mpsc::unbounded_channel();
         let (plan_changes_tx, plan_changes_rx) = mpsc::unbounded_channel();
         let (usage_tx, usage_rx) = mpsc::unbounded_channel();
+        let (folder_made_tx, folder_made_rx) = mpsc::unbounded_channel();
         let (identified_tx, identified_rx) = mpsc::unbounded_channel();
         let index_of: HashMap<String, usize> = plan
             .tasks
@@ -254,6 +255,8 @@ impl Sweep {
             running: HashSet::new(),
             usage_tx,
             usage_rx: Some(usage_rx),
+            folder_made_tx,
+            folder_made_rx: Some(folder_made_rx),
             identified_tx,
             identified_rx: Some(identified_rx),
             settled_tx,
@@ -313,6 +316,9 @@ pub(super) fn write_task_folder(
         dir.write("prompt.md", task.prompt.as_bytes())?;
     }
     dir.write_json("task.json", record)?;
+    // The worker's log is opened with its first bytes, on the log thread:
+    // made here, so a worker that prints nothing still has one.
+    dir.create(crate::state::layout::WORKER_LOG)?;
     Ok(dir.path().to_path_buf())
 }
 

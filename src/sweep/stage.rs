@@ -110,6 +110,26 @@ impl Sweep {
     }
 }
 
+impl Sweep {
+    /// A task's folder, which its launch waited for, is written (or
+    /// failed, which its launch reports): launch it, unless the run or the
+    /// task was stopped meanwhile, as for [`Sweep::staged`].
+    pub(super) fn folder_made(&mut self, index: usize, cancelled: bool, workers: &mut Workers) {
+        self.set_phase(index, Phase::Pending);
+        if cancelled {
+            self.end_unlaunched(
+                index,
+                TaskStatus::Cancelled,
+                "cancelled by `dispatch cancel`".to_owned(),
+            );
+            return;
+        }
+        if self.interrupted == 0 && self.halted.is_none() {
+            self.launch(index, workers);
+        }
+    }
+}
+
 /// Tests make the launch files slow to write (`DISPATCH_TEST_STAGE_DELAY_MS`)
 /// to show that it holds up no other worker's timeout. Debug builds only:
 /// a release build never reads the variable.
