@@ -354,6 +354,73 @@ fn a_timeout_is_acted_on_while_a_launch_waits_for_its_folder() {
     );
 }
 
+/// Launches that wait for their folders (written side by side, off the
+/// runner's thread) still start in the schedule's order.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn launches_waiting_for_their_folders_keep_the_schedules_order() {
+    let project = Project::new();
+    let priorities = ["low", "normal", "high", "critical", "normal", "high"];
+    let mut manifest = String::from("version: 1\nconcurrency: 6\ntasks:\n");
+    for (i, priority) in priorities.iter().enumerate() {
+        manifest.push_str(&format!(
+            "  t{i}:\n    priority: {priority}\n    command: [AGENT, check-all, done]\n    plan: [One]\n"
+        ));
+    }
+    project.manifest(&manifest);
+    let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_FOLDER_DELAY_MS", "300")]);
+    let events = all_events(&mut child);
+    assert_eq!(
+        child.wait().expect("dispatch ends").code(),
+        Some(0),
+        "{events:?}"
+    );
+    let started: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "task-started")
+        .filter_map(|e| e["task"].as_str())
+        .collect();
+    assert_eq!(started, ["t3", "t2", "t5", "t1", "t4", "t0"], "{events:?}");
+}
+
+/// A task skipped before its folder is written (its need failed) has its
+/// record written with the folder, off the runner's thread: while the
+/// disk stalls, another worker's timeout is still acted on at once.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the delay is read by debug builds only"
+)]
+fn a_timeout_is_acted_on_while_a_skipped_tasks_folder_is_written() {
+    let project = Project::new();
+    // Folders take 2 s each. `failing`'s and `stuck`'s are written side
+    // by side (by the folder thread, which takes `failing` first as
+    // `dependent` needs it, and for `stuck`'s launch), and both start 2 s
+    // in. `failing` ends at once, and `dependent` is skipped while its
+    // folder is still being written, until 4 s; `stuck` times out at 3 s.
+    project.manifest(
+        "version: 1\nconcurrency: 2\ntasks:\n  stuck:\n    priority: critical\n    command: [AGENT, hang]\n    timeout: 1s\n    plan: [One]\n  failing:\n    priority: high\n    command: [AGENT, 'exit:1']\n    plan: [One]\n  dependent:\n    needs: failing\n    command: [AGENT, check-all]\n    plan: [One]\n",
+    );
+    let delay = WRITE_DELAY_MS.to_string();
+    let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_FOLDER_DELAY_MS", &delay)]);
+    let events = all_events(&mut child);
+    child.wait().expect("dispatch ends");
+    let end = ended(&events, "stuck");
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], "timed-out");
+    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    assert!(
+        took < 1700,
+        "the timeout waited for a skipped task's folder: the worker ran {took} ms"
+    );
+    // The skip is on record, not the pending record its folder began with.
+    let record = project.task_json("dependent");
+    assert_eq!(record["status"], "skipped", "{record}");
+}
+
 /// A worker's `worker.log` is opened on the log thread with its first
 /// bytes, not by its launch on the runner's thread.
 #[test]

@@ -222,7 +222,9 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError
     write_state(path, &pretty_json(value))
 }
 
-fn pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
+/// A state file's bytes as dispatch writes them: pretty JSON and a line
+/// break.
+pub fn pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
     text.push(b'\n');
     text

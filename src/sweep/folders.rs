@@ -12,6 +12,12 @@
 //! the thread never overwrites a newer `task.json` with the pending one.
 //! The run waits for the thread before it concludes, so every task of a
 //! finished run has its folder, as the dispatch skill's layout expects.
+//!
+//! The runner's thread never writes a folder or waits for one: a launch
+//! that finds its folder not written has it written, or waited for, on a
+//! blocking thread ([`Folders::ensure_then`]), and a record saved before
+//! its folder is written (a task skipped early) is held ([`Folders::hold`])
+//! and written by whoever writes the folder, over the pending one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,6 +70,10 @@ struct Shared {
     /// How many wait on `ended`: a write ends without a wake (a system
     /// call) when nobody does, as for almost every folder.
     waiting: Mutex<usize>,
+    /// Records (`task.json` bytes) saved while their folder was not
+    /// written, by task: the last one is written over the pending record
+    /// before the folder is marked written, under this lock.
+    held: Mutex<HashMap<usize, Vec<u8>>>,
 }
 
 impl Folders {
@@ -98,6 +108,7 @@ impl Folders {
             errors: Mutex::default(),
             ended: Condvar::new(),
             waiting: Mutex::default(),
+            held: Mutex::default(),
         });
         let thread = if fresh.is_empty() {
             None
@@ -115,12 +126,6 @@ impl Folders {
         Folders { shared, thread }
     }
 
-    /// Make sure task `index`'s folder is written: write it here if nobody
-    /// has, or wait for the thread's write of it to end (one folder).
-    pub(super) fn ensure(&self, index: usize) -> Result<(), StateError> {
-        self.shared.ensure(index)
-    }
-
     /// Whether task `index`'s folder is written, without waiting: what a
     /// launch asks on the runner's thread, which never writes one or waits
     /// for one (a stalled disk would hold up every timeout and Ctrl-C).
@@ -132,7 +137,24 @@ impl Folders {
         }
     }
 
-    /// [`Folders::ensure`] on a blocking thread, then `done`.
+    /// Keep `record` (a `task.json`'s bytes) for task `index`'s folder if
+    /// that is not written yet: it is written with the folder, and the
+    /// caller writes nothing. Handed back when the folder is written (or
+    /// failed): the caller writes it.
+    pub(super) fn hold(&self, index: usize, record: Vec<u8>) -> Result<(), Vec<u8>> {
+        let mut held = self.shared.held();
+        match self.shared.mark(index) {
+            TO_WRITE | WRITING => {
+                held.insert(index, record);
+                Ok(())
+            }
+            _ => Err(record),
+        }
+    }
+
+    /// Make sure task `index`'s folder is written, on a blocking thread
+    /// (write it there if nobody has, or wait for the thread's write of
+    /// it), then `done`.
     pub(super) fn ensure_then(&self, index: usize, done: impl FnOnce() + Send + 'static) {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
@@ -198,18 +220,51 @@ impl Shared {
             }
             None => Ok(()),
         };
-        let mark = match written {
+        let mut mark = match written {
             Ok(()) => WRITTEN,
             Err(e) => {
                 self.errors().insert(index, e.to_string());
                 FAILED
             }
         };
+        // Records saved meanwhile replace the pending one, the last one
+        // last; the mark changes under the same lock, so a later save
+        // either is written here or finds the folder written.
+        let mut held = self.held();
+        while mark == WRITTEN {
+            let Some(record) = held.remove(&index) else {
+                break;
+            };
+            drop(held);
+            if let Err(e) = self.write_record(index, &record) {
+                self.errors().insert(index, e.to_string());
+                mark = FAILED;
+            }
+            held = self.held();
+        }
+        held.remove(&index);
         let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         self.marks[index].store(mark, Ordering::Release);
+        drop(held);
         if *waiting > 0 {
             self.ended.notify_all();
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<u8>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write a held record into task `index`'s folder.
+    fn write_record(&self, index: usize, record: &[u8]) -> Result<(), StateError> {
+        let Some(task) = self.tasks.get(index) else {
+            return Ok(());
+        };
+        let path = self
+            .state
+            .task_dir(&task.id)
+            .join(crate::state::layout::TASK_RECORD);
+        crate::state::write_state(&path, record)
     }
 
     /// Why task `index`'s folder could not be written.

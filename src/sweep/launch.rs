@@ -52,19 +52,12 @@ impl Sweep {
     pub(super) fn launch(&mut self, index: usize, workers: &mut Workers) {
         // Its folder first (written in the background, usually long
         // before): the worktree's setup log and the worker's files go there.
-        // One not written yet is written, or waited for, on a blocking
-        // thread, holding the task's slot; the launch goes on from there.
+        // One not written yet is waited for off this thread (`stage.rs`).
         let folder_failure = match self.task_folders.look(index) {
             super::folders::Look::Written => None,
             super::folders::Look::Failed(e) => Some(e),
             super::folders::Look::Pending => {
-                self.set_phase(index, Phase::Preparing);
-                let made = self.folder_made_tx.clone();
-                let ipc = PathBuf::from(self.slots[index].task.paths.ipc());
-                self.task_folders.ensure_then(index, move || {
-                    let cancelled = super::cancel::requested(&ipc);
-                    let _ = made.send((index, cancelled));
-                });
+                self.launch_in_order(index, workers);
                 return;
             }
         };

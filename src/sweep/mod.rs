@@ -402,6 +402,11 @@ struct Sweep {
     /// With whether `dispatch cancel --task` came meanwhile.
     folder_made_tx: mpsc::UnboundedSender<(usize, bool)>,
     folder_made_rx: Option<mpsc::UnboundedReceiver<(usize, bool)>>,
+    /// Launches waiting for a task folder, in the order they were
+    /// decided; those whose folder is there, with whether their task was
+    /// cancelled meanwhile.
+    awaiting_folder: std::collections::VecDeque<usize>,
+    folders_made: HashMap<usize, bool>,
     /// Workers' start times, read off this thread after their launch.
     identified_tx: mpsc::UnboundedSender<launch::Identified>,
     identified_rx: Option<mpsc::UnboundedReceiver<launch::Identified>>,
@@ -472,20 +477,25 @@ impl Sweep {
 
     /// Write a task's record (on the writer's thread).
     fn save(&mut self, index: usize) {
-        // A record is saved into its folder, which must exist (and never
-        // be written after it with the pending record).
-        if let Err(e) = self.task_folders.ensure(index) {
-            self.emit(Event::Warning {
-                task: Some(self.slots[index].task.id.clone()),
-                message: e.to_string(),
-            });
-        }
         let slot = &mut self.slots[index];
         slot.unsaved = false;
         slot.saved_at = Instant::now();
         self.redactor.scrub_in_place(&mut *slot.record);
         let path = self.state.task_dir(&slot.record.id).join("task.json");
-        self.writer.replace_json(path, &slot.record);
+        let record = state::pretty_json(&slot.record);
+        // A record is saved into its folder, which must exist and never be
+        // written after it with the pending record: one not written yet
+        // takes the record with it (written off this thread).
+        let Err(record) = self.task_folders.hold(index, record) else {
+            return;
+        };
+        if let folders::Look::Failed(e) = self.task_folders.look(index) {
+            self.emit(Event::Warning {
+                task: Some(self.slots[index].task.id.clone()),
+                message: e.to_string(),
+            });
+        }
+        self.writer.replace(path, record);
     }
 
     /// Whether nothing is running, being made or being settled.

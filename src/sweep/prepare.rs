@@ -257,6 +257,8 @@ impl Sweep {
             usage_rx: Some(usage_rx),
             folder_made_tx,
             folder_made_rx: Some(folder_made_rx),
+            awaiting_folder: Default::default(),
+            folders_made: Default::default(),
             identified_tx,
             identified_rx: Some(identified_rx),
             settled_tx,

@@ -224,7 +224,7 @@ impl Sweep {
         };
         for decision in self.scheduler.pass(&self.slots, &limits) {
             match decision {
-                Decision::Launch(index) => self.launch(index, workers),
+                Decision::Launch(index) => self.launch_in_order(index, workers),
                 Decision::Skip(index, reason) => self.skip(index, reason),
             }
         }

@@ -111,21 +111,51 @@ impl Sweep {
 }
 
 impl Sweep {
-    /// A task's folder, which its launch waited for, is written (or
-    /// failed, which its launch reports): launch it, unless the run or the
-    /// task was stopped meanwhile, as for [`Sweep::staged`].
-    pub(super) fn folder_made(&mut self, index: usize, cancelled: bool, workers: &mut Workers) {
-        self.set_phase(index, Phase::Pending);
-        if cancelled {
-            self.end_unlaunched(
-                index,
-                TaskStatus::Cancelled,
-                "cancelled by `dispatch cancel`".to_owned(),
-            );
+    /// Launch a task the schedule decided to start, once its folder is
+    /// written. The runner's thread never writes a folder or waits for one
+    /// (a stalled disk would hold up every timeout and Ctrl-C): one not
+    /// written yet is written, or waited for, on a blocking thread while
+    /// the task holds its slot. Launches keep the order the schedule gave
+    /// them: one whose folder is ready waits behind one that waits.
+    pub(super) fn launch_in_order(&mut self, index: usize, workers: &mut Workers) {
+        let pending = matches!(self.task_folders.look(index), super::folders::Look::Pending);
+        if !pending && self.awaiting_folder.is_empty() {
+            self.launch(index, workers);
             return;
         }
-        if self.interrupted == 0 && self.halted.is_none() {
-            self.launch(index, workers);
+        self.set_phase(index, Phase::Preparing);
+        self.awaiting_folder.push_back(index);
+        let made = self.folder_made_tx.clone();
+        let ipc = PathBuf::from(self.slots[index].task.paths.ipc());
+        // One whose folder is ready still asks, so that it is launched
+        // when its turn comes.
+        self.task_folders.ensure_then(index, move || {
+            let cancelled = super::cancel::requested(&ipc);
+            let _ = made.send((index, cancelled));
+        });
+    }
+
+    /// A task's folder, which its launch waited for, is written (or
+    /// failed, which its launch reports): launch the waiting tasks whose
+    /// turn it is, unless the run or the task was stopped meanwhile, as
+    /// for [`Sweep::staged`].
+    pub(super) fn folder_made(&mut self, index: usize, cancelled: bool, workers: &mut Workers) {
+        self.folders_made.insert(index, cancelled);
+        while let Some(&next) = self.awaiting_folder.front() {
+            let Some(cancelled) = self.folders_made.remove(&next) else {
+                break;
+            };
+            self.awaiting_folder.pop_front();
+            self.set_phase(next, Phase::Pending);
+            if cancelled {
+                self.end_unlaunched(
+                    next,
+                    TaskStatus::Cancelled,
+                    "cancelled by `dispatch cancel`".to_owned(),
+                );
+            } else if self.interrupted == 0 && self.halted.is_none() {
+                self.launch(next, workers);
+            }
         }
     }
 }
