@@ -61,13 +61,13 @@ fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn imports_point_only_down_the_layers() {
+/// Each source file under `src/`, in order: its path there, its top
+/// module (`sweep`, `lib`, `main`) and its text.
+fn each_source(mut visit: impl FnMut(&Path, &str, &str)) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     files.sort();
-    let mut wrong = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&src).expect("under src/");
         let module = relative
@@ -76,13 +76,21 @@ fn imports_point_only_down_the_layers() {
             .and_then(|c| c.as_os_str().to_str())
             .map(|s| s.trim_end_matches(".rs").to_owned())
             .expect("a module name");
-        if module == "lib" || module == "main" {
-            continue;
-        }
-        let own = rank(&module)
-            .unwrap_or_else(|| panic!("src/{module} is in no layer: add it to LAYERS"));
         let text = std::fs::read_to_string(file).expect("a readable source file");
-        for (line, name) in imports(&text) {
+        visit(relative, &module, &text);
+    }
+}
+
+#[test]
+fn imports_point_only_down_the_layers() {
+    let mut wrong = Vec::new();
+    each_source(|relative, module, text| {
+        if module == "lib" || module == "main" {
+            return;
+        }
+        let own =
+            rank(module).unwrap_or_else(|| panic!("src/{module} is in no layer: add it to LAYERS"));
+        for (line, name) in imports(text) {
             match rank(&name) {
                 Some(theirs) if theirs > own => wrong.push(format!(
                     "src/{}:{line}: {module} imports {name}, a layer above it",
@@ -91,7 +99,7 @@ fn imports_point_only_down_the_layers() {
                 _ => {}
             }
         }
-    }
+    });
     assert!(
         wrong.is_empty(),
         "imports that point up:\n{}",
@@ -132,26 +140,15 @@ fn prints(text: &str, reporters: bool) -> Vec<usize> {
 
 #[test]
 fn below_cli_only_the_reporters_write_to_the_terminal() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
-    files.sort();
     let mut wrong = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(&src).expect("under src/");
-        let top = relative
-            .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-            .unwrap_or_default();
-        if top == "cli" || top == "main.rs" {
-            continue;
+    each_source(|relative, module, text| {
+        if module == "cli" || module == "main" {
+            return;
         }
-        let text = std::fs::read_to_string(file).expect("a readable source file");
-        for line in prints(&text, top == "events") {
+        for line in prints(text, module == "events") {
             wrong.push(format!("src/{}:{line}", relative.display()));
         }
-    }
+    });
     assert!(
         wrong.is_empty(),
         "output around the reporters (emit an event instead):\n{}",

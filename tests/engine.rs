@@ -315,9 +315,18 @@ fn a_timeout_is_acted_on_while_a_launch_writes_its_files() {
 
 /// A worker with a short timeout, and beside it two more launched one
 /// after the other (whichever thread makes the first folders, a launch
-/// comes while the first worker runs): what those launches do on a
-/// stalled disk must not hold up its timeout. Returns its recorded run
-/// time.
+/// comes while the first worker runs): with the disk stalled by `delay`
+/// (`WRITE_DELAY_MS`), what those launches do must not hold up its
+/// timeout, which `what` names.
+fn timeout_kept_beside_launches(delay: &str, what: &str) {
+    let ms = WRITE_DELAY_MS.to_string();
+    let (took, _) = first_timeout_beside_a_launch(&[(delay, &ms)]);
+    assert!(
+        took < WRITE_DELAY_MS,
+        "the timeout waited for {what}: the worker ran {took} ms"
+    );
+}
+
 fn first_timeout_beside_a_launch(env: &[(&str, &str)]) -> (u64, Vec<Value>) {
     let project = Project::new();
     project.manifest(
@@ -346,12 +355,7 @@ fn first_timeout_beside_a_launch(env: &[(&str, &str)]) -> (u64, Vec<Value>) {
     ignore = "the delay is read by debug builds only"
 )]
 fn a_timeout_is_acted_on_while_a_launch_waits_for_its_folder() {
-    let delay = WRITE_DELAY_MS.to_string();
-    let (took, _) = first_timeout_beside_a_launch(&[("DISPATCH_TEST_FOLDER_DELAY_MS", &delay)]);
-    assert!(
-        took < WRITE_DELAY_MS,
-        "the timeout waited for another task's folder: the worker ran {took} ms"
-    );
+    timeout_kept_beside_launches("DISPATCH_TEST_FOLDER_DELAY_MS", "another task's folder");
 }
 
 /// Launches that wait for their folders (written side by side, off the
@@ -429,11 +433,9 @@ fn a_timeout_is_acted_on_while_a_skipped_tasks_folder_is_written() {
     ignore = "the delay is read by debug builds only"
 )]
 fn a_timeout_is_acted_on_while_a_launch_opens_its_log() {
-    let delay = WRITE_DELAY_MS.to_string();
-    let (took, _) = first_timeout_beside_a_launch(&[("DISPATCH_TEST_WRITE_DELAY_MS", &delay)]);
-    assert!(
-        took < WRITE_DELAY_MS,
-        "the timeout waited for another worker's log to open: the worker ran {took} ms"
+    timeout_kept_beside_launches(
+        "DISPATCH_TEST_WRITE_DELAY_MS",
+        "another worker's log to open",
     );
 }
 

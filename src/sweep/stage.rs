@@ -9,6 +9,10 @@
 //! the task holds its worker slot ([`Phase::Preparing`]) while the files
 //! are written, and launches when they are back, unless the run was
 //! interrupted, halted or the task cancelled meanwhile.
+//!
+//! So is a launch whose task folder the folder thread has not written yet
+//! ([`Sweep::launch_in_order`]); those wait in one queue, so that they
+//! start in the order the schedule gave them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
