@@ -398,15 +398,8 @@ struct Sweep {
     plan_changes: Option<mpsc::UnboundedReceiver<plans::Read>>,
     usage_tx: mpsc::UnboundedSender<launch::UsageUpdate>,
     usage_rx: Option<mpsc::UnboundedReceiver<launch::UsageUpdate>>,
-    /// Task folders a launch waited for, written off this thread.
-    /// With whether `dispatch cancel --task` came meanwhile.
-    folder_made_tx: mpsc::UnboundedSender<(usize, bool)>,
-    folder_made_rx: Option<mpsc::UnboundedReceiver<(usize, bool)>>,
-    /// Launches waiting for a task folder, in the order they were
-    /// decided; those whose folder is there, with whether their task was
-    /// cancelled meanwhile.
-    awaiting_folder: std::collections::VecDeque<usize>,
-    folders_made: HashMap<usize, bool>,
+    /// Launches waiting for their task folder, written off this thread.
+    folder_waits: stage::FolderWaits,
     /// Workers' start times, read off this thread after their launch.
     identified_tx: mpsc::UnboundedSender<launch::Identified>,
     identified_rx: Option<mpsc::UnboundedReceiver<launch::Identified>>,
@@ -475,7 +468,7 @@ impl Sweep {
         }
     }
 
-    /// Write a task's record (on the writer's thread).
+    /// Write a task's record (on the writer's thread, or with its folder).
     fn save(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         slot.unsaved = false;
@@ -547,7 +540,7 @@ impl Sweep {
         let mut prepared = take(&mut self.prepared_rx);
         let mut settled = take(&mut self.settled_rx);
         let mut staged = take(&mut self.staged_rx);
-        let mut folder_made = take(&mut self.folder_made_rx);
+        let mut folder_made = take(&mut self.folder_waits.made_rx);
         let mut ticks: u64 = 0;
         let mut typed = if self.interactive {
             conversation::stdin_lines()

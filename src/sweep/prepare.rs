@@ -167,7 +167,6 @@ impl Sweep {
         let (staged_tx, staged_rx) = mpsc::unbounded_channel();
         let (plan_changes_tx, plan_changes_rx) = mpsc::unbounded_channel();
         let (usage_tx, usage_rx) = mpsc::unbounded_channel();
-        let (folder_made_tx, folder_made_rx) = mpsc::unbounded_channel();
         let (identified_tx, identified_rx) = mpsc::unbounded_channel();
         let index_of: HashMap<String, usize> = plan
             .tasks
@@ -255,10 +254,7 @@ impl Sweep {
             running: HashSet::new(),
             usage_tx,
             usage_rx: Some(usage_rx),
-            folder_made_tx,
-            folder_made_rx: Some(folder_made_rx),
-            awaiting_folder: Default::default(),
-            folders_made: Default::default(),
+            folder_waits: super::stage::FolderWaits::new(),
             identified_tx,
             identified_rx: Some(identified_rx),
             settled_tx,

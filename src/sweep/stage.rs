@@ -14,6 +14,7 @@
 //! ([`Sweep::launch_in_order`]); those wait in one queue, so that they
 //! start in the order the schedule gave them.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -114,6 +115,30 @@ impl Sweep {
     }
 }
 
+/// Launches waiting for their task folder.
+pub(super) struct FolderWaits {
+    /// A folder is there (or failed), with whether `dispatch cancel
+    /// --task` came meanwhile.
+    made_tx: mpsc::UnboundedSender<(usize, bool)>,
+    pub(super) made_rx: Option<mpsc::UnboundedReceiver<(usize, bool)>>,
+    /// In the order they were decided.
+    waiting: VecDeque<usize>,
+    /// Those whose folder is there, with whether their task was cancelled.
+    made: HashMap<usize, bool>,
+}
+
+impl FolderWaits {
+    pub(super) fn new() -> Self {
+        let (made_tx, made_rx) = mpsc::unbounded_channel();
+        FolderWaits {
+            made_tx,
+            made_rx: Some(made_rx),
+            waiting: VecDeque::new(),
+            made: HashMap::new(),
+        }
+    }
+}
+
 impl Sweep {
     /// Launch a task the schedule decided to start, once its folder is
     /// written. The runner's thread never writes a folder or waits for one
@@ -123,13 +148,13 @@ impl Sweep {
     /// them: one whose folder is ready waits behind one that waits.
     pub(super) fn launch_in_order(&mut self, index: usize, workers: &mut Workers) {
         let pending = matches!(self.task_folders.look(index), super::folders::Look::Pending);
-        if !pending && self.awaiting_folder.is_empty() {
+        if !pending && self.folder_waits.waiting.is_empty() {
             self.launch(index, workers);
             return;
         }
         self.set_phase(index, Phase::Preparing);
-        self.awaiting_folder.push_back(index);
-        let made = self.folder_made_tx.clone();
+        self.folder_waits.waiting.push_back(index);
+        let made = self.folder_waits.made_tx.clone();
         let ipc = PathBuf::from(self.slots[index].task.paths.ipc());
         // One whose folder is ready still asks, so that it is launched
         // when its turn comes.
@@ -144,12 +169,12 @@ impl Sweep {
     /// turn it is, unless the run or the task was stopped meanwhile, as
     /// for [`Sweep::staged`].
     pub(super) fn folder_made(&mut self, index: usize, cancelled: bool, workers: &mut Workers) {
-        self.folders_made.insert(index, cancelled);
-        while let Some(&next) = self.awaiting_folder.front() {
-            let Some(cancelled) = self.folders_made.remove(&next) else {
+        self.folder_waits.made.insert(index, cancelled);
+        while let Some(&next) = self.folder_waits.waiting.front() {
+            let Some(cancelled) = self.folder_waits.made.remove(&next) else {
                 break;
             };
-            self.awaiting_folder.pop_front();
+            self.folder_waits.waiting.pop_front();
             self.set_phase(next, Phase::Pending);
             if cancelled {
                 self.end_unlaunched(
