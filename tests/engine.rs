@@ -69,6 +69,15 @@ fn ended<'a>(events: &'a [Value], task: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The recorded run time of `task`, which must have ended once, with
+/// `status`.
+fn run_time(events: &[Value], task: &str, status: &str) -> u64 {
+    let end = ended(events, task);
+    assert_eq!(end.len(), 1, "{events:?}");
+    assert_eq!(end[0]["status"], status);
+    end[0]["duration_ms"].as_u64().expect("a duration")
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -92,12 +101,9 @@ fn a_timeout_is_acted_on_while_state_writes_stall() {
     let events = all_events(&mut child);
     let status = child.wait().expect("dispatch ends");
     assert_eq!(status.code(), Some(1), "{events:?}");
-    let end = ended(&events, "stuck");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "timed-out");
     // Its start is written (after a delay) once it is spawned; the worker
     // was stopped at its timeout, well before that write could end.
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    let took = run_time(&events, "stuck", "timed-out");
     assert!(
         took < WRITE_DELAY_MS,
         "the timeout waited for a state write: the worker ran {took} ms"
@@ -137,10 +143,7 @@ fn a_timeout_is_acted_on_while_worker_log_writes_stall() {
     let events = all_events(&mut child);
     let status = child.wait().expect("dispatch ends");
     assert_eq!(status.code(), Some(1), "{events:?}");
-    let end = ended(&events, "chatty");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "timed-out");
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    let took = run_time(&events, "chatty", "timed-out");
     assert!(
         took < WRITE_DELAY_MS,
         "the timeout waited for worker.log writes: the worker ran {took} ms"
@@ -176,10 +179,7 @@ fn ctrl_c_is_acted_on_while_state_writes_stall() {
     let events = all_events(&mut child);
     let status = child.wait().expect("dispatch ends");
     assert_eq!(status.code(), Some(130), "{events:?}");
-    let end = ended(&events, "long");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "cancelled");
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    let took = run_time(&events, "long", "cancelled");
     assert!(
         took < WRITE_DELAY_MS,
         "Ctrl-C waited for a state write: the worker ran {took} ms"
@@ -293,10 +293,7 @@ fn a_timeout_is_acted_on_while_a_launch_writes_its_files() {
     );
     let events = all_events(&mut child);
     child.wait().expect("dispatch ends");
-    let end = ended(&events, "stuck");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "timed-out");
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    let took = run_time(&events, "stuck", "timed-out");
     assert!(
         took < WRITE_DELAY_MS,
         "the timeout waited for another task's launch files: the worker ran {took} ms"
@@ -335,15 +332,12 @@ fn first_timeout_beside_a_launch(env: &[(&str, &str)]) -> (u64, Vec<Value>) {
     let mut child = spawn_run(&project, &[], env);
     let events = all_events(&mut child);
     child.wait().expect("dispatch ends");
-    let end = ended(&events, "stuck");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "timed-out");
+    let took = run_time(&events, "stuck", "timed-out");
     let second = ended(&events, "second");
     assert_eq!(second.len(), 1, "the second task still ran: {events:?}");
     assert_eq!(second[0]["status"], "complete", "{events:?}");
     let log = project.task_file("second", "worker.log");
     assert!(log.contains("hello"), "its output is logged: {log:?}");
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
     (took, events)
 }
 
@@ -412,10 +406,7 @@ fn a_timeout_is_acted_on_while_a_skipped_tasks_folder_is_written() {
     let mut child = spawn_run(&project, &[], &[("DISPATCH_TEST_FOLDER_DELAY_MS", &delay)]);
     let events = all_events(&mut child);
     child.wait().expect("dispatch ends");
-    let end = ended(&events, "stuck");
-    assert_eq!(end.len(), 1, "{events:?}");
-    assert_eq!(end[0]["status"], "timed-out");
-    let took = end[0]["duration_ms"].as_u64().expect("a duration");
+    let took = run_time(&events, "stuck", "timed-out");
     assert!(
         took < 1700,
         "the timeout waited for a skipped task's folder: the worker ran {took} ms"
