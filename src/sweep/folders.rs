@@ -2,16 +2,17 @@
 //! already run.
 //!
 //! A fresh task's folder (`ipc/`, `plan.md`, `prompt.md` where the backend
-//! reads it, `task.json`) is five file-system entries; at 50,000 tasks that
-//! is a quarter of a million, which took minutes on a loaded machine when
-//! every one was written before the first launch. Now one thread writes
-//! them in schedule order, and the runner makes sure of a task's folder
-//! only where it needs it: before the task launches and before its record
-//! is first saved. Whoever comes first writes it (a claim per task, so it
-//! is written exactly once), and a claim the thread holds is waited for, so
-//! the thread never overwrites a newer `task.json` with the pending one.
-//! The run waits for the thread before it concludes, so every task of a
-//! finished run has its folder, as the dispatch skill's layout expects.
+//! reads it, `task.json`, an empty `worker.log`) is up to six file-system
+//! entries; at 50,000 tasks that is a quarter of a million, which took
+//! minutes on a loaded machine when every one was written before the first
+//! launch. Now one thread writes them in schedule order, and a task's
+//! folder is made sure of only where it is needed: before the task
+//! launches and before its record is first saved. Whoever comes first
+//! writes it (a claim per task, so it is written exactly once), and a claim
+//! another holds is waited for, so a newer `task.json` is never overwritten
+//! with the pending one. The run waits for the thread before it concludes,
+//! so every task of a finished run has its folder, as the dispatch skill's
+//! layout expects.
 //!
 //! The runner's thread never writes a folder or waits for one: a launch
 //! that finds its folder not written has it written, or waited for, on a

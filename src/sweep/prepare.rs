@@ -291,10 +291,9 @@ impl Sweep {
 }
 
 /// Write a task's folder for a new run: the earlier run's folder archived,
-/// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it, and
-/// `task.json`. Returns the folder.
-/// Write a task's folder; made inside `folders` when the tasks folder is
-/// held open, else by its path.
+/// then `ipc/`, `plan.md`, `prompt.md` where the backend reads it,
+/// `task.json` and an empty `worker.log`. Made inside `folders` when the
+/// tasks folder is held open, else by its path. Returns the folder.
 pub(super) fn write_task_folder(
     state: &StateDir,
     folders: Option<&state::TaskFolders>,
